@@ -1,0 +1,119 @@
+#include "cmd/options.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <iostream>
+#include <sstream>
+#include <vector>
+
+#include "engine/base/threads.h"
+
+namespace dsv3::cmd {
+
+int ExitCodeFor(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kOk: return kExitOk;
+    case StatusCode::kInvalidInput:
+    case StatusCode::kNotFound: return kExitUsage;
+    case StatusCode::kRuntime: return kExitRuntime;
+  }
+  return kExitRuntime;
+}
+
+int ReportError(const std::string& command, const Status& s) {
+  std::cerr << "dsv3 " << command << ": error: " << s.message() << "\n";
+  return ExitCodeFor(s);
+}
+
+OptionParser::OptionParser(std::string command, std::string summary)
+    : command_(std::move(command)), summary_(std::move(summary)), desc_("Options") {
+  desc_.add_options()("help,h", "show this help")(
+      "config", po::value<std::string>(), "YAML file whose keys are option names (the command line wins)");
+}
+
+void OptionParser::AddModelOptions(bool model_path_required) {
+  model_options_ = true;
+  auto mp = po::value<std::string>();
+  if (model_path_required) mp->required();
+  desc_.add_options()("model-path", mp, "checkpoint directory (config.json + safetensors)")(
+      "device", po::value<std::string>()->default_value("cpu"), "cpu | cuda:0 | cuda:0-7")(
+      "batch-size", po::value<int>()->default_value(1), "sequences processed together")(
+      "max-seq-len", po::value<int>()->default_value(4096), "longest sequence (sizes the KV cache)")(
+      "threads", po::value<int>()->default_value(0), "CPU threads (0: all cores)")(
+      "seed", po::value<uint64_t>()->default_value(0), "random seed");
+}
+
+std::string OptionParser::Usage() const {
+  std::ostringstream os;
+  os << "usage: dsv3 " << command_ << " [options]\n" << summary_ << "\n\n" << desc_;
+  return os.str();
+}
+
+namespace {
+std::string ScalarOrJoined(const YAML::Node& n) {
+  if (n.IsSequence()) {
+    std::string s;
+    for (size_t i = 0; i < n.size(); ++i) s += (i ? "," : "") + n[i].as<std::string>();
+    return s;
+  }
+  return n.as<std::string>();
+}
+}  // namespace
+
+Status OptionParser::Parse(int argc, char** argv) {
+  try {
+    po::parsed_options parsed = po::command_line_parser(argc - 1, argv + 1).options(desc_).run();
+    po::store(parsed, vm_);
+    if (vm_.count("help")) {
+      help_ = true;
+      std::cout << Usage();
+      return Status::Ok();
+    }
+    if (vm_.count("config")) {
+      const std::string path = vm_["config"].as<std::string>();
+      YAML::Node root;
+      try {
+        root = YAML::LoadFile(path);
+      } catch (const YAML::BadFile&) {
+        return Status::NotFound(path + ": no such file");
+      } catch (const YAML::Exception& e) {
+        return Status::Invalid(path + ": not valid YAML: " + e.what());
+      }
+      if (!root.IsMap()) return Status::Invalid(path + ": options file must be a YAML mapping");
+      std::vector<std::string> args;
+      for (const auto& kv : root) {
+        std::string key = kv.first.as<std::string>();
+        if (key == "config") return Status::Invalid(path + ": \"config\" cannot be nested");
+        if (!desc_.find_nothrow(key, false))
+          return Status::Invalid(path + ": unknown option \"" + key + "\" for dsv3 " + command_);
+        if (kv.second.IsScalar() && (kv.second.as<std::string>() == "true") &&
+            desc_.find(key, false).semantic()->max_tokens() == 0) {
+          args.push_back("--" + key);
+        } else if (kv.second.IsMap()) {
+          return Status::Invalid(path + ": option \"" + key + "\" must be a scalar or a list");
+        } else {
+          args.push_back("--" + key + "=" + ScalarOrJoined(kv.second));
+        }
+      }
+      po::store(po::command_line_parser(args).options(desc_).run(), vm_);  // first store wins
+    }
+    po::notify(vm_);
+  } catch (const po::error& e) {
+    return Status::Invalid(std::string(e.what()) + " (see dsv3 " + command_ + " --help)");
+  }
+  return Status::Ok();
+}
+
+Status ApplyCommonModelOptions(const OptionParser& opts) {
+  int threads = opts.Get<int>("threads");
+  if (threads < 0) return Status::Invalid("--threads must be >= 0");
+  if (opts.Get<int>("batch-size") < 1) return Status::Invalid("--batch-size must be >= 1");
+  if (opts.Get<int>("max-seq-len") < 1) return Status::Invalid("--max-seq-len must be >= 1");
+  SetNumThreads(threads);
+  const std::string device = opts.Get<std::string>("device");
+  if (device != "cpu" && device.rfind("cuda", 0) != 0)
+    return Status::Invalid("--device must be cpu, cuda:N or cuda:A-B, got \"" + device + "\"");
+  return Status::Ok();
+}
+
+}  // namespace dsv3::cmd

@@ -1,0 +1,59 @@
+// Command-line options, declared once per subcommand with Boost.Program_options. Any option
+// may also come from `--config FILE.yaml` (keys are the long option names without "--");
+// the command line wins. Unknown flags, unknown YAML keys and bad values are usage errors.
+#pragma once
+
+#include <boost/program_options.hpp>
+#include <string>
+
+#include "engine/base/status.h"
+
+namespace dsv3::cmd {
+
+namespace po = boost::program_options;
+
+constexpr int kExitOk = 0;
+constexpr int kExitRuntime = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitRegression = 3;
+
+// Maps a Status onto the CLI's exit codes: input errors 2, runtime errors 1.
+int ExitCodeFor(const Status& s);
+// Prints "dsv3 CMD: error: MESSAGE" on stderr and returns the exit code.
+int ReportError(const std::string& command, const Status& s);
+
+class OptionParser {
+ public:
+  OptionParser(std::string command, std::string summary);
+
+  po::options_description_easy_init Add() { return desc_.add_options(); }
+  // --model-path --device --batch-size --max-seq-len --threads --seed, shared by every
+  // model-running command.
+  void AddModelOptions(bool model_path_required = true);
+
+  // Parses argv (argv[0] is the subcommand) and then --config. Returns a usage error on
+  // unknown or malformed options. When --help was given, help() is true and the usage was
+  // printed.
+  Status Parse(int argc, char** argv);
+  bool help() const { return help_; }
+
+  bool Has(const char* name) const { return vm_.count(name) && !vm_[name].defaulted(); }
+  template <typename T>
+  T Get(const char* name) const {
+    return vm_[name].as<T>();
+  }
+  const po::variables_map& vm() const { return vm_; }
+  std::string Usage() const;
+
+ private:
+  std::string command_, summary_;
+  po::options_description desc_;
+  po::variables_map vm_;
+  bool help_ = false;
+  bool model_options_ = false;
+};
+
+// Applies --threads and --device; returns a usage error for a device we cannot use.
+Status ApplyCommonModelOptions(const OptionParser& opts);
+
+}  // namespace dsv3::cmd

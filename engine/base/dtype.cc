@@ -1,0 +1,119 @@
+#include "engine/base/dtype.h"
+
+#include <array>
+#include <cmath>
+
+namespace dsv3 {
+
+namespace {
+struct DTypeInfo {
+  DType type;
+  const char* name;
+  size_t size;
+};
+constexpr DTypeInfo kTable[] = {
+    {DType::kF32, "F32", 4},    {DType::kF16, "F16", 2}, {DType::kBF16, "BF16", 2},
+    {DType::kF8E4M3, "F8_E4M3", 1}, {DType::kI8, "I8", 1},   {DType::kU8, "U8", 1},
+    {DType::kI32, "I32", 4},    {DType::kI64, "I64", 8},
+};
+
+constexpr float Pow2(int e) {
+  float r = 1.0f;
+  for (; e > 0; --e) r *= 2.0f;
+  for (; e < 0; ++e) r *= 0.5f;
+  return r;
+}
+
+// Built at compile time so no static-initialisation order can observe an empty table.
+constexpr std::array<float, 256> MakeE4M3Table() {
+  std::array<float, 256> t{};
+  for (int v = 0; v < 256; ++v) {
+    int sign = v >> 7, exp = (v >> 3) & 0xf, man = v & 7;
+    float mag;
+    if (exp == 0xf && man == 7) {
+      mag = __builtin_nanf("");
+    } else if (exp == 0) {
+      mag = static_cast<float>(man) / 8.0f * Pow2(-6);  // subnormal
+    } else {
+      mag = (1.0f + static_cast<float>(man) / 8.0f) * Pow2(exp - 7);
+    }
+    t[v] = sign ? -mag : mag;
+  }
+  return t;
+}
+constexpr std::array<float, 256> kE4M3Array = MakeE4M3Table();
+}  // namespace
+
+const float* const kE4M3ToF32 = kE4M3Array.data();
+
+size_t DTypeSize(DType t) {
+  for (const auto& e : kTable)
+    if (e.type == t) return e.size;
+  return 0;
+}
+
+const char* DTypeName(DType t) {
+  for (const auto& e : kTable)
+    if (e.type == t) return e.name;
+  return "?";
+}
+
+std::optional<DType> ParseDType(std::string_view name) {
+  for (const auto& e : kTable)
+    if (name == e.name) return e.type;
+  return std::nullopt;
+}
+
+float F16ToF32(uint16_t h) {
+  uint32_t sign = (h >> 15) & 1, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+  float mag;
+  if (exp == 0) {
+    mag = std::ldexp(static_cast<float>(man), -24);
+  } else if (exp == 31) {
+    mag = man ? NAN : INFINITY;
+  } else {
+    mag = std::ldexp(1.0f + static_cast<float>(man) / 1024.0f, static_cast<int>(exp) - 15);
+  }
+  return sign ? -mag : mag;
+}
+
+uint16_t F32ToF16(float f) {
+  // Via the hardware-free route: convert through double rounding is fine for tests and
+  // writers; the hot paths never write F16.
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000);
+  float a = std::fabs(f);
+  if (std::isnan(f)) return sign | 0x7e00;
+  if (a >= 65520.0f) return sign | 0x7c00;
+  if (a < std::ldexp(1.0f, -14)) {  // subnormal: multiples of 2^-24
+    int m = static_cast<int>(std::nearbyint(a * std::ldexp(1.0f, 24)));
+    return sign | static_cast<uint16_t>(m);
+  }
+  int e;
+  float m = std::frexp(a, &e);  // a = m * 2^e, m in [0.5,1)
+  int man = static_cast<int>(std::nearbyint((m * 2.0f - 1.0f) * 1024.0f));
+  int exp = e - 1 + 15;
+  if (man == 1024) { man = 0; ++exp; }
+  if (exp >= 31) return sign | 0x7c00;
+  return sign | static_cast<uint16_t>(exp << 10) | static_cast<uint16_t>(man);
+}
+
+uint8_t F32ToE4M3(float f) {
+  if (std::isnan(f)) return 0x7f;
+  uint8_t sign = std::signbit(f) ? 0x80 : 0;
+  float a = std::fabs(f);
+  if (a >= kE4M3Max) return sign | 0x7e;  // saturate to 448
+  // Find the nearest representable value by searching the (monotonic) positive table.
+  // Binary search over codes 0..0x7e, ties to even code (even mantissa).
+  int lo = 0, hi = 0x7e;
+  while (hi - lo > 1) {
+    int mid = (lo + hi) / 2;
+    if (kE4M3Array[mid] <= a) lo = mid; else hi = mid;
+  }
+  float dlo = a - kE4M3Array[lo], dhi = kE4M3Array[hi] - a;
+  int code = (dlo < dhi) ? lo : (dhi < dlo) ? hi : ((lo & 1) ? hi : lo);
+  return sign | static_cast<uint8_t>(code);
+}
+
+}  // namespace dsv3

@@ -1,0 +1,18 @@
+// A persistent thread pool: threads are created once and reused by every parallel loop,
+// so no operator pays for thread creation (decode runs thousands of small ops per token).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+namespace dsv3 {
+
+// Sets the number of worker threads (including the caller). 0 means hardware concurrency.
+void SetNumThreads(int n);
+int NumThreads();
+
+// Runs fn(begin, end) over [0, n) split into contiguous chunks, one per thread, and waits.
+// Chunks are at least `grain` items. Nested calls run inline on the calling thread.
+void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+}  // namespace dsv3

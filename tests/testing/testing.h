@@ -1,0 +1,50 @@
+// Test helpers: where ../shared is (tests that need it skip when it is absent), temp dirs,
+// running the dsv3 binary, and tensor comparison that reports the worst element.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "engine/tensor/tensor.h"
+
+namespace dsv3::testing {
+
+// ../shared next to the source tree, or "" when absent.
+std::string SharedDir();
+std::string SourceDir();
+std::string Dsv3Binary();
+
+#define DSV3_REQUIRE_SHARED()                                                       \
+  do {                                                                              \
+    if (::dsv3::testing::SharedDir().empty())                                       \
+      GTEST_SKIP() << "../shared is absent (a user's fresh clone): skipping a test " \
+                      "that reads the shared reference data";                       \
+  } while (0)
+
+// A fresh directory under $TMPDIR removed when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string Join(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+// Runs `dsv3 ARGS...` (no shell), capturing stdout and stderr.
+RunResult RunDsv3(const std::vector<std::string>& args);
+
+// Max |a-b| over two float arrays; on failure the message names the worst index and values.
+::testing::AssertionResult AllClose(const float* a, const float* b, int64_t n, double atol,
+                                    const std::string& what = "");
+
+}  // namespace dsv3::testing
