@@ -3,10 +3,10 @@
 namespace dsv3::cmd {
 
 const Command kCommands[] = {
-
-
-
-
+    {"info", "architecture, parameter counts, dtypes and memory plan of a checkpoint", RunInfo},
+    {"init", "write a random-init checkpoint from a YAML preset", RunInit},
+    {"logits", "write the logits of a token sequence to a safetensors file", RunLogits},
+    {"generate", "greedy or sampled generation, streamed", RunGenerate},
     {nullptr, nullptr, nullptr},
 };
 

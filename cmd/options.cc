@@ -69,7 +69,7 @@ Status OptionParser::Parse(int argc, char** argv) {
       std::cout << Usage();
       return Status::Ok();
     }
-    if (vm_.count("config")) {
+    if (vm_.count("config") && config_is_options_file_) {
       const std::string path = vm_["config"].as<std::string>();
       YAML::Node root;
       try {

@@ -36,6 +36,8 @@ class OptionParser {
   // printed.
   Status Parse(int argc, char** argv);
   bool help() const { return help_; }
+  // For `dsv3 init`, whose --config names a model preset rather than an options file.
+  void TreatConfigAsPlainValue() { config_is_options_file_ = false; }
 
   bool Has(const char* name) const { return vm_.count(name) && !vm_[name].defaulted(); }
   template <typename T>
@@ -51,6 +53,7 @@ class OptionParser {
   po::variables_map vm_;
   bool help_ = false;
   bool model_options_ = false;
+  bool config_is_options_file_ = true;
 };
 
 // Applies --threads and --device; returns a usage error for a device we cannot use.

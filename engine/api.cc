@@ -1,0 +1,281 @@
+#include "engine/api.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "engine/base/file.h"
+#include "engine/io/checkpoint.h"
+#include "engine/kernels/ops.h"
+#include "engine/model/transformer.h"
+#include "engine/model/weights.h"
+
+namespace dsv3 {
+
+struct Model::Pending {
+  int64_t slot = 0;
+  const std::vector<int32_t>* tokens = nullptr;
+  int64_t next = 0;       // next position to feed
+  int64_t end = 0;        // feed positions [next, end)
+  int64_t want_from = 0;  // logits wanted for positions >= want_from
+};
+
+namespace {
+double Seconds(std::chrono::steady_clock::time_point a) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
+}
+}  // namespace
+
+Model::~Model() = default;
+
+StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir, const ModelOptions& options) {
+  if (options.max_seq_len < 1 || options.batch_size < 1 || options.max_step_tokens < 1)
+    return Status::Invalid("max_seq_len, batch_size and max_step_tokens must be positive");
+  std::unique_ptr<Model> m(new Model());
+  m->options_ = options;
+  ASSIGN_OR_RETURN(m->config_, LoadHfConfig(JoinPath(dir, "config.json")));
+  ASSIGN_OR_RETURN(m->checkpoint_, Checkpoint::Open(dir));
+  LoadReport report;
+  ASSIGN_OR_RETURN(ModelWeights weights, BindWeights(m->config_, *m->checkpoint_, &report));
+  m->unused_tensors_ = report.unused_tensors;
+  m->mtp_loaded_ = report.mtp_loaded;
+  TransformerOptions t;
+  t.max_seq_len = options.max_seq_len;
+  t.slots = options.batch_size;
+  t.max_step_tokens = options.max_step_tokens;
+  t.attn_impl = options.naive_attention ? AttnImpl::kNaive : AttnImpl::kAbsorb;
+  m->transformer_ = std::make_unique<Transformer>(m->config_, weights, t);
+  m->slot_tokens_.assign(static_cast<size_t>(options.batch_size), {});
+  m->logits_buf_.resize(static_cast<size_t>(options.max_step_tokens * m->config_.vocab_size));
+  return m;
+}
+
+uint64_t Model::checkpoint_bytes() const { return checkpoint_->TotalBytes(); }
+int64_t Model::kv_cache_bytes() const { return transformer_->cache().bytes(); }
+
+Status Model::CheckIds(const std::vector<int32_t>& ids) const {
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] < 0 || ids[i] >= config_.vocab_size)
+      return Status::Invalid("token id " + std::to_string(ids[i]) + " at index " + std::to_string(i) +
+                             " is outside the vocabulary [0, " + std::to_string(config_.vocab_size) + ")");
+  if (static_cast<int64_t>(ids.size()) > options_.max_seq_len)
+    return Status::Invalid("sequence of " + std::to_string(ids.size()) + " tokens exceeds --max-seq-len " +
+                           std::to_string(options_.max_seq_len));
+  return Status::Ok();
+}
+
+void Model::Feed(std::vector<Pending>& pending, const std::function<void(size_t, int64_t, const float*)>& on_row) {
+  const int64_t cap = options_.max_step_tokens, V = config_.vocab_size;
+  std::vector<int32_t> step_tokens(static_cast<size_t>(cap));
+  std::vector<SeqChunk> chunks;
+  std::vector<int64_t> rows;
+  std::vector<std::pair<size_t, int64_t>> owners;  // pending index, position
+  for (auto& p : pending) slot_tokens_[p.slot].resize(static_cast<size_t>(std::min<int64_t>(p.next, slot_tokens_[p.slot].size())));
+  for (;;) {
+    chunks.clear();
+    rows.clear();
+    owners.clear();
+    int64_t N = 0;
+    for (size_t i = 0; i < pending.size() && N < cap; ++i) {
+      Pending& p = pending[i];
+      if (p.next >= p.end) continue;
+      const int64_t n = std::min(p.end - p.next, cap - N);
+      chunks.push_back({p.slot, p.next, n, N});
+      auto& cached = slot_tokens_[p.slot];
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t pos = p.next + j;
+        step_tokens[N + j] = (*p.tokens)[pos];
+        cached.push_back((*p.tokens)[pos]);
+        if (pos >= p.want_from) {
+          rows.push_back(N + j);
+          owners.push_back({i, pos});
+        }
+      }
+      p.next += n;
+      N += n;
+    }
+    if (chunks.empty()) return;
+    transformer_->Forward(step_tokens.data(), chunks, rows, logits_buf_.data());
+    for (size_t r = 0; r < rows.size(); ++r) on_row(owners[r].first, owners[r].second, logits_buf_.data() + r * V);
+  }
+}
+
+Status Model::Logits(const std::vector<int32_t>& ids, int64_t decode_from, std::vector<float>* logits,
+                     ForwardTrace* trace) {
+  RETURN_IF_ERROR(CheckIds(ids));
+  const int64_t T = static_cast<int64_t>(ids.size()), V = config_.vocab_size;
+  if (T == 0) return Status::Invalid("no token ids given");
+  if (decode_from < 0 || decode_from > T) return Status::Invalid("--decode-from must be between 1 and the number of ids");
+  slot_tokens_[0].clear();
+  const int64_t first_row = decode_from > 0 ? decode_from - 1 : 0;
+  logits->assign(static_cast<size_t>((T - first_row) * V), 0.0f);
+  auto keep = [&](size_t, int64_t pos, const float* row) {
+    std::copy(row, row + V, logits->begin() + (pos - first_row) * V);
+  };
+  if (trace) {
+    // A trace covers one forward step: the whole prefill at once.
+    if (decode_from > 0 || T > options_.max_step_tokens)
+      return Status::Invalid("layer dumps need a single prefill step (no --decode-from, at most max_step_tokens ids)");
+    std::vector<SeqChunk> chunks{{0, 0, T, 0}};
+    std::vector<int64_t> rows(static_cast<size_t>(T));
+    for (int64_t i = 0; i < T; ++i) rows[i] = i;
+    transformer_->Forward(ids.data(), chunks, rows, logits->data(), trace);
+    slot_tokens_[0] = ids;
+    return Status::Ok();
+  }
+  std::vector<Pending> pending(1);
+  pending[0] = {0, &ids, 0, decode_from > 0 ? decode_from : T, first_row};
+  Feed(pending, keep);
+  for (int64_t pos = decode_from > 0 ? decode_from : T; pos < T; ++pos) {
+    pending[0] = {0, &ids, pos, pos + 1, pos};
+    Feed(pending, keep);
+  }
+  return Status::Ok();
+}
+
+int64_t Model::PickSlot(const std::vector<int32_t>& tokens, const std::vector<bool>& taken) const {
+  int64_t best = -1, best_len = -1;
+  for (int64_t s = 0; s < static_cast<int64_t>(slot_tokens_.size()); ++s) {
+    if (taken[s]) continue;
+    const auto& cached = slot_tokens_[s];
+    const int64_t n = std::min(cached.size(), tokens.size());
+    int64_t common = 0;
+    while (common < n && cached[common] == tokens[common]) ++common;
+    if (common > best_len) {
+      best = s;
+      best_len = common;
+    }
+  }
+  return best;
+}
+
+StatusOr<std::vector<ScoreResult>> Model::Score(const std::vector<ScoreRequest>& requests) {
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const auto& r = requests[i];
+    const int64_t T = static_cast<int64_t>(r.tokens.size());
+    if (r.score_from < 1 || r.score_from >= T + 0 || T < 2)
+      return Status::Invalid("score request " + std::to_string(i) + ": score_from must be in [1, " +
+                             std::to_string(T - 1) + "]");
+    Status st = CheckIds(r.tokens);
+    if (!st.ok()) return st.WithPrefix("score request " + std::to_string(i) + ": ");
+  }
+  std::vector<ScoreResult> results(requests.size());
+  const int64_t V = config_.vocab_size, slots = options_.batch_size;
+  for (size_t wave = 0; wave < requests.size(); wave += static_cast<size_t>(slots)) {
+    const size_t end = std::min(requests.size(), wave + static_cast<size_t>(slots));
+    std::vector<Pending> pending;
+    std::vector<size_t> which;
+    std::vector<bool> taken(static_cast<size_t>(slots), false);
+    for (size_t i = wave; i < end; ++i) {
+      const auto& r = requests[i];
+      const int64_t slot = PickSlot(r.tokens, taken);
+      taken[slot] = true;
+      const auto& cached = slot_tokens_[slot];
+      int64_t common = 0;
+      while (common < static_cast<int64_t>(std::min(cached.size(), r.tokens.size())) && cached[common] == r.tokens[common]) ++common;
+      const int64_t T = static_cast<int64_t>(r.tokens.size());
+      pending.push_back({slot, &r.tokens, std::min(common, r.score_from - 1), T - 1, r.score_from - 1});
+      which.push_back(i);
+      results[i].logprobs.assign(static_cast<size_t>(T - r.score_from), 0.0f);
+      results[i].greedy.assign(static_cast<size_t>(T - r.score_from), false);
+    }
+    Feed(pending, [&](size_t pi, int64_t pos, const float* row) {
+      const ScoreRequest& r = requests[which[pi]];
+      ScoreResult& res = results[which[pi]];
+      const int32_t target = r.tokens[pos + 1];
+      float m = row[0];
+      for (int64_t v = 1; v < V; ++v) m = std::max(m, row[v]);
+      double sum = 0.0;
+      for (int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(row[v] - m));
+      const size_t j = static_cast<size_t>(pos + 1 - r.score_from);
+      res.logprobs[j] = static_cast<float>(row[target] - m - std::log(sum));
+      res.greedy[j] = ArgMax(row, V) == target;
+    });
+  }
+  for (auto& res : results) {
+    res.sum = 0.0;
+    res.all_greedy = true;
+    for (size_t j = 0; j < res.logprobs.size(); ++j) {
+      res.sum += res.logprobs[j];
+      res.all_greedy = res.all_greedy && res.greedy[j];
+    }
+  }
+  return results;
+}
+
+StatusOr<std::vector<GenerateResult>> Model::Generate(const std::vector<std::vector<int32_t>>& prompts,
+                                                      const GenerateParams& params, const TokenCallback& on_token) {
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    if (prompts[i].empty()) return Status::Invalid("prompt " + std::to_string(i) + " is empty");
+    Status st = CheckIds(prompts[i]);
+    if (!st.ok()) return st.WithPrefix("prompt " + std::to_string(i) + ": ");
+  }
+  if (params.max_new_tokens < 0) return Status::Invalid("max_new_tokens must be >= 0");
+  std::vector<GenerateResult> results(prompts.size());
+  const int64_t V = config_.vocab_size, slots = options_.batch_size;
+  for (size_t wave = 0; wave < prompts.size(); wave += static_cast<size_t>(slots)) {
+    const size_t end = std::min(prompts.size(), wave + static_cast<size_t>(slots));
+    const size_t n = end - wave;
+    std::vector<std::vector<int32_t>> seqs(prompts.begin() + wave, prompts.begin() + end);
+    std::vector<Sampler> samplers;
+    std::vector<bool> taken(static_cast<size_t>(slots), false), active(n, true);
+    std::vector<Pending> pending(n);
+    std::vector<int32_t> next_token(n, -1);
+    for (size_t i = 0; i < n; ++i) {
+      samplers.emplace_back(params.sampling, wave + i);
+      const int64_t slot = PickSlot(seqs[i], taken);
+      taken[slot] = true;
+      const auto& cached = slot_tokens_[slot];
+      const int64_t T = static_cast<int64_t>(seqs[i].size());
+      int64_t common = 0;
+      while (common < std::min<int64_t>(cached.size(), T) && cached[common] == seqs[i][common]) ++common;
+      pending[i] = {slot, &seqs[i], std::min(common, T - 1), T, T - 1};
+    }
+    auto sample = [&](size_t i, int64_t, const float* row) { next_token[i] = samplers[i].Next(row, V); };
+    auto t0 = std::chrono::steady_clock::now();
+    if (params.max_new_tokens > 0) Feed(pending, sample);
+    const double prefill = Seconds(t0);
+    t0 = std::chrono::steady_clock::now();
+    for (;;) {
+      bool any = false;
+      for (size_t i = 0; i < n; ++i) {
+        if (!active[i] || params.max_new_tokens == 0) {
+          active[i] = false;
+          continue;
+        }
+        GenerateResult& res = results[wave + i];
+        const int32_t tok = next_token[i];
+        if (std::find(params.stop_tokens.begin(), params.stop_tokens.end(), tok) != params.stop_tokens.end()) {
+          res.finish_reason = "stop";
+          active[i] = false;
+          continue;
+        }
+        res.tokens.push_back(tok);
+        seqs[i].push_back(tok);
+        if (on_token && !on_token(wave + i, tok)) {
+          res.finish_reason = "callback";
+          active[i] = false;
+        } else if (static_cast<int64_t>(res.tokens.size()) >= params.max_new_tokens ||
+                   static_cast<int64_t>(seqs[i].size()) >= options_.max_seq_len) {
+          res.finish_reason = "length";
+          active[i] = false;
+        }
+        const int64_t pos = static_cast<int64_t>(seqs[i].size()) - 1;
+        pending[i] = {pending[i].slot, &seqs[i], pos, active[i] ? pos + 1 : pos, pos};
+        any = any || active[i];
+      }
+      if (!any) break;
+      Feed(pending, sample);
+    }
+    const double decode = Seconds(t0);
+    for (size_t i = 0; i < n; ++i) {
+      GenerateResult& res = results[wave + i];
+      if (res.finish_reason.empty()) res.finish_reason = "length";
+      res.prefill_seconds = prefill;
+      res.decode_seconds = decode;
+    }
+  }
+  return results;
+}
+
+}  // namespace dsv3

@@ -1,0 +1,97 @@
+// The engine's surface: load a checkpoint, score token sequences, generate. eval/,
+// finetune/ and cmd/ see only this (and the config), never the forward internals.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/base/status.h"
+#include "engine/model/config.h"
+#include "engine/model/sampler.h"
+
+namespace dsv3 {
+
+struct ForwardTrace;
+class Transformer;
+class Checkpoint;
+
+struct ModelOptions {
+  int64_t max_seq_len = 4096;
+  int64_t batch_size = 1;        // sequences held in the KV cache at once
+  int64_t max_step_tokens = 256;  // rows per forward step (bounds activation memory)
+  bool naive_attention = false;  // expanded K/V instead of the absorbed latent form (tests)
+};
+
+// Log-likelihood of tokens[score_from:] given what precedes them.
+struct ScoreRequest {
+  std::vector<int32_t> tokens;
+  int64_t score_from = 1;  // >= 1
+};
+struct ScoreResult {
+  std::vector<float> logprobs;  // one per scored token
+  std::vector<bool> greedy;     // was each scored token the argmax?
+  double sum = 0.0;
+  bool all_greedy = true;
+};
+
+struct GenerateParams {
+  SamplingParams sampling;
+  int64_t max_new_tokens = 16;
+  std::vector<int32_t> stop_tokens;  // e.g. EOS; the stop token is not returned
+};
+struct GenerateResult {
+  std::vector<int32_t> tokens;
+  std::string finish_reason;  // "stop", "length" or "callback"
+  double prefill_seconds = 0, decode_seconds = 0;
+};
+// Called for every new token of sequence `seq`; return false to stop that sequence.
+using TokenCallback = std::function<bool(size_t seq, int32_t token)>;
+
+class Model {
+ public:
+  ~Model();
+  static StatusOr<std::unique_ptr<Model>> Load(const std::string& dir, const ModelOptions& options);
+
+  const ModelConfig& config() const { return config_; }
+  const ModelOptions& options() const { return options_; }
+  const std::vector<std::string>& unused_tensors() const { return unused_tensors_; }
+  bool mtp_loaded() const { return mtp_loaded_; }
+  uint64_t checkpoint_bytes() const;
+  int64_t kv_cache_bytes() const;
+
+  // logits [rows, V] of one sequence. With decode_from == 0: one prefill, every row. With
+  // decode_from = P > 0: prefill ids[0:P], then one token at a time through the cache; rows
+  // are positions P-1 .. T-1.
+  Status Logits(const std::vector<int32_t>& ids, int64_t decode_from, std::vector<float>* logits,
+                ForwardTrace* trace = nullptr);
+
+  // Batched scoring; requests that share a prefix with what a cache slot already holds
+  // reuse it (the 5-shot MMLU context is computed once, not once per choice).
+  StatusOr<std::vector<ScoreResult>> Score(const std::vector<ScoreRequest>& requests);
+
+  StatusOr<std::vector<GenerateResult>> Generate(const std::vector<std::vector<int32_t>>& prompts,
+                                                 const GenerateParams& params, const TokenCallback& on_token = nullptr);
+
+ private:
+  Model() = default;
+  struct Pending;  // a sequence being fed through the cache
+  Status CheckIds(const std::vector<int32_t>& ids) const;
+  // Feeds every pending sequence's tokens, packing several sequences per step, and calls
+  // on_row(pending index, position, logits row) for positions whose logits are wanted.
+  void Feed(std::vector<Pending>& pending, const std::function<void(size_t, int64_t, const float*)>& on_row);
+  int64_t PickSlot(const std::vector<int32_t>& tokens, const std::vector<bool>& taken) const;
+
+  ModelConfig config_;
+  ModelOptions options_;
+  std::unique_ptr<Checkpoint> checkpoint_;
+  std::unique_ptr<Transformer> transformer_;
+  std::vector<std::string> unused_tensors_;
+  bool mtp_loaded_ = false;
+  std::vector<std::vector<int32_t>> slot_tokens_;  // what each cache slot holds, position by position
+  std::vector<float> logits_buf_;                  // [max_step_tokens, V], allocated once
+};
+
+}  // namespace dsv3

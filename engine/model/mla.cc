@@ -1,0 +1,124 @@
+#include "engine/model/mla.h"
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "engine/base/threads.h"
+#include "engine/kernels/ops.h"
+
+namespace dsv3 {
+
+namespace {
+
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using CMap = Eigen::Map<const RowMat, 0, Eigen::OuterStride<>>;
+using MMap = Eigen::Map<RowMat, 0, Eigen::OuterStride<>>;
+
+CMap View(const float* p, int64_t rows, int64_t cols, int64_t stride) {
+  return CMap(p, rows, cols, Eigen::OuterStride<>(stride));
+}
+
+// Causal (and optionally sliding-window) mask with a row softmax in float32.
+void MaskedSoftmax(RowMat* scores, int64_t start_pos, int64_t window) {
+  for (int64_t t = 0; t < scores->rows(); ++t) {
+    const int64_t pos = start_pos + t;
+    const int64_t lo = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
+    float* row = scores->row(t).data();
+    // Masked positions get probability exactly 0 (not -inf logits: they are multiplied next).
+    for (int64_t s = 0; s < lo; ++s) row[s] = 0.0f;
+    for (int64_t s = pos + 1; s < scores->cols(); ++s) row[s] = 0.0f;
+    SoftmaxInPlace(row + lo, pos + 1 - lo);
+  }
+}
+
+}  // namespace
+
+void MlaScratch::Reserve(const ModelConfig& c, int64_t max_tokens) {
+  const int64_t H = c.num_attention_heads;
+  q_a.resize(static_cast<size_t>(max_tokens * std::max<int64_t>(c.q_lora_rank, 1)));
+  q.resize(static_cast<size_t>(max_tokens * H * c.qk_head_dim()));
+  kv_a.resize(static_cast<size_t>(max_tokens * (c.kv_lora_rank + c.qk_rope_head_dim)));
+  attn_out.resize(static_cast<size_t>(max_tokens * H * c.v_head_dim));
+  kv_b_f32.resize(static_cast<size_t>(H * (c.qk_nope_head_dim + c.v_head_dim) * c.kv_lora_rank));
+}
+
+void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const float* x,
+                const std::vector<SeqChunk>& chunks, int64_t N, const RopeTable& rope, LatentKvCache* cache,
+                AttnImpl impl, MlaScratch* s, float* out) {
+  const int64_t H = c.num_attention_heads, nope = c.qk_nope_head_dim, R = c.qk_rope_head_dim;
+  const int64_t qk = c.qk_head_dim(), vd = c.v_head_dim, C = c.kv_lora_rank;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+
+  // Queries: q = q_b(norm(q_a(x))) or q_proj(x); then rope on each head's tail.
+  float* q = s->q.data();
+  if (c.q_lora_rank > 0) {
+    Linear(x, N, w.q_a_proj, s->q_a.data());
+    RmsNorm(s->q_a.data(), w.q_a_layernorm, N, c.q_lora_rank, eps, s->q_a.data());
+    Linear(s->q_a.data(), N, w.q_b_proj, q);
+  } else {
+    Linear(x, N, w.q_proj, q);
+  }
+  // Keys/values: [latent | k_pe] = kv_a(x); the latent is normed, k_pe is rotated, not normed.
+  float* kv_a = s->kv_a.data();
+  Linear(x, N, w.kv_a_proj_with_mqa, kv_a);
+  for (const SeqChunk& ch : chunks) {
+    float* kv_cache = cache->kv(layer, ch.slot);
+    float* pe_cache = cache->pe(layer, ch.slot);
+    for (int64_t t = 0; t < ch.n; ++t) {
+      const int64_t row = ch.offset + t, pos = ch.start_pos + t;
+      float* kvr = kv_a + row * (C + R);
+      RmsNorm(kvr, w.kv_a_layernorm, 1, C, eps, kv_cache + pos * C);
+      std::memcpy(pe_cache + pos * R, kvr + C, R * sizeof(float));
+      rope.Apply(pe_cache + pos * R, pos);
+      for (int64_t h = 0; h < H; ++h) rope.Apply(q + row * H * qk + h * qk + nope, pos);
+    }
+  }
+
+  // kv_b per head: rows [h*(nope+v), h*(nope+v)+nope) are W_uk, the next v rows W_uv.
+  const float* wkv_b;
+  if (w.kv_b_proj.w.dtype == DType::kF32) {
+    wkv_b = w.kv_b_proj.w.f32();
+  } else {
+    DequantizeRows(w.kv_b_proj, 0, w.kv_b_proj.rows(), s->kv_b_f32.data());
+    wkv_b = s->kv_b_f32.data();
+  }
+  const float scale = static_cast<float>(c.SoftmaxScale());
+  float* attn = s->attn_out.data();
+  const int64_t jobs = static_cast<int64_t>(chunks.size()) * H;
+  ParallelFor(jobs, 1, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      const SeqChunk& ch = chunks[j / H];
+      const int64_t h = j % H, T = ch.n, S = ch.start_pos + ch.n;
+      CMap q_nope = View(q + ch.offset * H * qk + h * qk, T, nope, H * qk);
+      CMap q_pe = View(q + ch.offset * H * qk + h * qk + nope, T, R, H * qk);
+      CMap latents = View(cache->kv(layer, ch.slot), S, C, C);
+      CMap k_pe = View(cache->pe(layer, ch.slot), S, R, R);
+      CMap w_uk = View(wkv_b + h * (nope + vd) * C, nope, C, C);
+      CMap w_uv = View(wkv_b + (h * (nope + vd) + nope) * C, vd, C, C);
+      MMap o(attn + ch.offset * H * vd + h * vd, T, vd, Eigen::OuterStride<>(H * vd));
+      RowMat scores;
+      if (impl == AttnImpl::kAbsorb) {
+        RowMat q_abs = q_nope * w_uk;  // [T, C]: W_uk folded into the query
+        scores.noalias() = q_abs * latents.transpose();
+        scores.noalias() += q_pe * k_pe.transpose();
+        scores *= scale;
+        MaskedSoftmax(&scores, ch.start_pos, c.sliding_window);
+        RowMat o_latent = scores * latents;  // [T, C]
+        o.noalias() = o_latent * w_uv.transpose();
+      } else {
+        RowMat k_nope = latents * w_uk.transpose();  // [S, nope]
+        RowMat v = latents * w_uv.transpose();       // [S, vd]
+        scores.noalias() = q_nope * k_nope.transpose();
+        scores.noalias() += q_pe * k_pe.transpose();
+        scores *= scale;
+        MaskedSoftmax(&scores, ch.start_pos, c.sliding_window);
+        o.noalias() = scores * v;
+      }
+    }
+  });
+  Linear(attn, N, w.o_proj, out);
+}
+
+}  // namespace dsv3

@@ -1,0 +1,44 @@
+// Multi-head Latent Attention (DeepSeek-V2/V3). Queries come through a low-rank (or full)
+// projection; keys and values are compressed into one latent per token plus a shared rope
+// key, which is all the cache stores. Two evaluations of the same math:
+//  - absorbed: W_uk is folded into the query and W_uv applied after the weighted sum, so
+//    attention runs directly over the cached latents (what makes long context cheap);
+//  - naive: keys and values are expanded from the latents per head (the simple twin that
+//    tests check the absorbed path against).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/model/config.h"
+#include "engine/model/kv_cache.h"
+#include "engine/model/rope.h"
+#include "engine/model/weights.h"
+
+namespace dsv3 {
+
+// The tokens of one sequence within a forward step: `n` tokens at positions
+// [start_pos, start_pos + n) stored in cache slot `slot`, rows [offset, offset + n) of the
+// step's flattened activations.
+struct SeqChunk {
+  int64_t slot = 0;
+  int64_t start_pos = 0;
+  int64_t n = 0;
+  int64_t offset = 0;
+};
+
+enum class AttnImpl { kAbsorb, kNaive };
+
+// Scratch buffers sized once for `max_tokens` rows per step.
+struct MlaScratch {
+  std::vector<float> q_a, q, kv_a, attn_out, kv_b_f32;
+  void Reserve(const ModelConfig& c, int64_t max_tokens);
+};
+
+// out[N, D] = MLA(x[N, D]) where x is already input-normed. Writes this step's latents and
+// rope keys into the cache first, so each token attends to itself and everything before it.
+void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const float* x,
+                const std::vector<SeqChunk>& chunks, int64_t N, const RopeTable& rope, LatentKvCache* cache,
+                AttnImpl impl, MlaScratch* s, float* out);
+
+}  // namespace dsv3

@@ -1,0 +1,32 @@
+// Next-token choice: greedy (temperature 0) or temperature / top-k / top-p sampling with a
+// seeded generator, so a run with the same seed reproduces exactly.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace dsv3 {
+
+struct SamplingParams {
+  float temperature = 0.0f;  // 0: greedy
+  float top_p = 1.0f;
+  int64_t top_k = 0;  // 0: no limit
+  uint64_t seed = 0;
+};
+
+// Index of the largest logit (the lowest index among ties).
+int32_t ArgMax(const float* logits, int64_t n);
+
+class Sampler {
+ public:
+  Sampler(const SamplingParams& p, uint64_t stream) : p_(p), rng_(p.seed * 0x9E3779B97F4A7C15ull + stream) {}
+  int32_t Next(const float* logits, int64_t n);
+
+ private:
+  SamplingParams p_;
+  std::mt19937_64 rng_;
+  std::vector<std::pair<float, int32_t>> cand_;
+};
+
+}  // namespace dsv3

@@ -1,0 +1,89 @@
+#include "engine/model/transformer.h"
+
+#include <algorithm>
+
+#include "engine/kernels/ops.h"
+#include "engine/model/mlp.h"
+
+namespace dsv3 {
+
+Transformer::Transformer(const ModelConfig& config, const ModelWeights& weights, const TransformerOptions& options)
+    : config_(config),
+      weights_(weights),
+      options_(options),
+      rope_(config, options.max_seq_len),
+      cache_(config.num_hidden_layers, options.slots, options.max_seq_len, config.kv_lora_rank,
+             config.qk_rope_head_dim) {
+  const int64_t N = options.max_step_tokens, D = config.hidden_size;
+  h_.resize(static_cast<size_t>(N * D));
+  xn_.resize(h_.size());
+  branch_.resize(h_.size());
+  final_.resize(h_.size());
+  const int64_t dense_width = config.first_k_dense_replace > 0 ? config.intermediate_size : 0;
+  ffn_gate_.resize(static_cast<size_t>(N * dense_width));
+  ffn_up_.resize(ffn_gate_.size());
+  mla_.Reserve(config, N);
+  if (config.first_k_dense_replace < config.num_hidden_layers) moe_.Reserve(config, N);
+}
+
+int64_t Transformer::WorkspaceBytes() const {
+  size_t floats = h_.size() * 4 + ffn_gate_.size() * 2 + mla_.q.size() + mla_.q_a.size() + mla_.kv_a.size() +
+                  mla_.attn_out.size() + mla_.kv_b_f32.size() + moe_.gathered.size() + moe_.expert_out.size() +
+                  moe_.gate_buf.size() + moe_.up_buf.size() + moe_.router.logits.size();
+  return static_cast<int64_t>(floats * sizeof(float));
+}
+
+void Transformer::Forward(const int32_t* tokens, const std::vector<SeqChunk>& chunks,
+                          const std::vector<int64_t>& logit_rows, float* logits, ForwardTrace* trace) {
+  const ModelConfig& c = config_;
+  const int64_t D = c.hidden_size, k = c.num_experts_per_tok;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  int64_t N = 0;
+  for (const auto& ch : chunks) N = std::max(N, ch.offset + ch.n);
+  float* h = h_.data();
+  float* xn = xn_.data();
+  float* branch = branch_.data();
+
+  for (int64_t t = 0; t < N; ++t) EmbeddingRow(weights_.embed_tokens, tokens[t], h + t * D);
+  if (trace) {
+    trace->hidden.assign(1, std::vector<float>(h, h + N * D));
+    trace->router_indices.clear();
+    trace->router_weights.clear();
+  }
+
+  for (int64_t L = 0; L < c.num_hidden_layers; ++L) {
+    const LayerWeights& lw = weights_.layers[L];
+    RmsNorm(h, lw.input_layernorm, N, D, eps, xn);
+    MlaForward(c, lw.attn, L, xn, chunks, N, rope_, &cache_, options_.attn_impl, &mla_, branch);
+    for (int64_t i = 0; i < N * D; ++i) h[i] += branch[i];
+
+    RmsNorm(h, lw.post_attention_layernorm, N, D, eps, xn);
+    if (lw.is_moe) {
+      MoeForward(c, lw.moe, xn, N, &moe_, branch);
+    } else {
+      MlpForward(lw.mlp, xn, N, ffn_gate_.data(), ffn_up_.data(), branch, false);
+    }
+    for (int64_t i = 0; i < N * D; ++i) h[i] += branch[i];
+    if (trace) {
+      trace->hidden.emplace_back(h, h + N * D);
+      if (lw.is_moe) {
+        trace->router_indices.emplace_back(moe_.indices.begin(), moe_.indices.begin() + N * k);
+        trace->router_weights.emplace_back(moe_.weights.begin(), moe_.weights.begin() + N * k);
+      } else {
+        trace->router_indices.emplace_back();
+        trace->router_weights.emplace_back();
+      }
+    }
+  }
+
+  // Final norm and lm_head only for the rows whose logits are wanted.
+  const int64_t R = static_cast<int64_t>(logit_rows.size());
+  if (trace) {
+    RmsNorm(h, weights_.norm, N, D, eps, final_.data());
+    trace->hidden.emplace_back(final_.data(), final_.data() + N * D);
+  }
+  for (int64_t r = 0; r < R; ++r) RmsNorm(h + logit_rows[r] * D, weights_.norm, 1, D, eps, final_.data() + r * D);
+  if (R > 0) Linear(final_.data(), R, weights_.lm_head, logits);
+}
+
+}  // namespace dsv3

@@ -1,0 +1,144 @@
+#include "engine/model/weights.h"
+
+#include <map>
+#include <set>
+
+#include "engine/model/tensor_table.h"
+
+namespace dsv3 {
+
+namespace {
+
+bool IsFloat(DType t) { return t == DType::kF32 || t == DType::kBF16 || t == DType::kF16; }
+
+class Binder {
+ public:
+  Binder(const ModelConfig& c, const Checkpoint& ck) : c_(c), ck_(ck) {}
+
+  // Checks one table entry; on success records it as used.
+  Status Check(const TensorSpec& s) {
+    const SafetensorsFile* file = nullptr;
+    const SafetensorsEntry* e = ck_.Find(s.name, &file);
+    if (!e) return Status::Invalid(ck_.dir() + ": missing tensor " + s.name + " (config expects shape " + s.shape.ToString() + ")");
+    const std::string where = file->path() + ": tensor " + s.name;
+    if (e->shape != s.shape)
+      return Status::Invalid(where + " has shape " + e->shape.ToString() + ", config expects " + s.shape.ToString());
+    used_.insert(s.name);
+    if (s.role == TensorRole::kProjection && e->dtype == DType::kF8E4M3) {
+      const std::string sname = ScaleInvName(s.name);
+      const SafetensorsFile* sfile = nullptr;
+      const SafetensorsEntry* se = ck_.Find(sname, &sfile);
+      if (!se) return Status::Invalid(where + " is F8_E4M3 but its scale tensor " + sname + " is missing");
+      Shape want{(s.shape[0] + c_.quant_block_out - 1) / c_.quant_block_out,
+                 (s.shape[1] + c_.quant_block_in - 1) / c_.quant_block_in};
+      if (se->dtype != DType::kF32)
+        return Status::Invalid(sfile->path() + ": tensor " + sname + " has dtype " + DTypeName(se->dtype) + ", expected F32");
+      if (se->shape != want)
+        return Status::Invalid(sfile->path() + ": tensor " + sname + " has shape " + se->shape.ToString() +
+                               ", expected " + want.ToString() + " for 128x128 blocks of " + s.shape.ToString());
+      used_.insert(sname);
+      return Status::Ok();
+    }
+    bool ok = IsFloat(e->dtype);
+    if (s.role == TensorRole::kRouterBias) ok = e->dtype == DType::kF32 || e->dtype == DType::kBF16;
+    if (!ok)
+      return Status::Invalid(where + " has dtype " + DTypeName(e->dtype) + ", expected F32, BF16 or F16" +
+                             (s.role == TensorRole::kProjection ? " or F8_E4M3" : ""));
+    return Status::Ok();
+  }
+
+  TensorView View(const std::string& name) const { return ck_.View(name); }
+  WeightMatrix Matrix(const std::string& name) const {
+    WeightMatrix m;
+    m.w = ck_.View(name);
+    if (m.w.dtype == DType::kF8E4M3) m.scale_inv = ck_.View(ScaleInvName(name));
+    m.block_out = c_.quant_block_out;
+    m.block_in = c_.quant_block_in;
+    return m;
+  }
+  const std::set<std::string>& used() const { return used_; }
+
+ private:
+  const ModelConfig& c_;
+  const Checkpoint& ck_;
+  std::set<std::string> used_;
+};
+
+MlpWeights BindMlp(const Binder& b, const std::string& p) {
+  return {b.Matrix(p + "gate_proj.weight"), b.Matrix(p + "up_proj.weight"), b.Matrix(p + "down_proj.weight")};
+}
+
+LayerWeights BindLayer(const ModelConfig& c, const Binder& b, int64_t L) {
+  const std::string p = "model.layers." + std::to_string(L) + ".";
+  LayerWeights lw;
+  lw.input_layernorm = b.View(p + "input_layernorm.weight");
+  lw.post_attention_layernorm = b.View(p + "post_attention_layernorm.weight");
+  MlaWeights& a = lw.attn;
+  if (c.q_lora_rank > 0) {
+    a.q_a_proj = b.Matrix(p + "self_attn.q_a_proj.weight");
+    a.q_a_layernorm = b.View(p + "self_attn.q_a_layernorm.weight");
+    a.q_b_proj = b.Matrix(p + "self_attn.q_b_proj.weight");
+  } else {
+    a.q_proj = b.Matrix(p + "self_attn.q_proj.weight");
+  }
+  a.kv_a_proj_with_mqa = b.Matrix(p + "self_attn.kv_a_proj_with_mqa.weight");
+  a.kv_a_layernorm = b.View(p + "self_attn.kv_a_layernorm.weight");
+  a.kv_b_proj = b.Matrix(p + "self_attn.kv_b_proj.weight");
+  a.o_proj = b.Matrix(p + "self_attn.o_proj.weight");
+  lw.is_moe = c.IsMoeLayer(L);
+  if (!lw.is_moe) {
+    lw.mlp = BindMlp(b, p + "mlp.");
+    return lw;
+  }
+  lw.moe.gate = b.Matrix(p + "mlp.gate.weight");
+  if (c.topk_method == TopkMethod::kNoauxTc) lw.moe.e_score_correction_bias = b.View(p + "mlp.gate.e_score_correction_bias");
+  for (int64_t e = 0; e < c.n_routed_experts; ++e)
+    lw.moe.experts.push_back(BindMlp(b, p + "mlp.experts." + std::to_string(e) + "."));
+  if (c.n_shared_experts > 0) lw.moe.shared = BindMlp(b, p + "mlp.shared_experts.");
+  return lw;
+}
+
+}  // namespace
+
+StatusOr<ModelWeights> BindWeights(const ModelConfig& c, const Checkpoint& ck, LoadReport* report) {
+  Binder b(c, ck);
+  const auto table = BuildTensorTable(c);
+  // The MTP module is optional: bind it only when every one of its tensors is present.
+  bool mtp_present = c.num_nextn_predict_layers > 0;
+  for (const auto& s : table)
+    if (s.mtp && !ck.Has(s.name)) mtp_present = false;
+  for (const auto& s : table) {
+    if (s.mtp && !mtp_present) continue;
+    RETURN_IF_ERROR(b.Check(s));
+  }
+
+  ModelWeights w;
+  w.embed_tokens = b.View("model.embed_tokens.weight");
+  for (int64_t L = 0; L < c.num_hidden_layers; ++L) w.layers.push_back(BindLayer(c, b, L));
+  w.norm = b.View("model.norm.weight");
+  w.lm_head = c.tie_word_embeddings ? WeightMatrix{w.embed_tokens, {}, 128, 128} : b.Matrix("lm_head.weight");
+  if (mtp_present) {
+    const int64_t L = c.num_hidden_layers;
+    const std::string p = "model.layers." + std::to_string(L) + ".";
+    w.has_mtp = true;
+    w.mtp.embed_tokens = b.View(p + "embed_tokens.weight");
+    w.mtp.enorm = b.View(p + "enorm.weight");
+    w.mtp.hnorm = b.View(p + "hnorm.weight");
+    w.mtp.eh_proj = b.Matrix(p + "eh_proj.weight");
+    w.mtp.layer = BindLayer(c, b, L);
+    w.mtp.shared_head_norm = b.View(p + "shared_head.norm.weight");
+    w.mtp.shared_head_head = b.Matrix(p + "shared_head.head.weight");
+  }
+  if (report) {
+    report->mtp_loaded = mtp_present;
+    report->unused_tensors.clear();
+    for (const auto& name : ck.Names()) {
+      if (b.used().count(name)) continue;
+      // An incomplete MTP module is skipped, not an error: published conversions drop it.
+      report->unused_tensors.push_back(name);
+    }
+  }
+  return w;
+}
+
+}  // namespace dsv3
