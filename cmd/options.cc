@@ -62,7 +62,7 @@ std::string ScalarOrJoined(const YAML::Node& n) {
 
 Status OptionParser::Parse(int argc, char** argv) {
   try {
-    po::parsed_options parsed = po::command_line_parser(argc - 1, argv + 1).options(desc_).run();
+    po::parsed_options parsed = po::command_line_parser(argc, argv).options(desc_).run();  // skips argv[0]
     po::store(parsed, vm_);
     if (vm_.count("help")) {
       help_ = true;
