@@ -7,6 +7,7 @@ const Command kCommands[] = {
     {"init", "write a random-init checkpoint from a YAML preset", RunInit},
     {"logits", "write the logits of a token sequence to a safetensors file", RunLogits},
     {"generate", "greedy or sampled generation, streamed", RunGenerate},
+    {"tokenize", "text to token ids and back with a Hugging Face tokenizer.json", RunTokenize},
     {nullptr, nullptr, nullptr},
 };
 
