@@ -1,0 +1,116 @@
+// The model subcommands end to end: info's parameter counts on the real configs, init →
+// logits/generate round trips, determinism of init, usage errors.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/base/file.h"
+#include "engine/io/safetensors.h"
+#include "engine/model/config.h"
+#include "tests/testing/testing.h"
+
+namespace dsv3 {
+namespace {
+
+using nlohmann::json;
+using testing::RunDsv3;
+
+json InfoJson(const std::string& config_json_text) {
+  testing::TempDir dir;
+  EXPECT_TRUE(WriteFileAtomic(dir.Join("config.json"), config_json_text).ok());
+  auto r = RunDsv3({"info", "--model-path", dir.path(), "--json"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return json::parse(r.out);
+}
+
+TEST(InfoCli, DeepSeekV3PresetCounts671BAnd37BActivated) {
+  std::string hf;
+  ASSERT_TRUE(LoadYamlPreset(testing::SourceDir() + "/configs/models/deepseek-v3-671b.yaml", &hf).ok());
+  json j = InfoJson(hf);
+  EXPECT_EQ(j["params"]["total"].get<int64_t>(), 671026419200);             // 671.0B
+  EXPECT_EQ(j["params"]["total_with_mtp"].get<int64_t>(), 684489845504);    // 684.5B
+  EXPECT_NEAR(j["params"]["activated"].get<int64_t>() / 1e9, 37.0, 0.5);    // ~37B
+  EXPECT_EQ(j["kv_cache"]["values_per_token"].get<int64_t>(), 61 * (512 + 64));
+}
+
+TEST(InfoCli, PublishedConfigsFromShared) {
+  DSV3_REQUIRE_SHARED();
+  const std::string hf = testing::SharedDir() + "/datasets/model-configs/hf/";
+  json v3 = InfoJson(ReadFile(hf + "deepseek-v3.config.json").value());
+  EXPECT_EQ(v3["params"]["total"].get<int64_t>(), 671026419200);
+  EXPECT_EQ(v3["quantization"], "fp8 e4m3, 128x128 blocks");
+  json lite = InfoJson(ReadFile(hf + "deepseek-v2-lite.config.json").value());
+  EXPECT_NEAR(lite["params"]["total"].get<int64_t>() / 1e9, 15.7, 0.05);
+  EXPECT_NEAR(lite["params"]["activated"].get<int64_t>() / 1e9, 2.4, 0.1);
+  EXPECT_EQ(lite["params"]["mtp"].get<int64_t>(), 0);
+}
+
+TEST(InfoCli, ReportsWeightsByDtype) {
+  DSV3_REQUIRE_SHARED();
+  auto r = RunDsv3({"info", "--model-path", testing::SharedDir() + "/models/tiny-v3-yarn-bf16", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_GT(j["weights"]["bytes_by_dtype"]["BF16"].get<int64_t>(), 0);
+  EXPECT_EQ(j["weights"]["bytes_by_dtype"]["F32"].get<int64_t>(), 2 * 16 * 4 + 16 * 4);  // 3 correction biases
+}
+
+TEST(InitCli, DeterministicForASeedAndLoadable) {
+  testing::TempDir a, b, c;
+  const std::string preset = testing::SourceDir() + "/configs/models/tiny-v3.yaml";
+  ASSERT_EQ(RunDsv3({"init", "--config", preset, "--out", a.path(), "--seed", "5", "--threads", "1"}).exit_code, 0);
+  ASSERT_EQ(RunDsv3({"init", "--config", preset, "--out", b.path(), "--seed", "5", "--threads", "2"}).exit_code, 0);
+  ASSERT_EQ(RunDsv3({"init", "--config", preset, "--out", c.path(), "--seed", "6"}).exit_code, 0);
+  EXPECT_EQ(ReadFile(a.Join("model.safetensors")).value(), ReadFile(b.Join("model.safetensors")).value());
+  EXPECT_NE(ReadFile(a.Join("model.safetensors")).value(), ReadFile(c.Join("model.safetensors")).value());
+
+  auto r = RunDsv3({"logits", "--model-path", a.path(), "--ids", "0 5 7 9 11", "--decode-from", "2", "--out",
+                    a.Join("logits.safetensors")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto f = SafetensorsFile::Open(a.Join("logits.safetensors"));
+  ASSERT_TRUE(f.ok());
+  const auto* e = f.value()->Find("logits");
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->shape, (Shape{4, 512}));  // rows for positions 1..4
+
+  auto g = RunDsv3({"generate", "--model-path", a.path(), "--ids", "0 5 7", "--max-new-tokens", "6", "--ignore-eos"});
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  EXPECT_EQ(std::count(g.out.begin(), g.out.end(), ' '), 5) << g.out;
+  EXPECT_NE(g.err.find("tok/s"), std::string::npos);
+}
+
+TEST(InitCli, ShardedOutputLoads) {
+  testing::TempDir dir;
+  const std::string preset = testing::SourceDir() + "/configs/models/tiny-v3.yaml";
+  auto r = RunDsv3({"init", "--config", preset, "--out", dir.path(), "--shard-size-mb", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(FileExists(dir.Join("model.safetensors.index.json")));
+  EXPECT_TRUE(FileExists(dir.Join("model-00002-of-00002.safetensors")));
+  auto l = RunDsv3({"logits", "--model-path", dir.path(), "--ids", "3 4", "--out", dir.Join("l.safetensors")});
+  EXPECT_EQ(l.exit_code, 0) << l.err;
+}
+
+TEST(Cli, UsageErrorsExitTwo) {
+  EXPECT_EQ(RunDsv3({"nosuchcommand"}).exit_code, 2);
+  EXPECT_EQ(RunDsv3({"logits", "--bogus-flag"}).exit_code, 2);
+  EXPECT_EQ(RunDsv3({"generate", "--model-path", "/nonexistent", "--ids", "1"}).exit_code, 2);
+  EXPECT_EQ(RunDsv3({"generate", "--model-path", "/x", "--ids", "1 abc"}).exit_code, 2);
+  testing::TempDir dir;
+  EXPECT_TRUE(WriteFileAtomic(dir.Join("opts.yaml"), "max-new-tokens: 3\nunknown-key: 1\n").ok());
+  auto r = RunDsv3({"generate", "--config", dir.Join("opts.yaml"), "--model-path", "/x", "--ids", "1"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown-key"), std::string::npos) << r.err;
+}
+
+TEST(Cli, YamlOptionsApplyAndCommandLineWins) {
+  testing::TempDir dir;
+  ASSERT_EQ(RunDsv3({"init", "--config", testing::SourceDir() + "/configs/models/tiny-v3.yaml", "--out", dir.path()}).exit_code, 0);
+  ASSERT_TRUE(WriteFileAtomic(dir.Join("opts.yaml"), "max-new-tokens: 3\nignore-eos: true\nmodel-path: " + dir.path() + "\n").ok());
+  auto r = RunDsv3({"generate", "--config", dir.Join("opts.yaml"), "--ids", "1 2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), ' '), 2) << r.out;  // 3 tokens
+  r = RunDsv3({"generate", "--config", dir.Join("opts.yaml"), "--ids", "1 2", "--max-new-tokens", "5"});
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), ' '), 4) << r.out;
+}
+
+}  // namespace
+}  // namespace dsv3
