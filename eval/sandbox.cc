@@ -4,7 +4,7 @@
 //
 // Process layout per run:
 //   bwrap mode:    dsv3 -> [setsid, rlimits, setuid nobody] bwrap -> bwrap init (pid 1 of a
-//                  new pid namespace) -> python3 -c PREAMBLE -> exec python3 program.py
+//                  new pid namespace) -> prlimit --nproc=N -> exec python3 program.py
 //   unshare/none:  dsv3 -> [setsid, rlimits, unshare] intermediary -> python3 (pid 1 of the
 //                  new pid namespace in unshare mode)
 // Both report the pid of the namespace's first process on fd 3 as {"child-pid": N} (bwrap's
@@ -271,6 +271,7 @@ StatusOr<std::unique_ptr<Sandbox>> Sandbox::Create(const SandboxOptions& options
   std::unique_ptr<Sandbox> sb(new Sandbox());
   sb->options_ = options;
   if (::geteuid() == 0) sb->run_uid_ = sb->run_gid_ = kNobody;
+  sb->prlimit_ = FindOnPath("prlimit");
 
   std::string root = options.temp_root;
   if (root.empty()) {
@@ -398,16 +399,23 @@ ExecResult Sandbox::Run(const std::string& program) const {
   plan.as = static_cast<rlim_t>(options_.memory_bytes);
   plan.cpu = static_cast<rlim_t>(std::ceil(options_.timeout_s));
   plan.fsize = static_cast<rlim_t>(options_.max_file_bytes);
-  // RLIMIT_NPROC is set by the interpreter itself just before it execs the program: in bwrap
-  // mode that is inside the new user namespace, where the kernel counts only this sample's
+  // RLIMIT_NPROC is set just before the interpreter starts: in bwrap mode that is inside
+  // the new user namespace, where the kernel counts only this sample's
   // processes against it. Set before bwrap, every sample (all running as nobody) would
   // share one budget and a fork bomb in one would make fork fail in the others.
+  // util-linux prlimit (essential in Debian) costs nothing; without it a python preamble
+  // sets the limit and execs the program, which doubles the interpreter start-up.
   const std::string n = std::to_string(options_.max_processes);
-  const std::string preamble =
-      "import os, resource, sys\n"
-      "resource.setrlimit(resource.RLIMIT_NPROC, (" + n + ", " + n + "))\n"
-      "os.execv(sys.executable, [sys.executable, 'program.py'])\n";
-  std::vector<std::string> py_args = {python_, "-c", preamble};
+  std::vector<std::string> py_args;
+  if (!prlimit_.empty()) {
+    py_args = {prlimit_, "--nproc=" + n, python_, "program.py"};
+  } else {
+    const std::string preamble =
+        "import os, resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_NPROC, (" + n + ", " + n + "))\n"
+        "os.execv(sys.executable, [sys.executable, 'program.py'])\n";
+    py_args = {python_, "-c", preamble};
+  }
   if (mode_ == SandboxMode::kBubblewrap) {
     plan.args = {bwrap_,
                  "--unshare-user", "--unshare-net", "--unshare-pid", "--unshare-ipc",

@@ -93,6 +93,7 @@ class Sandbox {
   SandboxMode mode_ = SandboxMode::kNone;
   std::string python_;   // absolute path of the interpreter
   std::string bwrap_;    // absolute path of bwrap in kBubblewrap mode
+  std::string prlimit_;  // util-linux prlimit, sets RLIMIT_NPROC inside; "" = python does
   std::string parent_;   // this sandbox's directory holding one private dir per run
   int run_uid_ = -1;     // uid/gid to drop to (as root), -1 to keep ours
   int run_gid_ = -1;
