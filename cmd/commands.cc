@@ -8,6 +8,7 @@ const Command kCommands[] = {
     {"logits", "write the logits of a token sequence to a safetensors file", RunLogits},
     {"generate", "greedy or sampled generation, streamed", RunGenerate},
     {"tokenize", "text to token ids and back with a Hugging Face tokenizer.json", RunTokenize},
+    {"regress", "compare results.json with a baseline; exit 3 when a metric dropped", RunRegress},
     {nullptr, nullptr, nullptr},
 };
 
