@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <bitset>
+#include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
@@ -237,10 +238,76 @@ struct StringHash {
 template <typename V>
 using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
 
+// BPE results per pre-token word. Open addressing over one arena holding each word's bytes
+// followed by its ids, so a hit costs about two cache misses (the node-based
+// unordered_map it replaced spent most of Encode's time chasing pointers).
+class WordCache {
+ public:
+  static constexpr size_t kMaxWord = 256;  // bytes; longer words are rare and big
+
+  bool Find(std::string_view word, uint64_t hash, std::vector<int32_t>* out) const {
+    if (slots_.empty()) return false;
+    for (size_t i = hash & mask_;; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (s.hash == 0) return false;
+      if (s.hash != hash || s.word_len != word.size()) continue;
+      const char* entry = arena_.data() + s.offset;
+      if (std::memcmp(entry, word.data(), word.size()) != 0) continue;
+      const int32_t* ids = reinterpret_cast<const int32_t*>(entry + Padded(word.size()));
+      out->insert(out->end(), ids, ids + s.n_ids);
+      return true;
+    }
+  }
+
+  void Insert(std::string_view word, uint64_t hash, const int32_t* ids, size_t n) {
+    if (2 * (used_ + 1) > slots_.size()) Grow();
+    size_t i = hash & mask_;
+    while (slots_[i].hash != 0) i = (i + 1) & mask_;
+    const size_t offset = arena_.size();
+    arena_.resize(offset + Padded(word.size()) + n * sizeof(int32_t));
+    std::memcpy(arena_.data() + offset, word.data(), word.size());
+    std::memcpy(arena_.data() + offset + Padded(word.size()), ids, n * sizeof(int32_t));
+    slots_[i] = {hash, static_cast<uint32_t>(offset), static_cast<uint16_t>(word.size()), static_cast<uint16_t>(n)};
+    ++used_;
+  }
+
+  // Never 0, which marks an empty slot.
+  static uint64_t Hash(std::string_view word) { return std::hash<std::string_view>()(word) | 1; }
+
+ private:
+  struct Slot {
+    uint64_t hash;
+    uint32_t offset;  // into arena_: word bytes, padding to 4, ids
+    uint16_t word_len, n_ids;
+  };
+  static constexpr size_t kMaxSlots = 1 << 20;  // about 16 MB of slots, then start over
+  static size_t Padded(size_t n) { return (n + 3) & ~size_t{3}; }
+
+  void Grow() {
+    if (slots_.size() >= kMaxSlots || arena_.size() > (1u << 31)) {
+      slots_.assign(slots_.size(), Slot{});
+      arena_.clear();
+      used_ = 0;
+      return;
+    }
+    std::vector<Slot> old = std::move(slots_);
+    slots_.assign(old.empty() ? 1 << 12 : 2 * old.size(), Slot{});
+    mask_ = slots_.size() - 1;
+    for (const Slot& s : old) {
+      if (s.hash == 0) continue;
+      size_t i = s.hash & mask_;
+      while (slots_[i].hash != 0) i = (i + 1) & mask_;
+      slots_[i] = s;
+    }
+  }
+
+  std::vector<Slot> slots_;
+  std::string arena_;
+  size_t mask_ = 0, used_ = 0;
+};
+
 enum class Kind : uint8_t { kNone, kVocab, kAdded, kSpecial };
 
-constexpr size_t kMaxCachedWord = 256;     // bytes; longer words are rare and big
-constexpr size_t kMaxCachedIds = 1 << 22;  // cache is dropped when it holds more ids
 
 // The GPT-2 split a ByteLevel pre-tokenizer with use_regex=true applies.
 constexpr const char* kGpt2Regex =
@@ -262,7 +329,9 @@ struct Tokenizer::Impl {
   std::vector<std::string> id_bytes;  // what each id decodes to
   std::vector<Kind> id_kind;
   StringMap<int32_t> token_to_id;  // tokens as written in the JSON
-  StringMap<int32_t> vocab_ids;    // model.vocab only (merges may not name added tokens)
+  // model.vocab only (merges may not name added tokens); views into the parsed JSON's keys,
+  // so valid only while loading.
+  std::unordered_map<std::string_view, int32_t> vocab_ids;
   StringMap<int32_t> bytes_to_id;  // vocab by raw bytes, for ignore_merges
   std::array<int32_t, 256> byte_id{};
   MergeTable merges;
@@ -275,8 +344,7 @@ struct Tokenizer::Impl {
   std::optional<int32_t> bos_id, eos_id;
 
   mutable std::mutex cache_mu;
-  mutable StringMap<std::pair<uint32_t, uint32_t>> cache;  // word -> [offset, count) in cache_ids
-  mutable std::vector<int32_t> cache_ids;
+  mutable WordCache cache;
 };
 
 namespace {
@@ -305,6 +373,8 @@ Status SetToken(Impl* impl, int32_t id, std::string_view written, std::string by
 Status LoadVocab(const json& vocab, Impl* impl) {
   if (!vocab.is_object()) return Status::Invalid("model.vocab must be an object of token -> id");
   impl->byte_id.fill(-1);
+  impl->vocab_ids.reserve(vocab.size());
+  impl->token_to_id.reserve(vocab.size() + 1024);
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
     if (!it.value().is_number_integer())
       return Status::Invalid("model.vocab[\"" + it.key() + "\"] is not an integer id");
@@ -312,10 +382,10 @@ Status LoadVocab(const json& vocab, Impl* impl) {
     std::optional<std::string> bytes = Bytes().ToBytes(it.key());
     // A token outside the byte alphabet can never come out of BPE; it still decodes.
     RETURN_IF_ERROR(SetToken(impl, id, it.key(), bytes ? *bytes : it.key(), Kind::kVocab));
-    impl->vocab_ids[it.key()] = id;
+    impl->vocab_ids[std::string_view(it.key())] = id;
     if (!bytes) continue;
     if (bytes->size() == 1) impl->byte_id[static_cast<unsigned char>((*bytes)[0])] = id;
-    impl->bytes_to_id[*bytes] = id;
+    if (impl->ignore_merges) impl->bytes_to_id[*bytes] = id;
   }
   for (int b = 0; b < 256; ++b) {
     if (impl->byte_id[b] < 0)
@@ -628,23 +698,17 @@ void EncodeWord(const Impl& impl, std::string_view word, Scratch* s, std::vector
   if (impl.ignore_merges) {
     if (auto it = impl.bytes_to_id.find(word); it != impl.bytes_to_id.end()) return out->push_back(it->second);
   }
-  const bool cacheable = impl.options.word_cache && word.size() <= kMaxCachedWord;
+  const bool cacheable = impl.options.word_cache && word.size() <= WordCache::kMaxWord;
+  const uint64_t hash = cacheable ? WordCache::Hash(word) : 0;
   if (cacheable) {
     std::lock_guard<std::mutex> lock(impl.cache_mu);
-    if (auto it = impl.cache.find(word); it != impl.cache.end()) {
-      const int32_t* ids = impl.cache_ids.data() + it->second.first;
-      out->insert(out->end(), ids, ids + it->second.second);
-      return;
-    }
+    if (impl.cache.Find(word, hash, out)) return;
   }
   const size_t start = out->size();
   Bpe(impl, word, s, out);
   if (!cacheable) return;
   std::lock_guard<std::mutex> lock(impl.cache_mu);
-  if (impl.cache_ids.size() > kMaxCachedIds) impl.cache.clear(), impl.cache_ids.clear();
-  const auto offset = static_cast<uint32_t>(impl.cache_ids.size());
-  impl.cache_ids.insert(impl.cache_ids.end(), out->begin() + start, out->end());
-  impl.cache.emplace(std::string(word), std::pair{offset, static_cast<uint32_t>(out->size() - start)});
+  impl.cache.Insert(word, hash, out->data() + start, out->size() - start);
 }
 
 // Applies pre-tokenizer Split `step` to `piece` (Isolated: matches and the gaps between them

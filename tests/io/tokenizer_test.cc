@@ -9,6 +9,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "engine/base/file.h"
 #include "tests/testing/testing.h"
@@ -250,6 +251,26 @@ TEST(TokenizerDeepSeekV3, CachedAndUncachedBpeAgree) {
   ASSERT_TRUE(cached.ok() && plain.ok());
   for (int pass = 0; pass < 2; ++pass)  // second pass is served from the cache
     for (const EncodeCase& c : ReadEncodeCases()) ASSERT_EQ(Enc(*cached, c.text), Enc(*plain, c.text)) << c.text;
+}
+
+TEST(TokenizerDeepSeekV3, ConcurrentEncodeSharesTheCacheSafely) {
+  DSV3_REQUIRE_SHARED();
+  auto tok = Tokenizer::Load(V3Dir());
+  ASSERT_TRUE(tok.ok());
+  const std::vector<EncodeCase> cases = ReadEncodeCases();
+  std::vector<int> mismatches(4, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int rep = 0; rep < 3; ++rep)
+        for (size_t i = t; i < cases.size() + t; ++i) {  // each thread starts elsewhere
+          const EncodeCase& c = cases[i % cases.size()];
+          auto ids = tok->Encode(c.text);
+          if (!ids.ok() || *ids != c.ids) ++mismatches[t];
+        }
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches, std::vector<int>(4, 0));
 }
 
 TEST(TokenizerDeepSeekV3, SpecialTokensAndBos) {
