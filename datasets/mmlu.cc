@@ -155,4 +155,21 @@ StatusOr<MmluSubjectData> LoadMmluSubject(const std::string& root, const std::st
   return data;
 }
 
+StatusOr<std::vector<MmluSubjectData>> LoadMmluSubjects(const std::string& root,
+                                                        const std::vector<std::string>& subjects) {
+  std::vector<std::string> names = subjects;
+  if (names.empty()) {
+    ASSIGN_OR_RETURN(names, ListMmluTestSubjects(root));
+    if (names.empty()) return Status::NotFound(JoinPath(root, "test") + ": no *_test.csv files");
+  }
+  std::vector<MmluSubjectData> out;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (std::find(names.begin(), names.begin() + i, names[i]) != names.begin() + i)
+      return Status::Invalid("MMLU subject \"" + names[i] + "\" is listed twice");
+    ASSIGN_OR_RETURN(MmluSubjectData d, LoadMmluSubject(root, names[i]));
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
 }  // namespace dsv3

@@ -54,4 +54,10 @@ struct MmluSubjectData {
 // Loads dev and test of one subject; a missing file is an error naming it.
 StatusOr<MmluSubjectData> LoadMmluSubject(const std::string& root, const std::string& subject);
 
+// Loads `subjects` in the given order (duplicates are an error), or every subject with a test
+// CSV under `root` when the list is empty (the `--subjects` filter of dsv3 eval). All files
+// are read and checked before anything is returned, so a bad file fails before model work.
+StatusOr<std::vector<MmluSubjectData>> LoadMmluSubjects(const std::string& root,
+                                                        const std::vector<std::string>& subjects);
+
 }  // namespace dsv3

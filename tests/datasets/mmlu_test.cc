@@ -94,6 +94,13 @@ TEST(Mmlu, EverySharedCsvParses) {
     test_rows += data->test.size();
   }
   EXPECT_EQ(test_rows, 10601u);  // README: 49 subjects, 10,601 questions
+  auto all = LoadMmluSubjects(root, {});
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 49u);
+  auto two = LoadMmluSubjects(root, {"virology", "anatomy"});  // anatomy's test is held out
+  ASSERT_FALSE(two.ok());
+  EXPECT_NE(two.status().message().find("anatomy_test.csv"), std::string::npos);
+  EXPECT_FALSE(LoadMmluSubjects(root, {"virology", "virology"}).ok());
   for (const auto& s : MmluSubjects()) {
     auto dev = ReadMmluCsv(MmluDevPath(root, s.name));
     ASSERT_TRUE(dev.ok()) << dev.status().message();
