@@ -1,30 +1,72 @@
 // CPU operators the model is written in. They see plain arrays and weight views, never the
 // model: the same ops serve the forward pass, training and the tests.
-// All compute is float32; weights may be stored F32, BF16, F16 or FP8 (e4m3 with block
-// scales) and are converted in small tiles next to the arithmetic, never expanded whole.
+// All compute is float32; weights may be stored F32, BF16, F16, FP8 (e4m3 with block scales),
+// INT8 or packed INT4 (with group scales) and are converted in small tiles next to the
+// arithmetic, never expanded whole.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include "engine/tensor/tensor.h"
 
 namespace dsv3 {
 
-// A projection weight [out, in] as the checkpoint stores it.
+// A projection weight [out, in] as the checkpoint stores it. The storage format follows from
+// w.dtype (engine/quant/int_quant.h and config.json's quantization_config spell it out):
+//   F32 / BF16 / F16  plain values.
+//   F8_E4M3  w[i,j] = e4m3(q[i,j]) * scale_inv[i/block_out, j/block_in]     (DeepSeek-V3 release)
+//   I8       w[i,j] = q[i,j] * scale[i/block_out, j/block_in], scale F32     (dsv3_int8)
+//   U8       int4, two per byte: byte [i, j/2] holds column j in its low nibble when j is even,
+//            in its high nibble when j is odd; u in [0,15]; w[i,j] = (u - z) * scale[i, j/block_in]
+//            with scale F16 and z = zero[i, j/block_in] (U8) or 8 when `zero` is empty
+//            (symmetric). block_out is 1.                                      (dsv3_int4)
+// block_in is the real group width for this matrix (a per-channel scale has block_in == in).
 struct WeightMatrix {
-  TensorView w;          // [out, in]
+  TensorView w;          // [out, in]; U8 (int4): [out, ceil(in/2)]
   TensorView scale_inv;  // F8_E4M3 only: F32 [ceil(out/block_out), ceil(in/block_in)]
   int64_t block_out = 128, block_in = 128;
+  TensorView scale;      // I8: F32, U8 (int4): F16; [ceil(out/block_out), ceil(in/block_in)]
+  TensorView zero;       // U8 (int4) asymmetric only: U8 zero points, same shape as scale
+  int64_t in_features = 0;  // U8 (int4) only: logical columns (w has ceil(in/2))
 
   bool empty() const { return w.empty(); }
   int64_t rows() const { return w.shape[0]; }
-  int64_t cols() const { return w.shape[1]; }
+  int64_t cols() const { return w.dtype == DType::kU8 ? in_features : w.shape[1]; }
 };
 
 // y[T, out] = x[T, in] · Wᵀ, accumulated in float32. Parallel over output rows.
 void Linear(const float* x, int64_t T, const WeightMatrix& w, float* y);
 // Same, accumulating into y (y += x·Wᵀ).
 void LinearAccumulate(const float* x, int64_t T, const WeightMatrix& w, float* y);
+
+// Rows [r0, r1) of y = x·Wᵀ on the calling thread, y with row stride ldy (x is [T, in]
+// contiguous). For callers that spread several matrices over the thread pool at once (the
+// MoE experts of one step) instead of splitting each small matrix.
+void LinearRows(const float* x, int64_t T, const WeightMatrix& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
+                bool accumulate);
+
+// Kernel families Linear can use. kAuto picks the best one this CPU runs (cpu_features.h);
+// the others force one, for tests and benchmarks that compare a fast kernel with its twin.
+// kReference is the float32 tile + Eigen path every format has.
+enum class LinearKernel { kAuto, kReference, kAvx2 };
+void SetLinearKernel(LinearKernel k);
+// The family kAuto resolves to on this CPU (or the forced one), e.g. for `dsv3 bench`.
+LinearKernel ActiveLinearKernel();
+const char* LinearKernelName(LinearKernel k);
+
+// Optional tally of the work Linear does, for rooflines: weight bytes read and FLOPs. Off
+// (null) by default; when set, every Linear/LinearRows call adds to it with relaxed atomics
+// (a few per matrix, nothing per element). Not thread-safe to swap while a forward runs.
+struct LinearCounters {
+  std::atomic<uint64_t> weight_bytes{0}, flops{0}, calls{0};
+  void Reset() {
+    weight_bytes = 0;
+    flops = 0;
+    calls = 0;
+  }
+};
+void SetLinearCounters(LinearCounters* counters);
 
 // Writes rows [r0, r1) of W as float32 into dst ([r1-r0, in], row-major).
 void DequantizeRows(const WeightMatrix& w, int64_t r0, int64_t r1, float* dst);

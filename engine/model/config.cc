@@ -91,6 +91,54 @@ class Reader {
   const std::string& source_;
 };
 
+// quantization_config: "fp8" as in the DeepSeek-V3 release, or dsv3's int8 / int4, whose
+// descriptive keys (bits, packing, dtypes) are checked so a file we cannot decode is refused.
+Status ParseQuantizationConfig(const json& q, const std::string& source, ModelConfig* c) {
+  const std::string where = source + ": quantization_config";
+  if (!q.is_object()) return Status::Invalid(where + " must be an object");
+  const std::string method = q.value("quant_method", "");
+  auto expect = [&](const char* key, const json& want) -> Status {
+    if (!q.contains(key) || q[key] != want)
+      return Status::Invalid(where + "." + key + " must be " + want.dump() + " for quant_method \"" + method + "\"" +
+                             (q.contains(key) ? " (found " + q[key].dump() + ")" : " (missing)"));
+    return Status::Ok();
+  };
+  if (method == "fp8") {
+    if (q.value("fmt", "e4m3") != "e4m3") return Status::Invalid(where + ".fmt must be e4m3");
+    c->quant_method = QuantMethod::kFp8Block;
+  } else if (method == "dsv3_int8") {
+    RETURN_IF_ERROR(expect("bits", 8));
+    RETURN_IF_ERROR(expect("symmetric", true));
+    RETURN_IF_ERROR(expect("scale_dtype", "F32"));
+    c->quant_method = QuantMethod::kInt8;
+  } else if (method == "dsv3_int4") {
+    RETURN_IF_ERROR(expect("bits", 4));
+    RETURN_IF_ERROR(expect("packing", "U8 [out, ceil(in/2)], low nibble = even column"));
+    RETURN_IF_ERROR(expect("scale_dtype", "F16"));
+    if (!q.contains("symmetric") || !q["symmetric"].is_boolean())
+      return Status::Invalid(where + ".symmetric must be true or false");
+    c->quant_symmetric = q["symmetric"].get<bool>();
+    if (!c->quant_symmetric) RETURN_IF_ERROR(expect("zero_dtype", "U8"));
+    c->quant_method = QuantMethod::kInt4;
+  } else {
+    return Status::Invalid(where + ".quant_method \"" + method +
+                           "\" is not supported (expected fp8, dsv3_int8 or dsv3_int4)");
+  }
+  if (q.contains("weight_block_size")) {
+    const json& b = q["weight_block_size"];
+    if (!b.is_array() || b.size() != 2 || !b[0].is_number_integer() || !b[1].is_number_integer())
+      return Status::Invalid(where + ".weight_block_size must be [out, in]");
+    c->quant_block_out = b[0].get<int64_t>();
+    c->quant_block_in = b[1].get<int64_t>();
+    if (c->quant_method != QuantMethod::kFp8Block && c->quant_block_in == -1) c->quant_block_in = 0;
+  } else if (c->quant_method != QuantMethod::kFp8Block) {
+    return Status::Invalid(where + ".weight_block_size is required for " + method);
+  }
+  if (c->quant_method == QuantMethod::kInt4 && c->quant_block_out != 1)
+    return Status::Invalid(where + ".weight_block_size must be [1, group] for dsv3_int4");
+  return Status::Ok();
+}
+
 StatusOr<ModelConfig> ParseJson(const json& j, const std::string& source) {
   if (!j.is_object()) return Status::Invalid(source + ": config is not a JSON object");
   ModelConfig c;
@@ -168,22 +216,8 @@ StatusOr<ModelConfig> ParseJson(const json& j, const std::string& source) {
     RETURN_IF_ERROR(ry.Double("mscale_all_dim", &c.rope_scaling.mscale_all_dim, false));
   }
 
-  if (j.contains("quantization_config") && !j["quantization_config"].is_null()) {
-    const json& q = j["quantization_config"];
-    std::string method = q.value("quant_method", "");
-    if (method != "fp8")
-      return Status::Invalid(source + ": quantization_config.quant_method \"" + method + "\" is not supported (expected fp8)");
-    if (q.value("fmt", "e4m3") != "e4m3")
-      return Status::Invalid(source + ": quantization_config.fmt must be e4m3");
-    c.quant_method = QuantMethod::kFp8Block;
-    if (q.contains("weight_block_size")) {
-      const json& b = q["weight_block_size"];
-      if (!b.is_array() || b.size() != 2 || !b[0].is_number_integer() || !b[1].is_number_integer())
-        return Status::Invalid(source + ": quantization_config.weight_block_size must be [out, in]");
-      c.quant_block_out = b[0].get<int64_t>();
-      c.quant_block_in = b[1].get<int64_t>();
-    }
-  }
+  if (j.contains("quantization_config") && !j["quantization_config"].is_null())
+    RETURN_IF_ERROR(ParseQuantizationConfig(j["quantization_config"], source, &c));
   RETURN_IF_ERROR(ValidateConfig(c, source));
   return c;
 }
@@ -274,7 +308,66 @@ Status ValidateConfig(const ModelConfig& c, const std::string& source) {
   if (!(c.rope_theta > 0)) return bad("rope_theta", "must be positive");
   if (c.quant_method == QuantMethod::kFp8Block && (c.quant_block_out <= 0 || c.quant_block_in <= 0))
     return bad("quantization_config.weight_block_size", "must be positive");
+  if (c.quant_method != QuantMethod::kNone && (c.quant_block_out <= 0 || c.quant_block_in < 0))
+    return bad("quantization_config.weight_block_size", "must be positive (-1: whole input dimension)");
   return Status::Ok();
+}
+
+std::string QuantizationConfigJson(const ModelConfig& c) {
+  json q;
+  const json block = {c.quant_block_out, c.quant_block_in > 0 ? c.quant_block_in : -1};
+  switch (c.quant_method) {
+    case QuantMethod::kNone:
+      return "null";
+    case QuantMethod::kFp8Block:
+      q = {{"activation_scheme", "dynamic"}, {"fmt", "e4m3"}, {"quant_method", "fp8"}, {"weight_block_size", block}};
+      break;
+    case QuantMethod::kInt8:
+      q = {{"quant_method", "dsv3_int8"},
+           {"bits", 8},
+           {"symmetric", true},
+           {"weight_block_size", block},
+           {"weight_dtype", "I8"},
+           {"scale_dtype", "F32"},
+           {"scale_suffix", "_scale"},
+           {"dequant", "w = q * scale[i / block_out, j / block_in]; block_in -1 = whole row"}};
+      break;
+    case QuantMethod::kInt4:
+      q = {{"quant_method", "dsv3_int4"},
+           {"bits", 4},
+           {"symmetric", c.quant_symmetric},
+           {"weight_block_size", block},
+           {"group_size", c.quant_block_in > 0 ? c.quant_block_in : -1},
+           {"packing", "U8 [out, ceil(in/2)], low nibble = even column"},
+           {"scale_dtype", "F16"},
+           {"scale_suffix", "_scale"},
+           {"dequant", c.quant_symmetric ? "w = (u - 8) * scale[i, j / group]"
+                                         : "w = (u - zero[i, j / group]) * scale[i, j / group]"}};
+      if (!c.quant_symmetric) {
+        q["zero_dtype"] = "U8";
+        q["zero_suffix"] = "_zero";
+      }
+      break;
+  }
+  return q.dump();
+}
+
+std::string QuantizationSummary(const ModelConfig& c) {
+  const std::string in = c.quant_block_in > 0 ? std::to_string(c.quant_block_in) : "row";
+  switch (c.quant_method) {
+    case QuantMethod::kNone:
+      return "none";
+    case QuantMethod::kFp8Block:
+      return "fp8 e4m3, " + std::to_string(c.quant_block_out) + "x" + in + " blocks";
+    case QuantMethod::kInt8:
+      return c.quant_block_out == 1 && c.quant_block_in == 0
+                 ? "int8 symmetric, per output channel"
+                 : "int8 symmetric, " + std::to_string(c.quant_block_out) + "x" + in + " blocks";
+    case QuantMethod::kInt4:
+      return std::string("int4 ") + (c.quant_symmetric ? "symmetric" : "asymmetric") + ", " +
+             (c.quant_block_in > 0 ? "group " + in : "per output channel");
+  }
+  return "?";
 }
 
 StatusOr<ModelConfig> ParseHfConfig(const std::string& json_text, const std::string& source) {
@@ -362,12 +455,7 @@ std::string ToHfConfigJson(const ModelConfig& c) {
   j["hidden_act"] = "silu";
   j["torch_dtype"] = c.torch_dtype;
   j["initializer_range"] = c.initializer_range;
-  if (c.quant_method == QuantMethod::kFp8Block) {
-    j["quantization_config"] = {{"activation_scheme", "dynamic"},
-                                {"fmt", "e4m3"},
-                                {"quant_method", "fp8"},
-                                {"weight_block_size", {c.quant_block_out, c.quant_block_in}}};
-  }
+  if (c.quant_method != QuantMethod::kNone) j["quantization_config"] = json::parse(QuantizationConfigJson(c));
   return j.dump(2) + "\n";
 }
 

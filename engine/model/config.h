@@ -15,7 +15,9 @@ enum class TopkMethod { kGreedy, kGroupLimitedGreedy, kNoauxTc };
 enum class RopeType { kNone, kYarn };
 // How projection weights are stored in the checkpoint (what config.json's
 // quantization_config says). Norms, embeddings, lm_head and the router stay high precision.
-enum class QuantMethod { kNone, kFp8Block };
+// kFp8Block is the DeepSeek-V3 release format ("fp8"); kInt8 / kInt4 are dsv3's own
+// ("dsv3_int8" / "dsv3_int4", layout in engine/quant/int_quant.h).
+enum class QuantMethod { kNone, kFp8Block, kInt8, kInt4 };
 
 struct RopeScaling {
   RopeType type = RopeType::kNone;
@@ -56,7 +58,14 @@ struct ModelConfig {
   std::string torch_dtype = "bfloat16";
   double initializer_range = 0.02;  // std of random init (dsv3 init)
   QuantMethod quant_method = QuantMethod::kNone;
-  int64_t quant_block_out = 128, quant_block_in = 128;  // fp8 weight_block_size
+  // weight_block_size [out, in] of the scales. fp8: 128x128 in the release. int8: [1, 0] per
+  // output channel or [N, N] blocks; int4: [1, group]. 0 (-1 in config.json) means the whole
+  // input dimension of each matrix.
+  int64_t quant_block_out = 128, quant_block_in = 128;
+  bool quant_symmetric = true;  // int4: false means `<name>_zero` zero points are stored
+
+  // The block width of a matrix with `in` columns (resolves quant_block_in == 0).
+  int64_t QuantBlockIn(int64_t in) const { return quant_block_in > 0 ? quant_block_in : in; }
 
   int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
   bool IsMoeLayer(int64_t layer) const { return layer >= first_k_dense_replace; }
@@ -74,6 +83,11 @@ StatusOr<ModelConfig> LoadHfConfig(const std::string& path);
 // A YAML preset (configs/models/*.yaml): the same field names as config.json; unknown keys
 // are errors. Returns the equivalent config.json text in *hf_json when non-null.
 StatusOr<ModelConfig> LoadYamlPreset(const std::string& path, std::string* hf_json);
+// config.json's "quantization_config" object for c's quant_method, as JSON text ("null" for
+// kNone). quantize writes it into the output's config.json.
+std::string QuantizationConfigJson(const ModelConfig& c);
+// Human-readable one-liner ("int4 asymmetric, group 64", ...) for info and reports.
+std::string QuantizationSummary(const ModelConfig& c);
 // Serialises back to a Hugging Face config.json (what `dsv3 init` writes).
 std::string ToHfConfigJson(const ModelConfig& c);
 Status ValidateConfig(const ModelConfig& c, const std::string& source);

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "engine/model/tensor_table.h"
+#include "engine/quant/int_quant.h"
 
 namespace dsv3 {
 
@@ -21,29 +22,59 @@ class Binder {
     const SafetensorsEntry* e = ck_.Find(s.name, &file);
     if (!e) return Status::Invalid(ck_.dir() + ": missing tensor " + s.name + " (config expects shape " + s.shape.ToString() + ")");
     const std::string where = file->path() + ": tensor " + s.name;
+    if (s.role == TensorRole::kProjection && (e->dtype == DType::kI8 || e->dtype == DType::kU8)) return CheckInt(s, *e, where);
     if (e->shape != s.shape)
       return Status::Invalid(where + " has shape " + e->shape.ToString() + ", config expects " + s.shape.ToString());
     used_.insert(s.name);
     if (s.role == TensorRole::kProjection && e->dtype == DType::kF8E4M3) {
-      const std::string sname = ScaleInvName(s.name);
-      const SafetensorsFile* sfile = nullptr;
-      const SafetensorsEntry* se = ck_.Find(sname, &sfile);
-      if (!se) return Status::Invalid(where + " is F8_E4M3 but its scale tensor " + sname + " is missing");
       Shape want{(s.shape[0] + c_.quant_block_out - 1) / c_.quant_block_out,
                  (s.shape[1] + c_.quant_block_in - 1) / c_.quant_block_in};
-      if (se->dtype != DType::kF32)
-        return Status::Invalid(sfile->path() + ": tensor " + sname + " has dtype " + DTypeName(se->dtype) + ", expected F32");
-      if (se->shape != want)
-        return Status::Invalid(sfile->path() + ": tensor " + sname + " has shape " + se->shape.ToString() +
-                               ", expected " + want.ToString() + " for 128x128 blocks of " + s.shape.ToString());
-      used_.insert(sname);
-      return Status::Ok();
+      return CheckCompanion(where, ScaleInvName(s.name), DType::kF32, want,
+                            std::to_string(c_.quant_block_out) + "x" + std::to_string(c_.quant_block_in) + " blocks of " +
+                                s.shape.ToString());
     }
     bool ok = IsFloat(e->dtype);
     if (s.role == TensorRole::kRouterBias) ok = e->dtype == DType::kF32 || e->dtype == DType::kBF16;
     if (!ok)
       return Status::Invalid(where + " has dtype " + DTypeName(e->dtype) + ", expected F32, BF16 or F16" +
-                             (s.role == TensorRole::kProjection ? " or F8_E4M3" : ""));
+                             (s.role == TensorRole::kProjection ? ", F8_E4M3, I8 (int8) or U8 (int4)" : ""));
+    return Status::Ok();
+  }
+
+  // Integer projections (int8: I8 [out, in]; int4: U8 [out, ceil(in/2)]) with their group
+  // scales and zero points; the layout is fixed by config.json's quantization_config.
+  Status CheckInt(const TensorSpec& s, const SafetensorsEntry& e, const std::string& where) {
+    const bool int4 = e.dtype == DType::kU8;
+    const QuantMethod want_method = int4 ? QuantMethod::kInt4 : QuantMethod::kInt8;
+    if (c_.quant_method != want_method)
+      return Status::Invalid(where + " has dtype " + DTypeName(e.dtype) + " but config.json's quantization_config is not " +
+                             (int4 ? "dsv3_int4" : "dsv3_int8"));
+    const Shape stored = int4 ? Shape{s.shape[0], (s.shape[1] + 1) / 2} : s.shape;
+    if (e.shape != stored)
+      return Status::Invalid(where + " has shape " + e.shape.ToString() + ", expected " + stored.ToString() + " for " +
+                             DTypeName(e.dtype) + " storage of " + s.shape.ToString());
+    used_.insert(s.name);
+    if (int4) int4_in_features_[s.name] = s.shape[1];
+    const int64_t bo = c_.quant_block_out, bi = c_.QuantBlockIn(s.shape[1]);
+    const Shape want{(s.shape[0] + bo - 1) / bo, (s.shape[1] + bi - 1) / bi};
+    const std::string why = std::to_string(bo) + "x" + std::to_string(bi) + " groups of " + s.shape.ToString();
+    RETURN_IF_ERROR(CheckCompanion(where, Int8ScaleName(s.name), int4 ? DType::kF16 : DType::kF32, want, why));
+    if (int4 && !c_.quant_symmetric) RETURN_IF_ERROR(CheckCompanion(where, Int4ZeroName(s.name), DType::kU8, want, why));
+    return Status::Ok();
+  }
+
+  Status CheckCompanion(const std::string& where, const std::string& name, DType dtype, const Shape& want,
+                        const std::string& why) {
+    const SafetensorsFile* file = nullptr;
+    const SafetensorsEntry* e = ck_.Find(name, &file);
+    if (!e) return Status::Invalid(where + " is quantized but its tensor " + name + " is missing");
+    if (e->dtype != dtype)
+      return Status::Invalid(file->path() + ": tensor " + name + " has dtype " + DTypeName(e->dtype) + ", expected " +
+                             DTypeName(dtype));
+    if (e->shape != want)
+      return Status::Invalid(file->path() + ": tensor " + name + " has shape " + e->shape.ToString() + ", expected " +
+                             want.ToString() + " for " + why);
+    used_.insert(name);
     return Status::Ok();
   }
 
@@ -51,9 +82,18 @@ class Binder {
   WeightMatrix Matrix(const std::string& name) const {
     WeightMatrix m;
     m.w = ck_.View(name);
-    if (m.w.dtype == DType::kF8E4M3) m.scale_inv = ck_.View(ScaleInvName(name));
     m.block_out = c_.quant_block_out;
     m.block_in = c_.quant_block_in;
+    if (m.w.dtype == DType::kF8E4M3) m.scale_inv = ck_.View(ScaleInvName(name));
+    if (m.w.dtype == DType::kI8 || m.w.dtype == DType::kU8) {
+      m.scale = ck_.View(Int8ScaleName(name));
+      if (m.w.dtype == DType::kU8) {
+        // The packed width fixes the logical width only up to one column: take the table's.
+        m.in_features = int4_in_features_.at(name);
+        if (!c_.quant_symmetric) m.zero = ck_.View(Int4ZeroName(name));
+      }
+      m.block_in = c_.QuantBlockIn(m.w.dtype == DType::kU8 ? m.in_features : m.w.shape[1]);
+    }
     return m;
   }
   const std::set<std::string>& used() const { return used_; }
@@ -62,6 +102,7 @@ class Binder {
   const ModelConfig& c_;
   const Checkpoint& ck_;
   std::set<std::string> used_;
+  std::map<std::string, int64_t> int4_in_features_;
 };
 
 MlpWeights BindMlp(const Binder& b, const std::string& p) {
