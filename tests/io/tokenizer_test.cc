@@ -280,6 +280,11 @@ TEST(TokenizerDeepSeekV3, SpecialTokensAndBos) {
   EXPECT_EQ(tok->bos_id(), 0);
   EXPECT_EQ(tok->eos_id(), 1);
   EXPECT_EQ(tok->vocab_size(), 128815);
+  EXPECT_EQ(tok->TokenId("<｜Assistant｜>"), 128804);
+  EXPECT_EQ(Dec(*tok, {*tok->TokenId("Ġt")}), " t");  // vocab strings are byte-mapped
+  EXPECT_FALSE(tok->TokenId("no such token").has_value());
+  EXPECT_TRUE(tok->IsSpecial(0));
+  EXPECT_FALSE(tok->IsSpecial(128804));  // chat markers are added but not "special" in V3
   EXPECT_EQ(Enc(*tok, "Hello world", true), (std::vector<int32_t>{0, 19923, 2058}));  // add_bos_token: true
   EXPECT_EQ(Enc(*tok, "Hello world"), (std::vector<int32_t>{19923, 2058}));
   const std::vector<int32_t> ids = Enc(*tok, "<｜begin▁of▁sentence｜><｜User｜>Hi<｜end▁of▁sentence｜>");
