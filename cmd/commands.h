@@ -17,6 +17,8 @@ int RunGenerate(int argc, char** argv);
 int RunTokenize(int argc, char** argv);
 int RunEval(int argc, char** argv);
 int RunRegress(int argc, char** argv);
+int RunQuantize(int argc, char** argv);
+int RunCompare(int argc, char** argv);
 
 // Null-terminated.
 extern const Command kCommands[];

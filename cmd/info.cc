@@ -2,6 +2,7 @@
 // activated per token), bytes per dtype, and the latent KV cache per token. Works on a
 // directory holding only config.json (counts come from the config, not the weights).
 #include <cstdio>
+#include <iomanip>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -59,10 +60,7 @@ int RunInfo(int argc, char** argv) {
   }
   const int64_t kv_values = c.num_hidden_layers * (c.kv_lora_rank + c.qk_rope_head_dim);
   const int64_t max_len = opts.Get<int64_t>("max-seq-len");
-  const std::string quant = c.quant_method == QuantMethod::kFp8Block
-                                ? "fp8 e4m3, " + std::to_string(c.quant_block_out) + "x" + std::to_string(c.quant_block_in) + " blocks"
-                                : "none";
-
+  const std::string quant = QuantizationSummary(c);
   if (opts.Get<bool>("json")) {
     nlohmann::json j;
     j["model_type"] = c.model_type;
@@ -73,6 +71,7 @@ int RunInfo(int argc, char** argv) {
     j["params"] = {{"total", pc.total}, {"mtp", pc.mtp}, {"total_with_mtp", pc.total + pc.mtp},
                    {"activated", pc.activated}, {"embedding", pc.embedding}, {"routed_experts", pc.routed_experts}};
     j["quantization"] = quant;
+    if (c.quant_method != QuantMethod::kNone) j["quantization_config"] = nlohmann::json::parse(QuantizationConfigJson(c));
     j["kv_cache"] = {{"values_per_token", kv_values}, {"bytes_per_token_bf16", kv_values * 2},
                      {"bytes_per_token_f32", kv_values * 4}, {"max_seq_len", max_len},
                      {"bytes_per_sequence_f32", kv_values * 4 * max_len}};
@@ -102,7 +101,9 @@ int RunInfo(int argc, char** argv) {
   std::cout << "parameters    total " << Billions(pc.total) << " (" << pc.total << "), MTP " << Billions(pc.mtp)
             << ", with MTP " << Billions(pc.total + pc.mtp) << ", activated per token " << Billions(pc.activated)
             << " (" << pc.activated << ")\n";
-  std::cout << "quantization  " << quant << "\n";
+  std::cout << "quantization  " << quant;
+  if (have_weights) std::cout << "; weights " << std::fixed << std::setprecision(2) << file_bytes / 1e9 << " GB on disk";
+  std::cout << std::defaultfloat << "\n";
   if (have_weights) {
     std::cout << "weights       " << file_bytes << " bytes on disk:";
     for (const auto& [dt, b] : bytes_by_dtype) std::cout << " " << dt << " " << b;
