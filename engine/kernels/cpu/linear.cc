@@ -1,11 +1,19 @@
-// Linear (y = x·Wᵀ) on the CPU. Matrix products go through Eigen on float32 tiles; weights in
-// lower precision are dequantized a tile at a time into a per-thread buffer, so a weight is
-// never expanded whole and each tile stays in cache while it meets every token.
+// Linear (y = x·Wᵀ) on the CPU: kernel dispatch and threading. Each call picks a kernel
+// family once from the CPU's features (cpu_features.h) and the weight's format:
+//   - reference: weights dequantized 64 rows at a time into float32 and multiplied with Eigen.
+//     Every format has it; it is the twin the fast kernels are tested against.
+//   - avx2 (linear_avx2.cc): a GEMV for a few tokens (decode: each weight read once, converted
+//     in registers) and a register-blocked GEMM for prefill, both summing in one order.
+// Work is split over output rows with the persistent pool; LinearRows lets the MoE split
+// several experts' matrices over the pool at once.
 #include <Eigen/Core>
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "engine/base/threads.h"
+#include "engine/kernels/cpu/cpu_features.h"
+#include "engine/kernels/cpu/linear_kernels.h"
 #include "engine/kernels/ops.h"
 
 namespace dsv3 {
@@ -17,39 +25,135 @@ using ConstMap = Eigen::Map<const RowMat>;
 using StridedMap = Eigen::Map<RowMat, 0, Eigen::OuterStride<>>;
 
 constexpr int64_t kTileRows = 64;
+// Rows per parallel chunk of the fast kernels: large enough to amortize a chunk's start,
+// small enough that both threads get work on the 512-row expert matrices.
+constexpr int64_t kFastGrain = 32;
+
+std::atomic<LinearKernel> g_forced{LinearKernel::kAuto};
+std::atomic<LinearCounters*> g_counters{nullptr};
+
+LinearKernel Resolve() {
+  const LinearKernel forced = g_forced.load(std::memory_order_relaxed);
+  if (forced != LinearKernel::kAuto) return forced;
+  return GetCpuFeatures().HasAvx2Set() ? LinearKernel::kAvx2 : LinearKernel::kReference;
+}
+
+cpu::RawWeight Raw(const WeightMatrix& w) {
+  cpu::RawWeight r;
+  r.data = w.w.data;
+  r.rows = w.rows();
+  r.cols = w.cols();
+  r.block_out = w.block_out;
+  r.block_in = w.block_in;
+  switch (w.w.dtype) {
+    case DType::kF32: r.kind = cpu::WeightKind::kF32; break;
+    case DType::kBF16: r.kind = cpu::WeightKind::kBF16; break;
+    case DType::kF16: r.kind = cpu::WeightKind::kF16; break;
+    case DType::kF8E4M3:
+      r.kind = cpu::WeightKind::kF8E4M3;
+      r.scale = w.scale_inv.empty() ? nullptr : w.scale_inv.f32();
+      r.scale_cols = w.scale_inv.empty() ? 0 : w.scale_inv.shape[1];
+      break;
+    default: r.kind = cpu::WeightKind::kUnsupported; break;
+  }
+  return r;
+}
+
+void Count(const WeightMatrix& w, int64_t T, int64_t r0, int64_t r1) {
+  LinearCounters* c = g_counters.load(std::memory_order_relaxed);
+  if (c == nullptr) return;
+  const int64_t rows = r1 - r0, in = w.cols();
+  uint64_t bytes = static_cast<uint64_t>(w.w.nbytes()) * rows / std::max<int64_t>(1, w.rows());
+  for (const TensorView* side : {&w.scale_inv, &w.scale, &w.zero})
+    if (!side->empty()) bytes += static_cast<uint64_t>(side->nbytes()) * rows / std::max<int64_t>(1, w.rows());
+  c->weight_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  c->flops.fetch_add(static_cast<uint64_t>(2 * T * rows * in), std::memory_order_relaxed);
+  c->calls.fetch_add(1, std::memory_order_relaxed);
+}
+
+// The twin: rows [r0, r1) through float32 tiles and Eigen.
+void ReferenceRows(const float* x, int64_t T, const WeightMatrix& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
+                   bool accumulate) {
+  thread_local std::vector<float> tile;
+  const int64_t in = w.cols();
+  ConstMap X(x, T, in);
+  for (int64_t t0 = r0; t0 < r1; t0 += kTileRows) {
+    const int64_t t1 = std::min(r1, t0 + kTileRows), n = t1 - t0;
+    const float* wt;
+    if (w.w.dtype == DType::kF32) {
+      wt = w.w.f32() + t0 * in;
+    } else {
+      tile.resize(static_cast<size_t>(n * in));
+      DequantizeRows(w, t0, t1, tile.data());
+      wt = tile.data();
+    }
+    ConstMap W(wt, n, in);
+    StridedMap Y(y + t0, T, n, Eigen::OuterStride<>(ldy));
+    if (accumulate) {
+      Y.noalias() += X * W.transpose();
+    } else {
+      Y.noalias() = X * W.transpose();
+    }
+  }
+}
+
+// Fast rows on the calling thread.
+void Avx2Rows(const float* x, int64_t T, const cpu::RawWeight& raw, int64_t r0, int64_t r1,
+              float* y, int64_t ldy, bool accumulate) {
+  if (T <= cpu::kGemvMaxTokens) {
+    cpu::GemvAvx2(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate);
+    return;
+  }
+  thread_local std::vector<float> wscratch;
+  wscratch.resize(static_cast<size_t>(cpu::GemmWeightScratchFloats(raw.cols)));
+  cpu::GemmAvx2(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate, wscratch.data());
+}
 
 void LinearImpl(const float* x, int64_t T, const WeightMatrix& w, float* y, bool accumulate) {
-  const int64_t out = w.rows(), in = w.cols();
-  ConstMap X(x, T, in);
-  // Work is split over output rows; each chunk is tiled so a tile of dequantized weights
-  // stays in cache while it meets every token.
-  const int64_t grain = std::max<int64_t>(kTileRows, 1);
-  ParallelFor(out, grain, [&](int64_t r_begin, int64_t r_end) {
-    thread_local std::vector<float> tile;
-    for (int64_t r0 = r_begin; r0 < r_end; r0 += kTileRows) {
-      const int64_t r1 = std::min(r_end, r0 + kTileRows), n = r1 - r0;
-      const float* wt;
-      if (w.w.dtype == DType::kF32) {
-        wt = w.w.f32() + r0 * in;
-      } else {
-        tile.resize(static_cast<size_t>(n * in));
-        DequantizeRows(w, r0, r1, tile.data());
-        wt = tile.data();
-      }
-      ConstMap W(wt, n, in);
-      StridedMap Y(y + r0, T, n, Eigen::OuterStride<>(out));
-      if (accumulate) {
-        Y.noalias() += X * W.transpose();
-      } else {
-        Y.noalias() = X * W.transpose();
-      }
-    }
-  });
+  const int64_t out = w.rows();
+  Count(w, T, 0, out);
+  const cpu::RawWeight raw = Raw(w);
+  if (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw)) {
+    ParallelFor(out, kFastGrain, [&](int64_t r0, int64_t r1) { Avx2Rows(x, T, raw, r0, r1, y, out, accumulate); });
+    return;
+  }
+  ParallelFor(out, kTileRows,
+              [&](int64_t r0, int64_t r1) { ReferenceRows(x, T, w, r0, r1, y, out, accumulate); });
 }
 
 }  // namespace
 
 void Linear(const float* x, int64_t T, const WeightMatrix& w, float* y) { LinearImpl(x, T, w, y, false); }
 void LinearAccumulate(const float* x, int64_t T, const WeightMatrix& w, float* y) { LinearImpl(x, T, w, y, true); }
+
+void LinearRows(const float* x, int64_t T, const WeightMatrix& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
+                bool accumulate) {
+  if (r0 >= r1 || T <= 0) return;
+  Count(w, T, r0, r1);
+  const cpu::RawWeight raw = Raw(w);
+  if (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw)) {
+    Avx2Rows(x, T, raw, r0, r1, y, ldy, accumulate);
+    return;
+  }
+  ReferenceRows(x, T, w, r0, r1, y, ldy, accumulate);
+}
+
+void SetLinearKernel(LinearKernel k) {
+  if (k == LinearKernel::kAvx2 && !GetCpuFeatures().HasAvx2Set()) k = LinearKernel::kReference;
+  g_forced.store(k, std::memory_order_relaxed);
+}
+
+LinearKernel ActiveLinearKernel() { return Resolve(); }
+
+const char* LinearKernelName(LinearKernel k) {
+  switch (k) {
+    case LinearKernel::kAuto: return "auto";
+    case LinearKernel::kReference: return "reference";
+    case LinearKernel::kAvx2: return "avx2";
+  }
+  return "?";
+}
+
+void SetLinearCounters(LinearCounters* counters) { g_counters.store(counters, std::memory_order_relaxed); }
 
 }  // namespace dsv3

@@ -1,0 +1,43 @@
+// The contract between linear.cc (dispatch, threading) and the instruction-set-specific
+// kernel files. Only plain structs and pointers cross it: the ISA files are compiled with
+// -mavx2 etc., and sharing inline functions or templates with them would let the linker pick
+// an AVX2 copy for code that must also run on older CPUs.
+#pragma once
+
+#include <cstdint>
+
+namespace dsv3::cpu {
+
+enum class WeightKind : int { kF32, kBF16, kF16, kF8E4M3, kUnsupported };
+
+// A weight [rows, cols] as raw pointers. FP8 weights carry F32 block scales
+// scale[(r / block_out) * scale_cols + c / block_in].
+struct RawWeight {
+  WeightKind kind = WeightKind::kUnsupported;
+  const void* data = nullptr;
+  const float* scale = nullptr;
+  int64_t rows = 0, cols = 0, scale_cols = 0, block_out = 128, block_in = 128;
+};
+
+// Token counts up to this use the GEMV kernel (weights streamed once, converted in registers);
+// larger ones use the register-blocked GEMM (same summation order, so the same bits).
+constexpr int64_t kGemvMaxTokens = 4;
+
+// Floats of per-thread weight scratch the GEMM needs for K features.
+inline int64_t GemmWeightScratchFloats(int64_t K) { return 4 * ((K + 7) / 8) * 8; }
+
+// --- AVX2 + FMA + F16C (linear_avx2.cc) ---
+// Whether the AVX2 kernels handle this weight (dtype and block shape).
+bool Avx2Supports(const RawWeight& w);
+// y[t, r] (+)= x[t]·W[r] for rows [r0, r1), T <= kGemvMaxTokens. x rows have stride ldx.
+void GemvAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
+              int64_t ldy, bool accumulate);
+// y[t, r] (+)= x[t]·W[r] for rows [r0, r1), any T; wscratch holds GemmWeightScratchFloats(K)
+// floats. Bit-identical to GemvAvx2 for every row and token.
+void GemmAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
+              int64_t ldy, bool accumulate, float* wscratch);
+// FLOPs of a register-only FMA loop on this thread for about `seconds` (the matrix peak that
+// the roofline in `dsv3 bench` compares prefill against).
+double FmaPeakFlopsAvx2(double seconds);
+
+}  // namespace dsv3::cpu

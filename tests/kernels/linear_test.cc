@@ -1,0 +1,197 @@
+// The fast Linear kernels against their twin (float32 tiles + Eigen), for every weight format
+// they take, token counts on both sides of the GEMV/GEMM switch, and odd shapes (row tails,
+// K not a multiple of 16, FP8 scale blocks cut by the edge). Skips where the CPU lacks AVX2.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/base/threads.h"
+#include "engine/kernels/cpu/cpu_features.h"
+#include "engine/kernels/ops.h"
+
+namespace dsv3 {
+namespace {
+
+struct OwnedWeight {
+  std::vector<uint8_t> bytes;
+  std::vector<float> scale;
+  WeightMatrix m;
+};
+
+OwnedWeight MakeWeight(DType dtype, int64_t rows, int64_t cols, uint32_t seed, int64_t block = 32) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 0.5f);
+  OwnedWeight o;
+  o.bytes.resize(static_cast<size_t>(rows * cols) * DTypeSize(dtype));
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    const float v = dist(rng);
+    switch (dtype) {
+      case DType::kF32: reinterpret_cast<float*>(o.bytes.data())[i] = v; break;
+      case DType::kBF16: reinterpret_cast<uint16_t*>(o.bytes.data())[i] = F32ToBF16(v); break;
+      case DType::kF16: reinterpret_cast<uint16_t*>(o.bytes.data())[i] = F32ToF16(v); break;
+      case DType::kF8E4M3: o.bytes[static_cast<size_t>(i)] = F32ToE4M3(v * 100.0f); break;
+      default: break;
+    }
+  }
+  o.m.w = TensorView{o.bytes.data(), dtype, Shape{rows, cols}};
+  if (dtype == DType::kF8E4M3) {
+    const int64_t sr = (rows + block - 1) / block, sc = (cols + block - 1) / block;
+    o.scale.resize(static_cast<size_t>(sr * sc));
+    for (size_t i = 0; i < o.scale.size(); ++i) o.scale[i] = 0.01f * static_cast<float>(1 + i % 3);
+    o.m.scale_inv = TensorView{o.scale.data(), DType::kF32, Shape{sr, sc}};
+    o.m.block_out = o.m.block_in = block;
+  }
+  return o;
+}
+
+std::vector<float> RandomVector(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& f : v) f = dist(rng);
+  return v;
+}
+
+// Both sides are float32 dot products of length K summed in different orders; each is within
+// gamma_K * sum|x*w| (gamma_K ~ K * 2^-24) of the exact value, so they differ by at most
+// K * 2^-23 * sum|x*w|.
+void ExpectClose(const std::vector<float>& x, const WeightMatrix& w, int64_t T, const std::vector<float>& fast,
+                 const std::vector<float>& ref, const std::string& what) {
+  const int64_t out = w.rows(), in = w.cols();
+  std::vector<float> wf(static_cast<size_t>(out * in));
+  DequantizeRows(w, 0, out, wf.data());
+  double worst_excess = -1;
+  int64_t worst = -1;
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t r = 0; r < out; ++r) {
+      double mag = 0;
+      for (int64_t k = 0; k < in; ++k) mag += std::fabs(double(x[t * in + k]) * wf[r * in + k]);
+      const double tol = double(in) * std::numeric_limits<float>::epsilon() * mag;
+      const double err = std::fabs(double(fast[t * out + r]) - ref[t * out + r]);
+      if (err > tol && err - tol > worst_excess) {
+        worst_excess = err - tol;
+        worst = t * out + r;
+      }
+    }
+  }
+  EXPECT_EQ(worst, -1) << what << ": worst element [" << worst / out << ", " << worst % out << "] fast "
+                       << (worst >= 0 ? fast[worst] : 0) << " reference " << (worst >= 0 ? ref[worst] : 0);
+}
+
+class LinearKernelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!GetCpuFeatures().HasAvx2Set()) GTEST_SKIP() << "CPU lacks AVX2+FMA+F16C (" << GetCpuFeatures().ToString() << ")";
+  }
+  void TearDown() override { SetLinearKernel(LinearKernel::kAuto); }
+};
+
+TEST_F(LinearKernelTest, Avx2MatchesReferenceForEveryFormatAndShape) {
+  const DType dtypes[] = {DType::kF32, DType::kBF16, DType::kF16, DType::kF8E4M3};
+  const int64_t shapes[][2] = {{37, 96}, {64, 83}, {5, 200}};  // rows, cols
+  const int64_t token_counts[] = {1, 2, 4, 5, 17, 40};
+  uint32_t seed = 1;
+  for (DType dt : dtypes) {
+    for (const auto& sh : shapes) {
+      OwnedWeight w = MakeWeight(dt, sh[0], sh[1], seed++);
+      for (int64_t T : token_counts) {
+        const auto x = RandomVector(T * sh[1], seed++);
+        std::vector<float> ref(static_cast<size_t>(T * sh[0])), fast(ref.size());
+        SetLinearKernel(LinearKernel::kReference);
+        Linear(x.data(), T, w.m, ref.data());
+        SetLinearKernel(LinearKernel::kAvx2);
+        Linear(x.data(), T, w.m, fast.data());
+        ExpectClose(x, w.m, T, fast, ref,
+                    std::string(DTypeName(dt)) + " " + std::to_string(sh[0]) + "x" + std::to_string(sh[1]) +
+                        " T=" + std::to_string(T));
+      }
+    }
+  }
+}
+
+TEST_F(LinearKernelTest, RowsWithStrideAndAccumulateMatchReference) {
+  OwnedWeight w = MakeWeight(DType::kBF16, 50, 64, 7);
+  for (int64_t T : {1, 9}) {
+    const auto x = RandomVector(T * 64, 8);
+    const int64_t ldy = 70;
+    std::vector<float> ref(static_cast<size_t>(T * ldy), 1.5f), fast = ref;
+    SetLinearKernel(LinearKernel::kReference);
+    LinearRows(x.data(), T, w.m, 3, 41, ref.data() + 2, ldy, true);
+    SetLinearKernel(LinearKernel::kAvx2);
+    LinearRows(x.data(), T, w.m, 3, 41, fast.data() + 2, ldy, true);
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t j = 0; j < ldy; ++j) {
+        const float a = fast[t * ldy + j], b = ref[t * ldy + j];
+        if (j < 5 || j >= 43) {
+          EXPECT_EQ(a, 1.5f) << "wrote outside rows [3,41) at t=" << t << " j=" << j;
+        } else {
+          EXPECT_NEAR(a, b, 64 * 1.2e-7 * (std::fabs(b) + 64)) << "t=" << t << " j=" << j;
+        }
+      }
+    }
+  }
+}
+
+// A row's value must not depend on how rows were split between threads (the MoE splits them
+// differently from Linear), so one thread and two give identical bits.
+TEST_F(LinearKernelTest, ResultsDoNotDependOnThreadSplit) {
+  SetLinearKernel(LinearKernel::kAvx2);
+  OwnedWeight w = MakeWeight(DType::kBF16, 103, 96, 11);
+  for (int64_t T : {1, 3, 21}) {
+    const auto x = RandomVector(T * 96, 12);
+    std::vector<float> one(static_cast<size_t>(T * 103)), two(one.size());
+    SetNumThreads(1);
+    Linear(x.data(), T, w.m, one.data());
+    SetNumThreads(2);
+    Linear(x.data(), T, w.m, two.data());
+    SetNumThreads(0);
+    EXPECT_EQ(one, two) << "T=" << T;
+  }
+}
+
+// The MoE gives each expert a different token count, so GEMV (few tokens) and GEMM (many)
+// must agree to the bit: a token's logits may not depend on who else was routed with it.
+TEST_F(LinearKernelTest, ResultsDoNotDependOnTokenCount) {
+  SetLinearKernel(LinearKernel::kAvx2);
+  for (DType dt : {DType::kBF16, DType::kF8E4M3}) {
+    OwnedWeight w = MakeWeight(dt, 29, 99, 21);
+    const int64_t T = 11;
+    const auto x = RandomVector(T * 99, 22);
+    std::vector<float> all(static_cast<size_t>(T * 29)), one(29);
+    Linear(x.data(), T, w.m, all.data());
+    for (int64_t t = 0; t < T; ++t) {
+      Linear(x.data() + t * 99, 1, w.m, one.data());
+      for (int64_t r = 0; r < 29; ++r)
+        ASSERT_EQ(one[r], all[t * 29 + r]) << DTypeName(dt) << " token " << t << " row " << r;
+    }
+  }
+}
+
+TEST(LinearCountersTest, CountsWeightBytesAndFlops) {
+  OwnedWeight w = MakeWeight(DType::kBF16, 40, 32, 3);
+  const auto x = RandomVector(3 * 32, 4);
+  std::vector<float> y(3 * 40);
+  LinearCounters counters;
+  SetLinearCounters(&counters);
+  Linear(x.data(), 3, w.m, y.data());
+  LinearRows(x.data(), 3, w.m, 0, 10, y.data(), 40, false);
+  SetLinearCounters(nullptr);
+  EXPECT_EQ(counters.weight_bytes.load(), uint64_t{40 * 32 * 2 + 10 * 32 * 2});
+  EXPECT_EQ(counters.flops.load(), uint64_t{2 * 3 * 32 * 50});
+  EXPECT_EQ(counters.calls.load(), 2u);
+}
+
+TEST(CpuFeaturesTest, DescribesTheCpu) {
+  const CpuFeatures& f = GetCpuFeatures();
+  EXPECT_FALSE(f.ToString().empty());
+  // AVX-512 subsets imply the foundation; the OS check must not report them alone.
+  if (f.avx512bw || f.avx512_bf16) EXPECT_TRUE(f.avx512f);
+}
+
+}  // namespace
+}  // namespace dsv3
