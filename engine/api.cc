@@ -211,6 +211,8 @@ StatusOr<std::vector<GenerateResult>> Model::Generate(const std::vector<std::vec
     if (!st.ok()) return st.WithPrefix("prompt " + std::to_string(i) + ": ");
   }
   if (params.max_new_tokens < 0) return Status::Invalid("max_new_tokens must be >= 0");
+  if (!params.streams.empty() && params.streams.size() != prompts.size())
+    return Status::Invalid("GenerateParams.streams must have one entry per prompt");
   std::vector<GenerateResult> results(prompts.size());
   const int64_t V = config_.vocab_size, slots = options_.batch_size;
   for (size_t wave = 0; wave < prompts.size(); wave += static_cast<size_t>(slots)) {
@@ -222,7 +224,7 @@ StatusOr<std::vector<GenerateResult>> Model::Generate(const std::vector<std::vec
     std::vector<Pending> pending(n);
     std::vector<int32_t> next_token(n, -1);
     for (size_t i = 0; i < n; ++i) {
-      samplers.emplace_back(params.sampling, wave + i);
+      samplers.emplace_back(params.sampling, params.streams.empty() ? wave + i : params.streams[wave + i]);
       const int64_t slot = PickSlot(seqs[i], taken);
       taken[slot] = true;
       const auto& cached = slot_tokens_[slot];

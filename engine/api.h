@@ -41,6 +41,9 @@ struct GenerateParams {
   SamplingParams sampling;
   int64_t max_new_tokens = 16;
   std::vector<int32_t> stop_tokens;  // e.g. EOS; the stop token is not returned
+  // Random stream per prompt (default: the prompt's index). Callers that must reproduce a
+  // sample whatever else is in the batch (resumed evals) give each prompt a stable id.
+  std::vector<uint64_t> streams;
 };
 struct GenerateResult {
   std::vector<int32_t> tokens;
