@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include "cmd/commands.h"
 #include "cmd/model_options.h"
+#include "engine/io/chat_template.h"
+#include "engine/io/tokenizer.h"
 
 namespace dsv3::cmd {
 
@@ -14,6 +17,7 @@ int RunGenerate(int argc, char** argv) {
   opts.AddModelOptions();
   opts.Add()("ids", po::value<std::string>(), "prompt token ids, space or comma separated")(
       "prompt", po::value<std::string>(), "prompt text (needs tokenizer.json in the model directory)")(
+      "tokenizer", po::value<std::string>(), "tokenizer directory (default: the model directory)")(
       "chat", po::bool_switch(), "wrap --prompt in the chat template as a user turn")(
       "max-new-tokens", po::value<int64_t>()->default_value(128), "tokens to generate at most")(
       "temperature", po::value<float>()->default_value(0.0f), "0: greedy")(
@@ -36,24 +40,56 @@ int RunGenerate(int argc, char** argv) {
     return ReportError("generate", Status::Invalid("need --temperature >= 0, 0 < --top-p <= 1, --top-k >= 0, --max-new-tokens >= 0"));
 
   std::vector<int32_t> prompt;
+  std::optional<Tokenizer> tokenizer;
   if (opts.Has("ids")) {
+    if (opts.Get<bool>("chat")) return ReportError("generate", Status::Invalid("--chat applies to --prompt text"));
     auto ids = ParseIds(opts.Get<std::string>("ids"));
     if (!ids.ok()) return ReportError("generate", ids.status());
     prompt = ids.value();
   } else {
-    return ReportError("generate", Status::Invalid("--prompt needs the tokenizer, which this build does not have yet; use --ids"));
+    const std::string dir = opts.Has("tokenizer") ? opts.Get<std::string>("tokenizer") : opts.Get<std::string>("model-path");
+    auto tok = Tokenizer::Load(dir);
+    if (!tok.ok()) return ReportError("generate", tok.status());
+    tokenizer = std::move(tok.value());
+    std::string text = opts.Get<std::string>("prompt");
+    bool special = true;  // BOS as tokenizer_config.json says
+    if (opts.Get<bool>("chat")) {
+      auto tmpl = ChatTemplate::Load(dir);
+      if (!tmpl.ok()) return ReportError("generate", tmpl.status());
+      auto rendered = tmpl.value().Render({{"user", text, {}}}, /*add_generation_prompt=*/true);
+      if (!rendered.ok()) return ReportError("generate", rendered.status());
+      text = rendered.value();
+      special = false;  // the template already starts with BOS
+    }
+    auto ids = tokenizer->Encode(text, special);
+    if (!ids.ok()) return ReportError("generate", ids.status());
+    prompt = ids.value();
   }
   auto model = LoadModelFrom(opts);
   if (!model.ok()) return ReportError("generate", model.status());
   if (!opts.Get<bool>("ignore-eos") && model.value()->config().eos_token_id >= 0)
     gp.stop_tokens.push_back(static_cast<int32_t>(model.value()->config().eos_token_id));
   bool first = true;
+  std::optional<StreamDecoder> decoder;
+  if (tokenizer) decoder.emplace(&*tokenizer, /*skip_special_tokens=*/true);
+  const int32_t tokenizer_vocab = tokenizer ? tokenizer->vocab_size() : 0;
   auto r = model.value()->Generate({prompt}, gp, [&](size_t, int32_t tok) {
-    std::printf(first ? "%d" : " %d", tok);
+    if (decoder) {
+      std::string piece;
+      // Padding ids past the tokenizer's vocabulary have no text (Hugging Face drops them).
+      if (tok < tokenizer_vocab && decoder->Push(tok, &piece).ok()) std::fputs(piece.c_str(), stdout);
+    } else {
+      std::printf(first ? "%d" : " %d", tok);
+    }
     std::fflush(stdout);
     first = false;
     return true;
   });
+  if (decoder) {
+    std::string rest;
+    decoder->Finish(&rest);
+    std::fputs(rest.c_str(), stdout);
+  }
   std::printf("\n");
   if (!r.ok()) return ReportError("generate", r.status());
   const GenerateResult& g = r.value()[0];

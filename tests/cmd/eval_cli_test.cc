@@ -155,6 +155,20 @@ TEST_F(EvalCliTest, BadDataIsReportedBeforeModelWork) {
   EXPECT_EQ(r.exit_code, 2);
 }
 
+TEST_F(EvalCliTest, GenerateFromTextAndChatPrompt) {
+  // The chat prompt is BOS <｜User｜> text <｜Assistant｜>: 3 special tokens + the text's own.
+  auto tok = RunDsv3({"tokenize", "--tokenizer", model_, "--text", "Hello, world"});
+  ASSERT_EQ(tok.exit_code, 0) << tok.err;
+  const int64_t text_tokens = std::count(tok.out.begin(), tok.out.end(), ' ') + 1;
+  auto r = RunDsv3({"generate", "--model-path", model_, "--prompt", "Hello, world", "--chat", "--max-new-tokens", "5",
+                    "--ignore-eos"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("prefill " + std::to_string(text_tokens + 3) + " tokens"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("decode 5 tokens"), std::string::npos) << r.err;
+  r = RunDsv3({"generate", "--model-path", model_, "--ids", "1 2", "--chat"});
+  EXPECT_EQ(r.exit_code, 2);
+}
+
 // What CI runs: a small eval of a model from `dsv3 init`, regressed against the committed
 // baseline (tests/fixtures/eval/baseline.json, made by this same command with configs/eval/ci-small.yaml). Random weights
 // give near-chance scores, but they are deterministic, so a change in the engine's numbers
