@@ -71,6 +71,9 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
 
 TEST_P(GoldenTest, PrefillLogits) {
   auto model = Load();
+  // Every file tensor is used; the MTP module is bound where the checkpoint has one.
+  EXPECT_TRUE(model->unused_tensors().empty()) << model->unused_tensors().front();
+  EXPECT_EQ(model->mtp_loaded(), model->config().num_nextn_predict_layers > 0);
   for (int i = 0; golden_->Has("prefill." + std::to_string(i) + ".tokens"); ++i) {
     auto ids = golden_->Ids("prefill." + std::to_string(i) + ".tokens");
     auto want = golden_->F32("prefill." + std::to_string(i) + ".logits");
