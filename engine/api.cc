@@ -95,6 +95,7 @@ void Model::Feed(std::vector<Pending>& pending, const std::function<void(size_t,
       N += n;
     }
     if (chunks.empty()) return;
+    tokens_fed_ += N;
     transformer_->Forward(step_tokens.data(), chunks, rows, logits_buf_.data());
     for (size_t r = 0; r < rows.size(); ++r) on_row(owners[r].first, owners[r].second, logits_buf_.data() + r * V);
   }

@@ -64,6 +64,9 @@ class Model {
   bool mtp_loaded() const { return mtp_loaded_; }
   uint64_t checkpoint_bytes() const;
   int64_t kv_cache_bytes() const;
+  // Tokens run through the forward pass so far (prefix reuse makes this smaller than the
+  // tokens requested).
+  int64_t tokens_fed() const { return tokens_fed_; }
 
   // logits [rows, V] of one sequence. With decode_from == 0: one prefill, every row. With
   // decode_from = P > 0: prefill ids[0:P], then one token at a time through the cache; rows
@@ -95,6 +98,7 @@ class Model {
   bool mtp_loaded_ = false;
   std::vector<std::vector<int32_t>> slot_tokens_;  // what each cache slot holds, position by position
   std::vector<float> logits_buf_;                  // [max_step_tokens, V], allocated once
+  int64_t tokens_fed_ = 0;
 };
 
 }  // namespace dsv3

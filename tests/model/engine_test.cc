@@ -118,8 +118,13 @@ TEST_F(EngineTest, ScoringReusesPrefixesAndStaysExact) {
     r.tokens.push_back(choice);
     reqs.push_back(r);
   }
-  auto batched = Load(0, 2, 16)->Score(reqs);  // 2 slots, small steps: reuse across waves
+  auto model = Load(0, 2, 16);  // 2 slots, small steps: reuse across waves
+  auto batched = model->Score(reqs);
   ASSERT_TRUE(batched.ok());
+  // The first wave computes the 30-token context in both slots (31 tokens minus the last,
+  // which needs no logits, = 30 each); the second wave finds it cached and recomputes only the
+  // last context position for each choice.
+  EXPECT_EQ(model->tokens_fed(), 2 * 30 + 2 * 1);
   for (size_t i = 0; i < reqs.size(); ++i) {
     auto fresh = Load(0, 1)->Score({reqs[i]});
     ASSERT_TRUE(fresh.ok());
