@@ -12,6 +12,7 @@ const Command kCommands[] = {
     {"regress", "compare results.json with a baseline; exit 3 when a metric dropped", RunRegress},
     {"quantize", "write an fp8 / int8 / int4 (or bf16) copy of a checkpoint, verified, with sha256 per shard", RunQuantize},
     {"compare", "KL, top-1 agreement, perplexity ratio, size and decode speed of a checkpoint vs a reference", RunCompare},
+    {"bench", "prefill and decode tokens/s with rooflines and peak memory, llama-bench style", RunBench},
     {nullptr, nullptr, nullptr},
 };
 

@@ -19,6 +19,7 @@ int RunEval(int argc, char** argv);
 int RunRegress(int argc, char** argv);
 int RunQuantize(int argc, char** argv);
 int RunCompare(int argc, char** argv);
+int RunBench(int argc, char** argv);
 
 // Null-terminated.
 extern const Command kCommands[];

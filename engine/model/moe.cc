@@ -1,49 +1,130 @@
+// The MoE block: shared experts on every token plus the routed experts each token picked.
+// Tokens are grouped per expert so each routed expert's weights are streamed once per step, and
+// only the experts some token chose are touched. The matrices of all active experts (and the
+// shared ones) are split into row blocks and spread over the thread pool together, weighted by
+// their token counts: at batch 1 each expert matrix is small (512 rows), and splitting them one
+// at a time would leave a thread idle at every join. Every output row is computed by the same
+// kernel call it would get alone, so the result does not depend on the split.
 #include "engine/model/moe.h"
 
 #include <algorithm>
 #include <cstring>
 
+#include "engine/base/threads.h"
+#include "engine/kernels/ops.h"
 #include "engine/model/mlp.h"
 
 namespace dsv3 {
 
+namespace {
+
+constexpr int64_t kRowBlock = 64;
+
+// One row block of one projection: y[T, r0:r1] = x[T] · W[r0:r1]ᵀ.
+struct RowJob {
+  const WeightMatrix* w;
+  const float* x;
+  int64_t T;
+  float* y;
+  int64_t ldy, r0, r1;
+  int64_t cost_begin;  // prefix of the costs of the jobs before this one
+};
+
+void AddJobs(std::vector<RowJob>* jobs, int64_t* cost, const WeightMatrix& w, const float* x, int64_t T, float* y) {
+  for (int64_t r0 = 0; r0 < w.rows(); r0 += kRowBlock) {
+    const int64_t r1 = std::min(w.rows(), r0 + kRowBlock);
+    jobs->push_back({&w, x, T, y, w.rows(), r0, r1, *cost});
+    // Streaming the rows costs about as much as a few tokens' arithmetic on them.
+    *cost += (r1 - r0) * (T + 4);
+  }
+}
+
+// Runs every job once; each thread takes the jobs whose cost range starts in its share.
+void RunJobs(const std::vector<RowJob>& jobs, int64_t total_cost) {
+  ParallelFor(total_cost, 1, [&](int64_t begin, int64_t end) {
+    for (const RowJob& j : jobs)
+      if (j.cost_begin >= begin && j.cost_begin < end) LinearRows(j.x, j.T, *j.w, j.r0, j.r1, j.y, j.ldy, false);
+  });
+}
+
+}  // namespace
+
 void MoeScratch::Reserve(const ModelConfig& c, int64_t max_tokens) {
   const int64_t D = c.hidden_size, k = c.num_experts_per_tok;
-  const int64_t width = std::max(c.moe_intermediate_size, c.n_shared_experts * c.moe_intermediate_size);
+  // Every (token, expert) pick gets its own rows, then the shared experts' N rows.
+  const int64_t picks = max_tokens * k;
+  const int64_t width = picks * c.moe_intermediate_size + max_tokens * c.n_shared_experts * c.moe_intermediate_size;
   router.Reserve(c, max_tokens);
-  indices.resize(static_cast<size_t>(max_tokens * k));
-  weights.resize(static_cast<size_t>(max_tokens * k));
-  gathered.resize(static_cast<size_t>(max_tokens * D));
-  expert_out.resize(static_cast<size_t>(max_tokens * D));
-  gate_buf.resize(static_cast<size_t>(max_tokens * width));
-  up_buf.resize(static_cast<size_t>(max_tokens * width));
+  indices.resize(static_cast<size_t>(picks));
+  weights.resize(static_cast<size_t>(picks));
+  gathered.resize(static_cast<size_t>(picks * D));
+  expert_out.resize(static_cast<size_t>(picks * D));
+  gate_buf.resize(static_cast<size_t>(width));
+  up_buf.resize(static_cast<size_t>(width));
   per_expert.resize(static_cast<size_t>(c.n_routed_experts));
   for (auto& v : per_expert) v.reserve(static_cast<size_t>(max_tokens));
 }
 
 void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64_t N, MoeScratch* s, float* out) {
-  const int64_t D = c.hidden_size, k = c.num_experts_per_tok;
+  const int64_t D = c.hidden_size, k = c.num_experts_per_tok, I = c.moe_intermediate_size;
   RouteTokens(c, w, x, N, &s->router, s->indices.data(), s->weights.data());
-
-  if (!w.shared.gate_proj.empty()) {
-    MlpForward(w.shared, x, N, s->gate_buf.data(), s->up_buf.data(), out, false);
-  } else {
-    std::memset(out, 0, static_cast<size_t>(N * D) * sizeof(float));
-  }
   for (auto& v : s->per_expert) v.clear();
   for (int64_t t = 0; t < N; ++t)
     for (int64_t i = 0; i < k; ++i) s->per_expert[s->indices[t * k + i]].push_back({static_cast<int32_t>(t), s->weights[t * k + i]});
 
+  // Picks are stacked expert by expert: expert e's tokens are rows [offset[e], offset[e] + n_e).
+  thread_local std::vector<int64_t> offset;
+  thread_local std::vector<RowJob> jobs;
+  offset.assign(static_cast<size_t>(c.n_routed_experts) + 1, 0);
+  for (int64_t e = 0; e < c.n_routed_experts; ++e)
+    offset[e + 1] = offset[e] + static_cast<int64_t>(s->per_expert[e].size());
+  const int64_t picks = offset[c.n_routed_experts];
+  for (int64_t e = 0; e < c.n_routed_experts; ++e)
+    for (size_t j = 0; j < s->per_expert[e].size(); ++j)
+      std::memcpy(s->gathered.data() + (offset[e] + static_cast<int64_t>(j)) * D, x + s->per_expert[e][j].first * D,
+                  D * sizeof(float));
+  const bool shared = !w.shared.gate_proj.empty();
+  const int64_t Ws = shared ? w.shared.gate_proj.rows() : 0;
+  float* shared_gate = s->gate_buf.data() + picks * I;
+  float* shared_up = s->up_buf.data() + picks * I;
+
+  // gate and up of every active expert (and the shared ones) in one parallel region.
+  jobs.clear();
+  int64_t cost = 0;
+  if (shared) {
+    AddJobs(&jobs, &cost, w.shared.gate_proj, x, N, shared_gate);
+    AddJobs(&jobs, &cost, w.shared.up_proj, x, N, shared_up);
+  }
+  for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+    const int64_t n = offset[e + 1] - offset[e];
+    if (n == 0) continue;
+    const float* xe = s->gathered.data() + offset[e] * D;
+    AddJobs(&jobs, &cost, w.experts[e].gate_proj, xe, n, s->gate_buf.data() + offset[e] * I);
+    AddJobs(&jobs, &cost, w.experts[e].up_proj, xe, n, s->up_buf.data() + offset[e] * I);
+  }
+  RunJobs(jobs, cost);
+  SiluMul(s->gate_buf.data(), s->up_buf.data(), picks * I);
+  if (shared) SiluMul(shared_gate, shared_up, N * Ws);
+
+  // down of every active expert; the shared experts write straight into out.
+  jobs.clear();
+  cost = 0;
+  if (shared) AddJobs(&jobs, &cost, w.shared.down_proj, shared_gate, N, out);
+  for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+    const int64_t n = offset[e + 1] - offset[e];
+    if (n == 0) continue;
+    AddJobs(&jobs, &cost, w.experts[e].down_proj, s->gate_buf.data() + offset[e] * I, n,
+            s->expert_out.data() + offset[e] * D);
+  }
+  if (!shared) std::memset(out, 0, static_cast<size_t>(N * D) * sizeof(float));
+  RunJobs(jobs, cost);
+
+  // Weighted sum in expert order, as the reference adds them.
   for (int64_t e = 0; e < c.n_routed_experts; ++e) {
     const auto& tokens = s->per_expert[e];
-    if (tokens.empty()) continue;
-    const int64_t n = static_cast<int64_t>(tokens.size());
-    for (int64_t j = 0; j < n; ++j)
-      std::memcpy(s->gathered.data() + j * D, x + tokens[j].first * D, D * sizeof(float));
-    MlpForward(w.experts[e], s->gathered.data(), n, s->gate_buf.data(), s->up_buf.data(), s->expert_out.data(), false);
-    for (int64_t j = 0; j < n; ++j) {
+    for (size_t j = 0; j < tokens.size(); ++j) {
       float* dst = out + tokens[j].first * D;
-      const float* src = s->expert_out.data() + j * D;
+      const float* src = s->expert_out.data() + (offset[e] + static_cast<int64_t>(j)) * D;
       const float gw = tokens[j].second;
       for (int64_t d = 0; d < D; ++d) dst[d] += gw * src[d];
     }

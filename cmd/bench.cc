@@ -1,0 +1,277 @@
+// dsv3 bench: prefill and decode speed of a checkpoint, llama-bench style, with the roofline
+// next to each figure. The ceilings are measured in the same run (read bandwidth, FMA peak);
+// the work is counted from what the run did: weight bytes read per decoded token (only the
+// experts it routed to) and FLOPs per prefilled token.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cmd/commands.h"
+#include "cmd/model_options.h"
+#include "engine/base/threads.h"
+#include "engine/kernels/cpu/cpu_features.h"
+#include "engine/kernels/cpu/machine_probe.h"
+#include "engine/kernels/ops.h"
+
+namespace dsv3::cmd {
+
+namespace {
+
+StatusOr<std::vector<int64_t>> ParseList(const std::string& name, const std::string& text, int64_t min) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t pos = 0;
+      const long long v = std::stoll(item, &pos);
+      if (pos != item.size() || v < min) throw std::invalid_argument(item);
+      out.push_back(v);
+    } catch (...) {
+      return Status::Invalid("--" + name + ": \"" + item + "\" is not an integer >= " + std::to_string(min));
+    }
+  }
+  if (out.empty()) return Status::Invalid("--" + name + ": empty list");
+  return out;
+}
+
+struct Stats {
+  double median = 0, min = 0, max = 0;
+};
+Stats Summarize(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  Stats s;
+  if (v.empty()) return s;
+  const size_t n = v.size();
+  s.median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+  s.min = v.front();
+  s.max = v.back();
+  return s;
+}
+
+// Peak resident set (VmHWM), bytes; the mmap'd weight pages that were touched count too.
+int64_t PeakRssBytes() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<int64_t>(ru.ru_maxrss) * 1024;
+}
+
+struct Row {
+  std::string test;
+  int64_t threads = 0, depth = 0, tokens = 0;
+  Stats tps;
+  double work_per_token = 0;  // bytes (decode) or FLOPs (prefill)
+  double roofline_tps = 0;
+};
+
+}  // namespace
+
+int RunBench(int argc, char** argv) {
+  OptionParser opts("bench", "Prefill (ppN) and decode (tgN) tokens/s with rooflines, llama-bench style.");
+  opts.Add()("model-path", po::value<std::string>()->required(), "checkpoint directory")(
+      "prompt-len", po::value<int64_t>()->default_value(512), "prefill tokens (ppN); 0 skips prefill")(
+      "gen-len", po::value<int64_t>()->default_value(128), "decoded tokens (tgN); 0 skips decode")(
+      "depth", po::value<std::string>()->default_value("0"), "context already in the cache, comma list")(
+      "threads", po::value<std::string>()->default_value("0"), "thread counts, comma list (0: all cores)")(
+      "repetitions", po::value<int64_t>()->default_value(5), "runs per test; median, min, max reported")(
+      "kernels", po::value<std::string>()->default_value("auto"), "auto | reference | avx2 (Linear kernels)")(
+      "seed", po::value<uint64_t>()->default_value(0), "seed of the random prompt tokens")(
+      "probe-mib", po::value<int64_t>()->default_value(512), "buffer of the read-bandwidth probe (>> last-level cache)")(
+      "json", po::bool_switch(), "print JSON instead of the table");
+  Status st = opts.Parse(argc, argv);
+  if (!st.ok()) return ReportError("bench", st);
+  if (opts.help()) return kExitOk;
+  auto depths = ParseList("depth", opts.Get<std::string>("depth"), 0);
+  if (!depths.ok()) return ReportError("bench", depths.status());
+  auto threads = ParseList("threads", opts.Get<std::string>("threads"), 0);
+  if (!threads.ok()) return ReportError("bench", threads.status());
+  const int64_t P = opts.Get<int64_t>("prompt-len"), G = opts.Get<int64_t>("gen-len");
+  const int64_t reps = opts.Get<int64_t>("repetitions");
+  if (P < 0 || G < 0 || (P == 0 && G == 0) || reps < 1)
+    return ReportError("bench", Status::Invalid("need --prompt-len >= 0, --gen-len >= 0 (not both 0), --repetitions >= 1"));
+  const std::string kernels = opts.Get<std::string>("kernels");
+  if (kernels == "auto") {
+    SetLinearKernel(LinearKernel::kAuto);
+  } else if (kernels == "reference") {
+    SetLinearKernel(LinearKernel::kReference);
+  } else if (kernels == "avx2") {
+    if (!GetCpuFeatures().HasAvx2Set()) return ReportError("bench", Status::Invalid("--kernels avx2: this CPU lacks AVX2/FMA/F16C"));
+    SetLinearKernel(LinearKernel::kAvx2);
+  } else {
+    return ReportError("bench", Status::Invalid("--kernels must be auto, reference or avx2"));
+  }
+
+  const int64_t probe_bytes = opts.Get<int64_t>("probe-mib") << 20;
+  if (probe_bytes <= 0) return ReportError("bench", Status::Invalid("--probe-mib must be >= 1"));
+  // Ceilings per thread count, measured before the model loads and again after the runs; the
+  // higher reading is kept, since a shared machine only ever makes a probe slower.
+  std::map<int64_t, std::pair<double, double>> ceiling;  // threads -> (read bytes/s, FLOP/s)
+  auto probe = [&]() {
+    for (int64_t nt : threads.value()) {
+      SetNumThreads(static_cast<int>(nt));
+      auto& c = ceiling[NumThreads()];
+      c.first = std::max(c.first, MeasureReadBandwidth(probe_bytes));
+      c.second = std::max(c.second, MeasurePeakFlops(0.3));
+    }
+  };
+  probe();
+
+  ModelOptions mo;
+  const int64_t max_depth = *std::max_element(depths.value().begin(), depths.value().end());
+  // Each test needs depth + prompt + generated tokens, plus one so the prompt is never empty.
+  mo.max_seq_len = max_depth + std::max<int64_t>(P, 1) + G + 1;
+  auto loaded = Model::Load(opts.Get<std::string>("model-path"), mo);
+  if (!loaded.ok()) return ReportError("bench", loaded.status());
+  Model& model = *loaded.value();
+  const ModelConfig& c = model.config();
+
+  std::mt19937_64 rng(opts.Get<uint64_t>("seed"));
+  std::uniform_int_distribution<int32_t> tok(2, static_cast<int32_t>(c.vocab_size - 1));
+  auto random_tokens = [&](int64_t n) {
+    std::vector<int32_t> v(static_cast<size_t>(n));
+    for (auto& t : v) t = tok(rng);
+    return v;
+  };
+
+  LinearCounters counters;
+  SetLinearCounters(&counters);
+  std::vector<Row> rows;
+  const int64_t L = c.num_hidden_layers, H = c.num_attention_heads, C = c.kv_lora_rank, R = c.qk_rope_head_dim;
+  for (int64_t depth : depths.value()) {
+    const std::vector<int32_t> context = random_tokens(depth);
+    for (int64_t nt : threads.value()) {
+      SetNumThreads(static_cast<int>(nt));
+      const int64_t used_threads = NumThreads();
+      if (depth > 0) {  // fills the cache once; every repetition below reuses it as a prefix
+        GenerateParams fill;
+        fill.max_new_tokens = 1;
+        auto r = model.Generate({context}, fill);
+        if (!r.ok()) return ReportError("bench", r.status());
+      }
+      std::vector<double> pp, tg;
+      double prefill_flops = 0, decode_bytes = 0;
+      // Repetition -1 is a warm-up: it maps the weight pages in and wakes the pool.
+      for (int64_t rep = -1; rep < reps; ++rep) {
+        std::vector<int32_t> prompt = context;
+        const auto fresh = random_tokens(std::max<int64_t>(P, 1));
+        prompt.insert(prompt.end(), fresh.begin(), fresh.end());
+        GenerateParams gp;
+        gp.max_new_tokens = std::max<int64_t>(G, 1);
+        counters.Reset();
+        uint64_t flops_at_first = 0, bytes_at_first = 0;
+        bool first = true;
+        auto r = model.Generate({prompt}, gp, [&](size_t, int32_t) {
+          if (first) {  // the prefill is done; what follows is decode
+            flops_at_first = counters.flops.load();
+            bytes_at_first = counters.weight_bytes.load();
+            first = false;
+          }
+          return true;
+        });
+        if (!r.ok()) return ReportError("bench", r.status());
+        const GenerateResult& g = r.value()[0];
+        const int64_t decoded = static_cast<int64_t>(g.tokens.size()) - 1;
+        if (rep < 0) continue;
+        if (P > 0) {
+          pp.push_back(static_cast<double>(P) / std::max(g.prefill_seconds, 1e-9));
+          prefill_flops = static_cast<double>(flops_at_first) / static_cast<double>(P);
+        }
+        if (G > 1 && decoded > 0) {
+          tg.push_back(static_cast<double>(decoded) / std::max(g.decode_seconds, 1e-9));
+          decode_bytes = static_cast<double>(counters.weight_bytes.load() - bytes_at_first) / static_cast<double>(decoded);
+        }
+      }
+      // Attention is outside Linear: add its FLOPs (absorbed form: q·W_uk, scores over latent
+      // and rope keys, values over the latent, ·W_uv) and the latent cache it reads.
+      const double nope = static_cast<double>(c.qk_nope_head_dim), vd = static_cast<double>(c.v_head_dim);
+      const double pp_ctx = static_cast<double>(depth) + (static_cast<double>(P) + 1) / 2;
+      const double attn_flops = static_cast<double>(L * H) * (2 * nope * C + 2 * pp_ctx * (C + R) + 2 * pp_ctx * C + 2 * C * vd);
+      const double tg_ctx = static_cast<double>(depth + P) + static_cast<double>(G) / 2;
+      const double cache_bytes = static_cast<double>(L) * tg_ctx * static_cast<double>(C + R) * sizeof(float);
+      const std::string at = depth > 0 ? " @ d" + std::to_string(depth) : "";
+      if (P > 0) rows.push_back({"pp" + std::to_string(P) + at, used_threads, depth, P, Summarize(pp), prefill_flops + attn_flops, 0});
+      if (G > 1) rows.push_back({"tg" + std::to_string(G) + at, used_threads, depth, G, Summarize(tg), decode_bytes + cache_bytes, 0});
+    }
+  }
+  SetLinearCounters(nullptr);
+  const int64_t peak_rss = PeakRssBytes();  // before the second probe allocates its buffer
+
+  probe();
+  std::vector<std::pair<double, double>> ceilings;  // (bytes/s, FLOP/s) per row
+  for (Row& row : rows) {
+    const auto [bw, peak] = ceiling[row.threads];
+    const bool decode = row.test.rfind("tg", 0) == 0;
+    row.roofline_tps = decode ? bw / row.work_per_token : (peak > 0 ? peak / row.work_per_token : 0);
+    ceilings.push_back({bw, peak});
+  }
+  nlohmann::json out = nlohmann::json::array();
+
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  const std::string kernel_name = LinearKernelName(ActiveLinearKernel());
+  if (opts.Get<bool>("json")) {
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const Row& r = rows[i];
+      const bool decode = r.test.rfind("tg", 0) == 0;
+      out.push_back({{"model", opts.Get<std::string>("model-path")},
+                     {"model_size_bytes", model.checkpoint_bytes()},
+                     {"kernels", kernel_name},
+                     {"cpu_features", GetCpuFeatures().ToString()},
+                     {"threads", r.threads},
+                     {"test", r.test},
+                     {"n_depth", r.depth},
+                     {decode ? "n_gen" : "n_prompt", r.tokens},
+                     {"avg_ts", r.tps.median},
+                     {"median_ts", r.tps.median},
+                     {"min_ts", r.tps.min},
+                     {"max_ts", r.tps.max},
+                     {"repetitions", reps},
+                     {decode ? "bytes_per_token" : "flops_per_token", r.work_per_token},
+                     {"read_bandwidth_bytes_per_s", ceilings[i].first},
+                     {"peak_flops", ceilings[i].second},
+                     {"roofline_ts", r.roofline_tps},
+                     {"roofline_fraction", r.roofline_tps > 0 ? r.tps.median / r.roofline_tps : 0.0},
+                     {"peak_rss_bytes", peak_rss},
+                     {"kv_cache_bytes", model.kv_cache_bytes()}});
+    }
+    std::printf("%s\n", out.dump(2).c_str());
+    return kExitOk;
+  }
+  std::printf("| model | size | kernels | threads | test | t/s (median) | min | max | roofline t/s | %% roofline |\n");
+  std::printf("| --- | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |\n");
+  std::string name = opts.Get<std::string>("model-path");
+  while (name.size() > 1 && name.back() == '/') name.pop_back();
+  name = name.substr(name.find_last_of('/') + 1);
+  for (const Row& r : rows) {
+    std::printf("| %s | %.2f GiB | %s | %lld | %s | %.2f | %.2f | %.2f | %.1f | %.0f%% |\n", name.c_str(),
+                model.checkpoint_bytes() / gib, kernel_name.c_str(), static_cast<long long>(r.threads), r.test.c_str(),
+                r.tps.median, r.tps.min, r.tps.max, r.roofline_tps,
+                r.roofline_tps > 0 ? 100.0 * r.tps.median / r.roofline_tps : 0.0);
+  }
+  std::printf("\ncpu: %s\n", GetCpuFeatures().ToString().c_str());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const Row& r = rows[i];
+    const bool decode = r.test.rfind("tg", 0) == 0;
+    std::printf("%s, %lld threads: %s per token %.3f %s; ceiling %.1f %s\n", r.test.c_str(),
+                static_cast<long long>(r.threads), decode ? "weights+cache read" : "work",
+                decode ? r.work_per_token / 1e9 : r.work_per_token / 1e9, decode ? "GB" : "GFLOP",
+                decode ? ceilings[i].first / 1e9 : ceilings[i].second / 1e9, decode ? "GB/s read" : "GFLOP/s FMA peak");
+  }
+  std::printf("peak RSS %.2f GiB (weights %.2f GiB + KV cache %.2f GiB)\n", peak_rss / gib,
+              model.checkpoint_bytes() / gib, model.kv_cache_bytes() / gib);
+  return kExitOk;
+}
+
+}  // namespace dsv3::cmd

@@ -1,0 +1,15 @@
+// Measures this machine's ceilings for rooflines: memory read bandwidth and the FMA peak of the
+// fastest Linear kernel family the CPU runs. Used by `dsv3 bench`; runs on the thread pool.
+#pragma once
+
+#include <cstdint>
+
+namespace dsv3 {
+
+// Bytes per second read by all pool threads streaming a `bytes` buffer (best of `repeats`).
+double MeasureReadBandwidth(int64_t bytes, int repeats = 3);
+// FLOP/s of register-only FMAs on every pool thread for about `seconds`; 0 when the CPU has no
+// vector FMA kernel family (the reference path has no fixed peak).
+double MeasurePeakFlops(double seconds = 0.3);
+
+}  // namespace dsv3

@@ -1,0 +1,64 @@
+// dsv3 bench through the CLI on a tiny random checkpoint: the table and the JSON carry every
+// test asked for, with rooflines, and bad flags are usage errors (exit 2).
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/testing/testing.h"
+
+namespace dsv3 {
+namespace {
+
+class BenchCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto r = testing::RunDsv3({"init", "--config", testing::SourceDir() + "/configs/models/tiny-v3.yaml", "--out",
+                               dir_.path() + "/m"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  testing::TempDir dir_;
+};
+
+TEST_F(BenchCliTest, JsonHasPrefillAndDecodeRowsWithRooflines) {
+  auto r = testing::RunDsv3({"bench", "--model-path", dir_.path() + "/m", "--prompt-len", "8", "--gen-len", "4",
+                             "--depth", "0,6", "--threads", "1,2", "--repetitions", "2", "--probe-mib", "8", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j.is_array());
+  ASSERT_EQ(j.size(), 8u);  // {pp8, tg4} x 2 depths x 2 thread counts
+  EXPECT_EQ(j[0]["test"], "pp8");
+  EXPECT_EQ(j[1]["test"], "tg4");
+  EXPECT_EQ(j[4]["test"], "pp8 @ d6");
+  for (const auto& row : j) {
+    EXPECT_GT(row["median_ts"].get<double>(), 0.0) << row.dump();
+    EXPECT_LE(row["min_ts"].get<double>(), row["max_ts"].get<double>());
+    EXPECT_GT(row["peak_rss_bytes"].get<double>(), 0.0);
+    EXPECT_GT(row["read_bandwidth_bytes_per_s"].get<double>(), 0.0);
+    if (row["test"].get<std::string>().rfind("tg", 0) == 0) {
+      EXPECT_GT(row["bytes_per_token"].get<double>(), 0.0);
+      EXPECT_GT(row["roofline_ts"].get<double>(), 0.0);
+    } else {
+      EXPECT_GT(row["flops_per_token"].get<double>(), 0.0);
+    }
+  }
+}
+
+TEST_F(BenchCliTest, TableAndUsageErrors) {
+  auto r = testing::RunDsv3({"bench", "--model-path", dir_.path() + "/m", "--prompt-len", "4", "--gen-len", "3",
+                             "--repetitions", "1", "--threads", "1", "--probe-mib", "8"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| pp4 |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| tg3 |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("peak RSS"), std::string::npos) << r.out;
+  for (auto bad : std::vector<std::vector<std::string>>{{"--threads", "1,x"},
+                                                       {"--depth", "-1"},
+                                                       {"--repetitions", "0"},
+                                                       {"--kernels", "sse9"}}) {
+    std::vector<std::string> args = {"bench", "--model-path", dir_.path() + "/m"};
+    args.insert(args.end(), bad.begin(), bad.end());
+    EXPECT_EQ(testing::RunDsv3(args).exit_code, 2) << bad[0] << " " << bad[1];
+  }
+}
+
+}  // namespace
+}  // namespace dsv3
