@@ -32,6 +32,8 @@ int RunInit(int argc, char** argv) {
   opts.Add()("out", po::value<std::string>()->required(), "output directory")(
       "seed", po::value<uint64_t>()->default_value(0), "random seed")(
       "dtype", po::value<std::string>()->default_value("bf16"), "f32 | bf16")(
+      "init", po::value<std::string>()->default_value("config"),
+      "config: N(0, initializer_range); fan-in: the golden checkpoints' trained-like scales")(
       "tokenizer", po::value<std::string>(), "copy tokenizer.json/tokenizer_config.json from this directory")(
       "shard-size-mb", po::value<uint64_t>()->default_value(5000), "largest safetensors shard")(
       "threads", po::value<int>()->default_value(0), "CPU threads (0: all cores)");
@@ -49,6 +51,10 @@ int RunInit(int argc, char** argv) {
   if (dtype == "f32") io.dtype = DType::kF32;
   else if (dtype == "bf16") io.dtype = DType::kBF16;
   else return ReportError("init", Status::Invalid("--dtype must be f32 or bf16, got \"" + dtype + "\""));
+  const std::string scheme = opts.Get<std::string>("init");
+  if (scheme == "config") io.scheme = InitScheme::kConfig;
+  else if (scheme == "fan-in") io.scheme = InitScheme::kFanIn;
+  else return ReportError("init", Status::Invalid("--init must be config or fan-in, got \"" + scheme + "\""));
   io.max_shard_bytes = opts.Get<uint64_t>("shard-size-mb") << 20;
   const std::string out = opts.Get<std::string>("out");
   st = WriteRandomCheckpoint(config.value(), out, io);

@@ -45,11 +45,22 @@ void FillNormal(uint64_t seed, float std, float* out, int64_t n) {
 
 constexpr int64_t kChunk = 1 << 20;  // elements per independent random stream
 
-SafetensorsWriter::Producer MakeProducer(const TensorSpec& spec, DType dtype, uint64_t seed, float std) {
-  return [spec, dtype, seed, std](const SafetensorsWriter::Sink& sink) -> Status {
+// Mean and standard deviation of one tensor's entries under a scheme.
+std::pair<float, float> Distribution(const TensorSpec& spec, InitScheme scheme, float range) {
+  const bool matrix = spec.shape.rank == 2;
+  const float fan_in = matrix ? static_cast<float>(spec.shape[1]) : 1.0f;
+  switch (spec.role) {
+    case TensorRole::kNorm: return {1.0f, scheme == InitScheme::kFanIn ? 0.1f : 0.0f};
+    case TensorRole::kRouterBias: return {0.0f, scheme == InitScheme::kFanIn ? 0.05f : 0.0f};
+    case TensorRole::kEmbedding: return {0.0f, scheme == InitScheme::kFanIn ? 1.0f : range};
+    case TensorRole::kLmHead: return {0.0f, scheme == InitScheme::kFanIn ? 2.0f / std::sqrt(fan_in) : range};
+    default: return {0.0f, scheme == InitScheme::kFanIn ? 1.0f / std::sqrt(fan_in) : range};
+  }
+}
+
+SafetensorsWriter::Producer MakeProducer(const TensorSpec& spec, DType dtype, uint64_t seed, float mean, float std) {
+  return [spec, dtype, seed, mean, std](const SafetensorsWriter::Sink& sink) -> Status {
     const int64_t n = spec.shape.numel();
-    const bool constant = spec.role == TensorRole::kNorm || spec.role == TensorRole::kRouterBias;
-    const float value = spec.role == TensorRole::kNorm ? 1.0f : 0.0f;
     const uint64_t tensor_seed = seed ^ HashName(spec.name);
     const int64_t batch = kChunk * 8;  // generate 8 chunks in parallel, then write
     std::vector<float> f(static_cast<size_t>(std::min(n, batch)));
@@ -59,11 +70,13 @@ SafetensorsWriter::Producer MakeProducer(const TensorSpec& spec, DType dtype, ui
       ParallelFor((m + kChunk - 1) / kChunk, 1, [&](int64_t c0, int64_t c1) {
         for (int64_t c = c0; c < c1; ++c) {
           const int64_t off = c * kChunk, len = std::min(kChunk, m - off);
-          if (constant) {
-            std::fill(f.begin() + off, f.begin() + off + len, value);
+          if (std == 0.0f) {
+            std::fill(f.begin() + off, f.begin() + off + len, mean);
           } else {
             uint64_t s = tensor_seed + static_cast<uint64_t>((base + off) / kChunk) * 0xD1B54A32D192ED03ull;
             FillNormal(s, std, f.data() + off, len);
+            if (mean != 0.0f)
+              for (int64_t i = off; i < off + len; ++i) f[i] += mean;
           }
           if (dtype == DType::kBF16)
             for (int64_t i = off; i < off + len; ++i) h[i] = F32ToBF16(f[i]);
@@ -109,7 +122,8 @@ Status WriteRandomCheckpoint(const ModelConfig& config, const std::string& out_d
       names.emplace_back();
       in_shard = 0;
     }
-    shards.back().Add(spec.name, dt, spec.shape, MakeProducer(spec, dt, options.seed, std));
+    const auto [mean, sd] = Distribution(spec, options.scheme, std);
+    shards.back().Add(spec.name, dt, spec.shape, MakeProducer(spec, dt, options.seed, mean, sd));
     names.back().push_back(spec.name);
     in_shard += bytes;
   }

@@ -12,13 +12,24 @@
 
 namespace dsv3 {
 
+// How random weights are scaled.
+enum class InitScheme {
+  kConfig,  // N(0, initializer_range) for every matrix, norms 1, bias 0 (Hugging Face's init)
+  // The golden checkpoints' recipe (../shared/models/README.md), which gives a trained-like
+  // signal: hidden RMS ~1-2, logit std ~2, non-degenerate routing. Embeddings N(0,1),
+  // matrices N(0, 1/fan_in), lm_head N(0, 4/fan_in), norms 1 + 0.1·N(0,1), bias N(0, 0.05²).
+  // Quantization error measured on it means something; on kConfig logits are near-uniform.
+  kFanIn,
+};
+
 struct InitOptions {
+  InitScheme scheme = InitScheme::kConfig;
   uint64_t seed = 0;
   DType dtype = DType::kBF16;          // F32 or BF16 for every tensor (the router bias stays F32)
   uint64_t max_shard_bytes = 5ull << 30;  // split into model-0000K-of-0000N.safetensors above this
 };
 
-// Weights ~ N(0, initializer_range); norms 1; the correction bias 0. Writes the weights
+// Weights drawn per InitScheme. Writes the weights
 // first and config.json last, so a directory with a config.json is always complete.
 Status WriteRandomCheckpoint(const ModelConfig& config, const std::string& out_dir, const InitOptions& options);
 
