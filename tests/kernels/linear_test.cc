@@ -13,6 +13,7 @@
 #include "engine/base/threads.h"
 #include "engine/kernels/cpu/cpu_features.h"
 #include "engine/kernels/ops.h"
+#include "engine/quant/int_quant.h"
 
 namespace dsv3 {
 namespace {
@@ -20,8 +21,43 @@ namespace {
 struct OwnedWeight {
   std::vector<uint8_t> bytes;
   std::vector<float> scale;
+  std::vector<uint16_t> scale16;
+  std::vector<uint8_t> zero;
   WeightMatrix m;
 };
+
+// INT8 (blocks bo x bi) and INT4 (groups, symmetric or with zero points) through the real
+// encoders, so the kernels see exactly what `dsv3 quantize` writes.
+OwnedWeight MakeIntWeight(bool int4, int64_t rows, int64_t cols, uint32_t seed, int64_t block, bool symmetric) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 0.5f);
+  std::vector<float> f(static_cast<size_t>(rows * cols));
+  for (float& v : f) v = dist(rng);
+  OwnedWeight o;
+  if (!int4) {
+    auto q = QuantizeInt8(f.data(), rows, cols, block, block, "test");
+    EXPECT_TRUE(q.ok());
+    o.bytes.assign(q.value().q.begin(), q.value().q.end());
+    o.scale = q.value().scale;
+    o.m.w = TensorView{o.bytes.data(), DType::kI8, Shape{rows, cols}};
+    o.m.scale = TensorView{o.scale.data(), DType::kF32, Shape{(rows + block - 1) / block, (cols + block - 1) / block}};
+    o.m.block_out = o.m.block_in = block;
+    return o;
+  }
+  auto q = QuantizeInt4(f.data(), rows, cols, block, symmetric, "test");
+  EXPECT_TRUE(q.ok());
+  o.bytes = q.value().packed;
+  o.scale16 = q.value().scale;
+  o.zero = q.value().zero;
+  const int64_t groups = (cols + block - 1) / block;
+  o.m.w = TensorView{o.bytes.data(), DType::kU8, Shape{rows, (cols + 1) / 2}};
+  o.m.scale = TensorView{o.scale16.data(), DType::kF16, Shape{rows, groups}};
+  if (!symmetric) o.m.zero = TensorView{o.zero.data(), DType::kU8, Shape{rows, groups}};
+  o.m.in_features = cols;
+  o.m.block_out = 1;
+  o.m.block_in = block;
+  return o;
+}
 
 OwnedWeight MakeWeight(DType dtype, int64_t rows, int64_t cols, uint32_t seed, int64_t block = 32) {
   std::mt19937 rng(seed);
@@ -110,6 +146,31 @@ TEST_F(LinearKernelTest, Avx2MatchesReferenceForEveryFormatAndShape) {
                     std::string(DTypeName(dt)) + " " + std::to_string(sh[0]) + "x" + std::to_string(sh[1]) +
                         " T=" + std::to_string(T));
       }
+    }
+  }
+}
+
+TEST_F(LinearKernelTest, Avx2MatchesReferenceForIntegerFormats) {
+  struct Case {
+    bool int4;
+    int64_t rows, cols, block;
+    bool symmetric;
+  };
+  const Case cases[] = {{false, 37, 96, 32, true}, {false, 20, 200, 200, true},  // blocks; per channel
+                        {true, 37, 96, 32, true},  {true, 19, 130, 32, false}};  // groups; zero points, odd tail
+  uint32_t seed = 100;
+  for (const Case& c : cases) {
+    OwnedWeight w = MakeIntWeight(c.int4, c.rows, c.cols, seed++, c.block, c.symmetric);
+    for (int64_t T : {1, 3, 7}) {
+      const auto x = RandomVector(T * c.cols, seed++);
+      std::vector<float> ref(static_cast<size_t>(T * c.rows)), fast(ref.size());
+      SetLinearKernel(LinearKernel::kReference);
+      Linear(x.data(), T, w.m, ref.data());
+      SetLinearKernel(LinearKernel::kAvx2);
+      Linear(x.data(), T, w.m, fast.data());
+      ExpectClose(x, w.m, T, fast, ref,
+                  std::string(c.int4 ? "int4" : "int8") + " " + std::to_string(c.rows) + "x" +
+                      std::to_string(c.cols) + " T=" + std::to_string(T));
     }
   }
 }

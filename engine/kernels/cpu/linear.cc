@@ -3,7 +3,8 @@
 //   - reference: weights dequantized 64 rows at a time into float32 and multiplied with Eigen.
 //     Every format has it; it is the twin the fast kernels are tested against.
 //   - avx2 (linear_avx2.cc): a GEMV for a few tokens (decode: each weight read once, converted
-//     in registers) and a register-blocked GEMM for prefill, both summing in one order.
+//     in registers) and a register-blocked GEMM for prefill, both summing in one order. F32,
+//     BF16, F16, FP8 e4m3, INT8 and INT4 weights, all dequantized in registers.
 // Work is split over output rows with the persistent pool; LinearRows lets the MoE split
 // several experts' matrices over the pool at once.
 #include <Eigen/Core>
@@ -53,6 +54,18 @@ cpu::RawWeight Raw(const WeightMatrix& w) {
       r.kind = cpu::WeightKind::kF8E4M3;
       r.scale = w.scale_inv.empty() ? nullptr : w.scale_inv.f32();
       r.scale_cols = w.scale_inv.empty() ? 0 : w.scale_inv.shape[1];
+      break;
+    case DType::kI8:
+      r.kind = cpu::WeightKind::kI8;
+      r.scale = w.scale.empty() ? nullptr : w.scale.f32();
+      r.scale_cols = w.scale.empty() ? 0 : w.scale.shape[1];
+      break;
+    case DType::kU8:
+      r.kind = cpu::WeightKind::kInt4;
+      r.scale16 = w.scale.empty() ? nullptr : w.scale.as<uint16_t>();
+      r.zero = w.zero.empty() ? nullptr : w.zero.as<uint8_t>();
+      r.scale_cols = w.scale.empty() ? 0 : w.scale.shape[1];
+      r.row_bytes = w.w.shape[1];
       break;
     default: r.kind = cpu::WeightKind::kUnsupported; break;
   }

@@ -76,6 +76,47 @@ struct Fp8Row {
   }
 };
 
+// INT8: float(q) · scale, as DequantizeRows computes it.
+struct Int8Row {
+  const int8_t* q;
+  const float* scale;  // this row's block-scale row
+  int64_t block_in;
+  __m256 Load8(int64_t k) const {
+    const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + k)));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(scale[k / block_in]));
+  }
+  float Scalar(int64_t k) const {
+    return _mm_cvtss_f32(_mm_mul_ss(_mm_set_ss(static_cast<float>(q[k])), _mm_set_ss(scale[k / block_in])));
+  }
+};
+
+// INT4, low nibble first: (float(u) - z) · scale, as DequantizeRows computes it. k is even
+// whenever Load8 is used (k is a multiple of 8), so a load starts on a byte.
+struct Int4Row {
+  const uint8_t* q;
+  const uint16_t* scale;  // this row's F16 group scales
+  const uint8_t* zero;    // this row's zero points, or null (8)
+  int64_t block_in;
+  float Scale(int64_t g) const { return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(scale[g]))); }
+  float Zero(int64_t g) const { return zero ? static_cast<float>(zero[g]) : 8.0f; }
+  __m256 Load8(int64_t k) const {
+    int32_t bytes;
+    __builtin_memcpy(&bytes, q + k / 2, 4);
+    const __m128i v = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(bytes));
+    const __m128i lo = _mm_and_si128(v, _mm_set1_epi32(0xf)), hi = _mm_srli_epi32(v, 4);
+    const __m256i u = _mm256_set_m128i(_mm_unpackhi_epi32(lo, hi), _mm_unpacklo_epi32(lo, hi));
+    const int64_t g = k / block_in;
+    return _mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(u), _mm256_set1_ps(Zero(g))), _mm256_set1_ps(Scale(g)));
+  }
+  float Scalar(int64_t k) const {
+    const uint8_t byte = q[k >> 1];
+    const int u = (k & 1) ? (byte >> 4) : (byte & 0xf);
+    const int64_t g = k / block_in;
+    return _mm_cvtss_f32(_mm_mul_ss(_mm_sub_ss(_mm_set_ss(static_cast<float>(u)), _mm_set_ss(Zero(g))),
+                                    _mm_set_ss(Scale(g))));
+  }
+};
+
 template <typename L>
 struct PlainRow {
   const void* p;
@@ -162,6 +203,18 @@ void WithRowFactory(const RawWeight& w, const Fn& fn) {
       fn([&](int64_t r) {
         return Fp8Row{static_cast<const uint8_t*>(w.data) + r * K, w.scale + (r / w.block_out) * w.scale_cols,
                       w.block_in};
+      });
+      return;
+    case WeightKind::kI8:
+      fn([&](int64_t r) {
+        return Int8Row{static_cast<const int8_t*>(w.data) + r * K, w.scale + (r / w.block_out) * w.scale_cols,
+                       w.block_in};
+      });
+      return;
+    case WeightKind::kInt4:
+      fn([&](int64_t r) {
+        return Int4Row{static_cast<const uint8_t*>(w.data) + r * w.row_bytes, w.scale16 + r * w.scale_cols,
+                       w.zero ? w.zero + r * w.scale_cols : nullptr, w.block_in};
       });
       return;
     default:
@@ -257,6 +310,11 @@ bool Avx2Supports(const RawWeight& w) {
     case WeightKind::kF8E4M3:
       // An 8-wide load must not straddle two scale blocks.
       return w.scale != nullptr && w.block_in > 0 && w.block_in % 8 == 0 && w.block_out > 0;
+    case WeightKind::kI8:
+      return w.scale != nullptr && w.block_in > 0 && w.block_in % 8 == 0 && w.block_out > 0;
+    case WeightKind::kInt4:
+      // Groups of whole 8-column loads; block_out is 1 (one scale row per weight row).
+      return w.scale16 != nullptr && w.block_in > 0 && w.block_in % 8 == 0 && w.row_bytes == (w.cols + 1) / 2;
     default:
       return false;
   }

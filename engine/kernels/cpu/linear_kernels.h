@@ -8,15 +8,19 @@
 
 namespace dsv3::cpu {
 
-enum class WeightKind : int { kF32, kBF16, kF16, kF8E4M3, kUnsupported };
+enum class WeightKind : int { kF32, kBF16, kF16, kF8E4M3, kI8, kInt4, kUnsupported };
 
-// A weight [rows, cols] as raw pointers. FP8 weights carry F32 block scales
-// scale[(r / block_out) * scale_cols + c / block_in].
+// A weight [rows, cols] as raw pointers (formats as in ops.h's WeightMatrix). FP8 and INT8
+// carry F32 block scales scale[(r / block_out) * scale_cols + c / block_in]; INT4 packs two
+// columns per byte (row stride row_bytes) with F16 group scales scale16[r * scale_cols +
+// c / block_in] and optional U8 zero points (8 when absent).
 struct RawWeight {
   WeightKind kind = WeightKind::kUnsupported;
   const void* data = nullptr;
   const float* scale = nullptr;
-  int64_t rows = 0, cols = 0, scale_cols = 0, block_out = 128, block_in = 128;
+  const uint16_t* scale16 = nullptr;
+  const uint8_t* zero = nullptr;
+  int64_t rows = 0, cols = 0, scale_cols = 0, block_out = 128, block_in = 128, row_bytes = 0;
 };
 
 // Token counts up to this use the GEMV kernel (weights streamed once, converted in registers);
