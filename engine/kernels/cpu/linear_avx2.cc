@@ -61,14 +61,34 @@ inline __m128i E4M3ToF16Bits(__m128i q) {
   return _mm_or_si128(mag, sign);
 }
 
+// The scale of the group holding column k, cached: a 64-bit division per eight weights costs
+// more than the arithmetic it feeds. k only moves forward within a pass over the row and
+// restarts at 0 for the next token, which the range check catches.
+struct GroupCache {
+  mutable int64_t begin = 0, end = 0;
+  mutable __m256 scale;
+  template <typename F>
+  __m256 Get(int64_t k, int64_t block_in, const F& scale_of_group) const {
+    if (k < begin || k >= end) {
+      const int64_t g = k / block_in;
+      begin = g * block_in;
+      end = begin + block_in;
+      scale = scale_of_group(g);
+    }
+    return scale;
+  }
+};
+
 // FP8 rows need their scale row; this cursor is bound to one weight row.
 struct Fp8Row {
   const uint8_t* q;
   const float* scale;  // this row's block-scale row
   int64_t block_in;
+  GroupCache cache;
   __m256 Load8(int64_t k) const {
     const __m128i h = E4M3ToF16Bits(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + k)));
-    return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(scale[k / block_in] * 256.0f));
+    const __m256 s = cache.Get(k, block_in, [&](int64_t g) { return _mm256_set1_ps(scale[g] * 256.0f); });
+    return _mm256_mul_ps(_mm256_cvtph_ps(h), s);
   }
   float Scalar(int64_t k) const {
     const __m128i h = E4M3ToF16Bits(_mm_cvtsi32_si128(q[k]));
@@ -81,9 +101,11 @@ struct Int8Row {
   const int8_t* q;
   const float* scale;  // this row's block-scale row
   int64_t block_in;
+  GroupCache cache;
   __m256 Load8(int64_t k) const {
     const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + k)));
-    return _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(scale[k / block_in]));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(v),
+                         cache.Get(k, block_in, [&](int64_t g) { return _mm256_set1_ps(scale[g]); }));
   }
   float Scalar(int64_t k) const {
     return _mm_cvtss_f32(_mm_mul_ss(_mm_set_ss(static_cast<float>(q[k])), _mm_set_ss(scale[k / block_in])));
@@ -97,6 +119,7 @@ struct Int4Row {
   const uint16_t* scale;  // this row's F16 group scales
   const uint8_t* zero;    // this row's zero points, or null (8)
   int64_t block_in;
+  GroupCache scale_cache, zero_cache;
   float Scale(int64_t g) const { return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(scale[g]))); }
   float Zero(int64_t g) const { return zero ? static_cast<float>(zero[g]) : 8.0f; }
   __m256 Load8(int64_t k) const {
@@ -105,8 +128,9 @@ struct Int4Row {
     const __m128i v = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(bytes));
     const __m128i lo = _mm_and_si128(v, _mm_set1_epi32(0xf)), hi = _mm_srli_epi32(v, 4);
     const __m256i u = _mm256_set_m128i(_mm_unpackhi_epi32(lo, hi), _mm_unpacklo_epi32(lo, hi));
-    const int64_t g = k / block_in;
-    return _mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(u), _mm256_set1_ps(Zero(g))), _mm256_set1_ps(Scale(g)));
+    const __m256 z = zero_cache.Get(k, block_in, [&](int64_t g) { return _mm256_set1_ps(Zero(g)); });
+    const __m256 s = scale_cache.Get(k, block_in, [&](int64_t g) { return _mm256_set1_ps(Scale(g)); });
+    return _mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(u), z), s);
   }
   float Scalar(int64_t k) const {
     const uint8_t byte = q[k >> 1];
