@@ -11,6 +11,7 @@
 #include "cmd/commands.h"
 #include "cmd/model_options.h"
 #include "engine/base/file.h"
+#include "engine/base/version.h"
 #include "eval/harness.h"
 #include "eval/results.h"
 #include "eval/tasks.h"
@@ -155,7 +156,7 @@ int RunEval(int argc, char** argv) {
                            (tasks.count("humaneval") && ho.samples.empty()) ||
                            (tasks.count("longbench") && lo.predictions.empty());
   EvalRunInfo info;
-  info.strings["dsv3_version"] = DSV3_GIT_HASH;
+  info.strings["dsv3_version"] = Dsv3Version();
   info.strings["date"] = Today();
   info.strings["tasks"] = opts.Get<std::string>("tasks");
   info.numbers["seed"] = static_cast<double>(opts.Get<uint64_t>("seed"));

@@ -155,8 +155,10 @@ TEST_F(SandboxTest, HostileProgramsAreContained) {
        "No such file or directory"},
       {"write_var_tmp", "open('/var/tmp/dsv3_sandbox_escape', 'w').write('x')\n",
        {Verdict::kFailed}, "Read-only file system"},
+      // A checkout under /tmp (CI clones may be there) sits under the masked /tmp: not found
+      // rather than read-only. Either way the write fails and nothing reaches the host.
       {"write_repo", "open('" + repo_file + "', 'w').write('x')\n", {Verdict::kFailed},
-       "Read-only file system"},
+       repo_file.rfind("/tmp/", 0) == 0 ? "No such file or directory" : "Read-only file system"},
       {"write_tmp", "open('/tmp/dsv3_sandbox_escape', 'w').write('x')\n", {Verdict::kFailed},
        "Read-only file system"},
       {"write_dev_shm", "open('/dev/shm/dsv3_sandbox_escape', 'w').write('x')\n",
