@@ -46,7 +46,7 @@ void MlaScratch::Reserve(const ModelConfig& c, int64_t max_tokens) {
 
 void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const float* x,
                 const std::vector<SeqChunk>& chunks, int64_t N, const RopeTable& rope, LatentKvCache* cache,
-                AttnImpl impl, MlaScratch* s, float* out) {
+                AttnImpl impl, MlaScratch* s, float* out, const float* kv_b_f32) {
   const int64_t H = c.num_attention_heads, nope = c.qk_nope_head_dim, R = c.qk_rope_head_dim;
   const int64_t qk = c.qk_head_dim(), vd = c.v_head_dim, C = c.kv_lora_rank;
   const float eps = static_cast<float>(c.rms_norm_eps);
@@ -80,6 +80,8 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
   const float* wkv_b;
   if (w.kv_b_proj.w.dtype == DType::kF32) {
     wkv_b = w.kv_b_proj.w.f32();
+  } else if (kv_b_f32) {
+    wkv_b = kv_b_f32;
   } else {
     DequantizeRows(w.kv_b_proj, 0, w.kv_b_proj.rows(), s->kv_b_f32.data());
     wkv_b = s->kv_b_f32.data();

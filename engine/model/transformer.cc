@@ -23,6 +23,14 @@ Transformer::Transformer(const ModelConfig& config, const ModelWeights& weights,
   ffn_gate_.resize(static_cast<size_t>(N * dense_width));
   ffn_up_.resize(ffn_gate_.size());
   mla_.Reserve(config, N);
+  const int64_t kv_b_floats = config.num_attention_heads * (config.qk_nope_head_dim + config.v_head_dim) * config.kv_lora_rank;
+  if (!weights.layers.empty() && weights.layers[0].attn.kv_b_proj.w.dtype != DType::kF32 &&
+      kv_b_floats * 4 * config.num_hidden_layers <= kKvBCacheBytes) {
+    for (const LayerWeights& lw : weights.layers) {
+      kv_b_f32_.emplace_back(static_cast<size_t>(kv_b_floats));
+      DequantizeRows(lw.attn.kv_b_proj, 0, lw.attn.kv_b_proj.rows(), kv_b_f32_.back().data());
+    }
+  }
   if (config.first_k_dense_replace < config.num_hidden_layers) moe_.Reserve(config, N);
 }
 
@@ -54,7 +62,8 @@ void Transformer::Forward(const int32_t* tokens, const std::vector<SeqChunk>& ch
   for (int64_t L = 0; L < c.num_hidden_layers; ++L) {
     const LayerWeights& lw = weights_.layers[L];
     RmsNorm(h, lw.input_layernorm, N, D, eps, xn);
-    MlaForward(c, lw.attn, L, xn, chunks, N, rope_, &cache_, options_.attn_impl, &mla_, branch);
+    MlaForward(c, lw.attn, L, xn, chunks, N, rope_, &cache_, options_.attn_impl, &mla_, branch,
+               kv_b_f32_.empty() ? nullptr : kv_b_f32_[L].data());
     for (int64_t i = 0; i < N * D; ++i) h[i] += branch[i];
 
     RmsNorm(h, lw.post_attention_layernorm, N, D, eps, xn);
