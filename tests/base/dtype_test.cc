@@ -1,0 +1,63 @@
+// The dtype table and scalar conversions every layer relies on.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "engine/base/dtype.h"
+
+namespace dsv3 {
+namespace {
+
+TEST(DType, NamesAndSizesRoundTrip) {
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kF8E4M3, DType::kI8, DType::kU8, DType::kI32,
+                  DType::kI64}) {
+    auto parsed = ParseDType(DTypeName(t));
+    ASSERT_TRUE(parsed.has_value()) << DTypeName(t);
+    EXPECT_EQ(*parsed, t);
+  }
+  EXPECT_EQ(DTypeSize(DType::kBF16), 2u);
+  EXPECT_EQ(DTypeSize(DType::kF8E4M3), 1u);
+  EXPECT_FALSE(ParseDType("F12").has_value());
+}
+
+TEST(DType, E4M3EveryCodeRoundTrips) {
+  EXPECT_EQ(E4M3ToF32(0x7e), 448.0f);   // largest finite
+  EXPECT_EQ(E4M3ToF32(0x38), 1.0f);
+  EXPECT_EQ(E4M3ToF32(0x01), std::ldexp(1.0f, -9));  // smallest subnormal
+  EXPECT_TRUE(std::isnan(E4M3ToF32(0x7f)));
+  for (int v = 0; v < 256; ++v) {
+    if ((v & 0x7f) == 0x7f) continue;  // NaN
+    const float f = E4M3ToF32(static_cast<uint8_t>(v));
+    const uint8_t back = F32ToE4M3(f);
+    if (f == 0.0f) {
+      EXPECT_EQ(back & 0x7f, 0);
+    } else {
+      EXPECT_EQ(back, v) << "code " << v << " value " << f;
+    }
+  }
+  EXPECT_EQ(F32ToE4M3(1000.0f), 0x7e);   // saturates, as a clamped cast does
+  EXPECT_EQ(F32ToE4M3(1.0625f), 0x38);   // halfway between 1 and 1.125: ties to even
+  EXPECT_EQ(F32ToE4M3(1.1875f), 0x3a);   // halfway between 1.125 and 1.25: to even (1.25)
+}
+
+TEST(DType, BF16RoundsToNearestEven) {
+  EXPECT_EQ(F32ToBF16(1.0f), 0x3f80);
+  EXPECT_EQ(BF16ToF32(0x3f80), 1.0f);
+  // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even keeps 1.
+  EXPECT_EQ(F32ToBF16(1.0f + std::ldexp(1.0f, -8)), 0x3f80);
+  EXPECT_EQ(F32ToBF16(1.0f + 3 * std::ldexp(1.0f, -8)), 0x3f82);
+  EXPECT_TRUE(std::isnan(BF16ToF32(F32ToBF16(NAN))));
+}
+
+TEST(DType, F16RoundTripsEveryFiniteValue) {
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    if ((h & 0x7c00) == 0x7c00) continue;  // inf/NaN
+    const float f = F16ToF32(static_cast<uint16_t>(h));
+    EXPECT_EQ(F32ToF16(f), h) << h;
+  }
+  EXPECT_EQ(F16ToF32(0x3c00), 1.0f);
+  EXPECT_EQ(F32ToF16(1e6f), 0x7c00);  // overflow to inf
+}
+
+}  // namespace
+}  // namespace dsv3
