@@ -154,7 +154,7 @@ StatusOr<std::vector<ScoreResult>> Model::Score(const std::vector<ScoreRequest>&
   for (size_t i = 0; i < requests.size(); ++i) {
     const auto& r = requests[i];
     const int64_t T = static_cast<int64_t>(r.tokens.size());
-    if (r.score_from < 1 || r.score_from >= T + 0 || T < 2)
+    if (T < 2 || r.score_from < 1 || r.score_from >= T)
       return Status::Invalid("score request " + std::to_string(i) + ": score_from must be in [1, " +
                              std::to_string(T - 1) + "]");
     Status st = CheckIds(r.tokens);
