@@ -66,28 +66,36 @@ StatusOr<std::vector<LoglikResult>> Harness::Loglikelihood(const std::string& ta
     const size_t c1 = std::min(todo.size(), c0 + static_cast<size_t>(options_.chunk));
     std::vector<ScoreRequest> batch;
     std::vector<int64_t> dropped;
+    std::vector<size_t> scored;  // indices into todo of the requests in `batch`
     for (size_t j = c0; j < c1; ++j) {
       std::vector<int32_t> ctx, cont;
+      // A request that cannot be built is recorded on its own result (and counted by the
+      // task), never silently dropped, and does not stop the others.
       Status st = EncodePair(reqs[todo[j]].context, reqs[todo[j]].continuation, &ctx, &cont);
-      if (!st.ok()) return st.WithPrefix(task + ": request " + std::to_string(todo[j]) + ": ");
       ScoreRequest r;
       r.tokens = ctx;
       r.tokens.insert(r.tokens.end(), cont.begin(), cont.end());
       // Left-truncate to the model's window, keeping the whole continuation (lm-eval keeps
       // the last max_length + 1 tokens).
       int64_t drop = std::max<int64_t>(0, static_cast<int64_t>(r.tokens.size()) - (max_len + 1));
-      if (drop >= static_cast<int64_t>(ctx.size()))
-        return Status::Invalid(task + ": request " + std::to_string(todo[j]) + ": continuation longer than --max-seq-len");
+      if (st.ok() && drop >= static_cast<int64_t>(ctx.size()))
+        st = Status::Invalid("continuation longer than --max-seq-len");
+      if (!st.ok()) {
+        out[todo[j]].error = st.message();
+        continue;
+      }
       r.tokens.erase(r.tokens.begin(), r.tokens.begin() + drop);
       r.score_from = static_cast<int64_t>(ctx.size()) - drop;
       batch.push_back(std::move(r));
       dropped.push_back(drop);
+      scored.push_back(j);
     }
     ASSIGN_OR_RETURN(std::vector<ScoreResult> scores, model_->Score(batch));
-    for (size_t j = c0; j < c1; ++j) {
-      const ScoreResult& s = scores[j - c0];
+    for (size_t b = 0; b < scored.size(); ++b) {
+      const size_t j = scored[b];
+      const ScoreResult& s = scores[b];
       LoglikResult& r = out[todo[j]];
-      r = {s.sum, s.all_greedy, static_cast<int64_t>(s.logprobs.size()), dropped[j - c0]};
+      r = {s.sum, s.all_greedy, static_cast<int64_t>(s.logprobs.size()), dropped[b], ""};
       json stored = {{"logprob", r.logprob}, {"greedy", r.greedy}, {"n_tokens", r.n_tokens}, {"truncated", r.truncated}};
       RETURN_IF_ERROR(cache_->Append(keys[todo[j]], stored.dump()));
     }

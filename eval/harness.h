@@ -31,6 +31,7 @@ struct LoglikResult {
   bool greedy = false;     // every continuation token was the argmax
   int64_t n_tokens = 0;    // continuation tokens
   int64_t truncated = 0;   // context tokens dropped from the left to fit --max-seq-len
+  std::string error;       // non-empty: this request could not be scored (and was not)
 };
 
 struct GenRequest {

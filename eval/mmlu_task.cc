@@ -61,6 +61,15 @@ Status RunMmlu(Harness& h, const MmluTaskData& data, const MmluTaskOptions& o, E
   for (const auto& subj : data.subjects) {
     std::vector<double> correct;
     for (size_t doc = 0; doc < subj.test.size(); ++doc, q += 4) {
+      std::string error;
+      for (int c = 0; c < 4; ++c)
+        if (!by_request[q + c].error.empty()) error = by_request[q + c].error;
+      if (!error.empty()) {  // counted and logged, left out of the accuracy
+        ++r->sample_errors["mmlu"];
+        r->sample_log.push_back(nlohmann::json({{"task", data.requests[q].task}, {"doc_id", data.requests[q].doc_id},
+                                                {"error", error}}).dump());
+        continue;
+      }
       int best = 0;
       for (int c = 1; c < 4; ++c)
         if (by_request[q + c].logprob > by_request[q + best].logprob) best = c;
