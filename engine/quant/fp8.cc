@@ -4,10 +4,12 @@
 #include <cmath>
 
 #include "engine/base/dtype.h"
+#include "engine/quant/not_finite.h"
 
 namespace dsv3 {
 
-Fp8Block QuantizeFp8Block(const float* w, int64_t rows, int64_t cols, int64_t bo, int64_t bi) {
+StatusOr<Fp8Block> QuantizeFp8Block(const float* w, int64_t rows, int64_t cols, int64_t bo, int64_t bi,
+                                    const std::string& what) {
   const int64_t sr = (rows + bo - 1) / bo, sc = (cols + bi - 1) / bi;
   Fp8Block out;
   out.q.resize(static_cast<size_t>(rows * cols));
@@ -17,7 +19,11 @@ Fp8Block QuantizeFp8Block(const float* w, int64_t rows, int64_t cols, int64_t bo
       const int64_t r0 = br * bo, r1 = std::min(rows, r0 + bo), c0 = bc * bi, c1 = std::min(cols, c0 + bi);
       float amax = 0.0f;
       for (int64_t r = r0; r < r1; ++r)
-        for (int64_t c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(w[r * cols + c]));
+        for (int64_t c = c0; c < c1; ++c) {
+          const float v = w[r * cols + c];
+          if (!std::isfinite(v)) return NotFiniteWeight(what, r, c);
+          amax = std::max(amax, std::fabs(v));
+        }
       const float scale = amax > 0.0f ? amax / kE4M3Max : 1.0f;
       out.scale_inv[br * sc + bc] = scale;
       for (int64_t r = r0; r < r1; ++r)

@@ -4,7 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
+
+#include "engine/base/status.h"
 
 namespace dsv3 {
 
@@ -14,7 +17,9 @@ struct Fp8Block {
 };
 
 // scale_inv = amax(block) / 448, so each block's largest magnitude maps to e4m3's largest
-// finite value; an all-zero block gets scale 1 (any scale reproduces zeros).
-Fp8Block QuantizeFp8Block(const float* w, int64_t rows, int64_t cols, int64_t block_out, int64_t block_in);
+// finite value; an all-zero block gets scale 1 (any scale reproduces zeros). A NaN or
+// infinite weight is an error naming `what` and the element.
+StatusOr<Fp8Block> QuantizeFp8Block(const float* w, int64_t rows, int64_t cols, int64_t block_out,
+                                    int64_t block_in, const std::string& what = "weight");
 
 }  // namespace dsv3

@@ -5,17 +5,9 @@
 #include <cmath>
 
 #include "engine/base/dtype.h"
+#include "engine/quant/not_finite.h"
 
 namespace dsv3 {
-
-namespace {
-
-Status NotFinite(const std::string& what, int64_t r, int64_t c) {
-  return Status::Invalid(what + ": weight [" + std::to_string(r) + "," + std::to_string(c) +
-                         "] is not finite; refusing to quantize it");
-}
-
-}  // namespace
 
 uint16_t F32ToF16RoundUp(float x) {
   uint16_t h = F32ToF16(x);
@@ -37,7 +29,7 @@ StatusOr<Int8Block> QuantizeInt8(const float* w, int64_t rows, int64_t cols, int
       for (int64_t r = r0; r < r1; ++r)
         for (int64_t c = c0; c < c1; ++c) {
           const float v = w[r * cols + c];
-          if (!std::isfinite(v)) return NotFinite(what, r, c);
+          if (!std::isfinite(v)) return NotFiniteWeight(what, r, c);
           amax = std::max(amax, std::fabs(v));
         }
       // -128 is left unused so the grid is symmetric and negation is exact.
@@ -68,7 +60,7 @@ StatusOr<Int4Groups> QuantizeInt4(const float* w, int64_t rows, int64_t cols, in
       // The range always contains 0 so the zero point lands in [0, 15] and 0 is exact.
       float lo = 0.0f, hi = 0.0f;
       for (int64_t c = c0; c < c1; ++c) {
-        if (!std::isfinite(row[c])) return NotFinite(what, r, c);
+        if (!std::isfinite(row[c])) return NotFiniteWeight(what, r, c);
         lo = std::min(lo, row[c]);
         hi = std::max(hi, row[c]);
       }

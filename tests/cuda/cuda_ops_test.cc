@@ -86,7 +86,7 @@ OwnedWeight MakeWeight(DType dtype, int64_t out, int64_t in, uint32_t seed, int6
   const std::vector<float> w = Random(out * in, 0.5f, seed);
   OwnedWeight o;
   if (dtype == DType::kF8E4M3) {
-    Fp8Block q = QuantizeFp8Block(w.data(), out, in, block_out, block_in);
+    Fp8Block q = QuantizeFp8Block(w.data(), out, in, block_out, block_in).value();
     o.bytes = std::move(q.q);
     o.scale_inv = std::move(q.scale_inv);
     const Shape scale_shape{(out + block_out - 1) / block_out, (in + block_in - 1) / block_in};

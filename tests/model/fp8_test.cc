@@ -35,7 +35,7 @@ void MakeFp8Pair(const std::string& src, int64_t block, const std::string& fp8_d
       continue;
     }
     const int64_t rows = spec.shape[0], cols = spec.shape[1];
-    Fp8Block q = QuantizeFp8Block(w.data(), rows, cols, block, block);
+    Fp8Block q = QuantizeFp8Block(w.data(), rows, cols, block, block).value();
     const int64_t sc = (cols + block - 1) / block;
     std::vector<float> back(w.size());
     for (int64_t r = 0; r < rows; ++r)
@@ -85,7 +85,7 @@ INSTANTIATE_TEST_SUITE_P(Blocks, Fp8Test, ::testing::Values(128, 32));
 TEST(Fp8Quant, BlockScaleMapsAmaxTo448AndRoundTripsWithinHalfUlp) {
   std::vector<float> w(40 * 70);
   for (size_t i = 0; i < w.size(); ++i) w[i] = std::sin(0.37f * i) * (1 + (i % 7));
-  Fp8Block q = QuantizeFp8Block(w.data(), 40, 70, 32, 32);
+  Fp8Block q = QuantizeFp8Block(w.data(), 40, 70, 32, 32).value();
   ASSERT_EQ(q.scale_inv.size(), 2u * 3u);
   for (int64_t r = 0; r < 40; ++r)
     for (int64_t c = 0; c < 70; ++c) {
@@ -94,6 +94,21 @@ TEST(Fp8Quant, BlockScaleMapsAmaxTo448AndRoundTripsWithinHalfUlp) {
       // e4m3 has 3 mantissa bits: relative error <= 2^-4 for normals, plus the subnormal step.
       EXPECT_LE(std::fabs(back - w[r * 70 + c]), std::fabs(w[r * 70 + c]) / 16 + s * std::ldexp(1.0f, -10));
     }
+}
+
+}  // namespace
+}  // namespace dsv3
+
+namespace dsv3 {
+namespace {
+
+TEST(Fp8Quant, NonFiniteWeightIsAnErrorNamingTheElement) {
+  std::vector<float> w(4 * 5, 0.5f);
+  w[1 * 5 + 2] = NAN;
+  auto q = QuantizeFp8Block(w.data(), 4, 5, 128, 128, "t.weight");
+  ASSERT_FALSE(q.ok());
+  EXPECT_NE(q.status().message().find("t.weight: weight [1,2] is not finite"), std::string::npos)
+      << q.status().message();
 }
 
 }  // namespace

@@ -223,7 +223,7 @@ void WriteFp8With(const std::string& src, const std::string& out,
       w.AddBytes(s.name, DType::kF32, s.shape, f.data());
       continue;
     }
-    Fp8Block q = QuantizeFp8Block(f.data(), s.shape[0], s.shape[1], 128, 128);
+    Fp8Block q = QuantizeFp8Block(f.data(), s.shape[0], s.shape[1], 128, 128).value();
     w.AddBytes(s.name, DType::kF8E4M3, s.shape, q.q.data());
     Shape ss{(s.shape[0] + 127) / 128, (s.shape[1] + 127) / 128};
     if (!edit(ScaleInvName(s.name), &ss)) continue;

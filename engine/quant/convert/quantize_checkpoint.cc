@@ -225,13 +225,9 @@ class ItemWriter {
         const int64_t r0 = i * band, n = std::min(rows, r0 + band) - r0;
         const float* p = w.data() + r0 * cols;
         if (oc_.quant_method == QuantMethod::kFp8Block) {
-          for (int64_t k = 0; k < n * cols; ++k)
-            if (!std::isfinite(p[k])) {
-              errors[i] = Status::Invalid(what + ": a weight is not finite; refusing to quantize it");
-              break;
-            }
-          Fp8Block q = QuantizeFp8Block(p, n, cols, bo, bi);
-          parts[i] = {std::move(q.q), Bytes(q.scale_inv)};
+          auto q = QuantizeFp8Block(p, n, cols, bo, bi, what);
+          if (!q.ok()) errors[i] = q.status();
+          else parts[i] = {std::move(q.value().q), Bytes(q.value().scale_inv)};
         } else if (oc_.quant_method == QuantMethod::kInt8) {
           auto q = QuantizeInt8(p, n, cols, bo, bi, what);
           if (!q.ok()) errors[i] = q.status();
