@@ -72,10 +72,17 @@ void RouteTokens(const ModelConfig& c, const MoeWeights& w, const float* x, int6
                  int32_t* indices, float* weights) {
   const int64_t E = c.n_routed_experts, k = c.num_experts_per_tok;
   Linear(x, N, w.gate, s->logits.data());
-  std::vector<float> bias;
-  if (!w.e_score_correction_bias.empty()) bias = ToF32Vector(w.e_score_correction_bias);
-  for (int64_t t = 0; t < N; ++t)
-    RouteOne(c, s->logits.data() + t * E, bias.empty() ? nullptr : bias.data(), indices + t * k, weights + t * k);
+  // The bias is F32 in real checkpoints and used in place; another dtype is converted into
+  // the scratch, sized once, so decode allocates nothing here.
+  const float* bias = nullptr;
+  const TensorView& b = w.e_score_correction_bias;
+  if (!b.empty() && b.dtype == DType::kF32) {
+    bias = b.f32();
+  } else if (!b.empty()) {
+    for (int64_t e = 0; e < E; ++e) s->bias[e] = ElementAsF32(b, e);
+    bias = s->bias.data();
+  }
+  for (int64_t t = 0; t < N; ++t) RouteOne(c, s->logits.data() + t * E, bias, indices + t * k, weights + t * k);
 }
 
 }  // namespace dsv3

@@ -15,8 +15,10 @@ namespace dsv3 {
 
 struct RouterScratch {
   std::vector<float> logits;  // [N, E]
+  std::vector<float> bias;    // [E], the correction bias when not stored as F32
   void Reserve(const ModelConfig& c, int64_t max_tokens) {
     logits.resize(static_cast<size_t>(max_tokens * c.n_routed_experts));
+    bias.resize(static_cast<size_t>(c.n_routed_experts));
   }
 };
 
