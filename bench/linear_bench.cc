@@ -5,12 +5,14 @@
 
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "engine/base/threads.h"
 #include "engine/kernels/cpu/cpu_features.h"
 #include "engine/kernels/cpu/machine_probe.h"
 #include "engine/kernels/ops.h"
+#include "engine/quant/int_quant.h"
 
 namespace dsv3 {
 namespace {
@@ -18,10 +20,46 @@ namespace {
 struct Fixture {
   std::vector<uint8_t> bytes;
   std::vector<float> scale, x, y;
+  std::vector<uint16_t> scale16;
   WeightMatrix w;
 };
 
-Fixture Make(DType dt, int64_t rows, int64_t cols, int64_t T) {
+// Pseudo-dtypes of the benchmark arguments for the integer formats `dsv3 quantize` writes.
+constexpr int kInt8PerChannel = 100, kInt4Group32 = 101;
+
+Fixture MakeInt(int format, int64_t rows, int64_t cols, int64_t T) {
+  Fixture f;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> dist(0.0f, 0.02f);
+  std::vector<float> w(static_cast<size_t>(rows * cols));
+  for (float& v : w) v = dist(rng);
+  if (format == kInt8PerChannel) {
+    Int8Block q = QuantizeInt8(w.data(), rows, cols, 1, cols, "bench").value();
+    f.bytes.assign(q.q.begin(), q.q.end());
+    f.scale = q.scale;
+    f.w.w = TensorView{f.bytes.data(), DType::kI8, Shape{rows, cols}};
+    f.w.scale = TensorView{f.scale.data(), DType::kF32, Shape{rows, 1}};
+    f.w.block_out = 1;
+    f.w.block_in = cols;
+  } else {
+    Int4Groups q = QuantizeInt4(w.data(), rows, cols, 32, true, "bench").value();
+    f.bytes = q.packed;
+    f.scale16 = q.scale;
+    f.w.w = TensorView{f.bytes.data(), DType::kU8, Shape{rows, (cols + 1) / 2}};
+    f.w.scale = TensorView{f.scale16.data(), DType::kF16, Shape{rows, (cols + 31) / 32}};
+    f.w.in_features = cols;
+    f.w.block_out = 1;
+    f.w.block_in = 32;
+  }
+  f.x.resize(static_cast<size_t>(T * cols));
+  for (float& v : f.x) v = dist(rng);
+  f.y.resize(static_cast<size_t>(T * rows));
+  return f;
+}
+
+Fixture Make(int format, int64_t rows, int64_t cols, int64_t T) {
+  if (format >= kInt8PerChannel) return MakeInt(format, rows, cols, T);
+  const auto dt = static_cast<DType>(format);
   Fixture f;
   std::mt19937 rng(1);
   std::normal_distribution<float> dist(0.0f, 0.02f);
@@ -46,7 +84,7 @@ Fixture Make(DType dt, int64_t rows, int64_t cols, int64_t T) {
 
 // Args: dtype, kernel, rows, cols, tokens, threads.
 void BM_Linear(benchmark::State& state) {
-  const auto dt = static_cast<DType>(state.range(0));
+  const int format = static_cast<int>(state.range(0));
   const auto kernel = static_cast<LinearKernel>(state.range(1));
   const int64_t rows = state.range(2), cols = state.range(3), T = state.range(4);
   if (kernel == LinearKernel::kAvx2 && !GetCpuFeatures().HasAvx2Set()) {
@@ -55,24 +93,29 @@ void BM_Linear(benchmark::State& state) {
   }
   SetNumThreads(static_cast<int>(state.range(5)));
   SetLinearKernel(kernel);
-  Fixture f = Make(dt, rows, cols, T);
+  Fixture f = Make(format, rows, cols, T);
   for (auto _ : state) {
     Linear(f.x.data(), T, f.w, f.y.data());
     benchmark::DoNotOptimize(f.y.data());
   }
   SetLinearKernel(LinearKernel::kAuto);
-  state.SetLabel(std::string(DTypeName(dt)) + " " + LinearKernelName(kernel));
+  const std::string name = format == kInt8PerChannel ? "int8"
+                           : format == kInt4Group32  ? "int4-g32"
+                                                     : DTypeName(static_cast<DType>(format));
+  state.SetLabel(name + " " + LinearKernelName(kernel));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(f.bytes.size()));
   state.counters["FLOPS"] = benchmark::Counter(static_cast<double>(2 * T * rows * cols) * state.iterations(),
                                                benchmark::Counter::kIsRate);
 }
 
 void LinearArgs(benchmark::internal::Benchmark* b) {
-  for (int dt : {static_cast<int>(DType::kBF16), static_cast<int>(DType::kF8E4M3), static_cast<int>(DType::kF32)}) {
+  for (int dt : {static_cast<int>(DType::kBF16), static_cast<int>(DType::kF8E4M3), static_cast<int>(DType::kF32),
+                 kInt8PerChannel, kInt4Group32}) {
     for (int k : {static_cast<int>(LinearKernel::kReference), static_cast<int>(LinearKernel::kAvx2)}) {
       for (int threads : {1, 2}) {
         b->Args({dt, k, 512, 1536, 1, threads});    // one routed expert's gate, decode
         b->Args({dt, k, 16384, 1536, 1, threads});  // an eighth of the lm_head, decode
+        b->Args({dt, k, 129280, 1536, 1, threads});  // the whole lm_head: far beyond the caches
         b->Args({dt, k, 1536, 1536, 128, threads});  // o_proj-sized, prefill
       }
     }

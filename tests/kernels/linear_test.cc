@@ -8,6 +8,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/base/threads.h"
@@ -219,16 +220,51 @@ TEST_F(LinearKernelTest, ResultsDoNotDependOnThreadSplit) {
 // must agree to the bit: a token's logits may not depend on who else was routed with it.
 TEST_F(LinearKernelTest, ResultsDoNotDependOnTokenCount) {
   SetLinearKernel(LinearKernel::kAvx2);
-  for (DType dt : {DType::kBF16, DType::kF8E4M3}) {
-    OwnedWeight w = MakeWeight(dt, 29, 99, 21);
+  std::vector<std::pair<std::string, OwnedWeight>> weights;
+  weights.emplace_back("BF16", MakeWeight(DType::kBF16, 29, 99, 21));
+  weights.emplace_back("F8_E4M3", MakeWeight(DType::kF8E4M3, 29, 99, 21));
+  weights.emplace_back("int8", MakeIntWeight(false, 29, 99, 23, 32, true));
+  weights.emplace_back("int4", MakeIntWeight(true, 29, 99, 24, 16, false));
+  for (const auto& [name, w] : weights) {
     const int64_t T = 11;
     const auto x = RandomVector(T * 99, 22);
     std::vector<float> all(static_cast<size_t>(T * 29)), one(29);
     Linear(x.data(), T, w.m, all.data());
     for (int64_t t = 0; t < T; ++t) {
       Linear(x.data() + t * 99, 1, w.m, one.data());
-      for (int64_t r = 0; r < 29; ++r)
-        ASSERT_EQ(one[r], all[t * 29 + r]) << DTypeName(dt) << " token " << t << " row " << r;
+      for (int64_t r = 0; r < 29; ++r) ASSERT_EQ(one[r], all[t * 29 + r]) << name << " token " << t << " row " << r;
+    }
+  }
+}
+
+// The fast kernels convert each stored weight in registers; against a unit vector e_k a row's
+// output is that converted weight alone (every other product is +0), so GEMV (T=1) and GEMM
+// (T=K) must reproduce DequantizeRows bit for bit, for every format and column.
+TEST_F(LinearKernelTest, Avx2ConvertsEveryWeightExactlyAsDequantizeRows) {
+  SetLinearKernel(LinearKernel::kAvx2);
+  std::vector<std::pair<std::string, OwnedWeight>> weights;
+  weights.emplace_back("BF16", MakeWeight(DType::kBF16, 13, 75, 31));
+  weights.emplace_back("F16", MakeWeight(DType::kF16, 13, 75, 32));
+  weights.emplace_back("F8_E4M3 32x32", MakeWeight(DType::kF8E4M3, 13, 75, 33, 32));
+  weights.emplace_back("F8_E4M3 8x8", MakeWeight(DType::kF8E4M3, 13, 75, 34, 8));
+  weights.emplace_back("int8 blocks", MakeIntWeight(false, 13, 75, 35, 24, true));
+  weights.emplace_back("int8 per channel", MakeIntWeight(false, 13, 75, 36, 75, true));
+  weights.emplace_back("int4 sym", MakeIntWeight(true, 13, 75, 37, 32, true));
+  weights.emplace_back("int4 zero points", MakeIntWeight(true, 13, 75, 38, 8, false));
+  for (const auto& [name, w] : weights) {
+    const int64_t rows = w.m.rows(), K = w.m.cols();
+    std::vector<float> expected(static_cast<size_t>(rows * K));
+    DequantizeRows(w.m, 0, rows, expected.data());
+    std::vector<float> eye(static_cast<size_t>(K * K), 0.0f), gemm(static_cast<size_t>(K * rows)), gemv(rows);
+    for (int64_t k = 0; k < K; ++k) eye[k * K + k] = 1.0f;
+    Linear(eye.data(), K, w.m, gemm.data());
+    for (int64_t k = 0; k < K; ++k) {
+      Linear(eye.data() + k * K, 1, w.m, gemv.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        const float want = expected[r * K + k];
+        ASSERT_EQ(gemv[r], want) << name << " GEMV row " << r << " column " << k;
+        ASSERT_EQ(gemm[k * rows + r], want) << name << " GEMM row " << r << " column " << k;
+      }
     }
   }
 }

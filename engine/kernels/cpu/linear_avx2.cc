@@ -50,94 +50,107 @@ struct F32Loader {
   static float Scalar(const void* row, int64_t k) { return static_cast<const float*>(row)[k]; }
 };
 
-// e4m3 (bias 7) moved into the F16 layout (bias 15) is the same number times 2^-8, normals
-// and subnormals alike, so vcvtph2ps and one multiply by 256·scale give E4M3ToF32(q)·scale
+// ---- Formats with a scale per group of block_in columns: FP8, INT8, INT4 ------------------------
+// Each converts 16 (or 8) stored weights into exact float32 "unscaled" values u and applies its
+// group's scale with Apply; the product is the one DequantizeRows rounds, so the kernels and
+// their twin see the same weights. The kernels walk a row group by group (block_in is a
+// multiple of 8, so an 8-wide load never straddles two groups) and load each group's scale
+// once, instead of looking it up per load.
+
+// e4m3 (bias 7) in the F16 layout (bias 15) is the same number times 2^-8, normals and
+// subnormals alike: sign-extend the byte to 16 bits, shift left by 7 and clear bit 14 (the
+// shifted copy of the sign). vcvtph2ps and a multiply by 256·scale then give E4M3ToF32(q)·scale
 // exactly (256·scale is a power-of-two multiple). 0x7f/0xff (NaN in e4m3) would read as ±480;
 // the quantizer saturates at ±448 and never writes them.
-inline __m128i E4M3ToF16Bits(__m128i q) {
-  const __m128i v = _mm_cvtepu8_epi16(q);
-  const __m128i mag = _mm_slli_epi16(_mm_and_si128(v, _mm_set1_epi16(0x7f)), 7);
-  const __m128i sign = _mm_slli_epi16(_mm_and_si128(v, _mm_set1_epi16(0x80)), 8);
-  return _mm_or_si128(mag, sign);
-}
-
-// The scale of the group holding column k, cached: a 64-bit division per eight weights costs
-// more than the arithmetic it feeds. k only moves forward within a pass over the row and
-// restarts at 0 for the next token, which the range check catches.
-struct GroupCache {
-  mutable int64_t begin = 0, end = 0;
-  mutable __m256 scale;
-  template <typename F>
-  __m256 Get(int64_t k, int64_t block_in, const F& scale_of_group) const {
-    if (k < begin || k >= end) {
-      const int64_t g = k / block_in;
-      begin = g * block_in;
-      end = begin + block_in;
-      scale = scale_of_group(g);
-    }
-    return scale;
+struct Fp8Format {
+  static constexpr int kGemvRows = 8;
+  static int64_t ByteOffset(int64_t k) { return k; }
+  static const uint8_t* Row(const RawWeight& w, int64_t r) { return static_cast<const uint8_t*>(w.data) + r * w.cols; }
+  static float Scale(const RawWeight& w, int64_t r, int64_t g) {
+    return w.scale[(r / w.block_out) * w.scale_cols + g] * 256.0f;
   }
+  static float Zero(const RawWeight&, int64_t, int64_t) { return 0.0f; }
+  static __m256i ToF16Bits(__m128i q16) {
+    return _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(q16), 7), _mm256_set1_epi16(int16_t(0xbfff)));
+  }
+  static void Load16(const uint8_t* q, int64_t k, __m256* a, __m256* b) {
+    const __m256i h = ToF16Bits(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + k)));
+    *a = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+    *b = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+  }
+  static __m256 Load8(const uint8_t* q, int64_t k) {
+    return _mm256_cvtph_ps(_mm256_castsi256_si128(ToF16Bits(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + k)))));
+  }
+  static float Unscaled(const uint8_t* q, int64_t k) {
+    return _mm_cvtss_f32(_mm256_castps256_ps128(
+        _mm256_cvtph_ps(_mm256_castsi256_si128(ToF16Bits(_mm_cvtsi32_si128(q[k]))))));
+  }
+  static __m256 Apply(__m256 u, __m256 s, __m256) { return _mm256_mul_ps(u, s); }
+  static float ApplyScalar(float u, float s, float) { return u * s; }
 };
 
-// FP8 rows need their scale row; this cursor is bound to one weight row.
-struct Fp8Row {
-  const uint8_t* q;
-  const float* scale;  // this row's block-scale row
-  int64_t block_in;
-  GroupCache cache;
-  __m256 Load8(int64_t k) const {
-    const __m128i h = E4M3ToF16Bits(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + k)));
-    const __m256 s = cache.Get(k, block_in, [&](int64_t g) { return _mm256_set1_ps(scale[g] * 256.0f); });
-    return _mm256_mul_ps(_mm256_cvtph_ps(h), s);
+// INT8: float(q) · scale.
+struct Int8Format {
+  static constexpr int kGemvRows = 8;
+  static int64_t ByteOffset(int64_t k) { return k; }
+  static const uint8_t* Row(const RawWeight& w, int64_t r) { return static_cast<const uint8_t*>(w.data) + r * w.cols; }
+  static float Scale(const RawWeight& w, int64_t r, int64_t g) { return w.scale[(r / w.block_out) * w.scale_cols + g]; }
+  static float Zero(const RawWeight&, int64_t, int64_t) { return 0.0f; }
+  static void Load16(const uint8_t* q, int64_t k, __m256* a, __m256* b) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + k));
+    *a = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+    *b = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(v, v)));
   }
-  float Scalar(int64_t k) const {
-    const __m128i h = E4M3ToF16Bits(_mm_cvtsi32_si128(q[k]));
-    return _mm_cvtss_f32(_mm_mul_ps(_mm_cvtph_ps(h), _mm_set1_ps(scale[k / block_in] * 256.0f)));
+  static __m256 Load8(const uint8_t* q, int64_t k) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + k))));
   }
+  static float Unscaled(const uint8_t* q, int64_t k) { return static_cast<float>(static_cast<int8_t>(q[k])); }
+  static __m256 Apply(__m256 u, __m256 s, __m256) { return _mm256_mul_ps(u, s); }
+  static float ApplyScalar(float u, float s, float) { return u * s; }
 };
 
-// INT8: float(q) · scale, as DequantizeRows computes it.
-struct Int8Row {
-  const int8_t* q;
-  const float* scale;  // this row's block-scale row
-  int64_t block_in;
-  GroupCache cache;
-  __m256 Load8(int64_t k) const {
-    const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + k)));
-    return _mm256_mul_ps(_mm256_cvtepi32_ps(v),
-                         cache.Get(k, block_in, [&](int64_t g) { return _mm256_set1_ps(scale[g]); }));
+// INT4, low nibble first: (float(u) - z) · scale with F16 scales and z = zero point or 8. Loads
+// start at even k (multiples of 8), so on a byte.
+struct Int4Format {
+  static constexpr int kGemvRows = 4;
+  static int64_t ByteOffset(int64_t k) { return k / 2; }
+  static const uint8_t* Row(const RawWeight& w, int64_t r) { return static_cast<const uint8_t*>(w.data) + r * w.row_bytes; }
+  static float Scale(const RawWeight& w, int64_t r, int64_t g) {
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(w.scale16[r * w.scale_cols + g])));
   }
-  float Scalar(int64_t k) const {
-    return _mm_cvtss_f32(_mm_mul_ss(_mm_set_ss(static_cast<float>(q[k])), _mm_set_ss(scale[k / block_in])));
+  static float Zero(const RawWeight& w, int64_t r, int64_t g) {
+    return w.zero ? static_cast<float>(w.zero[r * w.scale_cols + g]) : 8.0f;
   }
-};
-
-// INT4, low nibble first: (float(u) - z) · scale, as DequantizeRows computes it. k is even
-// whenever Load8 is used (k is a multiple of 8), so a load starts on a byte.
-struct Int4Row {
-  const uint8_t* q;
-  const uint16_t* scale;  // this row's F16 group scales
-  const uint8_t* zero;    // this row's zero points, or null (8)
-  int64_t block_in;
-  GroupCache scale_cache, zero_cache;
-  float Scale(int64_t g) const { return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(scale[g]))); }
-  float Zero(int64_t g) const { return zero ? static_cast<float>(zero[g]) : 8.0f; }
-  __m256 Load8(int64_t k) const {
-    int32_t bytes;
-    __builtin_memcpy(&bytes, q + k / 2, 4);
-    const __m128i v = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(bytes));
-    const __m128i lo = _mm_and_si128(v, _mm_set1_epi32(0xf)), hi = _mm_srli_epi32(v, 4);
-    const __m256i u = _mm256_set_m128i(_mm_unpackhi_epi32(lo, hi), _mm_unpacklo_epi32(lo, hi));
-    const __m256 z = zero_cache.Get(k, block_in, [&](int64_t g) { return _mm256_set1_ps(Zero(g)); });
-    const __m256 s = scale_cache.Get(k, block_in, [&](int64_t g) { return _mm256_set1_ps(Scale(g)); });
-    return _mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(u), z), s);
+  // Four bytes (eight columns, low nibble first) broadcast to every lane and shifted right by
+  // 4·lane: lane j holds column j in its low nibble. No shuffles, which are the scarce ports.
+  static __m256 Eight(const uint8_t* bytes) {
+    int32_t v;
+    __builtin_memcpy(&v, bytes, 4);
+    const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    const __m256i u = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(v), shifts), _mm256_set1_epi32(0xf));
+    return _mm256_cvtepi32_ps(u);
   }
-  float Scalar(int64_t k) const {
+  static void Load16(const uint8_t* q, int64_t k, __m256* a, __m256* b) {
+    *a = Eight(q + k / 2);
+    *b = Eight(q + k / 2 + 4);
+  }
+  static __m256 Load8(const uint8_t* q, int64_t k) { return Eight(q + k / 2); }
+  static float Unscaled(const uint8_t* q, int64_t k) {
     const uint8_t byte = q[k >> 1];
-    const int u = (k & 1) ? (byte >> 4) : (byte & 0xf);
-    const int64_t g = k / block_in;
-    return _mm_cvtss_f32(_mm_mul_ss(_mm_sub_ss(_mm_set_ss(static_cast<float>(u)), _mm_set_ss(Zero(g))),
-                                    _mm_set_ss(Scale(g))));
+    return static_cast<float>((k & 1) ? (byte >> 4) : (byte & 0xf));
+  }
+  static __m256 Apply(__m256 u, __m256 s, __m256 z) { return _mm256_mul_ps(_mm256_sub_ps(u, z), s); }
+  static float ApplyScalar(float u, float s, float z) { return (u - z) * s; }
+};
+
+// Row cursor of a scaled format for LoadWeightTail (the last K % 8 columns only).
+template <typename F>
+struct ScaledTailRow {
+  const RawWeight* w;
+  int64_t r;
+  float Scalar(int64_t k) const {
+    const int64_t g = k / w->block_in;
+    return F::ApplyScalar(F::Unscaled(F::Row(*w, r), k), F::Scale(*w, r, g), F::Zero(*w, r, g));
   }
 };
 
@@ -209,7 +222,95 @@ void GemvRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
   }
 }
 
-// Calls fn(make_row) with a row factory for w's format.
+// Scaled formats: R rows walked group by group, each group's scale loaded once; the same
+// 8-lane chain as DotRows (two 8-steps per 16 columns, in order).
+// prefetch: bytes from a row to the row whose weights are read next (the next chunk of rows),
+// 0 for none.
+template <typename F, int R>
+void ScaledDotRows(const RawWeight& w, int64_t r, const float* x, float* y, bool accumulate, int64_t prefetch) {
+  const int64_t K = w.cols, K8 = K & ~int64_t{7}, bi = w.block_in;
+  const uint8_t* q[R];
+  __m256 acc[R];
+  for (int i = 0; i < R; ++i) {
+    q[i] = F::Row(w, r + i);
+    acc[i] = _mm256_setzero_ps();
+  }
+  for (int64_t k0 = 0, g = 0; k0 < K8; k0 += bi, ++g) {
+    const int64_t k1 = k0 + bi < K8 ? k0 + bi : K8;
+    float s[R], z[R];
+    for (int i = 0; i < R; ++i) {
+      s[i] = F::Scale(w, r + i, g);
+      z[i] = F::Zero(w, r + i, g);
+    }
+    int64_t k = k0;
+    for (; k + 16 <= k1; k += 16) {
+      const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
+      for (int i = 0; i < R; ++i) {
+        __m256 a, b;
+        if (prefetch != 0) _mm_prefetch(reinterpret_cast<const char*>(q[i] + prefetch + F::ByteOffset(k)), _MM_HINT_T0);
+        F::Load16(q[i], k, &a, &b);
+        const __m256 si = _mm256_set1_ps(s[i]), zi = _mm256_set1_ps(z[i]);
+        acc[i] = _mm256_fmadd_ps(x0, F::Apply(a, si, zi), acc[i]);
+        acc[i] = _mm256_fmadd_ps(x1, F::Apply(b, si, zi), acc[i]);
+      }
+    }
+    if (k < k1) {  // block_in % 16 == 8, or K8 cut the group
+      const __m256 x0 = _mm256_loadu_ps(x + k);
+      for (int i = 0; i < R; ++i)
+        acc[i] = _mm256_fmadd_ps(x0, F::Apply(F::Load8(q[i], k), _mm256_set1_ps(s[i]), _mm256_set1_ps(z[i])), acc[i]);
+    }
+  }
+  if (K8 < K) {
+    const __m256 xv = LoadTail(x, K8, K);
+    for (int i = 0; i < R; ++i)
+      acc[i] = _mm256_fmadd_ps(xv, LoadWeightTail(ScaledTailRow<F>{&w, r + i}, K8, K), acc[i]);
+  }
+  for (int i = 0; i < R; ++i) Store(y + i, HorizontalSum(acc[i]), accumulate);
+}
+
+template <typename F>
+void ScaledGemvRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
+                    int64_t ldy, bool accumulate) {
+  constexpr int kR = F::kGemvRows;
+  for (int64_t r = r0; r < r1; r += kR) {
+    const int n = static_cast<int>(r1 - r < kR ? r1 - r : kR);
+    for (int64_t t = 0; t < T; ++t) {
+      const float* xt = x + t * ldx;
+      float* yt = y + t * ldy + r;
+      if (n == kR) {
+        ScaledDotRows<F, kR>(w, r, xt, yt, accumulate, t == 0 ? kR * (F::Row(w, 1) - F::Row(w, 0)) : 0);
+      } else {
+        for (int i = 0; i < n; ++i) ScaledDotRows<F, 1>(w, r + i, xt, yt + i, accumulate, 0);
+      }
+    }
+  }
+}
+
+// Rows [r, r+n) of a scaled format as float32 rows of Kp = roundup(K, 8), zero-padded: the
+// GEMM's weight panel, holding exactly the values ScaledDotRows multiplies.
+template <typename F>
+void ConvertScaledRows(const RawWeight& w, int64_t r, int n, float* dst) {
+  const int64_t K = w.cols, K8 = K & ~int64_t{7}, Kp = (K + 7) & ~int64_t{7}, bi = w.block_in;
+  for (int i = 0; i < n; ++i) {
+    const uint8_t* q = F::Row(w, r + i);
+    float* d = dst + i * Kp;
+    for (int64_t k0 = 0, g = 0; k0 < K8; k0 += bi, ++g) {
+      const int64_t k1 = k0 + bi < K8 ? k0 + bi : K8;
+      const __m256 s = _mm256_set1_ps(F::Scale(w, r + i, g)), z = _mm256_set1_ps(F::Zero(w, r + i, g));
+      int64_t k = k0;
+      for (; k + 16 <= k1; k += 16) {
+        __m256 a, b;
+        F::Load16(q, k, &a, &b);
+        _mm256_storeu_ps(d + k, F::Apply(a, s, z));
+        _mm256_storeu_ps(d + k + 8, F::Apply(b, s, z));
+      }
+      if (k < k1) _mm256_storeu_ps(d + k, F::Apply(F::Load8(q, k), s, z));
+    }
+    if (K8 < K) _mm256_storeu_ps(d + K8, LoadWeightTail(ScaledTailRow<F>{&w, r + i}, K8, K));
+  }
+}
+
+// Calls fn(make_row) with a row factory for w's plain (unscaled) format.
 template <typename Fn>
 void WithRowFactory(const RawWeight& w, const Fn& fn) {
   const int64_t K = w.cols;
@@ -222,24 +323,6 @@ void WithRowFactory(const RawWeight& w, const Fn& fn) {
       return;
     case WeightKind::kF32:
       fn([&](int64_t r) { return PlainRow<F32Loader>{static_cast<const float*>(w.data) + r * K}; });
-      return;
-    case WeightKind::kF8E4M3:
-      fn([&](int64_t r) {
-        return Fp8Row{static_cast<const uint8_t*>(w.data) + r * K, w.scale + (r / w.block_out) * w.scale_cols,
-                      w.block_in};
-      });
-      return;
-    case WeightKind::kI8:
-      fn([&](int64_t r) {
-        return Int8Row{static_cast<const int8_t*>(w.data) + r * K, w.scale + (r / w.block_out) * w.scale_cols,
-                       w.block_in};
-      });
-      return;
-    case WeightKind::kInt4:
-      fn([&](int64_t r) {
-        return Int4Row{static_cast<const uint8_t*>(w.data) + r * w.row_bytes, w.scale16 + r * w.scale_cols,
-                       w.zero ? w.zero + r * w.scale_cols : nullptr, w.block_in};
-      });
       return;
     default:
       return;
@@ -293,9 +376,10 @@ void MicroTokens(const float* wt, int64_t K, const float* x, int64_t ldx, int64_
   if (T - t == 1) MicroKernel<M, 1>(wt, K, x + t * ldx, ldx, y + t * ldy, ldy, accumulate);
 }
 
-template <typename MakeRow>
+// convert(r, m, wt) writes rows [r, r+m) of W as float32 rows of roundup(K, 8) into wt.
+template <typename Convert>
 void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
-              int64_t ldy, bool accumulate, float* wt, const MakeRow& make_row) {
+              int64_t ldy, bool accumulate, float* wt, const Convert& convert) {
   const int64_t K = w.cols;
   // Token blocks whose activations stay in L2 while four weight rows at a time meet them.
   int64_t block = (256 * 1024) / (K * 4 > 0 ? K * 4 : 1);
@@ -304,7 +388,7 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
     const int64_t nt = T - t0 < block ? T - t0 : block;
     for (int64_t r = r0; r < r1; r += 4) {
       const int m = static_cast<int>(r1 - r < 4 ? r1 - r : 4);
-      ConvertRows(make_row, r, m, K, wt);
+      convert(r, m, wt);
       const float* xb = x + t0 * ldx;
       float* yb = y + t0 * ldy + r;
       switch (m) {
@@ -346,14 +430,35 @@ bool Avx2Supports(const RawWeight& w) {
 
 void GemvAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
               int64_t ldy, bool accumulate) {
-  WithRowFactory(w, [&](const auto& make_row) { GemvRows(x, T, ldx, w, r0, r1, y, ldy, accumulate, make_row); });
+  switch (w.kind) {
+    case WeightKind::kF8E4M3: ScaledGemvRows<Fp8Format>(x, T, ldx, w, r0, r1, y, ldy, accumulate); return;
+    case WeightKind::kI8: ScaledGemvRows<Int8Format>(x, T, ldx, w, r0, r1, y, ldy, accumulate); return;
+    case WeightKind::kInt4: ScaledGemvRows<Int4Format>(x, T, ldx, w, r0, r1, y, ldy, accumulate); return;
+    default:
+      WithRowFactory(w, [&](const auto& make_row) { GemvRows(x, T, ldx, w, r0, r1, y, ldy, accumulate, make_row); });
+  }
 }
 
 void GemmAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
               int64_t ldy, bool accumulate, float* wscratch) {
-  WithRowFactory(w, [&](const auto& make_row) {
-    GemmRows(x, T, ldx, w, r0, r1, y, ldy, accumulate, wscratch, make_row);
-  });
+  const auto gemm = [&](const auto& convert) {
+    GemmRows(x, T, ldx, w, r0, r1, y, ldy, accumulate, wscratch, convert);
+  };
+  switch (w.kind) {
+    case WeightKind::kF8E4M3:
+      gemm([&](int64_t r, int m, float* wt) { ConvertScaledRows<Fp8Format>(w, r, m, wt); });
+      return;
+    case WeightKind::kI8:
+      gemm([&](int64_t r, int m, float* wt) { ConvertScaledRows<Int8Format>(w, r, m, wt); });
+      return;
+    case WeightKind::kInt4:
+      gemm([&](int64_t r, int m, float* wt) { ConvertScaledRows<Int4Format>(w, r, m, wt); });
+      return;
+    default:
+      WithRowFactory(w, [&](const auto& make_row) {
+        gemm([&](int64_t r, int m, float* wt) { ConvertRows(make_row, r, m, w.cols, wt); });
+      });
+  }
 }
 
 double FmaPeakFlopsAvx2(double seconds) {
