@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -14,16 +15,25 @@ namespace {
 
 thread_local bool tls_in_parallel = false;
 
+// Decode runs a hundred or more parallel regions per token, a few hundred microseconds
+// apart; waking a sleeping thread through the kernel costs ~20 us on a VM, which is several
+// percent of a token. So a thread that has just finished work spins for a short while
+// (kSpinSeconds) before it sleeps: back-to-back regions find it awake, and an idle pool still
+// costs no CPU. Publishing a region and waking sleepers follow the classic pattern: the
+// publisher bumps `generation_` then reads `sleepers_`; a sleeper counts itself in `sleepers_`
+// then re-reads `generation_` (both sequentially consistent), so one of them sees the other.
 class Pool {
  public:
   explicit Pool(int n) : n_(std::max(1, n)) {
+    // Spinning only helps when every thread has a core of its own.
+    spin_ = n_ <= static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     for (int i = 1; i < n_; ++i) workers_.emplace_back([this, i] { Loop(i); });
   }
   ~Pool() {
     {
       std::lock_guard<std::mutex> lk(mu_);
       stop_ = true;
-      ++generation_;
+      generation_.fetch_add(1);
     }
     cv_.notify_all();
     for (auto& t : workers_) t.join();
@@ -32,25 +42,59 @@ class Pool {
 
   void Run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
     std::lock_guard<std::mutex> run_lock(run_mu_);  // one parallel region at a time
-    int64_t chunks = std::min<int64_t>(n_, std::max<int64_t>(1, n / std::max<int64_t>(1, grain)));
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      fn_ = &fn;
-      total_ = n;
-      chunks_ = chunks;
-      pending_ = static_cast<int>(chunks) - 1;
-      ++generation_;
-    }
-    cv_.notify_all();
+    const int64_t chunks = std::min<int64_t>(n_, std::max<int64_t>(1, n / std::max<int64_t>(1, grain)));
     tls_in_parallel = true;
+    if (chunks == 1) {
+      fn(0, n);
+      tls_in_parallel = false;
+      return;
+    }
+    fn_ = &fn;
+    total_ = n;
+    chunks_ = chunks;
+    // Every worker acknowledges every region, even one with no chunk for it, so none can
+    // still be reading chunks_ when the next region rewrites it.
+    pending_.store(n_ - 1);
+    generation_.fetch_add(1);  // publishes the fields above to the workers that see it
+    if (sleepers_.load() > 0) {
+      std::lock_guard<std::mutex> lk(mu_);
+      cv_.notify_all();
+    }
     Do(0);
     tls_in_parallel = false;
-    std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [this] { return pending_ <= 0; });
+    if (!SpinUntil([this] { return pending_.load(std::memory_order_acquire) <= 0; })) {
+      std::unique_lock<std::mutex> lk(mu_);
+      done_cv_.wait(lk, [this] { return pending_.load() <= 0; });
+    }
     fn_ = nullptr;
   }
 
  private:
+  static constexpr double kSpinSeconds = 200e-6;
+
+  // Spins until done() or kSpinSeconds pass; true when done() became true.
+  template <typename Done>
+  bool SpinUntil(const Done& done) const {
+    if (done()) return true;
+    if (!spin_) return false;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(kSpinSeconds);
+    for (;;) {
+      for (int i = 0; i < 64; ++i) {
+        if (done()) return true;
+        CpuRelax();
+      }
+      if (std::chrono::steady_clock::now() > deadline) return done();
+    }
+  }
+
+  static void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    std::this_thread::yield();
+#endif
+  }
+
   void Do(int64_t chunk) {
     int64_t begin = total_ * chunk / chunks_, end = total_ * (chunk + 1) / chunks_;
     if (begin < end) (*fn_)(begin, end);
@@ -60,26 +104,31 @@ class Pool {
     tls_in_parallel = true;
     uint64_t seen = 0;
     for (;;) {
-      std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait(lk, [&] { return generation_ != seen; });
-      seen = generation_;
+      if (!SpinUntil([&] { return generation_.load(std::memory_order_acquire) != seen; })) {
+        std::unique_lock<std::mutex> lk(mu_);
+        sleepers_.fetch_add(1);
+        cv_.wait(lk, [&] { return generation_.load() != seen; });
+        sleepers_.fetch_sub(1);
+      }
+      seen = generation_.load();
       if (stop_) return;
-      if (index >= chunks_) continue;
-      lk.unlock();
-      Do(index);
-      lk.lock();
-      if (--pending_ == 0) done_cv_.notify_one();
+      if (index < chunks_) Do(index);
+      if (pending_.fetch_sub(1) == 1) {
+        std::lock_guard<std::mutex> lk(mu_);
+        done_cv_.notify_one();
+      }
     }
   }
 
   int n_;
+  bool spin_ = false;
   std::vector<std::thread> workers_;
   std::mutex mu_, run_mu_;
   std::condition_variable cv_, done_cv_;
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t total_ = 0, chunks_ = 0;
-  int pending_ = 0;
-  uint64_t generation_ = 0;
+  std::atomic<int> pending_{0}, sleepers_{0};
+  std::atomic<uint64_t> generation_{0};
   bool stop_ = false;
 };
 
