@@ -18,7 +18,8 @@ int RunLogits(int argc, char** argv) {
       "prefill ids[0:P], then decode one token at a time; rows are positions P-1..T-1")(
       "out", po::value<std::string>()->required(), "output .safetensors")(
       "dump-layers", po::bool_switch(), "also write hidden.embed, hidden.layerN, hidden.final_norm, router.layerN.*")(
-      "naive-attention", po::bool_switch(), "expanded K/V attention instead of the absorbed form");
+      "attention", po::value<std::string>()->default_value("auto"),
+      "MLA form: auto (fewest FLOPs per chunk), absorbed (latent), naive (expanded K/V)");
   Status st = opts.Parse(argc, argv);
   if (!st.ok()) return ReportError("logits", st);
   if (opts.help()) return kExitOk;
@@ -27,7 +28,17 @@ int RunLogits(int argc, char** argv) {
   st = ApplyCommonModelOptions(opts);
   if (!st.ok()) return ReportError("logits", st);
   ModelOptions mo = ModelOptionsFrom(opts);
-  mo.naive_attention = opts.Get<bool>("naive-attention");
+  const std::string attention = opts.Get<std::string>("attention");
+  if (attention == "auto") {
+    mo.attention = ModelOptions::Attention::kAuto;
+  } else if (attention == "absorbed") {
+    mo.attention = ModelOptions::Attention::kAbsorbed;
+  } else if (attention == "naive") {
+    mo.attention = ModelOptions::Attention::kNaive;
+  } else {
+    return ReportError("logits", Status::Invalid("--attention must be auto, absorbed or naive, not '" +
+                                                         attention + "'"));
+  }
   const bool dump = opts.Get<bool>("dump-layers");
   if (dump) mo.max_step_tokens = std::max<int64_t>(mo.max_step_tokens, static_cast<int64_t>(ids.value().size()));
   auto model = Model::Load(opts.Get<std::string>("model-path"), mo);

@@ -43,7 +43,11 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir, const Model
   t.max_seq_len = options.max_seq_len;
   t.slots = options.batch_size;
   t.max_step_tokens = options.max_step_tokens;
-  t.attn_impl = options.naive_attention ? AttnImpl::kNaive : AttnImpl::kAbsorb;
+  switch (options.attention) {
+    case ModelOptions::Attention::kAuto: t.attn_impl = AttnImpl::kAuto; break;
+    case ModelOptions::Attention::kAbsorbed: t.attn_impl = AttnImpl::kAbsorb; break;
+    case ModelOptions::Attention::kNaive: t.attn_impl = AttnImpl::kNaive; break;
+  }
   m->transformer_ = std::make_unique<Transformer>(m->config_, weights, t);
   m->slot_tokens_.assign(static_cast<size_t>(options.batch_size), {});
   m->logits_buf_.resize(static_cast<size_t>(options.max_step_tokens * m->config_.vocab_size));

@@ -22,7 +22,11 @@ struct ModelOptions {
   int64_t max_seq_len = 4096;
   int64_t batch_size = 1;        // sequences held in the KV cache at once
   int64_t max_step_tokens = 256;  // rows per forward step (bounds activation memory)
-  bool naive_attention = false;  // expanded K/V instead of the absorbed latent form (tests)
+  // How MLA attends: kAuto takes, per sequence and step, whichever form needs fewer FLOPs (the
+  // absorbed latent form for decode and short chunks, expanded K/V for long prefills); the
+  // others force one (tests compare them).
+  enum class Attention { kAuto, kAbsorbed, kNaive };
+  Attention attention = Attention::kAuto;
 };
 
 // Log-likelihood of tokens[score_from:] given what precedes them.

@@ -35,6 +35,18 @@ void MaskedSoftmax(RowMat* scores, int64_t start_pos, int64_t window) {
 
 }  // namespace
 
+// The form a chunk of T queries over S keys uses: the forced one, or for kAuto the one with
+// fewer multiply-adds per head (absorbed: fold W_uk into T queries, scores and weighted sum
+// over C-wide latents, W_uv on T outputs; naive: expand S keys and values, then attention
+// at the head widths).
+AttnImpl ChooseAttnForm(const ModelConfig& c, AttnImpl impl, int64_t T, int64_t S) {
+  const int64_t nope = c.qk_nope_head_dim, R = c.qk_rope_head_dim, vd = c.v_head_dim, C = c.kv_lora_rank;
+  if (impl != AttnImpl::kAuto) return impl;
+  const int64_t absorbed = T * nope * C + T * S * (C + R) + T * S * C + T * C * vd;
+  const int64_t naive = S * C * (nope + vd) + T * S * (nope + R) + T * S * vd;
+  return naive < absorbed ? AttnImpl::kNaive : AttnImpl::kAbsorb;
+}
+
 void MlaScratch::Reserve(const ModelConfig& c, int64_t max_tokens) {
   const int64_t H = c.num_attention_heads;
   q_a.resize(static_cast<size_t>(max_tokens * std::max<int64_t>(c.q_lora_rank, 1)));
@@ -101,7 +113,7 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
       CMap w_uv = View(wkv_b + (h * (nope + vd) + nope) * C, vd, C, C);
       MMap o(attn + ch.offset * H * vd + h * vd, T, vd, Eigen::OuterStride<>(H * vd));
       RowMat scores;
-      if (impl == AttnImpl::kAbsorb) {
+      if (ChooseAttnForm(c, impl, T, S) == AttnImpl::kAbsorb) {
         RowMat q_abs = q_nope * w_uk;  // [T, C]: W_uk folded into the query
         scores.noalias() = q_abs * latents.transpose();
         scores.noalias() += q_pe * k_pe.transpose();

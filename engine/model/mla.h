@@ -27,7 +27,15 @@ struct SeqChunk {
   int64_t offset = 0;
 };
 
-enum class AttnImpl { kAbsorb, kNaive };
+// kAbsorb folds W_uk into the query and W_uv after the latent-weighted sum: attention runs
+// over the C-wide latents, cheapest when few queries meet many cached keys (decode).
+// kNaive expands K and V for every cached position first: cheaper once a chunk has more than
+// ~C/2 queries (long prefills). kAuto picks by FLOP count for each chunk.
+enum class AttnImpl { kAuto, kAbsorb, kNaive };
+
+// The form a chunk of T queries over S cached keys (S >= T) runs in: `impl` unless it is
+// kAuto, else the one with fewer multiply-adds.
+AttnImpl ChooseAttnForm(const ModelConfig& c, AttnImpl impl, int64_t T, int64_t S);
 
 // Scratch buffers sized once for `max_tokens` rows per step.
 struct MlaScratch {

@@ -55,12 +55,12 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
     dir_ = testing::SharedDir() + "/models/" + GetParam();
     golden_ = std::make_unique<Golden>(dir_);
   }
-  std::unique_ptr<Model> Load(bool naive = false, int64_t batch = 1) {
+  std::unique_ptr<Model> Load(ModelOptions::Attention attention = ModelOptions::Attention::kAuto, int64_t batch = 1) {
     ModelOptions o;
     o.max_seq_len = 256;
     o.batch_size = batch;
     o.max_step_tokens = 64;  // smaller than the longest sequence: exercises split prefills
-    o.naive_attention = naive;
+    o.attention = attention;
     auto m = Model::Load(dir_, o);
     EXPECT_TRUE(m.ok()) << m.status().message();
     return std::move(m.value());
@@ -85,7 +85,7 @@ TEST_P(GoldenTest, PrefillLogits) {
 }
 
 TEST_P(GoldenTest, NaiveAttentionAgreesWithAbsorbed) {
-  auto absorbed = Load(false), naive = Load(true);
+  auto absorbed = Load(ModelOptions::Attention::kAbsorbed), naive = Load(ModelOptions::Attention::kNaive);
   auto ids = golden_->Ids("prefill.2.tokens");
   std::vector<float> a, b;
   ASSERT_TRUE(absorbed->Logits(ids, 0, &a).ok());
@@ -171,7 +171,7 @@ TEST_P(GoldenTest, HiddenStatesAndRouterPicks) {
 
 TEST_P(GoldenTest, BatchedScoringMatchesSingleSequences) {
   // Three sequences of different lengths in one batch, packed into shared forward steps.
-  auto model = Load(false, 3);
+  auto model = Load(ModelOptions::Attention::kAuto, 3);
   std::vector<ScoreRequest> reqs;
   for (int i = 0; i < 3; ++i) reqs.push_back({golden_->Ids("prefill." + std::to_string(i) + ".tokens"), 1});
   auto scores = model->Score(reqs);

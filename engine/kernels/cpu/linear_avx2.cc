@@ -400,22 +400,28 @@ void MicroTokens(const float* wt, int64_t K, const float* x, int64_t ldx, int64_
 template <typename Convert>
 void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
               int64_t ldy, bool accumulate, float* wt, const Convert& convert) {
-  const int64_t K = w.cols;
-  // Token blocks whose activations stay in L2 while four weight rows at a time meet them.
+  const int64_t K = w.cols, Kp = (K + 7) & ~int64_t{7}, panel = GemmPanelRows(K);
+  // Token blocks whose activations stay in L2 next to the converted panel.
   int64_t block = (256 * 1024) / (K * 4 > 0 ? K * 4 : 1);
   block = block < 3 ? 3 : block;
-  for (int64_t t0 = 0; t0 < T; t0 += block) {
-    const int64_t nt = T - t0 < block ? T - t0 : block;
-    for (int64_t r = r0; r < r1; r += 4) {
-      const int m = static_cast<int>(r1 - r < 4 ? r1 - r : 4);
-      convert(r, m, wt);
+  // Each weight row is read and converted once per call (a panel of rows at a time), then
+  // meets every token block from L2.
+  for (int64_t p0 = r0; p0 < r1; p0 += panel) {
+    const int64_t p1 = r1 - p0 < panel ? r1 : p0 + panel;
+    for (int64_t r = p0; r < p1; r += 4) convert(r, static_cast<int>(p1 - r < 4 ? p1 - r : 4), wt + (r - p0) * Kp);
+    for (int64_t t0 = 0; t0 < T; t0 += block) {
+      const int64_t nt = T - t0 < block ? T - t0 : block;
       const float* xb = x + t0 * ldx;
-      float* yb = y + t0 * ldy + r;
-      switch (m) {
-        case 4: MicroTokens<4>(wt, K, xb, ldx, nt, yb, ldy, accumulate); break;
-        case 3: MicroTokens<3>(wt, K, xb, ldx, nt, yb, ldy, accumulate); break;
-        case 2: MicroTokens<2>(wt, K, xb, ldx, nt, yb, ldy, accumulate); break;
-        default: MicroTokens<1>(wt, K, xb, ldx, nt, yb, ldy, accumulate); break;
+      for (int64_t r = p0; r < p1; r += 4) {
+        const int m = static_cast<int>(p1 - r < 4 ? p1 - r : 4);
+        const float* wr = wt + (r - p0) * Kp;
+        float* yb = y + t0 * ldy + r;
+        switch (m) {
+          case 4: MicroTokens<4>(wr, K, xb, ldx, nt, yb, ldy, accumulate); break;
+          case 3: MicroTokens<3>(wr, K, xb, ldx, nt, yb, ldy, accumulate); break;
+          case 2: MicroTokens<2>(wr, K, xb, ldx, nt, yb, ldy, accumulate); break;
+          default: MicroTokens<1>(wr, K, xb, ldx, nt, yb, ldy, accumulate); break;
+        }
       }
     }
   }

@@ -27,8 +27,14 @@ struct RawWeight {
 // larger ones use the register-blocked GEMM (same summation order, so the same bits).
 constexpr int64_t kGemvMaxTokens = 4;
 
+// Rows the GEMM converts to float32 at once (a panel of about 384 KiB, so that it and a block
+// of activations stay in L2), a multiple of 4 in [4, 64].
+inline int64_t GemmPanelRows(int64_t K) {
+  const int64_t rows = (384 * 1024) / (((K + 7) / 8) * 8 * 4) / 4 * 4;
+  return rows < 4 ? 4 : rows > 64 ? 64 : rows;
+}
 // Floats of per-thread weight scratch the GEMM needs for K features.
-inline int64_t GemmWeightScratchFloats(int64_t K) { return 4 * ((K + 7) / 8) * 8; }
+inline int64_t GemmWeightScratchFloats(int64_t K) { return GemmPanelRows(K) * ((K + 7) / 8) * 8; }
 
 // --- AVX2 + FMA + F16C (linear_avx2.cc) ---
 // Whether the AVX2 kernels handle this weight (dtype and block shape).
