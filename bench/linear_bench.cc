@@ -117,6 +117,7 @@ void LinearArgs(benchmark::internal::Benchmark* b) {
         b->Args({dt, k, 16384, 1536, 1, threads});  // an eighth of the lm_head, decode
         b->Args({dt, k, 129280, 1536, 1, threads});  // the whole lm_head: far beyond the caches
         b->Args({dt, k, 1536, 1536, 128, threads});  // o_proj-sized, prefill
+        b->Args({dt, k, 1152, 384, 128, threads});   // q_b_proj-sized (short K), prefill
       }
     }
   }

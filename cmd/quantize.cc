@@ -15,7 +15,7 @@ int RunQuantize(int argc, char** argv) {
   OptionParser opts("quantize",
                     "Write a quantized copy of a checkpoint: fp8 (DeepSeek-V3 e4m3 + 128x128 _scale_inv), int8 "
                     "(symmetric, per output channel or NxN blocks), int4 (groups along the input, F16 scales, "
-                    "U8 zero points unless --symmetric), or bf16 (dequantize). Embeddings, lm_head, norms, the "
+                    "U8 zero points unless --symmetric), or bf16 (dequantize). Embeddings, lm_head (unless --quantize-lm-head), norms, the "
                     "router gate and bias and eh_proj stay in their source precision.");
   opts.Add()("model-path", po::value<std::string>()->required(), "input checkpoint directory")(
       "out", po::value<std::string>()->required(), "output directory (must not exist, or be empty; never the input)")(
@@ -27,6 +27,9 @@ int RunQuantize(int argc, char** argv) {
       "symmetric", po::bool_switch(), "int4: no zero points (w = (u - 8) * scale)")(
       "keep", po::value<std::vector<std::string>>()->multitoken()->composing(),
       "glob of tensor names to keep in source precision, e.g. '*.kv_b_proj.weight' (repeatable)")(
+      "quantize-lm-head", po::bool_switch(),
+      "also quantize lm_head (and the MTP head), as llama.cpp's 8-bit types do; dsv3 runs it, the DeepSeek FP8 "
+      "convention (and engines that follow it) keeps the head in BF16")(
       "shard-size-mb", po::value<double>()->default_value(4096), "largest shard to write, in MiB (fractions allowed)")(
       "threads", po::value<int>()->default_value(0), "worker threads (0: all cores)")(
       "fail-after-tensors", po::value<int64_t>()->default_value(-1),
@@ -56,6 +59,9 @@ int RunQuantize(int argc, char** argv) {
   o.block = o.format == QuantFormat::kInt4 ? group : block;
   o.int4_symmetric = opts.Get<bool>("symmetric");
   if (opts.vm().count("keep")) o.keep = opts.Get<std::vector<std::string>>("keep");
+  o.quantize_lm_head = opts.Get<bool>("quantize-lm-head");
+  if (o.quantize_lm_head && o.format == QuantFormat::kBf16)
+    return ReportError("quantize", Status::Invalid("--quantize-lm-head applies to fp8, int8 and int4"));
   const double shard_mb = opts.Get<double>("shard-size-mb");
   if (!(shard_mb > 0)) return ReportError("quantize", Status::Invalid("--shard-size-mb must be positive"));
   o.max_shard_bytes = static_cast<uint64_t>(shard_mb * (1 << 20));

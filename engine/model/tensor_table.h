@@ -33,6 +33,10 @@ struct TensorSpec {
 
 std::vector<TensorSpec> BuildTensorTable(const ModelConfig& c);
 
+// Roles whose tensors may be stored quantized (FP8 blocks, int8, int4) and run by Linear:
+// the projections, and the output heads when `dsv3 quantize --quantize-lm-head` wrote them so.
+inline bool MayBeQuantized(TensorRole r) { return r == TensorRole::kProjection || r == TensorRole::kLmHead; }
+
 // Name of the FP8 block-scale companion of a projection.
 inline std::string ScaleInvName(const std::string& weight_name) { return weight_name + "_scale_inv"; }
 

@@ -22,11 +22,11 @@ class Binder {
     const SafetensorsEntry* e = ck_.Find(s.name, &file);
     if (!e) return Status::Invalid(ck_.dir() + ": missing tensor " + s.name + " (config expects shape " + s.shape.ToString() + ")");
     const std::string where = file->path() + ": tensor " + s.name;
-    if (s.role == TensorRole::kProjection && (e->dtype == DType::kI8 || e->dtype == DType::kU8)) return CheckInt(s, *e, where);
+    if (MayBeQuantized(s.role) && (e->dtype == DType::kI8 || e->dtype == DType::kU8)) return CheckInt(s, *e, where);
     if (e->shape != s.shape)
       return Status::Invalid(where + " has shape " + e->shape.ToString() + ", config expects " + s.shape.ToString());
     used_.insert(s.name);
-    if (s.role == TensorRole::kProjection && e->dtype == DType::kF8E4M3) {
+    if (MayBeQuantized(s.role) && e->dtype == DType::kF8E4M3) {
       Shape want{(s.shape[0] + c_.quant_block_out - 1) / c_.quant_block_out,
                  (s.shape[1] + c_.quant_block_in - 1) / c_.quant_block_in};
       return CheckCompanion(where, ScaleInvName(s.name), DType::kF32, want,
@@ -37,7 +37,7 @@ class Binder {
     if (s.role == TensorRole::kRouterBias) ok = e->dtype == DType::kF32 || e->dtype == DType::kBF16;
     if (!ok)
       return Status::Invalid(where + " has dtype " + DTypeName(e->dtype) + ", expected F32, BF16 or F16" +
-                             (s.role == TensorRole::kProjection ? ", F8_E4M3, I8 (int8) or U8 (int4)" : ""));
+                             (MayBeQuantized(s.role) ? ", F8_E4M3, I8 (int8) or U8 (int4)" : ""));
     return Status::Ok();
   }
 

@@ -88,6 +88,7 @@ struct FormatCase {
   std::vector<std::string> args;
   std::string summary;
   DType weight_dtype;
+  bool head_quantized = false;  // --quantize-lm-head: lm_head and the MTP head too
 };
 
 class QuantizeFormats : public ::testing::TestWithParam<FormatCase> {};
@@ -106,12 +107,18 @@ TEST_P(QuantizeFormats, LoadsAndMatchesItsDequantizedTwin) {
 
   auto c = LoadHfConfig(out + "/config.json").value();
   auto ck = Checkpoint::Open(out).value();
-  // Projections are quantized, everything the release keeps high precision is untouched.
+  // Projections are quantized (and the heads when asked), everything the release keeps high
+  // precision is untouched.
+  int64_t heads = 0;
   for (const auto& s : BuildTensorTable(c)) {
     if (!ck->Has(s.name)) continue;
-    const DType want = s.role == TensorRole::kProjection ? GetParam().weight_dtype : DType::kBF16;
+    const bool quantized =
+        s.role == TensorRole::kProjection || (s.role == TensorRole::kLmHead && GetParam().head_quantized);
+    if (s.role == TensorRole::kLmHead) ++heads;
+    const DType want = quantized ? GetParam().weight_dtype : DType::kBF16;
     EXPECT_EQ(ck->View(s.name).dtype, s.role == TensorRole::kRouterBias ? DType::kF32 : want) << s.name;
   }
+  EXPECT_EQ(heads, 2) << "tiny-v3 has lm_head and the MTP shared_head";
   WriteDequantizedTwin(out, tmp.Join("twin"));
   const auto a = LogitsOf(out), b = LogitsOf(tmp.Join("twin"));
   ASSERT_EQ(a.size(), b.size());
@@ -131,7 +138,13 @@ INSTANTIATE_TEST_SUITE_P(
                       FormatCase{{"--format", "int4", "--group-size", "32"}, "int4 asymmetric, group 32", DType::kU8},
                       FormatCase{{"--format", "int4", "--symmetric"}, "int4 symmetric, group 64", DType::kU8},
                       FormatCase{{"--format", "int4", "--group-size", "0"}, "int4 asymmetric, per output channel",
-                                 DType::kU8}));
+                                 DType::kU8},
+                      FormatCase{{"--format", "fp8", "--quantize-lm-head"}, "fp8 e4m3, 128x128 blocks", DType::kF8E4M3,
+                                 true},
+                      FormatCase{{"--format", "int8", "--quantize-lm-head"}, "int8 symmetric, per output channel",
+                                 DType::kI8, true},
+                      FormatCase{{"--format", "int4", "--group-size", "32", "--quantize-lm-head"},
+                                 "int4 asymmetric, group 32", DType::kU8, true}));
 
 TEST(Quantize, Fp8MatchesTheReleaseLayoutAndIndexRecordsSha256) {
   testing::TempDir tmp;

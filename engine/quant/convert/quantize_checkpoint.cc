@@ -146,7 +146,8 @@ std::vector<Item> Plan(const ModelConfig& c, const ModelConfig& oc, const Checkp
     Item it;
     it.name = s.name;
     it.logical = s.shape;
-    const bool project = s.role == TensorRole::kProjection && !MatchesKeep(o.keep, s.name);
+    const bool quantizable = s.role == TensorRole::kProjection || (s.role == TensorRole::kLmHead && o.quantize_lm_head);
+    const bool project = quantizable && !MatchesKeep(o.keep, s.name);
     if (project && o.format != QuantFormat::kBf16) {
       it.kind = Item::kQuantize;
       it.outs = QuantizedOuts(oc, s.name, s.shape);

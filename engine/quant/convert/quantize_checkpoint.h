@@ -27,6 +27,10 @@ struct QuantizeOptions {
   bool int4_symmetric = false;
   // Glob patterns (fnmatch, '*' crosses dots) of tensor names kept in their source precision.
   std::vector<std::string> keep;
+  // Also quantize lm_head (and the MTP head), as llama.cpp's 8-bit files do: at batch 1 the
+  // head is most of a small model's bytes per token. Off by default because the DeepSeek FP8
+  // release, and the engines that read it, keep the head in BF16.
+  bool quantize_lm_head = false;
   uint64_t max_shard_bytes = 4ull << 30;
   // Test hook: the producer of tensor number N (0-based) fails as a crash would.
   int64_t fail_after_tensors = -1;
