@@ -68,6 +68,15 @@ struct LinearCounters {
 };
 void SetLinearCounters(LinearCounters* counters);
 
+// Attention of a few queries over many cached rows (decode over MLA's latent cache, where
+// several heads share one cache): each cached row is read once for all M queries.
+// scores[m * lds + s] (+)= q[m * ldq : +C] · keys[s * C : +C] for m < M, s < S.
+void MultiQueryScores(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
+                      float* scores, int64_t lds, bool accumulate);
+// out[m * C : +C] = sum over s of p[m * ldp + s] · vals[s * C : +C] for m < M.
+void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
+                           float* out);
+
 // Writes rows [r0, r1) of W as float32 into dst ([r1-r0, in], row-major).
 void DequantizeRows(const WeightMatrix& w, int64_t r0, int64_t r1, float* dst);
 

@@ -20,10 +20,11 @@ CMap View(const float* p, int64_t rows, int64_t cols, int64_t stride) {
   return CMap(p, rows, cols, Eigen::OuterStride<>(stride));
 }
 
-// Causal (and optionally sliding-window) mask with a row softmax in float32.
-void MaskedSoftmax(RowMat* scores, int64_t start_pos, int64_t window) {
+// Causal (and optionally sliding-window) mask with a row softmax in float32. Rows are the
+// chunk's T queries (positions start_pos..start_pos+T-1), repeated once per stacked head.
+void MaskedSoftmax(RowMat* scores, int64_t start_pos, int64_t T, int64_t window) {
   for (int64_t t = 0; t < scores->rows(); ++t) {
-    const int64_t pos = start_pos + t;
+    const int64_t pos = start_pos + t % T;
     const int64_t lo = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
     float* row = scores->row(t).data();
     // Masked positions get probability exactly 0 (not -inf logits: they are multiplied next).
@@ -100,35 +101,50 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
   }
   const float scale = static_cast<float>(c.SoftmaxScale());
   float* attn = s->attn_out.data();
-  const int64_t jobs = static_cast<int64_t>(chunks.size()) * H;
+  // Jobs are (chunk, group of heads), one group per thread. In the absorbed form a group's
+  // heads are stacked so that each cached latent row is read once for all of them (at depth
+  // the latent cache, not the weights, is what decode attention streams).
+  const int64_t groups = std::min<int64_t>(H, std::max(1, NumThreads()));
+  const int64_t jobs = static_cast<int64_t>(chunks.size()) * groups;
   ParallelFor(jobs, 1, [&](int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j) {
-      const SeqChunk& ch = chunks[j / H];
-      const int64_t h = j % H, T = ch.n, S = ch.start_pos + ch.n;
-      CMap q_nope = View(q + ch.offset * H * qk + h * qk, T, nope, H * qk);
-      CMap q_pe = View(q + ch.offset * H * qk + h * qk + nope, T, R, H * qk);
-      CMap latents = View(cache->kv(layer, ch.slot), S, C, C);
-      CMap k_pe = View(cache->pe(layer, ch.slot), S, R, R);
-      CMap w_uk = View(wkv_b + h * (nope + vd) * C, nope, C, C);
-      CMap w_uv = View(wkv_b + (h * (nope + vd) + nope) * C, vd, C, C);
-      MMap o(attn + ch.offset * H * vd + h * vd, T, vd, Eigen::OuterStride<>(H * vd));
-      RowMat scores;
+      const SeqChunk& ch = chunks[j / groups];
+      const int64_t g = j % groups, h0 = H * g / groups, h1 = H * (g + 1) / groups, nh = h1 - h0;
+      const int64_t T = ch.n, S = ch.start_pos + ch.n;
+      const float* latents = cache->kv(layer, ch.slot);  // [S, C]
+      const float* k_pe = cache->pe(layer, ch.slot);     // [S, R]
+      const auto q_nope = [&](int64_t h) { return View(q + ch.offset * H * qk + h * qk, T, nope, H * qk); };
+      const auto q_pe = [&](int64_t h) { return View(q + ch.offset * H * qk + h * qk + nope, T, R, H * qk); };
+      const auto w_uk = [&](int64_t h) { return View(wkv_b + h * (nope + vd) * C, nope, C, C); };
+      const auto w_uv = [&](int64_t h) { return View(wkv_b + (h * (nope + vd) + nope) * C, vd, C, C); };
+      const auto o = [&](int64_t h) {
+        return MMap(attn + ch.offset * H * vd + h * vd, T, vd, Eigen::OuterStride<>(H * vd));
+      };
       if (ChooseAttnForm(c, impl, T, S) == AttnImpl::kAbsorb) {
-        RowMat q_abs = q_nope * w_uk;  // [T, C]: W_uk folded into the query
-        scores.noalias() = q_abs * latents.transpose();
-        scores.noalias() += q_pe * k_pe.transpose();
+        RowMat q_abs(nh * T, C), q_rot(nh * T, R);  // head h0+i's queries are rows [i*T, (i+1)*T)
+        for (int64_t i = 0; i < nh; ++i) {
+          q_abs.middleRows(i * T, T).noalias() = q_nope(h0 + i) * w_uk(h0 + i);  // W_uk folded into the query
+          q_rot.middleRows(i * T, T) = q_pe(h0 + i);
+        }
+        RowMat scores(nh * T, S);
+        MultiQueryScores(q_abs.data(), nh * T, C, latents, S, C, scores.data(), S, false);
+        MultiQueryScores(q_rot.data(), nh * T, R, k_pe, S, R, scores.data(), S, true);
         scores *= scale;
-        MaskedSoftmax(&scores, ch.start_pos, c.sliding_window);
-        RowMat o_latent = scores * latents;  // [T, C]
-        o.noalias() = o_latent * w_uv.transpose();
+        MaskedSoftmax(&scores, ch.start_pos, T, c.sliding_window);
+        RowMat o_latent(nh * T, C);
+        MultiQueryWeightedSum(scores.data(), nh * T, S, latents, S, C, o_latent.data());
+        for (int64_t i = 0; i < nh; ++i) o(h0 + i).noalias() = o_latent.middleRows(i * T, T) * w_uv(h0 + i).transpose();
       } else {
-        RowMat k_nope = latents * w_uk.transpose();  // [S, nope]
-        RowMat v = latents * w_uv.transpose();       // [S, vd]
-        scores.noalias() = q_nope * k_nope.transpose();
-        scores.noalias() += q_pe * k_pe.transpose();
-        scores *= scale;
-        MaskedSoftmax(&scores, ch.start_pos, c.sliding_window);
-        o.noalias() = scores * v;
+        CMap lat = View(latents, S, C, C), pe = View(k_pe, S, R, R);
+        for (int64_t h = h0; h < h1; ++h) {
+          const RowMat k_nope = lat * w_uk(h).transpose();  // [S, nope]
+          const RowMat v = lat * w_uv(h).transpose();       // [S, vd]
+          RowMat scores = q_nope(h) * k_nope.transpose();
+          scores.noalias() += q_pe(h) * pe.transpose();
+          scores *= scale;
+          MaskedSoftmax(&scores, ch.start_pos, T, c.sliding_window);
+          o(h).noalias() = scores * v;
+        }
       }
     }
   });

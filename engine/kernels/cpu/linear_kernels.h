@@ -46,6 +46,11 @@ void GemvAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
 // floats. Bit-identical to GemvAvx2 for every row and token.
 void GemmAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
               int64_t ldy, bool accumulate, float* wscratch);
+// MultiQueryScores / MultiQueryWeightedSum (ops.h) with AVX2 + FMA (attention_avx2.cc).
+void MultiQueryScoresAvx2(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
+                          float* scores, int64_t lds, bool accumulate);
+void MultiQueryWeightedSumAvx2(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
+                               float* out);
 // FLOPs of a register-only FMA loop on this thread for about `seconds` (the matrix peak that
 // the roofline in `dsv3 bench` compares prefill against).
 double FmaPeakFlopsAvx2(double seconds);
