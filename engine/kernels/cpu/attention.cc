@@ -1,7 +1,7 @@
 // Multi-query attention products (ops.h): the AVX2 kernels when the CPU has them and the Linear
-// kernel family is not forced to the reference, else the reference twin below (plain loops in
-// one fixed order; the tests compare the two).
-#include <cstring>
+// kernel family is not forced to the reference, else the reference twin below (Eigen matrix
+// products; the tests compare the two).
+#include <Eigen/Core>
 
 #include "engine/kernels/cpu/linear_kernels.h"
 #include "engine/kernels/ops.h"
@@ -9,6 +9,10 @@
 namespace dsv3 {
 
 namespace {
+
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using CMap = Eigen::Map<const RowMat, 0, Eigen::OuterStride<>>;
+using MMap = Eigen::Map<RowMat, 0, Eigen::OuterStride<>>;
 
 bool UseAvx2() { return ActiveLinearKernel() == LinearKernel::kAvx2; }
 
@@ -20,11 +24,12 @@ void MultiQueryScores(const float* q, int64_t M, int64_t ldq, const float* keys,
     cpu::MultiQueryScoresAvx2(q, M, ldq, keys, S, C, scores, lds, accumulate);
     return;
   }
-  for (int64_t m = 0; m < M; ++m) {
-    for (int64_t s = 0; s < S; ++s) {
-      const float d = Dot(q + m * ldq, keys + s * C, C);
-      scores[m * lds + s] = accumulate ? scores[m * lds + s] + d : d;
-    }
+  CMap Q(q, M, C, Eigen::OuterStride<>(ldq)), K(keys, S, C, Eigen::OuterStride<>(C));
+  MMap out(scores, M, S, Eigen::OuterStride<>(lds));
+  if (accumulate) {
+    out.noalias() += Q * K.transpose();
+  } else {
+    out.noalias() = Q * K.transpose();
   }
 }
 
@@ -34,15 +39,8 @@ void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const float* 
     cpu::MultiQueryWeightedSumAvx2(p, M, ldp, vals, S, C, out);
     return;
   }
-  std::memset(out, 0, static_cast<size_t>(M * C) * sizeof(float));
-  for (int64_t m = 0; m < M; ++m) {
-    float* o = out + m * C;
-    for (int64_t s = 0; s < S; ++s) {
-      const float w = p[m * ldp + s];
-      const float* v = vals + s * C;
-      for (int64_t c = 0; c < C; ++c) o[c] += w * v[c];
-    }
-  }
+  CMap P(p, M, S, Eigen::OuterStride<>(ldp)), V(vals, S, C, Eigen::OuterStride<>(C));
+  MMap(out, M, C, Eigen::OuterStride<>(C)).noalias() = P * V;
 }
 
 }  // namespace dsv3
