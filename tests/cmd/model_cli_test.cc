@@ -79,6 +79,33 @@ TEST(InitCli, DeterministicForASeedAndLoadable) {
   EXPECT_NE(g.err.find("tok/s"), std::string::npos);
 }
 
+// `logits --attention` forces an MLA form: both give the same logits (to float32 summation
+// order) over a prefill long enough that auto would pick the expanded form; a bad value is
+// refused.
+TEST(LogitsCli, AttentionFormsAgreeAndBadFormIsRefused) {
+  testing::TempDir dir;
+  const std::string preset = testing::SourceDir() + "/configs/models/tiny-v3.yaml";
+  ASSERT_EQ(RunDsv3({"init", "--config", preset, "--out", dir.path(), "--init", "fan-in", "--dtype", "f32"}).exit_code, 0);
+  std::string ids;
+  for (int i = 0; i < 96; ++i) ids += std::to_string((i * 37 + 5) % 512) + " ";
+  std::vector<std::vector<float>> logits;
+  for (const char* form : {"absorbed", "naive", "auto"}) {
+    const std::string out = dir.Join(std::string(form) + ".safetensors");
+    auto r = RunDsv3({"logits", "--model-path", dir.path(), "--ids", ids, "--attention", form, "--out", out});
+    ASSERT_EQ(r.exit_code, 0) << form << ": " << r.err;
+    auto f = SafetensorsFile::Open(out);
+    ASSERT_TRUE(f.ok());
+    logits.push_back(ToF32Vector(f.value()->View(*f.value()->Find("logits"))));
+  }
+  EXPECT_TRUE(testing::AllClose(logits[0].data(), logits[1].data(), logits[0].size(), 2e-5, "absorbed vs naive"));
+  EXPECT_TRUE(testing::AllClose(logits[2].data(), logits[0].data(), logits[0].size(), 2e-5, "auto vs absorbed"));
+  auto bad = RunDsv3({"logits", "--model-path", dir.path(), "--ids", "1 2", "--attention", "flash", "--out",
+                      dir.Join("x.safetensors")});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--attention"), std::string::npos) << bad.err;
+  EXPECT_FALSE(FileExists(dir.Join("x.safetensors")));
+}
+
 TEST(InitCli, FanInSchemeGivesTrainedLikeLogitScale) {
   testing::TempDir dir;
   const std::string preset = testing::SourceDir() + "/configs/models/tiny-v3.yaml";
