@@ -17,13 +17,7 @@ StatusOr<Fp8Block> QuantizeFp8Block(const float* w, int64_t rows, int64_t cols, 
   for (int64_t br = 0; br < sr; ++br) {
     for (int64_t bc = 0; bc < sc; ++bc) {
       const int64_t r0 = br * bo, r1 = std::min(rows, r0 + bo), c0 = bc * bi, c1 = std::min(cols, c0 + bi);
-      float amax = 0.0f;
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t c = c0; c < c1; ++c) {
-          const float v = w[r * cols + c];
-          if (!std::isfinite(v)) return NotFiniteWeight(what, r, c);
-          amax = std::max(amax, std::fabs(v));
-        }
+      ASSIGN_OR_RETURN(const float amax, FiniteAbsMax(w, cols, r0, r1, c0, c1, what));
       const float scale = amax > 0.0f ? amax / kE4M3Max : 1.0f;
       out.scale_inv[br * sc + bc] = scale;
       for (int64_t r = r0; r < r1; ++r)

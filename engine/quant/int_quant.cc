@@ -25,13 +25,7 @@ StatusOr<Int8Block> QuantizeInt8(const float* w, int64_t rows, int64_t cols, int
   for (int64_t br = 0; br < sr; ++br) {
     for (int64_t bc = 0; bc < sc; ++bc) {
       const int64_t r0 = br * bo, r1 = std::min(rows, r0 + bo), c0 = bc * bi, c1 = std::min(cols, c0 + bi);
-      float amax = 0.0f;
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t c = c0; c < c1; ++c) {
-          const float v = w[r * cols + c];
-          if (!std::isfinite(v)) return NotFiniteWeight(what, r, c);
-          amax = std::max(amax, std::fabs(v));
-        }
+      ASSIGN_OR_RETURN(const float amax, FiniteAbsMax(w, cols, r0, r1, c0, c1, what));
       // -128 is left unused so the grid is symmetric and negation is exact.
       const float scale = amax > 0.0f ? amax / 127.0f : 1.0f;
       out.scale[br * sc + bc] = scale;
