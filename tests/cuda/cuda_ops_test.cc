@@ -19,6 +19,7 @@
 #include "engine/kernels/ops.h"
 #include "engine/quant/fp8.h"
 #include "engine/tensor/tensor.h"
+#include "tests/testing/testing.h"
 
 #ifdef DSV3_HAVE_CUDA
 #include "engine/kernels/cuda/cuda_ops.h"
@@ -42,13 +43,7 @@ constexpr double kUb = 0x1p-8;    // bfloat16 unit roundoff
 
 double Gamma(int64_t n, double u) { return double(n) * u / (1.0 - double(n) * u); }
 
-std::vector<float> Random(int64_t n, float stddev, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, stddev);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& f : v) f = dist(rng);
-  return v;
-}
+using testing::RandomNormal;
 
 // |got[i] - want[i]| <= tol[i] for all i; on failure names the element that exceeds its bound
 // the most (relative to the bound).
@@ -83,7 +78,7 @@ struct OwnedWeight {
 // block_out x block_in scale blocks (partial at the edges when the shape is not a multiple).
 OwnedWeight MakeWeight(DType dtype, int64_t out, int64_t in, uint32_t seed, int64_t block_out = 128,
                        int64_t block_in = 128) {
-  const std::vector<float> w = Random(out * in, 0.5f, seed);
+  const std::vector<float> w = RandomNormal(out * in, 0.5f, seed);
   OwnedWeight o;
   if (dtype == DType::kF8E4M3) {
     Fp8Block q = QuantizeFp8Block(w.data(), out, in, block_out, block_in).value();
@@ -128,7 +123,7 @@ double LinearRelBound(DType dtype, int64_t K) {
 
 void CheckLinear(const OwnedWeight& w, int64_t T, uint32_t seed) {
   const int64_t out = w.m.rows(), in = w.m.cols();
-  const std::vector<float> x = Random(T * in, 1.0f, seed);
+  const std::vector<float> x = RandomNormal(T * in, 1.0f, seed);
   std::vector<float> want(static_cast<size_t>(T * out)), got(want.size(), NAN);
   Linear(x.data(), T, w.m, want.data());
   const Status st = cuda::LinearCuda(x.data(), T, w.m, got.data());
@@ -199,7 +194,7 @@ TEST(CudaOps, RmsNormMatchesCpu) {
   DSV3_REQUIRE_GPU();
   for (int64_t D : {7, 1000, 7168}) {
     const int64_t T = 5;
-    const std::vector<float> x = Random(T * D, 3.0f, uint32_t(D));
+    const std::vector<float> x = RandomNormal(T * D, 3.0f, uint32_t(D));
     std::vector<uint16_t> wb(static_cast<size_t>(D));
     for (int64_t i = 0; i < D; ++i) wb[i] = F32ToBF16(1.0f + 0.1f * float(i % 7));
     const TensorView weight{wb.data(), DType::kBF16, Shape{D}};
@@ -220,8 +215,8 @@ TEST(CudaOps, RmsNormMatchesCpu) {
 TEST(CudaOps, SiluMulMatchesCpu) {
   DSV3_REQUIRE_GPU();
   const int64_t n = 10007;
-  std::vector<float> gate = Random(n, 3.0f, 21);
-  const std::vector<float> up = Random(n, 1.0f, 22);
+  std::vector<float> gate = RandomNormal(n, 3.0f, 21);
+  const std::vector<float> up = RandomNormal(n, 1.0f, 22);
   gate[0] = -100.0f;  // exp(100) overflows to inf: silu is -0 on both sides
   gate[1] = 100.0f;   // exp(-100) is a float32 subnormal
   gate[2] = 0.0f;
@@ -242,7 +237,7 @@ TEST(CudaOps, SoftmaxRowsMatchesCpu) {
   DSV3_REQUIRE_GPU();
   for (int64_t n : {1, 5, 1000, 129280}) {  // 129280: the V3 vocabulary
     const int64_t rows = 4;
-    std::vector<float> x = Random(rows * n, 4.0f, uint32_t(n));
+    std::vector<float> x = RandomNormal(rows * n, 4.0f, uint32_t(n));
     for (int64_t i = 0; i < n; ++i) x[i] += 1000.0f;  // row 0 overflows exp without the max shift
     std::vector<float> want = x, got = x;
     for (int64_t r = 0; r < rows; ++r) SoftmaxInPlace(want.data() + r * n, n);
@@ -257,7 +252,7 @@ TEST(CudaOps, SoftmaxRowsMatchesCpu) {
 
 TEST(CudaOps, DeviceBufferRoundTripAndMove) {
   DSV3_REQUIRE_GPU();
-  const std::vector<float> host = Random(1000, 1.0f, 31);
+  const std::vector<float> host = RandomNormal(1000, 1.0f, 31);
   cuda::DeviceBuffer a;
   ASSERT_TRUE(a.Upload(host.data(), host.size() * sizeof(float)).ok());
   cuda::DeviceBuffer b = std::move(a);

@@ -6,23 +6,17 @@
 
 #include <cmath>
 #include <limits>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "engine/kernels/cpu/cpu_features.h"
 #include "engine/kernels/ops.h"
+#include "tests/testing/testing.h"
 
 namespace dsv3 {
 namespace {
 
-std::vector<float> Random(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& f : v) f = dist(rng);
-  return v;
-}
+std::vector<float> Random(int64_t n, uint32_t seed) { return testing::RandomNormal(n, 1.0f, seed); }
 
 class MultiQueryTest : public ::testing::Test {
  protected:

@@ -15,6 +15,7 @@
 #include "engine/kernels/cpu/cpu_features.h"
 #include "engine/kernels/ops.h"
 #include "engine/quant/int_quant.h"
+#include "tests/testing/testing.h"
 
 namespace dsv3 {
 namespace {
@@ -86,13 +87,7 @@ OwnedWeight MakeWeight(DType dtype, int64_t rows, int64_t cols, uint32_t seed, i
   return o;
 }
 
-std::vector<float> RandomVector(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& f : v) f = dist(rng);
-  return v;
-}
+std::vector<float> RandomVector(int64_t n, uint32_t seed) { return testing::RandomNormal(n, 1.0f, seed); }
 
 // Both sides are float32 dot products of length K summed in different orders; each is within
 // gamma_K * sum|x*w| (gamma_K ~ K * 2^-24) of the exact value, so they differ by at most

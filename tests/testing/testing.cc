@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <sstream>
 
 namespace dsv3::testing {
@@ -74,6 +75,14 @@ RunResult RunDsv3(const std::vector<std::string>& args) {
   ::close(fo);
   ::close(fe);
   return r;
+}
+
+std::vector<float> RandomNormal(int64_t n, float stddev, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, stddev);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& f : v) f = dist(rng);
+  return v;
 }
 
 ::testing::AssertionResult AllClose(const float* a, const float* b, int64_t n, double atol, const std::string& what) {

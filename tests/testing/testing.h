@@ -43,6 +43,9 @@ struct RunResult {
 // Runs `dsv3 ARGS...` (no shell), capturing stdout and stderr.
 RunResult RunDsv3(const std::vector<std::string>& args);
 
+// n draws of N(0, stddev^2) from mt19937 seeded with `seed` (the same numbers on every run).
+std::vector<float> RandomNormal(int64_t n, float stddev, uint32_t seed);
+
 // Max |a-b| over two float arrays; on failure the message names the worst index and values.
 ::testing::AssertionResult AllClose(const float* a, const float* b, int64_t n, double atol,
                                     const std::string& what = "");
