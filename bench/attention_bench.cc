@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "engine/kernels/cpu/cpu_features.h"
@@ -21,53 +22,39 @@ std::vector<float> Random(int64_t n) {
   return v;
 }
 
-// Args: kernel, queries M, cached rows S, width C.
-void BM_MultiQueryScores(benchmark::State& state) {
-  const auto kernel = static_cast<LinearKernel>(state.range(0));
-  const int64_t M = state.range(1), S = state.range(2), C = state.range(3);
+// Args: op (0 scores, 1 weighted sum), kernel, queries M, cached rows S, width C. Both ops
+// read the S x C cache once and do 2·M·S·C FLOPs.
+void BM_MultiQuery(benchmark::State& state) {
+  const bool weighted_sum = state.range(0) == 1;
+  const auto kernel = static_cast<LinearKernel>(state.range(1));
+  const int64_t M = state.range(2), S = state.range(3), C = state.range(4);
   if (kernel == LinearKernel::kAvx2 && !GetCpuFeatures().HasAvx2Set()) {
     state.SkipWithError("CPU lacks AVX2");
     return;
   }
   SetLinearKernel(kernel);
-  const auto q = Random(M * C), keys = Random(S * C);
-  std::vector<float> scores(static_cast<size_t>(M * S));
+  const auto queries = Random(M * (weighted_sum ? S : C)), cache = Random(S * C);
+  std::vector<float> out(static_cast<size_t>(M * (weighted_sum ? C : S)));
   for (auto _ : state) {
-    MultiQueryScores(q.data(), M, C, keys.data(), S, C, scores.data(), S, false);
-    benchmark::DoNotOptimize(scores.data());
-  }
-  SetLinearKernel(LinearKernel::kAuto);
-  state.SetLabel(LinearKernelName(kernel));
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * S * C * 4);
-  state.counters["FLOPS"] = benchmark::Counter(double(2 * M * S * C) * state.iterations(), benchmark::Counter::kIsRate);
-}
-
-void BM_MultiQueryWeightedSum(benchmark::State& state) {
-  const auto kernel = static_cast<LinearKernel>(state.range(0));
-  const int64_t M = state.range(1), S = state.range(2), C = state.range(3);
-  if (kernel == LinearKernel::kAvx2 && !GetCpuFeatures().HasAvx2Set()) {
-    state.SkipWithError("CPU lacks AVX2");
-    return;
-  }
-  SetLinearKernel(kernel);
-  const auto p = Random(M * S), vals = Random(S * C);
-  std::vector<float> out(static_cast<size_t>(M * C));
-  for (auto _ : state) {
-    MultiQueryWeightedSum(p.data(), M, S, vals.data(), S, C, out.data());
+    if (weighted_sum) {
+      MultiQueryWeightedSum(queries.data(), M, S, cache.data(), S, C, out.data());
+    } else {
+      MultiQueryScores(queries.data(), M, C, cache.data(), S, C, out.data(), S, false);
+    }
     benchmark::DoNotOptimize(out.data());
   }
   SetLinearKernel(LinearKernel::kAuto);
-  state.SetLabel(LinearKernelName(kernel));
+  state.SetLabel(std::string(weighted_sum ? "weighted sum " : "scores ") + LinearKernelName(kernel));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * S * C * 4);
   state.counters["FLOPS"] = benchmark::Counter(double(2 * M * S * C) * state.iterations(), benchmark::Counter::kIsRate);
 }
 
 void Args(benchmark::internal::Benchmark* b) {
-  for (int k : {static_cast<int>(LinearKernel::kReference), static_cast<int>(LinearKernel::kAvx2)})
-    b->Args({k, 6, 4096, 256});
+  for (int op : {0, 1})
+    for (int k : {static_cast<int>(LinearKernel::kReference), static_cast<int>(LinearKernel::kAvx2)})
+      b->Args({op, k, 6, 4096, 256});
 }
-BENCHMARK(BM_MultiQueryScores)->Apply(Args)->UseRealTime()->MinTime(0.2);
-BENCHMARK(BM_MultiQueryWeightedSum)->Apply(Args)->UseRealTime()->MinTime(0.2);
+BENCHMARK(BM_MultiQuery)->Apply(Args)->UseRealTime()->MinTime(0.2);
 
 }  // namespace
 }  // namespace dsv3
