@@ -46,6 +46,7 @@ cpu::RawWeight Raw(const WeightMatrix& w) {
   r.cols = w.cols();
   r.block_out = w.block_out;
   r.block_in = w.block_in;
+  r.row_bytes = w.w.shape[1] * static_cast<int64_t>(DTypeSize(w.w.dtype));
   switch (w.w.dtype) {
     case DType::kF32: r.kind = cpu::WeightKind::kF32; break;
     case DType::kBF16: r.kind = cpu::WeightKind::kBF16; break;
@@ -65,7 +66,6 @@ cpu::RawWeight Raw(const WeightMatrix& w) {
       r.scale16 = w.scale.empty() ? nullptr : w.scale.as<uint16_t>();
       r.zero = w.zero.empty() ? nullptr : w.zero.as<uint8_t>();
       r.scale_cols = w.scale.empty() ? 0 : w.scale.shape[1];
-      r.row_bytes = w.w.shape[1];
       break;
     default: r.kind = cpu::WeightKind::kUnsupported; break;
   }

@@ -61,15 +61,19 @@ struct F32Loader {
 // multiple of 8, so an 8-wide load never straddles two groups) and load each group's scale
 // once, instead of looking it up per load.
 
+// Row r of a format stored in bytes (every scaled format).
+struct ByteRows {
+  static const uint8_t* Row(const RawWeight& w, int64_t r) { return static_cast<const uint8_t*>(w.data) + r * w.row_bytes; }
+};
+
 // e4m3 (bias 7) in the F16 layout (bias 15) is the same number times 2^-8, normals and
 // subnormals alike: sign-extend the byte to 16 bits, shift left by 7 and clear bit 14 (the
 // shifted copy of the sign). vcvtph2ps and a multiply by 256·scale then give E4M3ToF32(q)·scale
 // exactly (256·scale is a power-of-two multiple). 0x7f/0xff (NaN in e4m3) would read as ±480;
 // the quantizer saturates at ±448 and never writes them.
-struct Fp8Format {
+struct Fp8Format : ByteRows {
   static constexpr int kGemvRows = 8;
   static int64_t ByteOffset(int64_t k) { return k; }
-  static const uint8_t* Row(const RawWeight& w, int64_t r) { return static_cast<const uint8_t*>(w.data) + r * w.cols; }
   static float Scale(const RawWeight& w, int64_t r, int64_t g) {
     return w.scale[(r / w.block_out) * w.scale_cols + g] * 256.0f;
   }
@@ -94,10 +98,9 @@ struct Fp8Format {
 };
 
 // INT8: float(q) · scale.
-struct Int8Format {
+struct Int8Format : ByteRows {
   static constexpr int kGemvRows = 8;
   static int64_t ByteOffset(int64_t k) { return k; }
-  static const uint8_t* Row(const RawWeight& w, int64_t r) { return static_cast<const uint8_t*>(w.data) + r * w.cols; }
   static float Scale(const RawWeight& w, int64_t r, int64_t g) { return w.scale[(r / w.block_out) * w.scale_cols + g]; }
   static float Zero(const RawWeight&, int64_t, int64_t) { return 0.0f; }
   static void Load16(const uint8_t* q, int64_t k, __m256* a, __m256* b) {
@@ -115,10 +118,9 @@ struct Int8Format {
 
 // INT4, low nibble first: (float(u) - z) · scale with F16 scales and z = zero point or 8. Loads
 // start at even k (multiples of 8), so on a byte.
-struct Int4Format {
+struct Int4Format : ByteRows {
   static constexpr int kGemvRows = 4;
   static int64_t ByteOffset(int64_t k) { return k / 2; }
-  static const uint8_t* Row(const RawWeight& w, int64_t r) { return static_cast<const uint8_t*>(w.data) + r * w.row_bytes; }
   static float Scale(const RawWeight& w, int64_t r, int64_t g) {
     return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(w.scale16[r * w.scale_cols + g])));
   }
@@ -226,7 +228,6 @@ void GemvRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
               int64_t ldy, bool accumulate, const MakeRow& make_row) {
   constexpr int kR = 8;  // eight independent FMA chains cover the FMA latency
   using Row = decltype(make_row(int64_t{0}));
-  const int64_t row_bytes = static_cast<const char*>(make_row(1).p) - static_cast<const char*>(make_row(0).p);
   for (int64_t r = r0; r < r1; r += kR) {
     const int n = static_cast<int>(r1 - r < kR ? r1 - r : kR);
     Row rows[kR];
@@ -235,7 +236,7 @@ void GemvRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
       const float* xt = x + t * ldx;
       float* yt = y + t * ldy + r;
       if (n == kR) {
-        DotRows<kR>(rows, xt, w.cols, yt, accumulate, t == 0 ? row_bytes * kR : 0);
+        DotRows<kR>(rows, xt, w.cols, yt, accumulate, t == 0 ? w.row_bytes * kR : 0);
       } else {
         for (int i = 0; i < n; ++i) DotRows<1>(rows + i, xt, w.cols, yt + i, accumulate, 0);
       }
@@ -299,7 +300,7 @@ void ScaledGemvRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, 
       const float* xt = x + t * ldx;
       float* yt = y + t * ldy + r;
       if (n == kR) {
-        ScaledDotRows<F, kR>(w, r, xt, yt, accumulate, t == 0 ? kR * (F::Row(w, 1) - F::Row(w, 0)) : 0);
+        ScaledDotRows<F, kR>(w, r, xt, yt, accumulate, t == 0 ? kR * w.row_bytes : 0);
       } else {
         for (int i = 0; i < n; ++i) ScaledDotRows<F, 1>(w, r + i, xt, yt + i, accumulate, 0);
       }

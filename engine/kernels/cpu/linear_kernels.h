@@ -10,10 +10,10 @@ namespace dsv3::cpu {
 
 enum class WeightKind : int { kF32, kBF16, kF16, kF8E4M3, kI8, kInt4, kUnsupported };
 
-// A weight [rows, cols] as raw pointers (formats as in ops.h's WeightMatrix). FP8 and INT8
-// carry F32 block scales scale[(r / block_out) * scale_cols + c / block_in]; INT4 packs two
-// columns per byte (row stride row_bytes) with F16 group scales scale16[r * scale_cols +
-// c / block_in] and optional U8 zero points (8 when absent).
+// A weight [rows, cols] as raw pointers (formats as in ops.h's WeightMatrix); row r starts at
+// data + r * row_bytes. FP8 and INT8 carry F32 block scales scale[(r / block_out) * scale_cols
+// + c / block_in]; INT4 packs two columns per byte with F16 group scales scale16[r *
+// scale_cols + c / block_in] and optional U8 zero points (8 when absent).
 struct RawWeight {
   WeightKind kind = WeightKind::kUnsupported;
   const void* data = nullptr;
