@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "engine/base/threads.h"
 #include "engine/kernels/ops.h"
@@ -22,14 +23,15 @@ CMap View(const float* p, int64_t rows, int64_t cols, int64_t stride) {
 
 // Causal (and optionally sliding-window) mask with a row softmax in float32. Rows are the
 // chunk's T queries (positions start_pos..start_pos+T-1), repeated once per stacked head.
-void MaskedSoftmax(RowMat* scores, int64_t start_pos, int64_t T, int64_t window) {
-  for (int64_t t = 0; t < scores->rows(); ++t) {
+// scores is [rows, S] row-major.
+void MaskedSoftmax(float* scores, int64_t rows, int64_t S, int64_t start_pos, int64_t T, int64_t window) {
+  for (int64_t t = 0; t < rows; ++t) {
     const int64_t pos = start_pos + t % T;
     const int64_t lo = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
-    float* row = scores->row(t).data();
+    float* row = scores + t * S;
     // Masked positions get probability exactly 0 (not -inf logits: they are multiplied next).
     for (int64_t s = 0; s < lo; ++s) row[s] = 0.0f;
-    for (int64_t s = pos + 1; s < scores->cols(); ++s) row[s] = 0.0f;
+    for (int64_t s = pos + 1; s < S; ++s) row[s] = 0.0f;
     SoftmaxInPlace(row + lo, pos + 1 - lo);
   }
 }
@@ -121,18 +123,23 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
         return MMap(attn + ch.offset * H * vd + h * vd, T, vd, Eigen::OuterStride<>(H * vd));
       };
       if (ChooseAttnForm(c, impl, T, S) == AttnImpl::kAbsorb) {
-        RowMat q_abs(nh * T, C), q_rot(nh * T, R);  // head h0+i's queries are rows [i*T, (i+1)*T)
+        // Per-thread buffers that only grow: decode runs this for every layer of every token.
+        thread_local std::vector<float> buf;
+        const int64_t rows = nh * T;  // head h0+i's queries are rows [i*T, (i+1)*T)
+        buf.resize(static_cast<size_t>(rows * (2 * C + R + S)));
+        MMap q_abs(buf.data(), rows, C, Eigen::OuterStride<>(C)), o_latent(q_abs.data() + rows * C, rows, C,
+                                                                               Eigen::OuterStride<>(C));
+        MMap q_rot(o_latent.data() + rows * C, rows, R, Eigen::OuterStride<>(R));
+        float* scores = q_rot.data() + rows * R;  // [rows, S]
         for (int64_t i = 0; i < nh; ++i) {
           q_abs.middleRows(i * T, T).noalias() = q_nope(h0 + i) * w_uk(h0 + i);  // W_uk folded into the query
           q_rot.middleRows(i * T, T) = q_pe(h0 + i);
         }
-        RowMat scores(nh * T, S);
-        MultiQueryScores(q_abs.data(), nh * T, C, latents, S, C, scores.data(), S, false);
-        MultiQueryScores(q_rot.data(), nh * T, R, k_pe, S, R, scores.data(), S, true);
-        scores *= scale;
-        MaskedSoftmax(&scores, ch.start_pos, T, c.sliding_window);
-        RowMat o_latent(nh * T, C);
-        MultiQueryWeightedSum(scores.data(), nh * T, S, latents, S, C, o_latent.data());
+        MultiQueryScores(q_abs.data(), rows, C, latents, S, C, scores, S, false);
+        MultiQueryScores(q_rot.data(), rows, R, k_pe, S, R, scores, S, true);
+        for (int64_t i = 0; i < rows * S; ++i) scores[i] *= scale;
+        MaskedSoftmax(scores, rows, S, ch.start_pos, T, c.sliding_window);
+        MultiQueryWeightedSum(scores, rows, S, latents, S, C, o_latent.data());
         for (int64_t i = 0; i < nh; ++i) o(h0 + i).noalias() = o_latent.middleRows(i * T, T) * w_uv(h0 + i).transpose();
       } else {
         CMap lat = View(latents, S, C, C), pe = View(k_pe, S, R, R);
@@ -142,7 +149,7 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
           RowMat scores = q_nope(h) * k_nope.transpose();
           scores.noalias() += q_pe(h) * pe.transpose();
           scores *= scale;
-          MaskedSoftmax(&scores, ch.start_pos, T, c.sliding_window);
+          MaskedSoftmax(scores.data(), T, S, ch.start_pos, T, c.sliding_window);
           o(h).noalias() = scores * v;
         }
       }
