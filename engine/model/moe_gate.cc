@@ -52,8 +52,9 @@ void RouteOne(const ModelConfig& c, const float* logits, const float* bias, int3
     thread_local std::vector<int32_t> keep;
     keep.resize(static_cast<size_t>(c.topk_group));
     TopK(group_scores.data(), G, c.topk_group, keep.data());
-    std::vector<bool> kept(static_cast<size_t>(G), false);
-    for (int32_t g : keep) kept[g] = true;
+    thread_local std::vector<char> kept;
+    kept.assign(static_cast<size_t>(G), 0);
+    for (int32_t g : keep) kept[g] = 1;
     // Experts of dropped groups can never be chosen (model.py masks them with -inf).
     for (int64_t g = 0; g < G; ++g)
       if (!kept[g]) std::fill(select.begin() + g * per, select.begin() + (g + 1) * per, -INFINITY);
