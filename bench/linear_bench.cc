@@ -82,7 +82,8 @@ Fixture Make(int format, int64_t rows, int64_t cols, int64_t T) {
   return f;
 }
 
-// Args: dtype, kernel, rows, cols, tokens, threads.
+// Args: dtype, kernel, rows, cols, tokens, threads, activations (LinearActivations; the
+// integer formats run both).
 void BM_Linear(benchmark::State& state) {
   const int format = static_cast<int>(state.range(0));
   const auto kernel = static_cast<LinearKernel>(state.range(1));
@@ -93,16 +94,21 @@ void BM_Linear(benchmark::State& state) {
   }
   SetNumThreads(static_cast<int>(state.range(5)));
   SetLinearKernel(kernel);
+  const auto activations = static_cast<LinearActivations>(state.range(6));
+  SetLinearActivations(activations);
   Fixture f = Make(format, rows, cols, T);
   for (auto _ : state) {
     Linear(f.x.data(), T, f.w, f.y.data());
     benchmark::DoNotOptimize(f.y.data());
   }
   SetLinearKernel(LinearKernel::kAuto);
+  SetLinearActivations(LinearActivations::kInt8);
+  const bool integer = format >= kInt8PerChannel;
   const std::string name = format == kInt8PerChannel ? "int8"
                            : format == kInt4Group32  ? "int4-g32"
                                                      : DTypeName(static_cast<DType>(format));
-  state.SetLabel(name + " " + LinearKernelName(kernel));
+  state.SetLabel(name + " " + LinearKernelName(kernel) +
+                 (integer ? std::string(" x") + LinearActivationsName(activations) : std::string()));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(f.bytes.size()));
   state.counters["FLOPS"] = benchmark::Counter(static_cast<double>(2 * T * rows * cols) * state.iterations(),
                                                benchmark::Counter::kIsRate);
@@ -112,12 +118,18 @@ void LinearArgs(benchmark::internal::Benchmark* b) {
   for (int dt : {static_cast<int>(DType::kBF16), static_cast<int>(DType::kF8E4M3), static_cast<int>(DType::kF32),
                  kInt8PerChannel, kInt4Group32}) {
     for (int k : {static_cast<int>(LinearKernel::kReference), static_cast<int>(LinearKernel::kAvx2)}) {
-      for (int threads : {1, 2}) {
-        b->Args({dt, k, 512, 1536, 1, threads});    // one routed expert's gate, decode
-        b->Args({dt, k, 16384, 1536, 1, threads});  // an eighth of the lm_head, decode
-        b->Args({dt, k, 129280, 1536, 1, threads});  // the whole lm_head: far beyond the caches
-        b->Args({dt, k, 1536, 1536, 128, threads});  // o_proj-sized, prefill
-        b->Args({dt, k, 1152, 384, 128, threads});   // q_b_proj-sized (short K), prefill
+      for (int a : {static_cast<int>(LinearActivations::kInt8), static_cast<int>(LinearActivations::kF32)}) {
+        if (a == static_cast<int>(LinearActivations::kF32) && dt < kInt8PerChannel) continue;
+        for (int threads : {1, 2}) {
+          b->Args({dt, k, 512, 1536, 1, threads, a});     // one routed expert's gate, decode
+          b->Args({dt, k, 64, 1536, 1, threads, a});      // L2-resident: the kernel's arithmetic alone
+          b->Args({dt, k, 16384, 1536, 1, threads, a});   // an eighth of the lm_head, decode
+          b->Args({dt, k, 129280, 1536, 1, threads, a});  // the whole lm_head: far beyond the caches
+          b->Args({dt, k, 16384, 1536, 8, threads, a});   // eight sequences decoding together (and four)
+          b->Args({dt, k, 16384, 1536, 4, threads, a});
+          b->Args({dt, k, 1536, 1536, 128, threads, a});  // o_proj-sized, prefill
+          b->Args({dt, k, 1152, 384, 128, threads, a});   // q_b_proj-sized (short K), prefill
+        }
       }
     }
   }

@@ -88,6 +88,7 @@ int RunBench(int argc, char** argv) {
       "threads", po::value<std::string>()->default_value("0"), "thread counts, comma list (0: all cores)")(
       "repetitions", po::value<int64_t>()->default_value(5), "runs per test; median, min, max reported")(
       "kernels", po::value<std::string>()->default_value("auto"), "auto | reference | avx2 (Linear kernels)")(
+      "activations", po::value<std::string>()->default_value("int8"), kActivationsHelp)(
       "seed", po::value<uint64_t>()->default_value(0), "seed of the random prompt tokens")(
       "probe-mib", po::value<int64_t>()->default_value(512), "buffer of the read-bandwidth probe (>> last-level cache)")(
       "json", po::bool_switch(), "print JSON instead of the table");
@@ -113,6 +114,9 @@ int RunBench(int argc, char** argv) {
   } else {
     return ReportError("bench", Status::Invalid("--kernels must be auto, reference or avx2"));
   }
+
+  st = ApplyActivationsOption(opts.Get<std::string>("activations"));
+  if (!st.ok()) return ReportError("bench", st);
 
   const int64_t probe_bytes = opts.Get<int64_t>("probe-mib") << 20;
   if (probe_bytes <= 0) return ReportError("bench", Status::Invalid("--probe-mib must be >= 1"));
@@ -220,7 +224,9 @@ int RunBench(int argc, char** argv) {
   nlohmann::json out = nlohmann::json::array();
 
   const double gib = 1024.0 * 1024.0 * 1024.0;
-  const std::string kernel_name = LinearKernelName(ActiveLinearKernel());
+  // The activations matter only for INT8/INT4 weights (and only in decode), but are named always.
+  const std::string kernel_name = std::string(LinearKernelName(ActiveLinearKernel())) + " act=" +
+                                  LinearActivationsName(GetLinearActivations());
   if (opts.Get<bool>("json")) {
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/base/threads.h"
+#include "engine/kernels/ops.h"
 
 namespace dsv3::cmd {
 
@@ -40,7 +41,19 @@ void OptionParser::AddModelOptions(bool model_path_required) {
       "batch-size", po::value<int>()->default_value(1), "sequences processed together")(
       "max-seq-len", po::value<int>()->default_value(4096), "longest sequence (sizes the KV cache)")(
       "threads", po::value<int>()->default_value(0), "CPU threads (0: all cores)")(
+      "activations", po::value<std::string>()->default_value("int8"), kActivationsHelp)(
       "seed", po::value<uint64_t>()->default_value(0), "random seed");
+}
+
+Status ApplyActivationsOption(const std::string& value) {
+  if (value == "int8") {
+    SetLinearActivations(LinearActivations::kInt8);
+  } else if (value == "f32") {
+    SetLinearActivations(LinearActivations::kF32);
+  } else {
+    return Status::Invalid("--activations must be int8 or f32, got \"" + value + "\"");
+  }
+  return Status::Ok();
 }
 
 std::string OptionParser::Usage() const {
@@ -110,6 +123,7 @@ Status ApplyCommonModelOptions(const OptionParser& opts) {
   if (opts.Get<int>("batch-size") < 1) return Status::Invalid("--batch-size must be >= 1");
   if (opts.Get<int>("max-seq-len") < 1) return Status::Invalid("--max-seq-len must be >= 1");
   SetNumThreads(threads);
+  RETURN_IF_ERROR(ApplyActivationsOption(opts.Get<std::string>("activations")));
   const std::string device = opts.Get<std::string>("device");
   if (device != "cpu" && device.rfind("cuda", 0) != 0)
     return Status::Invalid("--device must be cpu, cuda:N or cuda:A-B, got \"" + device + "\"");

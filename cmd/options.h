@@ -59,4 +59,10 @@ class OptionParser {
 // Applies --threads and --device; returns a usage error for a device we cannot use.
 Status ApplyCommonModelOptions(const OptionParser& opts);
 
+// --activations (LinearActivations in engine/kernels/ops.h), shared by the model commands and bench.
+inline constexpr const char* kActivationsHelp =
+    "int8 | f32: what INT8/INT4 weights multiply in decode steps (int8: activations quantized per "
+    "token in blocks of 32, as llama.cpp does; f32: exact float32)";
+Status ApplyActivationsOption(const std::string& value);
+
 }  // namespace dsv3::cmd

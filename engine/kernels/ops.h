@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <vector>
 
 #include "engine/tensor/tensor.h"
 
@@ -44,6 +45,60 @@ void LinearAccumulate(const float* x, int64_t T, const WeightMatrix& w, float* y
 // contiguous). For callers that spread several matrices over the thread pool at once (the
 // MoE experts of one step) instead of splitting each small matrix.
 void LinearRows(const float* x, int64_t T, const WeightMatrix& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
+                bool accumulate);
+
+// What INT8 and INT4 weights multiply. kInt8 (the default; llama.cpp does the same for its
+// integer formats): activations quantized per token in blocks of 32 to int8 with a float
+// scale, then integer dot products (engine/kernels/cpu/linear_kernels.h states the exact
+// arithmetic); per weight that is about half the work of dequantizing to float32, for an
+// error of at most |x|max/254 per activation. kF32: exact x·dequant(W) in float32. Shapes the
+// int8 kernels do not take (K or the group width not a multiple of 32) use float32 either way;
+// other formats are unaffected.
+//
+// int8 activations pay off only where weights are streamed for a few tokens: on a CPU
+// without VNNI, integer products are no faster than float FMAs once a weight meets many
+// tokens. So they apply to decode steps, where every sequence adds one token (the
+// Transformer marks its steps with ScopedDecodeStep); other steps (prefill, scoring) keep
+// float32. The choice is per step, never per matrix, so a token's result does not depend on
+// how many tokens an expert saw or how many sequences decode together.
+enum class LinearActivations { kInt8, kF32 };
+void SetLinearActivations(LinearActivations a);
+LinearActivations GetLinearActivations();
+const char* LinearActivationsName(LinearActivations a);
+// What Linear uses on this thread now: kInt8 only if it is set and the step (if any) is a
+// decode step. Outside any step (kernel tests, microbenchmarks) the setting alone decides.
+LinearActivations CurrentLinearActivations();
+// Marks, for its lifetime on this thread, the forward step being run as a decode step or not.
+class ScopedDecodeStep {
+ public:
+  explicit ScopedDecodeStep(bool decode);
+  ~ScopedDecodeStep();
+  ScopedDecodeStep(const ScopedDecodeStep&) = delete;
+  ScopedDecodeStep& operator=(const ScopedDecodeStep&) = delete;
+
+ private:
+  bool saved_;
+};
+
+// An activation matrix x[T, K] prepared once for several LinearRows calls on matrices of one
+// format (the MoE's row blocks of one expert): for weights that take int8 activations (see
+// LinearActivations) it holds x quantized per token, which the kernels would otherwise redo
+// on every call. Reused buffers: keep one per input and Prepare it again for new data.
+struct LinearInput {
+  const float* x = nullptr;
+  int64_t T = 0, K = 0;
+  int layout = 0;  // 0: float rows only; 1: int8, column order; 2: int8, INT4 nibble order
+  std::vector<int8_t> q;
+  std::vector<float> d;
+  std::vector<int32_t> sum;
+  // x (contiguous [T, K]) as w's kernels read it under `activations` (callers on worker
+  // threads pass their step's CurrentLinearActivations()).
+  void Prepare(const float* x, int64_t T, const WeightMatrix& w, LinearActivations activations);
+  void Prepare(const float* x, int64_t T, const WeightMatrix& w) { Prepare(x, T, w, CurrentLinearActivations()); }
+};
+// LinearRows on a prepared input: the form it was prepared in decides (an input prepared
+// for another format still works: x is then quantized again for this one).
+void LinearRows(const LinearInput& in, const WeightMatrix& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
                 bool accumulate);
 
 // Kernel families Linear can use. kAuto picks the best one this CPU runs (cpu_features.h);

@@ -23,19 +23,18 @@ constexpr int64_t kRowBlock = 64;
 // One row block of one projection: y[T, r0:r1] = x[T] · W[r0:r1]ᵀ.
 struct RowJob {
   const WeightMatrix* w;
-  const float* x;
-  int64_t T;
+  const LinearInput* x;
   float* y;
   int64_t ldy, r0, r1;
   int64_t cost_begin;  // prefix of the costs of the jobs before this one
 };
 
-void AddJobs(std::vector<RowJob>* jobs, int64_t* cost, const WeightMatrix& w, const float* x, int64_t T, float* y) {
+void AddJobs(std::vector<RowJob>* jobs, int64_t* cost, const WeightMatrix& w, const LinearInput& x, float* y) {
   for (int64_t r0 = 0; r0 < w.rows(); r0 += kRowBlock) {
     const int64_t r1 = std::min(w.rows(), r0 + kRowBlock);
-    jobs->push_back({&w, x, T, y, w.rows(), r0, r1, *cost});
+    jobs->push_back({&w, &x, y, w.rows(), r0, r1, *cost});
     // Streaming the rows costs about as much as a few tokens' arithmetic on them.
-    *cost += (r1 - r0) * (T + 4);
+    *cost += (r1 - r0) * (x.T + 4);
   }
 }
 
@@ -43,7 +42,22 @@ void AddJobs(std::vector<RowJob>* jobs, int64_t* cost, const WeightMatrix& w, co
 void RunJobs(const std::vector<RowJob>& jobs, int64_t total_cost) {
   ParallelFor(total_cost, 1, [&](int64_t begin, int64_t end) {
     for (const RowJob& j : jobs)
-      if (j.cost_begin >= begin && j.cost_begin < end) LinearRows(j.x, j.T, *j.w, j.r0, j.r1, j.y, j.ldy, false);
+      if (j.cost_begin >= begin && j.cost_begin < end) LinearRows(*j.x, *j.w, j.r0, j.r1, j.y, j.ldy, false);
+  });
+}
+
+// One input to prepare: x[T] for matrices in w's format.
+struct InputJob {
+  LinearInput* in;
+  const float* x;
+  int64_t T;
+  const WeightMatrix* w;
+};
+
+void PrepareInputs(const std::vector<InputJob>& todo) {
+  const LinearActivations activations = CurrentLinearActivations();  // this step's, read on this thread
+  ParallelFor(static_cast<int64_t>(todo.size()), 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) todo[i].in->Prepare(todo[i].x, todo[i].T, *todo[i].w, activations);
   });
 }
 
@@ -89,32 +103,44 @@ void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64
   float* shared_up = s->up_buf.data() + picks * I;
 
   // gate and up of every active expert (and the shared ones) in one parallel region.
+  thread_local std::vector<InputJob> todo;
+  s->inputs.resize(static_cast<size_t>(c.n_routed_experts) + 1);
+  todo.clear();
+  if (shared) todo.push_back({&s->inputs[0], x, N, &w.shared.gate_proj});
+  for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+    const int64_t n = offset[e + 1] - offset[e];
+    if (n > 0) todo.push_back({&s->inputs[1 + e], s->gathered.data() + offset[e] * D, n, &w.experts[e].gate_proj});
+  }
+  PrepareInputs(todo);
   jobs.clear();
   int64_t cost = 0;
   if (shared) {
-    AddJobs(&jobs, &cost, w.shared.gate_proj, x, N, shared_gate);
-    AddJobs(&jobs, &cost, w.shared.up_proj, x, N, shared_up);
+    AddJobs(&jobs, &cost, w.shared.gate_proj, s->inputs[0], shared_gate);
+    AddJobs(&jobs, &cost, w.shared.up_proj, s->inputs[0], shared_up);
   }
   for (int64_t e = 0; e < c.n_routed_experts; ++e) {
-    const int64_t n = offset[e + 1] - offset[e];
-    if (n == 0) continue;
-    const float* xe = s->gathered.data() + offset[e] * D;
-    AddJobs(&jobs, &cost, w.experts[e].gate_proj, xe, n, s->gate_buf.data() + offset[e] * I);
-    AddJobs(&jobs, &cost, w.experts[e].up_proj, xe, n, s->up_buf.data() + offset[e] * I);
+    if (offset[e + 1] == offset[e]) continue;
+    AddJobs(&jobs, &cost, w.experts[e].gate_proj, s->inputs[1 + e], s->gate_buf.data() + offset[e] * I);
+    AddJobs(&jobs, &cost, w.experts[e].up_proj, s->inputs[1 + e], s->up_buf.data() + offset[e] * I);
   }
   RunJobs(jobs, cost);
   SiluMul(s->gate_buf.data(), s->up_buf.data(), picks * I);
   if (shared) SiluMul(shared_gate, shared_up, N * Ws);
 
   // down of every active expert; the shared experts write straight into out.
-  jobs.clear();
-  cost = 0;
-  if (shared) AddJobs(&jobs, &cost, w.shared.down_proj, shared_gate, N, out);
+  todo.clear();
+  if (shared) todo.push_back({&s->inputs[0], shared_gate, N, &w.shared.down_proj});
   for (int64_t e = 0; e < c.n_routed_experts; ++e) {
     const int64_t n = offset[e + 1] - offset[e];
-    if (n == 0) continue;
-    AddJobs(&jobs, &cost, w.experts[e].down_proj, s->gate_buf.data() + offset[e] * I, n,
-            s->expert_out.data() + offset[e] * D);
+    if (n > 0) todo.push_back({&s->inputs[1 + e], s->gate_buf.data() + offset[e] * I, n, &w.experts[e].down_proj});
+  }
+  PrepareInputs(todo);
+  jobs.clear();
+  cost = 0;
+  if (shared) AddJobs(&jobs, &cost, w.shared.down_proj, s->inputs[0], out);
+  for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+    if (offset[e + 1] == offset[e]) continue;
+    AddJobs(&jobs, &cost, w.experts[e].down_proj, s->inputs[1 + e], s->expert_out.data() + offset[e] * D);
   }
   if (!shared) std::memset(out, 0, static_cast<size_t>(N * D) * sizeof(float));
   RunJobs(jobs, cost);

@@ -47,7 +47,12 @@ void Transformer::Forward(const int32_t* tokens, const std::vector<SeqChunk>& ch
   const int64_t D = c.hidden_size, k = c.num_experts_per_tok;
   const float eps = static_cast<float>(c.rms_norm_eps);
   int64_t N = 0;
-  for (const auto& ch : chunks) N = std::max(N, ch.offset + ch.n);
+  bool decode = true;  // every sequence adds one token (see LinearActivations)
+  for (const auto& ch : chunks) {
+    N = std::max(N, ch.offset + ch.n);
+    decode = decode && ch.n == 1;
+  }
+  const ScopedDecodeStep step(decode);
   float* h = h_.data();
   float* xn = xn_.data();
   float* branch = branch_.data();

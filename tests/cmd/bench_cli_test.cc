@@ -29,6 +29,7 @@ TEST_F(BenchCliTest, JsonHasPrefillAndDecodeRowsWithRooflines) {
   EXPECT_EQ(j[0]["test"], "pp8");
   EXPECT_EQ(j[1]["test"], "tg4");
   EXPECT_EQ(j[4]["test"], "pp8 @ d6");
+  EXPECT_NE(j[0]["kernels"].get<std::string>().find("act=int8"), std::string::npos) << j[0].dump();
   for (const auto& row : j) {
     EXPECT_GT(row["median_ts"].get<double>(), 0.0) << row.dump();
     EXPECT_LE(row["min_ts"].get<double>(), row["max_ts"].get<double>());
@@ -53,7 +54,8 @@ TEST_F(BenchCliTest, TableAndUsageErrors) {
   for (auto bad : std::vector<std::vector<std::string>>{{"--threads", "1,x"},
                                                        {"--depth", "-1"},
                                                        {"--repetitions", "0"},
-                                                       {"--kernels", "sse9"}}) {
+                                                       {"--kernels", "sse9"},
+                                                       {"--activations", "int4"}}) {
     std::vector<std::string> args = {"bench", "--model-path", dir_.path() + "/m"};
     args.insert(args.end(), bad.begin(), bad.end());
     EXPECT_EQ(testing::RunDsv3(args).exit_code, 2) << bad[0] << " " << bad[1];

@@ -16,50 +16,13 @@
 #include "engine/kernels/ops.h"
 #include "engine/quant/int_quant.h"
 #include "tests/testing/testing.h"
+#include "tests/testing/weights.h"
 
 namespace dsv3 {
 namespace {
 
-struct OwnedWeight {
-  std::vector<uint8_t> bytes;
-  std::vector<float> scale;
-  std::vector<uint16_t> scale16;
-  std::vector<uint8_t> zero;
-  WeightMatrix m;
-};
-
-// INT8 (blocks bo x bi) and INT4 (groups, symmetric or with zero points) through the real
-// encoders, so the kernels see exactly what `dsv3 quantize` writes.
-OwnedWeight MakeIntWeight(bool int4, int64_t rows, int64_t cols, uint32_t seed, int64_t block, bool symmetric) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 0.5f);
-  std::vector<float> f(static_cast<size_t>(rows * cols));
-  for (float& v : f) v = dist(rng);
-  OwnedWeight o;
-  if (!int4) {
-    auto q = QuantizeInt8(f.data(), rows, cols, block, block, "test");
-    EXPECT_TRUE(q.ok());
-    o.bytes.assign(q.value().q.begin(), q.value().q.end());
-    o.scale = q.value().scale;
-    o.m.w = TensorView{o.bytes.data(), DType::kI8, Shape{rows, cols}};
-    o.m.scale = TensorView{o.scale.data(), DType::kF32, Shape{(rows + block - 1) / block, (cols + block - 1) / block}};
-    o.m.block_out = o.m.block_in = block;
-    return o;
-  }
-  auto q = QuantizeInt4(f.data(), rows, cols, block, symmetric, "test");
-  EXPECT_TRUE(q.ok());
-  o.bytes = q.value().packed;
-  o.scale16 = q.value().scale;
-  o.zero = q.value().zero;
-  const int64_t groups = (cols + block - 1) / block;
-  o.m.w = TensorView{o.bytes.data(), DType::kU8, Shape{rows, (cols + 1) / 2}};
-  o.m.scale = TensorView{o.scale16.data(), DType::kF16, Shape{rows, groups}};
-  if (!symmetric) o.m.zero = TensorView{o.zero.data(), DType::kU8, Shape{rows, groups}};
-  o.m.in_features = cols;
-  o.m.block_out = 1;
-  o.m.block_in = block;
-  return o;
-}
+using testing::MakeIntWeight;
+using testing::OwnedWeight;
 
 OwnedWeight MakeWeight(DType dtype, int64_t rows, int64_t cols, uint32_t seed, int64_t block = 32) {
   std::mt19937 rng(seed);
@@ -119,8 +82,13 @@ class LinearKernelTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!GetCpuFeatures().HasAvx2Set()) GTEST_SKIP() << "CPU lacks AVX2+FMA+F16C (" << GetCpuFeatures().ToString() << ")";
+    // The float32 kernels of every format; int8 activations have linear_q8_test.cc.
+    SetLinearActivations(LinearActivations::kF32);
   }
-  void TearDown() override { SetLinearKernel(LinearKernel::kAuto); }
+  void TearDown() override {
+    SetLinearKernel(LinearKernel::kAuto);
+    SetLinearActivations(LinearActivations::kInt8);
+  }
 };
 
 TEST_F(LinearKernelTest, Avx2MatchesReferenceForEveryFormatAndShape) {

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -82,6 +83,66 @@ std::vector<float> LogitsOf(const std::string& dir) {
   std::vector<float> logits;
   EXPECT_TRUE(m.value()->Logits(ids, 0, &logits).ok());
   return logits;
+}
+
+// Logits of 24 tokens: all in one prefill step (decode_from 0), or those of the last 20, each
+// from a step of its own (Logits also returns the prefill's last row, dropped here).
+std::vector<float> LogitsOf(Model& m, int64_t decode_from) {
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 24; ++i) ids.push_back((i * 37 + 11) % 512);
+  std::vector<float> logits;
+  EXPECT_TRUE(m.Logits(ids, decode_from, &logits).ok());
+  if (decode_from > 0) logits.erase(logits.begin(), logits.begin() + 512);
+  return logits;
+}
+
+// INT8/INT4 weights take int8 activations in decode steps only (LinearActivations): prefill
+// is bit-identical to float32 activations, decode moves by about the quantization step and
+// keeps the float path's choices.
+TEST(Int8Activations, DecodeStepsUseThemPrefillStaysFloat) {
+  for (const std::vector<std::string>& fmt :
+       {std::vector<std::string>{"--format", "int8", "--quantize-lm-head"},
+        std::vector<std::string>{"--format", "int4", "--group-size", "32", "--quantize-lm-head"}}) {
+    testing::TempDir tmp;
+    const std::string src = InitTiny(tmp), out = tmp.Join("q");
+    std::vector<std::string> args = {"quantize", "--model-path", src, "--out", out};
+    args.insert(args.end(), fmt.begin(), fmt.end());
+    ASSERT_EQ(RunDsv3(args).exit_code, 0);
+    ModelOptions o;
+    o.max_seq_len = 64;
+    auto m = Model::Load(out, o);
+    ASSERT_TRUE(m.ok()) << m.status().message();
+    SetLinearActivations(LinearActivations::kF32);
+    const auto prefill_f32 = LogitsOf(*m.value(), 0), decode_f32 = LogitsOf(*m.value(), 4);
+    SetLinearActivations(LinearActivations::kInt8);
+    const auto prefill_i8 = LogitsOf(*m.value(), 0), decode_i8 = LogitsOf(*m.value(), 4);
+    ASSERT_EQ(prefill_i8.size(), 24u * 512);
+    ASSERT_EQ(decode_i8.size(), 20u * 512);
+    EXPECT_EQ(prefill_i8, prefill_f32) << fmt[1] << ": prefill must keep float32 activations";
+    EXPECT_NE(decode_i8, decode_f32) << fmt[1] << ": decode steps did not use int8 activations";
+    // Each activation moves by at most 1/254 of its block's largest. On this random tiny model
+    // that is a few percent of the logits' range at a typical position; at a few positions a
+    // router pick flips (sigmoid scores within the perturbation of each other) and the logits
+    // move further, so the typical position and the top-1 choices are what is checked.
+    std::vector<double> worst(20);
+    double scale = 0;
+    int same_top1 = 0;
+    for (int64_t t = 0; t < 20; ++t) {
+      const float* a = decode_i8.data() + t * 512;
+      const float* b = decode_f32.data() + t * 512;
+      int64_t ia = 0, ib = 0;
+      for (int64_t v = 0; v < 512; ++v) {
+        worst[t] = std::max(worst[t], double(std::fabs(a[v] - b[v])));
+        scale = std::max(scale, double(std::fabs(b[v])));
+        if (a[v] > a[ia]) ia = v;
+        if (b[v] > b[ib]) ib = v;
+      }
+      same_top1 += ia == ib;
+    }
+    std::nth_element(worst.begin(), worst.begin() + 10, worst.end());
+    EXPECT_LT(worst[10], 0.05 * scale) << fmt[1] << ": median position";
+    EXPECT_GE(same_top1, 17) << fmt[1];
+  }
 }
 
 struct FormatCase {

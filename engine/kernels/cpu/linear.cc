@@ -5,6 +5,9 @@
 //   - avx2 (linear_avx2.cc): a GEMV for a few tokens (decode: each weight read once, converted
 //     in registers) and a register-blocked GEMM for prefill, both summing in one order. F32,
 //     BF16, F16, FP8 e4m3, INT8 and INT4 weights, all dequantized in registers.
+// INT8 and INT4 weights take int8 activations by default (SetLinearActivations): x is
+// quantized per token once per call (or once per LinearInput) and multiplied in integers,
+// by linear_q8_avx2.cc or its scalar twin linear_q8.cc under the same two families.
 // Work is split over output rows with the persistent pool; LinearRows lets the MoE split
 // several experts' matrices over the pool at once.
 #include <Eigen/Core>
@@ -32,6 +35,7 @@ constexpr int64_t kFastGrain = 32;
 
 std::atomic<LinearKernel> g_forced{LinearKernel::kAuto};
 std::atomic<LinearCounters*> g_counters{nullptr};
+std::atomic<LinearActivations> g_activations{LinearActivations::kInt8};
 
 LinearKernel Resolve() {
   const LinearKernel forced = g_forced.load(std::memory_order_relaxed);
@@ -122,10 +126,57 @@ void Avx2Rows(const float* x, int64_t T, const cpu::RawWeight& raw, int64_t r0, 
   cpu::GemmAvx2(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate, wscratch.data());
 }
 
+// ---- Int8 activations (INT8 and INT4 weights) ----
+
+// 0: float32 activations; 1: int8 in column order; 2: int8 in INT4 nibble order.
+thread_local bool t_decode_step = true;  // outside a step the global setting alone decides
+
+int LayoutFor(const cpu::RawWeight& raw, LinearActivations activations) {
+  if (activations != LinearActivations::kInt8 || !cpu::TakesInt8Activations(raw)) return 0;
+  return cpu::WantsNibbleOrder(raw) ? 2 : 1;
+}
+
+// Whether an input in `layout` can feed w's kernels as it is.
+bool Fits(int layout, const cpu::RawWeight& raw) {
+  if (layout == 0) return true;
+  return cpu::TakesInt8Activations(raw) && layout == (cpu::WantsNibbleOrder(raw) ? 2 : 1);
+}
+
+cpu::QuantizedActs View(const LinearInput& in) {
+  cpu::QuantizedActs a;
+  a.q = in.q.data();
+  a.d = in.d.data();
+  a.sum = in.sum.data();
+  a.T = in.T;
+  a.K = in.K;
+  return a;
+}
+
+// Rows [r0, r1) on the calling thread with float32 activations (defined below LinearRows).
+void FloatRows(const float* x, int64_t T, const WeightMatrix& w, const cpu::RawWeight& raw, int64_t r0, int64_t r1,
+               float* y, int64_t ldy, bool accumulate);
+
+// Rows [r0, r1) on the calling thread from quantized activations.
+void QuantizedRows(const cpu::QuantizedActs& a, const cpu::RawWeight& raw, int64_t r0, int64_t r1, float* y,
+                   int64_t ldy, bool accumulate) {
+  if (Resolve() == LinearKernel::kAvx2) {
+    cpu::QLinearAvx2(a, raw, r0, r1, y, ldy, accumulate);
+  } else {
+    cpu::QLinearReference(a, raw, r0, r1, y, ldy, accumulate);
+  }
+}
+
 void LinearImpl(const float* x, int64_t T, const WeightMatrix& w, float* y, bool accumulate) {
   const int64_t out = w.rows();
   Count(w, T, 0, out);
   const cpu::RawWeight raw = Raw(w);
+  if (LayoutFor(raw, CurrentLinearActivations()) != 0) {
+    thread_local LinearInput in;
+    in.Prepare(x, T, w);
+    const cpu::QuantizedActs a = View(in);
+    ParallelFor(out, kFastGrain, [&](int64_t r0, int64_t r1) { QuantizedRows(a, raw, r0, r1, y, out, accumulate); });
+    return;
+  }
   if (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw)) {
     ParallelFor(out, kFastGrain, [&](int64_t r0, int64_t r1) { Avx2Rows(x, T, raw, r0, r1, y, out, accumulate); });
     return;
@@ -139,17 +190,84 @@ void LinearImpl(const float* x, int64_t T, const WeightMatrix& w, float* y, bool
 void Linear(const float* x, int64_t T, const WeightMatrix& w, float* y) { LinearImpl(x, T, w, y, false); }
 void LinearAccumulate(const float* x, int64_t T, const WeightMatrix& w, float* y) { LinearImpl(x, T, w, y, true); }
 
+void LinearInput::Prepare(const float* x_in, int64_t T_in, const WeightMatrix& w, LinearActivations activations) {
+  x = x_in;
+  T = T_in;
+  K = w.cols();
+  const cpu::RawWeight raw = Raw(w);
+  layout = LayoutFor(raw, activations);
+  if (layout == 0) return;
+  const int64_t nb = K / cpu::kActBlock;
+  q.resize(static_cast<size_t>(T * K));
+  d.resize(static_cast<size_t>(T * nb));
+  sum.resize(static_cast<size_t>(T * nb));
+  const bool nibbles = layout == 2, avx2 = Resolve() == LinearKernel::kAvx2;
+  const auto quantize = [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      int8_t* qt = q.data() + t * K;
+      float* dt = d.data() + t * nb;
+      int32_t* st = sum.data() + t * nb;
+      if (avx2) {
+        cpu::QuantizeActsAvx2(x + t * K, K, nibbles, qt, dt, st);
+      } else {
+        cpu::QuantizeActsReference(x + t * K, K, nibbles, qt, dt, st);
+      }
+    }
+  };
+  // A prefill's worth of tokens is worth splitting; a decode step's is not.
+  if (T >= 64) {
+    ParallelFor(T, 16, quantize);
+  } else {
+    quantize(0, T);
+  }
+}
+
+void LinearRows(const LinearInput& in, const WeightMatrix& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
+                bool accumulate) {
+  if (r0 >= r1 || in.T <= 0) return;
+  const cpu::RawWeight raw = Raw(w);
+  if (!Fits(in.layout, raw)) {  // int8 for another format: prepare again for this one (which then fits)
+    thread_local LinearInput again;
+    again.Prepare(in.x, in.T, w, LinearActivations::kInt8);
+    LinearRows(again, w, r0, r1, y, ldy, accumulate);
+    return;
+  }
+  if (in.layout == 0) {
+    FloatRows(in.x, in.T, w, raw, r0, r1, y, ldy, accumulate);
+    return;
+  }
+  Count(w, in.T, r0, r1);
+  QuantizedRows(View(in), raw, r0, r1, y, ldy, accumulate);
+}
+
 void LinearRows(const float* x, int64_t T, const WeightMatrix& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
                 bool accumulate) {
   if (r0 >= r1 || T <= 0) return;
-  Count(w, T, r0, r1);
   const cpu::RawWeight raw = Raw(w);
+  if (LayoutFor(raw, CurrentLinearActivations()) != 0) {
+    // Quantizes x for this call alone: callers with many row blocks prepare a LinearInput once.
+    thread_local LinearInput in;
+    in.Prepare(x, T, w);
+    Count(w, T, r0, r1);
+    QuantizedRows(View(in), raw, r0, r1, y, ldy, accumulate);
+    return;
+  }
+  FloatRows(x, T, w, raw, r0, r1, y, ldy, accumulate);
+}
+
+namespace {
+
+void FloatRows(const float* x, int64_t T, const WeightMatrix& w, const cpu::RawWeight& raw, int64_t r0, int64_t r1,
+               float* y, int64_t ldy, bool accumulate) {
+  Count(w, T, r0, r1);
   if (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw)) {
     Avx2Rows(x, T, raw, r0, r1, y, ldy, accumulate);
     return;
   }
   ReferenceRows(x, T, w, r0, r1, y, ldy, accumulate);
 }
+
+}  // namespace
 
 void SetLinearKernel(LinearKernel k) {
   if (k == LinearKernel::kAvx2 && !GetCpuFeatures().HasAvx2Set()) k = LinearKernel::kReference;
@@ -166,6 +284,15 @@ const char* LinearKernelName(LinearKernel k) {
   }
   return "?";
 }
+
+void SetLinearActivations(LinearActivations a) { g_activations.store(a, std::memory_order_relaxed); }
+LinearActivations GetLinearActivations() { return g_activations.load(std::memory_order_relaxed); }
+LinearActivations CurrentLinearActivations() {
+  return t_decode_step ? GetLinearActivations() : LinearActivations::kF32;
+}
+ScopedDecodeStep::ScopedDecodeStep(bool decode) : saved_(t_decode_step) { t_decode_step = decode; }
+ScopedDecodeStep::~ScopedDecodeStep() { t_decode_step = saved_; }
+const char* LinearActivationsName(LinearActivations a) { return a == LinearActivations::kInt8 ? "int8" : "f32"; }
 
 void SetLinearCounters(LinearCounters* counters) { g_counters.store(counters, std::memory_order_relaxed); }
 

@@ -36,6 +36,37 @@ inline int64_t GemmPanelRows(int64_t K) {
 // Floats of per-thread weight scratch the GEMM needs for K features.
 inline int64_t GemmWeightScratchFloats(int64_t K) { return GemmPanelRows(K) * ((K + 7) / 8) * 8; }
 
+// ---- Int8 activations for INT8 and INT4 weights (linear_q8.cc, linear_q8_avx2.cc) -------------
+// As llama.cpp's Q8_0: each token's activations are quantized in blocks of kActBlock columns,
+// d = amax / 127 and q = x · (127 / amax) rounded to nearest-even, |q| <= 127 (all zero when
+// amax is 0; a block holding a NaN or Inf gets q = 0 and d = NaN, so its outputs are NaN), plus
+// sum = Σq per block. For INT4 weights a block's 32 q are stored in the order the kernels
+// unpack nibbles: its 16 even columns, then its 16 odd ones.
+// The product is then defined without reference to SIMD width: per block b the integer
+// I_b = Σ_k wq[r,k]·q[t,k] (INT4: (u - z)·q) is exact, and y = fma(float(I_b), s(r,b)·d(t,b), y)
+// over b in order from 0 (s: the weight's scale for the block). The scalar twin and the AVX2
+// kernels compute exactly that, so they agree to the bit and with any token count.
+constexpr int64_t kActBlock = 32;
+struct QuantizedActs {
+  const int8_t* q = nullptr;     // [T, K]
+  const float* d = nullptr;      // [T, K / kActBlock]
+  const int32_t* sum = nullptr;  // [T, K / kActBlock]
+  int64_t T = 0, K = 0;
+};
+// Whether w can take int8 activations: INT8 or INT4 with whole blocks (K and block_in
+// multiples of kActBlock, scales present).
+bool TakesInt8Activations(const RawWeight& w);
+// Whether w's kernels want the nibble order (INT4).
+inline bool WantsNibbleOrder(const RawWeight& w) { return w.kind == WeightKind::kInt4; }
+// One token: x[K] (K a multiple of kActBlock) into q[K], d[K/32], sum[K/32].
+void QuantizeActsReference(const float* x, int64_t K, bool nibble_order, int8_t* q, float* d, int32_t* sum);
+void QuantizeActsAvx2(const float* x, int64_t K, bool nibble_order, int8_t* q, float* d, int32_t* sum);
+// y[t, r] (+)= the product above for rows [r0, r1) and every token of a.
+void QLinearReference(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
+                      bool accumulate);
+void QLinearAvx2(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
+                 bool accumulate);
+
 // --- AVX2 + FMA + F16C (linear_avx2.cc) ---
 // Whether the AVX2 kernels handle this weight (dtype and block shape).
 bool Avx2Supports(const RawWeight& w);

@@ -1,0 +1,287 @@
+// Int8 activations for INT8 and INT4 weights (engine/kernels/cpu/linear_q8*.cc): the AVX2
+// kernels against their scalar twin bit for bit, independence from token count, thread split
+// and row blocking, and the distance to exact float32 activations against the bound the
+// quantization step allows.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "engine/base/threads.h"
+#include "engine/kernels/cpu/cpu_features.h"
+#include "engine/kernels/cpu/linear_kernels.h"
+#include "engine/kernels/ops.h"
+#include "tests/testing/testing.h"
+#include "tests/testing/weights.h"
+
+namespace dsv3 {
+namespace {
+
+using testing::MakeIntWeight;
+using testing::OwnedWeight;
+
+struct Case {
+  std::string name;
+  bool int4;
+  int64_t rows, cols, block;
+  bool symmetric;
+  int64_t block_out;
+};
+
+// The layouts `dsv3 quantize` writes (INT8 per channel, INT4 g64 with zero points, INT4 g32
+// symmetric), INT8 in 128 x 128 blocks, row counts that leave tails of every tile size, and
+// group counts around the kernels' table sizes.
+std::vector<Case> Cases() {
+  return {{"int8 per channel", false, 37, 256, 256, true, 1},
+          {"int8 blocks 128", false, 150, 384, 128, true, 128},
+          {"int4 g64 zero points", true, 29, 192, 64, false, 1},
+          {"int4 g32 symmetric", true, 13, 96, 32, true, 1},
+          {"int4 g128", true, 8, 256, 128, false, 1},
+          // Groups laid out per lane eight at a time, 64 per table: whole eights, a tail, a refill.
+          {"int4 g32 12 groups", true, 11, 384, 32, true, 1},
+          {"int4 g32 72 groups", true, 9, 2304, 32, false, 1}};
+}
+
+class LinearQ8Test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!GetCpuFeatures().HasAvx2Set()) GTEST_SKIP() << "CPU lacks AVX2+FMA+F16C (" << GetCpuFeatures().ToString() << ")";
+    SetLinearActivations(LinearActivations::kInt8);
+  }
+  void TearDown() override {
+    SetLinearKernel(LinearKernel::kAuto);
+    SetLinearActivations(LinearActivations::kInt8);
+    SetNumThreads(0);
+  }
+};
+
+std::vector<float> Activations(int64_t n, uint32_t seed) {
+  std::vector<float> x = testing::RandomNormal(n, 1.0f, seed);
+  // Blocks of other magnitudes and an all-zero block, so scales differ between blocks.
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t block = i / cpu::kActBlock;
+    if (block % 5 == 1) x[i] *= 40.0f;
+    if (block % 5 == 3) x[i] *= 1e-3f;
+    if (block % 7 == 4) x[i] = 0.0f;
+  }
+  return x;
+}
+
+TEST_F(LinearQ8Test, QuantizerMatchesItsTwinAndRoundsToNearest) {
+  const int64_t K = 320, nb = K / cpu::kActBlock;
+  std::vector<float> x = Activations(K, 5);
+  x[3] = -x[3];  // both signs
+  for (bool nibbles : {false, true}) {
+    std::vector<int8_t> q1(K), q2(K);
+    std::vector<float> d1(nb), d2(nb);
+    std::vector<int32_t> s1(nb), s2(nb);
+    cpu::QuantizeActsReference(x.data(), K, nibbles, q1.data(), d1.data(), s1.data());
+    cpu::QuantizeActsAvx2(x.data(), K, nibbles, q2.data(), d2.data(), s2.data());
+    EXPECT_EQ(q1, q2) << "nibble order " << nibbles;
+    EXPECT_EQ(d1, d2);
+    EXPECT_EQ(s1, s2);
+    for (int64_t b = 0; b < nb; ++b) {
+      int32_t sum = 0;
+      float amax = 0;
+      for (int64_t p = 0; p < cpu::kActBlock; ++p) amax = std::fmax(amax, std::fabs(x[b * 32 + p]));
+      EXPECT_EQ(d1[b], amax / 127.0f);
+      for (int64_t p = 0; p < cpu::kActBlock; ++p) {
+        const int64_t col = !nibbles ? p : p < 16 ? 2 * p : 2 * (p - 16) + 1;
+        const float xv = x[b * 32 + col];
+        const int v = q1[b * 32 + p];
+        sum += v;
+        ASSERT_LE(std::abs(v), 127);
+        // Nearest step: within half a step (and a rounding of the reciprocal) of x.
+        EXPECT_LE(std::fabs(v * d1[b] - xv), 0.5f * d1[b] * (1 + 1e-5f) + 1e-30f) << "block " << b << " column " << col;
+      }
+      EXPECT_EQ(sum, s1[b]);
+    }
+  }
+}
+
+TEST_F(LinearQ8Test, NonFiniteActivationsGiveNaNNotGarbage) {
+  const int64_t K = 64;
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    std::vector<float> x = Activations(K, 6);
+    x[40] = bad;
+    std::vector<int8_t> q1(K), q2(K);
+    std::vector<float> d1(2), d2(2);
+    std::vector<int32_t> s1(2), s2(2);
+    cpu::QuantizeActsReference(x.data(), K, false, q1.data(), d1.data(), s1.data());
+    cpu::QuantizeActsAvx2(x.data(), K, false, q2.data(), d2.data(), s2.data());
+    EXPECT_EQ(q1, q2);
+    EXPECT_TRUE(std::isnan(d1[1]) && std::isnan(d2[1]));
+    EXPECT_FALSE(std::isnan(d2[0]));
+    OwnedWeight w = MakeIntWeight(false, 9, K, 7, K, true, 1);
+    std::vector<float> y(9);
+    Linear(x.data(), 1, w.m, y.data());
+    for (float v : y) EXPECT_TRUE(std::isnan(v));
+  }
+}
+
+// The AVX2 kernels (one token: 8 x 1 tiles; more: 4 x 2) and the scalar twin, bit for bit,
+// through Linear and through LinearRows with a stride and accumulation.
+TEST_F(LinearQ8Test, Avx2MatchesTheTwinBitForBit) {
+  uint32_t seed = 10;
+  for (const Case& c : Cases()) {
+    OwnedWeight w = MakeIntWeight(c.int4, c.rows, c.cols, seed++, c.block, c.symmetric, c.block_out);
+    for (int64_t T : {1, 2, 3, 4, 5, 17, 40}) {
+      const auto x = Activations(T * c.cols, seed++);
+      std::vector<float> ref(static_cast<size_t>(T * c.rows)), fast(ref.size());
+      SetLinearKernel(LinearKernel::kReference);
+      Linear(x.data(), T, w.m, ref.data());
+      SetLinearKernel(LinearKernel::kAvx2);
+      Linear(x.data(), T, w.m, fast.data());
+      ASSERT_EQ(fast, ref) << c.name << " T=" << T;
+
+      const int64_t ldy = c.rows + 3, r0 = 1, r1 = c.rows - 2;
+      std::vector<float> ref_rows(static_cast<size_t>(T * ldy), 0.5f), fast_rows = ref_rows;
+      SetLinearKernel(LinearKernel::kReference);
+      LinearRows(x.data(), T, w.m, r0, r1, ref_rows.data(), ldy, true);
+      SetLinearKernel(LinearKernel::kAvx2);
+      LinearRows(x.data(), T, w.m, r0, r1, fast_rows.data(), ldy, true);
+      ASSERT_EQ(fast_rows, ref_rows) << c.name << " rows T=" << T;
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t j = 0; j < ldy; ++j)
+          if (j < r0 || j >= r1) ASSERT_EQ(fast_rows[t * ldy + j], 0.5f) << "wrote outside the rows";
+    }
+  }
+}
+
+// A token's outputs may not depend on who else is in the batch (the MoE gives each expert a
+// different token count) nor on how rows are split between threads.
+TEST_F(LinearQ8Test, ResultsDoNotDependOnTokenCountOrThreads) {
+  SetLinearKernel(LinearKernel::kAvx2);
+  uint32_t seed = 40;
+  for (const Case& c : Cases()) {
+    OwnedWeight w = MakeIntWeight(c.int4, c.rows, c.cols, seed++, c.block, c.symmetric, c.block_out);
+    const int64_t T = 23;
+    const auto x = Activations(T * c.cols, seed++);
+    std::vector<float> all(static_cast<size_t>(T * c.rows)), one(static_cast<size_t>(c.rows));
+    SetNumThreads(2);
+    Linear(x.data(), T, w.m, all.data());
+    SetNumThreads(1);
+    std::vector<float> all1(all.size());
+    Linear(x.data(), T, w.m, all1.data());
+    ASSERT_EQ(all, all1) << c.name << ": thread split changed the result";
+    for (int64_t t = 0; t < T; ++t) {
+      Linear(x.data() + t * c.cols, 1, w.m, one.data());
+      for (int64_t r = 0; r < c.rows; ++r) ASSERT_EQ(one[r], all[t * c.rows + r]) << c.name << " token " << t << " row " << r;
+    }
+  }
+}
+
+// A LinearInput prepared once gives what LinearRows quantizing per call gives; one prepared
+// for another format falls back to quantizing for this one.
+TEST_F(LinearQ8Test, PreparedInputMatchesPerCallQuantization) {
+  OwnedWeight i8 = MakeIntWeight(false, 70, 128, 60, 128, true, 1);
+  OwnedWeight i4 = MakeIntWeight(true, 70, 128, 61, 64, false, 1);
+  const int64_t T = 3;
+  const auto x = Activations(T * 128, 62);
+  LinearInput in;
+  in.Prepare(x.data(), T, i8.m);
+  EXPECT_EQ(in.layout, 1);
+  for (const WeightMatrix* w : {&i8.m, &i4.m}) {
+    std::vector<float> a(static_cast<size_t>(T * 70)), b(a.size());
+    LinearRows(x.data(), T, *w, 0, 64, a.data(), 70, false);
+    LinearRows(x.data(), T, *w, 64, 70, a.data(), 70, false);
+    LinearRows(in, *w, 0, 64, b.data(), 70, false);
+    LinearRows(in, *w, 64, 70, b.data(), 70, false);
+    EXPECT_EQ(a, b);
+  }
+  SetLinearActivations(LinearActivations::kF32);
+  in.Prepare(x.data(), T, i8.m);
+  EXPECT_EQ(in.layout, 0) << "float activations need no int8 copy";
+}
+
+// Against exact float32 activations: x is replaced by q·d with |x - q·d| <= d/2 per element,
+// so each output moves by at most sum_k |w[r,k]|·d(k)/2, plus the float32 rounding of the
+// two sums (K·eps·sum|x·w| each side).
+TEST_F(LinearQ8Test, DistanceToFloatActivationsWithinTheQuantizationStep) {
+  uint32_t seed = 80;
+  for (const Case& c : Cases()) {
+    OwnedWeight w = MakeIntWeight(c.int4, c.rows, c.cols, seed++, c.block, c.symmetric, c.block_out);
+    const int64_t T = 6, K = c.cols, R = c.rows;
+    const auto x = Activations(T * K, seed++);
+    std::vector<float> q8(static_cast<size_t>(T * R)), f32(q8.size());
+    Linear(x.data(), T, w.m, q8.data());
+    SetLinearActivations(LinearActivations::kF32);
+    Linear(x.data(), T, w.m, f32.data());
+    SetLinearActivations(LinearActivations::kInt8);
+    std::vector<float> wf(static_cast<size_t>(R * K));
+    DequantizeRows(w.m, 0, R, wf.data());
+    double moved = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      std::vector<float> d(static_cast<size_t>(K / 32));
+      for (int64_t b = 0; b < K / 32; ++b) {
+        float amax = 0;
+        for (int64_t p = 0; p < 32; ++p) amax = std::fmax(amax, std::fabs(x[t * K + b * 32 + p]));
+        d[b] = amax / 127.0f;
+      }
+      for (int64_t r = 0; r < R; ++r) {
+        double step = 0, mag = 0;
+        for (int64_t k = 0; k < K; ++k) {
+          step += std::fabs(double(wf[r * K + k])) * d[k / 32] * 0.5 * (1 + 1e-5);
+          mag += std::fabs(double(wf[r * K + k]) * x[t * K + k]);
+        }
+        const double tol = step + 2.0 * K * std::numeric_limits<float>::epsilon() * (mag + step);
+        const double err = std::fabs(double(q8[t * R + r]) - f32[t * R + r]);
+        ASSERT_LE(err, tol) << c.name << " token " << t << " row " << r;
+        moved = std::max(moved, err);
+      }
+    }
+    EXPECT_GT(moved, 0.0) << c.name << ": int8 activations changed nothing, so they were not used";
+  }
+}
+
+// Int8 activations apply in decode steps only: inside a step marked otherwise (prefill) the
+// result is float32's, bit for bit, for Linear and for a LinearInput prepared there.
+TEST_F(LinearQ8Test, OnlyDecodeStepsUseInt8) {
+  OwnedWeight w = MakeIntWeight(true, 21, 128, 95, 32, false, 1);
+  const auto x = Activations(3 * 128, 96);
+  std::vector<float> f32(63), i8(63), in_prefill(63), in_decode(63), rows(63);
+  SetLinearActivations(LinearActivations::kF32);
+  Linear(x.data(), 3, w.m, f32.data());
+  SetLinearActivations(LinearActivations::kInt8);
+  Linear(x.data(), 3, w.m, i8.data());
+  ASSERT_NE(f32, i8);
+  {
+    const ScopedDecodeStep step(false);
+    EXPECT_EQ(CurrentLinearActivations(), LinearActivations::kF32);
+    Linear(x.data(), 3, w.m, in_prefill.data());
+    LinearInput in;
+    in.Prepare(x.data(), 3, w.m);
+    EXPECT_EQ(in.layout, 0);
+    LinearRows(in, w.m, 0, 21, rows.data(), 21, false);
+    {
+      const ScopedDecodeStep inner(true);
+      Linear(x.data(), 3, w.m, in_decode.data());
+    }
+    EXPECT_EQ(CurrentLinearActivations(), LinearActivations::kF32) << "the inner scope restores the outer";
+  }
+  EXPECT_EQ(in_prefill, f32);
+  EXPECT_EQ(rows, f32);
+  EXPECT_EQ(in_decode, i8);
+}
+
+// Shapes the int8 kernels do not take keep float32 activations (and so the float kernels'
+// exact x·dequant(W)).
+TEST_F(LinearQ8Test, ShapesWithoutWholeBlocksStayFloat) {
+  OwnedWeight odd = MakeIntWeight(false, 10, 100, 90, 100, true, 1);  // K % 32 != 0
+  OwnedWeight g16 = MakeIntWeight(true, 10, 96, 91, 16, false, 1);    // group 16 < 32
+  for (const WeightMatrix* w : {&odd.m, &g16.m}) {
+    const auto x = Activations(2 * w->cols(), 92);
+    std::vector<float> a(20), b(20);
+    Linear(x.data(), 2, *w, a.data());
+    SetLinearActivations(LinearActivations::kF32);
+    Linear(x.data(), 2, *w, b.data());
+    SetLinearActivations(LinearActivations::kInt8);
+    EXPECT_EQ(a, b);
+  }
+}
+
+}  // namespace
+}  // namespace dsv3

@@ -1,0 +1,45 @@
+#include "tests/testing/weights.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "engine/quant/int_quant.h"
+
+namespace dsv3::testing {
+
+OwnedWeight MakeIntWeight(bool int4, int64_t rows, int64_t cols, uint32_t seed, int64_t block, bool symmetric,
+                          int64_t block_out) {
+  if (block_out == 0) block_out = block;
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 0.5f);
+  std::vector<float> f(static_cast<size_t>(rows * cols));
+  for (float& v : f) v = dist(rng);
+  OwnedWeight o;
+  if (!int4) {
+    auto q = QuantizeInt8(f.data(), rows, cols, block_out, block, "test");
+    EXPECT_TRUE(q.ok());
+    o.bytes.assign(q.value().q.begin(), q.value().q.end());
+    o.scale = q.value().scale;
+    o.m.w = TensorView{o.bytes.data(), DType::kI8, Shape{rows, cols}};
+    o.m.scale = TensorView{o.scale.data(), DType::kF32, Shape{(rows + block_out - 1) / block_out, (cols + block - 1) / block}};
+    o.m.block_out = block_out;
+    o.m.block_in = block;
+    return o;
+  }
+  auto q = QuantizeInt4(f.data(), rows, cols, block, symmetric, "test");
+  EXPECT_TRUE(q.ok());
+  o.bytes = q.value().packed;
+  o.scale16 = q.value().scale;
+  o.zero = q.value().zero;
+  const int64_t groups = (cols + block - 1) / block;
+  o.m.w = TensorView{o.bytes.data(), DType::kU8, Shape{rows, (cols + 1) / 2}};
+  o.m.scale = TensorView{o.scale16.data(), DType::kF16, Shape{rows, groups}};
+  if (!symmetric) o.m.zero = TensorView{o.zero.data(), DType::kU8, Shape{rows, groups}};
+  o.m.in_features = cols;
+  o.m.block_out = 1;
+  o.m.block_in = block;
+  return o;
+}
+
+}  // namespace dsv3::testing

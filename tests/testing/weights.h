@@ -1,0 +1,27 @@
+// Weight matrices for kernel tests, made by the real encoders so that the kernels see exactly
+// what `dsv3 quantize` writes.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/kernels/ops.h"
+
+namespace dsv3::testing {
+
+// A WeightMatrix together with the storage it points into.
+struct OwnedWeight {
+  std::vector<uint8_t> bytes;
+  std::vector<float> scale;
+  std::vector<uint16_t> scale16;
+  std::vector<uint8_t> zero;
+  WeightMatrix m;
+};
+
+// Weights drawn N(0, 0.5²) from `seed`, encoded as INT8 (blocks of block_out x block rows x
+// columns, block_out 0 meaning `block`; `dsv3 quantize` writes per channel: 1 x cols) or INT4
+// (groups of `block`, symmetric or with zero points).
+OwnedWeight MakeIntWeight(bool int4, int64_t rows, int64_t cols, uint32_t seed, int64_t block, bool symmetric,
+                          int64_t block_out = 0);
+
+}  // namespace dsv3::testing
