@@ -25,6 +25,7 @@ namespace {
 struct Int8Q {
   using Prepared = __m256i;
   static constexpr bool kZeroPoint = false;
+  static constexpr bool kInt16Tree = false;  // a pair sum reaches 32512: two would overflow int16
   static int64_t ByteOffset(int64_t k) { return k; }
   static Prepared Prepare(const uint8_t* row, int64_t k) {
     __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + k));
@@ -36,6 +37,7 @@ struct Int8Q {
   static __m256i Pairs(__m256i w, __m256i q) { return _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(q, w)); }
   // Scales of groups [g0, g0 + n) for the eight lanes (lane_row: each lane's scale row,
   // r / block_out): stab[g - g0][lane]. INT8 has few groups per row (one per channel).
+  static void PrefetchGroups(const RawWeight&, int64_t, int64_t) {}  // a scale per row: in cache already
   static void GroupLanes(const RawWeight& w, const int64_t* lane_row, int64_t g0, int n, float (*stab)[8],
                          int32_t (*)[8]) {
     for (int g = 0; g < n; ++g)
@@ -67,13 +69,29 @@ inline void Transpose8(const __m256* in, __m256* out) {
 struct Int4Q {
   using Prepared = __m256i;
   static constexpr bool kZeroPoint = true;
+  // A pair sum is at most 2 · 15 · 127 = 3810, so eight of them (30480) still fit int16: the
+  // eight lanes' products are reduced in int16 and widened once, without a vpmaddwd per lane.
+  static constexpr bool kInt16Tree = true;
   static int64_t ByteOffset(int64_t k) { return k / 2; }
   static Prepared Prepare(const uint8_t* row, int64_t k) {
-    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k / 2));
+    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k / 2));
+    __asm__("" : "+x"(b));  // as in Int8Q::Prepare: keeps GCC from a store and reloads per use
     const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(b), _mm_srli_epi16(b, 4), 1);
     return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
   }
   static __m256i Pairs(__m256i u, __m256i q) { return _mm256_maddubs_epi16(u, q); }
+  // Fetches the scales and zero points of rows [r0, r1) into cache (the next tile's: each row's
+  // sit apart from its weights, and waiting for them at a tile's start is a miss per row).
+  static void PrefetchGroups(const RawWeight& w, int64_t r0, int64_t r1) {
+    const char* s = reinterpret_cast<const char*>(w.scale16 + r0 * w.scale_cols);
+    const char* s_end = reinterpret_cast<const char*>(w.scale16 + r1 * w.scale_cols);
+    for (; s < s_end; s += 64) _mm_prefetch(s, _MM_HINT_T0);
+    if (!w.zero) return;
+    for (const char* z = reinterpret_cast<const char*>(w.zero + r0 * w.scale_cols),
+                    *z_end = reinterpret_cast<const char*>(w.zero + r1 * w.scale_cols);
+         z < z_end; z += 64)
+      _mm_prefetch(z, _MM_HINT_T0);
+  }
   // Scales and zero points of groups [g0, g0 + n) for the eight lanes: eight groups of a row
   // load as one vector, and a transpose turns eight rows of them into eight groups of lanes
   // (with a group per block, picking them up one scalar at a time cost as much as the block).
@@ -115,10 +133,8 @@ struct Int4Q {
 };
 
 // Eight int32 vectors -> lane m holds the sum of the m-th one's lanes. Built as the products
-// come in (Pair, Quad, Finish) so that no more than a few block sums are live at once: with
-// all eight held, the register allocator spills.
-inline __m256i Pair(__m256i a, __m256i b) { return _mm256_hadd_epi32(a, b); }
-inline __m256i Quad(__m256i ab, __m256i cd) { return _mm256_hadd_epi32(ab, cd); }
+// come in (hadd pairs, then quads, then Finish) so that no more than a few block sums are
+// live at once: with all eight held, the register allocator spills.
 inline __m256i Finish(__m256i lo4, __m256i hi4) {
   return _mm256_add_epi32(_mm256_permute2x128_si256(lo4, hi4, 0x20), _mm256_permute2x128_si256(lo4, hi4, 0x31));
 }
@@ -133,15 +149,32 @@ inline __m256i TokenLanes(const int32_t* const* s, int N, int64_t b) {
   return N == 1 ? s0 : _mm256_unpacklo_epi32(s0, _mm256_set1_epi32(s[1][b]));
 }
 
-// The int32 block sums of lanes 2p and 2p+1 (lane m = row m / N, token m % N), pairwise added.
+// The block sums of lanes 2p and 2p+1 (lane m = row m / N, token m % N), pairwise added: in
+// int32, or for F::kInt16Tree still in int16.
+template <typename F>
+inline __m256i Widen(__m256i pairs, __m256i ones) {
+  return F::kInt16Tree ? pairs : _mm256_madd_epi16(pairs, ones);
+}
+template <typename F>
+inline __m256i Add2(__m256i a, __m256i b) {
+  return F::kInt16Tree ? _mm256_hadd_epi16(a, b) : _mm256_hadd_epi32(a, b);
+}
 template <typename F, int N>
 inline __m256i LanePair(const uint8_t* const* p, int64_t k, const __m256i* xq, int pair, __m256i ones) {
   if (N == 1) {
     const typename F::Prepared w0 = F::Prepare(p[2 * pair], k), w1 = F::Prepare(p[2 * pair + 1], k);
-    return Pair(_mm256_madd_epi16(F::Pairs(w0, xq[0]), ones), _mm256_madd_epi16(F::Pairs(w1, xq[0]), ones));
+    return Add2<F>(Widen<F>(F::Pairs(w0, xq[0]), ones), Widen<F>(F::Pairs(w1, xq[0]), ones));
   }
   const typename F::Prepared w = F::Prepare(p[pair], k);
-  return Pair(_mm256_madd_epi16(F::Pairs(w, xq[0]), ones), _mm256_madd_epi16(F::Pairs(w, xq[N - 1]), ones));
+  return Add2<F>(Widen<F>(F::Pairs(w, xq[0]), ones), Widen<F>(F::Pairs(w, xq[N - 1]), ones));
+}
+// Lane m of the result = the whole block sum of lane m, from the two halves of pairs.
+template <typename F>
+inline __m256i Finish8(__m256i lo4, __m256i hi4) {
+  if (!F::kInt16Tree) return Finish(lo4, hi4);
+  const __m256i h = _mm256_hadd_epi16(lo4, hi4);  // per 128-bit half: lanes 0..7 of its columns
+  return _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(h)),
+                          _mm256_cvtepi16_epi32(_mm256_extracti128_si256(h, 1)));
 }
 
 // R rows x N tokens (R·N = 8, lane m = row m / N, token m % N) over every block of K. rows[i]
@@ -168,6 +201,7 @@ void Tile(const RawWeight& w, const int64_t* rows, const QuantizedActs& a, const
     d[j] = a.d + tokens[j] * nb;
     s[j] = a.sum + tokens[j] * nb;
   }
+  if (prefetch != 0) F::PrefetchGroups(w, rows[R - 1] + 1, rows[R - 1] + 1 + R);
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc = _mm256_setzero_ps(), scale = acc;
   __m256i zero = _mm256_setzero_si256();
@@ -187,9 +221,9 @@ void Tile(const RawWeight& w, const int64_t* rows, const QuantizedActs& a, const
       for (int i = 0; i < R; ++i) _mm_prefetch(reinterpret_cast<const char*>(p[i] + prefetch + F::ByteOffset(k)), _MM_HINT_T0);
     __m256i xq[N];
     for (int j = 0; j < N; ++j) xq[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[j] + k));
-    const __m256i lo = Quad(LanePair<F, N>(p, k, xq, 0, ones), LanePair<F, N>(p, k, xq, 1, ones));
-    const __m256i hi = Quad(LanePair<F, N>(p, k, xq, 2, ones), LanePair<F, N>(p, k, xq, 3, ones));
-    __m256i dot = Finish(lo, hi);
+    const __m256i lo = Add2<F>(LanePair<F, N>(p, k, xq, 0, ones), LanePair<F, N>(p, k, xq, 1, ones));
+    const __m256i hi = Add2<F>(LanePair<F, N>(p, k, xq, 2, ones), LanePair<F, N>(p, k, xq, 3, ones));
+    __m256i dot = Finish8<F>(lo, hi);
     if (F::kZeroPoint) dot = _mm256_sub_epi32(dot, _mm256_mullo_epi32(zero, TokenLanes(s, N, b)));
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(scale, TokenLanes(d, N, b)), acc);
   }
