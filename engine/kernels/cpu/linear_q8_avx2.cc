@@ -179,7 +179,10 @@ inline __m256i Finish8(__m256i lo4, __m256i hi4) {
 
 // R rows x N tokens (R·N = 8, lane m = row m / N, token m % N) over every block of K. rows[i]
 // is the row index of row i (repeated at a tail; those lanes are computed and dropped).
-// prefetch: bytes ahead of each row to fetch into cache (the next tile's rows), 0 for none.
+// prefetch: bytes of the tile's R contiguous rows, to fetch as many after them (the next
+// tile's rows), 0 for none. They are fetched front to back, a block's share at a time: in the
+// order they are stored rather than column by column across the rows, which lifted a DRAM
+// stream of 1.5 KB INT8 rows from ~5.5 to ~7.5 GB/s on one thread.
 template <typename F, int R, int N>
 void Tile(const RawWeight& w, const int64_t* rows, const QuantizedActs& a, const int64_t* tokens, float* out,
           int64_t prefetch) {
@@ -205,6 +208,8 @@ void Tile(const RawWeight& w, const int64_t* rows, const QuantizedActs& a, const
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc = _mm256_setzero_ps(), scale = acc;
   __m256i zero = _mm256_setzero_si256();
+  const char* next = reinterpret_cast<const char*>(p[0]) + prefetch;
+  const int64_t span = ((R * w.row_bytes + nb - 1) / nb + 63) & ~int64_t{63};
   for (int64_t b = 0, g = 0, left = 0; b < nb; ++b, --left) {
     const int64_t k = b * kActBlock;
     if (left == 0) {  // a new weight group: its scale (and zero point) per lane
@@ -218,7 +223,7 @@ void Tile(const RawWeight& w, const int64_t* rows, const QuantizedActs& a, const
       ++g;
     }
     if (prefetch != 0)
-      for (int i = 0; i < R; ++i) _mm_prefetch(reinterpret_cast<const char*>(p[i] + prefetch + F::ByteOffset(k)), _MM_HINT_T0);
+      for (const char* f = next + b * span, *f_end = f + span; f < f_end; f += 64) _mm_prefetch(f, _MM_HINT_T0);
     __m256i xq[N];
     for (int j = 0; j < N; ++j) xq[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[j] + k));
     const __m256i lo = Add2<F>(LanePair<F, N>(p, k, xq, 0, ones), LanePair<F, N>(p, k, xq, 1, ones));
