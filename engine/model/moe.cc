@@ -46,18 +46,23 @@ void RunJobs(const std::vector<RowJob>& jobs, int64_t total_cost) {
   });
 }
 
-// One input to prepare: x[T] for matrices in w's format.
-struct InputJob {
-  LinearInput* in;
-  const float* x;
-  int64_t T;
-  const WeightMatrix* w;
-};
-
-void PrepareInputs(const std::vector<InputJob>& todo) {
-  const LinearActivations activations = CurrentLinearActivations();  // this step's, read on this thread
-  ParallelFor(static_cast<int64_t>(todo.size()), 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) todo[i].in->Prepare(todo[i].x, todo[i].T, *todo[i].w, activations);
+// Prepares s->inputs for one projection of every expert: [0] the shared experts' N rows of
+// `shared_x`, [1 + e] active routed expert e's rows of `routed_x` (width columns each, stacked
+// as `offset` says), each for its matrix `proj`'s format; in parallel, in this step's form.
+void PrepareInputs(const MoeWeights& w, const std::vector<int64_t>& offset, const float* shared_x, int64_t N,
+                   const float* routed_x, int64_t width, WeightMatrix MlpWeights::*proj, MoeScratch* s) {
+  const LinearActivations activations = CurrentLinearActivations();  // read on this thread
+  const int64_t E = static_cast<int64_t>(w.experts.size());
+  s->inputs.resize(static_cast<size_t>(E) + 1);
+  ParallelFor(E + 1, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      if (i == 0) {
+        if (!(w.shared.*proj).empty()) s->inputs[0].Prepare(shared_x, N, w.shared.*proj, activations);
+      } else if (offset[i] > offset[i - 1]) {
+        const int64_t e = i - 1;
+        s->inputs[i].Prepare(routed_x + offset[e] * width, offset[e + 1] - offset[e], w.experts[e].*proj, activations);
+      }
+    }
   });
 }
 
@@ -103,15 +108,7 @@ void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64
   float* shared_up = s->up_buf.data() + picks * I;
 
   // gate and up of every active expert (and the shared ones) in one parallel region.
-  thread_local std::vector<InputJob> todo;
-  s->inputs.resize(static_cast<size_t>(c.n_routed_experts) + 1);
-  todo.clear();
-  if (shared) todo.push_back({&s->inputs[0], x, N, &w.shared.gate_proj});
-  for (int64_t e = 0; e < c.n_routed_experts; ++e) {
-    const int64_t n = offset[e + 1] - offset[e];
-    if (n > 0) todo.push_back({&s->inputs[1 + e], s->gathered.data() + offset[e] * D, n, &w.experts[e].gate_proj});
-  }
-  PrepareInputs(todo);
+  PrepareInputs(w, offset, x, N, s->gathered.data(), D, &MlpWeights::gate_proj, s);
   jobs.clear();
   int64_t cost = 0;
   if (shared) {
@@ -128,13 +125,7 @@ void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64
   if (shared) SiluMul(shared_gate, shared_up, N * Ws);
 
   // down of every active expert; the shared experts write straight into out.
-  todo.clear();
-  if (shared) todo.push_back({&s->inputs[0], shared_gate, N, &w.shared.down_proj});
-  for (int64_t e = 0; e < c.n_routed_experts; ++e) {
-    const int64_t n = offset[e + 1] - offset[e];
-    if (n > 0) todo.push_back({&s->inputs[1 + e], s->gate_buf.data() + offset[e] * I, n, &w.experts[e].down_proj});
-  }
-  PrepareInputs(todo);
+  PrepareInputs(w, offset, shared_gate, N, s->gate_buf.data(), I, &MlpWeights::down_proj, s);
   jobs.clear();
   cost = 0;
   if (shared) AddJobs(&jobs, &cost, w.shared.down_proj, s->inputs[0], out);

@@ -72,19 +72,6 @@ void WriteDequantizedTwin(const std::string& qdir, const std::string& out) {
   ASSERT_TRUE(WriteFileAtomic(out + "/config.json", j.dump()).ok());
 }
 
-std::vector<float> LogitsOf(const std::string& dir) {
-  ModelOptions o;
-  o.max_seq_len = 64;
-  auto m = Model::Load(dir, o);
-  EXPECT_TRUE(m.ok()) << m.status().message();
-  if (!m.ok()) return {};
-  std::vector<int32_t> ids;
-  for (int i = 0; i < 24; ++i) ids.push_back((i * 37 + 11) % 512);
-  std::vector<float> logits;
-  EXPECT_TRUE(m.value()->Logits(ids, 0, &logits).ok());
-  return logits;
-}
-
 // Logits of 24 tokens: all in one prefill step (decode_from 0), or those of the last 20, each
 // from a step of its own (Logits also returns the prefill's last row, dropped here).
 std::vector<float> LogitsOf(Model& m, int64_t decode_from) {
@@ -94,6 +81,15 @@ std::vector<float> LogitsOf(Model& m, int64_t decode_from) {
   EXPECT_TRUE(m.Logits(ids, decode_from, &logits).ok());
   if (decode_from > 0) logits.erase(logits.begin(), logits.begin() + 512);
   return logits;
+}
+
+std::vector<float> LogitsOf(const std::string& dir) {
+  ModelOptions o;
+  o.max_seq_len = 64;
+  auto m = Model::Load(dir, o);
+  EXPECT_TRUE(m.ok()) << m.status().message();
+  if (!m.ok()) return {};
+  return LogitsOf(*m.value(), 0);
 }
 
 // INT8/INT4 weights take int8 activations in decode steps only (LinearActivations): prefill

@@ -128,18 +128,13 @@ void Avx2Rows(const float* x, int64_t T, const cpu::RawWeight& raw, int64_t r0, 
 
 // ---- Int8 activations (INT8 and INT4 weights) ----
 
-// 0: float32 activations; 1: int8 in column order; 2: int8 in INT4 nibble order.
 thread_local bool t_decode_step = true;  // outside a step the global setting alone decides
 
+// LinearInput::layout for w under `activations`: 0 float32, 1 int8 in column order, 2 int8
+// in INT4 nibble order.
 int LayoutFor(const cpu::RawWeight& raw, LinearActivations activations) {
   if (activations != LinearActivations::kInt8 || !cpu::TakesInt8Activations(raw)) return 0;
   return cpu::WantsNibbleOrder(raw) ? 2 : 1;
-}
-
-// Whether an input in `layout` can feed w's kernels as it is.
-bool Fits(int layout, const cpu::RawWeight& raw) {
-  if (layout == 0) return true;
-  return cpu::TakesInt8Activations(raw) && layout == (cpu::WantsNibbleOrder(raw) ? 2 : 1);
 }
 
 cpu::QuantizedActs View(const LinearInput& in) {
@@ -152,37 +147,40 @@ cpu::QuantizedActs View(const LinearInput& in) {
   return a;
 }
 
-// Rows [r0, r1) on the calling thread with float32 activations (defined below LinearRows).
-void FloatRows(const float* x, int64_t T, const WeightMatrix& w, const cpu::RawWeight& raw, int64_t r0, int64_t r1,
-               float* y, int64_t ldy, bool accumulate);
-
-// Rows [r0, r1) on the calling thread from quantized activations.
-void QuantizedRows(const cpu::QuantizedActs& a, const cpu::RawWeight& raw, int64_t r0, int64_t r1, float* y,
-                   int64_t ldy, bool accumulate) {
-  if (Resolve() == LinearKernel::kAvx2) {
-    cpu::QLinearAvx2(a, raw, r0, r1, y, ldy, accumulate);
+// Rows [r0, r1) of in · Wᵀ on the calling thread, with the kernel family and the activation
+// form `in` was prepared in (the one place that picks among the four kernels).
+void Rows(const LinearInput& in, const WeightMatrix& w, const cpu::RawWeight& raw, int64_t r0, int64_t r1, float* y,
+          int64_t ldy, bool accumulate) {
+  const bool avx2 = Resolve() == LinearKernel::kAvx2;
+  if (in.layout != 0) {
+    if (avx2) {
+      cpu::QLinearAvx2(View(in), raw, r0, r1, y, ldy, accumulate);
+    } else {
+      cpu::QLinearReference(View(in), raw, r0, r1, y, ldy, accumulate);
+    }
+  } else if (avx2 && cpu::Avx2Supports(raw)) {
+    Avx2Rows(in.x, in.T, raw, r0, r1, y, ldy, accumulate);
   } else {
-    cpu::QLinearReference(a, raw, r0, r1, y, ldy, accumulate);
+    ReferenceRows(in.x, in.T, w, r0, r1, y, ldy, accumulate);
   }
+}
+
+// The input of one Linear / LinearRows call on this thread (x quantized when w takes int8).
+LinearInput& CallInput() {
+  thread_local LinearInput in;
+  return in;
 }
 
 void LinearImpl(const float* x, int64_t T, const WeightMatrix& w, float* y, bool accumulate) {
   const int64_t out = w.rows();
   Count(w, T, 0, out);
   const cpu::RawWeight raw = Raw(w);
-  if (LayoutFor(raw, CurrentLinearActivations()) != 0) {
-    thread_local LinearInput in;
-    in.Prepare(x, T, w);
-    const cpu::QuantizedActs a = View(in);
-    ParallelFor(out, kFastGrain, [&](int64_t r0, int64_t r1) { QuantizedRows(a, raw, r0, r1, y, out, accumulate); });
-    return;
-  }
-  if (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw)) {
-    ParallelFor(out, kFastGrain, [&](int64_t r0, int64_t r1) { Avx2Rows(x, T, raw, r0, r1, y, out, accumulate); });
-    return;
-  }
-  ParallelFor(out, kTileRows,
-              [&](int64_t r0, int64_t r1) { ReferenceRows(x, T, w, r0, r1, y, out, accumulate); });
+  LinearInput& in = CallInput();
+  in.Prepare(x, T, w);
+  // Prepared inputs are split in fewer, larger chunks: the fast kernels amortize a chunk's start.
+  const bool fast = in.layout != 0 || (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw));
+  ParallelFor(out, fast ? kFastGrain : kTileRows,
+              [&](int64_t r0, int64_t r1) { Rows(in, w, raw, r0, r1, y, out, accumulate); });
 }
 
 }  // namespace
@@ -226,48 +224,25 @@ void LinearRows(const LinearInput& in, const WeightMatrix& w, int64_t r0, int64_
                 bool accumulate) {
   if (r0 >= r1 || in.T <= 0) return;
   const cpu::RawWeight raw = Raw(w);
-  if (!Fits(in.layout, raw)) {  // int8 for another format: prepare again for this one (which then fits)
+  if (in.layout != 0 && in.layout != LayoutFor(raw, LinearActivations::kInt8)) {
+    // int8 for another format: prepare again for this one (which then fits).
     thread_local LinearInput again;
     again.Prepare(in.x, in.T, w, LinearActivations::kInt8);
     LinearRows(again, w, r0, r1, y, ldy, accumulate);
     return;
   }
-  if (in.layout == 0) {
-    FloatRows(in.x, in.T, w, raw, r0, r1, y, ldy, accumulate);
-    return;
-  }
   Count(w, in.T, r0, r1);
-  QuantizedRows(View(in), raw, r0, r1, y, ldy, accumulate);
+  Rows(in, w, raw, r0, r1, y, ldy, accumulate);
 }
 
 void LinearRows(const float* x, int64_t T, const WeightMatrix& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
                 bool accumulate) {
   if (r0 >= r1 || T <= 0) return;
-  const cpu::RawWeight raw = Raw(w);
-  if (LayoutFor(raw, CurrentLinearActivations()) != 0) {
-    // Quantizes x for this call alone: callers with many row blocks prepare a LinearInput once.
-    thread_local LinearInput in;
-    in.Prepare(x, T, w);
-    Count(w, T, r0, r1);
-    QuantizedRows(View(in), raw, r0, r1, y, ldy, accumulate);
-    return;
-  }
-  FloatRows(x, T, w, raw, r0, r1, y, ldy, accumulate);
+  // Quantizes x for this call alone: callers with many row blocks prepare a LinearInput once.
+  LinearInput& in = CallInput();
+  in.Prepare(x, T, w);
+  LinearRows(in, w, r0, r1, y, ldy, accumulate);
 }
-
-namespace {
-
-void FloatRows(const float* x, int64_t T, const WeightMatrix& w, const cpu::RawWeight& raw, int64_t r0, int64_t r1,
-               float* y, int64_t ldy, bool accumulate) {
-  Count(w, T, r0, r1);
-  if (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw)) {
-    Avx2Rows(x, T, raw, r0, r1, y, ldy, accumulate);
-    return;
-  }
-  ReferenceRows(x, T, w, r0, r1, y, ldy, accumulate);
-}
-
-}  // namespace
 
 void SetLinearKernel(LinearKernel k) {
   if (k == LinearKernel::kAvx2 && !GetCpuFeatures().HasAvx2Set()) k = LinearKernel::kReference;

@@ -26,7 +26,6 @@ struct Int8Q {
   using Prepared = __m256i;
   static constexpr bool kZeroPoint = false;
   static constexpr bool kInt16Tree = false;  // a pair sum reaches 32512: two would overflow int16
-  static int64_t ByteOffset(int64_t k) { return k; }
   static Prepared Prepare(const uint8_t* row, int64_t k) {
     __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + k));
     // Keeps w in a register: left alone, GCC stores each loaded row to the stack and reads it
@@ -72,7 +71,6 @@ struct Int4Q {
   // A pair sum is at most 2 · 15 · 127 = 3810, so eight of them (30480) still fit int16: the
   // eight lanes' products are reduced in int16 and widened once, without a vpmaddwd per lane.
   static constexpr bool kInt16Tree = true;
-  static int64_t ByteOffset(int64_t k) { return k / 2; }
   static Prepared Prepare(const uint8_t* row, int64_t k) {
     __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k / 2));
     __asm__("" : "+x"(b));  // as in Int8Q::Prepare: keeps GCC from a store and reloads per use
@@ -304,15 +302,15 @@ void QuantizeActsAvx2(const float* x, int64_t K, bool nibble_order, int8_t* q, f
     __m256i i32[4];
     for (int i = 0; i < 4; ++i) i32[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], id));
     if (nibble_order) {
-      // Even columns of the block first, then odd: de-interleave pairs of int32 lanes.
-      alignas(32) int32_t all[32];
-      for (int i = 0; i < 4; ++i) _mm256_store_si256(reinterpret_cast<__m256i*>(all + 8 * i), i32[i]);
-      alignas(32) int32_t perm[32];
-      for (int p = 0; p < 16; ++p) {
-        perm[p] = all[2 * p];
-        perm[16 + p] = all[2 * p + 1];
-      }
-      for (int i = 0; i < 4; ++i) i32[i] = _mm256_load_si256(reinterpret_cast<const __m256i*>(perm + 8 * i));
+      // Even columns of the block first, then odd: each vector to (its 4 evens, its 4 odds),
+      // then the halves regrouped.
+      const __m256i split = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+      __m256i v[4];
+      for (int i = 0; i < 4; ++i) v[i] = _mm256_permutevar8x32_epi32(i32[i], split);
+      i32[0] = _mm256_permute2x128_si256(v[0], v[1], 0x20);
+      i32[1] = _mm256_permute2x128_si256(v[2], v[3], 0x20);
+      i32[2] = _mm256_permute2x128_si256(v[0], v[1], 0x31);
+      i32[3] = _mm256_permute2x128_si256(v[2], v[3], 0x31);
     }
     // int32 -> int8 in order: packs interleave 128-bit halves, one lane permute undoes it.
     const __m256i w01 = _mm256_packs_epi32(i32[0], i32[1]), w23 = _mm256_packs_epi32(i32[2], i32[3]);
