@@ -121,9 +121,9 @@ void Avx2Rows(const float* x, int64_t T, const cpu::RawWeight& raw, int64_t r0, 
     cpu::GemvAvx2(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate);
     return;
   }
-  thread_local std::vector<float> wscratch;
-  wscratch.resize(static_cast<size_t>(cpu::GemmWeightScratchFloats(raw.cols)));
-  cpu::GemmAvx2(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate, wscratch.data());
+  thread_local std::vector<float> scratch;
+  scratch.resize(static_cast<size_t>(cpu::GemmScratchFloats(raw.cols)));
+  cpu::GemmAvx2(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate, scratch.data());
 }
 
 // ---- Int8 activations (INT8 and INT4 weights) ----

@@ -4,7 +4,7 @@
 // bits. Decode (few tokens) streams each weight once (memory-bound GEMV, prefetching the next
 // chunk of rows); prefill converts a panel of weight rows once per call into an L2-sized
 // buffer and meets three tokens at a time with four of its rows (4x3 tiles of 8-lane
-// accumulators).
+// accumulators). FP8's block scale multiplies the activations instead of the weights.
 //
 // No standard-library templates or shared inline functions are used here: an AVX2-encoded
 // copy of one could be chosen by the linker for code that runs on CPUs without AVX2.
@@ -68,9 +68,11 @@ struct ByteRows {
 
 // e4m3 (bias 7) in the F16 layout (bias 15) is the same number times 2^-8, normals and
 // subnormals alike: sign-extend the byte to 16 bits, shift left by 7 and clear bit 14 (the
-// shifted copy of the sign). vcvtph2ps and a multiply by 256·scale then give E4M3ToF32(q)·scale
-// exactly (256·scale is a power-of-two multiple). 0x7f/0xff (NaN in e4m3) would read as ±480;
-// the quantizer saturates at ±448 and never writes them.
+// shifted copy of the sign). vcvtph2ps then gives E4M3ToF32(q) · 2^-8 exactly, and Scale
+// returns 256·scale (a power-of-two multiple, so products round as with the plain values).
+// 0x7f/0xff (NaN in e4m3) would read as ±480; the quantizer saturates at ±448 and never writes
+// them. The float32 kernels below apply FP8's scale to the activations, not to the weights
+// (see Fp8DotRows); Apply is what DequantizeRows-equal conversions use.
 struct Fp8Format : ByteRows {
   static constexpr int kGemvRows = 8;
   static int64_t ByteOffset(int64_t k) { return k; }
@@ -158,6 +160,12 @@ struct ScaledTailRow {
     const int64_t g = k / w->block_in;
     return F::ApplyScalar(F::Unscaled(F::Row(*w, r), k), F::Scale(*w, r, g), F::Zero(*w, r, g));
   }
+};
+
+// Row cursor of FP8's unscaled values (E4M3ToF32(q) · 2^-8) for LoadWeightTail.
+struct Fp8UnscaledRow {
+  const uint8_t* q;
+  float Scalar(int64_t k) const { return Fp8Format::Unscaled(q, k); }
 };
 
 template <typename L>
@@ -308,6 +316,116 @@ void ScaledGemvRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, 
   }
 }
 
+// ---- FP8: the block scale multiplies the activations -------------------------------------------
+// y = Σ_k fl(x_k · s'_b(k)) · u_k, with u_k = E4M3ToF32(q_k) · 2^-8 exact and s' = 256 · scale of
+// the row's block, in the 8-lane chain order of every kernel here. DeepSeek's blocks are 128
+// rows tall, so all eight rows of a GEMV tile share each group's scale: one multiply per eight
+// activations serves them all, where scaling each weight cost a multiply per eight weights and
+// left the GEMV compute-bound below the memory bandwidth on AVX2. The GEMM scales a block of
+// activations once per panel (panels never straddle a block of rows). The result differs from
+// x · DequantizeRows(W) only in rounding (one product rounded instead of two), and equals it
+// exactly against unit vectors.
+
+// Rows [r, r+R) must lie in one block of block_out rows. prefetch: bytes of the tile's R
+// contiguous rows, to fetch as many after them (the next tile), 0 for none. They are fetched in
+// storage order, an equal share per 16 columns, as linear_q8_avx2.cc's Tile does: a prefetch
+// per row and 16 columns cost a load slot each, and fewer ones, column by column across the
+// rows, left one thread's DRAM stream slower than the kernel.
+template <int R>
+void Fp8DotRows(const RawWeight& w, int64_t r, const float* x, float* y, bool accumulate, int64_t prefetch) {
+  const int64_t K = w.cols, K8 = K & ~int64_t{7}, bi = w.block_in;
+  const float* scales = w.scale + (r / w.block_out) * w.scale_cols;
+  const uint8_t* q[R];
+  __m256 acc[R];
+  for (int i = 0; i < R; ++i) {
+    q[i] = Fp8Format::Row(w, r + i);
+    acc[i] = _mm256_setzero_ps();
+  }
+  const char* next = reinterpret_cast<const char*>(q[0]) + prefetch;
+  const int64_t steps = K / 16 > 0 ? K / 16 : 1, span = ((R * w.row_bytes + steps - 1) / steps + 63) & ~int64_t{63};
+  for (int64_t k0 = 0, g = 0; k0 < K8; k0 += bi, ++g) {
+    const int64_t k1 = k0 + bi < K8 ? k0 + bi : K8;
+    const __m256 s = _mm256_set1_ps(scales[g] * 256.0f);
+    int64_t k = k0;
+    for (; k + 16 <= k1; k += 16) {
+      if (prefetch != 0)
+        for (const char* f = next + (k / 16) * span, *f_end = f + span; f < f_end; f += 64) _mm_prefetch(f, _MM_HINT_T0);
+      const __m256 x0 = _mm256_mul_ps(_mm256_loadu_ps(x + k), s), x1 = _mm256_mul_ps(_mm256_loadu_ps(x + k + 8), s);
+      for (int i = 0; i < R; ++i) {
+        __m256 a, b;
+        Fp8Format::Load16(q[i], k, &a, &b);
+        acc[i] = _mm256_fmadd_ps(x0, a, acc[i]);
+        acc[i] = _mm256_fmadd_ps(x1, b, acc[i]);
+      }
+    }
+    if (k < k1) {  // block_in % 16 == 8, or K8 cut the group
+      const __m256 x0 = _mm256_mul_ps(_mm256_loadu_ps(x + k), s);
+      for (int i = 0; i < R; ++i) acc[i] = _mm256_fmadd_ps(x0, Fp8Format::Load8(q[i], k), acc[i]);
+    }
+  }
+  if (K8 < K) {
+    const __m256 xv = _mm256_mul_ps(LoadTail(x, K8, K), _mm256_set1_ps(scales[K8 / bi] * 256.0f));
+    for (int i = 0; i < R; ++i) acc[i] = _mm256_fmadd_ps(xv, LoadWeightTail(Fp8UnscaledRow{q[i]}, K8, K), acc[i]);
+  }
+  for (int i = 0; i < R; ++i) Store(y + i, HorizontalSum(acc[i]), accumulate);
+}
+
+void Fp8GemvRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
+                 int64_t ldy, bool accumulate) {
+  constexpr int kR = 8;
+  for (int64_t r = r0; r < r1; r += kR) {
+    // A tile that would straddle two blocks of rows (or the last rows) goes row by row.
+    const bool whole = r + kR <= r1 && r / w.block_out == (r + kR - 1) / w.block_out;
+    const int n = static_cast<int>(r1 - r < kR ? r1 - r : kR);
+    for (int64_t t = 0; t < T; ++t) {
+      const float* xt = x + t * ldx;
+      float* yt = y + t * ldy + r;
+      if (whole) {
+        Fp8DotRows<kR>(w, r, xt, yt, accumulate, t == 0 ? kR * w.row_bytes : 0);
+      } else {
+        for (int i = 0; i < n; ++i) Fp8DotRows<1>(w, r + i, xt, yt + i, accumulate, 0);
+      }
+    }
+  }
+}
+
+// Rows [r, r+n) of FP8 as float32 rows of Kp of the unscaled values u (the GEMM's panel).
+void ConvertFp8Rows(const RawWeight& w, int64_t r, int n, float* dst) {
+  const int64_t K = w.cols, K8 = K & ~int64_t{7}, Kp = (K + 7) & ~int64_t{7};
+  for (int i = 0; i < n; ++i) {
+    const uint8_t* q = Fp8Format::Row(w, r + i);
+    float* d = dst + i * Kp;
+    int64_t k = 0;
+    for (; k + 16 <= K8; k += 16) {
+      __m256 a, b;
+      Fp8Format::Load16(q, k, &a, &b);
+      _mm256_storeu_ps(d + k, a);
+      _mm256_storeu_ps(d + k + 8, b);
+    }
+    if (k < K8) _mm256_storeu_ps(d + k, Fp8Format::Load8(q, k));
+    if (K8 < K) _mm256_storeu_ps(d + K8, LoadWeightTail(Fp8UnscaledRow{q}, K8, K));
+  }
+}
+
+// xs[t, k] = fl(x[t, k] · s'), s' the scale of column k's group in block row rb, for nt tokens
+// (row stride Kp): the activations an FP8 panel of that block multiplies.
+void ScaleFp8Activations(const RawWeight& w, int64_t rb, const float* x, int64_t ldx, int64_t nt, float* xs) {
+  const int64_t K = w.cols, Kp = (K + 7) & ~int64_t{7}, bi = w.block_in;
+  const float* scales = w.scale + rb * w.scale_cols;
+  for (int64_t t = 0; t < nt; ++t) {
+    const float* xt = x + t * ldx;
+    float* d = xs + t * Kp;
+    for (int64_t k0 = 0, g = 0; k0 < K; k0 += bi, ++g) {
+      const int64_t k1 = k0 + bi < K ? k0 + bi : K;
+      const float sv = scales[g] * 256.0f;
+      const __m256 s = _mm256_set1_ps(sv);
+      int64_t k = k0;
+      for (; k + 8 <= k1; k += 8) _mm256_storeu_ps(d + k, _mm256_mul_ps(_mm256_loadu_ps(xt + k), s));
+      for (; k < k1; ++k) d[k] = xt[k] * sv;
+    }
+  }
+}
+
 // Rows [r, r+n) of a scaled format as float32 rows of Kp = roundup(K, 8), zero-padded: the
 // GEMM's weight panel, holding exactly the values ScaledDotRows multiplies.
 template <typename F>
@@ -398,31 +516,42 @@ void MicroTokens(const float* wt, int64_t K, const float* x, int64_t ldx, int64_
   if (T - t == 1) MicroKernel<M, 1>(wt, K, x + t * ldx, ldx, y + t * ldy, ldy, accumulate);
 }
 
-// convert(r, m, wt) writes rows [r, r+m) of W as float32 rows of roundup(K, 8) into wt.
+// convert(r, m, wt) writes rows [r, r+m) of W as float32 rows of roundup(K, 8) into wt;
+// scratch holds GemmScratchFloats(K) floats: the panel, then FP8's scaled activations.
 template <typename Convert>
 void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
-              int64_t ldy, bool accumulate, float* wt, const Convert& convert) {
-  const int64_t K = w.cols, Kp = (K + 7) & ~int64_t{7}, panel = GemmPanelRows(K);
-  // Token blocks whose activations stay in L2 next to the converted panel.
-  int64_t block = (256 * 1024) / (K * 4 > 0 ? K * 4 : 1);
-  block = block < 3 ? 3 : block;
+              int64_t ldy, bool accumulate, float* scratch, const Convert& convert) {
+  const int64_t K = w.cols, Kp = (K + 7) & ~int64_t{7}, panel = GemmPanelRows(K), block = GemmTokenBlock(K);
+  const bool fp8 = w.kind == WeightKind::kF8E4M3;
+  float* wt = scratch;
+  float* xs = scratch + panel * Kp;
   // Each weight row is read and converted once per call (a panel of rows at a time), then
   // meets every token block from L2.
-  for (int64_t p0 = r0; p0 < r1; p0 += panel) {
-    const int64_t p1 = r1 - p0 < panel ? r1 : p0 + panel;
+  for (int64_t p0 = r0, p1 = r0; p0 < r1; p0 = p1) {
+    p1 = r1 - p0 < panel ? r1 : p0 + panel;
+    if (fp8) {  // one block of rows per panel: its activations are scaled once for all of them
+      const int64_t block_end = (p0 / w.block_out + 1) * w.block_out;
+      p1 = p1 < block_end ? p1 : block_end;
+    }
     for (int64_t r = p0; r < p1; r += 4) convert(r, static_cast<int>(p1 - r < 4 ? p1 - r : 4), wt + (r - p0) * Kp);
     for (int64_t t0 = 0; t0 < T; t0 += block) {
       const int64_t nt = T - t0 < block ? T - t0 : block;
       const float* xb = x + t0 * ldx;
+      int64_t ldb = ldx;
+      if (fp8) {
+        ScaleFp8Activations(w, p0 / w.block_out, xb, ldx, nt, xs);
+        xb = xs;
+        ldb = Kp;
+      }
       for (int64_t r = p0; r < p1; r += 4) {
         const int m = static_cast<int>(p1 - r < 4 ? p1 - r : 4);
         const float* wr = wt + (r - p0) * Kp;
         float* yb = y + t0 * ldy + r;
         switch (m) {
-          case 4: MicroTokens<4>(wr, K, xb, ldx, nt, yb, ldy, accumulate); break;
-          case 3: MicroTokens<3>(wr, K, xb, ldx, nt, yb, ldy, accumulate); break;
-          case 2: MicroTokens<2>(wr, K, xb, ldx, nt, yb, ldy, accumulate); break;
-          default: MicroTokens<1>(wr, K, xb, ldx, nt, yb, ldy, accumulate); break;
+          case 4: MicroTokens<4>(wr, K, xb, ldb, nt, yb, ldy, accumulate); break;
+          case 3: MicroTokens<3>(wr, K, xb, ldb, nt, yb, ldy, accumulate); break;
+          case 2: MicroTokens<2>(wr, K, xb, ldb, nt, yb, ldy, accumulate); break;
+          default: MicroTokens<1>(wr, K, xb, ldb, nt, yb, ldy, accumulate); break;
         }
       }
     }
@@ -459,7 +588,7 @@ bool Avx2Supports(const RawWeight& w) {
 void GemvAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
               int64_t ldy, bool accumulate) {
   switch (w.kind) {
-    case WeightKind::kF8E4M3: ScaledGemvRows<Fp8Format>(x, T, ldx, w, r0, r1, y, ldy, accumulate); return;
+    case WeightKind::kF8E4M3: Fp8GemvRows(x, T, ldx, w, r0, r1, y, ldy, accumulate); return;
     case WeightKind::kI8: ScaledGemvRows<Int8Format>(x, T, ldx, w, r0, r1, y, ldy, accumulate); return;
     case WeightKind::kInt4: ScaledGemvRows<Int4Format>(x, T, ldx, w, r0, r1, y, ldy, accumulate); return;
     default:
@@ -468,13 +597,13 @@ void GemvAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
 }
 
 void GemmAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
-              int64_t ldy, bool accumulate, float* wscratch) {
+              int64_t ldy, bool accumulate, float* scratch) {
   const auto gemm = [&](const auto& convert) {
-    GemmRows(x, T, ldx, w, r0, r1, y, ldy, accumulate, wscratch, convert);
+    GemmRows(x, T, ldx, w, r0, r1, y, ldy, accumulate, scratch, convert);
   };
   switch (w.kind) {
     case WeightKind::kF8E4M3:
-      gemm([&](int64_t r, int m, float* wt) { ConvertScaledRows<Fp8Format>(w, r, m, wt); });
+      gemm([&](int64_t r, int m, float* wt) { ConvertFp8Rows(w, r, m, wt); });
       return;
     case WeightKind::kI8:
       gemm([&](int64_t r, int m, float* wt) { ConvertScaledRows<Int8Format>(w, r, m, wt); });

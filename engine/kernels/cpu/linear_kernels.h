@@ -33,8 +33,14 @@ inline int64_t GemmPanelRows(int64_t K) {
   const int64_t rows = (384 * 1024) / (((K + 7) / 8) * 8 * 4) / 4 * 4;
   return rows < 4 ? 4 : rows > 64 ? 64 : rows;
 }
-// Floats of per-thread weight scratch the GEMM needs for K features.
-inline int64_t GemmWeightScratchFloats(int64_t K) { return GemmPanelRows(K) * ((K + 7) / 8) * 8; }
+// Tokens the GEMM meets a panel with at once (their activations stay in L2 next to it), >= 3.
+inline int64_t GemmTokenBlock(int64_t K) {
+  const int64_t tokens = (256 * 1024) / (K * 4 > 0 ? K * 4 : 1);
+  return tokens < 3 ? 3 : tokens;
+}
+// Floats of per-thread scratch the GEMM needs for K features: the converted panel, and one
+// token block of FP8's scaled activations.
+inline int64_t GemmScratchFloats(int64_t K) { return (GemmPanelRows(K) + GemmTokenBlock(K)) * ((K + 7) / 8) * 8; }
 
 // ---- Int8 activations for INT8 and INT4 weights (linear_q8.cc, linear_q8_avx2.cc) -------------
 // As llama.cpp's Q8_0: each token's activations are quantized in blocks of kActBlock columns,
@@ -73,10 +79,10 @@ bool Avx2Supports(const RawWeight& w);
 // y[t, r] (+)= x[t]·W[r] for rows [r0, r1), T <= kGemvMaxTokens. x rows have stride ldx.
 void GemvAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
               int64_t ldy, bool accumulate);
-// y[t, r] (+)= x[t]·W[r] for rows [r0, r1), any T; wscratch holds GemmWeightScratchFloats(K)
-// floats. Bit-identical to GemvAvx2 for every row and token.
+// y[t, r] (+)= x[t]·W[r] for rows [r0, r1), any T; scratch holds GemmScratchFloats(K) floats.
+// Bit-identical to GemvAvx2 for every row and token.
 void GemmAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
-              int64_t ldy, bool accumulate, float* wscratch);
+              int64_t ldy, bool accumulate, float* scratch);
 // MultiQueryScores / MultiQueryWeightedSum (ops.h) with AVX2 + FMA (attention_avx2.cc).
 void MultiQueryScoresAvx2(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
                           float* scores, int64_t lds, bool accumulate);
