@@ -521,8 +521,9 @@ void MicroTokens(const float* wt, int64_t K, const float* x, int64_t ldx, int64_
 template <typename Convert>
 void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
               int64_t ldy, bool accumulate, float* scratch, const Convert& convert) {
-  const int64_t K = w.cols, Kp = (K + 7) & ~int64_t{7}, panel = GemmPanelRows(K), block = GemmTokenBlock(K);
   const bool fp8 = w.kind == WeightKind::kF8E4M3;
+  const int64_t K = w.cols, Kp = (K + 7) & ~int64_t{7}, block = GemmTokenBlock(K);
+  const int64_t panel = fp8 ? GemmFp8PanelRows(K) : GemmPanelRows(K);
   float* wt = scratch;
   float* xs = scratch + panel * Kp;
   // Each weight row is read and converted once per call (a panel of rows at a time), then

@@ -38,9 +38,12 @@ inline int64_t GemmTokenBlock(int64_t K) {
   const int64_t tokens = (256 * 1024) / (K * 4 > 0 ? K * 4 : 1);
   return tokens < 3 ? 3 : tokens;
 }
+// FP8 panels may be twice as tall (up to one 128-row scale block), so that each block's
+// activations are scaled once per token block rather than once per panel.
+inline int64_t GemmFp8PanelRows(int64_t K) { return 2 * GemmPanelRows(K); }
 // Floats of per-thread scratch the GEMM needs for K features: the converted panel, and one
 // token block of FP8's scaled activations.
-inline int64_t GemmScratchFloats(int64_t K) { return (GemmPanelRows(K) + GemmTokenBlock(K)) * ((K + 7) / 8) * 8; }
+inline int64_t GemmScratchFloats(int64_t K) { return (GemmFp8PanelRows(K) + GemmTokenBlock(K)) * ((K + 7) / 8) * 8; }
 
 // ---- Int8 activations for INT8 and INT4 weights (linear_q8.cc, linear_q8_avx2.cc) -------------
 // As llama.cpp's Q8_0: each token's activations are quantized in blocks of kActBlock columns,
