@@ -36,6 +36,97 @@ void MaskedSoftmax(float* scores, int64_t rows, int64_t S, int64_t start_pos, in
   }
 }
 
+// One-query chunks (decode) split the cache, not the heads, between jobs: a job is a span of
+// one chunk's cached positions with all H heads stacked, so each cached row is read once per
+// token (with the heads split, every thread streamed the whole cache: at depth that, not the
+// arithmetic, was decode attention's cost). A span leaves each head a partial softmax: its
+// largest score m, l = Σ exp(score - m) and o = Σ exp(score - m) · latent. The partials are
+// merged in span order, and the spans depend only on the cache length, so the result does not
+// depend on the thread count.
+constexpr int64_t kMaxSpans = 64, kMinSpanRows = 128;
+
+int64_t SpanCount(int64_t S) { return std::min<int64_t>(kMaxSpans, (S + kMinSpanRows - 1) / kMinSpanRows); }
+
+void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vector<const SeqChunk*>& chunks,
+                          int64_t layer, LatentKvCache* cache, const float* wkv_b, float scale, MlaScratch* s,
+                          float* attn) {
+  const int64_t H = c.num_attention_heads, nope = c.qk_nope_head_dim, R = c.qk_rope_head_dim;
+  const int64_t qk = c.qk_head_dim(), vd = c.v_head_dim, C = c.kv_lora_rank, n = static_cast<int64_t>(chunks.size());
+  const int64_t part = H * (C + 2);  // per span: m[H], l[H], o[H, C]
+  // Absorbed queries [H, C] then rope queries [H, R], per chunk.
+  s->decode_q.resize(static_cast<size_t>(n * H * (C + R)));
+  ParallelFor(n * H, 1, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      const int64_t i = j / H, h = j % H;
+      const float* qh = q + chunks[i]->offset * H * qk + h * qk;
+      float* qa = s->decode_q.data() + i * H * (C + R);
+      MMap(qa + h * C, 1, C, Eigen::OuterStride<>(C)).noalias() =
+          View(qh, 1, nope, nope) * View(wkv_b + h * (nope + vd) * C, nope, C, C);
+      std::memcpy(qa + H * C + h * R, qh + nope, static_cast<size_t>(R) * sizeof(float));
+    }
+  });
+  // The partials of every span.
+  std::vector<int64_t> first_span(static_cast<size_t>(n + 1), 0);
+  for (int64_t i = 0; i < n; ++i) first_span[i + 1] = first_span[i] + SpanCount(chunks[i]->start_pos + 1);
+  s->decode_parts.resize(static_cast<size_t>(first_span[n] * part));
+  ParallelFor(first_span[n], 1, [&](int64_t j0, int64_t j1) {
+    thread_local std::vector<float> scores;
+    for (int64_t j = j0; j < j1; ++j) {
+      const int64_t i = std::upper_bound(first_span.begin(), first_span.end(), j) - first_span.begin() - 1;
+      const SeqChunk& ch = *chunks[i];
+      const int64_t S = ch.start_pos + 1, spans = first_span[i + 1] - first_span[i], k = j - first_span[i];
+      const int64_t a = S * k / spans, len = S * (k + 1) / spans - a;
+      // The sliding window hides the positions before lo (probability exactly 0).
+      const int64_t lo = c.sliding_window > 0 ? std::max<int64_t>(0, ch.start_pos - c.sliding_window + 1) : 0;
+      const float* qa = s->decode_q.data() + i * H * (C + R);
+      const float* latents = cache->kv(layer, ch.slot) + a * C;
+      float* part_j = s->decode_parts.data() + j * part;
+      float *m = part_j, *l = part_j + H;
+      scores.resize(static_cast<size_t>(H * len));
+      MultiQueryScores(qa, H, C, latents, len, C, scores.data(), len, false);
+      MultiQueryScores(qa + H * C, H, R, cache->pe(layer, ch.slot) + a * R, len, R, scores.data(), len, true);
+      for (int64_t h = 0; h < H; ++h) {
+        float* row = scores.data() + h * len;
+        m[h] = -INFINITY;
+        for (int64_t t = 0; t < len; ++t) {
+          row[t] = a + t < lo ? -INFINITY : row[t] * scale;
+          m[h] = std::max(m[h], row[t]);
+        }
+        l[h] = 0.0f;
+        for (int64_t t = 0; t < len; ++t) {
+          row[t] = row[t] == -INFINITY ? 0.0f : std::exp(row[t] - m[h]);
+          l[h] += row[t];
+        }
+      }
+      MultiQueryWeightedSum(scores.data(), H, len, latents, len, C, part_j + 2 * H);
+    }
+  });
+  // Each (chunk, head): its spans merged in order, then W_uv.
+  ParallelFor(n * H, 1, [&](int64_t j0, int64_t j1) {
+    thread_local std::vector<float> merged;
+    merged.resize(static_cast<size_t>(C));
+    for (int64_t j = j0; j < j1; ++j) {
+      const int64_t i = j / H, h = j % H, spans = first_span[i + 1] - first_span[i];
+      const float* parts = s->decode_parts.data() + first_span[i] * part;
+      float top = -INFINITY;
+      for (int64_t k = 0; k < spans; ++k) top = std::max(top, parts[k * part + h]);
+      float sum = 0.0f;
+      std::fill(merged.begin(), merged.end(), 0.0f);
+      for (int64_t k = 0; k < spans; ++k) {
+        const float* pk = parts + k * part;
+        if (pk[h] == -INFINITY) continue;  // the whole span is outside the window
+        const float f = std::exp(pk[h] - top);
+        sum += f * pk[H + h];
+        const float* ok = pk + 2 * H + h * C;
+        for (int64_t x = 0; x < C; ++x) merged[x] += f * ok[x];
+      }
+      for (int64_t x = 0; x < C; ++x) merged[x] /= sum;
+      MMap(attn + chunks[i]->offset * H * vd + h * vd, 1, vd, Eigen::OuterStride<>(vd)).noalias() =
+          View(merged.data(), 1, C, C) * View(wkv_b + (h * (nope + vd) + nope) * C, vd, C, C).transpose();
+    }
+  });
+}
+
 }  // namespace
 
 // The form a chunk of T queries over S keys uses: the forced one, or for kAuto the one with
@@ -103,14 +194,18 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
   }
   const float scale = static_cast<float>(c.SoftmaxScale());
   float* attn = s->attn_out.data();
+  std::vector<const SeqChunk*> one_query, others;
+  for (const SeqChunk& ch : chunks)
+    (ch.n == 1 && ChooseAttnForm(c, impl, 1, ch.start_pos + 1) == AttnImpl::kAbsorb ? one_query : others).push_back(&ch);
+  if (!one_query.empty()) AttendOneQueryChunks(c, q, one_query, layer, cache, wkv_b, scale, s, attn);
   // Jobs are (chunk, group of heads), one group per thread. In the absorbed form a group's
   // heads are stacked so that each cached latent row is read once for all of them (at depth
   // the latent cache, not the weights, is what decode attention streams).
   const int64_t groups = std::min<int64_t>(H, std::max(1, NumThreads()));
-  const int64_t jobs = static_cast<int64_t>(chunks.size()) * groups;
+  const int64_t jobs = static_cast<int64_t>(others.size()) * groups;
   ParallelFor(jobs, 1, [&](int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j) {
-      const SeqChunk& ch = chunks[j / groups];
+      const SeqChunk& ch = *others[j / groups];
       const int64_t g = j % groups, h0 = H * g / groups, h1 = H * (g + 1) / groups, nh = h1 - h0;
       const int64_t T = ch.n, S = ch.start_pos + ch.n;
       const float* latents = cache->kv(layer, ch.slot);  // [S, C]

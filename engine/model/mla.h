@@ -40,6 +40,7 @@ AttnImpl ChooseAttnForm(const ModelConfig& c, AttnImpl impl, int64_t T, int64_t 
 // Scratch buffers sized once for `max_tokens` rows per step.
 struct MlaScratch {
   std::vector<float> q_a, q, kv_a, attn_out, kv_b_f32;
+  std::vector<float> decode_q, decode_parts;  // one-query chunks: absorbed queries, span partials
   void Reserve(const ModelConfig& c, int64_t max_tokens);
 };
 

@@ -98,6 +98,27 @@ TEST_F(EngineTest, SlidingWindowDecodeMatchesPrefill) {
   EXPECT_TRUE(testing::AllClose(prefill.data() + 4 * 512, decode.data(), decode.size(), 2e-5, "decode vs prefill"));
 }
 
+// Decode attention splits a sequence's cache into spans (>= 128 positions each) whose partial
+// softmaxes are merged in order. Past 128 positions there are two; with a window of 60 the
+// first lies wholly outside it. Decode must still match prefill, and not depend on threads.
+TEST_F(EngineTest, DecodeOverSeveralCacheSpansMatchesPrefillForAnyThreadCount) {
+  const int T = 220, P = 140, V = 512;
+  auto ids = Ids(T);
+  for (int64_t window : {0, 60}) {
+    std::vector<float> prefill, one, two;
+    ASSERT_TRUE(Load(window)->Logits(ids, 0, &prefill).ok());
+    SetNumThreads(1);
+    ASSERT_TRUE(Load(window)->Logits(ids, P, &one).ok());
+    SetNumThreads(2);
+    ASSERT_TRUE(Load(window)->Logits(ids, P, &two).ok());
+    SetNumThreads(0);
+    const std::string w = "window " + std::to_string(window);
+    ASSERT_EQ(one.size(), static_cast<size_t>((T - P + 1) * V));
+    EXPECT_TRUE(testing::AllClose(one.data(), two.data(), one.size(), 0.0, w + ": 1 vs 2 threads"));
+    EXPECT_TRUE(testing::AllClose(prefill.data() + (P - 1) * V, one.data(), one.size(), 2e-5, w + ": decode vs prefill"));
+  }
+}
+
 TEST_F(EngineTest, ThreadCountDoesNotChangeResults) {
   auto ids = Ids(30);
   std::vector<float> one, two;
