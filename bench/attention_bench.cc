@@ -51,8 +51,11 @@ void BM_MultiQuery(benchmark::State& state) {
 
 void Args(benchmark::internal::Benchmark* b) {
   for (int op : {0, 1})
-    for (int k : {static_cast<int>(LinearKernel::kReference), static_cast<int>(LinearKernel::kAvx2)})
+    for (int k : {static_cast<int>(LinearKernel::kReference), static_cast<int>(LinearKernel::kAvx2)}) {
       b->Args({op, k, 6, 4096, 256});
+      b->Args({op, k, 12, 128, 256});  // one decode span of bench-v3-mini: 12 heads, 128 positions
+      b->Args({op, k, 12, 128, 32});   // its rope part
+    }
 }
 BENCHMARK(BM_MultiQuery)->Apply(Args)->UseRealTime()->MinTime(0.2);
 

@@ -1,6 +1,6 @@
 // Multi-query attention products for AVX2 + FMA (compiled with those flags for this file
 // only; chosen at run time by attention.cc). Decode over MLA's latent cache has few queries
-// (the heads of a group) and many cached rows of C = kv_lora_rank floats: every cached row is
+// (the stacked heads) and many cached rows of C = kv_lora_rank floats: every cached row is
 // loaded once and meets all the queries from registers/L1, instead of once per head.
 //
 // As in linear_avx2.cc, no standard-library templates or shared inline functions here.
@@ -39,7 +39,39 @@ void ScoreRow(const float* const* q, const float* key, int64_t C, float* const* 
   }
 }
 
-// Three queries x 32 columns of the output in registers, over every cached row.
+// Four key rows x NQ queries (the GEMM's 4x3 tile: 7 loads per 12 FMAs), each query's four
+// dot products reduced together and stored as four consecutive scores.
+template <int NQ>
+void ScoreTile(const float* const* q, const float* keys, int64_t C, float* const* out, bool accumulate) {
+  __m256 acc[NQ][4];
+  for (int j = 0; j < NQ; ++j)
+    for (int i = 0; i < 4; ++i) acc[j][i] = _mm256_setzero_ps();
+  const int64_t C8 = C & ~int64_t{7};
+  for (int64_t c = 0; c < C8; c += 8) {
+    __m256 qv[NQ];
+    for (int j = 0; j < NQ; ++j) qv[j] = _mm256_loadu_ps(q[j] + c);
+    for (int i = 0; i < 4; ++i) {
+      const __m256 k = _mm256_loadu_ps(keys + i * C + c);
+      for (int j = 0; j < NQ; ++j) acc[j][i] = _mm256_fmadd_ps(qv[j], k, acc[j][i]);
+    }
+  }
+  for (int j = 0; j < NQ; ++j) {
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc[j][0], acc[j][1]), _mm256_hadd_ps(acc[j][2], acc[j][3]));
+    __m128 d = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));  // key i's sum in lane i
+    if (C8 < C) {
+      alignas(16) float tail[4];
+      for (int i = 0; i < 4; ++i) {
+        tail[i] = 0.0f;
+        for (int64_t c = C8; c < C; ++c) tail[i] += q[j][c] * keys[i * C + c];
+      }
+      d = _mm_add_ps(d, _mm_load_ps(tail));
+    }
+    if (accumulate) d = _mm_add_ps(d, _mm_loadu_ps(out[j]));
+    _mm_storeu_ps(out[j], d);
+  }
+}
+
+// N queries x 8·V columns of the output in registers, over every cached row.
 template <int N, int V>
 void WeightedColumns(const float* p, int64_t ldp, const float* vals, int64_t S, int64_t C, int64_t c0, float* out) {
   __m256 acc[N][V];
@@ -47,22 +79,69 @@ void WeightedColumns(const float* p, int64_t ldp, const float* vals, int64_t S, 
     for (int j = 0; j < V; ++j) acc[i][j] = _mm256_setzero_ps();
   for (int64_t s = 0; s < S; ++s) {
     const float* v = vals + s * C + c0;
-    __m256 vv[V];
-    for (int j = 0; j < V; ++j) vv[j] = _mm256_loadu_ps(v + 8 * j);
     for (int i = 0; i < N; ++i) {
       const __m256 w = _mm256_broadcast_ss(p + i * ldp + s);
-      for (int j = 0; j < V; ++j) acc[i][j] = _mm256_fmadd_ps(w, vv[j], acc[i][j]);
+      for (int j = 0; j < V; ++j) acc[i][j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8 * j), acc[i][j]);
     }
   }
   for (int i = 0; i < N; ++i)
     for (int j = 0; j < V; ++j) _mm256_storeu_ps(out + i * C + c0 + 8 * j, acc[i][j]);
 }
 
+// The common tile, three queries x 32 columns, with its twelve accumulators named: GCC kept
+// the array form's accumulators in registers but also stored them to the stack on every row,
+// which made the store port, not the FMAs, the limit.
+void WeightedColumns3x4(const float* p, int64_t ldp, const float* vals, int64_t S, int64_t C, int64_t c0,
+                        float* out) {
+  __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00,
+         a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+  for (int64_t s = 0; s < S; ++s) {
+    const float* v = vals + s * C + c0;
+    const __m256 w0 = _mm256_broadcast_ss(p + s), w1 = _mm256_broadcast_ss(p + ldp + s),
+                 w2 = _mm256_broadcast_ss(p + 2 * ldp + s);
+    __m256 x = _mm256_loadu_ps(v);
+    a00 = _mm256_fmadd_ps(w0, x, a00);
+    a10 = _mm256_fmadd_ps(w1, x, a10);
+    a20 = _mm256_fmadd_ps(w2, x, a20);
+    x = _mm256_loadu_ps(v + 8);
+    a01 = _mm256_fmadd_ps(w0, x, a01);
+    a11 = _mm256_fmadd_ps(w1, x, a11);
+    a21 = _mm256_fmadd_ps(w2, x, a21);
+    x = _mm256_loadu_ps(v + 16);
+    a02 = _mm256_fmadd_ps(w0, x, a02);
+    a12 = _mm256_fmadd_ps(w1, x, a12);
+    a22 = _mm256_fmadd_ps(w2, x, a22);
+    x = _mm256_loadu_ps(v + 24);
+    a03 = _mm256_fmadd_ps(w0, x, a03);
+    a13 = _mm256_fmadd_ps(w1, x, a13);
+    a23 = _mm256_fmadd_ps(w2, x, a23);
+  }
+  float* o = out + c0;
+  _mm256_storeu_ps(o, a00);
+  _mm256_storeu_ps(o + 8, a01);
+  _mm256_storeu_ps(o + 16, a02);
+  _mm256_storeu_ps(o + 24, a03);
+  _mm256_storeu_ps(o + C, a10);
+  _mm256_storeu_ps(o + C + 8, a11);
+  _mm256_storeu_ps(o + C + 16, a12);
+  _mm256_storeu_ps(o + C + 24, a13);
+  _mm256_storeu_ps(o + 2 * C, a20);
+  _mm256_storeu_ps(o + 2 * C + 8, a21);
+  _mm256_storeu_ps(o + 2 * C + 16, a22);
+  _mm256_storeu_ps(o + 2 * C + 24, a23);
+}
+
 template <int N>
 void WeightedSumQueries(const float* p, int64_t ldp, const float* vals, int64_t S, int64_t C, float* out) {
   const int64_t C32 = C & ~int64_t{31}, C8 = C & ~int64_t{7};
   int64_t c0 = 0;
-  for (; c0 < C32; c0 += 32) WeightedColumns<N, 4>(p, ldp, vals, S, C, c0, out);
+  for (; c0 < C32; c0 += 32) {
+    if (N == 3) {
+      WeightedColumns3x4(p, ldp, vals, S, C, c0, out);
+    } else {
+      WeightedColumns<N, 4>(p, ldp, vals, S, C, c0, out);
+    }
+  }
   for (; c0 < C8; c0 += 8) WeightedColumns<N, 1>(p, ldp, vals, S, C, c0, out);
   for (; c0 < C; ++c0) {  // last C % 8 columns
     for (int i = 0; i < N; ++i) {
@@ -77,7 +156,28 @@ void WeightedSumQueries(const float* p, int64_t ldp, const float* vals, int64_t 
 
 void MultiQueryScoresAvx2(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
                           float* scores, int64_t lds, bool accumulate) {
-  for (int64_t s = 0; s < S; ++s) {
+  const int64_t S4 = S & ~int64_t{3};
+  for (int64_t s = 0; s < S4; s += 4) {  // four key rows at a time, read once for all queries
+    const float* key = keys + s * C;
+    // Decode reads the cache from DRAM once per token: fetch the rows two steps ahead (the
+    // hardware prefetchers alone left this loop at half the read bandwidth).
+    if (s + 12 <= S) {
+      const char* ahead = reinterpret_cast<const char*>(key + 8 * C);
+      for (int64_t b = 0; b < 4 * C * 4; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
+    }
+    int64_t m = 0;
+    for (; m + 3 <= M; m += 3) {
+      const float* qs[3] = {q + m * ldq, q + (m + 1) * ldq, q + (m + 2) * ldq};
+      float* outs[3] = {scores + m * lds + s, scores + (m + 1) * lds + s, scores + (m + 2) * lds + s};
+      ScoreTile<3>(qs, key, C, outs, accumulate);
+    }
+    for (; m < M; ++m) {
+      const float* qs[1] = {q + m * ldq};
+      float* outs[1] = {scores + m * lds + s};
+      ScoreTile<1>(qs, key, C, outs, accumulate);
+    }
+  }
+  for (int64_t s = S4; s < S; ++s) {
     const float* key = keys + s * C;
     int64_t m = 0;
     for (; m + 4 <= M; m += 4) {
