@@ -143,6 +143,11 @@ void SiluMul(float* gate, const float* up, int64_t n);
 
 // Numerically stable softmax over n elements in place.
 void SoftmaxInPlace(float* x, int64_t n);
+// x[i] = exp(x[i] - shift) for i < n, returning their sum: the exponentials of attention's
+// softmax (exp(-inf) = 0, NaN stays NaN). The AVX2 path (Cephes' expf polynomial, within 3 ulp
+// of std::exp; below e^-87.3 it gives 0) unless the kernels are forced to the reference, which
+// is std::exp.
+float ExpShiftedSum(float* x, int64_t n, float shift);
 
 // log_softmax of one row of logits into out (may alias).
 void LogSoftmax(const float* logits, int64_t n, float* out);

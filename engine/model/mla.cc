@@ -32,7 +32,10 @@ void MaskedSoftmax(float* scores, int64_t rows, int64_t S, int64_t start_pos, in
     // Masked positions get probability exactly 0 (not -inf logits: they are multiplied next).
     for (int64_t s = 0; s < lo; ++s) row[s] = 0.0f;
     for (int64_t s = pos + 1; s < S; ++s) row[s] = 0.0f;
-    SoftmaxInPlace(row + lo, pos + 1 - lo);
+    float m = -INFINITY;
+    for (int64_t s = lo; s <= pos; ++s) m = std::max(m, row[s]);
+    const float inv = 1.0f / ExpShiftedSum(row + lo, pos + 1 - lo, m);
+    for (int64_t s = lo; s <= pos; ++s) row[s] *= inv;
   }
 }
 
@@ -92,10 +95,11 @@ void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vecto
           row[t] = a + t < lo ? -INFINITY : row[t] * scale;
           m[h] = std::max(m[h], row[t]);
         }
-        l[h] = 0.0f;
-        for (int64_t t = 0; t < len; ++t) {
-          row[t] = row[t] == -INFINITY ? 0.0f : std::exp(row[t] - m[h]);
-          l[h] += row[t];
+        if (m[h] == -INFINITY) {  // the whole span is outside the window
+          std::fill(row, row + len, 0.0f);
+          l[h] = 0.0f;
+        } else {
+          l[h] = ExpShiftedSum(row, len, m[h]);
         }
       }
       MultiQueryWeightedSum(scores.data(), H, len, latents, len, C, part_j + 2 * H);
@@ -237,15 +241,24 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
         MultiQueryWeightedSum(scores, rows, S, latents, S, C, o_latent.data());
         for (int64_t i = 0; i < nh; ++i) o(h0 + i).noalias() = o_latent.middleRows(i * T, T) * w_uv(h0 + i).transpose();
       } else {
-        CMap lat = View(latents, S, C, C), pe = View(k_pe, S, R, R);
+        // Every product here is q·keysᵀ for some rows: MultiQueryScores (a cache-blocked GEMM
+        // once there are many rows), with the values expanded transposed so that the weighted
+        // sum is one too.
+        thread_local std::vector<float> buf;
+        buf.resize(static_cast<size_t>(S * nope + vd * S + T * S));
+        float* k_nope = buf.data();             // [S, nope]
+        float* v_t = k_nope + S * nope;         // [vd, S]
+        float* scores = v_t + vd * S;           // [T, S]
         for (int64_t h = h0; h < h1; ++h) {
-          const RowMat k_nope = lat * w_uk(h).transpose();  // [S, nope]
-          const RowMat v = lat * w_uv(h).transpose();       // [S, vd]
-          RowMat scores = q_nope(h) * k_nope.transpose();
-          scores.noalias() += q_pe(h) * pe.transpose();
-          scores *= scale;
-          MaskedSoftmax(scores.data(), T, S, ch.start_pos, T, c.sliding_window);
-          o(h).noalias() = scores * v;
+          const float* wh = wkv_b + h * (nope + vd) * C;
+          const float* qh = q + ch.offset * H * qk + h * qk;
+          MultiQueryScores(latents, S, C, wh, nope, C, k_nope, nope, false);        // lat · W_ukᵀ
+          MultiQueryScores(wh + nope * C, vd, C, latents, S, C, v_t, S, false);     // W_uv · latᵀ
+          MultiQueryScores(qh, T, H * qk, k_nope, S, nope, scores, S, false);
+          MultiQueryScores(qh + nope, T, H * qk, k_pe, S, R, scores, S, true);
+          for (int64_t i = 0; i < T * S; ++i) scores[i] *= scale;
+          MaskedSoftmax(scores, T, S, ch.start_pos, T, c.sliding_window);
+          MultiQueryScores(scores, T, S, v_t, vd, S, attn + ch.offset * H * vd + h * vd, H * vd, false);
         }
       }
     }

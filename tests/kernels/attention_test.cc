@@ -1,7 +1,8 @@
-// The multi-query attention products (decode over MLA's latent cache) against their reference
-// twin: every query count around the kernels' register blocks (4 queries per key pass, 3 per
-// weighted-sum pass), widths with and without a tail of C % 8, accumulate on and off, and
-// rows that must not be touched. Skips where the CPU lacks AVX2.
+// The multi-query attention products (decode over MLA's latent cache; from 16 queries the
+// GEMM) against their reference twin: every query count around the kernels' register blocks,
+// widths with and without a tail of C % 8, accumulate on and off, and rows that must not be
+// touched; and the AVX2 exponentials of attention's softmax against std::exp. Skips where the
+// CPU lacks AVX2.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -35,7 +36,7 @@ void ExpectWithinSumBound(float fast, float ref, double magnitude, int64_t n, co
 TEST_F(MultiQueryTest, ScoresMatchTheReference) {
   uint32_t seed = 1;
   for (int64_t C : {256, 32, 37}) {
-    for (int64_t M : {1, 2, 3, 4, 5, 6, 7, 9}) {
+    for (int64_t M : {1, 2, 3, 4, 5, 6, 7, 9, 16, 41}) {  // from 16 queries: the GEMM path
       for (int64_t S : {1, 13, 100}) {
         for (bool accumulate : {false, true}) {
           const int64_t ldq = C + 3, lds = S + 2;  // strides wider than the rows
@@ -88,6 +89,42 @@ TEST_F(MultiQueryTest, WeightedSumMatchesTheReference) {
       }
     }
   }
+}
+
+// Floats in [-87.25, -0.25] at a fine step, plus a few positive ones: within 3 ulp of
+// std::exp (measured as relative error, 3 * 2^-23), in every position of a row (the last n % 8
+// go through a padded vector). exp(0) = 1 exactly, -inf gives 0, NaN stays NaN, and far below
+// the smallest normal float gives 0. The sum is the sum of the values written.
+TEST_F(MultiQueryTest, ExpShiftedSumIsWithinThreeUlpOfStdExp) {
+  SetLinearKernel(LinearKernel::kAvx2);
+  std::vector<float> in;
+  for (float v = -87.0f; v <= 0.0f; v += 0.00731f) in.push_back(v);  // shifted: down to -87.25
+  for (float v : {0.0f, 1e-8f, -1e-8f, 0.5f, 3.0f, 20.0f, -0.3465736f, -0.6931472f}) in.push_back(v);
+  for (int64_t n : {static_cast<int64_t>(in.size()), int64_t{13}, int64_t{5}}) {
+    std::vector<float> x(in.begin(), in.begin() + n);
+    const float shift = 0.25f;
+    const float sum = ExpShiftedSum(x.data(), n, shift);
+    double total = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float arg = in[i] - shift;  // rounded to float as the kernel's argument is
+      const double want = std::exp(static_cast<double>(arg));
+      ASSERT_LE(std::fabs(x[i] - want), 3 * std::ldexp(1.0, -23) * want) << "x=" << in[i] << " n=" << n;
+      total += x[i];
+    }
+    EXPECT_NEAR(sum, total, 1e-6 * total) << n;
+  }
+  std::vector<float> special = {0.0f, -INFINITY, NAN, -200.0f, -1e30f, 0.0f, -87.0f, -88.5f, 1.0f};
+  const float sum = ExpShiftedSum(special.data(), static_cast<int64_t>(special.size()), 0.0f);
+  EXPECT_EQ(special[0], 1.0f);
+  EXPECT_EQ(special[1], 0.0f);
+  EXPECT_TRUE(std::isnan(special[2]));
+  EXPECT_EQ(special[3], 0.0f);
+  EXPECT_EQ(special[4], 0.0f);
+  EXPECT_EQ(special[5], 1.0f);
+  EXPECT_NEAR(special[6], std::exp(-87.0), 3e-7 * std::exp(-87.0));
+  EXPECT_LE(special[7], std::exp(-88.5) * 1.01);  // below the normal range: tiny or 0
+  EXPECT_NEAR(special[8], std::exp(1.0), 3e-7 * std::exp(1.0));
+  EXPECT_TRUE(std::isnan(sum));
 }
 
 }  // namespace

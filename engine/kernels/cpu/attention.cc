@@ -2,6 +2,7 @@
 // kernel family is not forced to the reference, else the reference twin below (Eigen matrix
 // products; the tests compare the two).
 #include <Eigen/Core>
+#include <vector>
 
 #include "engine/kernels/cpu/linear_kernels.h"
 #include "engine/kernels/ops.h"
@@ -16,12 +17,30 @@ using MMap = Eigen::Map<RowMat, 0, Eigen::OuterStride<>>;
 
 bool UseAvx2() { return ActiveLinearKernel() == LinearKernel::kAvx2; }
 
+// Above this many queries the product is a full matrix product (prefill attention, expanding
+// keys and values from the latents) and goes through Linear's cache-blocked GEMM, the keys
+// taking the place of float32 weight rows; below it, the multi-query kernel, which reads each
+// key row once for all queries straight from memory (decode).
+constexpr int64_t kGemmMinQueries = 16;
+
 }  // namespace
 
 void MultiQueryScores(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
                       float* scores, int64_t lds, bool accumulate) {
   if (UseAvx2()) {
-    cpu::MultiQueryScoresAvx2(q, M, ldq, keys, S, C, scores, lds, accumulate);
+    if (M >= kGemmMinQueries && S > 0 && C > 0) {
+      cpu::RawWeight raw;
+      raw.kind = cpu::WeightKind::kF32;
+      raw.data = keys;
+      raw.rows = S;
+      raw.cols = C;
+      raw.row_bytes = C * static_cast<int64_t>(sizeof(float));
+      thread_local std::vector<float> scratch;
+      scratch.resize(static_cast<size_t>(cpu::GemmScratchFloats(C)));
+      cpu::GemmAvx2(q, M, ldq, raw, 0, S, scores, lds, accumulate, scratch.data());
+    } else {
+      cpu::MultiQueryScoresAvx2(q, M, ldq, keys, S, C, scores, lds, accumulate);
+    }
     return;
   }
   CMap Q(q, M, C, Eigen::OuterStride<>(ldq)), K(keys, S, C, Eigen::OuterStride<>(C));

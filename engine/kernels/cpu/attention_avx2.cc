@@ -152,7 +152,51 @@ void WeightedSumQueries(const float* p, int64_t ldp, const float* vals, int64_t 
   }
 }
 
+// exp(x) as Cephes' expf: n = round(x·log2 e), r = x - n·ln 2 (ln 2 in two parts, so r is
+// exact), e^r by a degree-5 polynomial, times 2^n built in the exponent bits. Within 3 ulp of
+// std::exp for x in [-87.3, 88.3]; below that 0 (e^-87.3 is the smallest normal float), above
+// it clamped (callers pass x <= 0). NaN stays NaN: the clamps return their second operand
+// when one is NaN, and the underflow test is false for it.
+inline __m256 Exp(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-87.3365f), hi = _mm256_set1_ps(88.3762f);
+  const __m256 underflow = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+  x = _mm256_min_ps(hi, _mm256_max_ps(lo, x));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n)));
+}
+
 }  // namespace
+
+float ExpShiftedSumAvx2(float* x, int64_t n, float shift) {
+  const __m256 s = _mm256_set1_ps(shift);
+  __m256 sum = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = Exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
+    _mm256_storeu_ps(x + i, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  if (i < n) {  // the last n % 8 through the same vector code (padding lanes -inf: 0)
+    alignas(32) float buf[8];
+    for (int j = 0; j < 8; ++j) buf[j] = i + j < n ? x[i + j] : -__builtin_inff();
+    const __m256 e = Exp(_mm256_sub_ps(_mm256_load_ps(buf), s));
+    _mm256_store_ps(buf, e);
+    for (int64_t j = 0; i + j < n; ++j) x[i + j] = buf[j];
+    sum = _mm256_add_ps(sum, e);
+  }
+  return HorizontalSum(sum);
+}
 
 void MultiQueryScoresAvx2(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
                           float* scores, int64_t lds, bool accumulate) {
@@ -209,6 +253,7 @@ void MultiQueryWeightedSumAvx2(const float* p, int64_t M, int64_t ldp, const flo
 namespace dsv3::cpu {
 void MultiQueryScoresAvx2(const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t, bool) {}
 void MultiQueryWeightedSumAvx2(const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*) {}
+float ExpShiftedSumAvx2(float*, int64_t, float) { return 0.0f; }
 }  // namespace dsv3::cpu
 
 #endif

@@ -91,6 +91,8 @@ void MultiQueryScoresAvx2(const float* q, int64_t M, int64_t ldq, const float* k
                           float* scores, int64_t lds, bool accumulate);
 void MultiQueryWeightedSumAvx2(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
                                float* out);
+// ExpShiftedSum (ops.h) with AVX2 + FMA (attention_avx2.cc).
+float ExpShiftedSumAvx2(float* x, int64_t n, float shift);
 // FLOPs of a register-only FMA loop on this thread for about `seconds` (the matrix peak that
 // the roofline in `dsv3 bench` compares prefill against).
 double FmaPeakFlopsAvx2(double seconds);

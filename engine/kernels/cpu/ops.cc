@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "engine/kernels/cpu/linear_kernels.h"
 
 namespace dsv3 {
 
@@ -46,6 +47,16 @@ void SoftmaxInPlace(float* x, int64_t n) {
   }
   float inv = 1.0f / sum;
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+float ExpShiftedSum(float* x, int64_t n, float shift) {
+  if (ActiveLinearKernel() == LinearKernel::kAvx2) return cpu::ExpShiftedSumAvx2(x, n, shift);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - shift);
+    sum += x[i];
+  }
+  return sum;
 }
 
 void LogSoftmax(const float* logits, int64_t n, float* out) {
