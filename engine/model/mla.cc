@@ -44,11 +44,17 @@ void MaskedSoftmax(float* scores, int64_t rows, int64_t S, int64_t start_pos, in
 // token (with the heads split, every thread streamed the whole cache: at depth that, not the
 // arithmetic, was decode attention's cost). A span leaves each head a partial softmax: its
 // largest score m, l = Σ exp(score - m) and o = Σ exp(score - m) · latent. The partials are
-// merged in span order, and the spans depend only on the cache length, so the result does not
-// depend on the thread count.
-constexpr int64_t kMaxSpans = 64, kMinSpanRows = 128;
+// merged in span order, and the spans depend only on the cache length and the head count, so
+// the result depends neither on the thread count nor on the batch.
+// Spans hold >= 128 positions; their number is capped so that a chunk's partials stay near
+// 0.8 MB for bench-v3-mini (12 heads, C 256: 64 spans) and ~4 MB for DeepSeek-V3 (128 heads,
+// C 512: 16 spans), whatever the batch.
+constexpr int64_t kMinSpanRows = 128;
 
-int64_t SpanCount(int64_t S) { return std::min<int64_t>(kMaxSpans, (S + kMinSpanRows - 1) / kMinSpanRows); }
+int64_t SpanCount(int64_t S, int64_t H) {
+  const int64_t max_spans = std::clamp<int64_t>(2048 / std::max<int64_t>(H, 1), 4, 64);
+  return std::min<int64_t>(max_spans, (S + kMinSpanRows - 1) / kMinSpanRows);
+}
 
 void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vector<const SeqChunk*>& chunks,
                           int64_t layer, LatentKvCache* cache, const float* wkv_b, float scale, MlaScratch* s,
@@ -70,7 +76,7 @@ void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vecto
   });
   // The partials of every span.
   std::vector<int64_t> first_span(static_cast<size_t>(n + 1), 0);
-  for (int64_t i = 0; i < n; ++i) first_span[i + 1] = first_span[i] + SpanCount(chunks[i]->start_pos + 1);
+  for (int64_t i = 0; i < n; ++i) first_span[i + 1] = first_span[i] + SpanCount(chunks[i]->start_pos + 1, H);
   s->decode_parts.resize(static_cast<size_t>(first_span[n] * part));
   ParallelFor(first_span[n], 1, [&](int64_t j0, int64_t j1) {
     thread_local std::vector<float> scores;
