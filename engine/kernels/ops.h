@@ -141,9 +141,9 @@ void RmsNorm(const float* x, const TensorView& weight, int64_t T, int64_t D, flo
 // x[i] = silu(gate[i]) * up[i] over n elements, written into gate.
 void SiluMul(float* gate, const float* up, int64_t n);
 
-// Numerically stable softmax over n elements in place.
+// Numerically stable softmax over n elements in place (max subtracted, ExpShiftedSum).
 void SoftmaxInPlace(float* x, int64_t n);
-// x[i] = exp(x[i] - shift) for i < n, returning their sum: the exponentials of attention's
+// x[i] = exp(x[i] - shift) for i < n, returning their sum: the exponentials of every
 // softmax (exp(-inf) = 0, NaN stays NaN). The AVX2 path (Cephes' expf polynomial, within 3 ulp
 // of std::exp; below e^-87.3 it gives 0) unless the kernels are forced to the reference, which
 // is std::exp.

@@ -32,10 +32,7 @@ void MaskedSoftmax(float* scores, int64_t rows, int64_t S, int64_t start_pos, in
     // Masked positions get probability exactly 0 (not -inf logits: they are multiplied next).
     for (int64_t s = 0; s < lo; ++s) row[s] = 0.0f;
     for (int64_t s = pos + 1; s < S; ++s) row[s] = 0.0f;
-    float m = -INFINITY;
-    for (int64_t s = lo; s <= pos; ++s) m = std::max(m, row[s]);
-    const float inv = 1.0f / ExpShiftedSum(row + lo, pos + 1 - lo, m);
-    for (int64_t s = lo; s <= pos; ++s) row[s] *= inv;
+    SoftmaxInPlace(row + lo, pos + 1 - lo);
   }
 }
 

@@ -2,7 +2,6 @@
 // kernel family is not forced to the reference, else the reference twin below (Eigen matrix
 // products; the tests compare the two).
 #include <Eigen/Core>
-#include <vector>
 
 #include "engine/kernels/cpu/linear_kernels.h"
 #include "engine/kernels/ops.h"
@@ -29,15 +28,9 @@ void MultiQueryScores(const float* q, int64_t M, int64_t ldq, const float* keys,
                       float* scores, int64_t lds, bool accumulate) {
   if (UseAvx2()) {
     if (M >= kGemmMinQueries && S > 0 && C > 0) {
-      cpu::RawWeight raw;
-      raw.kind = cpu::WeightKind::kF32;
-      raw.data = keys;
-      raw.rows = S;
-      raw.cols = C;
-      raw.row_bytes = C * static_cast<int64_t>(sizeof(float));
-      thread_local std::vector<float> scratch;
-      scratch.resize(static_cast<size_t>(cpu::GemmScratchFloats(C)));
-      cpu::GemmAvx2(q, M, ldq, raw, 0, S, scores, lds, accumulate, scratch.data());
+      const cpu::RawWeight raw{.kind = cpu::WeightKind::kF32, .data = keys, .rows = S, .cols = C,
+                               .row_bytes = C * static_cast<int64_t>(sizeof(float))};
+      cpu::GemmAvx2WithScratch(q, M, ldq, raw, 0, S, scores, lds, accumulate);
     } else {
       cpu::MultiQueryScoresAvx2(q, M, ldq, keys, S, C, scores, lds, accumulate);
     }

@@ -88,9 +88,16 @@ void WeightedColumns(const float* p, int64_t ldp, const float* vals, int64_t S, 
     for (int j = 0; j < V; ++j) _mm256_storeu_ps(out + i * C + c0 + 8 * j, acc[i][j]);
 }
 
+// a_i += w_i · x for three queries: one value vector of WeightedColumns3x4.
+inline void Fma3(__m256 x, __m256 w0, __m256 w1, __m256 w2, __m256& a0, __m256& a1, __m256& a2) {
+  a0 = _mm256_fmadd_ps(w0, x, a0);
+  a1 = _mm256_fmadd_ps(w1, x, a1);
+  a2 = _mm256_fmadd_ps(w2, x, a2);
+}
+
 // The common tile, three queries x 32 columns, with its twelve accumulators named: GCC kept
 // the array form's accumulators in registers but also stored them to the stack on every row,
-// which made the store port, not the FMAs, the limit.
+// which made the store port, not the FMAs, the limit. a<i><j>: query i, columns 8j..8j+7.
 void WeightedColumns3x4(const float* p, int64_t ldp, const float* vals, int64_t S, int64_t C, int64_t c0,
                         float* out) {
   __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00,
@@ -99,36 +106,14 @@ void WeightedColumns3x4(const float* p, int64_t ldp, const float* vals, int64_t 
     const float* v = vals + s * C + c0;
     const __m256 w0 = _mm256_broadcast_ss(p + s), w1 = _mm256_broadcast_ss(p + ldp + s),
                  w2 = _mm256_broadcast_ss(p + 2 * ldp + s);
-    __m256 x = _mm256_loadu_ps(v);
-    a00 = _mm256_fmadd_ps(w0, x, a00);
-    a10 = _mm256_fmadd_ps(w1, x, a10);
-    a20 = _mm256_fmadd_ps(w2, x, a20);
-    x = _mm256_loadu_ps(v + 8);
-    a01 = _mm256_fmadd_ps(w0, x, a01);
-    a11 = _mm256_fmadd_ps(w1, x, a11);
-    a21 = _mm256_fmadd_ps(w2, x, a21);
-    x = _mm256_loadu_ps(v + 16);
-    a02 = _mm256_fmadd_ps(w0, x, a02);
-    a12 = _mm256_fmadd_ps(w1, x, a12);
-    a22 = _mm256_fmadd_ps(w2, x, a22);
-    x = _mm256_loadu_ps(v + 24);
-    a03 = _mm256_fmadd_ps(w0, x, a03);
-    a13 = _mm256_fmadd_ps(w1, x, a13);
-    a23 = _mm256_fmadd_ps(w2, x, a23);
+    Fma3(_mm256_loadu_ps(v), w0, w1, w2, a00, a10, a20);
+    Fma3(_mm256_loadu_ps(v + 8), w0, w1, w2, a01, a11, a21);
+    Fma3(_mm256_loadu_ps(v + 16), w0, w1, w2, a02, a12, a22);
+    Fma3(_mm256_loadu_ps(v + 24), w0, w1, w2, a03, a13, a23);
   }
-  float* o = out + c0;
-  _mm256_storeu_ps(o, a00);
-  _mm256_storeu_ps(o + 8, a01);
-  _mm256_storeu_ps(o + 16, a02);
-  _mm256_storeu_ps(o + 24, a03);
-  _mm256_storeu_ps(o + C, a10);
-  _mm256_storeu_ps(o + C + 8, a11);
-  _mm256_storeu_ps(o + C + 16, a12);
-  _mm256_storeu_ps(o + C + 24, a13);
-  _mm256_storeu_ps(o + 2 * C, a20);
-  _mm256_storeu_ps(o + 2 * C + 8, a21);
-  _mm256_storeu_ps(o + 2 * C + 16, a22);
-  _mm256_storeu_ps(o + 2 * C + 24, a23);
+  const __m256 rows[3][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}, {a20, a21, a22, a23}};
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 4; ++j) _mm256_storeu_ps(out + i * C + c0 + 8 * j, rows[i][j]);
 }
 
 template <int N>

@@ -121,9 +121,7 @@ void Avx2Rows(const float* x, int64_t T, const cpu::RawWeight& raw, int64_t r0, 
     cpu::GemvAvx2(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate);
     return;
   }
-  thread_local std::vector<float> scratch;
-  scratch.resize(static_cast<size_t>(cpu::GemmScratchFloats(raw.cols)));
-  cpu::GemmAvx2(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate, scratch.data());
+  cpu::GemmAvx2WithScratch(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate);
 }
 
 // ---- Int8 activations (INT8 and INT4 weights) ----
@@ -242,6 +240,13 @@ void LinearRows(const float* x, int64_t T, const WeightMatrix& w, int64_t r0, in
   LinearInput& in = CallInput();
   in.Prepare(x, T, w);
   LinearRows(in, w, r0, r1, y, ldy, accumulate);
+}
+
+void cpu::GemmAvx2WithScratch(const float* x, int64_t T, int64_t ldx, const cpu::RawWeight& w, int64_t r0,
+                              int64_t r1, float* y, int64_t ldy, bool accumulate) {
+  thread_local std::vector<float> scratch;
+  scratch.resize(static_cast<size_t>(cpu::GemmScratchFloats(w.cols)));
+  cpu::GemmAvx2(x, T, ldx, w, r0, r1, y, ldy, accumulate, scratch.data());
 }
 
 void SetLinearKernel(LinearKernel k) {

@@ -68,18 +68,12 @@ struct ByteRows {
 
 // e4m3 (bias 7) in the F16 layout (bias 15) is the same number times 2^-8, normals and
 // subnormals alike: sign-extend the byte to 16 bits, shift left by 7 and clear bit 14 (the
-// shifted copy of the sign). vcvtph2ps then gives E4M3ToF32(q) · 2^-8 exactly, and Scale
-// returns 256·scale (a power-of-two multiple, so products round as with the plain values).
-// 0x7f/0xff (NaN in e4m3) would read as ±480; the quantizer saturates at ±448 and never writes
-// them. The float32 kernels below apply FP8's scale to the activations, not to the weights
-// (see Fp8DotRows); Apply is what DequantizeRows-equal conversions use.
+// shifted copy of the sign). vcvtph2ps then gives u = E4M3ToF32(q) · 2^-8 exactly; the kernels
+// multiply it by activations scaled by ActScale = 256 · scale (a power-of-two multiple, so the
+// products round as with the plain values; see Fp8DotRows). 0x7f/0xff (NaN in e4m3) would read
+// as ±480; the quantizer saturates at ±448 and never writes them.
 struct Fp8Format : ByteRows {
-  static constexpr int kGemvRows = 8;
-  static int64_t ByteOffset(int64_t k) { return k; }
-  static float Scale(const RawWeight& w, int64_t r, int64_t g) {
-    return w.scale[(r / w.block_out) * w.scale_cols + g] * 256.0f;
-  }
-  static float Zero(const RawWeight&, int64_t, int64_t) { return 0.0f; }
+  static float ActScale(const float* scale_row, int64_t g) { return scale_row[g] * 256.0f; }
   static __m256i ToF16Bits(__m128i q16) {
     return _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(q16), 7), _mm256_set1_epi16(int16_t(0xbfff)));
   }
@@ -95,8 +89,6 @@ struct Fp8Format : ByteRows {
     return _mm_cvtss_f32(_mm256_castps256_ps128(
         _mm256_cvtph_ps(_mm256_castsi256_si128(ToF16Bits(_mm_cvtsi32_si128(q[k]))))));
   }
-  static __m256 Apply(__m256 u, __m256 s, __m256) { return _mm256_mul_ps(u, s); }
-  static float ApplyScalar(float u, float s, float) { return u * s; }
 };
 
 // INT8: float(q) · scale.
@@ -162,9 +154,10 @@ struct ScaledTailRow {
   }
 };
 
-// Row cursor of FP8's unscaled values (E4M3ToF32(q) · 2^-8) for LoadWeightTail.
+// Row cursor of FP8's unscaled values u (ConvertRows builds the GEMM's panel from it).
 struct Fp8UnscaledRow {
   const uint8_t* q;
+  __m256 Load8(int64_t k) const { return Fp8Format::Load8(q, k); }
   float Scalar(int64_t k) const { return Fp8Format::Unscaled(q, k); }
 };
 
@@ -345,7 +338,7 @@ void Fp8DotRows(const RawWeight& w, int64_t r, const float* x, float* y, bool ac
   const int64_t steps = K / 16 > 0 ? K / 16 : 1, span = ((R * w.row_bytes + steps - 1) / steps + 63) & ~int64_t{63};
   for (int64_t k0 = 0, g = 0; k0 < K8; k0 += bi, ++g) {
     const int64_t k1 = k0 + bi < K8 ? k0 + bi : K8;
-    const __m256 s = _mm256_set1_ps(scales[g] * 256.0f);
+    const __m256 s = _mm256_set1_ps(Fp8Format::ActScale(scales, g));
     int64_t k = k0;
     for (; k + 16 <= k1; k += 16) {
       if (prefetch != 0)
@@ -364,7 +357,7 @@ void Fp8DotRows(const RawWeight& w, int64_t r, const float* x, float* y, bool ac
     }
   }
   if (K8 < K) {
-    const __m256 xv = _mm256_mul_ps(LoadTail(x, K8, K), _mm256_set1_ps(scales[K8 / bi] * 256.0f));
+    const __m256 xv = _mm256_mul_ps(LoadTail(x, K8, K), _mm256_set1_ps(Fp8Format::ActScale(scales, K8 / bi)));
     for (int i = 0; i < R; ++i) acc[i] = _mm256_fmadd_ps(xv, LoadWeightTail(Fp8UnscaledRow{q[i]}, K8, K), acc[i]);
   }
   for (int i = 0; i < R; ++i) Store(y + i, HorizontalSum(acc[i]), accumulate);
@@ -389,24 +382,6 @@ void Fp8GemvRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int
   }
 }
 
-// Rows [r, r+n) of FP8 as float32 rows of Kp of the unscaled values u (the GEMM's panel).
-void ConvertFp8Rows(const RawWeight& w, int64_t r, int n, float* dst) {
-  const int64_t K = w.cols, K8 = K & ~int64_t{7}, Kp = (K + 7) & ~int64_t{7};
-  for (int i = 0; i < n; ++i) {
-    const uint8_t* q = Fp8Format::Row(w, r + i);
-    float* d = dst + i * Kp;
-    int64_t k = 0;
-    for (; k + 16 <= K8; k += 16) {
-      __m256 a, b;
-      Fp8Format::Load16(q, k, &a, &b);
-      _mm256_storeu_ps(d + k, a);
-      _mm256_storeu_ps(d + k + 8, b);
-    }
-    if (k < K8) _mm256_storeu_ps(d + k, Fp8Format::Load8(q, k));
-    if (K8 < K) _mm256_storeu_ps(d + K8, LoadWeightTail(Fp8UnscaledRow{q}, K8, K));
-  }
-}
-
 // xs[t, k] = fl(x[t, k] · s'), s' the scale of column k's group in block row rb, for nt tokens
 // (row stride Kp): the activations an FP8 panel of that block multiplies.
 void ScaleFp8Activations(const RawWeight& w, int64_t rb, const float* x, int64_t ldx, int64_t nt, float* xs) {
@@ -417,7 +392,7 @@ void ScaleFp8Activations(const RawWeight& w, int64_t rb, const float* x, int64_t
     float* d = xs + t * Kp;
     for (int64_t k0 = 0, g = 0; k0 < K; k0 += bi, ++g) {
       const int64_t k1 = k0 + bi < K ? k0 + bi : K;
-      const float sv = scales[g] * 256.0f;
+      const float sv = Fp8Format::ActScale(scales, g);
       const __m256 s = _mm256_set1_ps(sv);
       int64_t k = k0;
       for (; k + 8 <= k1; k += 8) _mm256_storeu_ps(d + k, _mm256_mul_ps(_mm256_loadu_ps(xt + k), s));
@@ -604,7 +579,9 @@ void GemmAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
   };
   switch (w.kind) {
     case WeightKind::kF8E4M3:
-      gemm([&](int64_t r, int m, float* wt) { ConvertFp8Rows(w, r, m, wt); });
+      gemm([&](int64_t r, int m, float* wt) {
+        ConvertRows([&](int64_t i) { return Fp8UnscaledRow{Fp8Format::Row(w, i)}; }, r, m, w.cols, wt);
+      });
       return;
     case WeightKind::kI8:
       gemm([&](int64_t r, int m, float* wt) { ConvertScaledRows<Int8Format>(w, r, m, wt); });

@@ -91,6 +91,10 @@ void MultiQueryScoresAvx2(const float* q, int64_t M, int64_t ldq, const float* k
                           float* scores, int64_t lds, bool accumulate);
 void MultiQueryWeightedSumAvx2(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
                                float* out);
+// GemmAvx2 with this thread's scratch (linear.cc: the scratch is a std::vector, which the ISA
+// files do not use).
+void GemmAvx2WithScratch(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1,
+                         float* y, int64_t ldy, bool accumulate);
 // ExpShiftedSum (ops.h) with AVX2 + FMA (attention_avx2.cc).
 float ExpShiftedSumAvx2(float* x, int64_t n, float shift);
 // FLOPs of a register-only FMA loop on this thread for about `seconds` (the matrix peak that

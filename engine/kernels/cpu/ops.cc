@@ -40,12 +40,7 @@ void SiluMul(float* gate, const float* up, int64_t n) {
 void SoftmaxInPlace(float* x, int64_t n) {
   float m = -INFINITY;
   for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
-  float sum = 0.0f;
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - m);
-    sum += x[i];
-  }
-  float inv = 1.0f / sum;
+  const float inv = 1.0f / ExpShiftedSum(x, n, m);
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
