@@ -1,6 +1,5 @@
 #include "engine/model/mla.h"
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -13,12 +12,16 @@ namespace dsv3 {
 
 namespace {
 
-using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using CMap = Eigen::Map<const RowMat, 0, Eigen::OuterStride<>>;
-using MMap = Eigen::Map<RowMat, 0, Eigen::OuterStride<>>;
-
-CMap View(const float* p, int64_t rows, int64_t cols, int64_t stride) {
-  return CMap(p, rows, cols, Eigen::OuterStride<>(stride));
+// The per-head products with kv_b, as the multi-query kernels (ops.h) spell them: W_uk folded
+// into T queries, q_abs[T, C] = q_nope[T, nope] · W_uk[nope, C] (a weighted sum of W_uk's rows),
+// and W_uv applied to T latent outputs, o[T, vd] = o_latent[T, C] · W_uv[vd, C]ᵀ (scores
+// against W_uv's rows).
+void AbsorbUk(const float* q_nope, int64_t T, int64_t ldq, const float* w_uk, int64_t nope, int64_t C,
+              float* q_abs) {
+  MultiQueryWeightedSum(q_nope, T, ldq, w_uk, nope, C, q_abs);
+}
+void ApplyUv(const float* o_latent, int64_t T, int64_t C, const float* w_uv, int64_t vd, float* o, int64_t ldo) {
+  MultiQueryScores(o_latent, T, C, w_uv, vd, C, o, ldo, false);
 }
 
 // Causal (and optionally sliding-window) mask with a row softmax in float32. Rows are the
@@ -66,8 +69,7 @@ void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vecto
       const int64_t i = j / H, h = j % H;
       const float* qh = q + chunks[i]->offset * H * qk + h * qk;
       float* qa = s->decode_q.data() + i * H * (C + R);
-      MMap(qa + h * C, 1, C, Eigen::OuterStride<>(C)).noalias() =
-          View(qh, 1, nope, nope) * View(wkv_b + h * (nope + vd) * C, nope, C, C);
+      AbsorbUk(qh, 1, qk, wkv_b + h * (nope + vd) * C, nope, C, qa + h * C);
       std::memcpy(qa + H * C + h * R, qh + nope, static_cast<size_t>(R) * sizeof(float));
     }
   });
@@ -128,8 +130,8 @@ void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vecto
         for (int64_t x = 0; x < C; ++x) merged[x] += f * ok[x];
       }
       for (int64_t x = 0; x < C; ++x) merged[x] /= sum;
-      MMap(attn + chunks[i]->offset * H * vd + h * vd, 1, vd, Eigen::OuterStride<>(vd)).noalias() =
-          View(merged.data(), 1, C, C) * View(wkv_b + (h * (nope + vd) + nope) * C, vd, C, C).transpose();
+      ApplyUv(merged.data(), 1, C, wkv_b + (h * (nope + vd) + nope) * C, vd, attn + chunks[i]->offset * H * vd + h * vd,
+              vd);
     }
   });
 }
@@ -217,32 +219,30 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
       const int64_t T = ch.n, S = ch.start_pos + ch.n;
       const float* latents = cache->kv(layer, ch.slot);  // [S, C]
       const float* k_pe = cache->pe(layer, ch.slot);     // [S, R]
-      const auto q_nope = [&](int64_t h) { return View(q + ch.offset * H * qk + h * qk, T, nope, H * qk); };
-      const auto q_pe = [&](int64_t h) { return View(q + ch.offset * H * qk + h * qk + nope, T, R, H * qk); };
-      const auto w_uk = [&](int64_t h) { return View(wkv_b + h * (nope + vd) * C, nope, C, C); };
-      const auto w_uv = [&](int64_t h) { return View(wkv_b + (h * (nope + vd) + nope) * C, vd, C, C); };
-      const auto o = [&](int64_t h) {
-        return MMap(attn + ch.offset * H * vd + h * vd, T, vd, Eigen::OuterStride<>(H * vd));
-      };
+      const auto q_head = [&](int64_t h) { return q + ch.offset * H * qk + h * qk; };  // [T, qk], stride H·qk
+      const auto w_uk = [&](int64_t h) { return wkv_b + h * (nope + vd) * C; };           // [nope, C]
+      const auto w_uv = [&](int64_t h) { return wkv_b + (h * (nope + vd) + nope) * C; }; // [vd, C]
       if (ChooseAttnForm(c, impl, T, S) == AttnImpl::kAbsorb) {
         // Per-thread buffers that only grow: decode runs this for every layer of every token.
         thread_local std::vector<float> buf;
         const int64_t rows = nh * T;  // head h0+i's queries are rows [i*T, (i+1)*T)
         buf.resize(static_cast<size_t>(rows * (2 * C + R + S)));
-        MMap q_abs(buf.data(), rows, C, Eigen::OuterStride<>(C)), o_latent(q_abs.data() + rows * C, rows, C,
-                                                                               Eigen::OuterStride<>(C));
-        MMap q_rot(o_latent.data() + rows * C, rows, R, Eigen::OuterStride<>(R));
-        float* scores = q_rot.data() + rows * R;  // [rows, S]
+        float* q_abs = buf.data();            // [rows, C]
+        float* o_latent = q_abs + rows * C;   // [rows, C]
+        float* q_rot = o_latent + rows * C;   // [rows, R]
+        float* scores = q_rot + rows * R;     // [rows, S]
         for (int64_t i = 0; i < nh; ++i) {
-          q_abs.middleRows(i * T, T).noalias() = q_nope(h0 + i) * w_uk(h0 + i);  // W_uk folded into the query
-          q_rot.middleRows(i * T, T) = q_pe(h0 + i);
+          AbsorbUk(q_head(h0 + i), T, H * qk, w_uk(h0 + i), nope, C, q_abs + i * T * C);
+          for (int64_t t = 0; t < T; ++t)
+            std::memcpy(q_rot + (i * T + t) * R, q_head(h0 + i) + t * H * qk + nope, R * sizeof(float));
         }
-        MultiQueryScores(q_abs.data(), rows, C, latents, S, C, scores, S, false);
-        MultiQueryScores(q_rot.data(), rows, R, k_pe, S, R, scores, S, true);
+        MultiQueryScores(q_abs, rows, C, latents, S, C, scores, S, false);
+        MultiQueryScores(q_rot, rows, R, k_pe, S, R, scores, S, true);
         for (int64_t i = 0; i < rows * S; ++i) scores[i] *= scale;
         MaskedSoftmax(scores, rows, S, ch.start_pos, T, c.sliding_window);
-        MultiQueryWeightedSum(scores, rows, S, latents, S, C, o_latent.data());
-        for (int64_t i = 0; i < nh; ++i) o(h0 + i).noalias() = o_latent.middleRows(i * T, T) * w_uv(h0 + i).transpose();
+        MultiQueryWeightedSum(scores, rows, S, latents, S, C, o_latent);
+        for (int64_t i = 0; i < nh; ++i)
+          ApplyUv(o_latent + i * T * C, T, C, w_uv(h0 + i), vd, attn + ch.offset * H * vd + (h0 + i) * vd, H * vd);
       } else {
         // Every product here is q·keysᵀ for some rows: MultiQueryScores (a cache-blocked GEMM
         // once there are many rows), with the values expanded transposed so that the weighted
