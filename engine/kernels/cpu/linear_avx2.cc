@@ -503,13 +503,27 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
   float* xs = scratch + panel * Kp;
   // Each weight row is read and converted once per call (a panel of rows at a time), then
   // meets every token block from L2.
+  const auto panel_end = [&](int64_t p0) {
+    const int64_t p1 = r1 - p0 < panel ? r1 : p0 + panel;
+    if (!fp8) return p1;
+    // One block of rows per panel: its activations are scaled once for all of them.
+    const int64_t block_end = (p0 / w.block_out + 1) * w.block_out;
+    return p1 < block_end ? p1 : block_end;
+  };
   for (int64_t p0 = r0, p1 = r0; p0 < r1; p0 = p1) {
-    p1 = r1 - p0 < panel ? r1 : p0 + panel;
-    if (fp8) {  // one block of rows per panel: its activations are scaled once for all of them
-      const int64_t block_end = (p0 / w.block_out + 1) * w.block_out;
-      p1 = p1 < block_end ? p1 : block_end;
-    }
+    p1 = panel_end(p0);
     for (int64_t r = p0; r < p1; r += 4) convert(r, static_cast<int>(p1 - r < 4 ? p1 - r : 4), wt + (r - p0) * Kp);
+    // The next panel's stored rows are fetched into L2 while this one computes, a share before
+    // each microkernel call: converting straight from DRAM left the FMAs idle (a fifth of a
+    // BF16 prefill's time sat on the conversion's loads). Whole lines from the first one's start.
+    const uintptr_t next_begin = reinterpret_cast<uintptr_t>(static_cast<const char*>(w.data) + p1 * w.row_bytes);
+    const uintptr_t first_line = next_begin & ~uintptr_t{63};
+    const char* ahead = reinterpret_cast<const char*>(first_line);
+    const int64_t ahead_lines =
+        p1 < r1 ? static_cast<int64_t>(next_begin + (panel_end(p1) - p1) * w.row_bytes - first_line + 63) / 64 : 0;
+    const int64_t calls = ((p1 - p0 + 3) / 4) * ((T + block - 1) / block);
+    const int64_t lines_per_call = (ahead_lines + calls - 1) / calls;
+    int64_t fetched = 0;
     for (int64_t t0 = 0; t0 < T; t0 += block) {
       const int64_t nt = T - t0 < block ? T - t0 : block;
       const float* xb = x + t0 * ldx;
@@ -523,6 +537,9 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
         const int m = static_cast<int>(p1 - r < 4 ? p1 - r : 4);
         const float* wr = wt + (r - p0) * Kp;
         float* yb = y + t0 * ldy + r;
+        for (const int64_t end = fetched + lines_per_call < ahead_lines ? fetched + lines_per_call : ahead_lines;
+             fetched < end; ++fetched)
+          _mm_prefetch(ahead + fetched * 64, _MM_HINT_T1);
         switch (m) {
           case 4: MicroTokens<4>(wr, K, xb, ldb, nt, yb, ldy, accumulate); break;
           case 3: MicroTokens<3>(wr, K, xb, ldb, nt, yb, ldy, accumulate); break;
