@@ -136,6 +136,46 @@ void LinearArgs(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_Linear)->Apply(LinearArgs)->UseRealTime()->MinTime(0.2);
 
+// Args: dtype (as BM_Linear), tokens, threads. A MoE layer's routed-expert matrices (512 x
+// 1536, as bench-v3-mini's gate and up projections), each at its own address and together
+// over 64 MB, so every pass reads them from DRAM as a decoding or prefilling model does: the
+// figure includes what a matrix-sized stream costs at its start and its end, which BM_Linear's
+// one cache-resident or lm_head-sized matrix does not show. tokens: 1 (decode) or ~48 (the
+// tokens each of 64 experts gets from a 512-token prefill with 6 experts per token).
+void BM_ExpertStream(benchmark::State& state) {
+  const int format = static_cast<int>(state.range(0));
+  const int64_t rows = 512, cols = 1536, T = state.range(1);
+  if (!GetCpuFeatures().HasAvx2Set()) {
+    state.SkipWithError("CPU lacks AVX2");
+    return;
+  }
+  SetNumThreads(static_cast<int>(state.range(2)));
+  const Fixture one = Make(format, rows, cols, T);
+  const int64_t matrix_bytes = static_cast<int64_t>(
+      one.bytes.size() + one.scale.size() * sizeof(float) + one.scale16.size() * sizeof(uint16_t));
+  const int64_t experts = ((int64_t{64} << 20) + matrix_bytes - 1) / matrix_bytes;
+  std::vector<Fixture> copies(static_cast<size_t>(experts), one);
+  for (Fixture& f : copies) {  // point each copy's views at its own buffers
+    f.w.w.data = f.bytes.data();
+    if (!f.scale.empty()) (format == kInt8PerChannel ? f.w.scale : f.w.scale_inv).data = f.scale.data();
+    if (!f.scale16.empty()) f.w.scale.data = f.scale16.data();
+  }
+  for (auto _ : state) {
+    for (Fixture& f : copies) Linear(f.x.data(), T, f.w, f.y.data());
+    benchmark::DoNotOptimize(copies.back().y.data());
+  }
+  state.SetLabel(format == kInt8PerChannel ? "int8" : format == kInt4Group32 ? "int4-g32" : DTypeName(static_cast<DType>(format)));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * experts * matrix_bytes);
+  state.counters["FLOPS"] = benchmark::Counter(static_cast<double>(2 * T * rows * cols * experts) * state.iterations(),
+                                               benchmark::Counter::kIsRate);
+}
+
+void ExpertArgs(benchmark::internal::Benchmark* b) {
+  for (int dt : {static_cast<int>(DType::kBF16), static_cast<int>(DType::kF8E4M3), kInt8PerChannel, kInt4Group32})
+    for (int64_t T : {1, 48}) b->Args({dt, T, 2});
+}
+BENCHMARK(BM_ExpertStream)->Apply(ExpertArgs)->UseRealTime()->MinTime(0.5);
+
 void BM_ReadBandwidth(benchmark::State& state) {
   SetNumThreads(static_cast<int>(state.range(0)));
   double bw = 0;
