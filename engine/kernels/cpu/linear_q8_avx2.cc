@@ -249,7 +249,7 @@ void Int4DecodeRows8(const RawWeight& w, int64_t r, const QuantizedActs& a, floa
   const int64_t rb = w.row_bytes;
   const uint8_t* base = static_cast<const uint8_t*>(w.data) + r * rb;
   int64_t lane_row[8];
-  for (int m = 0; m < 8; ++m) lane_row[m] = r + m;
+  for (int m = 0; m < 8; ++m) lane_row[m] = w.block_out == 1 ? r + m : (r + m) / w.block_out;
   constexpr int kTable = 64;
   alignas(32) float stab[kTable][8];
   alignas(32) int32_t ztab[kTable][8];
@@ -280,7 +280,8 @@ void Int4DecodeRows8(const RawWeight& w, int64_t r, const QuantizedActs& a, floa
                             : _mm256_setzero_si256();
     const __m256i even = _mm256_permute2x128_si256(x0, x1, 0x20), odd = _mm256_permute2x128_si256(x0, x1, 0x31);
     const uint8_t* p = base + b * kActBlock / 2;
-    // Row i's 16 pair sums (<= 2 · 7620 after the masks' two products, int16), reduced with row i+1's.
+    // Row i's 16 sums of four products (|.| <= 4 · 15 · 127 = 7620, int16); with row i+1's
+    // added pairwise they stay below 15240, then widen to int32.
     auto row = [&](int64_t i) {
       __m256i v = pair ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i * rb))
                        : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i * rb)));
