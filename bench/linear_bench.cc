@@ -141,7 +141,8 @@ BENCHMARK(BM_Linear)->Apply(LinearArgs)->UseRealTime()->MinTime(0.2);
 // over 64 MB, so every pass reads them from DRAM as a decoding or prefilling model does: the
 // figure includes what a matrix-sized stream costs at its start and its end, which BM_Linear's
 // one cache-resident or lm_head-sized matrix does not show. tokens: 1 (decode) or ~48 (the
-// tokens each of 64 experts gets from a 512-token prefill with 6 experts per token).
+// tokens each of 64 experts gets from a 512-token prefill with 6 experts per token); with the
+// activations the engine gives each (int8 in decode steps, float32 in prefill).
 void BM_ExpertStream(benchmark::State& state) {
   const int format = static_cast<int>(state.range(0));
   const int64_t rows = 512, cols = 1536, T = state.range(1);
@@ -150,6 +151,7 @@ void BM_ExpertStream(benchmark::State& state) {
     return;
   }
   SetNumThreads(static_cast<int>(state.range(2)));
+  SetLinearActivations(T == 1 ? LinearActivations::kInt8 : LinearActivations::kF32);
   const Fixture one = Make(format, rows, cols, T);
   const int64_t matrix_bytes = static_cast<int64_t>(
       one.bytes.size() + one.scale.size() * sizeof(float) + one.scale16.size() * sizeof(uint16_t));
@@ -164,6 +166,7 @@ void BM_ExpertStream(benchmark::State& state) {
     for (Fixture& f : copies) Linear(f.x.data(), T, f.w, f.y.data());
     benchmark::DoNotOptimize(copies.back().y.data());
   }
+  SetLinearActivations(LinearActivations::kInt8);
   state.SetLabel(format == kInt8PerChannel ? "int8" : format == kInt4Group32 ? "int4-g32" : DTypeName(static_cast<DType>(format)));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * experts * matrix_bytes);
   state.counters["FLOPS"] = benchmark::Counter(static_cast<double>(2 * T * rows * cols * experts) * state.iterations(),
