@@ -128,6 +128,13 @@ void SetLinearCounters(LinearCounters* counters);
 // scores[m * lds + s] (+)= q[m * ldq : +C] · keys[s * C : +C] for m < M, s < S.
 void MultiQueryScores(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
                       float* scores, int64_t lds, bool accumulate);
+// MLA's scores, whose queries and keys come in two parts kept apart (the latent cache, C1
+// wide, and the rope cache, C2 wide): scores[m * lds + s] = q1[m * ldq1 : +C1] · keys1[s * C1 :
+// +C1] + q2[m * ldq2 : +C2] · keys2[s * C2 : +C2], both parts summed before one reduction (the
+// rope part alone, 32 wide, was mostly reductions).
+void MultiQueryScoresTwoPart(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2,
+                             int64_t ldq2, const float* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
+                             int64_t lds);
 // out[m * C : +C] = sum over s of p[m * ldp + s] · vals[s * C : +C] for m < M.
 void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
                            float* out);

@@ -91,8 +91,8 @@ void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vecto
       float* part_j = s->decode_parts.data() + j * part;
       float *m = part_j, *l = part_j + H;
       scores.resize(static_cast<size_t>(H * len));
-      MultiQueryScores(qa, H, C, latents, len, C, scores.data(), len, false);
-      MultiQueryScores(qa + H * C, H, R, cache->pe(layer, ch.slot) + a * R, len, R, scores.data(), len, true);
+      MultiQueryScoresTwoPart(qa, C, latents, C, qa + H * C, R, cache->pe(layer, ch.slot) + a * R, R, H, len,
+                              scores.data(), len);
       for (int64_t h = 0; h < H; ++h) {
         float* row = scores.data() + h * len;
         m[h] = -INFINITY;
@@ -236,8 +236,7 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
           for (int64_t t = 0; t < T; ++t)
             std::memcpy(q_rot + (i * T + t) * R, q_head(h0 + i) + t * H * qk + nope, R * sizeof(float));
         }
-        MultiQueryScores(q_abs, rows, C, latents, S, C, scores, S, false);
-        MultiQueryScores(q_rot, rows, R, k_pe, S, R, scores, S, true);
+        MultiQueryScoresTwoPart(q_abs, C, latents, C, q_rot, R, k_pe, R, rows, S, scores, S);
         for (int64_t i = 0; i < rows * S; ++i) scores[i] *= scale;
         MaskedSoftmax(scores, rows, S, ch.start_pos, T, c.sliding_window);
         MultiQueryWeightedSum(scores, rows, S, latents, S, C, o_latent);

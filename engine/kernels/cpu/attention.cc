@@ -45,6 +45,18 @@ void MultiQueryScores(const float* q, int64_t M, int64_t ldq, const float* keys,
   }
 }
 
+void MultiQueryScoresTwoPart(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2,
+                             int64_t ldq2, const float* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
+                             int64_t lds) {
+  if (UseAvx2() && M < kGemmMinQueries) {
+    cpu::MultiQueryScoresTwoPartAvx2(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds);
+    return;
+  }
+  // The reference, and many queries (two GEMMs): the parts one after the other.
+  MultiQueryScores(q1, M, ldq1, keys1, S, C1, scores, lds, false);
+  MultiQueryScores(q2, M, ldq2, keys2, S, C2, scores, lds, true);
+}
+
 void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
                            float* out) {
   if (UseAvx2()) {

@@ -22,32 +22,45 @@ inline float HorizontalSum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Up to four queries against one key row.
+// Scores come in one part (q · key) or, for MLA, two (latent and rope caches: q1 · key1 +
+// q2 · key2, kTwo). Both parts accumulate in the same registers before one reduction.
+
+// acc[j] += q[j][0:C8] · key[0:C8] for N queries against one key row.
 template <int N>
-void ScoreRow(const float* const* q, const float* key, int64_t C, float* const* out, bool accumulate) {
-  __m256 acc[N];
-  for (int i = 0; i < N; ++i) acc[i] = _mm256_setzero_ps();
-  const int64_t C8 = C & ~int64_t{7};
-  for (int64_t c = 0; c < C8; c += 8) {
+__attribute__((always_inline)) inline void RowSteps(__m256 (&acc)[N], const float* const* q, const float* key,
+                                                    int64_t C) {
+  for (int64_t c = 0; c + 8 <= C; c += 8) {
     const __m256 k = _mm256_loadu_ps(key + c);
     for (int i = 0; i < N; ++i) acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(q[i] + c), k, acc[i]);
   }
+}
+// The last C % 8 columns of q · key, in order.
+inline float RowTail(const float* q, const float* key, int64_t C) {
+  float d = 0.0f;
+  for (int64_t c = C & ~int64_t{7}; c < C; ++c) d += q[c] * key[c];
+  return d;
+}
+
+// Up to four queries against one key row.
+template <int N, bool kTwo>
+void ScoreRow(const float* const* q1, const float* key1, int64_t C1, const float* const* q2, const float* key2,
+              int64_t C2, float* const* out, bool accumulate) {
+  __m256 acc[N];
+  for (int i = 0; i < N; ++i) acc[i] = _mm256_setzero_ps();
+  RowSteps<N>(acc, q1, key1, C1);
+  if (kTwo) RowSteps<N>(acc, q2, key2, C2);
   for (int i = 0; i < N; ++i) {
-    float d = HorizontalSum(acc[i]);
-    for (int64_t c = C8; c < C; ++c) d += q[i][c] * key[c];
+    float d = HorizontalSum(acc[i]) + RowTail(q1[i], key1, C1);
+    if (kTwo) d += RowTail(q2[i], key2, C2);
     *out[i] = accumulate ? *out[i] + d : d;
   }
 }
 
-// Four key rows x NQ queries (the GEMM's 4x3 tile: 7 loads per 12 FMAs), each query's four
-// dot products reduced together and stored as four consecutive scores.
+// acc[j][i] += q[j][0:C8] · keys[i * C : +C8] for NQ queries against four key rows.
 template <int NQ>
-void ScoreTile(const float* const* q, const float* keys, int64_t C, float* const* out, bool accumulate) {
-  __m256 acc[NQ][4];
-  for (int j = 0; j < NQ; ++j)
-    for (int i = 0; i < 4; ++i) acc[j][i] = _mm256_setzero_ps();
-  const int64_t C8 = C & ~int64_t{7};
-  for (int64_t c = 0; c < C8; c += 8) {
+__attribute__((always_inline)) inline void TileSteps(__m256 (&acc)[NQ][4], const float* const* q, const float* keys,
+                                                     int64_t C) {
+  for (int64_t c = 0; c + 8 <= C; c += 8) {
     __m256 qv[NQ];
     for (int j = 0; j < NQ; ++j) qv[j] = _mm256_loadu_ps(q[j] + c);
     for (int i = 0; i < 4; ++i) {
@@ -55,14 +68,26 @@ void ScoreTile(const float* const* q, const float* keys, int64_t C, float* const
       for (int j = 0; j < NQ; ++j) acc[j][i] = _mm256_fmadd_ps(qv[j], k, acc[j][i]);
     }
   }
+}
+
+// Four key rows x NQ queries (the GEMM's 4x3 tile: 7 loads per 12 FMAs), each query's four
+// dot products reduced together and stored as four consecutive scores.
+template <int NQ, bool kTwo>
+void ScoreTile(const float* const* q1, const float* keys1, int64_t C1, const float* const* q2, const float* keys2,
+               int64_t C2, float* const* out, bool accumulate) {
+  __m256 acc[NQ][4];
+  for (int j = 0; j < NQ; ++j)
+    for (int i = 0; i < 4; ++i) acc[j][i] = _mm256_setzero_ps();
+  TileSteps<NQ>(acc, q1, keys1, C1);
+  if (kTwo) TileSteps<NQ>(acc, q2, keys2, C2);
   for (int j = 0; j < NQ; ++j) {
     const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc[j][0], acc[j][1]), _mm256_hadd_ps(acc[j][2], acc[j][3]));
     __m128 d = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));  // key i's sum in lane i
-    if (C8 < C) {
+    if ((C1 & 7) != 0 || (kTwo && (C2 & 7) != 0)) {
       alignas(16) float tail[4];
       for (int i = 0; i < 4; ++i) {
-        tail[i] = 0.0f;
-        for (int64_t c = C8; c < C; ++c) tail[i] += q[j][c] * keys[i * C + c];
+        tail[i] = RowTail(q1[j], keys1 + i * C1, C1);
+        if (kTwo) tail[i] += RowTail(q2[j], keys2 + i * C2, C2);
       }
       d = _mm_add_ps(d, _mm_load_ps(tail));
     }
@@ -183,44 +208,77 @@ float ExpShiftedSumAvx2(float* x, int64_t n, float shift) {
   return HorizontalSum(sum);
 }
 
-void MultiQueryScoresAvx2(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
-                          float* scores, int64_t lds, bool accumulate) {
+namespace {
+
+// scores[m * lds + s] (+)= q1[m] · keys1[s] (+ q2[m] · keys2[s] for kTwo).
+template <bool kTwo>
+void Scores(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2, int64_t ldq2,
+            const float* keys2, int64_t C2, int64_t M, int64_t S, float* scores, int64_t lds, bool accumulate) {
   const int64_t S4 = S & ~int64_t{3};
   for (int64_t s = 0; s < S4; s += 4) {  // four key rows at a time, read once for all queries
-    const float* key = keys + s * C;
+    const float* key1 = keys1 + s * C1;
+    const float* key2 = kTwo ? keys2 + s * C2 : nullptr;
     // Decode reads the cache from DRAM once per token: fetch the rows two steps ahead (the
-    // hardware prefetchers alone left this loop at half the read bandwidth).
-    if (s + 12 <= S) {
-      const char* ahead = reinterpret_cast<const char*>(key + 8 * C);
-      for (int64_t b = 0; b < 4 * C * 4; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
-    }
+    // hardware prefetchers alone left this loop at half the read bandwidth), one chunk before
+    // each query tile rather than all at once (a burst of prefetches fills the miss buffers and
+    // stalls the loop): each of part one's four rows, then part two's four.
+    const bool fetch = s + 12 <= S;
+    constexpr int kChunks = kTwo ? 5 : 4;
+    int fetched = 0;  // chunks fetched so far
+    const auto fetch_chunk = [&] {
+      const char* ahead = fetched < 4 ? reinterpret_cast<const char*>(key1 + (8 + fetched) * C1)
+                                      : reinterpret_cast<const char*>(key2 + 8 * C2);
+      const int64_t bytes = fetched < 4 ? C1 * 4 : 4 * C2 * 4;
+      for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
+      ++fetched;
+    };
     int64_t m = 0;
     for (; m + 3 <= M; m += 3) {
-      const float* qs[3] = {q + m * ldq, q + (m + 1) * ldq, q + (m + 2) * ldq};
+      if (fetch && fetched < kChunks) fetch_chunk();
+      const float* qs1[3] = {q1 + m * ldq1, q1 + (m + 1) * ldq1, q1 + (m + 2) * ldq1};
+      const float* qs2[3] = {q2 + m * ldq2, q2 + (m + 1) * ldq2, q2 + (m + 2) * ldq2};
       float* outs[3] = {scores + m * lds + s, scores + (m + 1) * lds + s, scores + (m + 2) * lds + s};
-      ScoreTile<3>(qs, key, C, outs, accumulate);
+      ScoreTile<3, kTwo>(qs1, key1, C1, qs2, key2, C2, outs, accumulate);
     }
+    while (fetch && fetched < kChunks) fetch_chunk();
     for (; m < M; ++m) {
-      const float* qs[1] = {q + m * ldq};
+      const float* qs1[1] = {q1 + m * ldq1};
+      const float* qs2[1] = {q2 + m * ldq2};
       float* outs[1] = {scores + m * lds + s};
-      ScoreTile<1>(qs, key, C, outs, accumulate);
+      ScoreTile<1, kTwo>(qs1, key1, C1, qs2, key2, C2, outs, accumulate);
     }
   }
   for (int64_t s = S4; s < S; ++s) {
-    const float* key = keys + s * C;
+    const float* key1 = keys1 + s * C1;
+    const float* key2 = kTwo ? keys2 + s * C2 : nullptr;
     int64_t m = 0;
     for (; m + 4 <= M; m += 4) {
-      const float* qs[4] = {q + m * ldq, q + (m + 1) * ldq, q + (m + 2) * ldq, q + (m + 3) * ldq};
+      const float* qs1[4] = {q1 + m * ldq1, q1 + (m + 1) * ldq1, q1 + (m + 2) * ldq1, q1 + (m + 3) * ldq1};
+      const float* qs2[4] = {q2 + m * ldq2, q2 + (m + 1) * ldq2, q2 + (m + 2) * ldq2, q2 + (m + 3) * ldq2};
       float* outs[4] = {scores + m * lds + s, scores + (m + 1) * lds + s, scores + (m + 2) * lds + s,
                         scores + (m + 3) * lds + s};
-      ScoreRow<4>(qs, key, C, outs, accumulate);
+      ScoreRow<4, kTwo>(qs1, key1, C1, qs2, key2, C2, outs, accumulate);
     }
     for (; m < M; ++m) {
-      const float* qs[1] = {q + m * ldq};
+      const float* qs1[1] = {q1 + m * ldq1};
+      const float* qs2[1] = {q2 + m * ldq2};
       float* outs[1] = {scores + m * lds + s};
-      ScoreRow<1>(qs, key, C, outs, accumulate);
+      ScoreRow<1, kTwo>(qs1, key1, C1, qs2, key2, C2, outs, accumulate);
     }
   }
+}
+
+}  // namespace
+
+void MultiQueryScoresAvx2(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
+                          float* scores, int64_t lds, bool accumulate) {
+  Scores<false>(q, ldq, keys, C, q, ldq, keys, 0, M, S, scores, lds, accumulate);
+}
+
+void MultiQueryScoresTwoPartAvx2(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2,
+                                 int64_t ldq2, const float* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
+                                 int64_t lds) {
+  Scores<true>(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds, false);
 }
 
 void MultiQueryWeightedSumAvx2(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
@@ -237,6 +295,8 @@ void MultiQueryWeightedSumAvx2(const float* p, int64_t M, int64_t ldp, const flo
 
 namespace dsv3::cpu {
 void MultiQueryScoresAvx2(const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t, bool) {}
+void MultiQueryScoresTwoPartAvx2(const float*, int64_t, const float*, int64_t, const float*, int64_t, const float*,
+                                 int64_t, int64_t, int64_t, float*, int64_t) {}
 void MultiQueryWeightedSumAvx2(const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*) {}
 float ExpShiftedSumAvx2(float*, int64_t, float) { return 0.0f; }
 }  // namespace dsv3::cpu

@@ -89,6 +89,9 @@ void GemmAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
 // MultiQueryScores / MultiQueryWeightedSum (ops.h) with AVX2 + FMA (attention_avx2.cc).
 void MultiQueryScoresAvx2(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
                           float* scores, int64_t lds, bool accumulate);
+void MultiQueryScoresTwoPartAvx2(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2,
+                                 int64_t ldq2, const float* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
+                                 int64_t lds);
 void MultiQueryWeightedSumAvx2(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
                                float* out);
 // GemmAvx2 with this thread's scratch (linear.cc: the scratch is a std::vector, which the ISA
