@@ -186,30 +186,6 @@ inline __m256 Exp(__m256 x) {
   return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n)));
 }
 
-}  // namespace
-
-float ExpShiftedSumAvx2(float* x, int64_t n, float shift) {
-  const __m256 s = _mm256_set1_ps(shift);
-  __m256 sum = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 e = Exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
-    _mm256_storeu_ps(x + i, e);
-    sum = _mm256_add_ps(sum, e);
-  }
-  if (i < n) {  // the last n % 8 through the same vector code (padding lanes -inf: 0)
-    alignas(32) float buf[8];
-    for (int j = 0; j < 8; ++j) buf[j] = i + j < n ? x[i + j] : -__builtin_inff();
-    const __m256 e = Exp(_mm256_sub_ps(_mm256_load_ps(buf), s));
-    _mm256_store_ps(buf, e);
-    for (int64_t j = 0; i + j < n; ++j) x[i + j] = buf[j];
-    sum = _mm256_add_ps(sum, e);
-  }
-  return HorizontalSum(sum);
-}
-
-namespace {
-
 // scores[m * lds + s] (+)= q1[m] · keys1[s] (+ q2[m] · keys2[s] for kTwo).
 template <bool kTwo>
 void Scores(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2, int64_t ldq2,
@@ -269,6 +245,26 @@ void Scores(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const
 }
 
 }  // namespace
+
+float ExpShiftedSumAvx2(float* x, int64_t n, float shift) {
+  const __m256 s = _mm256_set1_ps(shift);
+  __m256 sum = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = Exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
+    _mm256_storeu_ps(x + i, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  if (i < n) {  // the last n % 8 through the same vector code (padding lanes -inf: 0)
+    alignas(32) float buf[8];
+    for (int j = 0; j < 8; ++j) buf[j] = i + j < n ? x[i + j] : -__builtin_inff();
+    const __m256 e = Exp(_mm256_sub_ps(_mm256_load_ps(buf), s));
+    _mm256_store_ps(buf, e);
+    for (int64_t j = 0; i + j < n; ++j) x[i + j] = buf[j];
+    sum = _mm256_add_ps(sum, e);
+  }
+  return HorizontalSum(sum);
+}
 
 void MultiQueryScoresAvx2(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
                           float* scores, int64_t lds, bool accumulate) {

@@ -515,12 +515,13 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
     for (int64_t r = p0; r < p1; r += 4) convert(r, static_cast<int>(p1 - r < 4 ? p1 - r : 4), wt + (r - p0) * Kp);
     // The next panel's stored rows are fetched into L2 while this one computes, a share before
     // each microkernel call: converting straight from DRAM left the FMAs idle (a fifth of a
-    // BF16 prefill's time sat on the conversion's loads). Whole lines from the first one's start.
-    const uintptr_t next_begin = reinterpret_cast<uintptr_t>(static_cast<const char*>(w.data) + p1 * w.row_bytes);
-    const uintptr_t first_line = next_begin & ~uintptr_t{63};
-    const char* ahead = reinterpret_cast<const char*>(first_line);
+    // BF16 prefill's time sat on the conversion's loads). Whole lines, from the one holding
+    // the next panel's first byte.
+    const uintptr_t rows_at = reinterpret_cast<uintptr_t>(w.data);
+    const uintptr_t ahead_begin = (rows_at + p1 * w.row_bytes) & ~uintptr_t{63};
+    const char* ahead = reinterpret_cast<const char*>(ahead_begin);
     const int64_t ahead_lines =
-        p1 < r1 ? static_cast<int64_t>(next_begin + (panel_end(p1) - p1) * w.row_bytes - first_line + 63) / 64 : 0;
+        p1 < r1 ? static_cast<int64_t>(rows_at + panel_end(p1) * w.row_bytes - ahead_begin + 63) / 64 : 0;
     const int64_t calls = ((p1 - p0 + 3) / 4) * ((T + block - 1) / block);
     const int64_t lines_per_call = (ahead_lines + calls - 1) / calls;
     int64_t fetched = 0;

@@ -316,14 +316,13 @@ void QRows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, f
   if (a.T == 1) {  // decode: eight rows at a time, each weight read once
     const int64_t token = 0;
     // Each tile fetches the next one's weights and scales (INT4's scales sit apart from its
-    // weights); the first tile's scales are fetched here.
+    // weights).
     constexpr int64_t kAhead = 8;
-    F::PrefetchGroups(w, r0, r0 + kAhead < r1 ? r0 + kAhead : r1);
     for (int64_t r = r0; r < r1; r += 8) {
       int64_t rows[8];
       for (int i = 0; i < 8; ++i) rows[i] = r + i < r1 ? r + i : r1 - 1;
       const int64_t prefetch = r + 8 <= r1 ? kAhead * w.row_bytes : 0;
-      if (F::kZeroPoint && r + 8 <= r1) {
+      if (w.kind == WeightKind::kInt4 && r + 8 <= r1) {
         Int4DecodeRows8(w, r, a, out, prefetch);
       } else {
         Tile<F, 8, 1>(w, rows, a, &token, out, prefetch);
