@@ -256,8 +256,7 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
           const float* qh = q + ch.offset * H * qk + h * qk;
           MultiQueryScores(latents, S, C, wh, nope, C, k_nope, nope, false);        // lat · W_ukᵀ
           MultiQueryScores(wh + nope * C, vd, C, latents, S, C, v_t, S, false);     // W_uv · latᵀ
-          MultiQueryScores(qh, T, H * qk, k_nope, S, nope, scores, S, false);
-          MultiQueryScores(qh + nope, T, H * qk, k_pe, S, R, scores, S, true);
+          MultiQueryScoresTwoPart(qh, H * qk, k_nope, nope, qh + nope, H * qk, k_pe, R, T, S, scores, S);
           for (int64_t i = 0; i < T * S; ++i) scores[i] *= scale;
           MaskedSoftmax(scores, T, S, ch.start_pos, T, c.sliding_window);
           MultiQueryScores(scores, T, S, v_t, vd, S, attn + ch.offset * H * vd + h * vd, H * vd, false);
