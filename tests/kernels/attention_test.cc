@@ -34,6 +34,23 @@ void ExpectWithinSumBound(float fast, float ref, double magnitude, int64_t n, co
   EXPECT_LE(std::fabs(double(fast) - ref), tol) << what << ": fast " << fast << " reference " << ref;
 }
 
+// For each score of M rows (stride lds, the first S used): the padding past S left as it was,
+// and check(m, s, i) on the rest (i: the index into both vectors).
+template <typename Check>
+void ForEachScore(const std::vector<float>& fast, const std::vector<float>& init, int64_t M, int64_t S, int64_t lds,
+                  const std::string& what, const Check& check) {
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t s = 0; s < lds; ++s) {
+      const size_t i = static_cast<size_t>(m * lds + s);
+      if (s >= S) {
+        ASSERT_EQ(fast[i], init[i]) << what << ": wrote past S at m=" << m;
+        continue;
+      }
+      check(m, s, i);
+    }
+  }
+}
+
 TEST_F(MultiQueryTest, ScoresMatchTheReference) {
   uint32_t seed = 1;
   for (int64_t C : {256, 32, 37}) {
@@ -49,18 +66,11 @@ TEST_F(MultiQueryTest, ScoresMatchTheReference) {
           MultiQueryScores(q.data(), M, ldq, keys.data(), S, C, fast.data(), lds, accumulate);
           const std::string what = "C=" + std::to_string(C) + " M=" + std::to_string(M) + " S=" + std::to_string(S) +
                                    (accumulate ? " accumulate" : "");
-          for (int64_t m = 0; m < M; ++m) {
-            for (int64_t s = 0; s < lds; ++s) {
-              const size_t i = static_cast<size_t>(m * lds + s);
-              if (s >= S) {
-                ASSERT_EQ(fast[i], init[i]) << what << ": wrote past S at m=" << m;
-                continue;
-              }
-              double mag = accumulate ? std::fabs(init[i]) : 0.0;
-              for (int64_t c = 0; c < C; ++c) mag += std::fabs(double(q[m * ldq + c]) * keys[s * C + c]);
-              ExpectWithinSumBound(fast[i], ref[i], mag, C + 1, what);
-            }
-          }
+          ForEachScore(fast, init, M, S, lds, what, [&](int64_t m, int64_t s, size_t i) {
+            double mag = accumulate ? std::fabs(init[i]) : 0.0;
+            for (int64_t c = 0; c < C; ++c) mag += std::fabs(double(q[m * ldq + c]) * keys[s * C + c]);
+            ExpectWithinSumBound(fast[i], ref[i], mag, C + 1, what);
+          });
         }
       }
     }
@@ -84,26 +94,19 @@ TEST_F(MultiQueryTest, TwoPartScoresMatchTheReference) {
         MultiQueryScoresTwoPart(q1.data(), ldq1, k1.data(), C1, q2.data(), ldq2, k2.data(), C2, M, S, fast.data(), lds);
         const std::string what = "C1=" + std::to_string(C1) + " C2=" + std::to_string(C2) + " M=" + std::to_string(M) +
                                  " S=" + std::to_string(S);
-        for (int64_t m = 0; m < M; ++m) {
-          for (int64_t s = 0; s < lds; ++s) {
-            const size_t i = static_cast<size_t>(m * lds + s);
-            if (s >= S) {
-              ASSERT_EQ(fast[i], init[i]) << what << ": wrote past S at m=" << m;
-              continue;
-            }
-            double mag = 0.0, exact = 0.0;
-            for (int64_t c = 0; c < C1; ++c) {
-              mag += std::fabs(double(q1[m * ldq1 + c]) * k1[s * C1 + c]);
-              exact += double(q1[m * ldq1 + c]) * k1[s * C1 + c];
-            }
-            for (int64_t c = 0; c < C2; ++c) {
-              mag += std::fabs(double(q2[m * ldq2 + c]) * k2[s * C2 + c]);
-              exact += double(q2[m * ldq2 + c]) * k2[s * C2 + c];
-            }
-            ExpectWithinSumBound(fast[i], ref[i], mag, C1 + C2 + 1, what);
-            ExpectWithinSumBound(fast[i], static_cast<float>(exact), mag, C1 + C2 + 1, what + " (exact)");
+        ForEachScore(fast, init, M, S, lds, what, [&](int64_t m, int64_t s, size_t i) {
+          double mag = 0.0, exact = 0.0;
+          for (int64_t c = 0; c < C1; ++c) {
+            mag += std::fabs(double(q1[m * ldq1 + c]) * k1[s * C1 + c]);
+            exact += double(q1[m * ldq1 + c]) * k1[s * C1 + c];
           }
-        }
+          for (int64_t c = 0; c < C2; ++c) {
+            mag += std::fabs(double(q2[m * ldq2 + c]) * k2[s * C2 + c]);
+            exact += double(q2[m * ldq2 + c]) * k2[s * C2 + c];
+          }
+          ExpectWithinSumBound(fast[i], ref[i], mag, C1 + C2 + 1, what);
+          ExpectWithinSumBound(fast[i], static_cast<float>(exact), mag, C1 + C2 + 1, what + " (exact)");
+        });
       }
     }
   }
