@@ -40,9 +40,13 @@ class Pool {
   }
   int size() const { return n_; }
 
-  void Run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  // piece == 0: one chunk of at least `grain` items per thread. piece > 0: balanced (see
+  // ParallelForBalanced), a share per thread taken a piece at a time.
+  void Run(int64_t n, int64_t grain, int64_t piece, const std::function<void(int64_t, int64_t)>& fn) {
     std::lock_guard<std::mutex> run_lock(run_mu_);  // one parallel region at a time
-    const int64_t chunks = std::min<int64_t>(n_, std::max<int64_t>(1, n / std::max<int64_t>(1, grain)));
+    const int64_t pieces = piece > 0 ? (n + piece - 1) / piece : 0;
+    const int64_t chunks = piece > 0 ? std::min<int64_t>(n_, pieces)
+                                     : std::min<int64_t>(n_, std::max<int64_t>(1, n / std::max<int64_t>(1, grain)));
     tls_in_parallel = true;
     if (chunks == 1) {
       fn(0, n);
@@ -52,6 +56,10 @@ class Pool {
     fn_ = &fn;
     total_ = n;
     chunks_ = chunks;
+    piece_ = piece;
+    for (int64_t i = 0; i < chunks && piece > 0; ++i)
+      shares_[static_cast<size_t>(i)].range.store(Pack(pieces * i / chunks, pieces * (i + 1) / chunks),
+                                                  std::memory_order_relaxed);
     // Every worker acknowledges every region, even one with no chunk for it, so none can
     // still be reading chunks_ when the next region rewrites it.
     pending_.store(n_ - 1);
@@ -96,8 +104,43 @@ class Pool {
   }
 
   void Do(int64_t chunk) {
+    if (piece_ > 0) return DoBalanced(chunk);
     int64_t begin = total_ * chunk / chunks_, end = total_ * (chunk + 1) / chunks_;
     if (begin < end) (*fn_)(begin, end);
+  }
+
+  // A share's pieces [front, back) in one word, so that its owner (taking the front) and a
+  // thief (taking the back) can never both take the last one.
+  static uint64_t Pack(int64_t front, int64_t back) {
+    return static_cast<uint64_t>(front) << 32 | static_cast<uint64_t>(back);
+  }
+  static int64_t Front(uint64_t v) { return static_cast<int64_t>(v >> 32); }
+  static int64_t Back(uint64_t v) { return static_cast<int64_t>(v & 0xffffffffu); }
+
+  void RunPiece(int64_t p) { (*fn_)(p * piece_, std::min(total_, (p + 1) * piece_)); }
+
+  void DoBalanced(int64_t chunk) {
+    std::atomic<uint64_t>& own = shares_[static_cast<size_t>(chunk)].range;
+    for (;;) {
+      uint64_t v = own.load(std::memory_order_relaxed);
+      if (Front(v) >= Back(v)) break;
+      if (own.compare_exchange_weak(v, Pack(Front(v) + 1, Back(v)), std::memory_order_relaxed)) RunPiece(Front(v));
+    }
+    for (;;) {  // steal from the back of the share with the most pieces left
+      int64_t victim = -1, most = 0;
+      for (int64_t i = 0; i < chunks_; ++i) {
+        const uint64_t v = shares_[static_cast<size_t>(i)].range.load(std::memory_order_relaxed);
+        if (Back(v) - Front(v) > most) {
+          most = Back(v) - Front(v);
+          victim = i;
+        }
+      }
+      if (victim < 0) return;
+      std::atomic<uint64_t>& theirs = shares_[static_cast<size_t>(victim)].range;
+      uint64_t v = theirs.load(std::memory_order_relaxed);
+      if (Front(v) < Back(v) && theirs.compare_exchange_weak(v, Pack(Front(v), Back(v) - 1), std::memory_order_relaxed))
+        RunPiece(Back(v) - 1);
+    }
   }
 
   void Loop(int index) {
@@ -120,13 +163,19 @@ class Pool {
     }
   }
 
+  // A share per thread, each on its own cache line (owners and thieves write them concurrently).
+  struct alignas(64) Share {
+    std::atomic<uint64_t> range{0};
+  };
+
   int n_;
   bool spin_ = false;
+  std::vector<Share> shares_ = std::vector<Share>(static_cast<size_t>(n_));
   std::vector<std::thread> workers_;
   std::mutex mu_, run_mu_;
   std::condition_variable cv_, done_cv_;
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
-  int64_t total_ = 0, chunks_ = 0;
+  int64_t total_ = 0, chunks_ = 0, piece_ = 0;
   std::atomic<int> pending_{0}, sleepers_{0};
   std::atomic<uint64_t> generation_{0};
   bool stop_ = false;
@@ -166,7 +215,23 @@ void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int
     fn(0, n);
     return;
   }
-  pool.Run(n, grain, fn);
+  pool.Run(n, grain, 0, fn);
+}
+
+void ParallelForBalanced(int64_t n, int64_t piece, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  piece = std::max<int64_t>(piece, 1);
+  piece = std::max<int64_t>(piece, (n >> 31) + 1);  // piece indices fit a share's 32-bit halves
+  if (tls_in_parallel || n <= piece) {
+    fn(0, n);
+    return;
+  }
+  Pool& pool = GetPool();
+  if (pool.size() == 1) {
+    fn(0, n);
+    return;
+  }
+  pool.Run(n, 0, piece, fn);
 }
 
 }  // namespace dsv3

@@ -1,9 +1,9 @@
 // The MoE block: shared experts on every token plus the routed experts each token picked.
 // Tokens are grouped per expert so each routed expert's weights are streamed once per step, and
 // only the experts some token chose are touched. The matrices of all active experts (and the
-// shared ones) are split into row blocks and spread over the thread pool together, weighted by
-// their token counts: at batch 1 each expert matrix is small (512 rows), and splitting them one
-// at a time would leave a thread idle at every join. Every output row is computed by the same
+// shared ones) are split into row blocks and spread over the thread pool together: at batch 1
+// each expert matrix is small (512 rows), and splitting them one at a time would leave a thread
+// idle at every join. Every output row is computed by the same
 // kernel call it would get alone, so the result does not depend on the split.
 #include "engine/model/moe.h"
 
@@ -26,23 +26,22 @@ struct RowJob {
   const LinearInput* x;
   float* y;
   int64_t ldy, r0, r1;
-  int64_t cost_begin;  // prefix of the costs of the jobs before this one
 };
 
-void AddJobs(std::vector<RowJob>* jobs, int64_t* cost, const WeightMatrix& w, const LinearInput& x, float* y) {
-  for (int64_t r0 = 0; r0 < w.rows(); r0 += kRowBlock) {
-    const int64_t r1 = std::min(w.rows(), r0 + kRowBlock);
-    jobs->push_back({&w, &x, y, w.rows(), r0, r1, *cost});
-    // Streaming the rows costs about as much as a few tokens' arithmetic on them.
-    *cost += (r1 - r0) * (x.T + 4);
-  }
+void AddJobs(std::vector<RowJob>* jobs, const WeightMatrix& w, const LinearInput& x, float* y) {
+  for (int64_t r0 = 0; r0 < w.rows(); r0 += kRowBlock)
+    jobs->push_back({&w, &x, y, w.rows(), r0, std::min(w.rows(), r0 + kRowBlock)});
 }
 
-// Runs every job once; each thread takes the jobs whose cost range starts in its share.
-void RunJobs(const std::vector<RowJob>& jobs, int64_t total_cost) {
-  ParallelFor(total_cost, 1, [&](int64_t begin, int64_t end) {
-    for (const RowJob& j : jobs)
-      if (j.cost_begin >= begin && j.cost_begin < end) LinearRows(*j.x, *j.w, j.r0, j.r1, j.y, j.ldy, false);
+// Runs every job once. Each thread starts on its share of the list and then takes jobs left
+// in the others' (balanced): the experts' token counts differ in a prefill, and at batch 1 one
+// thread's stream can run well behind the other's on a shared machine.
+void RunJobs(const std::vector<RowJob>& jobs) {
+  ParallelForBalanced(static_cast<int64_t>(jobs.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const RowJob& j = jobs[static_cast<size_t>(i)];
+      LinearRows(*j.x, *j.w, j.r0, j.r1, j.y, j.ldy, false);
+    }
   });
 }
 
@@ -110,31 +109,29 @@ void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64
   // gate and up of every active expert (and the shared ones) in one parallel region.
   PrepareInputs(w, offset, x, N, s->gathered.data(), D, &MlpWeights::gate_proj, s);
   jobs.clear();
-  int64_t cost = 0;
   if (shared) {
-    AddJobs(&jobs, &cost, w.shared.gate_proj, s->inputs[0], shared_gate);
-    AddJobs(&jobs, &cost, w.shared.up_proj, s->inputs[0], shared_up);
+    AddJobs(&jobs, w.shared.gate_proj, s->inputs[0], shared_gate);
+    AddJobs(&jobs, w.shared.up_proj, s->inputs[0], shared_up);
   }
   for (int64_t e = 0; e < c.n_routed_experts; ++e) {
     if (offset[e + 1] == offset[e]) continue;
-    AddJobs(&jobs, &cost, w.experts[e].gate_proj, s->inputs[1 + e], s->gate_buf.data() + offset[e] * I);
-    AddJobs(&jobs, &cost, w.experts[e].up_proj, s->inputs[1 + e], s->up_buf.data() + offset[e] * I);
+    AddJobs(&jobs, w.experts[e].gate_proj, s->inputs[1 + e], s->gate_buf.data() + offset[e] * I);
+    AddJobs(&jobs, w.experts[e].up_proj, s->inputs[1 + e], s->up_buf.data() + offset[e] * I);
   }
-  RunJobs(jobs, cost);
+  RunJobs(jobs);
   SiluMul(s->gate_buf.data(), s->up_buf.data(), picks * I);
   if (shared) SiluMul(shared_gate, shared_up, N * Ws);
 
   // down of every active expert; the shared experts write straight into out.
   PrepareInputs(w, offset, shared_gate, N, s->gate_buf.data(), I, &MlpWeights::down_proj, s);
   jobs.clear();
-  cost = 0;
-  if (shared) AddJobs(&jobs, &cost, w.shared.down_proj, s->inputs[0], out);
+  if (shared) AddJobs(&jobs, w.shared.down_proj, s->inputs[0], out);
   for (int64_t e = 0; e < c.n_routed_experts; ++e) {
     if (offset[e + 1] == offset[e]) continue;
-    AddJobs(&jobs, &cost, w.experts[e].down_proj, s->inputs[1 + e], s->expert_out.data() + offset[e] * D);
+    AddJobs(&jobs, w.experts[e].down_proj, s->inputs[1 + e], s->expert_out.data() + offset[e] * D);
   }
   if (!shared) std::memset(out, 0, static_cast<size_t>(N * D) * sizeof(float));
-  RunJobs(jobs, cost);
+  RunJobs(jobs);
 
   // Weighted sum in expert order, as the reference adds them.
   for (int64_t e = 0; e < c.n_routed_experts; ++e) {
