@@ -29,11 +29,10 @@ using ConstMap = Eigen::Map<const RowMat>;
 using StridedMap = Eigen::Map<RowMat, 0, Eigen::OuterStride<>>;
 
 constexpr int64_t kTileRows = 64;
-// Rows per parallel piece of the fast kernels' GEMV (decode): large enough to amortize a
-// call's start, small enough that both threads get work on the 512-row expert matrices; and
-// of their GEMM (prefill), a few of its panels.
+// Rows per parallel piece of the fast kernels: large enough to amortize a call's start, small
+// enough that both threads get work on the 512-row expert matrices. (Prefill's GEMM measured
+// no better with 128-row pieces, which convert fewer, taller panels.)
 constexpr int64_t kFastGrain = 32;
-constexpr int64_t kFastGemmPiece = 128;
 
 std::atomic<LinearKernel> g_forced{LinearKernel::kAuto};
 std::atomic<LinearCounters*> g_counters{nullptr};
@@ -177,12 +176,11 @@ void LinearImpl(const float* x, int64_t T, const WeightMatrix& w, float* y, bool
   const cpu::RawWeight raw = Raw(w);
   LinearInput& in = CallInput();
   in.Prepare(x, T, w);
-  // Rows go out in pieces (balanced: a thread that finishes its share takes the other's last
-  // pieces). The fast kernels' decode pieces are small, so both threads get work on 512-row
-  // expert matrices; their GEMM's are several panels, each of which a piece converts again.
+  // Rows go out in pieces, balanced: a thread that finishes its share takes the other's last
+  // pieces (one thread's DRAM stream can run well behind the other's on a shared machine).
   const bool fast = in.layout != 0 || (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw));
-  const int64_t piece = !fast ? kTileRows : T <= cpu::kGemvMaxTokens ? kFastGrain : kFastGemmPiece;
-  ParallelForBalanced(out, piece, [&](int64_t r0, int64_t r1) { Rows(in, w, raw, r0, r1, y, out, accumulate); });
+  ParallelForBalanced(out, fast ? kFastGrain : kTileRows,
+                      [&](int64_t r0, int64_t r1) { Rows(in, w, raw, r0, r1, y, out, accumulate); });
 }
 
 }  // namespace
