@@ -77,8 +77,9 @@ inline void PrefetchLines(const void* begin, const void* end) {
 struct Int4Q {
   using Prepared = __m256i;
   static constexpr bool kZeroPoint = true;
-  // A pair sum is at most 2 · 15 · 127 = 3810, so eight of them (30480) still fit int16: the
-  // eight lanes' products are reduced in int16 and widened once, without a vpmaddwd per lane.
+  // A pair sum is at most 2 · 15 · 127 = 3810, so the four a tree adds before widening (15240)
+  // still fit int16: the eight lanes' products are reduced in int16 and widened once, without
+  // a vpmaddwd per lane.
   static constexpr bool kInt16Tree = true;
   static Prepared Prepare(const uint8_t* row, int64_t k) {
     __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k / 2));
@@ -134,8 +135,25 @@ struct Int4Q {
   }
 };
 
+// Sum trees without vphadd: on Zen 3 a vphaddw / vphaddd takes two cycles of the shuffle
+// ports where an unpack takes half of one, and the block sums are exact integers, so any
+// order of adding gives the same sums. Per 128-bit half, in units of 32 bits (an int32 lane,
+// or two int16 lanes kept side by side):
+// TreePairs(a, b) adds each vector's units 2, 3 onto its units 0, 1, giving [a, b, a, b];
+// TreeQuads(ab, cd) adds the two halves of two such results, giving [a, b, c, d].
+template <bool kInt16>
+inline __m256i TreePairs(__m256i a, __m256i b) {
+  const __m256i lo = _mm256_unpacklo_epi32(a, b), hi = _mm256_unpackhi_epi32(a, b);
+  return kInt16 ? _mm256_add_epi16(lo, hi) : _mm256_add_epi32(lo, hi);
+}
+template <bool kInt16>
+inline __m256i TreeQuads(__m256i ab, __m256i cd) {
+  const __m256i lo = _mm256_unpacklo_epi64(ab, cd), hi = _mm256_unpackhi_epi64(ab, cd);
+  return kInt16 ? _mm256_add_epi16(lo, hi) : _mm256_add_epi32(lo, hi);
+}
+
 // Eight int32 vectors -> lane m holds the sum of the m-th one's lanes. Built as the products
-// come in (hadd pairs, then quads, then Finish) so that no more than a few block sums are
+// come in (TreePairs, then TreeQuads, then Finish) so that no more than a few block sums are
 // live at once: with all eight held, the register allocator spills.
 inline __m256i Finish(__m256i lo4, __m256i hi4) {
   return _mm256_add_epi32(_mm256_permute2x128_si256(lo4, hi4, 0x20), _mm256_permute2x128_si256(lo4, hi4, 0x31));
@@ -157,26 +175,20 @@ template <typename F>
 inline __m256i Widen(__m256i pairs, __m256i ones) {
   return F::kInt16Tree ? pairs : _mm256_madd_epi16(pairs, ones);
 }
-template <typename F>
-inline __m256i Add2(__m256i a, __m256i b) {
-  return F::kInt16Tree ? _mm256_hadd_epi16(a, b) : _mm256_hadd_epi32(a, b);
-}
 template <typename F, int N>
 inline __m256i LanePair(const uint8_t* const* p, int64_t k, const __m256i* xq, int pair, __m256i ones) {
   if (N == 1) {
     const typename F::Prepared w0 = F::Prepare(p[2 * pair], k), w1 = F::Prepare(p[2 * pair + 1], k);
-    return Add2<F>(Widen<F>(F::Pairs(w0, xq[0]), ones), Widen<F>(F::Pairs(w1, xq[0]), ones));
+    return TreePairs<F::kInt16Tree>(Widen<F>(F::Pairs(w0, xq[0]), ones), Widen<F>(F::Pairs(w1, xq[0]), ones));
   }
   const typename F::Prepared w = F::Prepare(p[pair], k);
-  return Add2<F>(Widen<F>(F::Pairs(w, xq[0]), ones), Widen<F>(F::Pairs(w, xq[N - 1]), ones));
+  return TreePairs<F::kInt16Tree>(Widen<F>(F::Pairs(w, xq[0]), ones), Widen<F>(F::Pairs(w, xq[N - 1]), ones));
 }
 // Lane m of the result = the whole block sum of lane m, from the two halves of pairs.
 template <typename F>
-inline __m256i Finish8(__m256i lo4, __m256i hi4) {
+inline __m256i Finish8(__m256i lo4, __m256i hi4, __m256i ones) {
   if (!F::kInt16Tree) return Finish(lo4, hi4);
-  const __m256i h = _mm256_hadd_epi16(lo4, hi4);  // per 128-bit half: lanes 0..7 of its columns
-  return _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(h)),
-                          _mm256_cvtepi16_epi32(_mm256_extracti128_si256(h, 1)));
+  return Finish(_mm256_madd_epi16(lo4, ones), _mm256_madd_epi16(hi4, ones));  // int16 pairs -> int32
 }
 
 // R rows x N tokens (R·N = 8, lane m = row m / N, token m % N) over every block of K. rows[i]
@@ -228,9 +240,9 @@ void Tile(const RawWeight& w, const int64_t* rows, const QuantizedActs& a, const
       for (const char* f = next + b * span, *f_end = f + span; f < f_end; f += 64) _mm_prefetch(f, _MM_HINT_T0);
     __m256i xq[N];
     for (int j = 0; j < N; ++j) xq[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[j] + k));
-    const __m256i lo = Add2<F>(LanePair<F, N>(p, k, xq, 0, ones), LanePair<F, N>(p, k, xq, 1, ones));
-    const __m256i hi = Add2<F>(LanePair<F, N>(p, k, xq, 2, ones), LanePair<F, N>(p, k, xq, 3, ones));
-    __m256i dot = Finish8<F>(lo, hi);
+    const __m256i lo = TreeQuads<F::kInt16Tree>(LanePair<F, N>(p, k, xq, 0, ones), LanePair<F, N>(p, k, xq, 1, ones));
+    const __m256i hi = TreeQuads<F::kInt16Tree>(LanePair<F, N>(p, k, xq, 2, ones), LanePair<F, N>(p, k, xq, 3, ones));
+    __m256i dot = Finish8<F>(lo, hi, ones);
     if (F::kZeroPoint) dot = _mm256_sub_epi32(dot, _mm256_mullo_epi32(zero, TokenLanes(s, N, b)));
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(scale, TokenLanes(d, N, b)), acc);
   }
@@ -289,8 +301,8 @@ void Int4DecodeRows8(const RawWeight& w, int64_t r, const QuantizedActs& a, floa
       const __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
       return _mm256_add_epi16(_mm256_maddubs_epi16(lo, even), _mm256_maddubs_epi16(hi, odd));
     };
-    auto rows2 = [&](int64_t i) { return _mm256_madd_epi16(_mm256_hadd_epi16(row(i), row(i + 1)), ones); };
-    const __m256i q03 = _mm256_hadd_epi32(rows2(0), rows2(2)), q47 = _mm256_hadd_epi32(rows2(4), rows2(6));
+    auto rows2 = [&](int64_t i) { return _mm256_madd_epi16(TreePairs<true>(row(i), row(i + 1)), ones); };
+    const __m256i q03 = TreeQuads<false>(rows2(0), rows2(2)), q47 = TreeQuads<false>(rows2(4), rows2(6));
     // Lanes = rows 0..7 of block b, and of block b+1.
     const __m256i d0 = _mm256_permute2x128_si256(q03, q47, 0x20), d1 = _mm256_permute2x128_si256(q03, q47, 0x31);
     __m256 scale;
