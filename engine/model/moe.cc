@@ -3,8 +3,8 @@
 // only the experts some token chose are touched. The matrices of all active experts (and the
 // shared ones) are split into row blocks and spread over the thread pool together: at batch 1
 // each expert matrix is small (512 rows), and splitting them one at a time would leave a thread
-// idle at every join. Every output row is computed by the same
-// kernel call it would get alone, so the result does not depend on the split.
+// idle at every join. Every output row is computed by the same kernel call it would get alone,
+// so the result does not depend on the split.
 #include "engine/model/moe.h"
 
 #include <algorithm>
