@@ -19,6 +19,10 @@ namespace dsv3 {
 namespace {
 
 constexpr int64_t kRowBlock = 64;
+// A step with this many (token, expert) picks gathers and sums back its rows in parallel, each
+// thread its own columns of every row (a prefill's picks are thousands of rows); a decode
+// step's few rows are copied inline.
+constexpr int64_t kParallelPicks = 16;
 
 // One row block of one projection: y[T, r0:r1] = x[T] · W[r0:r1]ᵀ.
 struct RowJob {
@@ -97,10 +101,15 @@ void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64
   for (int64_t e = 0; e < c.n_routed_experts; ++e)
     offset[e + 1] = offset[e] + static_cast<int64_t>(s->per_expert[e].size());
   const int64_t picks = offset[c.n_routed_experts];
-  for (int64_t e = 0; e < c.n_routed_experts; ++e)
-    for (size_t j = 0; j < s->per_expert[e].size(); ++j)
-      std::memcpy(s->gathered.data() + (offset[e] + static_cast<int64_t>(j)) * D, x + s->per_expert[e][j].first * D,
-                  D * sizeof(float));
+  // offset is thread_local: the pool's threads see it through this reference, not by its name.
+  const std::vector<int64_t>& rows_at = offset;
+  const int64_t column_grain = picks >= kParallelPicks ? 8 : D;
+  ParallelFor(D, column_grain, [&](int64_t d0, int64_t d1) {
+    for (int64_t e = 0; e < c.n_routed_experts; ++e)
+      for (size_t j = 0; j < s->per_expert[e].size(); ++j)
+        std::memcpy(s->gathered.data() + (rows_at[e] + static_cast<int64_t>(j)) * D + d0,
+                    x + s->per_expert[e][j].first * D + d0, static_cast<size_t>(d1 - d0) * sizeof(float));
+  });
   const bool shared = !w.shared.gate_proj.empty();
   const int64_t Ws = shared ? w.shared.gate_proj.rows() : 0;
   float* shared_gate = s->gate_buf.data() + picks * I;
@@ -133,16 +142,18 @@ void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64
   if (!shared) std::memset(out, 0, static_cast<size_t>(N * D) * sizeof(float));
   RunJobs(jobs);
 
-  // Weighted sum in expert order, as the reference adds them.
-  for (int64_t e = 0; e < c.n_routed_experts; ++e) {
-    const auto& tokens = s->per_expert[e];
-    for (size_t j = 0; j < tokens.size(); ++j) {
-      float* dst = out + tokens[j].first * D;
-      const float* src = s->expert_out.data() + (offset[e] + static_cast<int64_t>(j)) * D;
-      const float gw = tokens[j].second;
-      for (int64_t d = 0; d < D; ++d) dst[d] += gw * src[d];
+  // Weighted sum in expert order, as the reference adds them (per element, whatever the split).
+  ParallelFor(D, column_grain, [&](int64_t d0, int64_t d1) {
+    for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+      const auto& tokens = s->per_expert[e];
+      for (size_t j = 0; j < tokens.size(); ++j) {
+        float* dst = out + tokens[j].first * D;
+        const float* src = s->expert_out.data() + (rows_at[e] + static_cast<int64_t>(j)) * D;
+        const float gw = tokens[j].second;
+        for (int64_t d = d0; d < d1; ++d) dst[d] += gw * src[d];
+      }
     }
-  }
+  });
 }
 
 }  // namespace dsv3

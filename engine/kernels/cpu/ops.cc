@@ -6,9 +6,19 @@
 #include <cstring>
 #include <vector>
 
+#include "engine/base/threads.h"
 #include "engine/kernels/cpu/linear_kernels.h"
 
 namespace dsv3 {
+
+namespace {
+
+// Elements per parallel chunk of the element-wise operators: a prefill's norms and activations
+// (hundreds of thousands of elements per layer) were a few percent of its time on one thread
+// while the other waited; a decode step's stay below this and run inline.
+constexpr int64_t kElementGrain = 16384;
+
+}  // namespace
 
 void RmsNorm(const float* x, const TensorView& weight, int64_t T, int64_t D, float eps, float* y) {
   thread_local std::vector<float> wbuf;
@@ -20,21 +30,26 @@ void RmsNorm(const float* x, const TensorView& weight, int64_t T, int64_t D, flo
     for (int64_t i = 0; i < D; ++i) wbuf[i] = ElementAsF32(weight, i);
     wf = wbuf.data();
   }
-  for (int64_t t = 0; t < T; ++t) {
-    const float* xr = x + t * D;
-    float* yr = y + t * D;
-    float ss = 0.0f;
-    for (int64_t i = 0; i < D; ++i) ss += xr[i] * xr[i];
-    float inv = 1.0f / std::sqrt(ss / static_cast<float>(D) + eps);
-    for (int64_t i = 0; i < D; ++i) yr[i] = xr[i] * inv * wf[i];
-  }
+  // Token rows are independent: split across threads, each row computed as on one.
+  ParallelFor(T, std::max<int64_t>(1, kElementGrain / std::max<int64_t>(1, D)), [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* xr = x + t * D;
+      float* yr = y + t * D;
+      float ss = 0.0f;
+      for (int64_t i = 0; i < D; ++i) ss += xr[i] * xr[i];
+      float inv = 1.0f / std::sqrt(ss / static_cast<float>(D) + eps);
+      for (int64_t i = 0; i < D; ++i) yr[i] = xr[i] * inv * wf[i];
+    }
+  });
 }
 
 void SiluMul(float* gate, const float* up, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    float g = gate[i];
-    gate[i] = g / (1.0f + std::exp(-g)) * up[i];
-  }
+  ParallelFor(n, kElementGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      float g = gate[i];
+      gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+    }
+  });
 }
 
 void SoftmaxInPlace(float* x, int64_t n) {
