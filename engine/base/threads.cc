@@ -204,9 +204,14 @@ void SetNumThreads(int n) {
 
 int NumThreads() { return GetPool().size(); }
 
-void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+namespace {
+
+// Runs fn(0, n) on this thread when that is all there is to do (a nested call, at most
+// `inline_upto` items, a one-thread pool), else one region on the pool (see Pool::Run).
+void Dispatch(int64_t n, int64_t inline_upto, int64_t grain, int64_t piece,
+              const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
-  if (tls_in_parallel || n <= grain) {
+  if (tls_in_parallel || n <= inline_upto) {
     fn(0, n);
     return;
   }
@@ -215,23 +220,19 @@ void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int
     fn(0, n);
     return;
   }
-  pool.Run(n, grain, 0, fn);
+  pool.Run(n, grain, piece, fn);
+}
+
+}  // namespace
+
+void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  Dispatch(n, grain, grain, 0, fn);
 }
 
 void ParallelForBalanced(int64_t n, int64_t piece, const std::function<void(int64_t, int64_t)>& fn) {
-  if (n <= 0) return;
   piece = std::max<int64_t>(piece, 1);
   piece = std::max<int64_t>(piece, (n >> 31) + 1);  // piece indices fit a share's 32-bit halves
-  if (tls_in_parallel || n <= piece) {
-    fn(0, n);
-    return;
-  }
-  Pool& pool = GetPool();
-  if (pool.size() == 1) {
-    fn(0, n);
-    return;
-  }
-  pool.Run(n, 0, piece, fn);
+  Dispatch(n, piece, 0, piece, fn);
 }
 
 }  // namespace dsv3

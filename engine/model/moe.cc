@@ -84,6 +84,7 @@ void MoeScratch::Reserve(const ModelConfig& c, int64_t max_tokens) {
   gate_buf.resize(static_cast<size_t>(width));
   up_buf.resize(static_cast<size_t>(width));
   per_expert.resize(static_cast<size_t>(c.n_routed_experts));
+  offset.reserve(static_cast<size_t>(c.n_routed_experts) + 1);
   for (auto& v : per_expert) v.reserve(static_cast<size_t>(max_tokens));
 }
 
@@ -94,20 +95,17 @@ void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64
   for (int64_t t = 0; t < N; ++t)
     for (int64_t i = 0; i < k; ++i) s->per_expert[s->indices[t * k + i]].push_back({static_cast<int32_t>(t), s->weights[t * k + i]});
 
-  // Picks are stacked expert by expert: expert e's tokens are rows [offset[e], offset[e] + n_e).
-  thread_local std::vector<int64_t> offset;
+  std::vector<int64_t>& offset = s->offset;
   thread_local std::vector<RowJob> jobs;
   offset.assign(static_cast<size_t>(c.n_routed_experts) + 1, 0);
   for (int64_t e = 0; e < c.n_routed_experts; ++e)
     offset[e + 1] = offset[e] + static_cast<int64_t>(s->per_expert[e].size());
   const int64_t picks = offset[c.n_routed_experts];
-  // offset is thread_local: the pool's threads see it through this reference, not by its name.
-  const std::vector<int64_t>& rows_at = offset;
   const int64_t column_grain = picks >= kParallelPicks ? 8 : D;
   ParallelFor(D, column_grain, [&](int64_t d0, int64_t d1) {
     for (int64_t e = 0; e < c.n_routed_experts; ++e)
       for (size_t j = 0; j < s->per_expert[e].size(); ++j)
-        std::memcpy(s->gathered.data() + (rows_at[e] + static_cast<int64_t>(j)) * D + d0,
+        std::memcpy(s->gathered.data() + (offset[e] + static_cast<int64_t>(j)) * D + d0,
                     x + s->per_expert[e][j].first * D + d0, static_cast<size_t>(d1 - d0) * sizeof(float));
   });
   const bool shared = !w.shared.gate_proj.empty();
@@ -148,7 +146,7 @@ void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64
       const auto& tokens = s->per_expert[e];
       for (size_t j = 0; j < tokens.size(); ++j) {
         float* dst = out + tokens[j].first * D;
-        const float* src = s->expert_out.data() + (rows_at[e] + static_cast<int64_t>(j)) * D;
+        const float* src = s->expert_out.data() + (offset[e] + static_cast<int64_t>(j)) * D;
         const float gw = tokens[j].second;
         for (int64_t d = d0; d < d1; ++d) dst[d] += gw * src[d];
       }

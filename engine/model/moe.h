@@ -20,6 +20,8 @@ struct MoeScratch {
   std::vector<float> expert_out;  // [N, D]
   std::vector<float> gate_buf, up_buf;  // [N, max(width)]
   std::vector<std::vector<std::pair<int32_t, float>>> per_expert;  // token, weight
+  // Picks stacked expert by expert: expert e's tokens are rows [offset[e], offset[e + 1]).
+  std::vector<int64_t> offset;
   // Each projection input as the kernels read it, prepared once for all its row blocks:
   // [0] the shared experts', [1 + e] routed expert e's.
   std::vector<LinearInput> inputs;
