@@ -39,12 +39,18 @@ std::vector<Case> Cases() {
           {"int8 blocks 128", false, 150, 384, 128, true, 128},
           {"int4 g64 zero points", true, 29, 192, 64, false, 1},
           {"int4 g32 symmetric", true, 13, 96, 32, true, 1},
-          // Decode takes two blocks per step: an odd block count leaves a last one alone.
+          // INT4 takes blocks in pairs: an odd block count leaves a last one alone.
           {"int4 g32 zero points odd blocks", true, 17, 160, 32, false, 1},
           {"int4 g128", true, 8, 256, 128, false, 1},
-          // Groups laid out per lane eight at a time, 64 per table: whole eights, a tail, a refill.
+          // Twelve blocks (a step of eight, a tail of four) and 72 (nine steps).
           {"int4 g32 12 groups", true, 11, 384, 32, true, 1},
-          {"int4 g32 72 groups", true, 9, 2304, 32, false, 1}};
+          {"int4 g32 72 groups", true, 9, 2304, 32, false, 1},
+          // INT4 decode takes eight blocks per step: groups of one, two (g64), four (g128), all
+          // eight (g256), and a size that fits none of those (g96), whole steps and tails.
+          {"int4 g64 24 groups", true, 19, 1536, 64, false, 1},
+          {"int4 g128 symmetric", true, 10, 1280, 128, true, 1},
+          {"int4 g256", true, 9, 768, 256, false, 1},
+          {"int4 g96", true, 7, 576, 96, false, 1}};
 }
 
 class LinearQ8Test : public ::testing::Test {
@@ -72,8 +78,15 @@ std::vector<float> Activations(int64_t n, uint32_t seed) {
   return x;
 }
 
+// Where the quantizer stores position p of block b (of nb): in column order, or for INT4 with
+// the nibble order's evens and odds of each pair of blocks side by side (linear_kernels.h).
+int64_t StoredAt(bool nibbles, int64_t b, int64_t p, int64_t nb) {
+  if (!nibbles || (b | 1) >= nb) return b * 32 + p;
+  return (b & ~int64_t{1}) * 32 + (p < 16 ? 0 : 32) + (b & 1) * 16 + p % 16;
+}
+
 TEST_F(LinearQ8Test, QuantizerMatchesItsTwinAndRoundsToNearest) {
-  const int64_t K = 320, nb = K / cpu::kActBlock;
+  const int64_t K = 352, nb = K / cpu::kActBlock;  // an odd block count: the last block alone
   std::vector<float> x = Activations(K, 5);
   x[3] = -x[3];  // both signs
   for (bool nibbles : {false, true}) {
@@ -93,7 +106,7 @@ TEST_F(LinearQ8Test, QuantizerMatchesItsTwinAndRoundsToNearest) {
       for (int64_t p = 0; p < cpu::kActBlock; ++p) {
         const int64_t col = !nibbles ? p : p < 16 ? 2 * p : 2 * (p - 16) + 1;
         const float xv = x[b * 32 + col];
-        const int v = q1[b * 32 + p];
+        const int v = q1[StoredAt(nibbles, b, p, nb)];
         sum += v;
         ASSERT_LE(std::abs(v), 127);
         // Nearest step: within half a step (and a rounding of the reciprocal) of x.

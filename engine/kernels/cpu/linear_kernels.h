@@ -49,12 +49,16 @@ inline int64_t GemmScratchFloats(int64_t K) { return (GemmFp8PanelRows(K) + Gemm
 // As llama.cpp's Q8_0: each token's activations are quantized in blocks of kActBlock columns,
 // d = amax / 127 and q = x · (127 / amax) rounded to nearest-even, |q| <= 127 (all zero when
 // amax is 0; a block holding a NaN or Inf gets q = 0 and d = NaN, so its outputs are NaN), plus
-// sum = Σq per block. For INT4 weights a block's 32 q are stored in the order the kernels
-// unpack nibbles: its 16 even columns, then its 16 odd ones.
+// sum = Σq per block. For INT4 weights the q are stored in the order the kernels unpack
+// nibbles: each block's 16 even columns and its 16 odd ones apart, and blocks in pairs, as
+// 32 bytes of a weight row hold them: (b, b+1) as b's evens, b+1's evens, b's odds, b+1's
+// odds (an odd count's last block alone: its evens, then its odds).
 // The product is then defined without reference to SIMD width: per block b the integer
-// I_b = Σ_k wq[r,k]·q[t,k] (INT4: (u - z)·q) is exact, and y = fma(float(I_b), s(r,b)·d(t,b), y)
-// over b in order from 0 (s: the weight's scale for the block). The scalar twin and the AVX2
-// kernels compute exactly that, so they agree to the bit and with any token count.
+// I_b = Σ_k wq[r,k]·q[t,k] (INT4: (u - z)·q) is exact, and c = fma(float(I_b), s(r,b)·d(t,b), c)
+// over b in order from 0 (s: the weight's scale for the block). INT8 has one such chain c, the
+// output; INT4 has eight, block b on chain c_(b mod 8), and the output is
+// ((c0 + c4) + (c2 + c6)) + ((c1 + c5) + (c3 + c7)). The scalar twin and the AVX2 kernels
+// compute exactly that, so they agree to the bit and with any token count.
 constexpr int64_t kActBlock = 32;
 struct QuantizedActs {
   const int8_t* q = nullptr;     // [T, K]

@@ -15,6 +15,13 @@ namespace {
 // Column of block position p (0..31) in the nibble order: even columns first, then odd.
 inline int64_t NibbleColumn(int64_t p) { return p < 16 ? 2 * p : 2 * (p - 16) + 1; }
 
+// Where position p of block b (of nb) sits in a token's INT4 activations: blocks go in pairs,
+// (b, b+1) as b's evens, b+1's evens, b's odds, b+1's odds; an odd count's last block alone.
+inline int64_t Int4ActIndex(int64_t b, int64_t p, int64_t nb) {
+  if ((b | 1) >= nb) return b * kActBlock + p;
+  return (b & ~int64_t{1}) * kActBlock + (p < 16 ? 0 : 32) + (b & 1) * 16 + p % 16;
+}
+
 }  // namespace
 
 bool TakesInt8Activations(const RawWeight& w) {
@@ -27,9 +34,11 @@ bool TakesInt8Activations(const RawWeight& w) {
 }
 
 void QuantizeActsReference(const float* x, int64_t K, bool nibble_order, int8_t* q, float* d, int32_t* sum) {
-  for (int64_t b = 0; b < K / kActBlock; ++b) {
+  const int64_t nb = K / kActBlock;
+  // Where position p of block b is stored.
+  const auto at = [&](int64_t b, int64_t p) { return nibble_order ? Int4ActIndex(b, p, nb) : b * kActBlock + p; };
+  for (int64_t b = 0; b < nb; ++b) {
     const float* xb = x + b * kActBlock;
-    int8_t* qb = q + b * kActBlock;
     float amax = 0.0f;
     bool finite = true;
     for (int64_t p = 0; p < kActBlock; ++p) {
@@ -38,7 +47,7 @@ void QuantizeActsReference(const float* x, int64_t K, bool nibble_order, int8_t*
     }
     if (!finite) {  // see linear_kernels.h
       d[b] = std::nanf("");
-      for (int64_t p = 0; p < kActBlock; ++p) qb[p] = 0;
+      for (int64_t p = 0; p < kActBlock; ++p) q[at(b, p)] = 0;
       sum[b] = 0;
       continue;
     }
@@ -48,7 +57,7 @@ void QuantizeActsReference(const float* x, int64_t K, bool nibble_order, int8_t*
     for (int64_t p = 0; p < kActBlock; ++p) {
       const int64_t c = nibble_order ? NibbleColumn(p) : p;
       const int v = static_cast<int>(std::nearbyint(xb[c] * id));
-      qb[p] = static_cast<int8_t>(v);
+      q[at(b, p)] = static_cast<int8_t>(v);
       s += v;
     }
     sum[b] = s;
@@ -63,7 +72,8 @@ void QLinearReference(const QuantizedActs& a, const RawWeight& w, int64_t r0, in
     const uint8_t* row = static_cast<const uint8_t*>(w.data) + r * w.row_bytes;
     for (int64_t t = 0; t < a.T; ++t) {
       const int8_t* qt = a.q + t * K;
-      float acc = 0.0f;
+      // INT8: one chain over the blocks. INT4: eight, block b on chain b mod 8.
+      float chain[8] = {0, 0, 0, 0, 0, 0, 0, 0};
       for (int64_t b = 0; b < nb; ++b) {
         const int64_t k0 = b * kActBlock, g = k0 / w.block_in;
         int32_t dot = 0;
@@ -75,17 +85,20 @@ void QLinearReference(const QuantizedActs& a, const RawWeight& w, int64_t r0, in
           for (int64_t p = 0; p < kActBlock; ++p) {
             const uint8_t byte = row[k0 / 2 + p % 16];
             const int32_t u = p < 16 ? (byte & 0xf) : (byte >> 4);
-            dot += (u - z) * qt[k0 + p];
+            dot += (u - z) * qt[Int4ActIndex(b, p, nb)];
           }
           s = F16ToF32(w.scale16[r * w.scale_cols + g]);
         } else {
           for (int64_t p = 0; p < kActBlock; ++p) dot += static_cast<int8_t>(row[k0 + p]) * qt[k0 + p];
           s = w.scale[(r / w.block_out) * w.scale_cols + g];
         }
+        float& acc = chain[int4 ? b % 8 : 0];
         acc = std::fma(static_cast<float>(dot), s * a.d[t * nb + b], acc);
       }
+      const float* c = chain;
+      const float sum = int4 ? ((c[0] + c[4]) + (c[2] + c[6])) + ((c[1] + c[5]) + (c[3] + c[7])) : c[0];
       float* out = y + t * ldy + r;
-      *out = accumulate ? *out + acc : acc;
+      *out = accumulate ? *out + sum : sum;
     }
   }
 }

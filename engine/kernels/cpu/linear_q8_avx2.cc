@@ -3,9 +3,11 @@
 // the work that dequantizing to float32 did: 32 weights meet 32 activations in one
 // vpmaddubsw (unsigned x signed bytes -> pairs summed to int16) and one vpmaddwd (pairs ->
 // int32). INT8 weights are signed, so the magnitudes go in the unsigned operand and the signs
-// move onto the activations (vpsignb); INT4 nibbles are unsigned already, and their zero
-// point comes off afterwards as z · Σq. Eight (row, token) block sums are reduced together
-// and scaled in one float vector, giving the twin's (linear_q8.cc) fma chain lane by lane.
+// move onto the activations (vpsignb); eight (row, token) block sums are reduced together and
+// scaled in one float vector, giving the twin's (linear_q8.cc) fma chain lane by lane. INT4
+// nibbles are unsigned already, and their zero point comes off afterwards as z · Σq; there a
+// vector's lanes are eight blocks of one row (the twin's eight chains), so each row's scales
+// and zero points load as they are stored.
 //
 // No standard-library templates or shared inline functions are used here (see linear_avx2.cc).
 #include "engine/kernels/cpu/linear_kernels.h"
@@ -24,8 +26,6 @@ namespace {
 // magnitude and sign: GCC keeps such a struct in memory and reloads it for every use.)
 struct Int8Q {
   using Prepared = __m256i;
-  static constexpr bool kZeroPoint = false;
-  static constexpr bool kInt16Tree = false;  // a pair sum reaches 32512: two would overflow int16
   static Prepared Prepare(const uint8_t* row, int64_t k) {
     __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + k));
     // Keeps w in a register: left alone, GCC stores each loaded row to the stack and reads it
@@ -36,104 +36,20 @@ struct Int8Q {
   static __m256i Pairs(__m256i w, __m256i q) { return _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(q, w)); }
   // Scales of groups [g0, g0 + n) for the eight lanes (lane_row: each lane's scale row,
   // r / block_out): stab[g - g0][lane]. INT8 has few groups per row (one per channel).
-  static void PrefetchGroups(const RawWeight&, int64_t, int64_t) {}  // a scale per row: in cache already
-  static void GroupLanes(const RawWeight& w, const int64_t* lane_row, int64_t g0, int n, float (*stab)[8],
-                         int32_t (*)[8]) {
+  static void GroupLanes(const RawWeight& w, const int64_t* lane_row, int64_t g0, int n, float (*stab)[8]) {
     for (int g = 0; g < n; ++g)
       for (int m = 0; m < 8; ++m) stab[g][m] = w.scale[lane_row[m] * w.scale_cols + g0 + g];
   }
 };
 
-// out[j] lane m = in[m] lane j.
-inline void Transpose8(const __m256* in, __m256* out) {
-  __m256 t[8], u[8];
-  for (int i = 0; i < 8; i += 2) {
-    t[i] = _mm256_unpacklo_ps(in[i], in[i + 1]);
-    t[i + 1] = _mm256_unpackhi_ps(in[i], in[i + 1]);
-  }
-  for (int i = 0; i < 8; i += 4) {
-    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
-    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
-  }
-  for (int j = 0; j < 4; ++j) {
-    out[j] = _mm256_permute2f128_ps(u[j], u[j + 4], 0x20);
-    out[j + 4] = _mm256_permute2f128_ps(u[j], u[j + 4], 0x31);
-  }
-}
-
 // Fetches every cache line of [begin, end) into L1. The walk starts at begin's line, not at
 // begin: tensors sit at any offset in the file, and stepping 64 bytes from an unaligned begin
-// skips the range's last line (left for a demand miss when the tile starts).
+// skips the range's last line (left for a demand miss when the row starts).
 inline void PrefetchLines(const void* begin, const void* end) {
   const uintptr_t e = reinterpret_cast<uintptr_t>(end);
   for (uintptr_t a = reinterpret_cast<uintptr_t>(begin) & ~uintptr_t{63}; a < e; a += 64)
     _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
 }
-
-// INT4: 16 bytes -> their low nibbles (the block's even columns) in bytes 0..15 and their high
-// nibbles (odd columns) in bytes 16..31: the nibble order the activations were stored in.
-struct Int4Q {
-  using Prepared = __m256i;
-  static constexpr bool kZeroPoint = true;
-  // A pair sum is at most 2 · 15 · 127 = 3810, so the four a tree adds before widening (15240)
-  // still fit int16: the eight lanes' products are reduced in int16 and widened once, without
-  // a vpmaddwd per lane.
-  static constexpr bool kInt16Tree = true;
-  static Prepared Prepare(const uint8_t* row, int64_t k) {
-    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k / 2));
-    __asm__("" : "+x"(b));  // as in Int8Q::Prepare: keeps GCC from a store and reloads per use
-    const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(b), _mm_srli_epi16(b, 4), 1);
-    return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
-  }
-  static __m256i Pairs(__m256i u, __m256i q) { return _mm256_maddubs_epi16(u, q); }
-  // Fetches the scales and zero points of rows [r0, r1) into cache (the next tile's: each row's
-  // sit apart from its weights, and waiting for them at a tile's start is a miss per row).
-  static void PrefetchGroups(const RawWeight& w, int64_t r0, int64_t r1) {
-    PrefetchLines(w.scale16 + r0 * w.scale_cols, w.scale16 + r1 * w.scale_cols);
-    if (w.zero) PrefetchLines(w.zero + r0 * w.scale_cols, w.zero + r1 * w.scale_cols);
-  }
-
-  // Scales and zero points of groups [g0, g0 + n) for the eight lanes: eight groups of a row
-  // load as one vector, and a transpose turns eight rows of them into eight groups of lanes
-  // (with a group per block, picking them up one scalar at a time cost as much as the block).
-  static void GroupLanes(const RawWeight& w, const int64_t* lane_row, int64_t g0, int n, float (*stab)[8],
-                         int32_t (*ztab)[8]) {
-    const int64_t sc = w.scale_cols;
-    for (int c = 0; c < n; c += 8) {
-      __m256 sv[8], zv[8], st[8], zt[8];
-      const bool whole = sc - (g0 + c) >= 8;  // eight groups left in the row: load them directly
-      for (int m = 0; m < 8; ++m) {
-        const int64_t at = lane_row[m] * sc + g0 + c;
-        if (whole) {
-          sv[m] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scale16 + at)));
-          if (w.zero)
-            zv[m] = _mm256_castsi256_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.zero + at))));
-          continue;
-        }
-        alignas(16) uint16_t s16[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        alignas(16) uint8_t z8[16] = {8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8};
-        for (int64_t i = 0; i < sc - (g0 + c); ++i) {  // never read past the row
-          s16[i] = w.scale16[at + i];
-          if (w.zero) z8[i] = w.zero[at + i];
-        }
-        sv[m] = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(s16)));
-        zv[m] = _mm256_castsi256_ps(_mm256_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(z8))));
-      }
-      Transpose8(sv, st);
-      if (w.zero) {
-        Transpose8(zv, zt);
-      } else {
-        for (int j = 0; j < 8; ++j) zt[j] = _mm256_castsi256_ps(_mm256_set1_epi32(8));
-      }
-      for (int j = 0; j < 8 && c + j < n; ++j) {
-        _mm256_store_ps(stab[c + j], st[j]);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(ztab[c + j]), _mm256_castps_si256(zt[j]));
-      }
-    }
-  }
-};
 
 // Sum trees without vphadd: on Zen 3 a vphaddw / vphaddd takes two cycles of the shuffle
 // ports where an unpack takes half of one, and the block sums are exact integers, so any
@@ -164,31 +80,16 @@ inline __m256 TokenLanes(const float* const* d, int N, int64_t b) {
   const __m256 d0 = _mm256_broadcast_ss(d[0] + b);
   return N == 1 ? d0 : _mm256_unpacklo_ps(d0, _mm256_broadcast_ss(d[1] + b));
 }
-inline __m256i TokenLanes(const int32_t* const* s, int N, int64_t b) {
-  const __m256i s0 = _mm256_set1_epi32(s[0][b]);
-  return N == 1 ? s0 : _mm256_unpacklo_epi32(s0, _mm256_set1_epi32(s[1][b]));
-}
 
-// The block sums of lanes 2p and 2p+1 (lane m = row m / N, token m % N), pairwise added: in
-// int32, or for F::kInt16Tree still in int16.
-template <typename F>
-inline __m256i Widen(__m256i pairs, __m256i ones) {
-  return F::kInt16Tree ? pairs : _mm256_madd_epi16(pairs, ones);
-}
+// The block sums of lanes 2p and 2p+1 (lane m = row m / N, token m % N), pairwise added.
 template <typename F, int N>
 inline __m256i LanePair(const uint8_t* const* p, int64_t k, const __m256i* xq, int pair, __m256i ones) {
   if (N == 1) {
     const typename F::Prepared w0 = F::Prepare(p[2 * pair], k), w1 = F::Prepare(p[2 * pair + 1], k);
-    return TreePairs<F::kInt16Tree>(Widen<F>(F::Pairs(w0, xq[0]), ones), Widen<F>(F::Pairs(w1, xq[0]), ones));
+    return TreePairs<false>(_mm256_madd_epi16(F::Pairs(w0, xq[0]), ones), _mm256_madd_epi16(F::Pairs(w1, xq[0]), ones));
   }
   const typename F::Prepared w = F::Prepare(p[pair], k);
-  return TreePairs<F::kInt16Tree>(Widen<F>(F::Pairs(w, xq[0]), ones), Widen<F>(F::Pairs(w, xq[N - 1]), ones));
-}
-// Lane m of the result = the whole block sum of lane m, from the two halves of pairs.
-template <typename F>
-inline __m256i Finish8(__m256i lo4, __m256i hi4, __m256i ones) {
-  if (!F::kInt16Tree) return Finish(lo4, hi4);
-  return Finish(_mm256_madd_epi16(lo4, ones), _mm256_madd_epi16(hi4, ones));  // int16 pairs -> int32
+  return TreePairs<false>(_mm256_madd_epi16(F::Pairs(w, xq[0]), ones), _mm256_madd_epi16(F::Pairs(w, xq[N - 1]), ones));
 }
 
 // R rows x N tokens (R·N = 8, lane m = row m / N, token m % N) over every block of K. rows[i]
@@ -208,118 +109,41 @@ void Tile(const RawWeight& w, const int64_t* rows, const QuantizedActs& a, const
   for (int m = 0; m < 8; ++m) lane_row[m] = w.block_out == 1 ? rows[m / N] : rows[m / N] / w.block_out;
   constexpr int kTable = 64;  // groups whose scales are laid out per lane at once
   alignas(32) float stab[kTable][8];
-  alignas(32) int32_t ztab[kTable][8];
   int64_t g0 = 0;
   const int8_t* q[N];
   const float* d[N];
-  const int32_t* s[N];
   for (int j = 0; j < N; ++j) {
     q[j] = a.q + tokens[j] * K;
     d[j] = a.d + tokens[j] * nb;
-    s[j] = a.sum + tokens[j] * nb;
   }
-  if (prefetch != 0) F::PrefetchGroups(w, rows[0] + prefetch / w.row_bytes, rows[0] + prefetch / w.row_bytes + R);
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc = _mm256_setzero_ps(), scale = acc;
-  __m256i zero = _mm256_setzero_si256();
   const char* next = reinterpret_cast<const char*>(p[0]) + prefetch;
   const int64_t span = ((R * w.row_bytes + nb - 1) / nb + 63) & ~int64_t{63};
   for (int64_t b = 0, g = 0, left = 0; b < nb; ++b, --left) {
     const int64_t k = b * kActBlock;
-    if (left == 0) {  // a new weight group: its scale (and zero point) per lane
+    if (left == 0) {  // a new weight group: its scale per lane
       left = per_group;
       if (g == 0 || g - g0 == kTable) {
         g0 = g;
-        F::GroupLanes(w, lane_row, g0, static_cast<int>(groups - g0 < kTable ? groups - g0 : kTable), stab, ztab);
+        F::GroupLanes(w, lane_row, g0, static_cast<int>(groups - g0 < kTable ? groups - g0 : kTable), stab);
       }
       scale = _mm256_load_ps(stab[g - g0]);
-      if (F::kZeroPoint) zero = _mm256_load_si256(reinterpret_cast<const __m256i*>(ztab[g - g0]));
       ++g;
     }
     if (prefetch != 0)
       for (const char* f = next + b * span, *f_end = f + span; f < f_end; f += 64) _mm_prefetch(f, _MM_HINT_T0);
     __m256i xq[N];
     for (int j = 0; j < N; ++j) xq[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[j] + k));
-    const __m256i lo = TreeQuads<F::kInt16Tree>(LanePair<F, N>(p, k, xq, 0, ones), LanePair<F, N>(p, k, xq, 1, ones));
-    const __m256i hi = TreeQuads<F::kInt16Tree>(LanePair<F, N>(p, k, xq, 2, ones), LanePair<F, N>(p, k, xq, 3, ones));
-    __m256i dot = Finish8<F>(lo, hi, ones);
-    if (F::kZeroPoint) dot = _mm256_sub_epi32(dot, _mm256_mullo_epi32(zero, TokenLanes(s, N, b)));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(scale, TokenLanes(d, N, b)), acc);
+    const __m256i lo = TreeQuads<false>(LanePair<F, N>(p, k, xq, 0, ones), LanePair<F, N>(p, k, xq, 1, ones));
+    const __m256i hi = TreeQuads<false>(LanePair<F, N>(p, k, xq, 2, ones), LanePair<F, N>(p, k, xq, 3, ones));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Finish(lo, hi)), _mm256_mul_ps(scale, TokenLanes(d, N, b)), acc);
   }
   _mm256_storeu_ps(out, acc);
 }
 
-// INT4 decode, eight whole rows r..r+7: two blocks (64 columns, 32 bytes of each row) per step.
-// One 32-byte load holds both blocks' nibbles, so a row costs a shift, two masks and two
-// vpmaddubsw per 64 columns instead of per 32 (the nibble-splitting load and lane insert of
-// Int4Q::Prepare went per block). The activations' two nibble-ordered blocks are regrouped to
-// match: even columns of both blocks, then odd. Each 128-bit half then belongs to one block,
-// so the reduction tree over the eight rows ends with block b's sums in one vector and block
-// b+1's in the other. Same exact block sums and fma order as Tile<Int4Q, 8, 1>.
-void Int4DecodeRows8(const RawWeight& w, int64_t r, const QuantizedActs& a, float* out, int64_t prefetch) {
-  const int64_t K = a.K, nb = K / kActBlock, per_group = w.block_in / kActBlock, groups = K / w.block_in;
-  const int64_t rb = w.row_bytes;
-  const uint8_t* base = static_cast<const uint8_t*>(w.data) + r * rb;
-  int64_t lane_row[8];
-  for (int m = 0; m < 8; ++m) lane_row[m] = w.block_out == 1 ? r + m : (r + m) / w.block_out;
-  constexpr int kTable = 64;
-  alignas(32) float stab[kTable][8];
-  alignas(32) int32_t ztab[kTable][8];
-  if (prefetch != 0) Int4Q::PrefetchGroups(w, r + prefetch / rb, r + prefetch / rb + 8);
-  const __m256i low4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
-  __m256 acc = _mm256_setzero_ps();
-  const char* next = reinterpret_cast<const char*>(base) + prefetch;
-  const int64_t span = ((8 * rb + nb - 1) / nb + 63) & ~int64_t{63};  // prefetch bytes per block
-  int64_t g0 = -kTable;  // groups [g0, g0 + kTable) are in the tables
-  // Block b's scale times its activation scale, and its zero point times Σq, per lane.
-  auto block_terms = [&](int64_t b, __m256& scale, __m256i& zs) {
-    const int64_t g = b / per_group;
-    if (g - g0 >= kTable) {
-      g0 = g;
-      Int4Q::GroupLanes(w, lane_row, g0, static_cast<int>(groups - g0 < kTable ? groups - g0 : kTable), stab, ztab);
-    }
-    scale = _mm256_mul_ps(_mm256_load_ps(stab[g - g0]), _mm256_broadcast_ss(a.d + b));
-    zs = _mm256_mullo_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(ztab[g - g0])),
-                            _mm256_set1_epi32(a.sum[b]));
-  };
-  for (int64_t b = 0; b < nb; b += 2) {
-    const bool pair = b + 1 < nb;
-    if (prefetch != 0)
-      for (const char* f = next + b * span, *f_end = f + 2 * span; f < f_end; f += 64) _mm_prefetch(f, _MM_HINT_T0);
-    // Activations: block b in the low halves, block b+1 (or zeros) in the high halves.
-    const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q + b * kActBlock));
-    const __m256i x1 = pair ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q + (b + 1) * kActBlock))
-                            : _mm256_setzero_si256();
-    const __m256i even = _mm256_permute2x128_si256(x0, x1, 0x20), odd = _mm256_permute2x128_si256(x0, x1, 0x31);
-    const uint8_t* p = base + b * kActBlock / 2;
-    // Row i's 16 sums of four products (|.| <= 4 · 15 · 127 = 7620, int16); with row i+1's
-    // added pairwise they stay below 15240, then widen to int32.
-    auto row = [&](int64_t i) {
-      __m256i v = pair ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i * rb))
-                       : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i * rb)));
-      __asm__("" : "+x"(v));  // see Int8Q::Prepare
-      const __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-      return _mm256_add_epi16(_mm256_maddubs_epi16(lo, even), _mm256_maddubs_epi16(hi, odd));
-    };
-    auto rows2 = [&](int64_t i) { return _mm256_madd_epi16(TreePairs<true>(row(i), row(i + 1)), ones); };
-    const __m256i q03 = TreeQuads<false>(rows2(0), rows2(2)), q47 = TreeQuads<false>(rows2(4), rows2(6));
-    // Lanes = rows 0..7 of block b, and of block b+1.
-    const __m256i d0 = _mm256_permute2x128_si256(q03, q47, 0x20), d1 = _mm256_permute2x128_si256(q03, q47, 0x31);
-    __m256 scale;
-    __m256i zs;
-    block_terms(b, scale, zs);
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(d0, zs)), scale, acc);
-    if (pair) {
-      block_terms(b + 1, scale, zs);
-      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(d1, zs)), scale, acc);
-    }
-  }
-  _mm256_storeu_ps(out, acc);
-}
-
-template <typename F>
-void QRows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
-           bool accumulate) {
+void Int8Rows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
+              bool accumulate) {
   alignas(32) float out[8];
   auto store = [&](int64_t r, int64_t t, float v) {
     float* o = y + t * ldy + r;
@@ -327,18 +151,11 @@ void QRows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, f
   };
   if (a.T == 1) {  // decode: eight rows at a time, each weight read once
     const int64_t token = 0;
-    // Each tile fetches the next one's weights and scales (INT4's scales sit apart from its
-    // weights).
-    constexpr int64_t kAhead = 8;
+    constexpr int64_t kAhead = 8;  // each tile fetches the next one's weights
     for (int64_t r = r0; r < r1; r += 8) {
       int64_t rows[8];
       for (int i = 0; i < 8; ++i) rows[i] = r + i < r1 ? r + i : r1 - 1;
-      const int64_t prefetch = r + 8 <= r1 ? kAhead * w.row_bytes : 0;
-      if (w.kind == WeightKind::kInt4 && r + 8 <= r1) {
-        Int4DecodeRows8(w, r, a, out, prefetch);
-      } else {
-        Tile<F, 8, 1>(w, rows, a, &token, out, prefetch);
-      }
+      Tile<Int8Q, 8, 1>(w, rows, a, &token, out, r + 8 <= r1 ? kAhead * w.row_bytes : 0);
       for (int i = 0; i < 8 && r + i < r1; ++i) store(r + i, 0, out[i]);
     }
     return;
@@ -354,9 +171,239 @@ void QRows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, f
       for (int i = 0; i < 4; ++i) rows[i] = r + i < r1 ? r + i : r1 - 1;
       for (int64_t t = t0; t < t1; t += 2) {
         const int64_t tokens[2] = {t, t + 1 < t1 ? t + 1 : t};
-        Tile<F, 4, 2>(w, rows, a, tokens, out, 0);
+        Tile<Int8Q, 4, 2>(w, rows, a, tokens, out, 0);
         for (int i = 0; i < 4 && r + i < r1; ++i)
           for (int j = 0; j < 2 && t + j < t1; ++j) store(r + i, t + j, out[i * 2 + j]);
+      }
+    }
+  }
+}
+
+// ---- INT4: a row at a time, eight of its blocks per vector ----------------------------------
+// 32 bytes of a row are two blocks (16 bytes each: column 2i in byte i's low nibble, 2i+1 in
+// its high one). One mask and one shift split them into the even columns of both blocks and
+// the odd columns of both, which meet the activations of the pair as linear_kernels.h stores
+// them (both blocks' evens, then both blocks' odds) in two vpmaddubsw. Four such vectors (eight
+// blocks) reduce to one vector holding the eight exact block sums, and everything per block
+// after that (the zero point off, the scale, the fma) happens eight blocks per instruction,
+// with each row's scales and zero points loaded as stored: one row per pass, no transposes.
+
+// How a chunk of eight blocks finds its groups: one each, one per two, per four, one for all
+// eight, or (tails, other group sizes) block by block.
+enum class GroupStep : int { kOne, kTwo, kFour, kWhole, kEach };
+
+inline GroupStep GroupStepFor(int64_t per_group) {
+  if (per_group == 1) return GroupStep::kOne;
+  if (per_group == 2) return GroupStep::kTwo;
+  if (per_group == 4) return GroupStep::kFour;
+  if (per_group % 8 == 0) return GroupStep::kWhole;
+  return GroupStep::kEach;
+}
+
+// One row against N tokens: where its weights, groups and the tokens' activations are.
+template <int N>
+struct Int4RowArgs {
+  const uint8_t* row;        // the row's packed weights
+  const uint16_t* scale;     // its group scales
+  const uint8_t* zero;       // its zero points (null: 8)
+  const int8_t* q[N];        // each token's activations (pair layout), its d and Σq per block
+  const float* d[N];
+  const int32_t* sum[N];
+  int64_t per_group;         // blocks per group
+};
+
+// Scale and zero point of blocks [b0, b0 + n) of the row, lane i = block b0 + i (lanes past n:
+// scale 0, zero point 0). Only the groups the blocks use are read.
+template <GroupStep kStep, int N>
+__attribute__((always_inline)) inline void ChunkGroups(const Int4RowArgs<N>& a, int64_t b0, int64_t n, __m256* scale,
+                                                       __m256i* zero) {
+  const uint16_t* s16 = a.scale;
+  const uint8_t* z8 = a.zero;
+  if (kStep == GroupStep::kOne) {
+    *scale = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s16 + b0)));
+    *zero = z8 ? _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(z8 + b0))) : _mm256_set1_epi32(8);
+  } else if (kStep == GroupStep::kTwo) {
+    const __m256i pick = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+    const int64_t g0 = b0 >> 1;
+    *scale = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s16 + g0))), pick);
+    *zero = z8 ? _mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(_mm_loadu_si32(z8 + g0)), pick) : _mm256_set1_epi32(8);
+  } else if (kStep == GroupStep::kFour) {
+    const __m256i pick = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    const int64_t g0 = b0 >> 2;
+    *scale = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si32(s16 + g0)), pick);
+    if (z8) {
+      uint16_t z2;
+      __builtin_memcpy(&z2, z8 + g0, 2);
+      *zero = _mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi32_si128(z2)), pick);
+    } else {
+      *zero = _mm256_set1_epi32(8);
+    }
+  } else if (kStep == GroupStep::kWhole) {
+    const int64_t g0 = b0 / a.per_group;
+    *scale = _mm256_set1_ps(_cvtsh_ss(s16[g0]));
+    *zero = _mm256_set1_epi32(z8 ? z8[g0] : 8);
+  } else {
+    alignas(32) float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    alignas(32) int32_t z[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t g = (b0 + i) / a.per_group;
+      s[i] = _cvtsh_ss(s16[g]);
+      z[i] = z8 ? z8[g] : 8;
+    }
+    *scale = _mm256_load_ps(s);
+    *zero = _mm256_load_si256(reinterpret_cast<const __m256i*>(z));
+  }
+}
+
+// Blocks [b0, b0 + n) (n = 8 when kFull) of the row into acc[j], lane i = chain b0 + i.
+template <int N, GroupStep kStep, bool kFull>
+__attribute__((always_inline)) inline void Int4Chunk(const Int4RowArgs<N>& a, int64_t b0, int64_t n, __m256* acc) {
+  const __m256i low4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+  // Blocks b0+2i and b0+2i+1: per token, each block's sixteen sums of four products
+  // (|.| <= 4 · 15 · 127 = 7620, int16).
+  auto pairs = [&](int i, __m256i* sums) {
+    const int64_t b = b0 + 2 * i;
+    if (!kFull && 2 * i >= n) {
+      for (int j = 0; j < N; ++j) sums[j] = _mm256_setzero_si256();
+      return;
+    }
+    const bool both = kFull || 2 * i + 1 < n;  // else the last block of an odd count, stored alone
+    __m256i v = both ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.row + b * 16))
+                     : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.row + b * 16)));
+    __asm__("" : "+x"(v));  // see Int8Q::Prepare
+    const __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+    for (int j = 0; j < N; ++j) {
+      const int8_t* x = a.q[j] + b * kActBlock;
+      const __m256i even = both ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x))
+                                : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x)));
+      const __m256i odd = both ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32))
+                               : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + 16)));
+      sums[j] = _mm256_add_epi16(_mm256_maddubs_epi16(lo, even), _mm256_maddubs_epi16(hi, odd));
+    }
+  };
+  // Two vectors' sums added pairwise (<= 15240, still int16) and widened: lanes (b, b+2, b,
+  // b+2 | b+1, b+3, b+1, b+3); then two of those give the eight block sums.
+  __m256i s0[N], s1[N], m01[N];
+  pairs(0, s0);
+  pairs(1, s1);
+  for (int j = 0; j < N; ++j) m01[j] = _mm256_madd_epi16(TreePairs<true>(s0[j], s1[j]), ones);
+  pairs(2, s0);
+  pairs(3, s1);
+  __m256 scale;
+  __m256i zero;
+  ChunkGroups<kFull ? kStep : GroupStep::kEach>(a, b0, n, &scale, &zero);
+  // The tree leaves blocks in lanes (0, 2, 4, 6, 1, 3, 5, 7); this puts them in order.
+  const __m256i in_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int j = 0; j < N; ++j) {
+    const __m256i m23 = _mm256_madd_epi16(TreePairs<true>(s0[j], s1[j]), ones);
+    const __m256i dot = _mm256_permutevar8x32_epi32(TreeQuads<false>(m01[j], m23), in_order);
+    __m256 dv;
+    __m256i sv;
+    if (kFull) {
+      dv = _mm256_loadu_ps(a.d[j] + b0);
+      sv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum[j] + b0));
+    } else {  // lanes past the row's last block: d = 0, Σq = 0 (their sums are 0 too)
+      alignas(32) float dt[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      alignas(32) int32_t st[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (int64_t i = 0; i < n; ++i) {
+        dt[i] = a.d[j][b0 + i];
+        st[i] = a.sum[j][b0 + i];
+      }
+      dv = _mm256_load_ps(dt);
+      sv = _mm256_load_si256(reinterpret_cast<const __m256i*>(st));
+    }
+    const __m256i exact = _mm256_sub_epi32(dot, _mm256_mullo_epi32(zero, sv));
+    acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact), _mm256_mul_ps(scale, dv), acc[j]);
+  }
+}
+
+// Row r against N tokens (the activations' rows tokens[j]): out[j] = the twin's
+// ((c0 + c4) + (c2 + c6)) + ((c1 + c5) + (c3 + c7)), where lane i of the accumulator is the
+// chain c_i over blocks b = i (mod 8). ahead: a row to fetch into cache as this one is read
+// (null for none).
+template <int N, GroupStep kStep>
+void Int4Row(const RawWeight& w, int64_t r, const QuantizedActs& qa, const int64_t* tokens, const uint8_t* ahead,
+             float* out) {
+  const int64_t nb = qa.K / kActBlock;
+  Int4RowArgs<N> a;
+  a.row = static_cast<const uint8_t*>(w.data) + r * w.row_bytes;
+  a.scale = w.scale16 + r * w.scale_cols;
+  a.zero = w.zero ? w.zero + r * w.scale_cols : nullptr;
+  a.per_group = w.block_in / kActBlock;
+  __m256 acc[N];
+  for (int j = 0; j < N; ++j) {
+    a.q[j] = qa.q + tokens[j] * qa.K;
+    a.d[j] = qa.d + tokens[j] * nb;
+    a.sum[j] = qa.sum + tokens[j] * nb;
+    acc[j] = _mm256_setzero_ps();
+  }
+  // The row ahead is fetched two lines per chunk (its 128 bytes at their start and 64 on),
+  // which covers every line but perhaps the last: that one first.
+  if (ahead) _mm_prefetch(reinterpret_cast<const char*>(ahead + w.row_bytes - 1), _MM_HINT_T0);
+  int64_t b0 = 0;
+  for (; b0 + 8 <= nb; b0 += 8) {
+    if (ahead) {
+      _mm_prefetch(reinterpret_cast<const char*>(ahead + b0 * 16), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(ahead + b0 * 16 + 64), _MM_HINT_T0);
+    }
+    Int4Chunk<N, kStep, true>(a, b0, 8, acc);
+  }
+  if (b0 < nb) {
+    if (ahead) PrefetchLines(ahead + b0 * 16, ahead + nb * 16);
+    Int4Chunk<N, kStep, false>(a, b0, nb - b0, acc);
+  }
+  for (int j = 0; j < N; ++j) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[j]), _mm256_extractf128_ps(acc[j], 1));  // c_i + c_(i+4)
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));  // (c0 + c4) + (c2 + c6), (c1 + c5) + (c3 + c7)
+    out[j] = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+  }
+}
+
+template <GroupStep kStep>
+void Int4Rows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
+              bool accumulate) {
+  auto store = [&](int64_t r, int64_t t, float v) {
+    float* o = y + t * ldy + r;
+    *o = accumulate ? *o + v : v;
+  };
+  // Each row fetches the one kAhead rows on, weights and groups (a row's scales and zero
+  // points sit apart from its weights).
+  constexpr int64_t kAhead = 8;
+  auto ahead = [&](int64_t r) -> const uint8_t* {
+    if (r + kAhead >= w.rows) return nullptr;
+    const int64_t n = r + kAhead, sc = w.scale_cols;
+    PrefetchLines(w.scale16 + n * sc, w.scale16 + (n + 1) * sc);
+    if (w.zero) PrefetchLines(w.zero + n * sc, w.zero + (n + 1) * sc);
+    return static_cast<const uint8_t*>(w.data) + n * w.row_bytes;
+  };
+  if (a.T == 1) {  // decode: each weight read once
+    const int64_t token = 0;
+    for (int64_t r = r0; r < r1; ++r) {
+      float out;
+      Int4Row<1, kStep>(w, r, a, &token, ahead(r), &out);
+      store(r, 0, out);
+    }
+    return;
+  }
+  // Several tokens: a row (in L1) meets two tokens at a time, a block of tokens (whose
+  // activations stay in L2) at a time.
+  int64_t block = (256 * 1024) / a.K;
+  block = block < 2 ? 2 : block & ~int64_t{1};
+  for (int64_t t0 = 0; t0 < a.T; t0 += block) {
+    const int64_t t1 = a.T - t0 < block ? a.T : t0 + block;
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* next = t0 == 0 ? ahead(r) : nullptr;
+      for (int64_t t = t0; t < t1; t += 2) {
+        float out[2];
+        if (t + 1 < t1) {
+          const int64_t tokens[2] = {t, t + 1};
+          Int4Row<2, kStep>(w, r, a, tokens, t == t0 ? next : nullptr, out);
+          store(r, t, out[0]);
+          store(r, t + 1, out[1]);
+        } else {
+          Int4Row<1, kStep>(w, r, a, &t, t == t0 ? next : nullptr, out);
+          store(r, t, out[0]);
+        }
       }
     }
   }
@@ -367,8 +414,17 @@ void QRows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, f
 void QuantizeActsAvx2(const float* x, int64_t K, bool nibble_order, int8_t* q, float* d, int32_t* sum) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   const __m256i exp_mask = _mm256_set1_epi32(0x7f800000);
-  for (int64_t b = 0; b < K / kActBlock; ++b) {
+  const int64_t nb = K / kActBlock;
+  for (int64_t b = 0; b < nb; ++b) {
     const float* xb = x + b * kActBlock;
+    // Where the block's 32 bytes go: whole, or (INT4, in a pair of blocks) its evens and odds
+    // apart, each next to the other block's (linear_kernels.h).
+    int8_t* evens = q + b * kActBlock;
+    int8_t* odds = evens + 16;
+    if (nibble_order && (b | 1) < nb) {
+      evens = q + (b & ~int64_t{1}) * kActBlock + (b & 1) * 16;
+      odds = evens + 32;
+    }
     __m256 v[4];
     __m256 amax = _mm256_setzero_ps();
     __m256i special = _mm256_setzero_si256();
@@ -385,7 +441,8 @@ void QuantizeActsAvx2(const float* x, int64_t K, bool nibble_order, int8_t* q, f
     const float am = _mm_cvtss_f32(m);
     if (!_mm256_testz_si256(special, special)) {  // a NaN or Inf: see linear_kernels.h
       d[b] = __builtin_nanf("");
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * kActBlock), _mm256_setzero_si256());
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(evens), _mm_setzero_si128());
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(odds), _mm_setzero_si128());
       sum[b] = 0;
       continue;
     }
@@ -407,7 +464,8 @@ void QuantizeActsAvx2(const float* x, int64_t K, bool nibble_order, int8_t* q, f
     // int32 -> int8 in order: packs interleave 128-bit halves, one lane permute undoes it.
     const __m256i w01 = _mm256_packs_epi32(i32[0], i32[1]), w23 = _mm256_packs_epi32(i32[2], i32[3]);
     const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * kActBlock), bytes);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(evens), _mm256_castsi256_si128(bytes));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(odds), _mm256_extracti128_si256(bytes, 1));
     const __m256i s32 = _mm256_add_epi32(_mm256_add_epi32(i32[0], i32[1]), _mm256_add_epi32(i32[2], i32[3]));
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
     s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
@@ -420,9 +478,15 @@ void QLinearAvx2(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t
                  bool accumulate) {
   if (r0 >= r1 || a.T <= 0) return;
   if (w.kind == WeightKind::kI8) {
-    QRows<Int8Q>(a, w, r0, r1, y, ldy, accumulate);
+    Int8Rows(a, w, r0, r1, y, ldy, accumulate);
   } else if (w.kind == WeightKind::kInt4) {
-    QRows<Int4Q>(a, w, r0, r1, y, ldy, accumulate);
+    switch (GroupStepFor(w.block_in / kActBlock)) {
+      case GroupStep::kOne: Int4Rows<GroupStep::kOne>(a, w, r0, r1, y, ldy, accumulate); return;
+      case GroupStep::kTwo: Int4Rows<GroupStep::kTwo>(a, w, r0, r1, y, ldy, accumulate); return;
+      case GroupStep::kFour: Int4Rows<GroupStep::kFour>(a, w, r0, r1, y, ldy, accumulate); return;
+      case GroupStep::kWhole: Int4Rows<GroupStep::kWhole>(a, w, r0, r1, y, ldy, accumulate); return;
+      case GroupStep::kEach: Int4Rows<GroupStep::kEach>(a, w, r0, r1, y, ldy, accumulate); return;
+    }
   }
 }
 
