@@ -322,8 +322,8 @@ __attribute__((always_inline)) inline void Int4Chunk(const Int4RowArgs<N>& a, in
 // chain c_i over blocks b = i (mod 8). ahead: a row to fetch into cache as this one is read
 // (null for none).
 template <int N, GroupStep kStep>
-void Int4Row(const RawWeight& w, int64_t r, const QuantizedActs& qa, const int64_t* tokens, const uint8_t* ahead,
-             float* out) {
+__attribute__((always_inline)) inline void Int4Row(const RawWeight& w, int64_t r, const QuantizedActs& qa,
+                                                   const int64_t* tokens, const uint8_t* ahead, float* out) {
   const int64_t nb = qa.K / kActBlock;
   Int4RowArgs<N> a;
   a.row = static_cast<const uint8_t*>(w.data) + r * w.row_bytes;
