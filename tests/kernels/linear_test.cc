@@ -267,6 +267,48 @@ TEST_F(LinearKernelTest, Avx2ConvertsEveryWeightExactlyAsDequantizeRows) {
   }
 }
 
+// FP8 decode reads each e4m3 byte as a float32 2^120 times too small (subnormal for e4m3's
+// subnormals) against activations scaled up to match, and redoes a tile whose scaled
+// activations overflowed (|x · scale| >= 256) the way the GEMM computes it. Every byte value
+// converts exactly (unit vectors), and activations far past that limit give the GEMM's bits.
+TEST_F(LinearKernelTest, Fp8DecodeTakesEveryByteAndLargeActivations) {
+  SetLinearKernel(LinearKernel::kAvx2);
+  const int64_t rows = 16, K = 264;  // a K % 8 tail too
+  OwnedWeight w = MakeWeight(DType::kF8E4M3, rows, K, 60, 128);
+  for (int64_t i = 0; i < rows * K; ++i) {
+    const auto byte = static_cast<uint8_t>((i * 7 + i / K) % 256);
+    w.bytes[static_cast<size_t>(i)] = (byte & 0x7f) == 0x7f ? 0 : byte;  // 0x7f / 0xff are NaN
+  }
+  std::vector<float> expected(static_cast<size_t>(rows * K)), gemv(rows);
+  DequantizeRows(w.m, 0, rows, expected.data());
+  int subnormals = 0;
+  for (int64_t k = 0; k < K; ++k) {
+    std::vector<float> e(static_cast<size_t>(K), 0.0f);
+    e[k] = 1.0f;
+    Linear(e.data(), 1, w.m, gemv.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      ASSERT_EQ(gemv[r], expected[r * K + k]) << "row " << r << " column " << k;
+      const uint8_t b = w.bytes[static_cast<size_t>(r * K + k)];
+      subnormals += (b & 0x78) == 0 && (b & 0x07) != 0;
+    }
+  }
+  EXPECT_GT(subnormals, 100) << "the bytes cover e4m3's subnormals";
+  for (float magnitude : {1.0f, 1e5f, 1e30f}) {
+    const int64_t T = 5;  // the GEMM's bits for every token
+    std::vector<float> x = RandomVector(T * K, 61);
+    for (float& v : x) v *= magnitude;
+    std::vector<float> all(static_cast<size_t>(T * rows)), one(rows);
+    Linear(x.data(), T, w.m, all.data());
+    for (int64_t t = 0; t < T; ++t) {
+      Linear(x.data() + t * K, 1, w.m, one.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        ASSERT_EQ(one[r], all[t * rows + r]) << "|x| ~ " << magnitude << " token " << t << " row " << r;
+        if (magnitude < 1e30f) ASSERT_TRUE(std::isfinite(one[r])) << "|x| ~ " << magnitude;
+      }
+    }
+  }
+}
+
 TEST(LinearCountersTest, CountsWeightBytesAndFlops) {
   OwnedWeight w = MakeWeight(DType::kBF16, 40, 32, 3);
   const auto x = RandomVector(3 * 32, 4);

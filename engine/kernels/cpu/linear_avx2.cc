@@ -73,6 +73,7 @@ struct ByteRows {
 // products round as with the plain values; see Fp8DotRows). 0x7f/0xff (NaN in e4m3) would read
 // as ±480; the quantizer saturates at ±448 and never writes them.
 struct Fp8Format : ByteRows {
+  static constexpr bool kTiny = false;
   static float ActScale(const float* scale_row, int64_t g) { return scale_row[g] * 256.0f; }
   static __m256i ToF16Bits(__m128i q16) {
     return _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(q16), 7), _mm256_set1_epi16(int16_t(0xbfff)));
@@ -89,6 +90,27 @@ struct Fp8Format : ByteRows {
     return _mm_cvtss_f32(_mm256_castps256_ps128(
         _mm256_cvtph_ps(_mm256_castsi256_si128(ToF16Bits(_mm_cvtsi32_si128(q[k]))))));
   }
+};
+
+// FP8 for the GEMV, without vcvtph2ps (which alone held the GEMV near 4 cycles per 16 weights
+// on Zen 3): the byte's sign goes to bit 31 and its exponent and mantissa to bits 26..20 of a
+// float32, which then reads as E4M3ToF32(q) · 2^-120 exactly (e4m3 subnormals become float32
+// subnormals, zero stays zero). The activations take the other 2^112 against Fp8Format
+// (ActScale · 2^112), so every product, and so every fma result, is bit for bit Fp8Format's,
+// unless |x · scale| >= 2^8 overflows the scaled activation: Fp8DotRows then redoes the tile
+// with Fp8Format.
+struct Fp8Tiny {
+  static constexpr bool kTiny = true;
+  static float ActScale(const float* scale_row, int64_t g) { return scale_row[g] * 0x1p120f; }
+  static __m256 Eight(const uint8_t* q) {
+    const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q)));
+    return _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(v, 20), _mm256_set1_epi32(int32_t(0x87f00000u))));
+  }
+  static void Load16(const uint8_t* q, int64_t k, __m256* a, __m256* b) {
+    *a = Eight(q + k);
+    *b = Eight(q + k + 8);
+  }
+  static __m256 Load8(const uint8_t* q, int64_t k) { return Eight(q + k); }
 };
 
 // INT8: float(q) · scale.
@@ -324,8 +346,10 @@ void ScaledGemvRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, 
 // storage order, an equal share per 16 columns, as linear_q8_avx2.cc's Tile does: a prefetch
 // per row and 16 columns cost a load slot each, and fewer ones, column by column across the
 // rows, left one thread's DRAM stream slower than the kernel.
-template <int R>
-void Fp8DotRows(const RawWeight& w, int64_t r, const float* x, float* y, bool accumulate, int64_t prefetch) {
+// F: Fp8Tiny (returns false, writing nothing, when a scaled activation may have overflowed) or
+// Fp8Format. The K % 8 tail is Fp8Format's either way (each product is the same number).
+template <typename F, int R>
+bool Fp8DotRowsWith(const RawWeight& w, int64_t r, const float* x, float* y, bool accumulate, int64_t prefetch) {
   const int64_t K = w.cols, K8 = K & ~int64_t{7}, bi = w.block_in;
   const float* scales = w.scale + (r / w.block_out) * w.scale_cols;
   const uint8_t* q[R];
@@ -338,7 +362,7 @@ void Fp8DotRows(const RawWeight& w, int64_t r, const float* x, float* y, bool ac
   const int64_t steps = K / 16 > 0 ? K / 16 : 1, span = ((R * w.row_bytes + steps - 1) / steps + 63) & ~int64_t{63};
   for (int64_t k0 = 0, g = 0; k0 < K8; k0 += bi, ++g) {
     const int64_t k1 = k0 + bi < K8 ? k0 + bi : K8;
-    const __m256 s = _mm256_set1_ps(Fp8Format::ActScale(scales, g));
+    const __m256 s = _mm256_set1_ps(F::ActScale(scales, g));
     int64_t k = k0;
     for (; k + 16 <= k1; k += 16) {
       if (prefetch != 0)
@@ -346,21 +370,36 @@ void Fp8DotRows(const RawWeight& w, int64_t r, const float* x, float* y, bool ac
       const __m256 x0 = _mm256_mul_ps(_mm256_loadu_ps(x + k), s), x1 = _mm256_mul_ps(_mm256_loadu_ps(x + k + 8), s);
       for (int i = 0; i < R; ++i) {
         __m256 a, b;
-        Fp8Format::Load16(q[i], k, &a, &b);
+        F::Load16(q[i], k, &a, &b);
         acc[i] = _mm256_fmadd_ps(x0, a, acc[i]);
         acc[i] = _mm256_fmadd_ps(x1, b, acc[i]);
       }
     }
     if (k < k1) {  // block_in % 16 == 8, or K8 cut the group
       const __m256 x0 = _mm256_mul_ps(_mm256_loadu_ps(x + k), s);
-      for (int i = 0; i < R; ++i) acc[i] = _mm256_fmadd_ps(x0, Fp8Format::Load8(q[i], k), acc[i]);
+      for (int i = 0; i < R; ++i) acc[i] = _mm256_fmadd_ps(x0, F::Load8(q[i], k), acc[i]);
     }
   }
   if (K8 < K) {
     const __m256 xv = _mm256_mul_ps(LoadTail(x, K8, K), _mm256_set1_ps(Fp8Format::ActScale(scales, K8 / bi)));
     for (int i = 0; i < R; ++i) acc[i] = _mm256_fmadd_ps(xv, LoadWeightTail(Fp8UnscaledRow{q[i]}, K8, K), acc[i]);
   }
-  for (int i = 0; i < R; ++i) Store(y + i, HorizontalSum(acc[i]), accumulate);
+  float sums[R];
+  for (int i = 0; i < R; ++i) sums[i] = HorizontalSum(acc[i]);
+  if (F::kTiny) {
+    // An infinite (or NaN) sum may come from a scaled activation that overflowed: Fp8Format's
+    // does not. (x with a NaN or Inf takes this way too, and gets Fp8Format's NaN or Inf.)
+    for (int i = 0; i < R; ++i)
+      if (!__builtin_isfinite(sums[i])) return false;
+  }
+  for (int i = 0; i < R; ++i) Store(y + i, sums[i], accumulate);
+  return true;
+}
+
+template <int R>
+void Fp8DotRows(const RawWeight& w, int64_t r, const float* x, float* y, bool accumulate, int64_t prefetch) {
+  if (!Fp8DotRowsWith<Fp8Tiny, R>(w, r, x, y, accumulate, prefetch))
+    Fp8DotRowsWith<Fp8Format, R>(w, r, x, y, accumulate, 0);
 }
 
 void Fp8GemvRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
