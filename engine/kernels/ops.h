@@ -46,6 +46,11 @@ void LinearAccumulate(const float* x, int64_t T, const WeightMatrix& w, float* y
 // MoE experts of one step) instead of splitting each small matrix.
 void LinearRows(const float* x, int64_t T, const WeightMatrix& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
                 bool accumulate);
+// The fewest rows a parallel piece of w should hold for T tokens (Linear's pieces, the MoE's
+// row jobs): FP8 with many tokens takes whole blocks of rows, since each piece scales its
+// tokens' activations by the block's scales once (with 32-row pieces that scaling was ~8% of
+// an FP8 prefill); 1 otherwise.
+int64_t MinPieceRows(const WeightMatrix& w, int64_t T);
 
 // What INT8 and INT4 weights multiply. kInt8 (the default; llama.cpp does the same for its
 // integer formats): activations quantized per token in blocks of 32 to int8 with a float

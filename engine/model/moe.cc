@@ -33,8 +33,8 @@ struct RowJob {
 };
 
 void AddJobs(std::vector<RowJob>* jobs, const WeightMatrix& w, const LinearInput& x, float* y) {
-  for (int64_t r0 = 0; r0 < w.rows(); r0 += kRowBlock)
-    jobs->push_back({&w, &x, y, w.rows(), r0, std::min(w.rows(), r0 + kRowBlock)});
+  const int64_t block = std::max(kRowBlock, MinPieceRows(w, x.T));
+  for (int64_t r0 = 0; r0 < w.rows(); r0 += block) jobs->push_back({&w, &x, y, w.rows(), r0, std::min(w.rows(), r0 + block)});
 }
 
 // Runs every job once. Each thread starts on its share of the list and then takes jobs left

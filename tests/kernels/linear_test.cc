@@ -166,17 +166,26 @@ TEST_F(LinearKernelTest, RowsWithStrideAndAccumulateMatchReference) {
 // differently from Linear), so one thread and two give identical bits.
 TEST_F(LinearKernelTest, ResultsDoNotDependOnThreadSplit) {
   SetLinearKernel(LinearKernel::kAvx2);
-  OwnedWeight w = MakeWeight(DType::kBF16, 103, 96, 11);
-  for (int64_t T : {1, 3, 21}) {
-    const auto x = RandomVector(T * 96, 12);
-    std::vector<float> one(static_cast<size_t>(T * 103)), two(one.size());
-    SetNumThreads(1);
-    Linear(x.data(), T, w.m, one.data());
-    SetNumThreads(2);
-    Linear(x.data(), T, w.m, two.data());
-    SetNumThreads(0);
-    EXPECT_EQ(one, two) << "T=" << T;
+  std::vector<std::pair<std::string, OwnedWeight>> weights;
+  weights.emplace_back("BF16", MakeWeight(DType::kBF16, 103, 96, 11));
+  // FP8 in DeepSeek's 128-row blocks: many tokens go out in pieces of whole blocks.
+  weights.emplace_back("F8_E4M3", MakeWeight(DType::kF8E4M3, 300, 96, 13, 128));
+  for (const auto& [name, w] : weights) {
+    const int64_t rows = w.m.rows();
+    for (int64_t T : {1, 3, 21}) {
+      const auto x = RandomVector(T * 96, 12);
+      std::vector<float> one(static_cast<size_t>(T * rows)), two(one.size());
+      SetNumThreads(1);
+      Linear(x.data(), T, w.m, one.data());
+      SetNumThreads(2);
+      Linear(x.data(), T, w.m, two.data());
+      SetNumThreads(0);
+      EXPECT_EQ(one, two) << name << " T=" << T;
+    }
   }
+  EXPECT_EQ(MinPieceRows(weights[1].second.m, 5), 128);
+  EXPECT_EQ(MinPieceRows(weights[1].second.m, 1), 1) << "decode keeps small pieces";
+  EXPECT_EQ(MinPieceRows(weights[0].second.m, 100), 1);
 }
 
 // The MoE gives each expert a different token count, so GEMV (few tokens) and GEMM (many)

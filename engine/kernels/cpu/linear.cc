@@ -179,7 +179,7 @@ void LinearImpl(const float* x, int64_t T, const WeightMatrix& w, float* y, bool
   // Rows go out in pieces, balanced: a thread that finishes its share takes the other's last
   // pieces (one thread's DRAM stream can run well behind the other's on a shared machine).
   const bool fast = in.layout != 0 || (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw));
-  ParallelForBalanced(out, fast ? kFastGrain : kTileRows,
+  ParallelForBalanced(out, std::max(fast ? kFastGrain : kTileRows, MinPieceRows(w, T)),
                       [&](int64_t r0, int64_t r1) { Rows(in, w, raw, r0, r1, y, out, accumulate); });
 }
 
@@ -187,6 +187,10 @@ void LinearImpl(const float* x, int64_t T, const WeightMatrix& w, float* y, bool
 
 void Linear(const float* x, int64_t T, const WeightMatrix& w, float* y) { LinearImpl(x, T, w, y, false); }
 void LinearAccumulate(const float* x, int64_t T, const WeightMatrix& w, float* y) { LinearImpl(x, T, w, y, true); }
+
+int64_t MinPieceRows(const WeightMatrix& w, int64_t T) {
+  return w.w.dtype == DType::kF8E4M3 && T > cpu::kGemvMaxTokens ? w.block_out : 1;
+}
 
 void LinearInput::Prepare(const float* x_in, int64_t T_in, const WeightMatrix& w, LinearActivations activations) {
   x = x_in;
