@@ -144,6 +144,14 @@ void MultiQueryScoresTwoPart(const float* q1, int64_t ldq1, const float* keys1, 
 void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
                            float* out);
 
+// The same products for one query with rows [r0, r0 + S) of a weight in place of the keys or
+// values, each row converted as DequantizeRows converts it, with the bits MultiQueryScores /
+// MultiQueryWeightedSum (M = 1) give over DequantizeRows' rows: decode's absorbed attention
+// reads MLA's kv_b where it is stored (a half, quarter or eighth of a float32 copy's bytes).
+// scores[s] = q · W[r0 + s]; out[0:in] = Σ_s p[s] · W[r0 + s].
+void WeightRowScores(const float* q, const WeightMatrix& w, int64_t r0, int64_t S, float* scores);
+void WeightRowsWeightedSum(const float* p, const WeightMatrix& w, int64_t r0, int64_t S, float* out);
+
 // Writes rows [r0, r1) of W as float32 into dst ([r1-r0, in], row-major).
 void DequantizeRows(const WeightMatrix& w, int64_t r0, int64_t r1, float* dst);
 

@@ -57,7 +57,7 @@ int64_t SpanCount(int64_t S, int64_t H) {
 }
 
 void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vector<const SeqChunk*>& chunks,
-                          int64_t layer, LatentKvCache* cache, const float* wkv_b, float scale, MlaScratch* s,
+                          int64_t layer, LatentKvCache* cache, const WeightMatrix& kv_b, float scale, MlaScratch* s,
                           float* attn) {
   const int64_t H = c.num_attention_heads, nope = c.qk_nope_head_dim, R = c.qk_rope_head_dim;
   const int64_t qk = c.qk_head_dim(), vd = c.v_head_dim, C = c.kv_lora_rank, n = static_cast<int64_t>(chunks.size());
@@ -69,7 +69,7 @@ void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vecto
       const int64_t i = j / H, h = j % H;
       const float* qh = q + chunks[i]->offset * H * qk + h * qk;
       float* qa = s->decode_q.data() + i * H * (C + R);
-      AbsorbUk(qh, 1, qk, wkv_b + h * (nope + vd) * C, nope, C, qa + h * C);
+      WeightRowsWeightedSum(qh, kv_b, h * (nope + vd), nope, qa + h * C);  // AbsorbUk, from kv_b as stored
       std::memcpy(qa + H * C + h * R, qh + nope, static_cast<size_t>(R) * sizeof(float));
     }
   });
@@ -130,8 +130,7 @@ void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vecto
         for (int64_t x = 0; x < C; ++x) merged[x] += f * ok[x];
       }
       for (int64_t x = 0; x < C; ++x) merged[x] /= sum;
-      ApplyUv(merged.data(), 1, C, wkv_b + (h * (nope + vd) + nope) * C, vd, attn + chunks[i]->offset * H * vd + h * vd,
-              vd);
+      WeightRowScores(merged.data(), kv_b, h * (nope + vd) + nope, vd, attn + chunks[i]->offset * H * vd + h * vd);
     }
   });
 }
@@ -191,22 +190,19 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
     }
   }
 
-  // kv_b per head: rows [h*(nope+v), h*(nope+v)+nope) are W_uk, the next v rows W_uv.
-  const float* wkv_b;
-  if (w.kv_b_proj.w.dtype == DType::kF32) {
-    wkv_b = w.kv_b_proj.w.f32();
-  } else if (kv_b_f32) {
-    wkv_b = kv_b_f32;
-  } else {
-    DequantizeRows(w.kv_b_proj, 0, w.kv_b_proj.rows(), s->kv_b_f32.data());
-    wkv_b = s->kv_b_f32.data();
-  }
   const float scale = static_cast<float>(c.SoftmaxScale());
   float* attn = s->attn_out.data();
   std::vector<const SeqChunk*> one_query, others;
   for (const SeqChunk& ch : chunks)
     (ch.n == 1 && ChooseAttnForm(c, impl, 1, ch.start_pos + 1) == AttnImpl::kAbsorb ? one_query : others).push_back(&ch);
-  if (!one_query.empty()) AttendOneQueryChunks(c, q, one_query, layer, cache, wkv_b, scale, s, attn);
+  // Decode reads kv_b where it is stored; chunks of several queries read it in float32.
+  if (!one_query.empty()) AttendOneQueryChunks(c, q, one_query, layer, cache, w.kv_b_proj, scale, s, attn);
+  // kv_b per head: rows [h*(nope+v), h*(nope+v)+nope) are W_uk, the next v rows W_uv.
+  const float* wkv_b = w.kv_b_proj.w.dtype == DType::kF32 ? w.kv_b_proj.w.f32() : kv_b_f32;
+  if (wkv_b == nullptr && !others.empty()) {
+    DequantizeRows(w.kv_b_proj, 0, w.kv_b_proj.rows(), s->kv_b_f32.data());
+    wkv_b = s->kv_b_f32.data();
+  }
   // Jobs are (chunk, group of heads), one group per thread. In the absorbed form a group's
   // heads are stacked so that each cached latent row is read once for all of them (at depth
   // the latent cache, not the weights, is what decode attention streams).

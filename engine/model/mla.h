@@ -46,8 +46,9 @@ struct MlaScratch {
 
 // out[N, D] = MLA(x[N, D]) where x is already input-normed. Writes this step's latents and
 // rope keys into the cache first, so each token attends to itself and everything before it.
-// `kv_b_f32`, when not null, is kv_b_proj already in float32 (the absorbed path reads it per
-// head every step); otherwise it is dequantized into the scratch for this call.
+// One-query chunks (decode) read kv_b_proj as stored (WeightRowScores and friends, ops.h);
+// chunks of several queries read it in float32: `kv_b_f32` when not null, else dequantized
+// into the scratch for this call.
 void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const float* x,
                 const std::vector<SeqChunk>& chunks, int64_t N, const RopeTable& rope, LatentKvCache* cache,
                 AttnImpl impl, MlaScratch* s, float* out, const float* kv_b_f32 = nullptr);

@@ -14,6 +14,7 @@
 #include "engine/kernels/cpu/cpu_features.h"
 #include "engine/kernels/ops.h"
 #include "tests/testing/testing.h"
+#include "tests/testing/weights.h"
 
 namespace dsv3 {
 namespace {
@@ -141,6 +142,49 @@ TEST_F(MultiQueryTest, WeightedSumMatchesTheReference) {
 // std::exp (measured as relative error, 3 * 2^-23), in every position of a row (the last n % 8
 // go through a padded vector). exp(0) = 1 exactly, -inf gives 0, NaN stays NaN, and far below
 // the smallest normal float gives 0. The sum is the sum of the values written.
+// Decode's absorbed attention reads kv_b as stored: rows of a weight, converted in registers,
+// must give the bits the multi-query products give over DequantizeRows' float32 rows, for
+// every format, row counts around the 4-row score tiles, widths around the 32-column value
+// tiles (and one with a C % 8 tail, which goes through a float32 copy), rows starting inside
+// the matrix, and the reference kernels too.
+TEST_F(MultiQueryTest, WeightRowsMatchTheProductsOverDequantizedRows) {
+  using testing::OwnedWeight;
+  for (int64_t C : {256, 40, 83}) {
+    std::vector<std::pair<std::string, OwnedWeight>> weights;
+    weights.emplace_back("F32", testing::MakeWeight(DType::kF32, 70, C, 1));
+    weights.emplace_back("BF16", testing::MakeWeight(DType::kBF16, 70, C, 2));
+    weights.emplace_back("F16", testing::MakeWeight(DType::kF16, 70, C, 3));
+    weights.emplace_back("F8_E4M3 128", testing::MakeWeight(DType::kF8E4M3, 70, C, 4, 128));
+    weights.emplace_back("F8_E4M3 8", testing::MakeWeight(DType::kF8E4M3, 70, C, 5, 8));
+    if (C % 32 == 0) {  // the integer formats' group widths
+      weights.emplace_back("int8 per channel", testing::MakeIntWeight(false, 70, C, 6, C, true, 1));
+      weights.emplace_back("int8 blocks", testing::MakeIntWeight(false, 70, C, 7, 32, true));
+      weights.emplace_back("int4 g32", testing::MakeIntWeight(true, 70, C, 8, 32, true));
+      weights.emplace_back("int4 g64 zero points", testing::MakeIntWeight(true, 70, C, 9, 64, false));
+    }
+    for (LinearKernel kernel : {LinearKernel::kAvx2, LinearKernel::kReference}) {
+      SetLinearKernel(kernel);
+      for (const auto& [name, w] : weights) {
+        for (const auto& [r0, S] : std::vector<std::pair<int64_t, int64_t>>{{0, 64}, {3, 7}, {64, 6}, {10, 1}}) {
+          const std::string what = name + " C=" + std::to_string(C) + " rows [" + std::to_string(r0) + ", +" +
+                                   std::to_string(S) + ") " + LinearKernelName(kernel);
+          std::vector<float> rows(static_cast<size_t>(S * C));
+          DequantizeRows(w.m, r0, r0 + S, rows.data());
+          const auto q = Random(C, 20), p = Random(S, 21);
+          std::vector<float> want(static_cast<size_t>(S)), got(want.size(), -7.0f);
+          MultiQueryScores(q.data(), 1, C, rows.data(), S, C, want.data(), S, false);
+          WeightRowScores(q.data(), w.m, r0, S, got.data());
+          ASSERT_EQ(got, want) << "scores, " << what;
+          std::vector<float> want_sum(static_cast<size_t>(C)), got_sum(want_sum.size(), -7.0f);
+          MultiQueryWeightedSum(p.data(), 1, S, rows.data(), S, C, want_sum.data());
+          WeightRowsWeightedSum(p.data(), w.m, r0, S, got_sum.data());
+          ASSERT_EQ(got_sum, want_sum) << "weighted sum, " << what;
+        }
+      }
+    }
+  }
+}
+
 TEST_F(MultiQueryTest, ExpShiftedSumIsWithinThreeUlpOfStdExp) {
   SetLinearKernel(LinearKernel::kAvx2);
   std::vector<float> in;

@@ -42,4 +42,31 @@ OwnedWeight MakeIntWeight(bool int4, int64_t rows, int64_t cols, uint32_t seed, 
   return o;
 }
 
+
+OwnedWeight MakeWeight(DType dtype, int64_t rows, int64_t cols, uint32_t seed, int64_t block) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 0.5f);
+  OwnedWeight o;
+  o.bytes.resize(static_cast<size_t>(rows * cols) * DTypeSize(dtype));
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    const float v = dist(rng);
+    switch (dtype) {
+      case DType::kF32: reinterpret_cast<float*>(o.bytes.data())[i] = v; break;
+      case DType::kBF16: reinterpret_cast<uint16_t*>(o.bytes.data())[i] = F32ToBF16(v); break;
+      case DType::kF16: reinterpret_cast<uint16_t*>(o.bytes.data())[i] = F32ToF16(v); break;
+      case DType::kF8E4M3: o.bytes[static_cast<size_t>(i)] = F32ToE4M3(v * 100.0f); break;
+      default: break;
+    }
+  }
+  o.m.w = TensorView{o.bytes.data(), dtype, Shape{rows, cols}};
+  if (dtype == DType::kF8E4M3) {
+    const int64_t sr = (rows + block - 1) / block, sc = (cols + block - 1) / block;
+    o.scale.resize(static_cast<size_t>(sr * sc));
+    for (size_t i = 0; i < o.scale.size(); ++i) o.scale[i] = 0.01f * static_cast<float>(1 + i % 3);
+    o.m.scale_inv = TensorView{o.scale.data(), DType::kF32, Shape{sr, sc}};
+    o.m.block_out = o.m.block_in = block;
+  }
+  return o;
+}
+
 }  // namespace dsv3::testing

@@ -23,5 +23,8 @@ struct OwnedWeight {
 // (groups of `block`, symmetric or with zero points).
 OwnedWeight MakeIntWeight(bool int4, int64_t rows, int64_t cols, uint32_t seed, int64_t block, bool symmetric,
                           int64_t block_out = 0);
+// Weights drawn N(0, 0.5²) from `seed` as F32, BF16, F16 or FP8 (e4m3 of 100·w, with block x
+// block scales of 0.01, 0.02, 0.03 in turn).
+OwnedWeight MakeWeight(DType dtype, int64_t rows, int64_t cols, uint32_t seed, int64_t block = 32);
 
 }  // namespace dsv3::testing

@@ -188,6 +188,33 @@ void LinearImpl(const float* x, int64_t T, const WeightMatrix& w, float* y, bool
 void Linear(const float* x, int64_t T, const WeightMatrix& w, float* y) { LinearImpl(x, T, w, y, false); }
 void LinearAccumulate(const float* x, int64_t T, const WeightMatrix& w, float* y) { LinearImpl(x, T, w, y, true); }
 
+// The AVX2 kernels where they take w; else the multi-query products over a float32 copy.
+void WeightRowScores(const float* q, const WeightMatrix& w, int64_t r0, int64_t S, float* scores) {
+  Count(w, 1, r0, r0 + S);
+  const cpu::RawWeight raw = Raw(w);
+  if (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw) && raw.cols % 8 == 0) {
+    cpu::WeightRowScoresAvx2(q, raw, r0, S, scores);
+    return;
+  }
+  thread_local std::vector<float> rows;
+  rows.resize(static_cast<size_t>(S * raw.cols));
+  DequantizeRows(w, r0, r0 + S, rows.data());
+  MultiQueryScores(q, 1, raw.cols, rows.data(), S, raw.cols, scores, S, false);
+}
+
+void WeightRowsWeightedSum(const float* p, const WeightMatrix& w, int64_t r0, int64_t S, float* out) {
+  Count(w, 1, r0, r0 + S);
+  const cpu::RawWeight raw = Raw(w);
+  if (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw) && raw.cols % 8 == 0) {
+    cpu::WeightRowsWeightedSumAvx2(p, raw, r0, S, out);
+    return;
+  }
+  thread_local std::vector<float> rows;
+  rows.resize(static_cast<size_t>(S * raw.cols));
+  DequantizeRows(w, r0, r0 + S, rows.data());
+  MultiQueryWeightedSum(p, 1, S, rows.data(), S, raw.cols, out);
+}
+
 int64_t MinPieceRows(const WeightMatrix& w, int64_t T) {
   return w.w.dtype == DType::kF8E4M3 && T > cpu::kGemvMaxTokens ? w.block_out : 1;
 }
