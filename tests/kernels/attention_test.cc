@@ -142,10 +142,10 @@ TEST_F(MultiQueryTest, WeightedSumMatchesTheReference) {
 // std::exp (measured as relative error, 3 * 2^-23), in every position of a row (the last n % 8
 // go through a padded vector). exp(0) = 1 exactly, -inf gives 0, NaN stays NaN, and far below
 // the smallest normal float gives 0. The sum is the sum of the values written.
-// Decode's absorbed attention reads kv_b as stored: rows of a weight, converted in registers,
+// Decode's absorbed attention reads kv_b as stored: rows of a weight, converted to float32,
 // must give the bits the multi-query products give over DequantizeRows' float32 rows, for
 // every format, row counts around the 4-row score tiles, widths around the 32-column value
-// tiles (and one with a C % 8 tail, which goes through a float32 copy), rows starting inside
+// tiles (and one with a C % 8 tail, which the scalar DequantizeRows converts), rows starting inside
 // the matrix, and the reference kernels too.
 TEST_F(MultiQueryTest, WeightRowsMatchTheProductsOverDequantizedRows) {
   using testing::OwnedWeight;

@@ -188,31 +188,32 @@ void LinearImpl(const float* x, int64_t T, const WeightMatrix& w, float* y, bool
 void Linear(const float* x, int64_t T, const WeightMatrix& w, float* y) { LinearImpl(x, T, w, y, false); }
 void LinearAccumulate(const float* x, int64_t T, const WeightMatrix& w, float* y) { LinearImpl(x, T, w, y, true); }
 
-// The AVX2 kernels where they take w; else the multi-query products over a float32 copy.
-void WeightRowScores(const float* q, const WeightMatrix& w, int64_t r0, int64_t S, float* scores) {
+namespace {
+
+// Rows [r0, r0 + S) of w as DequantizeRows writes them, converted by the AVX2 panel converters
+// where they take w, into this thread's buffer (a head's W_uk or W_uv: 64 KB at most on
+// DeepSeek-V3, so it stays in L2 for the product that follows).
+const float* Float32Rows(const WeightMatrix& w, int64_t r0, int64_t S) {
   Count(w, 1, r0, r0 + S);
   const cpu::RawWeight raw = Raw(w);
-  if (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw) && raw.cols % 8 == 0) {
-    cpu::WeightRowScoresAvx2(q, raw, r0, S, scores);
-    return;
-  }
   thread_local std::vector<float> rows;
   rows.resize(static_cast<size_t>(S * raw.cols));
-  DequantizeRows(w, r0, r0 + S, rows.data());
-  MultiQueryScores(q, 1, raw.cols, rows.data(), S, raw.cols, scores, S, false);
+  if (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw) && raw.cols % 8 == 0) {
+    cpu::DequantizeRowsAvx2(raw, r0, r0 + S, rows.data());
+  } else {
+    DequantizeRows(w, r0, r0 + S, rows.data());
+  }
+  return rows.data();
+}
+
+}  // namespace
+
+void WeightRowScores(const float* q, const WeightMatrix& w, int64_t r0, int64_t S, float* scores) {
+  MultiQueryScores(q, 1, w.cols(), Float32Rows(w, r0, S), S, w.cols(), scores, S, false);
 }
 
 void WeightRowsWeightedSum(const float* p, const WeightMatrix& w, int64_t r0, int64_t S, float* out) {
-  Count(w, 1, r0, r0 + S);
-  const cpu::RawWeight raw = Raw(w);
-  if (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw) && raw.cols % 8 == 0) {
-    cpu::WeightRowsWeightedSumAvx2(p, raw, r0, S, out);
-    return;
-  }
-  thread_local std::vector<float> rows;
-  rows.resize(static_cast<size_t>(S * raw.cols));
-  DequantizeRows(w, r0, r0 + S, rows.data());
-  MultiQueryWeightedSum(p, 1, S, rows.data(), S, raw.cols, out);
+  MultiQueryWeightedSum(p, 1, S, Float32Rows(w, r0, S), S, w.cols(), out);
 }
 
 int64_t MinPieceRows(const WeightMatrix& w, int64_t T) {

@@ -591,86 +591,6 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
   }
 }
 
-// ---- A weight's rows as MLA's absorbed attention reads kv_b ------------------------------------
-// Rows converted 8 columns at a time exactly as DequantizeRows converts them (FP8: u · 256s =
-// e4m3 · s, one rounding; INT8 q · s; INT4 (u - z) · s), through the multi-query kernels'
-// arithmetic for one query (attention_avx2.cc: WeightedSumQueries<1>, Scores<false>), so the
-// results are the bits those give over a float32 copy. Columns: a multiple of 8.
-template <typename L>
-struct PlainDequant {
-  const RawWeight& w;
-  __m256 Load8(int64_t r, int64_t k) const { return L::Load8(static_cast<const uint8_t*>(w.data) + r * w.row_bytes, k); }
-};
-struct Fp8Dequant {
-  const RawWeight& w;
-  __m256 Load8(int64_t r, int64_t k) const {
-    const float s = Fp8Format::ActScale(w.scale + (r / w.block_out) * w.scale_cols, k / w.block_in);
-    return _mm256_mul_ps(Fp8Format::Load8(Fp8Format::Row(w, r), k), _mm256_set1_ps(s));
-  }
-};
-template <typename F>
-struct ScaledDequant {
-  const RawWeight& w;
-  __m256 Load8(int64_t r, int64_t k) const {
-    const int64_t g = k / w.block_in;
-    return F::Apply(F::Load8(F::Row(w, r), k), _mm256_set1_ps(F::Scale(w, r, g)), _mm256_set1_ps(F::Zero(w, r, g)));
-  }
-};
-
-// out[0:C] = Σ_s p[s] · row(r0 + s), as WeightedSumQueries<1>: per column, one fma chain over s.
-template <typename Rows>
-void DequantWeightedSum(const float* p, const Rows& rows, int64_t r0, int64_t S, int64_t C, float* out) {
-  int64_t c0 = 0;
-  for (; c0 + 32 <= C; c0 += 32) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int64_t s = 0; s < S; ++s) {
-      const __m256 w = _mm256_broadcast_ss(p + s);
-      for (int j = 0; j < 4; ++j) acc[j] = _mm256_fmadd_ps(w, rows.Load8(r0 + s, c0 + 8 * j), acc[j]);
-    }
-    for (int j = 0; j < 4; ++j) _mm256_storeu_ps(out + c0 + 8 * j, acc[j]);
-  }
-  for (; c0 < C; c0 += 8) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t s = 0; s < S; ++s) acc = _mm256_fmadd_ps(_mm256_broadcast_ss(p + s), rows.Load8(r0 + s, c0), acc);
-    _mm256_storeu_ps(out + c0, acc);
-  }
-}
-
-// scores[s] = q · row(r0 + s), as Scores<false> for one query: four rows at a time reduced by
-// two vhaddps, then the last S % 4 rows one at a time.
-template <typename Rows>
-void DequantScores(const float* q, const Rows& rows, int64_t r0, int64_t S, int64_t C, float* scores) {
-  int64_t s = 0;
-  for (; s + 4 <= S; s += 4) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int64_t c = 0; c < C; c += 8) {
-      const __m256 qv = _mm256_loadu_ps(q + c);
-      for (int i = 0; i < 4; ++i) acc[i] = _mm256_fmadd_ps(qv, rows.Load8(r0 + s + i, c), acc[i]);
-    }
-    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
-    _mm_storeu_ps(scores + s, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
-  }
-  for (; s < S; ++s) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t c = 0; c < C; c += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), rows.Load8(r0 + s, c), acc);
-    scores[s] = HorizontalSum(acc) + 0.0f;  // Scores adds the (empty) column tail
-  }
-}
-
-// Calls fn(rows) with w's dequantizing row reader.
-template <typename Fn>
-void WithDequantRows(const RawWeight& w, const Fn& fn) {
-  switch (w.kind) {
-    case WeightKind::kF32: fn(PlainDequant<F32Loader>{w}); return;
-    case WeightKind::kBF16: fn(PlainDequant<Bf16Loader>{w}); return;
-    case WeightKind::kF16: fn(PlainDequant<F16Loader>{w}); return;
-    case WeightKind::kF8E4M3: fn(Fp8Dequant{w}); return;
-    case WeightKind::kI8: fn(ScaledDequant<Int8Format>{w}); return;
-    case WeightKind::kInt4: fn(ScaledDequant<Int4Format>{w}); return;
-    default: return;
-  }
-}
-
 double NowSeconds() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -709,12 +629,24 @@ void GemvAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
   }
 }
 
-void WeightRowScoresAvx2(const float* q, const RawWeight& w, int64_t r0, int64_t S, float* scores) {
-  WithDequantRows(w, [&](const auto& rows) { DequantScores(q, rows, r0, S, w.cols, scores); });
-}
-
-void WeightRowsWeightedSumAvx2(const float* p, const RawWeight& w, int64_t r0, int64_t S, float* out) {
-  WithDequantRows(w, [&](const auto& rows) { DequantWeightedSum(p, rows, r0, S, w.cols, out); });
+void DequantizeRowsAvx2(const RawWeight& w, int64_t r0, int64_t r1, float* dst) {
+  const int n = static_cast<int>(r1 - r0);
+  switch (w.kind) {
+    case WeightKind::kF8E4M3:
+      // The panel's unscaled u times 256 · scale: e4m3 · scale, rounded once, as DequantizeRows.
+      for (int64_t r = r0; r < r1; ++r) {
+        const uint8_t* q = Fp8Format::Row(w, r);
+        const float* scales = w.scale + (r / w.block_out) * w.scale_cols;
+        float* d = dst + (r - r0) * w.cols;
+        for (int64_t k = 0; k < w.cols; k += 8)
+          _mm256_storeu_ps(d + k, _mm256_mul_ps(Fp8Format::Load8(q, k),
+                                                _mm256_set1_ps(Fp8Format::ActScale(scales, k / w.block_in))));
+      }
+      return;
+    case WeightKind::kI8: ConvertScaledRows<Int8Format>(w, r0, n, dst); return;
+    case WeightKind::kInt4: ConvertScaledRows<Int4Format>(w, r0, n, dst); return;
+    default: WithRowFactory(w, [&](const auto& make_row) { ConvertRows(make_row, r0, n, w.cols, dst); });
+  }
 }
 
 void GemmAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
@@ -770,8 +702,7 @@ namespace dsv3::cpu {
 bool Avx2Supports(const RawWeight&) { return false; }
 void GemvAvx2(const float*, int64_t, int64_t, const RawWeight&, int64_t, int64_t, float*, int64_t, bool) {}
 void GemmAvx2(const float*, int64_t, int64_t, const RawWeight&, int64_t, int64_t, float*, int64_t, bool, float*) {}
-void WeightRowScoresAvx2(const float*, const RawWeight&, int64_t, int64_t, float*) {}
-void WeightRowsWeightedSumAvx2(const float*, const RawWeight&, int64_t, int64_t, float*) {}
+void DequantizeRowsAvx2(const RawWeight&, int64_t, int64_t, float*) {}
 double FmaPeakFlopsAvx2(double) { return 0.0; }
 }  // namespace dsv3::cpu
 

@@ -90,9 +90,9 @@ void GemvAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
 // Bit-identical to GemvAvx2 for every row and token.
 void GemmAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
               int64_t ldy, bool accumulate, float* scratch);
-// WeightRowScores / WeightRowsWeightedSum (ops.h) for weights Avx2Supports, cols % 8 == 0.
-void WeightRowScoresAvx2(const float* q, const RawWeight& w, int64_t r0, int64_t S, float* scores);
-void WeightRowsWeightedSumAvx2(const float* p, const RawWeight& w, int64_t r0, int64_t S, float* out);
+// Rows [r0, r1) as float32, the values DequantizeRows (ops.h) writes, for weights Avx2Supports
+// with cols % 8 == 0 (the GEMM's panel converters; FP8 with its scales applied).
+void DequantizeRowsAvx2(const RawWeight& w, int64_t r0, int64_t r1, float* dst);
 // MultiQueryScores / MultiQueryWeightedSum (ops.h) with AVX2 + FMA (attention_avx2.cc).
 void MultiQueryScoresAvx2(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
                           float* scores, int64_t lds, bool accumulate);
