@@ -25,8 +25,7 @@ namespace {
 // fits int16) and the activations take the weights' signs. (Plain vectors, not a struct of
 // magnitude and sign: GCC keeps such a struct in memory and reloads it for every use.)
 struct Int8Q {
-  using Prepared = __m256i;
-  static Prepared Prepare(const uint8_t* row, int64_t k) {
+  static __m256i Prepare(const uint8_t* row, int64_t k) {
     __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + k));
     // Keeps w in a register: left alone, GCC stores each loaded row to the stack and reads it
     // back as the memory operand of vpabsb and vpsignb (a quarter of the loop's time).
@@ -82,14 +81,16 @@ inline __m256 TokenLanes(const float* const* d, int N, int64_t b) {
 }
 
 // The block sums of lanes 2p and 2p+1 (lane m = row m / N, token m % N), pairwise added.
-template <typename F, int N>
+template <int N>
 inline __m256i LanePair(const uint8_t* const* p, int64_t k, const __m256i* xq, int pair, __m256i ones) {
   if (N == 1) {
-    const typename F::Prepared w0 = F::Prepare(p[2 * pair], k), w1 = F::Prepare(p[2 * pair + 1], k);
-    return TreePairs<false>(_mm256_madd_epi16(F::Pairs(w0, xq[0]), ones), _mm256_madd_epi16(F::Pairs(w1, xq[0]), ones));
+    const __m256i w0 = Int8Q::Prepare(p[2 * pair], k), w1 = Int8Q::Prepare(p[2 * pair + 1], k);
+    return TreePairs<false>(_mm256_madd_epi16(Int8Q::Pairs(w0, xq[0]), ones),
+                            _mm256_madd_epi16(Int8Q::Pairs(w1, xq[0]), ones));
   }
-  const typename F::Prepared w = F::Prepare(p[pair], k);
-  return TreePairs<false>(_mm256_madd_epi16(F::Pairs(w, xq[0]), ones), _mm256_madd_epi16(F::Pairs(w, xq[N - 1]), ones));
+  const __m256i w = Int8Q::Prepare(p[pair], k);
+  return TreePairs<false>(_mm256_madd_epi16(Int8Q::Pairs(w, xq[0]), ones),
+                          _mm256_madd_epi16(Int8Q::Pairs(w, xq[N - 1]), ones));
 }
 
 // R rows x N tokens (R·N = 8, lane m = row m / N, token m % N) over every block of K. rows[i]
@@ -98,7 +99,7 @@ inline __m256i LanePair(const uint8_t* const* p, int64_t k, const __m256i* xq, i
 // tile's rows), 0 for none. They are fetched front to back, a block's share at a time: in the
 // order they are stored rather than column by column across the rows, which lifted a DRAM
 // stream of 1.5 KB INT8 rows from ~5.5 to ~7.5 GB/s on one thread.
-template <typename F, int R, int N>
+template <int R, int N>
 void Tile(const RawWeight& w, const int64_t* rows, const QuantizedActs& a, const int64_t* tokens, float* out,
           int64_t prefetch) {
   static_assert(R * N == 8 && (N == 1 || N == 2), "eight lanes");
@@ -126,7 +127,7 @@ void Tile(const RawWeight& w, const int64_t* rows, const QuantizedActs& a, const
       left = per_group;
       if (g == 0 || g - g0 == kTable) {
         g0 = g;
-        F::GroupLanes(w, lane_row, g0, static_cast<int>(groups - g0 < kTable ? groups - g0 : kTable), stab);
+        Int8Q::GroupLanes(w, lane_row, g0, static_cast<int>(groups - g0 < kTable ? groups - g0 : kTable), stab);
       }
       scale = _mm256_load_ps(stab[g - g0]);
       ++g;
@@ -135,8 +136,8 @@ void Tile(const RawWeight& w, const int64_t* rows, const QuantizedActs& a, const
       for (const char* f = next + b * span, *f_end = f + span; f < f_end; f += 64) _mm_prefetch(f, _MM_HINT_T0);
     __m256i xq[N];
     for (int j = 0; j < N; ++j) xq[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[j] + k));
-    const __m256i lo = TreeQuads<false>(LanePair<F, N>(p, k, xq, 0, ones), LanePair<F, N>(p, k, xq, 1, ones));
-    const __m256i hi = TreeQuads<false>(LanePair<F, N>(p, k, xq, 2, ones), LanePair<F, N>(p, k, xq, 3, ones));
+    const __m256i lo = TreeQuads<false>(LanePair<N>(p, k, xq, 0, ones), LanePair<N>(p, k, xq, 1, ones));
+    const __m256i hi = TreeQuads<false>(LanePair<N>(p, k, xq, 2, ones), LanePair<N>(p, k, xq, 3, ones));
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Finish(lo, hi)), _mm256_mul_ps(scale, TokenLanes(d, N, b)), acc);
   }
   _mm256_storeu_ps(out, acc);
@@ -155,7 +156,7 @@ void Int8Rows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1
     for (int64_t r = r0; r < r1; r += 8) {
       int64_t rows[8];
       for (int i = 0; i < 8; ++i) rows[i] = r + i < r1 ? r + i : r1 - 1;
-      Tile<Int8Q, 8, 1>(w, rows, a, &token, out, r + 8 <= r1 ? kAhead * w.row_bytes : 0);
+      Tile<8, 1>(w, rows, a, &token, out, r + 8 <= r1 ? kAhead * w.row_bytes : 0);
       for (int i = 0; i < 8 && r + i < r1; ++i) store(r + i, 0, out[i]);
     }
     return;
@@ -171,7 +172,7 @@ void Int8Rows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1
       for (int i = 0; i < 4; ++i) rows[i] = r + i < r1 ? r + i : r1 - 1;
       for (int64_t t = t0; t < t1; t += 2) {
         const int64_t tokens[2] = {t, t + 1 < t1 ? t + 1 : t};
-        Tile<Int8Q, 4, 2>(w, rows, a, tokens, out, 0);
+        Tile<4, 2>(w, rows, a, tokens, out, 0);
         for (int i = 0; i < 4 && r + i < r1; ++i)
           for (int j = 0; j < 2 && t + j < t1; ++j) store(r + i, t + j, out[i * 2 + j]);
       }
