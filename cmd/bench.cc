@@ -179,8 +179,9 @@ int RunBench(int argc, char** argv) {
         bool first = true;
         auto r = model.Generate({prompt}, gp, [&](size_t, int32_t) {
           if (first) {  // the prefill is done; what follows is decode
-            flops_at_first = counters.flops.load();
-            bytes_at_first = counters.weight_bytes.load();
+            const LinearCounters::Totals at_first = counters.Read();
+            flops_at_first = at_first.flops;
+            bytes_at_first = at_first.weight_bytes;
             first = false;
           }
           return true;
@@ -195,7 +196,7 @@ int RunBench(int argc, char** argv) {
         }
         if (G > 1 && decoded > 0) {
           tg.push_back(static_cast<double>(decoded) / std::max(g.decode_seconds, 1e-9));
-          decode_bytes = static_cast<double>(counters.weight_bytes.load() - bytes_at_first) / static_cast<double>(decoded);
+          decode_bytes = static_cast<double>(counters.Read().weight_bytes - bytes_at_first) / static_cast<double>(decoded);
         }
       }
       // Attention is outside Linear: add its FLOPs (absorbed form: q·W_uk, scores over latent

@@ -8,6 +8,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -302,9 +303,34 @@ TEST(LinearCountersTest, CountsWeightBytesAndFlops) {
   Linear(x.data(), 3, w.m, y.data());
   LinearRows(x.data(), 3, w.m, 0, 10, y.data(), 40, false);
   SetLinearCounters(nullptr);
-  EXPECT_EQ(counters.weight_bytes.load(), uint64_t{40 * 32 * 2 + 10 * 32 * 2});
-  EXPECT_EQ(counters.flops.load(), uint64_t{2 * 3 * 32 * 50});
-  EXPECT_EQ(counters.calls.load(), 2u);
+  const LinearCounters::Totals t = counters.Read();
+  EXPECT_EQ(t.weight_bytes, uint64_t{40 * 32 * 2 + 10 * 32 * 2});
+  EXPECT_EQ(t.flops, uint64_t{2 * 3 * 32 * 50});
+  EXPECT_EQ(t.calls, 2u);
+  counters.Reset();
+  EXPECT_EQ(counters.Read().calls, 0u);
+}
+
+// Calls from many threads at once (the MoE's row jobs) are all counted, whichever slots they
+// land in: more threads than slots share some.
+TEST(LinearCountersTest, CountsCallsFromEveryThread) {
+  OwnedWeight w = MakeWeight(DType::kBF16, 40, 32, 3);
+  const auto x = RandomVector(3 * 32, 4);
+  LinearCounters counters;
+  SetLinearCounters(&counters);
+  const int kThreads = LinearCounters::kSlots + 4, kCalls = 50;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i)
+    threads.emplace_back([&] {
+      std::vector<float> y(3 * 40);
+      for (int k = 0; k < kCalls; ++k) LinearRows(x.data(), 3, w.m, 0, 10, y.data(), 40, false);
+    });
+  for (auto& t : threads) t.join();
+  SetLinearCounters(nullptr);
+  const LinearCounters::Totals t = counters.Read();
+  EXPECT_EQ(t.calls, uint64_t{kThreads * kCalls});
+  EXPECT_EQ(t.weight_bytes, uint64_t{kThreads * kCalls * 10 * 32 * 2});
+  EXPECT_EQ(t.flops, uint64_t{kThreads * kCalls * 2 * 3 * 32 * 10});
 }
 
 TEST(CpuFeaturesTest, DescribesTheCpu) {

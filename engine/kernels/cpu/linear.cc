@@ -77,6 +77,13 @@ cpu::RawWeight Raw(const WeightMatrix& w) {
   return r;
 }
 
+// This thread's slot of the counters (threads take slots in the order they first count).
+LinearCounters::Slot& CounterSlot(LinearCounters* c) {
+  static std::atomic<int> next_slot{0};
+  thread_local const int slot = next_slot.fetch_add(1, std::memory_order_relaxed) % LinearCounters::kSlots;
+  return c->slots[slot];
+}
+
 void Count(const WeightMatrix& w, int64_t T, int64_t r0, int64_t r1) {
   LinearCounters* c = g_counters.load(std::memory_order_relaxed);
   if (c == nullptr) return;
@@ -84,9 +91,10 @@ void Count(const WeightMatrix& w, int64_t T, int64_t r0, int64_t r1) {
   uint64_t bytes = static_cast<uint64_t>(w.w.nbytes()) * rows / std::max<int64_t>(1, w.rows());
   for (const TensorView* side : {&w.scale_inv, &w.scale, &w.zero})
     if (!side->empty()) bytes += static_cast<uint64_t>(side->nbytes()) * rows / std::max<int64_t>(1, w.rows());
-  c->weight_bytes.fetch_add(bytes, std::memory_order_relaxed);
-  c->flops.fetch_add(static_cast<uint64_t>(2 * T * rows * in), std::memory_order_relaxed);
-  c->calls.fetch_add(1, std::memory_order_relaxed);
+  LinearCounters::Slot& slot = CounterSlot(c);
+  slot.weight_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  slot.flops.fetch_add(static_cast<uint64_t>(2 * T * rows * in), std::memory_order_relaxed);
+  slot.calls.fetch_add(1, std::memory_order_relaxed);
 }
 
 // The twin: rows [r0, r1) through float32 tiles and Eigen.
