@@ -266,6 +266,25 @@ float ExpShiftedSumAvx2(float* x, int64_t n, float shift) {
   return HorizontalSum(sum);
 }
 
+void SiluMulAvx2(float* gate, const float* up, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+  // gate / (1 + exp(-gate)) * up, in the scalar loop's order, exp from ExpShiftedSum's Exp.
+  const auto silu_mul = [&](__m256 g, __m256 u) {
+    return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, Exp(_mm256_xor_ps(g, sign)))), u);
+  };
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(gate + i, silu_mul(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
+  if (i < n) {  // the last n % 8 through the same vector code
+    alignas(32) float g[8] = {0, 0, 0, 0, 0, 0, 0, 0}, u[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t j = 0; i + j < n; ++j) {
+      g[j] = gate[i + j];
+      u[j] = up[i + j];
+    }
+    _mm256_store_ps(g, silu_mul(_mm256_load_ps(g), _mm256_load_ps(u)));
+    for (int64_t j = 0; i + j < n; ++j) gate[i + j] = g[j];
+  }
+}
+
 void MultiQueryScoresAvx2(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
                           float* scores, int64_t lds, bool accumulate) {
   Scores<false>(q, ldq, keys, C, q, ldq, keys, 0, M, S, scores, lds, accumulate);
@@ -295,6 +314,7 @@ void MultiQueryScoresTwoPartAvx2(const float*, int64_t, const float*, int64_t, c
                                  int64_t, int64_t, int64_t, float*, int64_t) {}
 void MultiQueryWeightedSumAvx2(const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*) {}
 float ExpShiftedSumAvx2(float*, int64_t, float) { return 0.0f; }
+void SiluMulAvx2(float*, const float*, int64_t) {}
 }  // namespace dsv3::cpu
 
 #endif

@@ -107,6 +107,8 @@ void GemmAvx2WithScratch(const float* x, int64_t T, int64_t ldx, const RawWeight
                          float* y, int64_t ldy, bool accumulate);
 // ExpShiftedSum (ops.h) with AVX2 + FMA (attention_avx2.cc).
 float ExpShiftedSumAvx2(float* x, int64_t n, float shift);
+// SiluMul (ops.h) with AVX2 + FMA, its exp ExpShiftedSumAvx2's (attention_avx2.cc).
+void SiluMulAvx2(float* gate, const float* up, int64_t n);
 // FLOPs of a register-only FMA loop on this thread for about `seconds` (the matrix peak that
 // the roofline in `dsv3 bench` compares prefill against).
 double FmaPeakFlopsAvx2(double seconds);

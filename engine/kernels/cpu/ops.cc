@@ -44,7 +44,9 @@ void RmsNorm(const float* x, const TensorView& weight, int64_t T, int64_t D, flo
 }
 
 void SiluMul(float* gate, const float* up, int64_t n) {
+  const bool avx2 = ActiveLinearKernel() == LinearKernel::kAvx2;
   ParallelFor(n, kElementGrain, [&](int64_t i0, int64_t i1) {
+    if (avx2) return cpu::SiluMulAvx2(gate + i0, up + i0, i1 - i0);
     for (int64_t i = i0; i < i1; ++i) {
       float g = gate[i];
       gate[i] = g / (1.0f + std::exp(-g)) * up[i];
