@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "engine/base/dtype.h"
 #include "engine/base/threads.h"
 #include "engine/kernels/cpu/linear_kernels.h"
 
@@ -26,8 +27,15 @@ void RmsNorm(const float* x, const TensorView& weight, int64_t T, int64_t D, flo
   if (weight.dtype == DType::kF32) {
     wf = weight.f32();
   } else {
+    // Checkpoints store norms in BF16: that case converts without a per-element dtype switch
+    // (which cost as much as the norm itself in a decode step).
     wbuf.resize(static_cast<size_t>(D));
-    for (int64_t i = 0; i < D; ++i) wbuf[i] = ElementAsF32(weight, i);
+    if (weight.dtype == DType::kBF16) {
+      const uint16_t* h = weight.as<uint16_t>();
+      for (int64_t i = 0; i < D; ++i) wbuf[i] = BF16ToF32(h[i]);
+    } else {
+      for (int64_t i = 0; i < D; ++i) wbuf[i] = ElementAsF32(weight, i);
+    }
     wf = wbuf.data();
   }
   // Token rows are independent: split across threads, each row computed as on one.
