@@ -5,10 +5,31 @@
 
 namespace dsv3 {
 
+// As the plain scan (best = i whenever logits[i] > logits[best]) gives: logits[0] if it is
+// NaN, else the first index of the largest non-NaN logit. The scan's one compare chain took
+// ~150 us over DeepSeek-V3's 129280 logits (~1% of a decode step); here each block's maximum
+// comes from eight independent chains, and only a block that beats the best so far is
+// searched for where its maximum first occurs.
 int32_t ArgMax(const float* logits, int64_t n) {
+  if (n <= 0 || std::isnan(logits[0])) return 0;
+  constexpr int64_t kBlock = 2048;
   int64_t best = 0;
-  for (int64_t i = 1; i < n; ++i)
-    if (logits[i] > logits[best]) best = i;
+  float best_value = logits[0];
+  for (int64_t b0 = 0; b0 < n; b0 += kBlock) {
+    const int64_t b1 = std::min(n, b0 + kBlock);
+    float m[8];
+    for (float& v : m) v = -INFINITY;
+    int64_t i = b0;
+    for (; i + 8 <= b1; i += 8)
+      for (int j = 0; j < 8; ++j) m[j] = logits[i + j] > m[j] ? logits[i + j] : m[j];  // NaN: kept out
+    for (; i < b1; ++i) m[0] = logits[i] > m[0] ? logits[i] : m[0];
+    float block_max = m[0];
+    for (int j = 1; j < 8; ++j) block_max = m[j] > block_max ? m[j] : block_max;
+    if (!(block_max > best_value)) continue;
+    best_value = block_max;
+    for (best = b0; logits[best] != block_max; ++best) {
+    }
+  }
   return static_cast<int32_t>(best);
 }
 
