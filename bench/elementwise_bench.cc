@@ -1,0 +1,99 @@
+// Microbenchmarks of the operators a decode step runs on the calling thread while the other
+// waits (a step's few elements stay below the pool's grain): SiluMul over the picked experts'
+// intermediate rows, RmsNorm of one token with a BF16 weight, ArgMax over the vocabulary.
+// Sizes are bench-v3-mini's (and DeepSeek-V3's vocabulary); one thread.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "engine/base/dtype.h"
+#include "engine/base/threads.h"
+#include "engine/kernels/cpu/cpu_features.h"
+#include "engine/kernels/ops.h"
+#include "engine/model/sampler.h"
+
+namespace dsv3 {
+namespace {
+
+std::vector<float> Random(int64_t n, float stddev) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0.0f, stddev);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& f : v) f = dist(rng);
+  return v;
+}
+
+// Args: kernel (LinearKernel: 1 reference = std::exp, 2 AVX2), elements. 4096 = a decode
+// step's six routed experts and two shared ones (moe intermediate 512).
+void BM_SiluMul(benchmark::State& state) {
+  const auto kernel = static_cast<LinearKernel>(state.range(0));
+  if (kernel == LinearKernel::kAvx2 && !GetCpuFeatures().HasAvx2Set()) {
+    state.SkipWithError("CPU lacks AVX2");
+    return;
+  }
+  const int64_t n = state.range(1);
+  SetNumThreads(1);
+  SetLinearKernel(kernel);
+  // SiluMul writes in place: each iteration takes the next of kCopies fresh copies of the
+  // gate, all refilled (untimed) once every kCopies iterations.
+  constexpr int64_t kCopies = 64;
+  const auto gate = Random(n, 3.0f), up = Random(n, 1.0f);
+  std::vector<float> copies(static_cast<size_t>(kCopies * n));
+  int64_t next = kCopies;
+  for (auto _ : state) {
+    if (next == kCopies) {
+      state.PauseTiming();
+      for (int64_t c = 0; c < kCopies; ++c) std::copy(gate.begin(), gate.end(), copies.begin() + c * n);
+      next = 0;
+      state.ResumeTiming();
+    }
+    float* g = copies.data() + (next++) * n;
+    SiluMul(g, up.data(), n);
+    benchmark::DoNotOptimize(g);
+  }
+  SetLinearKernel(LinearKernel::kAuto);
+  SetNumThreads(0);
+  state.SetLabel(LinearKernelName(kernel));
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * n);
+}
+BENCHMARK(BM_SiluMul)
+    ->Args({static_cast<int64_t>(LinearKernel::kReference), 4096})
+    ->Args({static_cast<int64_t>(LinearKernel::kAvx2), 4096})
+    ->UseRealTime()
+    ->MinTime(0.2);
+
+// One token's RmsNorm over the hidden size with a BF16 weight (as checkpoints store norms).
+void BM_RmsNormBf16(benchmark::State& state) {
+  const int64_t D = state.range(0);
+  SetNumThreads(1);
+  const auto x = Random(D, 1.0f), w = Random(D, 1.0f);
+  std::vector<uint16_t> w16(static_cast<size_t>(D));
+  for (int64_t i = 0; i < D; ++i) w16[i] = F32ToBF16(w[i]);
+  TensorView weight;
+  weight.dtype = DType::kBF16;
+  weight.shape = Shape{D};
+  weight.data = w16.data();
+  std::vector<float> y(static_cast<size_t>(D));
+  for (auto _ : state) {
+    RmsNorm(x.data(), weight, 1, D, 1e-6f, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  SetNumThreads(0);
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * D);
+}
+BENCHMARK(BM_RmsNormBf16)->Arg(1536)->Arg(7168)->UseRealTime()->MinTime(0.2);
+
+// Greedy decoding's ArgMax over DeepSeek-V3's 129280 logits.
+void BM_ArgMax(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  const auto logits = Random(n, 2.0f);
+  for (auto _ : state) benchmark::DoNotOptimize(ArgMax(logits.data(), n));
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * n);
+}
+BENCHMARK(BM_ArgMax)->Arg(129280)->UseRealTime()->MinTime(0.2);
+
+}  // namespace
+}  // namespace dsv3
