@@ -198,29 +198,34 @@ void LinearAccumulate(const float* x, int64_t T, const WeightMatrix& w, float* y
 
 namespace {
 
-// Rows [r0, r0 + S) of w as DequantizeRows writes them, converted by the AVX2 panel converters
-// where they take w, into this thread's buffer (a head's W_uk or W_uv: 64 KB at most on
-// DeepSeek-V3, so it stays in L2 for the product that follows).
+// Rows [r0, r0 + S) of w as DequantizeRows writes them, into this thread's buffer: the
+// reference path of WeightRowScores / WeightRowsWeightedSum (the AVX2 kernels convert in
+// registers instead).
 const float* Float32Rows(const WeightMatrix& w, int64_t r0, int64_t S) {
   Count(w, 1, r0, r0 + S);
-  const cpu::RawWeight raw = Raw(w);
   thread_local std::vector<float> rows;
-  rows.resize(static_cast<size_t>(S * raw.cols));
-  if (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw) && raw.cols % 8 == 0) {
-    cpu::DequantizeRowsAvx2(raw, r0, r0 + S, rows.data());
-  } else {
-    DequantizeRows(w, r0, r0 + S, rows.data());
-  }
+  rows.resize(static_cast<size_t>(S * w.cols()));
+  DequantizeRows(w, r0, r0 + S, rows.data());
   return rows.data();
 }
 
 }  // namespace
 
 void WeightRowScores(const float* q, const WeightMatrix& w, int64_t r0, int64_t S, float* scores) {
+  const cpu::RawWeight raw = Raw(w);
+  if (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw) && raw.cols % 8 == 0) {
+    Count(w, 1, r0, r0 + S);
+    return cpu::WeightRowScoresAvx2(q, raw, r0, S, scores);
+  }
   MultiQueryScores(q, 1, w.cols(), Float32Rows(w, r0, S), S, w.cols(), scores, S, false);
 }
 
 void WeightRowsWeightedSum(const float* p, const WeightMatrix& w, int64_t r0, int64_t S, float* out) {
+  const cpu::RawWeight raw = Raw(w);
+  if (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw) && raw.cols % 8 == 0) {
+    Count(w, 1, r0, r0 + S);
+    return cpu::WeightRowsWeightedSumAvx2(p, raw, r0, S, out);
+  }
   MultiQueryWeightedSum(p, 1, S, Float32Rows(w, r0, S), S, w.cols(), out);
 }
 

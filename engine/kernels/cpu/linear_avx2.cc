@@ -591,6 +591,133 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
   }
 }
 
+// ---- Rows of a weight in place of attention's keys or values (decode's kv_b) ------------------
+// The products are MultiQueryScores' / MultiQueryWeightedSum's for one query
+// (attention_avx2.cc), in the same order, over the rows as DequantizeRows writes them, so
+// the bits are those over a float32 copy, without writing one: converting a head's rows into
+// a buffer first (64 KB for bench-v3-mini's 64 x 256) was bound by the stores.
+//
+// A loader gives group g of row r (At: its address and scale, once per group of `cols`
+// columns) and then columns [k, k+8) of it (Load): the values DequantizeRows (ops.h) writes
+// (the panel converters' arithmetic; FP8: e4m3 times its block scale, one rounding).
+
+template <typename MakeRow>
+struct PlainColumns {
+  const MakeRow& make_row;
+  int64_t cols;  // one group: the whole row
+  auto At(int64_t r, int64_t) const { return make_row(r); }
+  template <typename Row>
+  __m256 Load(const Row& row, int64_t k) const { return row.Load8(k); }
+};
+
+struct Fp8Columns {
+  const RawWeight& w;
+  int64_t cols;
+  struct Group {
+    const uint8_t* q;
+    __m256 s;
+  };
+  Group At(int64_t r, int64_t g) const {
+    const float* scales = w.scale + (r / w.block_out) * w.scale_cols;
+    return {Fp8Format::Row(w, r), _mm256_set1_ps(Fp8Format::ActScale(scales, g))};
+  }
+  __m256 Load(const Group& at, int64_t k) const { return _mm256_mul_ps(Fp8Format::Load8(at.q, k), at.s); }
+};
+
+template <typename F>
+struct ScaledColumns {
+  const RawWeight& w;
+  int64_t cols;
+  struct Group {
+    const uint8_t* q;
+    __m256 s, z;
+  };
+  Group At(int64_t r, int64_t g) const {
+    return {F::Row(w, r), _mm256_set1_ps(F::Scale(w, r, g)), _mm256_set1_ps(F::Zero(w, r, g))};
+  }
+  __m256 Load(const Group& at, int64_t k) const { return F::Apply(F::Load8(at.q, k), at.s, at.z); }
+};
+
+// Calls fn(loader) for w's format (cols % 8 == 0; scaled formats' block_in % 8 == 0).
+template <typename Fn>
+void WithColumnLoader(const RawWeight& w, const Fn& fn) {
+  switch (w.kind) {
+    case WeightKind::kF8E4M3: fn(Fp8Columns{w, w.block_in}); return;
+    case WeightKind::kI8: fn(ScaledColumns<Int8Format>{w, w.block_in}); return;
+    case WeightKind::kInt4: fn(ScaledColumns<Int4Format>{w, w.block_in}); return;
+    default:
+      WithRowFactory(w, [&](const auto& make_row) { fn(PlainColumns<decltype(make_row)>{make_row, w.cols}); });
+  }
+}
+
+// scores[s] = q · W[r0 + s]: rows four at a time as ScoreTile reduces them (hadd pairs), the
+// last S % 4 as ScoreRow does (HorizontalSum).
+template <typename Loader>
+void RowScores(const float* q, int64_t C, int64_t r0, int64_t S, float* scores, const Loader& ld) {
+  int64_t s = 0;
+  for (; s + 4 <= S; s += 4) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t c = 0, g = 0; c < C; ++g) {
+      const auto a0 = ld.At(r0 + s, g), a1 = ld.At(r0 + s + 1, g), a2 = ld.At(r0 + s + 2, g), a3 = ld.At(r0 + s + 3, g);
+      for (const int64_t end = (g + 1) * ld.cols < C ? (g + 1) * ld.cols : C; c < end; c += 8) {
+        const __m256 qv = _mm256_loadu_ps(q + c);
+        acc[0] = _mm256_fmadd_ps(qv, ld.Load(a0, c), acc[0]);
+        acc[1] = _mm256_fmadd_ps(qv, ld.Load(a1, c), acc[1]);
+        acc[2] = _mm256_fmadd_ps(qv, ld.Load(a2, c), acc[2]);
+        acc[3] = _mm256_fmadd_ps(qv, ld.Load(a3, c), acc[3]);
+      }
+    }
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+    _mm_storeu_ps(scores + s, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+  }
+  for (; s < S; ++s) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t c = 0, g = 0; c < C; ++g) {
+      const auto at = ld.At(r0 + s, g);
+      for (const int64_t end = (g + 1) * ld.cols < C ? (g + 1) * ld.cols : C; c < end; c += 8)
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), ld.Load(at, c), acc);
+    }
+    scores[s] = HorizontalSum(acc) + 0.0f;  // ScoreRow adds its (empty) tail: -0 becomes +0 there too
+  }
+}
+
+// out[0:C] = Σ_s p[s] · W[r0 + s]: 32 (then 8) columns in registers over every row, each
+// element one fma chain in row order, as WeightedColumns.
+template <typename Loader>
+void RowsWeightedSum(const float* p, int64_t C, int64_t r0, int64_t S, float* out, const Loader& ld) {
+  int64_t c0 = 0;
+  for (; c0 + 32 <= C; c0 += 32) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const int64_t g0 = c0 / ld.cols, g3 = (c0 + 24) / ld.cols;
+    for (int64_t s = 0; s < S; ++s) {
+      const __m256 ps = _mm256_broadcast_ss(p + s);
+      const auto at = ld.At(r0 + s, g0);
+      if (g0 == g3) {  // the four vectors in one group
+        a0 = _mm256_fmadd_ps(ps, ld.Load(at, c0), a0);
+        a1 = _mm256_fmadd_ps(ps, ld.Load(at, c0 + 8), a1);
+        a2 = _mm256_fmadd_ps(ps, ld.Load(at, c0 + 16), a2);
+        a3 = _mm256_fmadd_ps(ps, ld.Load(at, c0 + 24), a3);
+      } else {
+        const int64_t r = r0 + s;
+        a0 = _mm256_fmadd_ps(ps, ld.Load(at, c0), a0);
+        a1 = _mm256_fmadd_ps(ps, ld.Load(ld.At(r, (c0 + 8) / ld.cols), c0 + 8), a1);
+        a2 = _mm256_fmadd_ps(ps, ld.Load(ld.At(r, (c0 + 16) / ld.cols), c0 + 16), a2);
+        a3 = _mm256_fmadd_ps(ps, ld.Load(ld.At(r, g3), c0 + 24), a3);
+      }
+    }
+    _mm256_storeu_ps(out + c0, a0);
+    _mm256_storeu_ps(out + c0 + 8, a1);
+    _mm256_storeu_ps(out + c0 + 16, a2);
+    _mm256_storeu_ps(out + c0 + 24, a3);
+  }
+  for (; c0 < C; c0 += 8) {
+    __m256 a = _mm256_setzero_ps();
+    for (int64_t s = 0; s < S; ++s)
+      a = _mm256_fmadd_ps(_mm256_broadcast_ss(p + s), ld.Load(ld.At(r0 + s, c0 / ld.cols), c0), a);
+    _mm256_storeu_ps(out + c0, a);
+  }
+}
+
 double NowSeconds() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -629,24 +756,12 @@ void GemvAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
   }
 }
 
-void DequantizeRowsAvx2(const RawWeight& w, int64_t r0, int64_t r1, float* dst) {
-  const int n = static_cast<int>(r1 - r0);
-  switch (w.kind) {
-    case WeightKind::kF8E4M3:
-      // The panel's unscaled u times 256 · scale: e4m3 · scale, rounded once, as DequantizeRows.
-      for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* q = Fp8Format::Row(w, r);
-        const float* scales = w.scale + (r / w.block_out) * w.scale_cols;
-        float* d = dst + (r - r0) * w.cols;
-        for (int64_t k = 0; k < w.cols; k += 8)
-          _mm256_storeu_ps(d + k, _mm256_mul_ps(Fp8Format::Load8(q, k),
-                                                _mm256_set1_ps(Fp8Format::ActScale(scales, k / w.block_in))));
-      }
-      return;
-    case WeightKind::kI8: ConvertScaledRows<Int8Format>(w, r0, n, dst); return;
-    case WeightKind::kInt4: ConvertScaledRows<Int4Format>(w, r0, n, dst); return;
-    default: WithRowFactory(w, [&](const auto& make_row) { ConvertRows(make_row, r0, n, w.cols, dst); });
-  }
+void WeightRowScoresAvx2(const float* q, const RawWeight& w, int64_t r0, int64_t S, float* scores) {
+  WithColumnLoader(w, [&](const auto& loader) { RowScores(q, w.cols, r0, S, scores, loader); });
+}
+
+void WeightRowsWeightedSumAvx2(const float* p, const RawWeight& w, int64_t r0, int64_t S, float* out) {
+  WithColumnLoader(w, [&](const auto& loader) { RowsWeightedSum(p, w.cols, r0, S, out, loader); });
 }
 
 void GemmAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
@@ -702,7 +817,8 @@ namespace dsv3::cpu {
 bool Avx2Supports(const RawWeight&) { return false; }
 void GemvAvx2(const float*, int64_t, int64_t, const RawWeight&, int64_t, int64_t, float*, int64_t, bool) {}
 void GemmAvx2(const float*, int64_t, int64_t, const RawWeight&, int64_t, int64_t, float*, int64_t, bool, float*) {}
-void DequantizeRowsAvx2(const RawWeight&, int64_t, int64_t, float*) {}
+void WeightRowScoresAvx2(const float*, const RawWeight&, int64_t, int64_t, float*) {}
+void WeightRowsWeightedSumAvx2(const float*, const RawWeight&, int64_t, int64_t, float*) {}
 double FmaPeakFlopsAvx2(double) { return 0.0; }
 }  // namespace dsv3::cpu
 

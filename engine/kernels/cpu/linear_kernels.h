@@ -90,9 +90,11 @@ void GemvAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
 // Bit-identical to GemvAvx2 for every row and token.
 void GemmAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
               int64_t ldy, bool accumulate, float* scratch);
-// Rows [r0, r1) as float32, the values DequantizeRows (ops.h) writes, for weights Avx2Supports
-// with cols % 8 == 0 (the GEMM's panel converters; FP8 with its scales applied).
-void DequantizeRowsAvx2(const RawWeight& w, int64_t r0, int64_t r1, float* dst);
+// WeightRowScores / WeightRowsWeightedSum (ops.h) for weights Avx2Supports with cols % 8 == 0:
+// the rows converted in registers to the values DequantizeRows (ops.h) writes, with the bits
+// MultiQueryScoresAvx2 / MultiQueryWeightedSumAvx2 give (M = 1) over those float32 rows.
+void WeightRowScoresAvx2(const float* q, const RawWeight& w, int64_t r0, int64_t S, float* scores);
+void WeightRowsWeightedSumAvx2(const float* p, const RawWeight& w, int64_t r0, int64_t S, float* out);
 // MultiQueryScores / MultiQueryWeightedSum (ops.h) with AVX2 + FMA (attention_avx2.cc).
 void MultiQueryScoresAvx2(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
                           float* scores, int64_t lds, bool accumulate);
