@@ -1,7 +1,8 @@
 // Multi-query attention products for AVX2 + FMA (compiled with those flags for this file
 // only; chosen at run time by attention.cc). Decode over MLA's latent cache has few queries
 // (the stacked heads) and many cached rows of C = kv_lora_rank floats: every cached row is
-// loaded once and meets all the queries from registers/L1, instead of once per head.
+// loaded once and meets all the queries from registers/L1, instead of once per head. The
+// softmax's exp polynomial lives here, and with it SiluMul's AVX2 path (ops.cc dispatches).
 //
 // As in linear_avx2.cc, no standard-library templates or shared inline functions here.
 #include "engine/kernels/cpu/linear_kernels.h"
