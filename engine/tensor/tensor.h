@@ -63,6 +63,11 @@ struct TensorView {
 // Reads element i of any floating view as float32 (for small tensors: norms, biases).
 float ElementAsF32(const TensorView& t, int64_t i);
 
+// Elements [begin, begin + n) of any view as float32 into dst, the values ElementAsF32 gives,
+// with the dtype looked at once rather than per element (a decode step's norms and embedding
+// row: the per-element switch cost as much as the norm itself).
+void ElementsAsF32(const TensorView& t, int64_t begin, int64_t n, float* dst);
+
 // Copies a floating view to a float32 vector (small tensors only).
 std::vector<float> ToF32Vector(const TensorView& t);
 

@@ -2,8 +2,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
 
 #include "engine/base/dtype.h"
+#include "engine/tensor/tensor.h"
 
 namespace dsv3 {
 namespace {
@@ -57,6 +61,35 @@ TEST(DType, F16RoundTripsEveryFiniteValue) {
   }
   EXPECT_EQ(F16ToF32(0x3c00), 1.0f);
   EXPECT_EQ(F32ToF16(1e6f), 0x7c00);  // overflow to inf
+}
+
+
+// The bulk conversion gives ElementAsF32's values for every dtype, from any offset, and
+// ToF32Vector is it over the whole view.
+TEST(DType, ElementsAsF32MatchesElementAsF32) {
+  std::vector<uint8_t> bytes(256 * 8);
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 37 + i / 256);
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kF8E4M3, DType::kI8, DType::kU8, DType::kI32,
+                  DType::kI64}) {
+    const int64_t n = static_cast<int64_t>(bytes.size() / DTypeSize(t));
+    if (t == DType::kF8E4M3)  // 0x7f / 0xff are e4m3's NaN: compare the rest as values
+      for (uint8_t& b : bytes) b = (b & 0x7f) == 0x7f ? 0 : b;
+    const TensorView view{bytes.data(), t, Shape{n}};
+    for (const auto& [begin, count] : std::vector<std::pair<int64_t, int64_t>>{{0, n}, {3, n - 7}, {n - 1, 1}}) {
+      std::vector<float> got(static_cast<size_t>(count), -1.0f);
+      ElementsAsF32(view, begin, count, got.data());
+      for (int64_t i = 0; i < count; ++i) {
+        const float want = ElementAsF32(view, begin + i);
+        ASSERT_TRUE(std::memcmp(&got[i], &want, sizeof(float)) == 0 || (std::isnan(got[i]) && std::isnan(want)))
+            << DTypeName(t) << " element " << begin + i;
+      }
+    }
+    const std::vector<float> all = ToF32Vector(view);
+    ASSERT_EQ(all.size(), static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i)
+      ASSERT_TRUE(all[i] == ElementAsF32(view, i) || (std::isnan(all[i]) && std::isnan(ElementAsF32(view, i))))
+          << DTypeName(t) << " element " << i;
+  }
 }
 
 }  // namespace

@@ -6,7 +6,6 @@
 #include <cstring>
 #include <vector>
 
-#include "engine/base/dtype.h"
 #include "engine/base/threads.h"
 #include "engine/kernels/cpu/linear_kernels.h"
 
@@ -27,15 +26,8 @@ void RmsNorm(const float* x, const TensorView& weight, int64_t T, int64_t D, flo
   if (weight.dtype == DType::kF32) {
     wf = weight.f32();
   } else {
-    // Checkpoints store norms in BF16: that case converts without a per-element dtype switch
-    // (which cost as much as the norm itself in a decode step).
     wbuf.resize(static_cast<size_t>(D));
-    if (weight.dtype == DType::kBF16) {
-      const uint16_t* h = weight.as<uint16_t>();
-      for (int64_t i = 0; i < D; ++i) wbuf[i] = BF16ToF32(h[i]);
-    } else {
-      for (int64_t i = 0; i < D; ++i) wbuf[i] = ElementAsF32(weight, i);
-    }
+    ElementsAsF32(weight, 0, D, wbuf.data());
     wf = wbuf.data();
   }
   // Token rows are independent: split across threads, each row computed as on one.
@@ -90,10 +82,7 @@ void LogSoftmax(const float* logits, int64_t n, float* out) {
 
 void EmbeddingRow(const TensorView& table, int64_t id, float* dst) {
   const int64_t D = table.shape[1];
-  TensorView row = table;
-  row.data = static_cast<const uint8_t*>(table.data) + id * D * static_cast<int64_t>(DTypeSize(table.dtype));
-  row.shape = Shape{D};
-  for (int64_t i = 0; i < D; ++i) dst[i] = ElementAsF32(row, i);
+  ElementsAsF32(table, id * D, D, dst);
 }
 
 float Dot(const float* a, const float* b, int64_t n) {
