@@ -199,33 +199,32 @@ void LinearAccumulate(const float* x, int64_t T, const WeightMatrix& w, float* y
 namespace {
 
 // Rows [r0, r0 + S) of w as DequantizeRows writes them, into this thread's buffer: the
-// reference path of WeightRowScores / WeightRowsWeightedSum (the AVX2 kernels convert in
-// registers instead).
+// reference path of WeightRowScores / WeightRowsWeightedSum.
 const float* Float32Rows(const WeightMatrix& w, int64_t r0, int64_t S) {
-  Count(w, 1, r0, r0 + S);
   thread_local std::vector<float> rows;
   rows.resize(static_cast<size_t>(S * w.cols()));
   DequantizeRows(w, r0, r0 + S, rows.data());
   return rows.data();
 }
 
+// Whether the AVX2 kernels take w's rows where they are stored (converted in registers).
+bool RowsInPlace(const cpu::RawWeight& raw) {
+  return Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw) && raw.cols % 8 == 0;
+}
+
 }  // namespace
 
 void WeightRowScores(const float* q, const WeightMatrix& w, int64_t r0, int64_t S, float* scores) {
+  Count(w, 1, r0, r0 + S);
   const cpu::RawWeight raw = Raw(w);
-  if (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw) && raw.cols % 8 == 0) {
-    Count(w, 1, r0, r0 + S);
-    return cpu::WeightRowScoresAvx2(q, raw, r0, S, scores);
-  }
+  if (RowsInPlace(raw)) return cpu::WeightRowScoresAvx2(q, raw, r0, S, scores);
   MultiQueryScores(q, 1, w.cols(), Float32Rows(w, r0, S), S, w.cols(), scores, S, false);
 }
 
 void WeightRowsWeightedSum(const float* p, const WeightMatrix& w, int64_t r0, int64_t S, float* out) {
+  Count(w, 1, r0, r0 + S);
   const cpu::RawWeight raw = Raw(w);
-  if (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw) && raw.cols % 8 == 0) {
-    Count(w, 1, r0, r0 + S);
-    return cpu::WeightRowsWeightedSumAvx2(p, raw, r0, S, out);
-  }
+  if (RowsInPlace(raw)) return cpu::WeightRowsWeightedSumAvx2(p, raw, r0, S, out);
   MultiQueryWeightedSum(p, 1, S, Float32Rows(w, r0, S), S, w.cols(), out);
 }
 
