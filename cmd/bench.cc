@@ -225,7 +225,7 @@ int RunBench(int argc, char** argv) {
   nlohmann::json out = nlohmann::json::array();
 
   const double gib = 1024.0 * 1024.0 * 1024.0;
-  // The activations matter only for INT8/INT4 weights (and only in decode), but are named always.
+  // The activations matter only for INT8/INT4 weights, but are named always.
   const std::string kernel_name = std::string(LinearKernelName(ActiveLinearKernel())) + " act=" +
                                   LinearActivationsName(GetLinearActivations());
   if (opts.Get<bool>("json")) {

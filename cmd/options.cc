@@ -48,10 +48,12 @@ void OptionParser::AddModelOptions(bool model_path_required) {
 Status ApplyActivationsOption(const std::string& value) {
   if (value == "int8") {
     SetLinearActivations(LinearActivations::kInt8);
+  } else if (value == "int8-all") {
+    SetLinearActivations(LinearActivations::kInt8All);
   } else if (value == "f32") {
     SetLinearActivations(LinearActivations::kF32);
   } else {
-    return Status::Invalid("--activations must be int8 or f32, got \"" + value + "\"");
+    return Status::Invalid("--activations must be int8, int8-all or f32, got \"" + value + "\"");
   }
   return Status::Ok();
 }

@@ -61,8 +61,9 @@ Status ApplyCommonModelOptions(const OptionParser& opts);
 
 // --activations (LinearActivations in engine/kernels/ops.h), shared by the model commands and bench.
 inline constexpr const char* kActivationsHelp =
-    "int8 | f32: what INT8/INT4 weights multiply in decode steps (int8: activations quantized per "
-    "token in blocks of 32, as llama.cpp does; f32: exact float32)";
+    "int8 | int8-all | f32: what INT8/INT4 weights multiply (int8: in decode steps, activations "
+    "quantized per token in blocks of 32 as llama.cpp does, float32 in prefill and scoring; "
+    "int8-all: int8 in every step, as llama.cpp, faster INT4 prefill; f32: exact float32)";
 Status ApplyActivationsOption(const std::string& value);
 
 }  // namespace dsv3::cmd

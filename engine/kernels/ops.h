@@ -60,18 +60,22 @@ int64_t MinPieceRows(const WeightMatrix& w, int64_t T);
 // int8 kernels do not take (K or the group width not a multiple of 32) use float32 either way;
 // other formats are unaffected.
 //
-// int8 activations pay off only where weights are streamed for a few tokens: on a CPU
-// without VNNI, integer products are no faster than float FMAs once a weight meets many
-// tokens. So they apply to decode steps, where every sequence adds one token (the
-// Transformer marks its steps with ScopedDecodeStep); other steps (prefill, scoring) keep
-// float32. The choice is per step, never per matrix, so a token's result does not depend on
-// how many tokens an expert saw or how many sequences decode together.
-enum class LinearActivations { kInt8, kF32 };
+// kInt8 applies to decode steps, where every sequence adds one token (the Transformer marks
+// its steps with ScopedDecodeStep) and weights are streamed for it: there int8 halves the
+// work per weight. Other steps (prefill, scoring) keep float32, so eval results stay those of
+// the exact weights. kInt8All (llama.cpp's choice) uses int8 in every step: faster prefill
+// for INT4 weights (whose multi-token int8 kernel needs no float32 copy of the weights: pp512
+// +10-30% on bench-v3-mini-int4), slower for INT8 (-10-15%: without VNNI, integer products
+// are no faster than float FMAs once a weight meets many tokens). The choice is per step, never
+// per matrix, so a token's result does not depend on how many tokens an expert saw or how
+// many sequences decode together.
+enum class LinearActivations { kInt8, kF32, kInt8All };
 void SetLinearActivations(LinearActivations a);
 LinearActivations GetLinearActivations();
 const char* LinearActivationsName(LinearActivations a);
-// What Linear uses on this thread now: kInt8 only if it is set and the step (if any) is a
-// decode step. Outside any step (kernel tests, microbenchmarks) the setting alone decides.
+// What Linear uses on this thread now, kInt8 or kF32: kInt8 if the setting is kInt8All, or
+// kInt8 and the step (if any) is a decode step. Outside any step (kernel tests,
+// microbenchmarks) the setting alone decides.
 LinearActivations CurrentLinearActivations();
 // Marks, for its lifetime on this thread, the forward step being run as a decode step or not.
 class ScopedDecodeStep {

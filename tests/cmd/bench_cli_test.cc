@@ -51,6 +51,11 @@ TEST_F(BenchCliTest, TableAndUsageErrors) {
   EXPECT_NE(r.out.find("| pp4 |"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("| tg3 |"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("peak RSS"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("act=int8 "), std::string::npos) << r.out;
+  r = testing::RunDsv3({"bench", "--model-path", dir_.path() + "/m", "--prompt-len", "4", "--gen-len", "0",
+                        "--repetitions", "1", "--threads", "1", "--probe-mib", "8", "--activations", "int8-all"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("act=int8-all"), std::string::npos) << r.out;
   for (auto bad : std::vector<std::vector<std::string>>{{"--threads", "1,x"},
                                                        {"--depth", "-1"},
                                                        {"--repetitions", "0"},

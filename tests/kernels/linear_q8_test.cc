@@ -282,6 +282,40 @@ TEST_F(LinearQ8Test, OnlyDecodeStepsUseInt8) {
   EXPECT_EQ(in_decode, i8);
 }
 
+// kInt8All: int8 activations in every step, prefill included, for INT4 and INT8 weights alike
+// (the int8 result bit for bit); other formats keep float32.
+TEST_F(LinearQ8Test, Int8AllUsesInt8InEveryStep) {
+  OwnedWeight int4 = MakeIntWeight(true, 21, 128, 95, 32, false, 1);
+  OwnedWeight int8 = MakeIntWeight(false, 19, 128, 96, 128, true, 1);
+  OwnedWeight bf16 = testing::MakeWeight(DType::kBF16, 17, 128, 97);
+  for (const WeightMatrix* w : {&int4.m, &int8.m, &bf16.m}) {
+    const int64_t R = w->rows();
+    const auto x = Activations(70 * 128, 98);  // a prefill's worth of tokens: the GEMM paths
+    std::vector<float> f32(70 * R), i8(70 * R), all(70 * R), rows(70 * R);
+    SetLinearActivations(LinearActivations::kF32);
+    Linear(x.data(), 70, *w, f32.data());
+    SetLinearActivations(LinearActivations::kInt8);
+    Linear(x.data(), 70, *w, i8.data());
+    SetLinearActivations(LinearActivations::kInt8All);
+    {
+      const ScopedDecodeStep step(false);
+      EXPECT_EQ(CurrentLinearActivations(), LinearActivations::kInt8);
+      Linear(x.data(), 70, *w, all.data());
+      LinearInput in;
+      in.Prepare(x.data(), 70, *w);
+      LinearRows(in, *w, 0, R, rows.data(), R, false);
+    }
+    SetLinearActivations(LinearActivations::kInt8);
+    EXPECT_EQ(all, i8);
+    EXPECT_EQ(rows, i8);
+    if (w == &bf16.m) {
+      EXPECT_EQ(all, f32);
+    } else {
+      EXPECT_NE(all, f32);
+    }
+  }
+}
+
 // Shapes the int8 kernels do not take keep float32 activations (and so the float kernels'
 // exact x·dequant(W)).
 TEST_F(LinearQ8Test, ShapesWithoutWholeBlocksStayFloat) {

@@ -140,7 +140,7 @@ thread_local bool t_decode_step = true;  // outside a step the global setting al
 // LinearInput::layout for w under `activations`: 0 float32, 1 int8 in column order, 2 int8
 // in INT4 nibble order.
 int LayoutFor(const cpu::RawWeight& raw, LinearActivations activations) {
-  if (activations != LinearActivations::kInt8 || !cpu::TakesInt8Activations(raw)) return 0;
+  if (activations == LinearActivations::kF32 || !cpu::TakesInt8Activations(raw)) return 0;
   return cpu::WantsNibbleOrder(raw) ? 2 : 1;
 }
 
@@ -314,11 +314,23 @@ const char* LinearKernelName(LinearKernel k) {
 void SetLinearActivations(LinearActivations a) { g_activations.store(a, std::memory_order_relaxed); }
 LinearActivations GetLinearActivations() { return g_activations.load(std::memory_order_relaxed); }
 LinearActivations CurrentLinearActivations() {
-  return t_decode_step ? GetLinearActivations() : LinearActivations::kF32;
+  switch (GetLinearActivations()) {
+    case LinearActivations::kF32: return LinearActivations::kF32;
+    case LinearActivations::kInt8All: return LinearActivations::kInt8;
+    case LinearActivations::kInt8: break;
+  }
+  return t_decode_step ? LinearActivations::kInt8 : LinearActivations::kF32;
 }
 ScopedDecodeStep::ScopedDecodeStep(bool decode) : saved_(t_decode_step) { t_decode_step = decode; }
 ScopedDecodeStep::~ScopedDecodeStep() { t_decode_step = saved_; }
-const char* LinearActivationsName(LinearActivations a) { return a == LinearActivations::kInt8 ? "int8" : "f32"; }
+const char* LinearActivationsName(LinearActivations a) {
+  switch (a) {
+    case LinearActivations::kInt8: return "int8";
+    case LinearActivations::kF32: return "f32";
+    case LinearActivations::kInt8All: return "int8-all";
+  }
+  return "?";
+}
 
 void SetLinearCounters(LinearCounters* counters) { g_counters.store(counters, std::memory_order_relaxed); }
 
