@@ -136,13 +136,14 @@ void LinearArgs(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_Linear)->Apply(LinearArgs)->UseRealTime()->MinTime(0.2);
 
-// Args: dtype (as BM_Linear), tokens, threads. A MoE layer's routed-expert matrices (512 x
+// Args: dtype (as BM_Linear), tokens, threads, activations. A MoE layer's routed-expert matrices (512 x
 // 1536, as bench-v3-mini's gate and up projections), each at its own address and together
 // over 64 MB, so every pass reads them from DRAM as a decoding or prefilling model does: the
 // figure includes what a matrix-sized stream costs at its start and its end, which BM_Linear's
 // one cache-resident or lm_head-sized matrix does not show. tokens: 1 (decode) or ~48 (the
 // tokens each of 64 experts gets from a 512-token prefill with 6 experts per token); with the
-// activations the engine gives each (int8 in decode steps, float32 in prefill).
+// activations the engine gives each (int8 in decode steps; in prefill float32, or int8 under
+// --activations int8-all).
 void BM_ExpertStream(benchmark::State& state) {
   const int format = static_cast<int>(state.range(0));
   const int64_t rows = 512, cols = 1536, T = state.range(1);
@@ -151,7 +152,8 @@ void BM_ExpertStream(benchmark::State& state) {
     return;
   }
   SetNumThreads(static_cast<int>(state.range(2)));
-  SetLinearActivations(T == 1 ? LinearActivations::kInt8 : LinearActivations::kF32);
+  const auto activations = static_cast<LinearActivations>(state.range(3));
+  SetLinearActivations(activations);
   Fixture one = Make(format, rows, cols, T);  // its activations and outputs serve every expert
   const int64_t matrix_bytes = static_cast<int64_t>(
       one.bytes.size() + one.scale.size() * sizeof(float) + one.scale16.size() * sizeof(uint16_t));
@@ -170,7 +172,10 @@ void BM_ExpertStream(benchmark::State& state) {
     benchmark::DoNotOptimize(one.y.data());
   }
   SetLinearActivations(LinearActivations::kInt8);
-  state.SetLabel(format == kInt8PerChannel ? "int8" : format == kInt4Group32 ? "int4-g32" : DTypeName(static_cast<DType>(format)));
+  state.SetLabel(std::string(format == kInt8PerChannel ? "int8"
+                             : format == kInt4Group32  ? "int4-g32"
+                                                       : DTypeName(static_cast<DType>(format))) +
+                 (format >= kInt8PerChannel ? std::string(" x") + LinearActivationsName(activations) : std::string()));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * experts * matrix_bytes);
   state.counters["FLOPS"] = benchmark::Counter(static_cast<double>(2 * T * rows * cols * experts) * state.iterations(),
                                                benchmark::Counter::kIsRate);
@@ -178,7 +183,10 @@ void BM_ExpertStream(benchmark::State& state) {
 
 void ExpertArgs(benchmark::internal::Benchmark* b) {
   for (int dt : {static_cast<int>(DType::kBF16), static_cast<int>(DType::kF8E4M3), kInt8PerChannel, kInt4Group32})
-    for (int64_t T : {1, 48}) b->Args({dt, T, 2});
+    for (int64_t T : {1, 48}) {
+      b->Args({dt, T, 2, static_cast<int>(T == 1 ? LinearActivations::kInt8 : LinearActivations::kF32)});
+      if (T > 1 && dt >= kInt8PerChannel) b->Args({dt, T, 2, static_cast<int>(LinearActivations::kInt8)});
+    }
 }
 BENCHMARK(BM_ExpertStream)->Apply(ExpertArgs)->UseRealTime()->MinTime(0.5);
 
