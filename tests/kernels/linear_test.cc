@@ -14,6 +14,7 @@
 
 #include "engine/base/threads.h"
 #include "engine/kernels/cpu/cpu_features.h"
+#include "engine/kernels/cpu/linear_kernels.h"
 #include "engine/kernels/ops.h"
 #include "engine/quant/int_quant.h"
 #include "tests/testing/testing.h"
@@ -148,7 +149,7 @@ TEST_F(LinearKernelTest, ResultsDoNotDependOnThreadSplit) {
   weights.emplace_back("F8_E4M3", MakeWeight(DType::kF8E4M3, 300, 96, 13, 128));
   for (const auto& [name, w] : weights) {
     const int64_t rows = w.m.rows();
-    for (int64_t T : {1, 3, 21}) {
+    for (int64_t T : {1, 3, 8, 21}) {
       const auto x = RandomVector(T * 96, 12);
       std::vector<float> one(static_cast<size_t>(T * rows)), two(one.size());
       SetNumThreads(1);
@@ -159,28 +160,33 @@ TEST_F(LinearKernelTest, ResultsDoNotDependOnThreadSplit) {
       EXPECT_EQ(one, two) << name << " T=" << T;
     }
   }
-  EXPECT_EQ(MinPieceRows(weights[1].second.m, 5), 128);
-  EXPECT_EQ(MinPieceRows(weights[1].second.m, 1), 1) << "decode keeps small pieces";
+  EXPECT_EQ(MinPieceRows(weights[1].second.m, cpu::kGemvMaxTokens + 1), 128) << "the GEMM's panels";
+  EXPECT_EQ(MinPieceRows(weights[1].second.m, cpu::kGemvMaxTokens), 1) << "the GEMV keeps small pieces";
   EXPECT_EQ(MinPieceRows(weights[0].second.m, 100), 1);
 }
 
-// The MoE gives each expert a different token count, so GEMV (few tokens) and GEMM (many)
-// must agree to the bit: a token's logits may not depend on who else was routed with it.
+// The MoE gives each expert a different token count, and a decode step of several sequences
+// has one token each, so the GEMV (one token, or a few at once) and the GEMM (many) must agree
+// to the bit: a token's logits may not depend on who else was routed or batched with it.
 TEST_F(LinearKernelTest, ResultsDoNotDependOnTokenCount) {
   SetLinearKernel(LinearKernel::kAvx2);
   std::vector<std::pair<std::string, OwnedWeight>> weights;
+  weights.emplace_back("F32", MakeWeight(DType::kF32, 29, 99, 20));
   weights.emplace_back("BF16", MakeWeight(DType::kBF16, 29, 99, 21));
+  weights.emplace_back("F16", MakeWeight(DType::kF16, 29, 99, 25));
   weights.emplace_back("F8_E4M3", MakeWeight(DType::kF8E4M3, 29, 99, 21));
   weights.emplace_back("int8", MakeIntWeight(false, 29, 99, 23, 32, true));
   weights.emplace_back("int4", MakeIntWeight(true, 29, 99, 24, 16, false));
   for (const auto& [name, w] : weights) {
-    const int64_t T = 11;
-    const auto x = RandomVector(T * 99, 22);
-    std::vector<float> all(static_cast<size_t>(T * 29)), one(29);
-    Linear(x.data(), T, w.m, all.data());
-    for (int64_t t = 0; t < T; ++t) {
-      Linear(x.data() + t * 99, 1, w.m, one.data());
-      for (int64_t r = 0; r < 29; ++r) ASSERT_EQ(one[r], all[t * 29 + r]) << name << " token " << t << " row " << r;
+    for (int64_t T : {2, 3, 4, 5, 11}) {
+      const auto x = RandomVector(T * 99, 22);
+      std::vector<float> all(static_cast<size_t>(T * 29)), one(29);
+      Linear(x.data(), T, w.m, all.data());
+      for (int64_t t = 0; t < T; ++t) {
+        Linear(x.data() + t * 99, 1, w.m, one.data());
+        for (int64_t r = 0; r < 29; ++r)
+          ASSERT_EQ(one[r], all[t * 29 + r]) << name << " T=" << T << " token " << t << " row " << r;
+      }
     }
   }
 }
@@ -278,17 +284,20 @@ TEST_F(LinearKernelTest, Fp8DecodeTakesEveryByteAndLargeActivations) {
     }
   }
   EXPECT_GT(subnormals, 100) << "the bytes cover e4m3's subnormals";
+  // Several tokens at once (the GEMV's multi-token tiles, the GEMM), the large activations on
+  // every other token only: a tile redoes just the tokens that overflowed.
   for (float magnitude : {1.0f, 1e5f, 1e30f}) {
-    const int64_t T = 5;  // the GEMM's bits for every token
-    std::vector<float> x = RandomVector(T * K, 61);
-    for (float& v : x) v *= magnitude;
-    std::vector<float> all(static_cast<size_t>(T * rows)), one(rows);
-    Linear(x.data(), T, w.m, all.data());
-    for (int64_t t = 0; t < T; ++t) {
-      Linear(x.data() + t * K, 1, w.m, one.data());
-      for (int64_t r = 0; r < rows; ++r) {
-        ASSERT_EQ(one[r], all[t * rows + r]) << "|x| ~ " << magnitude << " token " << t << " row " << r;
-        if (magnitude < 1e30f) ASSERT_TRUE(std::isfinite(one[r])) << "|x| ~ " << magnitude;
+    for (int64_t T : {3, 5, 11}) {
+      std::vector<float> x = RandomVector(T * K, 61);
+      for (int64_t i = 0; i < T * K; ++i) x[static_cast<size_t>(i)] *= (i / K) % 2 == 1 ? magnitude : 1.0f;
+      std::vector<float> all(static_cast<size_t>(T * rows)), one(rows);
+      Linear(x.data(), T, w.m, all.data());
+      for (int64_t t = 0; t < T; ++t) {
+        Linear(x.data() + t * K, 1, w.m, one.data());
+        for (int64_t r = 0; r < rows; ++r) {
+          ASSERT_EQ(one[r], all[t * rows + r]) << "|x| ~ " << magnitude << " T=" << T << " token " << t << " row " << r;
+          if (magnitude < 1e30f) ASSERT_TRUE(std::isfinite(one[r])) << "|x| ~ " << magnitude;
+        }
       }
     }
   }

@@ -215,70 +215,102 @@ inline float HorizontalSum(__m256 v) {
 
 inline void Store(float* y, float v, bool accumulate) { *y = accumulate ? *y + v : v; }
 
-// ---- GEMV: weights converted in registers, each read once per token ----------------------------
+// A compile-time int as a value (std::integral_constant, without the standard library here).
+template <int V>
+struct IntConstant {
+  static constexpr int value = V;
+};
 
-// prefetch: bytes from a row to the row read next (the next chunk of rows), 0 for none. The
-// hardware prefetchers alone leave a GEMV of eight interleaved row streams well short of
-// the memory bandwidth.
-template <int R, typename Row>
-void DotRows(const Row* rows, const float* x, int64_t K, float* y, bool accumulate, int64_t prefetch) {
-  __m256 acc[R];
-  for (int i = 0; i < R; ++i) acc[i] = _mm256_setzero_ps();
+// ---- GEMV: weights converted in registers, each read and converted once for all tokens ---------
+
+// R rows against N tokens (x rows ldx apart, y rows ldy apart): each weight vector is loaded
+// and converted once for all N, which at a decode step of several sequences had been redone
+// per token. prefetch: bytes from a row to the row read next (the next chunk of rows), 0 for
+// none. The hardware prefetchers alone leave a GEMV of eight interleaved row streams well
+// short of the memory bandwidth.
+template <int R, int N, typename Row>
+void DotRows(const Row* rows, const float* x, int64_t ldx, int64_t K, float* y, int64_t ldy, bool accumulate,
+             int64_t prefetch) {
+  __m256 acc[R][N];
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < N; ++j) acc[i][j] = _mm256_setzero_ps();
   const int64_t K8 = K & ~int64_t{7};
+  const auto step = [&](int64_t k, bool fetch) __attribute__((always_inline)) {
+    __m256 xv[N];
+    for (int j = 0; j < N; ++j) xv[j] = _mm256_loadu_ps(x + j * ldx + k);
+    for (int i = 0; i < R; ++i) {
+      if (fetch) rows[i].Prefetch(k, prefetch);
+      const __m256 wv = rows[i].Load8(k);
+      for (int j = 0; j < N; ++j) acc[i][j] = _mm256_fmadd_ps(xv[j], wv, acc[i][j]);
+    }
+  };
   if (prefetch != 0) {
-    for (int64_t k = 0; k < K8; k += 8) {
-      const __m256 xv = _mm256_loadu_ps(x + k);
-      for (int i = 0; i < R; ++i) {
-        rows[i].Prefetch(k, prefetch);
-        acc[i] = _mm256_fmadd_ps(xv, rows[i].Load8(k), acc[i]);
-      }
-    }
+    for (int64_t k = 0; k < K8; k += 8) step(k, true);
   } else {
-    for (int64_t k = 0; k < K8; k += 8) {
-      const __m256 xv = _mm256_loadu_ps(x + k);
-      for (int i = 0; i < R; ++i) acc[i] = _mm256_fmadd_ps(xv, rows[i].Load8(k), acc[i]);
-    }
+    for (int64_t k = 0; k < K8; k += 8) step(k, false);
   }
   if (K8 < K) {
-    const __m256 xv = LoadTail(x, K8, K);
-    for (int i = 0; i < R; ++i) acc[i] = _mm256_fmadd_ps(xv, LoadWeightTail(rows[i], K8, K), acc[i]);
+    for (int i = 0; i < R; ++i) {
+      const __m256 wv = LoadWeightTail(rows[i], K8, K);
+      for (int j = 0; j < N; ++j) acc[i][j] = _mm256_fmadd_ps(LoadTail(x + j * ldx, K8, K), wv, acc[i][j]);
+    }
   }
-  for (int i = 0; i < R; ++i) Store(y + i, HorizontalSum(acc[i]), accumulate);
+  for (int j = 0; j < N; ++j)
+    for (int i = 0; i < R; ++i) Store(y + j * ldy + i, HorizontalSum(acc[i][j]), accumulate);
+}
+
+// Rows [r, r+n) (n <= R) against tokens [0, T): whole tiles of R rows meet three tokens at a
+// time (twelve accumulators, as the GEMM's microkernel), then two, then one; a tile's
+// first pass prefetches the next tile's rows.
+template <int R, typename Row>
+void DotRowsAllTokens(const Row* rows, int n, const float* x, int64_t T, int64_t ldx, int64_t K, float* y,
+                      int64_t ldy, bool accumulate, int64_t prefetch) {
+  if (n < R) {
+    for (int64_t t = 0; t < T; ++t)
+      for (int i = 0; i < n; ++i) DotRows<1, 1>(rows + i, x + t * ldx, ldx, K, y + t * ldy + i, ldy, accumulate, 0);
+    return;
+  }
+  int64_t t = 0;
+  for (; t + 3 <= T; t += 3)
+    DotRows<R, 3>(rows, x + t * ldx, ldx, K, y + t * ldy, ldy, accumulate, t == 0 ? prefetch : 0);
+  if (T - t == 2) DotRows<R, 2>(rows, x + t * ldx, ldx, K, y + t * ldy, ldy, accumulate, t == 0 ? prefetch : 0);
+  if (T - t == 1) DotRows<R, 1>(rows, x + t * ldx, ldx, K, y + t * ldy, ldy, accumulate, t == 0 ? prefetch : 0);
 }
 
 template <typename MakeRow>
 void GemvRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
               int64_t ldy, bool accumulate, const MakeRow& make_row) {
-  constexpr int kR = 8;  // eight independent FMA chains cover the FMA latency
   using Row = decltype(make_row(int64_t{0}));
-  for (int64_t r = r0; r < r1; r += kR) {
-    const int n = static_cast<int>(r1 - r < kR ? r1 - r : kR);
-    Row rows[kR];
-    for (int i = 0; i < n; ++i) rows[i] = make_row(r + i);
-    for (int64_t t = 0; t < T; ++t) {
-      const float* xt = x + t * ldx;
-      float* yt = y + t * ldy + r;
-      if (n == kR) {
-        DotRows<kR>(rows, xt, w.cols, yt, accumulate, t == 0 ? w.row_bytes * kR : 0);
-      } else {
-        for (int i = 0; i < n; ++i) DotRows<1>(rows + i, xt, w.cols, yt + i, accumulate, 0);
-      }
+  // One token: tiles of eight rows (eight independent FMA chains cover the FMA latency);
+  // several: four rows, met by three tokens at a time (twelve chains).
+  const auto tiles = [&](auto tile) {
+    constexpr int kR = decltype(tile)::value;
+    for (int64_t r = r0; r < r1; r += kR) {
+      const int n = static_cast<int>(r1 - r < kR ? r1 - r : kR);
+      Row rows[kR];
+      for (int i = 0; i < n; ++i) rows[i] = make_row(r + i);
+      DotRowsAllTokens<kR>(rows, n, x, T, ldx, w.cols, y + r, ldy, accumulate, w.row_bytes * kR);
     }
+  };
+  if (T == 1) {
+    tiles(IntConstant<8>{});
+  } else {
+    tiles(IntConstant<4>{});
   }
 }
 
-// Scaled formats: R rows walked group by group, each group's scale loaded once; the same
-// 8-lane chain as DotRows (two 8-steps per 16 columns, in order).
-// prefetch: bytes from a row to the row whose weights are read next (the next chunk of rows),
-// 0 for none.
-template <typename F, int R>
-void ScaledDotRows(const RawWeight& w, int64_t r, const float* x, float* y, bool accumulate, int64_t prefetch) {
+// Scaled formats: R rows against N tokens walked group by group, each group's scales loaded
+// once; the same 8-lane chain per row and token as DotRows. prefetch: bytes from a row to the
+// row whose weights are read next (the next chunk of rows), 0 for none.
+template <typename F, int R, int N>
+void ScaledDotRows(const RawWeight& w, int64_t r, const float* x, int64_t ldx, float* y, int64_t ldy,
+                   bool accumulate, int64_t prefetch) {
   const int64_t K = w.cols, K8 = K & ~int64_t{7}, bi = w.block_in;
   const uint8_t* q[R];
-  __m256 acc[R];
+  __m256 acc[R][N];
   for (int i = 0; i < R; ++i) {
     q[i] = F::Row(w, r + i);
-    acc[i] = _mm256_setzero_ps();
+    for (int j = 0; j < N; ++j) acc[i][j] = _mm256_setzero_ps();
   }
   for (int64_t k0 = 0, g = 0; k0 < K8; k0 += bi, ++g) {
     const int64_t k1 = k0 + bi < K8 ? k0 + bi : K8;
@@ -287,47 +319,60 @@ void ScaledDotRows(const RawWeight& w, int64_t r, const float* x, float* y, bool
       s[i] = F::Scale(w, r + i, g);
       z[i] = F::Zero(w, r + i, g);
     }
+    // Eight columns from k: each row's weights converted and scaled once for the N tokens.
+    const auto eight = [&](int64_t k, bool fetch) __attribute__((always_inline)) {
+      __m256 xv[N];
+      for (int j = 0; j < N; ++j) xv[j] = _mm256_loadu_ps(x + j * ldx + k);
+      for (int i = 0; i < R; ++i) {
+        if (fetch) _mm_prefetch(reinterpret_cast<const char*>(q[i] + prefetch + F::ByteOffset(k)), _MM_HINT_T0);
+        const __m256 wv = F::Apply(F::Load8(q[i], k), _mm256_set1_ps(s[i]), _mm256_set1_ps(z[i]));
+        for (int j = 0; j < N; ++j) acc[i][j] = _mm256_fmadd_ps(xv[j], wv, acc[i][j]);
+      }
+    };
     int64_t k = k0;
     for (; k + 16 <= k1; k += 16) {
-      const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
-      for (int i = 0; i < R; ++i) {
-        __m256 a, b;
-        if (prefetch != 0) _mm_prefetch(reinterpret_cast<const char*>(q[i] + prefetch + F::ByteOffset(k)), _MM_HINT_T0);
-        F::Load16(q[i], k, &a, &b);
-        const __m256 si = _mm256_set1_ps(s[i]), zi = _mm256_set1_ps(z[i]);
-        acc[i] = _mm256_fmadd_ps(x0, F::Apply(a, si, zi), acc[i]);
-        acc[i] = _mm256_fmadd_ps(x1, F::Apply(b, si, zi), acc[i]);
-      }
+      eight(k, prefetch != 0);
+      eight(k + 8, false);
     }
-    if (k < k1) {  // block_in % 16 == 8, or K8 cut the group
-      const __m256 x0 = _mm256_loadu_ps(x + k);
-      for (int i = 0; i < R; ++i)
-        acc[i] = _mm256_fmadd_ps(x0, F::Apply(F::Load8(q[i], k), _mm256_set1_ps(s[i]), _mm256_set1_ps(z[i])), acc[i]);
-    }
+    if (k < k1) eight(k, false);  // block_in % 16 == 8, or K8 cut the group
   }
   if (K8 < K) {
-    const __m256 xv = LoadTail(x, K8, K);
-    for (int i = 0; i < R; ++i)
-      acc[i] = _mm256_fmadd_ps(xv, LoadWeightTail(ScaledTailRow<F>{&w, r + i}, K8, K), acc[i]);
+    for (int i = 0; i < R; ++i) {
+      const __m256 wv = LoadWeightTail(ScaledTailRow<F>{&w, r + i}, K8, K);
+      for (int j = 0; j < N; ++j) acc[i][j] = _mm256_fmadd_ps(LoadTail(x + j * ldx, K8, K), wv, acc[i][j]);
+    }
   }
-  for (int i = 0; i < R; ++i) Store(y + i, HorizontalSum(acc[i]), accumulate);
+  for (int j = 0; j < N; ++j)
+    for (int i = 0; i < R; ++i) Store(y + j * ldy + i, HorizontalSum(acc[i][j]), accumulate);
 }
 
+// One token: tiles of F::kGemvRows rows; several: four rows against three tokens at a time,
+// then two, then one (a tile's first pass prefetches the next tile's rows).
 template <typename F>
 void ScaledGemvRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
                     int64_t ldy, bool accumulate) {
-  constexpr int kR = F::kGemvRows;
-  for (int64_t r = r0; r < r1; r += kR) {
-    const int n = static_cast<int>(r1 - r < kR ? r1 - r : kR);
-    for (int64_t t = 0; t < T; ++t) {
-      const float* xt = x + t * ldx;
-      float* yt = y + t * ldy + r;
-      if (n == kR) {
-        ScaledDotRows<F, kR>(w, r, xt, yt, accumulate, t == 0 ? kR * w.row_bytes : 0);
-      } else {
-        for (int i = 0; i < n; ++i) ScaledDotRows<F, 1>(w, r + i, xt, yt + i, accumulate, 0);
+  const auto rows = [&](auto tile) {
+    constexpr int kR = decltype(tile)::value;
+    for (int64_t r = r0; r < r1; r += kR) {
+      const int n = static_cast<int>(r1 - r < kR ? r1 - r : kR);
+      if (n < kR) {
+        for (int64_t t = 0; t < T; ++t)
+          for (int i = 0; i < n; ++i)
+            ScaledDotRows<F, 1, 1>(w, r + i, x + t * ldx, ldx, y + t * ldy + r + i, ldy, accumulate, 0);
+        continue;
       }
+      const int64_t ahead = kR * w.row_bytes;
+      int64_t t = 0;
+      for (; t + 3 <= T; t += 3)
+        ScaledDotRows<F, kR, 3>(w, r, x + t * ldx, ldx, y + t * ldy + r, ldy, accumulate, t == 0 ? ahead : 0);
+      if (T - t == 2) ScaledDotRows<F, kR, 2>(w, r, x + t * ldx, ldx, y + t * ldy + r, ldy, accumulate, t == 0 ? ahead : 0);
+      if (T - t == 1) ScaledDotRows<F, kR, 1>(w, r, x + t * ldx, ldx, y + t * ldy + r, ldy, accumulate, t == 0 ? ahead : 0);
     }
+  };
+  if (T == 1) {
+    rows(IntConstant<F::kGemvRows>{});
+  } else {
+    rows(IntConstant<4>{});
   }
 }
 
@@ -346,20 +391,32 @@ void ScaledGemvRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, 
 // storage order, an equal share per 16 columns, as linear_q8_avx2.cc's Tile does: a prefetch
 // per row and 16 columns cost a load slot each, and fewer ones, column by column across the
 // rows, left one thread's DRAM stream slower than the kernel.
-// F: Fp8Tiny (returns false, writing nothing, when a scaled activation may have overflowed) or
-// Fp8Format. The K % 8 tail is Fp8Format's either way (each product is the same number).
-template <typename F, int R>
-bool Fp8DotRowsWith(const RawWeight& w, int64_t r, const float* x, float* y, bool accumulate, int64_t prefetch) {
+// N tokens at once (x rows ldx apart, y rows ldy apart), each weight vector converted once for
+// all of them. F: Fp8Tiny (a token whose scaled activations may have overflowed is left
+// unwritten and its bit in the returned mask set) or Fp8Format (returns 0). The K % 8 tail is
+// Fp8Format's either way (each product is the same number).
+template <typename F, int R, int N>
+unsigned Fp8DotRowsWith(const RawWeight& w, int64_t r, const float* x, int64_t ldx, float* y, int64_t ldy,
+                        bool accumulate, int64_t prefetch) {
   const int64_t K = w.cols, K8 = K & ~int64_t{7}, bi = w.block_in;
   const float* scales = w.scale + (r / w.block_out) * w.scale_cols;
   const uint8_t* q[R];
-  __m256 acc[R];
+  __m256 acc[R][N];
   for (int i = 0; i < R; ++i) {
     q[i] = Fp8Format::Row(w, r + i);
-    acc[i] = _mm256_setzero_ps();
+    for (int j = 0; j < N; ++j) acc[i][j] = _mm256_setzero_ps();
   }
   const char* next = reinterpret_cast<const char*>(q[0]) + prefetch;
   const int64_t steps = K / 16 > 0 ? K / 16 : 1, span = ((R * w.row_bytes + steps - 1) / steps + 63) & ~int64_t{63};
+  // Eight columns from k: the tokens' activations scaled once, each row's weights converted once.
+  const auto eight = [&](int64_t k, __m256 s) __attribute__((always_inline)) {
+    __m256 xv[N];
+    for (int j = 0; j < N; ++j) xv[j] = _mm256_mul_ps(_mm256_loadu_ps(x + j * ldx + k), s);
+    for (int i = 0; i < R; ++i) {
+      const __m256 wv = F::Load8(q[i], k);
+      for (int j = 0; j < N; ++j) acc[i][j] = _mm256_fmadd_ps(xv[j], wv, acc[i][j]);
+    }
+  };
   for (int64_t k0 = 0, g = 0; k0 < K8; k0 += bi, ++g) {
     const int64_t k1 = k0 + bi < K8 ? k0 + bi : K8;
     const __m256 s = _mm256_set1_ps(F::ActScale(scales, g));
@@ -367,57 +424,71 @@ bool Fp8DotRowsWith(const RawWeight& w, int64_t r, const float* x, float* y, boo
     for (; k + 16 <= k1; k += 16) {
       if (prefetch != 0)
         for (const char* f = next + (k / 16) * span, *f_end = f + span; f < f_end; f += 64) _mm_prefetch(f, _MM_HINT_T0);
-      const __m256 x0 = _mm256_mul_ps(_mm256_loadu_ps(x + k), s), x1 = _mm256_mul_ps(_mm256_loadu_ps(x + k + 8), s);
-      for (int i = 0; i < R; ++i) {
-        __m256 a, b;
-        F::Load16(q[i], k, &a, &b);
-        acc[i] = _mm256_fmadd_ps(x0, a, acc[i]);
-        acc[i] = _mm256_fmadd_ps(x1, b, acc[i]);
-      }
+      eight(k, s);
+      eight(k + 8, s);
     }
-    if (k < k1) {  // block_in % 16 == 8, or K8 cut the group
-      const __m256 x0 = _mm256_mul_ps(_mm256_loadu_ps(x + k), s);
-      for (int i = 0; i < R; ++i) acc[i] = _mm256_fmadd_ps(x0, F::Load8(q[i], k), acc[i]);
-    }
+    if (k < k1) eight(k, s);  // block_in % 16 == 8, or K8 cut the group
   }
   if (K8 < K) {
-    const __m256 xv = _mm256_mul_ps(LoadTail(x, K8, K), _mm256_set1_ps(Fp8Format::ActScale(scales, K8 / bi)));
-    for (int i = 0; i < R; ++i) acc[i] = _mm256_fmadd_ps(xv, LoadWeightTail(Fp8UnscaledRow{q[i]}, K8, K), acc[i]);
+    const __m256 s = _mm256_set1_ps(Fp8Format::ActScale(scales, K8 / bi));
+    for (int i = 0; i < R; ++i) {
+      const __m256 wv = LoadWeightTail(Fp8UnscaledRow{q[i]}, K8, K);
+      for (int j = 0; j < N; ++j) acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(LoadTail(x + j * ldx, K8, K), s), wv, acc[i][j]);
+    }
   }
-  float sums[R];
-  for (int i = 0; i < R; ++i) sums[i] = HorizontalSum(acc[i]);
-  if (F::kTiny) {
+  unsigned redo = 0;
+  for (int j = 0; j < N; ++j) {
+    float sums[R];
+    bool finite = true;
+    for (int i = 0; i < R; ++i) {
+      sums[i] = HorizontalSum(acc[i][j]);
+      finite = finite && __builtin_isfinite(sums[i]);
+    }
     // An infinite (or NaN) sum may come from a scaled activation that overflowed: Fp8Format's
     // does not. (x with a NaN or Inf takes this way too, and gets Fp8Format's NaN or Inf.)
-    for (int i = 0; i < R; ++i)
-      if (!__builtin_isfinite(sums[i])) return false;
+    if (F::kTiny && !finite) {
+      redo |= 1u << j;
+      continue;
+    }
+    for (int i = 0; i < R; ++i) Store(y + j * ldy + i, sums[i], accumulate);
   }
-  for (int i = 0; i < R; ++i) Store(y + i, sums[i], accumulate);
-  return true;
+  return redo;
 }
 
-template <int R>
-void Fp8DotRows(const RawWeight& w, int64_t r, const float* x, float* y, bool accumulate, int64_t prefetch) {
-  if (!Fp8DotRowsWith<Fp8Tiny, R>(w, r, x, y, accumulate, prefetch))
-    Fp8DotRowsWith<Fp8Format, R>(w, r, x, y, accumulate, 0);
+template <int R, int N>
+void Fp8DotRows(const RawWeight& w, int64_t r, const float* x, int64_t ldx, float* y, int64_t ldy, bool accumulate,
+                int64_t prefetch) {
+  const unsigned redo = Fp8DotRowsWith<Fp8Tiny, R, N>(w, r, x, ldx, y, ldy, accumulate, prefetch);
+  for (int j = 0; j < N; ++j)
+    if (redo & (1u << j)) Fp8DotRowsWith<Fp8Format, R, 1>(w, r, x + j * ldx, ldx, y + j * ldy, ldy, accumulate, 0);
 }
 
+// Decode: tiles of eight rows for one token; several tokens (sequences decoding together):
+// four rows against three tokens at a time, then two, then one.
 void Fp8GemvRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
                  int64_t ldy, bool accumulate) {
-  constexpr int kR = 8;
-  for (int64_t r = r0; r < r1; r += kR) {
-    // A tile that would straddle two blocks of rows (or the last rows) goes row by row.
-    const bool whole = r + kR <= r1 && r / w.block_out == (r + kR - 1) / w.block_out;
-    const int n = static_cast<int>(r1 - r < kR ? r1 - r : kR);
-    for (int64_t t = 0; t < T; ++t) {
-      const float* xt = x + t * ldx;
-      float* yt = y + t * ldy + r;
-      if (whole) {
-        Fp8DotRows<kR>(w, r, xt, yt, accumulate, t == 0 ? kR * w.row_bytes : 0);
-      } else {
-        for (int i = 0; i < n; ++i) Fp8DotRows<1>(w, r + i, xt, yt + i, accumulate, 0);
+  const auto rows = [&](auto tile) {
+    constexpr int kR = decltype(tile)::value;
+    for (int64_t r = r0; r < r1; r += kR) {
+      // A tile that would straddle two blocks of rows (or the last rows) goes row by row.
+      const bool whole = r + kR <= r1 && r / w.block_out == (r + kR - 1) / w.block_out;
+      const int n = static_cast<int>(r1 - r < kR ? r1 - r : kR);
+      if (!whole) {
+        for (int64_t t = 0; t < T; ++t)
+          for (int i = 0; i < n; ++i) Fp8DotRows<1, 1>(w, r + i, x + t * ldx, ldx, y + t * ldy + r + i, ldy, accumulate, 0);
+        continue;
       }
+      const int64_t ahead = kR * w.row_bytes;
+      int64_t t = 0;
+      for (; t + 3 <= T; t += 3) Fp8DotRows<kR, 3>(w, r, x + t * ldx, ldx, y + t * ldy + r, ldy, accumulate, t == 0 ? ahead : 0);
+      if (T - t == 2) Fp8DotRows<kR, 2>(w, r, x + t * ldx, ldx, y + t * ldy + r, ldy, accumulate, t == 0 ? ahead : 0);
+      if (T - t == 1) Fp8DotRows<kR, 1>(w, r, x + t * ldx, ldx, y + t * ldy + r, ldy, accumulate, t == 0 ? ahead : 0);
     }
+  };
+  if (T == 1) {
+    rows(IntConstant<8>{});
+  } else {
+    rows(IntConstant<4>{});
   }
 }
 

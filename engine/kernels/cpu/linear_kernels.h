@@ -23,9 +23,12 @@ struct RawWeight {
   int64_t rows = 0, cols = 0, scale_cols = 0, block_out = 128, block_in = 128, row_bytes = 0;
 };
 
-// Token counts up to this use the GEMV kernel (weights streamed once, converted in registers);
-// larger ones use the register-blocked GEMM (same summation order, so the same bits).
-constexpr int64_t kGemvMaxTokens = 4;
+// Token counts up to this use the GEMV kernel (weights streamed once, converted in registers,
+// several tokens per conversion); larger ones use the register-blocked GEMM (same summation
+// order, so the same bits). 8: a decode step of eight sequences (configs/eval/full.yaml), where
+// the GEMV beats the GEMM's float32 panel (one thread, 4096 x 1536: BF16 1.8x, FP8 1.1x; at 16
+// tokens FP8's GEMM is ahead).
+constexpr int64_t kGemvMaxTokens = 8;
 
 // Rows the GEMM converts to float32 at once (a panel of about 384 KiB, so that it and a block
 // of activations stay in L2), a multiple of 4 in [4, 64].

@@ -162,7 +162,9 @@ void Int8Rows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1
     return;
   }
   // Several tokens: four rows meet two tokens at a time; the rows stay in L1 while a block of
-  // tokens (whose activations stay in L2) passes them.
+  // tokens (whose activations stay in L2) passes them. The first pass over a block of rows
+  // fetches the next one's weights (a decode step of a few sequences streams them as one
+  // token does).
   int64_t block = (256 * 1024) / a.K;
   block = block < 2 ? 2 : block & ~int64_t{1};
   for (int64_t t0 = 0; t0 < a.T; t0 += block) {
@@ -170,9 +172,10 @@ void Int8Rows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1
     for (int64_t r = r0; r < r1; r += 4) {
       int64_t rows[4];
       for (int i = 0; i < 4; ++i) rows[i] = r + i < r1 ? r + i : r1 - 1;
+      const int64_t ahead = t0 == 0 && r + 8 <= r1 ? 4 * w.row_bytes : 0;
       for (int64_t t = t0; t < t1; t += 2) {
         const int64_t tokens[2] = {t, t + 1 < t1 ? t + 1 : t};
-        Tile<4, 2>(w, rows, a, tokens, out, 0);
+        Tile<4, 2>(w, rows, a, tokens, out, t == t0 ? ahead : 0);
         for (int i = 0; i < 4 && r + i < r1; ++i)
           for (int j = 0; j < 2 && t + j < t1; ++j) store(r + i, t + j, out[i * 2 + j]);
       }
