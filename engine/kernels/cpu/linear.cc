@@ -126,7 +126,7 @@ void ReferenceRows(const float* x, int64_t T, const WeightMatrix& w, int64_t r0,
 // Fast rows on the calling thread.
 void Avx2Rows(const float* x, int64_t T, const cpu::RawWeight& raw, int64_t r0, int64_t r1,
               float* y, int64_t ldy, bool accumulate) {
-  if (T <= cpu::kGemvMaxTokens) {
+  if (T <= cpu::GemvMaxTokens(raw)) {
     cpu::GemvAvx2(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate);
     return;
   }

@@ -23,12 +23,18 @@ struct RawWeight {
   int64_t rows = 0, cols = 0, scale_cols = 0, block_out = 128, block_in = 128, row_bytes = 0;
 };
 
-// Token counts up to this use the GEMV kernel (weights streamed once, converted in registers,
-// several tokens per conversion); larger ones use the register-blocked GEMM (same summation
-// order, so the same bits). 8: a decode step of eight sequences (configs/eval/full.yaml), where
-// the GEMV beats the GEMM's float32 panel (one thread, 4096 x 1536: BF16 1.8x, FP8 1.1x; at 16
-// tokens FP8's GEMM is ahead).
+// Token counts up to GemvMaxTokens(w) use the GEMV kernel (weights streamed once, converted in
+// registers, several tokens per conversion); larger ones use the register-blocked GEMM (same
+// summation order, so the same bits). Float formats and FP8 take 8 (a decode step of eight
+// sequences, configs/eval/full.yaml): there the GEMV beats the GEMM's float32 panel (one thread,
+// 4096 x 1536: BF16 1.8x, FP8 1.1x; at 16 tokens FP8's GEMM is ahead). INT8 and INT4 with
+// float32 activations take 4: their dequantization in registers costs more per weight, and at 8
+// tokens the panel, converted once, wins (INT4 g32 16384 x 1536, 2 threads: GEMV 1.5x slower).
 constexpr int64_t kGemvMaxTokens = 8;
+constexpr int64_t kGemvMaxTokensInt = 4;
+inline int64_t GemvMaxTokens(const RawWeight& w) {
+  return w.kind == WeightKind::kI8 || w.kind == WeightKind::kInt4 ? kGemvMaxTokensInt : kGemvMaxTokens;
+}
 
 // Rows the GEMM converts to float32 at once (a panel of about 384 KiB, so that it and a block
 // of activations stay in L2), a multiple of 4 in [4, 64].
@@ -86,7 +92,7 @@ void QLinearAvx2(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t
 // --- AVX2 + FMA + F16C (linear_avx2.cc) ---
 // Whether the AVX2 kernels handle this weight (dtype and block shape).
 bool Avx2Supports(const RawWeight& w);
-// y[t, r] (+)= x[t]·W[r] for rows [r0, r1), T <= kGemvMaxTokens. x rows have stride ldx.
+// y[t, r] (+)= x[t]·W[r] for rows [r0, r1), T <= GemvMaxTokens(w). x rows have stride ldx.
 void GemvAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
               int64_t ldy, bool accumulate);
 // y[t, r] (+)= x[t]·W[r] for rows [r0, r1), any T; scratch holds GemmScratchFloats(K) floats.
