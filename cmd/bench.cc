@@ -71,7 +71,7 @@ int64_t PeakRssBytes() {
 
 struct Row {
   std::string test;
-  int64_t threads = 0, depth = 0, tokens = 0;
+  int64_t threads = 0, depth = 0, tokens = 0, batch = 1;
   Stats tps;
   double work_per_token = 0;  // bytes (decode) or FLOPs (prefill)
   double roofline_tps = 0;
@@ -86,6 +86,9 @@ int RunBench(int argc, char** argv) {
       "gen-len", po::value<int64_t>()->default_value(128), "decoded tokens (tgN); 0 skips decode")(
       "depth", po::value<std::string>()->default_value("0"), "context already in the cache, comma list")(
       "threads", po::value<std::string>()->default_value("0"), "thread counts, comma list (0: all cores)")(
+      "batch-size", po::value<std::string>()->default_value("1"),
+      "sequences prefilled and decoded together, comma list (an eval's generation batch); t/s counts all "
+      "of their tokens")(
       "repetitions", po::value<int64_t>()->default_value(5), "runs per test; median, min, max reported")(
       "kernels", po::value<std::string>()->default_value("auto"), "auto | reference | avx2 (Linear kernels)")(
       "activations", po::value<std::string>()->default_value("int8"), kActivationsHelp)(
@@ -99,6 +102,8 @@ int RunBench(int argc, char** argv) {
   if (!depths.ok()) return ReportError("bench", depths.status());
   auto threads = ParseList("threads", opts.Get<std::string>("threads"), 0);
   if (!threads.ok()) return ReportError("bench", threads.status());
+  auto batches = ParseList("batch-size", opts.Get<std::string>("batch-size"), 1);
+  if (!batches.ok()) return ReportError("bench", batches.status());
   const int64_t P = opts.Get<int64_t>("prompt-len"), G = opts.Get<int64_t>("gen-len");
   const int64_t reps = opts.Get<int64_t>("repetitions");
   if (P < 0 || G < 0 || (P == 0 && G == 0) || reps < 1)
@@ -137,6 +142,7 @@ int RunBench(int argc, char** argv) {
   const int64_t max_depth = *std::max_element(depths.value().begin(), depths.value().end());
   // Each test needs depth + prompt + generated tokens, plus one so the prompt is never empty.
   mo.max_seq_len = max_depth + std::max<int64_t>(P, 1) + G + 1;
+  mo.batch_size = *std::max_element(batches.value().begin(), batches.value().end());
   auto loaded = Model::Load(opts.Get<std::string>("model-path"), mo);
   if (!loaded.ok()) return ReportError("bench", loaded.status());
   Model& model = *loaded.value();
@@ -159,56 +165,67 @@ int RunBench(int argc, char** argv) {
     for (int64_t nt : threads.value()) {
       SetNumThreads(static_cast<int>(nt));
       const int64_t used_threads = NumThreads();
-      if (depth > 0) {  // fills the cache once; every repetition below reuses it as a prefix
+      if (depth > 0) {  // fills every slot's cache once; every repetition below reuses it as a prefix
         GenerateParams fill;
         fill.max_new_tokens = 1;
-        auto r = model.Generate({context}, fill);
+        auto r = model.Generate(std::vector<std::vector<int32_t>>(static_cast<size_t>(mo.batch_size), context), fill);
         if (!r.ok()) return ReportError("bench", r.status());
       }
-      std::vector<double> pp, tg;
-      double prefill_flops = 0, decode_bytes = 0;
-      // Repetition -1 is a warm-up: it maps the weight pages in and wakes the pool.
-      for (int64_t rep = -1; rep < reps; ++rep) {
-        std::vector<int32_t> prompt = context;
-        const auto fresh = random_tokens(std::max<int64_t>(P, 1));
-        prompt.insert(prompt.end(), fresh.begin(), fresh.end());
-        GenerateParams gp;
-        gp.max_new_tokens = std::max<int64_t>(G, 1);
-        counters.Reset();
-        uint64_t flops_at_first = 0, bytes_at_first = 0;
-        bool first = true;
-        auto r = model.Generate({prompt}, gp, [&](size_t, int32_t) {
-          if (first) {  // the prefill is done; what follows is decode
-            const LinearCounters::Totals at_first = counters.Read();
-            flops_at_first = at_first.flops;
-            bytes_at_first = at_first.weight_bytes;
-            first = false;
+      for (int64_t B : batches.value()) {
+        std::vector<double> pp, tg;
+        double prefill_flops = 0, decode_bytes = 0;
+        // Repetition -1 is a warm-up: it maps the weight pages in and wakes the pool.
+        for (int64_t rep = -1; rep < reps; ++rep) {
+          std::vector<std::vector<int32_t>> prompts;
+          for (int64_t b = 0; b < B; ++b) {
+            prompts.push_back(context);
+            const auto fresh = random_tokens(std::max<int64_t>(P, 1));
+            prompts.back().insert(prompts.back().end(), fresh.begin(), fresh.end());
           }
-          return true;
-        });
-        if (!r.ok()) return ReportError("bench", r.status());
-        const GenerateResult& g = r.value()[0];
-        const int64_t decoded = static_cast<int64_t>(g.tokens.size()) - 1;
-        if (rep < 0) continue;
-        if (P > 0) {
-          pp.push_back(static_cast<double>(P) / std::max(g.prefill_seconds, 1e-9));
-          prefill_flops = static_cast<double>(flops_at_first) / static_cast<double>(P);
+          GenerateParams gp;
+          gp.max_new_tokens = std::max<int64_t>(G, 1);
+          counters.Reset();
+          uint64_t flops_at_first = 0, bytes_at_first = 0;
+          bool first = true;
+          auto r = model.Generate(prompts, gp, [&](size_t, int32_t) {
+            if (first) {  // the prefill is done; what follows is decode
+              const LinearCounters::Totals at_first = counters.Read();
+              flops_at_first = at_first.flops;
+              bytes_at_first = at_first.weight_bytes;
+              first = false;
+            }
+            return true;
+          });
+          if (!r.ok()) return ReportError("bench", r.status());
+          const GenerateResult& g = r.value()[0];  // the batch's times; every sequence decodes as many steps
+          const int64_t steps = static_cast<int64_t>(g.tokens.size()) - 1;
+          if (rep < 0) continue;
+          const double tokens = static_cast<double>(B);
+          if (P > 0) {
+            pp.push_back(tokens * static_cast<double>(P) / std::max(g.prefill_seconds, 1e-9));
+            prefill_flops = static_cast<double>(flops_at_first) / (tokens * static_cast<double>(P));
+          }
+          if (G > 1 && steps > 0) {
+            tg.push_back(tokens * static_cast<double>(steps) / std::max(g.decode_seconds, 1e-9));
+            // A step reads each weight it touches once for all B sequences.
+            decode_bytes =
+                static_cast<double>(counters.Read().weight_bytes - bytes_at_first) / (tokens * static_cast<double>(steps));
+          }
         }
-        if (G > 1 && decoded > 0) {
-          tg.push_back(static_cast<double>(decoded) / std::max(g.decode_seconds, 1e-9));
-          decode_bytes = static_cast<double>(counters.Read().weight_bytes - bytes_at_first) / static_cast<double>(decoded);
-        }
+        // Attention is outside Linear: add its FLOPs (absorbed form: q·W_uk, scores over latent
+        // and rope keys, values over the latent, ·W_uv) and the latent cache it reads (each
+        // sequence its own).
+        const double nope = static_cast<double>(c.qk_nope_head_dim), vd = static_cast<double>(c.v_head_dim);
+        const double pp_ctx = static_cast<double>(depth) + (static_cast<double>(P) + 1) / 2;
+        const double attn_flops = static_cast<double>(L * H) * (2 * nope * C + 2 * pp_ctx * (C + R) + 2 * pp_ctx * C + 2 * C * vd);
+        const double tg_ctx = static_cast<double>(depth + P) + static_cast<double>(G) / 2;
+        const double cache_bytes = static_cast<double>(L) * tg_ctx * static_cast<double>(C + R) * sizeof(float);
+        const std::string at = (B > 1 ? " x" + std::to_string(B) : "") + (depth > 0 ? " @ d" + std::to_string(depth) : "");
+        if (P > 0)
+          rows.push_back({"pp" + std::to_string(P) + at, used_threads, depth, P, B, Summarize(pp), prefill_flops + attn_flops, 0});
+        if (G > 1)
+          rows.push_back({"tg" + std::to_string(G) + at, used_threads, depth, G, B, Summarize(tg), decode_bytes + cache_bytes, 0});
       }
-      // Attention is outside Linear: add its FLOPs (absorbed form: q·W_uk, scores over latent
-      // and rope keys, values over the latent, ·W_uv) and the latent cache it reads.
-      const double nope = static_cast<double>(c.qk_nope_head_dim), vd = static_cast<double>(c.v_head_dim);
-      const double pp_ctx = static_cast<double>(depth) + (static_cast<double>(P) + 1) / 2;
-      const double attn_flops = static_cast<double>(L * H) * (2 * nope * C + 2 * pp_ctx * (C + R) + 2 * pp_ctx * C + 2 * C * vd);
-      const double tg_ctx = static_cast<double>(depth + P) + static_cast<double>(G) / 2;
-      const double cache_bytes = static_cast<double>(L) * tg_ctx * static_cast<double>(C + R) * sizeof(float);
-      const std::string at = depth > 0 ? " @ d" + std::to_string(depth) : "";
-      if (P > 0) rows.push_back({"pp" + std::to_string(P) + at, used_threads, depth, P, Summarize(pp), prefill_flops + attn_flops, 0});
-      if (G > 1) rows.push_back({"tg" + std::to_string(G) + at, used_threads, depth, G, Summarize(tg), decode_bytes + cache_bytes, 0});
     }
   }
   SetLinearCounters(nullptr);
@@ -239,6 +256,7 @@ int RunBench(int argc, char** argv) {
                      {"threads", r.threads},
                      {"test", r.test},
                      {"n_depth", r.depth},
+                     {"n_batch", r.batch},
                      {decode ? "n_gen" : "n_prompt", r.tokens},
                      {"avg_ts", r.tps.median},
                      {"median_ts", r.tps.median},

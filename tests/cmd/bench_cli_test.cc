@@ -44,6 +44,28 @@ TEST_F(BenchCliTest, JsonHasPrefillAndDecodeRowsWithRooflines) {
   }
 }
 
+// Several sequences prefilled and decoded together (an eval's generation batch): t/s counts all
+// of their tokens, and a decode step reads each weight it touches once for all of them, so the
+// bytes per token fall; at depth every sequence has the context in its own cache slot.
+TEST_F(BenchCliTest, BatchedSequencesShareEachStepsWeights) {
+  auto r = testing::RunDsv3({"bench", "--model-path", dir_.path() + "/m", "--prompt-len", "4", "--gen-len", "4",
+                             "--depth", "0,6", "--threads", "1", "--batch-size", "1,3", "--repetitions", "1",
+                             "--probe-mib", "8", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 8u);  // {pp4, tg4} x 2 batch sizes x 2 depths
+  EXPECT_EQ(j[0]["test"], "pp4");
+  EXPECT_EQ(j[1]["test"], "tg4");
+  EXPECT_EQ(j[2]["test"], "pp4 x3");
+  EXPECT_EQ(j[3]["test"], "tg4 x3");
+  EXPECT_EQ(j[7]["test"], "tg4 x3 @ d6");
+  EXPECT_EQ(j[1]["n_batch"], 1);
+  EXPECT_EQ(j[3]["n_batch"], 3);
+  for (const auto& row : j) EXPECT_GT(row["median_ts"].get<double>(), 0.0) << row.dump();
+  EXPECT_LT(j[3]["bytes_per_token"].get<double>(), j[1]["bytes_per_token"].get<double>());
+  EXPECT_LT(j[7]["bytes_per_token"].get<double>(), j[5]["bytes_per_token"].get<double>());
+}
+
 TEST_F(BenchCliTest, TableAndUsageErrors) {
   auto r = testing::RunDsv3({"bench", "--model-path", dir_.path() + "/m", "--prompt-len", "4", "--gen-len", "3",
                              "--repetitions", "1", "--threads", "1", "--probe-mib", "8"});
@@ -60,7 +82,8 @@ TEST_F(BenchCliTest, TableAndUsageErrors) {
                                                        {"--depth", "-1"},
                                                        {"--repetitions", "0"},
                                                        {"--kernels", "sse9"},
-                                                       {"--activations", "int4"}}) {
+                                                       {"--activations", "int4"},
+                                                       {"--batch-size", "0"}}) {
     std::vector<std::string> args = {"bench", "--model-path", dir_.path() + "/m"};
     args.insert(args.end(), bad.begin(), bad.end());
     EXPECT_EQ(testing::RunDsv3(args).exit_code, 2) << bad[0] << " " << bad[1];
