@@ -1,10 +1,11 @@
 // Linear kernels for AVX2 + FMA + F16C (compiled with those flags for this file only; chosen at
 // run time by linear.cc). Weights are converted to float32 in registers next to the
 // arithmetic: BF16 by a 16-bit shift, F16 with vcvtph2ps, FP8 e4m3 by re-biasing into F16
-// bits. Decode (few tokens) streams each weight once (memory-bound GEMV, prefetching the next
-// chunk of rows); prefill converts a panel of weight rows once per call into an L2-sized
-// buffer and meets three tokens at a time with four of its rows (4x3 tiles of 8-lane
-// accumulators). FP8's block scale multiplies the activations instead of the weights.
+// bits. Decode (up to 8 tokens: one per sequence) streams each weight once (memory-bound GEMV,
+// prefetching the next chunk of rows), converting it once for all of the step's tokens (four
+// rows against three tokens at a time); prefill converts a panel of weight rows once per call
+// into an L2-sized buffer and meets three tokens at a time with four of its rows (4x3 tiles of
+// 8-lane accumulators). FP8's block scale multiplies the activations instead of the weights.
 //
 // No standard-library templates or shared inline functions are used here: an AVX2-encoded
 // copy of one could be chosen by the linker for code that runs on CPUs without AVX2.
