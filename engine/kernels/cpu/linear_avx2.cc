@@ -251,9 +251,11 @@ void DotRows(const Row* rows, const float* x, int64_t ldx, int64_t K, float* y, 
     for (int64_t k = 0; k < K8; k += 8) step(k, false);
   }
   if (K8 < K) {
+    __m256 xv[N];
+    for (int j = 0; j < N; ++j) xv[j] = LoadTail(x + j * ldx, K8, K);
     for (int i = 0; i < R; ++i) {
       const __m256 wv = LoadWeightTail(rows[i], K8, K);
-      for (int j = 0; j < N; ++j) acc[i][j] = _mm256_fmadd_ps(LoadTail(x + j * ldx, K8, K), wv, acc[i][j]);
+      for (int j = 0; j < N; ++j) acc[i][j] = _mm256_fmadd_ps(xv[j], wv, acc[i][j]);
     }
   }
   for (int j = 0; j < N; ++j)
@@ -338,9 +340,11 @@ void ScaledDotRows(const RawWeight& w, int64_t r, const float* x, int64_t ldx, f
     if (k < k1) eight(k, false);  // block_in % 16 == 8, or K8 cut the group
   }
   if (K8 < K) {
+    __m256 xv[N];
+    for (int j = 0; j < N; ++j) xv[j] = LoadTail(x + j * ldx, K8, K);
     for (int i = 0; i < R; ++i) {
       const __m256 wv = LoadWeightTail(ScaledTailRow<F>{&w, r + i}, K8, K);
-      for (int j = 0; j < N; ++j) acc[i][j] = _mm256_fmadd_ps(LoadTail(x + j * ldx, K8, K), wv, acc[i][j]);
+      for (int j = 0; j < N; ++j) acc[i][j] = _mm256_fmadd_ps(xv[j], wv, acc[i][j]);
     }
   }
   for (int j = 0; j < N; ++j)
@@ -432,9 +436,11 @@ unsigned Fp8DotRowsWith(const RawWeight& w, int64_t r, const float* x, int64_t l
   }
   if (K8 < K) {
     const __m256 s = _mm256_set1_ps(Fp8Format::ActScale(scales, K8 / bi));
+    __m256 xv[N];
+    for (int j = 0; j < N; ++j) xv[j] = _mm256_mul_ps(LoadTail(x + j * ldx, K8, K), s);
     for (int i = 0; i < R; ++i) {
       const __m256 wv = LoadWeightTail(Fp8UnscaledRow{q[i]}, K8, K);
-      for (int j = 0; j < N; ++j) acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(LoadTail(x + j * ldx, K8, K), s), wv, acc[i][j]);
+      for (int j = 0; j < N; ++j) acc[i][j] = _mm256_fmadd_ps(xv[j], wv, acc[i][j]);
     }
   }
   unsigned redo = 0;
