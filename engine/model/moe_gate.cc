@@ -80,7 +80,7 @@ void RouteTokens(const ModelConfig& c, const MoeWeights& w, const float* x, int6
   if (!b.empty() && b.dtype == DType::kF32) {
     bias = b.f32();
   } else if (!b.empty()) {
-    for (int64_t e = 0; e < E; ++e) s->bias[e] = ElementAsF32(b, e);
+    ElementsAsF32(b, 0, E, s->bias.data());
     bias = s->bias.data();
   }
   for (int64_t t = 0; t < N; ++t) RouteOne(c, s->logits.data() + t * E, bias, indices + t * k, weights + t * k);

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/api.h"
+#include "engine/base/dtype.h"
 #include "engine/base/file.h"
 #include "engine/base/threads.h"
 #include "engine/kernels/cuda/device.h"
@@ -201,6 +202,42 @@ TEST(MoeGate, NoauxTcBiasSelectsButDoesNotWeigh) {
   const float s0 = 1 / (1 + std::exp(-0.0f)), s2 = 1 / (1 + std::exp(-2.0f));
   EXPECT_NEAR(w[0], s0 / (s0 + s2) * 2.5f, 1e-6);  // unbiased scores, renormalized, scaled
   EXPECT_NEAR(w[1], s2 / (s0 + s2) * 2.5f, 1e-6);
+}
+
+// noaux_tc's bias may be stored in BF16 (the loader takes F32 or BF16): routing then uses its
+// float32 values, and picks what the same bias in F32 picks.
+TEST(MoeGate, Bf16BiasRoutesAsItsFloat32Values) {
+  ModelConfig c;
+  c.n_routed_experts = 8;
+  c.num_experts_per_tok = 2;
+  c.n_group = 4;
+  c.topk_group = 2;
+  c.topk_method = TopkMethod::kNoauxTc;
+  c.scoring_func = ScoringFunc::kSigmoid;
+  c.norm_topk_prob = true;
+  c.routed_scaling_factor = 2.5;
+  const int64_t E = 8, D = 16, N = 3;
+  std::vector<float> gate(static_cast<size_t>(E * D)), x(static_cast<size_t>(N * D));
+  for (size_t i = 0; i < gate.size(); ++i) gate[i] = 0.1f * static_cast<float>((i * 7) % 11) - 0.5f;
+  for (size_t i = 0; i < x.size(); ++i) x[i] = 0.2f * static_cast<float>((i * 5) % 9) - 0.8f;
+  const float bias[8] = {0, 0, 0, 0, 0, 0, 0, 4.0f};  // expert 7 wins selection via the bias
+  std::vector<uint16_t> bias16(8);
+  for (int e = 0; e < 8; ++e) bias16[e] = F32ToBF16(bias[e]);  // exact in BF16
+  MoeWeights w;
+  w.gate.w = TensorView{gate.data(), DType::kF32, Shape{E, D}};
+  RouterScratch s;
+  s.Reserve(c, N);
+  int32_t idx32[N * 2], idx16[N * 2];
+  float w32[N * 2], w16[N * 2];
+  w.e_score_correction_bias = TensorView{bias, DType::kF32, Shape{E}};
+  RouteTokens(c, w, x.data(), N, &s, idx32, w32);
+  w.e_score_correction_bias = TensorView{bias16.data(), DType::kBF16, Shape{E}};
+  RouteTokens(c, w, x.data(), N, &s, idx16, w16);
+  for (int64_t i = 0; i < N * 2; ++i) {
+    EXPECT_EQ(idx16[i], idx32[i]) << i;
+    EXPECT_EQ(w16[i], w32[i]) << i;
+  }
+  for (int64_t t = 0; t < N; ++t) EXPECT_EQ(idx16[t * 2], 7) << "token " << t;
 }
 
 TEST(MoeGate, GreedySoftmaxDoesNotRenormalize) {
