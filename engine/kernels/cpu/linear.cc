@@ -229,7 +229,7 @@ void WeightRowsWeightedSum(const float* p, const WeightMatrix& w, int64_t r0, in
 }
 
 int64_t MinPieceRows(const WeightMatrix& w, int64_t T) {
-  return w.w.dtype == DType::kF8E4M3 && T > cpu::kGemvMaxTokens ? w.block_out : 1;
+  return w.w.dtype == DType::kF8E4M3 && T > cpu::GemvMaxTokens(Raw(w)) ? w.block_out : 1;
 }
 
 void LinearInput::Prepare(const float* x_in, int64_t T_in, const WeightMatrix& w, LinearActivations activations) {
