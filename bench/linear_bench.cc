@@ -27,6 +27,13 @@ struct Fixture {
 // Pseudo-dtypes of the benchmark arguments for the integer formats `dsv3 quantize` writes.
 constexpr int kInt8PerChannel = 100, kInt4Group32 = 101;
 
+// A benchmark argument's format as its labels name it.
+std::string FormatName(int format) {
+  if (format == kInt8PerChannel) return "int8";
+  if (format == kInt4Group32) return "int4-g32";
+  return DTypeName(static_cast<DType>(format));
+}
+
 Fixture MakeInt(int format, int64_t rows, int64_t cols, int64_t T) {
   Fixture f;
   std::mt19937 rng(1);
@@ -103,12 +110,8 @@ void BM_Linear(benchmark::State& state) {
   }
   SetLinearKernel(LinearKernel::kAuto);
   SetLinearActivations(LinearActivations::kInt8);
-  const bool integer = format >= kInt8PerChannel;
-  const std::string name = format == kInt8PerChannel ? "int8"
-                           : format == kInt4Group32  ? "int4-g32"
-                                                     : DTypeName(static_cast<DType>(format));
-  state.SetLabel(name + " " + LinearKernelName(kernel) +
-                 (integer ? std::string(" x") + LinearActivationsName(activations) : std::string()));
+  state.SetLabel(FormatName(format) + " " + LinearKernelName(kernel) +
+                 (format >= kInt8PerChannel ? std::string(" x") + LinearActivationsName(activations) : std::string()));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(f.bytes.size()));
   state.counters["FLOPS"] = benchmark::Counter(static_cast<double>(2 * T * rows * cols) * state.iterations(),
                                                benchmark::Counter::kIsRate);
@@ -172,9 +175,7 @@ void BM_ExpertStream(benchmark::State& state) {
     benchmark::DoNotOptimize(one.y.data());
   }
   SetLinearActivations(LinearActivations::kInt8);
-  state.SetLabel(std::string(format == kInt8PerChannel ? "int8"
-                             : format == kInt4Group32  ? "int4-g32"
-                                                       : DTypeName(static_cast<DType>(format))) +
+  state.SetLabel(FormatName(format) +
                  (format >= kInt8PerChannel ? std::string(" x") + LinearActivationsName(activations) : std::string()));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * experts * matrix_bytes);
   state.counters["FLOPS"] = benchmark::Counter(static_cast<double>(2 * T * rows * cols * experts) * state.iterations(),
@@ -214,10 +215,7 @@ void BM_WeightRows(benchmark::State& state) {
     benchmark::DoNotOptimize(out.data());
   }
   SetLinearKernel(LinearKernel::kAuto);
-  const std::string name = format == kInt8PerChannel ? "int8"
-                           : format == kInt4Group32  ? "int4-g32"
-                                                     : DTypeName(static_cast<DType>(format));
-  state.SetLabel(name + " " + LinearKernelName(kernel));
+  state.SetLabel(FormatName(format) + " " + LinearKernelName(kernel));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(f.bytes.size()));
 }
 
