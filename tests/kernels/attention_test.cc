@@ -138,10 +138,6 @@ TEST_F(MultiQueryTest, WeightedSumMatchesTheReference) {
   }
 }
 
-// Floats in [-87.25, -0.25] at a fine step, plus a few positive ones: within 3 ulp of
-// std::exp (measured as relative error, 3 * 2^-23), in every position of a row (the last n % 8
-// go through a padded vector). exp(0) = 1 exactly, -inf gives 0, NaN stays NaN, and far below
-// the smallest normal float gives 0. The sum is the sum of the values written.
 // Decode's absorbed attention reads kv_b as stored: rows of a weight, converted to float32,
 // must give the bits the multi-query products give over DequantizeRows' float32 rows, for
 // every format, row counts around the 4-row score tiles, widths around the 32-column value
@@ -185,6 +181,10 @@ TEST_F(MultiQueryTest, WeightRowsMatchTheProductsOverDequantizedRows) {
   }
 }
 
+// Floats in [-87.25, -0.25] at a fine step, plus a few positive ones: within 3 ulp of
+// std::exp (measured as relative error, 3 * 2^-23), in every position of a row (the last n % 8
+// go through a padded vector). exp(0) = 1 exactly, -inf gives 0, NaN stays NaN, and far below
+// the smallest normal float gives 0. The sum is the sum of the values written.
 TEST_F(MultiQueryTest, ExpShiftedSumIsWithinThreeUlpOfStdExp) {
   SetLinearKernel(LinearKernel::kAvx2);
   std::vector<float> in;

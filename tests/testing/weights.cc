@@ -42,7 +42,6 @@ OwnedWeight MakeIntWeight(bool int4, int64_t rows, int64_t cols, uint32_t seed, 
   return o;
 }
 
-
 OwnedWeight MakeWeight(DType dtype, int64_t rows, int64_t cols, uint32_t seed, int64_t block) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, 0.5f);
