@@ -181,7 +181,9 @@ TEST_F(EngineTest, GenerateBatchEqualsOneByOne) {
   }
 }
 
-TEST(MoeGate, NoauxTcBiasSelectsButDoesNotWeigh) {
+// DeepSeek-V3's router rule at a small size: 8 experts in 4 groups, top-2 groups, 2 picked,
+// sigmoid scores, renormalized and scaled by 2.5.
+ModelConfig NoauxTcRouter() {
   ModelConfig c;
   c.n_routed_experts = 8;
   c.num_experts_per_tok = 2;
@@ -191,6 +193,11 @@ TEST(MoeGate, NoauxTcBiasSelectsButDoesNotWeigh) {
   c.scoring_func = ScoringFunc::kSigmoid;
   c.norm_topk_prob = true;
   c.routed_scaling_factor = 2.5;
+  return c;
+}
+
+TEST(MoeGate, NoauxTcBiasSelectsButDoesNotWeigh) {
+  const ModelConfig c = NoauxTcRouter();
   const float logits[8] = {0.0f, 0.1f, 2.0f, 1.9f, -1.0f, 3.0f, 0.5f, 0.4f};
   const float bias[8] = {5.0f, 0, 0, 0, 0, 0, 0, 0};  // expert 0 wins selection via bias
   int32_t idx[2];
@@ -207,15 +214,7 @@ TEST(MoeGate, NoauxTcBiasSelectsButDoesNotWeigh) {
 // noaux_tc's bias may be stored in BF16 (the loader takes F32 or BF16): routing then uses its
 // float32 values, and picks what the same bias in F32 picks.
 TEST(MoeGate, Bf16BiasRoutesAsItsFloat32Values) {
-  ModelConfig c;
-  c.n_routed_experts = 8;
-  c.num_experts_per_tok = 2;
-  c.n_group = 4;
-  c.topk_group = 2;
-  c.topk_method = TopkMethod::kNoauxTc;
-  c.scoring_func = ScoringFunc::kSigmoid;
-  c.norm_topk_prob = true;
-  c.routed_scaling_factor = 2.5;
+  const ModelConfig c = NoauxTcRouter();
   const int64_t E = 8, D = 16, N = 3;
   std::vector<float> gate(static_cast<size_t>(E * D)), x(static_cast<size_t>(N * D));
   for (size_t i = 0; i < gate.size(); ++i) gate[i] = 0.1f * static_cast<float>((i * 7) % 11) - 0.5f;
