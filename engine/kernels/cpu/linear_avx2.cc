@@ -866,6 +866,23 @@ void GemmAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
   }
 }
 
+uint64_t ReadSumAvx2(const uint64_t* p, int64_t n) {
+  // Four accumulators, 128 bytes (two lines) per step: enough loads in flight to stream.
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    a0 = _mm256_add_epi64(a0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i)));
+    a1 = _mm256_add_epi64(a1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 4)));
+    a2 = _mm256_add_epi64(a2, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 8)));
+    a3 = _mm256_add_epi64(a3, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 12)));
+  }
+  alignas(32) uint64_t lanes[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3)));
+  uint64_t sum = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+  for (; i < n; ++i) sum += p[i];
+  return sum;
+}
+
 double FmaPeakFlopsAvx2(double seconds) {
   // Ten independent FMA chains hide the FMA latency on every AVX2 core we know of.
   __m256 acc[10];
@@ -898,6 +915,7 @@ void GemmAvx2(const float*, int64_t, int64_t, const RawWeight&, int64_t, int64_t
 void WeightRowScoresAvx2(const float*, const RawWeight&, int64_t, int64_t, float*) {}
 void WeightRowsWeightedSumAvx2(const float*, const RawWeight&, int64_t, int64_t, float*) {}
 double FmaPeakFlopsAvx2(double) { return 0.0; }
+uint64_t ReadSumAvx2(const uint64_t*, int64_t) { return 0; }
 }  // namespace dsv3::cpu
 
 #endif

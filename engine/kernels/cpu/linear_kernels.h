@@ -123,5 +123,8 @@ void SiluMulAvx2(float* gate, const float* up, int64_t n);
 // FLOPs of a register-only FMA loop on this thread for about `seconds` (the matrix peak that
 // the roofline in `dsv3 bench` compares prefill against).
 double FmaPeakFlopsAvx2(double seconds);
+// Σ p[0:n) (wrapping), read with 256-bit loads as the decode kernels read weights: the read
+// bandwidth probe's loop (with 64-bit scalar loads it read 8-15% below what the GEMVs reach).
+uint64_t ReadSumAvx2(const uint64_t* p, int64_t n);
 
 }  // namespace dsv3::cpu
