@@ -1,7 +1,8 @@
 // dsv3 bench: prefill and decode speed of a checkpoint, llama-bench style, with the roofline
 // next to each figure. The ceilings are measured in the same run (read bandwidth, FMA peak);
 // the work is counted from what the run did: weight bytes read per decoded token (only the
-// experts it routed to) and FLOPs per prefilled token.
+// experts it routed to) and FLOPs per prefilled token. Each test also reports where its
+// forward steps spent their time (attention, MoE, dense MLP, lm_head), per token.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -21,6 +23,7 @@
 #include "engine/kernels/cpu/cpu_features.h"
 #include "engine/kernels/cpu/machine_probe.h"
 #include "engine/kernels/ops.h"
+#include "engine/model/transformer.h"
 
 namespace dsv3::cmd {
 
@@ -69,12 +72,29 @@ int64_t PeakRssBytes() {
   return static_cast<int64_t>(ru.ru_maxrss) * 1024;
 }
 
+// The forward's stages, in the order the table names them.
+constexpr std::pair<const char*, double StageSeconds::*> kStages[] = {
+    {"attention", &StageSeconds::attention}, {"moe", &StageSeconds::moe},        {"dense_mlp", &StageSeconds::dense_mlp},
+    {"lm_head", &StageSeconds::lm_head},     {"other", &StageSeconds::other}};
+
+// sum += f · a, stage by stage.
+void AddScaled(StageSeconds* sum, const StageSeconds& a, double f) {
+  for (const auto& [name, field] : kStages) sum->*field += f * a.*field;
+}
+
+nlohmann::json StagesJson(const StageSeconds& s) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [name, field] : kStages) j[name] = s.*field;
+  return j;
+}
+
 struct Row {
   std::string test;
   int64_t threads = 0, depth = 0, tokens = 0, batch = 1;
   Stats tps;
   double work_per_token = 0;  // bytes (decode) or FLOPs (prefill)
   double roofline_tps = 0;
+  StageSeconds stages;  // forward seconds per token by stage, mean over the repetitions
 };
 
 }  // namespace
@@ -158,6 +178,8 @@ int RunBench(int argc, char** argv) {
 
   LinearCounters counters;
   SetLinearCounters(&counters);
+  StageSeconds stages;
+  SetStageSeconds(&stages);
   std::vector<Row> rows;
   const int64_t L = c.num_hidden_layers, H = c.num_attention_heads, C = c.kv_lora_rank, R = c.qk_rope_head_dim;
   for (int64_t depth : depths.value()) {
@@ -174,6 +196,7 @@ int RunBench(int argc, char** argv) {
       for (int64_t B : batches.value()) {
         std::vector<double> pp, tg;
         double prefill_flops = 0, decode_bytes = 0;
+        StageSeconds pp_stages, tg_stages;  // summed over the repetitions
         // Repetition -1 is a warm-up: it maps the weight pages in and wakes the pool.
         for (int64_t rep = -1; rep < reps; ++rep) {
           std::vector<std::vector<int32_t>> prompts;
@@ -185,13 +208,16 @@ int RunBench(int argc, char** argv) {
           GenerateParams gp;
           gp.max_new_tokens = std::max<int64_t>(G, 1);
           counters.Reset();
+          stages = StageSeconds{};
           uint64_t flops_at_first = 0, bytes_at_first = 0;
+          StageSeconds stages_at_first;
           bool first = true;
           auto r = model.Generate(prompts, gp, [&](size_t, int32_t) {
             if (first) {  // the prefill is done; what follows is decode
               const LinearCounters::Totals at_first = counters.Read();
               flops_at_first = at_first.flops;
               bytes_at_first = at_first.weight_bytes;
+              stages_at_first = stages;
               first = false;
             }
             return true;
@@ -204,9 +230,13 @@ int RunBench(int argc, char** argv) {
           if (P > 0) {
             pp.push_back(tokens * static_cast<double>(P) / std::max(g.prefill_seconds, 1e-9));
             prefill_flops = static_cast<double>(flops_at_first) / (tokens * static_cast<double>(P));
+            AddScaled(&pp_stages, stages_at_first, 1.0 / (tokens * static_cast<double>(P)));
           }
           if (G > 1 && steps > 0) {
             tg.push_back(tokens * static_cast<double>(steps) / std::max(g.decode_seconds, 1e-9));
+            const double per_token = 1.0 / (tokens * static_cast<double>(steps));
+            AddScaled(&tg_stages, stages, per_token);
+            AddScaled(&tg_stages, stages_at_first, -per_token);
             // A step reads each weight it touches once for all B sequences.
             decode_bytes =
                 static_cast<double>(counters.Read().weight_bytes - bytes_at_first) / (tokens * static_cast<double>(steps));
@@ -221,14 +251,20 @@ int RunBench(int argc, char** argv) {
         const double tg_ctx = static_cast<double>(depth + P) + static_cast<double>(G) / 2;
         const double cache_bytes = static_cast<double>(L) * tg_ctx * static_cast<double>(C + R) * sizeof(float);
         const std::string at = (B > 1 ? " x" + std::to_string(B) : "") + (depth > 0 ? " @ d" + std::to_string(depth) : "");
+        StageSeconds pp_mean, tg_mean;
+        AddScaled(&pp_mean, pp_stages, 1.0 / static_cast<double>(reps));
+        AddScaled(&tg_mean, tg_stages, 1.0 / static_cast<double>(reps));
         if (P > 0)
-          rows.push_back({"pp" + std::to_string(P) + at, used_threads, depth, P, B, Summarize(pp), prefill_flops + attn_flops, 0});
+          rows.push_back({"pp" + std::to_string(P) + at, used_threads, depth, P, B, Summarize(pp), prefill_flops + attn_flops, 0,
+                          pp_mean});
         if (G > 1)
-          rows.push_back({"tg" + std::to_string(G) + at, used_threads, depth, G, B, Summarize(tg), decode_bytes + cache_bytes, 0});
+          rows.push_back({"tg" + std::to_string(G) + at, used_threads, depth, G, B, Summarize(tg), decode_bytes + cache_bytes, 0,
+                          tg_mean});
       }
     }
   }
   SetLinearCounters(nullptr);
+  SetStageSeconds(nullptr);
   const int64_t peak_rss = PeakRssBytes();  // before the second probe allocates its buffer
 
   probe();
@@ -268,6 +304,7 @@ int RunBench(int argc, char** argv) {
                      {"peak_flops", ceilings[i].second},
                      {"roofline_ts", r.roofline_tps},
                      {"roofline_fraction", r.roofline_tps > 0 ? r.tps.median / r.roofline_tps : 0.0},
+                     {"stage_seconds_per_token", StagesJson(r.stages)},
                      {"peak_rss_bytes", peak_rss},
                      {"kv_cache_bytes", model.kv_cache_bytes()}});
     }
@@ -293,6 +330,16 @@ int RunBench(int argc, char** argv) {
                 static_cast<long long>(r.threads), decode ? "weights+cache read" : "work",
                 decode ? r.work_per_token / 1e9 : r.work_per_token / 1e9, decode ? "GB" : "GFLOP",
                 decode ? ceilings[i].first / 1e9 : ceilings[i].second / 1e9, decode ? "GB/s read" : "GFLOP/s FMA peak");
+  }
+  // Where each test's forward time went (the rest of a token's time: sampling, scheduling).
+  for (const Row& r : rows) {
+    double total = 0;
+    for (const auto& [name, field] : kStages) total += r.stages.*field;
+    std::printf("%s, %lld threads: forward %.3f ms per token:", r.test.c_str(), static_cast<long long>(r.threads),
+                total * 1e3);
+    for (const auto& [name, field] : kStages)
+      std::printf(" %s %.3f (%.0f%%)", name, r.stages.*field * 1e3, total > 0 ? 100.0 * r.stages.*field / total : 0.0);
+    std::printf("\n");
   }
   std::printf("peak RSS %.2f GiB (weights %.2f GiB + KV cache %.2f GiB)\n", peak_rss / gib,
               model.checkpoint_bytes() / gib, model.kv_cache_bytes() / gib);

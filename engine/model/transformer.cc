@@ -1,11 +1,40 @@
 #include "engine/model/transformer.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 
 #include "engine/kernels/ops.h"
 #include "engine/model/mlp.h"
 
 namespace dsv3 {
+
+namespace {
+
+std::atomic<StageSeconds*> g_stages{nullptr};
+
+// Adds the wall time since the previous mark to a stage of the tally (nothing without one).
+class StageClock {
+ public:
+  explicit StageClock(StageSeconds* stages) : stages_(stages), last_(stages ? Now() : 0.0) {}
+  void Mark(double StageSeconds::*stage) {
+    if (stages_ == nullptr) return;
+    const double now = Now();
+    stages_->*stage += now - last_;
+    last_ = now;
+  }
+
+ private:
+  static double Now() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  }
+  StageSeconds* stages_;
+  double last_;
+};
+
+}  // namespace
+
+void SetStageSeconds(StageSeconds* stages) { g_stages.store(stages, std::memory_order_relaxed); }
 
 Transformer::Transformer(const ModelConfig& config, const ModelWeights& weights, const TransformerOptions& options)
     : config_(config),
@@ -53,11 +82,13 @@ void Transformer::Forward(const int32_t* tokens, const std::vector<SeqChunk>& ch
     decode = decode && ch.n == 1;
   }
   const ScopedDecodeStep step(decode);
+  StageClock clock(g_stages.load(std::memory_order_relaxed));
   float* h = h_.data();
   float* xn = xn_.data();
   float* branch = branch_.data();
 
   for (int64_t t = 0; t < N; ++t) EmbeddingRow(weights_.embed_tokens, tokens[t], h + t * D);
+  clock.Mark(&StageSeconds::other);
   if (trace) {
     trace->hidden.assign(1, std::vector<float>(h, h + N * D));
     trace->router_indices.clear();
@@ -70,6 +101,7 @@ void Transformer::Forward(const int32_t* tokens, const std::vector<SeqChunk>& ch
     MlaForward(c, lw.attn, L, xn, chunks, N, rope_, &cache_, options_.attn_impl, &mla_, branch,
                kv_b_f32_.empty() ? nullptr : kv_b_f32_[L].data());
     for (int64_t i = 0; i < N * D; ++i) h[i] += branch[i];
+    clock.Mark(&StageSeconds::attention);
 
     RmsNorm(h, lw.post_attention_layernorm, N, D, eps, xn);
     if (lw.is_moe) {
@@ -78,6 +110,7 @@ void Transformer::Forward(const int32_t* tokens, const std::vector<SeqChunk>& ch
       MlpForward(lw.mlp, xn, N, ffn_gate_.data(), ffn_up_.data(), branch, false);
     }
     for (int64_t i = 0; i < N * D; ++i) h[i] += branch[i];
+    clock.Mark(lw.is_moe ? &StageSeconds::moe : &StageSeconds::dense_mlp);
     if (trace) {
       trace->hidden.emplace_back(h, h + N * D);
       if (lw.is_moe) {
@@ -98,6 +131,7 @@ void Transformer::Forward(const int32_t* tokens, const std::vector<SeqChunk>& ch
   }
   for (int64_t r = 0; r < R; ++r) RmsNorm(h + logit_rows[r] * D, weights_.norm, 1, D, eps, final_.data() + r * D);
   if (R > 0) Linear(final_.data(), R, weights_.lm_head, logits);
+  clock.Mark(&StageSeconds::lm_head);
 }
 
 }  // namespace dsv3

@@ -25,6 +25,18 @@ struct ForwardTrace {
   std::vector<std::vector<float>> router_weights;
 };
 
+// Optional tally of where forward steps spend their time, for `dsv3 bench`: wall seconds per
+// stage, summed over layers and steps by the thread that runs Forward (each stage's parallel
+// regions included). Off (null) by default; swap it only while no forward runs.
+struct StageSeconds {
+  double attention = 0;  // each layer's input norm, MLA (projections, cache, attention), residual add
+  double moe = 0;        // MoE layers' norm, router, routed and shared experts, residual add
+  double dense_mlp = 0;  // the first_k_dense_replace layers' norm, SwiGLU, residual add
+  double lm_head = 0;    // final norm and lm_head over the rows whose logits are wanted
+  double other = 0;      // embedding lookup
+};
+void SetStageSeconds(StageSeconds* stages);
+
 struct TransformerOptions {
   int64_t max_seq_len = 4096;
   int64_t slots = 1;            // sequences that can be cached at once (--batch-size)

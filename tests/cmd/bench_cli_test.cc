@@ -1,5 +1,6 @@
 // dsv3 bench through the CLI on a tiny random checkpoint: the table and the JSON carry every
-// test asked for, with rooflines, and bad flags are usage errors (exit 2).
+// test asked for, with rooflines and the forward's time by stage, and bad flags are usage
+// errors (exit 2).
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -41,6 +42,18 @@ TEST_F(BenchCliTest, JsonHasPrefillAndDecodeRowsWithRooflines) {
     } else {
       EXPECT_GT(row["flops_per_token"].get<double>(), 0.0);
     }
+    // The forward's time per token by stage: every stage of tiny-v3 (a dense layer, then MoE
+    // ones) ran, and together they fit in the test's own time per token (the slowest
+    // repetition's): prefill stages count prefill steps only, decode stages decode steps only.
+    const auto& stages = row["stage_seconds_per_token"];
+    double sum = 0;
+    for (const char* stage : {"attention", "moe", "dense_mlp", "lm_head", "other"}) {
+      ASSERT_TRUE(stages.contains(stage)) << row.dump();
+      EXPECT_GE(stages[stage].get<double>(), 0.0) << stage << " " << row.dump();
+      sum += stages[stage].get<double>();
+    }
+    for (const char* stage : {"attention", "moe", "dense_mlp", "lm_head"}) EXPECT_GT(stages[stage].get<double>(), 0.0) << stage;
+    EXPECT_LE(sum, 1.0 / row["min_ts"].get<double>()) << row.dump();
   }
 }
 
@@ -73,6 +86,7 @@ TEST_F(BenchCliTest, TableAndUsageErrors) {
   EXPECT_NE(r.out.find("| pp4 |"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("| tg3 |"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("peak RSS"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tg3, 1 threads: forward "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("act=int8 "), std::string::npos) << r.out;
   r = testing::RunDsv3({"bench", "--model-path", dir_.path() + "/m", "--prompt-len", "4", "--gen-len", "0",
                         "--repetitions", "1", "--threads", "1", "--probe-mib", "8", "--activations", "int8-all"});
