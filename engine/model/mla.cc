@@ -73,11 +73,13 @@ void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vecto
       std::memcpy(qa + H * C + h * R, qh + nope, static_cast<size_t>(R) * sizeof(float));
     }
   });
-  // The partials of every span.
+  // The partials of every span, in balanced pieces: at depth each thread walks many spans, and
+  // a thread slowed by a neighbour on a shared machine no longer holds the other at the join
+  // (a span's partial lands in its own slot, whichever thread computes it).
   std::vector<int64_t> first_span(static_cast<size_t>(n + 1), 0);
   for (int64_t i = 0; i < n; ++i) first_span[i + 1] = first_span[i] + SpanCount(chunks[i]->start_pos + 1, H);
   s->decode_parts.resize(static_cast<size_t>(first_span[n] * part));
-  ParallelFor(first_span[n], 1, [&](int64_t j0, int64_t j1) {
+  ParallelForBalanced(first_span[n], 1, [&](int64_t j0, int64_t j1) {
     thread_local std::vector<float> scores;
     for (int64_t j = j0; j < j1; ++j) {
       const int64_t i = std::upper_bound(first_span.begin(), first_span.end(), j) - first_span.begin() - 1;
