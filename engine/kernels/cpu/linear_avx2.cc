@@ -79,11 +79,6 @@ struct Fp8Format : ByteRows {
   static __m256i ToF16Bits(__m128i q16) {
     return _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(q16), 7), _mm256_set1_epi16(int16_t(0xbfff)));
   }
-  static void Load16(const uint8_t* q, int64_t k, __m256* a, __m256* b) {
-    const __m256i h = ToF16Bits(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + k)));
-    *a = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
-    *b = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
-  }
   static __m256 Load8(const uint8_t* q, int64_t k) {
     return _mm256_cvtph_ps(_mm256_castsi256_si128(ToF16Bits(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + k)))));
   }
@@ -106,10 +101,6 @@ struct Fp8Tiny {
   static __m256 Eight(const uint8_t* q) {
     const __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q)));
     return _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(v, 20), _mm256_set1_epi32(int32_t(0x87f00000u))));
-  }
-  static void Load16(const uint8_t* q, int64_t k, __m256* a, __m256* b) {
-    *a = Eight(q + k);
-    *b = Eight(q + k + 8);
   }
   static __m256 Load8(const uint8_t* q, int64_t k) { return Eight(q + k); }
 };
