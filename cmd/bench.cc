@@ -196,7 +196,7 @@ int RunBench(int argc, char** argv) {
       for (int64_t B : batches.value()) {
         std::vector<double> pp, tg;
         double prefill_flops = 0, decode_bytes = 0;
-        StageSeconds pp_stages, tg_stages;  // summed over the repetitions
+        StageSeconds pp_stages, tg_stages;  // per token, mean over the repetitions
         // Repetition -1 is a warm-up: it maps the weight pages in and wakes the pool.
         for (int64_t rep = -1; rep < reps; ++rep) {
           std::vector<std::vector<int32_t>> prompts;
@@ -230,11 +230,11 @@ int RunBench(int argc, char** argv) {
           if (P > 0) {
             pp.push_back(tokens * static_cast<double>(P) / std::max(g.prefill_seconds, 1e-9));
             prefill_flops = static_cast<double>(flops_at_first) / (tokens * static_cast<double>(P));
-            AddScaled(&pp_stages, stages_at_first, 1.0 / (tokens * static_cast<double>(P)));
+            AddScaled(&pp_stages, stages_at_first, 1.0 / (tokens * static_cast<double>(P * reps)));
           }
           if (G > 1 && steps > 0) {
             tg.push_back(tokens * static_cast<double>(steps) / std::max(g.decode_seconds, 1e-9));
-            const double per_token = 1.0 / (tokens * static_cast<double>(steps));
+            const double per_token = 1.0 / (tokens * static_cast<double>(steps * reps));
             AddScaled(&tg_stages, stages, per_token);
             AddScaled(&tg_stages, stages_at_first, -per_token);
             // A step reads each weight it touches once for all B sequences.
@@ -251,15 +251,12 @@ int RunBench(int argc, char** argv) {
         const double tg_ctx = static_cast<double>(depth + P) + static_cast<double>(G) / 2;
         const double cache_bytes = static_cast<double>(L) * tg_ctx * static_cast<double>(C + R) * sizeof(float);
         const std::string at = (B > 1 ? " x" + std::to_string(B) : "") + (depth > 0 ? " @ d" + std::to_string(depth) : "");
-        StageSeconds pp_mean, tg_mean;
-        AddScaled(&pp_mean, pp_stages, 1.0 / static_cast<double>(reps));
-        AddScaled(&tg_mean, tg_stages, 1.0 / static_cast<double>(reps));
         if (P > 0)
           rows.push_back({"pp" + std::to_string(P) + at, used_threads, depth, P, B, Summarize(pp), prefill_flops + attn_flops, 0,
-                          pp_mean});
+                          pp_stages});
         if (G > 1)
           rows.push_back({"tg" + std::to_string(G) + at, used_threads, depth, G, B, Summarize(tg), decode_bytes + cache_bytes, 0,
-                          tg_mean});
+                          tg_stages});
       }
     }
   }
