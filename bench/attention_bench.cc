@@ -1,4 +1,4 @@
-// Microbenchmarks of the multi-query attention kernels at decode shapes: the heads of one
+// Microbenchmarks of the attention kernels. The multi-query kernels at decode shapes: the heads of one
 // thread (6 of bench-v3-mini's 12) over a latent cache of 4096 rows of 256 floats (one layer
 // at depth 4096). Bytes/s counts one read of the cache, the figure a decode step streams.
 #include <benchmark/benchmark.h>
@@ -94,6 +94,39 @@ void BM_DecodeSpans(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * kLayers * kDepth * (C + R) * 4);
 }
 BENCHMARK(BM_DecodeSpans)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+
+// Prefill attention's MatMul products for one head of bench-v3-mini, a 256-token chunk at
+// depth 4096 (S = 4352 cached positions): keys and values from 96 latent rows at a time
+// (96 x 256 · 256 x 64), one block of 12 query rows' scores (12 x 96 · 96 x S), and its
+// weighted sum (12 x S · S x 64). Args: kernel, M, K, N, with B packed once outside the loop.
+void BM_MatMul(benchmark::State& state) {
+  const auto kernel = static_cast<LinearKernel>(state.range(0));
+  const int64_t M = state.range(1), K = state.range(2), N = state.range(3);
+  if (kernel == LinearKernel::kAvx2 && !GetCpuFeatures().HasAvx2Set()) {
+    state.SkipWithError("CPU lacks AVX2");
+    return;
+  }
+  SetLinearKernel(kernel);
+  const auto a = Random(M * K), b = Random(K * N);
+  MatMulRhs packed;
+  PackMatMulRhs(b.data(), K, N, N, /*transposed=*/false, &packed);
+  std::vector<float> c(static_cast<size_t>(M * N));
+  for (auto _ : state) {
+    MatMul(a.data(), M, K, K, packed, N, c.data(), N);
+    benchmark::DoNotOptimize(c.data());
+  }
+  SetLinearKernel(LinearKernel::kAuto);
+  state.SetLabel(LinearKernelName(kernel));
+  state.counters["FLOPS"] = benchmark::Counter(double(2 * M * K * N) * state.iterations(), benchmark::Counter::kIsRate);
+}
+void MatMulArgs(benchmark::internal::Benchmark* b) {
+  for (int k : {static_cast<int>(LinearKernel::kReference), static_cast<int>(LinearKernel::kAvx2)}) {
+    b->Args({k, 96, 256, 64});
+    b->Args({k, 12, 96, 4352});
+    b->Args({k, 12, 4352, 64});
+  }
+}
+BENCHMARK(BM_MatMul)->Apply(MatMulArgs)->UseRealTime()->MinTime(0.2);
 
 }  // namespace
 }  // namespace dsv3

@@ -169,6 +169,28 @@ void MultiQueryScoresTwoPart(const float* q1, int64_t ldq1, const float* keys1, 
 void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
                            float* out);
 
+// Row-major matrix products for prefill attention, where many queries meet many keys (MLA's
+// keys and values expanded from the latent cache per head, then scores and the weighted sum):
+// c[M, N] = a[M, K] · B, with B packed once (PackMatMulRhs) and used for many products (one
+// head's keys against every block of query rows). The AVX2 kernel sums each element of c as
+// one float32 chain of multiply-adds over k in order, so its bits depend neither on M, nor on
+// which row of a it sits in, nor on how many of B's columns the call asks for.
+struct MatMulRhs {
+  static constexpr int64_t kStrip = 16;  // columns per strip
+  int64_t K = 0, N = 0;
+  // Strip j holds columns [16j, 16j + 16) as [K, 16] row-major (zeros past N), from a 64-byte
+  // boundary: the kernel reads each k's 16 floats as one cache line instead of two rows N apart
+  // (from a malloc'd vector's 16-byte alignment every other load straddled two lines).
+  const float* strips() const { return storage.data() + offset; }
+  std::vector<float> storage;
+  int64_t offset = 0;
+};
+// B = b as [K, N] (row stride ldb) or, transposed, bᵀ where b is [N, K] (row stride ldb).
+void PackMatMulRhs(const float* b, int64_t K, int64_t N, int64_t ldb, bool transposed, MatMulRhs* out);
+// c[m * ldc + n] = Σ_{k < K} a[m * lda + k] · B[k, n] for m < M, n < N, on the calling thread.
+// K <= b.K and N <= b.N: a call may use the first rows and columns of B only.
+void MatMul(const float* a, int64_t M, int64_t K, int64_t lda, const MatMulRhs& b, int64_t N, float* c, int64_t ldc);
+
 // The same products for one query with rows [r0, r0 + S) of a weight in place of the keys or
 // values, each row converted as DequantizeRows converts it, with the bits MultiQueryScores /
 // MultiQueryWeightedSum (M = 1) give over DequantizeRows' rows: decode's absorbed attention
@@ -188,8 +210,11 @@ void RmsNorm(const float* x, const TensorView& weight, int64_t T, int64_t D, flo
 // otherwise: a decode step's scalar std::exp calls were ~1% of an INT4 token, on one thread.
 void SiluMul(float* gate, const float* up, int64_t n);
 
-// Numerically stable softmax over n elements in place (max subtracted, ExpShiftedSum).
-void SoftmaxInPlace(float* x, int64_t n);
+// Numerically stable softmax of scale·x over n elements in place: x[i] *= scale, the max
+// subtracted, ExpShiftedSum, each divided by the sum (as a multiply by its inverse). The AVX2
+// path does those steps 8 elements at a time, with the bits of doing them one by one (a max
+// and products do not depend on the order).
+void SoftmaxInPlace(float* x, int64_t n, float scale = 1.0f);
 // x[i] = exp(x[i] - shift) for i < n, returning their sum: the exponentials of every
 // softmax (exp(-inf) = 0, NaN stays NaN). The AVX2 path (Cephes' expf polynomial, within 3 ulp
 // of std::exp; below e^-87.3 it gives 0) unless the kernels are forced to the reference, which

@@ -24,10 +24,11 @@ void ApplyUv(const float* o_latent, int64_t T, int64_t C, const float* w_uv, int
   MultiQueryScores(o_latent, T, C, w_uv, vd, C, o, ldo, false);
 }
 
-// Causal (and optionally sliding-window) mask with a row softmax in float32. Rows are the
-// chunk's T queries (positions start_pos..start_pos+T-1), repeated once per stacked head.
-// scores is [rows, S] row-major.
-void MaskedSoftmax(float* scores, int64_t rows, int64_t S, int64_t start_pos, int64_t T, int64_t window) {
+// Causal (and optionally sliding-window) mask with a row softmax of scale·scores in float32.
+// Rows are the chunk's T queries (positions start_pos..start_pos+T-1), repeated once per
+// stacked head. scores is [rows, S] row-major.
+void MaskedSoftmax(float* scores, int64_t rows, int64_t S, int64_t start_pos, int64_t T, int64_t window,
+                   float scale) {
   for (int64_t t = 0; t < rows; ++t) {
     const int64_t pos = start_pos + t % T;
     const int64_t lo = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
@@ -35,7 +36,7 @@ void MaskedSoftmax(float* scores, int64_t rows, int64_t S, int64_t start_pos, in
     // Masked positions get probability exactly 0 (not -inf logits: they are multiplied next).
     for (int64_t s = 0; s < lo; ++s) row[s] = 0.0f;
     for (int64_t s = pos + 1; s < S; ++s) row[s] = 0.0f;
-    SoftmaxInPlace(row + lo, pos + 1 - lo);
+    SoftmaxInPlace(row + lo, pos + 1 - lo, scale);
   }
 }
 
@@ -50,6 +51,11 @@ void MaskedSoftmax(float* scores, int64_t rows, int64_t S, int64_t start_pos, in
 // 0.8 MB for bench-v3-mini (12 heads, C 256: 64 spans) and ~4 MB for DeepSeek-V3 (128 heads,
 // C 512: 16 spans), whatever the batch.
 constexpr int64_t kMinSpanRows = 128;
+
+// Prefill's expanded form: a block of query rows holds about this many scores (256 KB, half
+// of a Zen 3 core's L2), and the keys and values are made this many latent rows at a time.
+constexpr int64_t kScoreBlockFloats = 64 * 1024;
+constexpr int64_t kLatentRowBlock = 96;
 
 int64_t SpanCount(int64_t S, int64_t H) {
   const int64_t max_spans = std::clamp<int64_t>(2048 / std::max<int64_t>(H, 1), 4, 64);
@@ -235,29 +241,45 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
             std::memcpy(q_rot + (i * T + t) * R, q_head(h0 + i) + t * H * qk + nope, R * sizeof(float));
         }
         MultiQueryScoresTwoPart(q_abs, C, latents, C, q_rot, R, k_pe, R, rows, S, scores, S);
-        for (int64_t i = 0; i < rows * S; ++i) scores[i] *= scale;
-        MaskedSoftmax(scores, rows, S, ch.start_pos, T, c.sliding_window);
+        MaskedSoftmax(scores, rows, S, ch.start_pos, T, c.sliding_window, scale);
         MultiQueryWeightedSum(scores, rows, S, latents, S, C, o_latent);
         for (int64_t i = 0; i < nh; ++i)
           ApplyUv(o_latent + i * T * C, T, C, w_uv(h0 + i), vd, attn + ch.offset * H * vd + (h0 + i) * vd, H * vd);
       } else {
-        // Every product here is q·keysᵀ for some rows: MultiQueryScores (a cache-blocked GEMM
-        // once there are many rows), with the values expanded transposed so that the weighted
-        // sum is one too.
-        thread_local std::vector<float> buf;
-        buf.resize(static_cast<size_t>(S * nope + vd * S + T * S));
-        float* k_nope = buf.data();             // [S, nope]
-        float* v_t = k_nope + S * nope;         // [vd, S]
-        float* scores = v_t + vd * S;           // [T, S]
+        // Keys and values expanded per head, then attention at the head widths, every product
+        // a MatMul (ops.h) with its right operand packed once per head. kv rows are [k_nope |
+        // k_pe | v] (the rope part copied once per job), so each key is one 96-wide row.
+        // The query rows go in blocks whose scores stay in L2 between the product that writes
+        // them, the softmax and the product that reads them (the whole [T, S] matrix went out to
+        // memory and back), each block over the positions its last query can see.
+        struct Scratch {
+          std::vector<float> kv, scores;
+          MatMulRhs w_uk, w_uv, keys, vals;
+        };
+        thread_local Scratch z;
+        const int64_t width = qk + vd;
+        z.kv.resize(static_cast<size_t>(S * width));
+        for (int64_t s = 0; s < S; ++s) std::memcpy(z.kv.data() + s * width + nope, k_pe + s * R, R * sizeof(float));
+        const int64_t block = std::clamp<int64_t>((kScoreBlockFloats / S) / 6 * 6, 6, 96);
+        z.scores.resize(static_cast<size_t>(std::min(block, T) * S));
         for (int64_t h = h0; h < h1; ++h) {
-          const float* wh = wkv_b + h * (nope + vd) * C;
-          const float* qh = q + ch.offset * H * qk + h * qk;
-          MultiQueryScores(latents, S, C, wh, nope, C, k_nope, nope, false);        // lat · W_ukᵀ
-          MultiQueryScores(wh + nope * C, vd, C, latents, S, C, v_t, S, false);     // W_uv · latᵀ
-          MultiQueryScoresTwoPart(qh, H * qk, k_nope, nope, qh + nope, H * qk, k_pe, R, T, S, scores, S);
-          for (int64_t i = 0; i < T * S; ++i) scores[i] *= scale;
-          MaskedSoftmax(scores, T, S, ch.start_pos, T, c.sliding_window);
-          MultiQueryScores(scores, T, S, v_t, vd, S, attn + ch.offset * H * vd + h * vd, H * vd, false);
+          PackMatMulRhs(w_uk(h), C, nope, C, /*transposed=*/true, &z.w_uk);  // W_ukᵀ [C, nope]
+          PackMatMulRhs(w_uv(h), C, vd, C, /*transposed=*/true, &z.w_uv);    // W_uvᵀ [C, vd]
+          // Both products per block of latent rows, which the second reads from L2.
+          for (int64_t s0 = 0; s0 < S; s0 += kLatentRowBlock) {
+            const int64_t rows = std::min(kLatentRowBlock, S - s0);
+            MatMul(latents + s0 * C, rows, C, C, z.w_uk, nope, z.kv.data() + s0 * width, width);
+            MatMul(latents + s0 * C, rows, C, C, z.w_uv, vd, z.kv.data() + s0 * width + qk, width);
+          }
+          PackMatMulRhs(z.kv.data(), qk, S, width, /*transposed=*/true, &z.keys);  // keysᵀ [qk, S]
+          PackMatMulRhs(z.kv.data() + qk, S, vd, width, /*transposed=*/false, &z.vals);
+          for (int64_t t0 = 0; t0 < T; t0 += block) {
+            const int64_t rows = std::min(block, T - t0), seen = ch.start_pos + t0 + rows;
+            float* scores = z.scores.data();  // [rows, seen]
+            MatMul(q_head(h) + t0 * H * qk, rows, qk, H * qk, z.keys, seen, scores, seen);
+            MaskedSoftmax(scores, rows, seen, ch.start_pos + t0, rows, c.sliding_window, scale);
+            MatMul(scores, rows, seen, seen, z.vals, vd, attn + (ch.offset + t0) * H * vd + h * vd, H * vd);
+          }
         }
       }
     }

@@ -1,11 +1,13 @@
 // The element-wise operators split across the thread pool (RmsNorm by token rows, SiluMul by
 // elements) give the same bits for any thread count, and those of a plain loop (SiluMul's AVX2
-// path: within a few ulp of it).
+// path: within a few ulp of it); softmax's AVX2 path the bits of its steps done one by one.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <iterator>
+#include <limits>
 #include <vector>
 
 #include "engine/base/dtype.h"
@@ -101,6 +103,35 @@ TEST_F(ElementwiseOpsTest, SiluMulMatchesOneThreadAndAPlainLoop) {
   const std::vector<float> ones = {1.0f, 1.0f};
   SiluMul(nan.data(), ones.data(), 2);
   EXPECT_TRUE(std::isnan(nan[0]));
+}
+
+// The AVX2 softmax vectorizes the max and the products: the same bits as those steps one
+// element at a time around the same exponentials (ExpShiftedSum), for lengths around the
+// vector width, -inf entries (probability 0) and a scale.
+TEST_F(ElementwiseOpsTest, SoftmaxAvx2GivesTheBitsOfItsStepsOneByOne) {
+  if (!GetCpuFeatures().HasAvx2Set()) GTEST_SKIP() << "CPU lacks AVX2+FMA+F16C";
+  SetLinearKernel(LinearKernel::kAvx2);
+  uint32_t seed = 40;
+  for (int64_t n : {1, 7, 8, 9, 100}) {
+    for (float scale : {1.0f, 0.125f}) {
+      auto x = testing::RandomNormal(n, 1.0f, seed++);
+      for (int64_t i = 3; i < n; i += 5) x[i] *= 30.0f;
+      if (n > 2) x[1] = -std::numeric_limits<float>::infinity();
+      std::vector<float> want = x, got = x;
+      float m = -std::numeric_limits<float>::infinity();
+      for (float& v : want) {
+        v *= scale;
+        m = std::max(m, v);
+      }
+      const float inv = 1.0f / ExpShiftedSum(want.data(), n, m);
+      for (float& v : want) v *= inv;
+      SoftmaxInPlace(got.data(), n, scale);
+      ASSERT_EQ(std::memcmp(got.data(), want.data(), n * sizeof(float)), 0) << "n=" << n << " scale=" << scale;
+      double sum = 0.0;
+      for (float v : got) sum += v;
+      EXPECT_NEAR(sum, 1.0, 1e-5) << "n=" << n;
+    }
+  }
 }
 
 }  // namespace

@@ -29,7 +29,8 @@ class EngineTest : public ::testing::Test {
                                dir_.path(), "--dtype", "f32", "--seed", "7"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
-  std::unique_ptr<Model> Load(int64_t window = 0, int64_t batch = 1, int64_t step = 256) {
+  std::unique_ptr<Model> Load(int64_t window = 0, int64_t batch = 1, int64_t step = 256,
+                              ModelOptions::Attention attention = ModelOptions::Attention::kAuto) {
     auto j = nlohmann::json::parse(ReadFile(dir_.Join("config.json")).value());
     if (window > 0) j["sliding_window"] = window;
     else j.erase("sliding_window");
@@ -38,6 +39,7 @@ class EngineTest : public ::testing::Test {
     o.max_seq_len = 256;
     o.batch_size = batch;
     o.max_step_tokens = step;
+    o.attention = attention;
     auto m = Model::Load(dir_.path(), o);
     EXPECT_TRUE(m.ok()) << m.status().message();
     return std::move(m.value());
@@ -117,6 +119,32 @@ TEST_F(EngineTest, DecodeOverSeveralCacheSpansMatchesPrefillForAnyThreadCount) {
     ASSERT_EQ(one.size(), static_cast<size_t>((T - P + 1) * V));
     EXPECT_TRUE(testing::AllClose(one.data(), two.data(), one.size(), 0.0, w + ": 1 vs 2 threads"));
     EXPECT_TRUE(testing::AllClose(prefill.data() + (P - 1) * V, one.data(), one.size(), 2e-5, w + ": decode vs prefill"));
+  }
+}
+
+// Long prefills expand keys and values and go through the query rows in blocks (96 rows at
+// this cache length), each over the positions its last query sees. In one step of 220 tokens
+// and in steps of 64 (later steps start past position 0), with and without a window, that must
+// give the absorbed form's logits, and the same bits for 1 and 2 threads.
+TEST_F(EngineTest, ExpandedPrefillInQueryBlocksMatchesAbsorbedForAnyThreadCount) {
+  const auto ids = Ids(220);
+  for (int64_t window : {0, 60}) {
+    for (int64_t step : {256, 64}) {
+      const std::string what = "window " + std::to_string(window) + ", step " + std::to_string(step);
+      const auto logits = [&](ModelOptions::Attention form, int threads) {
+        SetNumThreads(threads);
+        auto model = Load(window, 1, step, form);
+        std::vector<float> out;
+        EXPECT_TRUE(model->Logits(ids, 0, &out).ok()) << what;
+        SetNumThreads(0);
+        return out;
+      };
+      const auto absorbed = logits(ModelOptions::Attention::kAbsorbed, 2);
+      const auto one = logits(ModelOptions::Attention::kNaive, 1), two = logits(ModelOptions::Attention::kNaive, 2);
+      ASSERT_EQ(one.size(), absorbed.size());
+      EXPECT_TRUE(testing::AllClose(one.data(), two.data(), one.size(), 0.0, what + ": 1 vs 2 threads"));
+      EXPECT_TRUE(testing::AllClose(two.data(), absorbed.data(), two.size(), 2e-5, what + ": expanded vs absorbed"));
+    }
   }
 }
 

@@ -267,6 +267,31 @@ float ExpShiftedSumAvx2(float* x, int64_t n, float shift) {
   return HorizontalSum(sum);
 }
 
+void SoftmaxAvx2(float* x, int64_t n, float scale) {
+  // x *= scale and its max (max(x, m) keeps m for a NaN x, as std::max(m, x) does; the max of
+  // the rest does not depend on the order), then the exponentials, then x / sum as x * (1 / sum).
+  const __m256 s = _mm256_set1_ps(scale);
+  __m256 mv = _mm256_set1_ps(-__builtin_inff());
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), s);
+    _mm256_storeu_ps(x + i, v);
+    mv = _mm256_max_ps(v, mv);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, mv);
+  float m = lanes[0];
+  for (int j = 1; j < 8; ++j) m = lanes[j] > m ? lanes[j] : m;
+  for (; i < n; ++i) {
+    x[i] *= scale;
+    m = x[i] > m ? x[i] : m;
+  }
+  const float inv = 1.0f / ExpShiftedSumAvx2(x, n, m);
+  const __m256 iv = _mm256_set1_ps(inv);
+  for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), iv));
+  for (; i < n; ++i) x[i] *= inv;
+}
+
 void SiluMulAvx2(float* gate, const float* up, int64_t n) {
   const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
   // gate / (1 + exp(-gate)) * up, in the scalar loop's order, exp from ExpShiftedSum's Exp.
@@ -315,6 +340,7 @@ void MultiQueryScoresTwoPartAvx2(const float*, int64_t, const float*, int64_t, c
                                  int64_t, int64_t, int64_t, float*, int64_t) {}
 void MultiQueryWeightedSumAvx2(const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*) {}
 float ExpShiftedSumAvx2(float*, int64_t, float) { return 0.0f; }
+void SoftmaxAvx2(float*, int64_t, float) {}
 void SiluMulAvx2(float*, const float*, int64_t) {}
 }  // namespace dsv3::cpu
 

@@ -112,12 +112,17 @@ void MultiQueryScoresTwoPartAvx2(const float* q1, int64_t ldq1, const float* key
                                  int64_t lds);
 void MultiQueryWeightedSumAvx2(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
                                float* out);
+// MatMul (ops.h) with AVX2 + FMA (matmul_avx2.cc): b is MatMulRhs' strips, each [bK, 16].
+void MatMulAvx2(const float* a, int64_t M, int64_t K, int64_t lda, const float* b, int64_t bK, int64_t N, float* c,
+                int64_t ldc);
 // GemmAvx2 with this thread's scratch (linear.cc: the scratch is a std::vector, which the ISA
 // files do not use).
 void GemmAvx2WithScratch(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1,
                          float* y, int64_t ldy, bool accumulate);
 // ExpShiftedSum (ops.h) with AVX2 + FMA (attention_avx2.cc).
 float ExpShiftedSumAvx2(float* x, int64_t n, float shift);
+// SoftmaxInPlace (ops.h) with AVX2 + FMA, the same bits (attention_avx2.cc).
+void SoftmaxAvx2(float* x, int64_t n, float scale);
 // SiluMul (ops.h) with AVX2 + FMA, its exp ExpShiftedSumAvx2's (attention_avx2.cc).
 void SiluMulAvx2(float* gate, const float* up, int64_t n);
 // FLOPs of a register-only FMA loop on this thread for about `seconds` (the matrix peak that

@@ -54,9 +54,13 @@ void SiluMul(float* gate, const float* up, int64_t n) {
   });
 }
 
-void SoftmaxInPlace(float* x, int64_t n) {
+void SoftmaxInPlace(float* x, int64_t n, float scale) {
+  if (ActiveLinearKernel() == LinearKernel::kAvx2) return cpu::SoftmaxAvx2(x, n, scale);
   float m = -INFINITY;
-  for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] *= scale;
+    m = std::max(m, x[i]);
+  }
   const float inv = 1.0f / ExpShiftedSum(x, n, m);
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
