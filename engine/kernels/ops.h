@@ -187,6 +187,13 @@ struct MatMulRhs {
 };
 // B = b as [K, N] (row stride ldb) or, transposed, bᵀ where b is [N, K] (row stride ldb).
 void PackMatMulRhs(const float* b, int64_t K, int64_t N, int64_t ldb, bool transposed, MatMulRhs* out);
+// The same in pieces: SizeMatMulRhs makes out a [K, N] operand (its padding zero, the rest to
+// be written), then each PackMatMulRhsBlock writes B[k0:k1, n0:n1] from b, whose element
+// (k0, n0) it points at (laid out as for PackMatMulRhs). Prefill attention packs each block of
+// keys and values while it is still in cache, and the rope part of the keys once for all heads.
+void SizeMatMulRhs(int64_t K, int64_t N, MatMulRhs* out);
+void PackMatMulRhsBlock(const float* b, int64_t ldb, bool transposed, int64_t k0, int64_t k1, int64_t n0, int64_t n1,
+                        MatMulRhs* out);
 // c[m * ldc + n] = Σ_{k < K} a[m * lda + k] · B[k, n] for m < M, n < N, on the calling thread.
 // K <= b.K and N <= b.N: a call may use the first rows and columns of B only.
 void MatMul(const float* a, int64_t M, int64_t K, int64_t lda, const MatMulRhs& b, int64_t N, float* c, int64_t ldc);

@@ -247,32 +247,34 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
           ApplyUv(o_latent + i * T * C, T, C, w_uv(h0 + i), vd, attn + ch.offset * H * vd + (h0 + i) * vd, H * vd);
       } else {
         // Keys and values expanded per head, then attention at the head widths, every product
-        // a MatMul (ops.h) with its right operand packed once per head. kv rows are [k_nope |
-        // k_pe | v] (the rope part copied once per job), so each key is one 96-wide row.
-        // The query rows go in blocks whose scores stay in L2 between the product that writes
-        // them, the softmax and the product that reads them (the whole [T, S] matrix went out to
-        // memory and back), each block over the positions its last query can see.
+        // a MatMul (ops.h) with its right operand packed once per head: keysᵀ [qk, S] (its rope
+        // rows, the same for every head, packed once per job) and values [S, vd]. They are made
+        // and packed a block of latent rows at a time, the block's [k_nope | v] still in cache
+        // when packed. The query rows go in blocks whose scores stay in L2 between the product
+        // that writes them, the softmax and the product that reads them (the whole [T, S]
+        // matrix went out to memory and back), each block over the positions its last query sees.
         struct Scratch {
           std::vector<float> kv, scores;
           MatMulRhs w_uk, w_uv, keys, vals;
         };
         thread_local Scratch z;
-        const int64_t width = qk + vd;
-        z.kv.resize(static_cast<size_t>(S * width));
-        for (int64_t s = 0; s < S; ++s) std::memcpy(z.kv.data() + s * width + nope, k_pe + s * R, R * sizeof(float));
+        const int64_t width = nope + vd;  // z.kv rows: [k_nope | v]
+        z.kv.resize(static_cast<size_t>(kLatentRowBlock * width));
+        SizeMatMulRhs(qk, S, &z.keys);
+        SizeMatMulRhs(S, vd, &z.vals);
+        PackMatMulRhsBlock(k_pe, R, /*transposed=*/true, nope, qk, 0, S, &z.keys);
         const int64_t block = std::clamp<int64_t>((kScoreBlockFloats / S) / 6 * 6, 6, 96);
         z.scores.resize(static_cast<size_t>(std::min(block, T) * S));
         for (int64_t h = h0; h < h1; ++h) {
           PackMatMulRhs(w_uk(h), C, nope, C, /*transposed=*/true, &z.w_uk);  // W_ukᵀ [C, nope]
           PackMatMulRhs(w_uv(h), C, vd, C, /*transposed=*/true, &z.w_uv);    // W_uvᵀ [C, vd]
-          // Both products per block of latent rows, which the second reads from L2.
           for (int64_t s0 = 0; s0 < S; s0 += kLatentRowBlock) {
             const int64_t rows = std::min(kLatentRowBlock, S - s0);
-            MatMul(latents + s0 * C, rows, C, C, z.w_uk, nope, z.kv.data() + s0 * width, width);
-            MatMul(latents + s0 * C, rows, C, C, z.w_uv, vd, z.kv.data() + s0 * width + qk, width);
+            MatMul(latents + s0 * C, rows, C, C, z.w_uk, nope, z.kv.data(), width);
+            MatMul(latents + s0 * C, rows, C, C, z.w_uv, vd, z.kv.data() + nope, width);
+            PackMatMulRhsBlock(z.kv.data(), width, /*transposed=*/true, 0, nope, s0, s0 + rows, &z.keys);
+            PackMatMulRhsBlock(z.kv.data() + nope, width, /*transposed=*/false, s0, s0 + rows, 0, vd, &z.vals);
           }
-          PackMatMulRhs(z.kv.data(), qk, S, width, /*transposed=*/true, &z.keys);  // keysᵀ [qk, S]
-          PackMatMulRhs(z.kv.data() + qk, S, vd, width, /*transposed=*/false, &z.vals);
           for (int64_t t0 = 0; t0 < T; t0 += block) {
             const int64_t rows = std::min(block, T - t0), seen = ch.start_pos + t0 + rows;
             float* scores = z.scores.data();  // [rows, seen]

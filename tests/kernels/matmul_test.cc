@@ -6,6 +6,7 @@
 // for. Skips where the CPU lacks AVX2.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -48,6 +49,29 @@ TEST_F(MatMulTest, PackedStripsHoldBEitherWayWithZerosPastN) {
         ASSERT_EQ(got, n < N ? At(src, transposed, ld, k, n) : 0.0f) << "k=" << k << " n=" << n;
       }
     }
+  }
+}
+
+// Packed in blocks whose edges fall inside strips, in any order, over an operand that held
+// other values before: the strips and their zero padding come out as packed whole.
+TEST_F(MatMulTest, PackingInBlocksGivesTheWholePacking) {
+  const int64_t K = 11, N = 45, ld = 50;
+  for (bool transposed : {false, true}) {
+    const auto b = Random((transposed ? N : K) * ld, transposed ? 3 : 4);
+    MatMulRhs whole, pieces;
+    PackMatMulRhs(b.data(), K, N, ld, transposed, &whole);
+    PackMatMulRhs(Random(40 * 40, 5).data(), 40, 40, 40, false, &pieces);  // stale contents
+    SizeMatMulRhs(K, N, &pieces);
+    const auto at = [&](int64_t k, int64_t n) { return b.data() + (transposed ? n * ld + k : k * ld + n); };
+    for (const auto& [k0, k1, n0, n1] : std::vector<std::array<int64_t, 4>>{
+             {0, 4, 20, 45}, {4, 11, 20, 45}, {0, 11, 7, 20}, {0, 11, 0, 7}}) {
+      PackMatMulRhsBlock(at(k0, n0), ld, transposed, k0, k1, n0, n1, &pieces);
+    }
+    ASSERT_EQ(pieces.K, K);
+    ASSERT_EQ(pieces.N, N);
+    ASSERT_EQ(reinterpret_cast<uintptr_t>(pieces.strips()) % 64, 0u);
+    EXPECT_EQ(std::memcmp(pieces.strips(), whole.strips(), 3 * K * 16 * sizeof(float)), 0)
+        << (transposed ? "transposed" : "as is");
   }
 }
 

@@ -11,27 +11,44 @@
 
 namespace dsv3 {
 
-void PackMatMulRhs(const float* b, int64_t K, int64_t N, int64_t ldb, bool transposed, MatMulRhs* out) {
+void SizeMatMulRhs(int64_t K, int64_t N, MatMulRhs* out) {
   constexpr int64_t W = MatMulRhs::kStrip;
   const int64_t strips = (N + W - 1) / W;
   out->K = K;
   out->N = N;
-  out->storage.assign(static_cast<size_t>(strips * K * W + W - 1), 0.0f);
+  out->storage.resize(static_cast<size_t>(strips * K * W + W - 1));
   const auto misalign = reinterpret_cast<uintptr_t>(out->storage.data()) % (W * sizeof(float));
   out->offset = misalign == 0 ? 0 : static_cast<int64_t>((W * sizeof(float) - misalign) / sizeof(float));
+  if (N % W != 0) {  // the last strip's columns past N
+    float* last = out->storage.data() + out->offset + (strips - 1) * K * W;
+    for (int64_t k = 0; k < K; ++k) std::fill(last + k * W + N % W, last + (k + 1) * W, 0.0f);
+  }
+}
+
+void PackMatMulRhsBlock(const float* b, int64_t ldb, bool transposed, int64_t k0, int64_t k1, int64_t n0, int64_t n1,
+                        MatMulRhs* out) {
+  constexpr int64_t W = MatMulRhs::kStrip;
   float* const base = out->storage.data() + out->offset;
-  for (int64_t j = 0; j < strips; ++j) {
-    float* strip = base + j * K * W;
-    const int64_t n0 = j * W, width = std::min(W, N - n0);
-    if (transposed) {  // column n of B is row n of b: walk the strip's rows side by side
-      for (int64_t n = 0; n < width; ++n) {
-        const float* row = b + (n0 + n) * ldb;
-        for (int64_t k = 0; k < K; ++k) strip[k * W + n] = row[k];
+  for (int64_t j = n0 / W; j * W < n1; ++j) {
+    float* strip = base + j * out->K * W;
+    const int64_t lo = std::max(n0, j * W), hi = std::min(n1, (j + 1) * W);
+    if (transposed) {  // column n of B is row n - n0 of b: walk the strip's rows side by side
+      for (int64_t n = lo; n < hi; ++n) {
+        const float* row = b + (n - n0) * ldb;
+        for (int64_t k = k0; k < k1; ++k) strip[k * W + n % W] = row[k - k0];
       }
     } else {
-      for (int64_t k = 0; k < K; ++k) std::copy(b + k * ldb + n0, b + k * ldb + n0 + width, strip + k * W);
+      for (int64_t k = k0; k < k1; ++k) {
+        const float* row = b + (k - k0) * ldb;
+        std::copy(row + (lo - n0), row + (hi - n0), strip + k * W + lo % W);
+      }
     }
   }
+}
+
+void PackMatMulRhs(const float* b, int64_t K, int64_t N, int64_t ldb, bool transposed, MatMulRhs* out) {
+  SizeMatMulRhs(K, N, out);
+  PackMatMulRhsBlock(b, ldb, transposed, 0, K, 0, N, out);
 }
 
 void MatMul(const float* a, int64_t M, int64_t K, int64_t lda, const MatMulRhs& b, int64_t N, float* c, int64_t ldc) {
