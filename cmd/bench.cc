@@ -181,7 +181,7 @@ int RunBench(int argc, char** argv) {
   StageSeconds stages;
   SetStageSeconds(&stages);
   std::vector<Row> rows;
-  const int64_t L = c.num_hidden_layers, H = c.num_attention_heads, C = c.kv_lora_rank, R = c.qk_rope_head_dim;
+  const int64_t L = c.num_hidden_layers, C = c.kv_lora_rank, R = c.qk_rope_head_dim;
   for (int64_t depth : depths.value()) {
     const std::vector<int32_t> context = random_tokens(depth);
     for (int64_t nt : threads.value()) {
@@ -242,17 +242,14 @@ int RunBench(int argc, char** argv) {
                 static_cast<double>(counters.Read().weight_bytes - bytes_at_first) / (tokens * static_cast<double>(steps));
           }
         }
-        // Attention is outside Linear: add its FLOPs (absorbed form: q·W_uk, scores over latent
-        // and rope keys, values over the latent, ·W_uv) and the latent cache it reads (each
-        // sequence its own).
-        const double nope = static_cast<double>(c.qk_nope_head_dim), vd = static_cast<double>(c.v_head_dim);
-        const double pp_ctx = static_cast<double>(depth) + (static_cast<double>(P) + 1) / 2;
-        const double attn_flops = static_cast<double>(L * H) * (2 * nope * C + 2 * pp_ctx * (C + R) + 2 * pp_ctx * C + 2 * C * vd);
+        // The prefill's FLOPs are counted as they run (attention's in the form MLA picked for
+        // each chunk: engine/model/mla.cc). A decode step also reads the latent cache (each
+        // sequence its own), which the weight-byte counters do not see.
         const double tg_ctx = static_cast<double>(depth + P) + static_cast<double>(G) / 2;
         const double cache_bytes = static_cast<double>(L) * tg_ctx * static_cast<double>(C + R) * sizeof(float);
         const std::string at = (B > 1 ? " x" + std::to_string(B) : "") + (depth > 0 ? " @ d" + std::to_string(depth) : "");
         if (P > 0)
-          rows.push_back({"pp" + std::to_string(P) + at, used_threads, depth, P, B, Summarize(pp), prefill_flops + attn_flops, 0,
+          rows.push_back({"pp" + std::to_string(P) + at, used_threads, depth, P, B, Summarize(pp), prefill_flops, 0,
                           pp_stages});
         if (G > 1)
           rows.push_back({"tg" + std::to_string(G) + at, used_threads, depth, G, B, Summarize(tg), decode_bytes + cache_bytes, 0,

@@ -152,6 +152,9 @@ struct LinearCounters {
   }
 };
 void SetLinearCounters(LinearCounters* counters);
+// Work outside Linear (attention's products, which depend on the form MLA picks and the
+// cache length) adds its FLOPs to the same tally; nothing when none is set.
+void CountFlops(uint64_t flops);
 
 // Attention of a few queries over many cached rows (decode over MLA's latent cache, where
 // several heads share one cache): each cached row is read once for all M queries.

@@ -57,6 +57,31 @@ constexpr int64_t kMinSpanRows = 128;
 constexpr int64_t kScoreBlockFloats = 64 * 1024;
 constexpr int64_t kLatentRowBlock = 96;
 
+// Query rows per block of the expanded form at S cached positions (a multiple of the
+// MatMul tile's 6 rows).
+int64_t ScoreBlockRows(int64_t S) { return std::clamp<int64_t>((kScoreBlockFloats / S) / 6 * 6, 6, 96); }
+
+// The FLOPs of one chunk's attention products in the form it runs (for `dsv3 bench`'s
+// roofline; Linear counts the projections, and decode's W_uk / W_uv reads count as Linear's).
+uint64_t AttentionFlops(const ModelConfig& c, const SeqChunk& ch, bool one_query, AttnImpl form) {
+  const int64_t H = c.num_attention_heads, nope = c.qk_nope_head_dim, R = c.qk_rope_head_dim;
+  const int64_t qk = c.qk_head_dim(), vd = c.v_head_dim, C = c.kv_lora_rank, T = ch.n, S = ch.start_pos + ch.n;
+  int64_t per_head = 0;
+  if (one_query) {
+    per_head = 2 * S * (C + R) + 2 * S * C;  // scores, weighted sum
+  } else if (form == AttnImpl::kAbsorb) {
+    per_head = 2 * T * nope * C + 2 * T * S * (C + R) + 2 * T * S * C + 2 * T * C * vd;
+  } else {
+    per_head = 2 * S * C * (nope + vd);  // keys and values
+    const int64_t block = ScoreBlockRows(S);
+    for (int64_t t0 = 0; t0 < T; t0 += block) {
+      const int64_t rows = std::min(block, T - t0), seen = ch.start_pos + t0 + rows;
+      per_head += 2 * rows * seen * (qk + vd);
+    }
+  }
+  return static_cast<uint64_t>(H * per_head);
+}
+
 int64_t SpanCount(int64_t S, int64_t H) {
   const int64_t max_spans = std::clamp<int64_t>(2048 / std::max<int64_t>(H, 1), 4, 64);
   return std::min<int64_t>(max_spans, (S + kMinSpanRows - 1) / kMinSpanRows);
@@ -203,6 +228,11 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
   std::vector<const SeqChunk*> one_query, others;
   for (const SeqChunk& ch : chunks)
     (ch.n == 1 && ChooseAttnForm(c, impl, 1, ch.start_pos + 1) == AttnImpl::kAbsorb ? one_query : others).push_back(&ch);
+  uint64_t flops = 0;
+  for (const SeqChunk* ch : one_query) flops += AttentionFlops(c, *ch, true, AttnImpl::kAbsorb);
+  for (const SeqChunk* ch : others)
+    flops += AttentionFlops(c, *ch, false, ChooseAttnForm(c, impl, ch->n, ch->start_pos + ch->n));
+  CountFlops(flops);
   // Decode reads kv_b where it is stored; chunks of several queries read it in float32.
   if (!one_query.empty()) AttendOneQueryChunks(c, q, one_query, layer, cache, w.kv_b_proj, scale, s, attn);
   // kv_b per head: rows [h*(nope+v), h*(nope+v)+nope) are W_uk, the next v rows W_uv.
@@ -263,7 +293,7 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
         SizeMatMulRhs(qk, S, &z.keys);
         SizeMatMulRhs(S, vd, &z.vals);
         PackMatMulRhsBlock(k_pe, R, /*transposed=*/true, nope, qk, 0, S, &z.keys);
-        const int64_t block = std::clamp<int64_t>((kScoreBlockFloats / S) / 6 * 6, 6, 96);
+        const int64_t block = ScoreBlockRows(S);
         z.scores.resize(static_cast<size_t>(std::min(block, T) * S));
         for (int64_t h = h0; h < h1; ++h) {
           PackMatMulRhs(w_uk(h), C, nope, C, /*transposed=*/true, &z.w_uk);  // W_ukᵀ [C, nope]

@@ -9,6 +9,7 @@
 #include "engine/base/file.h"
 #include "engine/base/threads.h"
 #include "engine/kernels/cuda/device.h"
+#include "engine/kernels/ops.h"
 #include "engine/model/moe_gate.h"
 #include "tests/testing/testing.h"
 
@@ -146,6 +147,36 @@ TEST_F(EngineTest, ExpandedPrefillInQueryBlocksMatchesAbsorbedForAnyThreadCount)
       EXPECT_TRUE(testing::AllClose(two.data(), absorbed.data(), two.size(), 2e-5, what + ": expanded vs absorbed"));
     }
   }
+}
+
+// `dsv3 bench`'s prefill roofline counts attention's FLOPs in the form each chunk runs: with
+// the same projections (counted by Linear), the two forms' tallies differ by exactly the
+// difference of their attention products. One step of 220 tokens from position 0: absorbed,
+// per head, q·W_uk, scores over all 220 latent and rope keys, the weighted sum, ·W_uv; expanded,
+// keys and values for 220 positions, then query blocks of 96 rows (at this length) over the
+// positions each block's last row sees.
+TEST_F(EngineTest, PrefillFlopTallyFollowsTheAttentionForm) {
+  const auto ids = Ids(220);
+  const auto tally = [&](ModelOptions::Attention form) {
+    auto model = Load(0, 1, 256, form);
+    LinearCounters counters;
+    SetLinearCounters(&counters);
+    std::vector<float> out;
+    EXPECT_TRUE(model->Logits(ids, 0, &out).ok());
+    SetLinearCounters(nullptr);
+    return static_cast<double>(counters.Read().flops);
+  };
+  const auto c = nlohmann::json::parse(ReadFile(dir_.Join("config.json")).value());
+  const double L = c["num_hidden_layers"], H = c["num_attention_heads"], nope = c["qk_nope_head_dim"];
+  const double R = c["qk_rope_head_dim"], vd = c["v_head_dim"], C = c["kv_lora_rank"], T = 220, S = 220;
+  const double absorbed = 2 * T * nope * C + 2 * T * S * (C + R) + 2 * T * S * C + 2 * T * C * vd;
+  double expanded = 2 * S * C * (nope + vd);
+  for (double seen : {96.0, 192.0, 220.0}) {
+    const double rows = seen == 220.0 ? 28.0 : 96.0;
+    expanded += 2 * rows * seen * (nope + R + vd);
+  }
+  EXPECT_DOUBLE_EQ(tally(ModelOptions::Attention::kNaive) - tally(ModelOptions::Attention::kAbsorbed),
+                   L * H * (expanded - absorbed));
 }
 
 TEST_F(EngineTest, ThreadCountDoesNotChangeResults) {

@@ -334,4 +334,9 @@ const char* LinearActivationsName(LinearActivations a) {
 
 void SetLinearCounters(LinearCounters* counters) { g_counters.store(counters, std::memory_order_relaxed); }
 
+void CountFlops(uint64_t flops) {
+  LinearCounters* c = g_counters.load(std::memory_order_relaxed);
+  if (c != nullptr) CounterSlot(c).flops.fetch_add(flops, std::memory_order_relaxed);
+}
+
 }  // namespace dsv3
