@@ -285,7 +285,7 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
         // matrix went out to memory and back), each block over the positions its last query sees.
         struct Scratch {
           std::vector<float> kv, scores;
-          MatMulRhs w_uk, w_uv, keys, vals;
+          MatMulRhs w_kv, keys, vals;
         };
         thread_local Scratch z;
         const int64_t width = nope + vd;  // z.kv rows: [k_nope | v]
@@ -296,12 +296,11 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
         const int64_t block = ScoreBlockRows(S);
         z.scores.resize(static_cast<size_t>(std::min(block, T) * S));
         for (int64_t h = h0; h < h1; ++h) {
-          PackMatMulRhs(w_uk(h), C, nope, C, /*transposed=*/true, &z.w_uk);  // W_ukᵀ [C, nope]
-          PackMatMulRhs(w_uv(h), C, vd, C, /*transposed=*/true, &z.w_uv);    // W_uvᵀ [C, vd]
+          // [W_uk; W_uv]ᵀ [C, nope + vd]: the head's rows of kv_b, W_uk's then W_uv's.
+          PackMatMulRhs(w_uk(h), C, nope + vd, C, /*transposed=*/true, &z.w_kv);
           for (int64_t s0 = 0; s0 < S; s0 += kLatentRowBlock) {
             const int64_t rows = std::min(kLatentRowBlock, S - s0);
-            MatMul(latents + s0 * C, rows, C, C, z.w_uk, nope, z.kv.data(), width);
-            MatMul(latents + s0 * C, rows, C, C, z.w_uv, vd, z.kv.data() + nope, width);
+            MatMul(latents + s0 * C, rows, C, C, z.w_kv, nope + vd, z.kv.data(), width);
             PackMatMulRhsBlock(z.kv.data(), width, /*transposed=*/true, 0, nope, s0, s0 + rows, &z.keys);
             PackMatMulRhsBlock(z.kv.data() + nope, width, /*transposed=*/false, s0, s0 + rows, 0, vd, &z.vals);
           }
