@@ -61,27 +61,6 @@ constexpr int64_t kLatentRowBlock = 96;
 // MatMul tile's 6 rows).
 int64_t ScoreBlockRows(int64_t S) { return std::clamp<int64_t>((kScoreBlockFloats / S) / 6 * 6, 6, 96); }
 
-// The FLOPs of one chunk's attention products in the form it runs (for `dsv3 bench`'s
-// roofline; Linear counts the projections, and decode's W_uk / W_uv reads count as Linear's).
-uint64_t AttentionFlops(const ModelConfig& c, const SeqChunk& ch, bool one_query, AttnImpl form) {
-  const int64_t H = c.num_attention_heads, nope = c.qk_nope_head_dim, R = c.qk_rope_head_dim;
-  const int64_t qk = c.qk_head_dim(), vd = c.v_head_dim, C = c.kv_lora_rank, T = ch.n, S = ch.start_pos + ch.n;
-  int64_t per_head = 0;
-  if (one_query) {
-    per_head = 2 * S * (C + R) + 2 * S * C;  // scores, weighted sum
-  } else if (form == AttnImpl::kAbsorb) {
-    per_head = 2 * T * nope * C + 2 * T * S * (C + R) + 2 * T * S * C + 2 * T * C * vd;
-  } else {
-    per_head = 2 * S * C * (nope + vd);  // keys and values
-    const int64_t block = ScoreBlockRows(S);
-    for (int64_t t0 = 0; t0 < T; t0 += block) {
-      const int64_t rows = std::min(block, T - t0), seen = ch.start_pos + t0 + rows;
-      per_head += 2 * rows * seen * (qk + vd);
-    }
-  }
-  return static_cast<uint64_t>(H * per_head);
-}
-
 int64_t SpanCount(int64_t S, int64_t H) {
   const int64_t max_spans = std::clamp<int64_t>(2048 / std::max<int64_t>(H, 1), 4, 64);
   return std::min<int64_t>(max_spans, (S + kMinSpanRows - 1) / kMinSpanRows);
@@ -112,6 +91,7 @@ void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vecto
   s->decode_parts.resize(static_cast<size_t>(first_span[n] * part));
   ParallelForBalanced(first_span[n], 1, [&](int64_t j0, int64_t j1) {
     thread_local std::vector<float> scores;
+    int64_t flops = 0;  // the scores and weighted sums, for `dsv3 bench` (CountFlops)
     for (int64_t j = j0; j < j1; ++j) {
       const int64_t i = std::upper_bound(first_span.begin(), first_span.end(), j) - first_span.begin() - 1;
       const SeqChunk& ch = *chunks[i];
@@ -141,7 +121,9 @@ void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vecto
         }
       }
       MultiQueryWeightedSum(scores.data(), H, len, latents, len, C, part_j + 2 * H);
+      flops += 2 * H * len * (2 * C + R);
     }
+    CountFlops(static_cast<uint64_t>(flops));
   });
   // Each (chunk, head): its spans merged in order, then W_uv.
   ParallelFor(n * H, 1, [&](int64_t j0, int64_t j1) {
@@ -228,11 +210,6 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
   std::vector<const SeqChunk*> one_query, others;
   for (const SeqChunk& ch : chunks)
     (ch.n == 1 && ChooseAttnForm(c, impl, 1, ch.start_pos + 1) == AttnImpl::kAbsorb ? one_query : others).push_back(&ch);
-  uint64_t flops = 0;
-  for (const SeqChunk* ch : one_query) flops += AttentionFlops(c, *ch, true, AttnImpl::kAbsorb);
-  for (const SeqChunk* ch : others)
-    flops += AttentionFlops(c, *ch, false, ChooseAttnForm(c, impl, ch->n, ch->start_pos + ch->n));
-  CountFlops(flops);
   // Decode reads kv_b where it is stored; chunks of several queries read it in float32.
   if (!one_query.empty()) AttendOneQueryChunks(c, q, one_query, layer, cache, w.kv_b_proj, scale, s, attn);
   // kv_b per head: rows [h*(nope+v), h*(nope+v)+nope) are W_uk, the next v rows W_uv.
@@ -247,6 +224,9 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
   const int64_t groups = std::min<int64_t>(H, std::max(1, NumThreads()));
   const int64_t jobs = static_cast<int64_t>(others.size()) * groups;
   ParallelFor(jobs, 1, [&](int64_t j0, int64_t j1) {
+    // The products' FLOPs as they run, in the form each chunk takes, for `dsv3 bench`'s
+    // roofline (CountFlops; Linear counts the projections itself).
+    int64_t flops = 0;
     for (int64_t j = j0; j < j1; ++j) {
       const SeqChunk& ch = *others[j / groups];
       const int64_t g = j % groups, h0 = H * g / groups, h1 = H * (g + 1) / groups, nh = h1 - h0;
@@ -275,6 +255,7 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
         MultiQueryWeightedSum(scores, rows, S, latents, S, C, o_latent);
         for (int64_t i = 0; i < nh; ++i)
           ApplyUv(o_latent + i * T * C, T, C, w_uv(h0 + i), vd, attn + ch.offset * H * vd + (h0 + i) * vd, H * vd);
+        flops += 2 * nh * T * (nope * C + S * (2 * C + R) + C * vd);
       } else {
         // Keys and values expanded per head, then attention at the head widths, every product
         // a MatMul (ops.h) with its right operand packed once per head: keysᵀ [qk, S] (its rope
@@ -304,16 +285,19 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
             PackMatMulRhsBlock(z.kv.data(), width, /*transposed=*/true, 0, nope, s0, s0 + rows, &z.keys);
             PackMatMulRhsBlock(z.kv.data() + nope, width, /*transposed=*/false, s0, s0 + rows, 0, vd, &z.vals);
           }
+          flops += 2 * S * C * (nope + vd);
           for (int64_t t0 = 0; t0 < T; t0 += block) {
             const int64_t rows = std::min(block, T - t0), seen = ch.start_pos + t0 + rows;
             float* scores = z.scores.data();  // [rows, seen]
             MatMul(q_head(h) + t0 * H * qk, rows, qk, H * qk, z.keys, seen, scores, seen);
             MaskedSoftmax(scores, rows, seen, ch.start_pos + t0, rows, c.sliding_window, scale);
             MatMul(scores, rows, seen, seen, z.vals, vd, attn + (ch.offset + t0) * H * vd + h * vd, H * vd);
+            flops += 2 * rows * seen * (qk + vd);
           }
         }
       }
     }
+    CountFlops(static_cast<uint64_t>(flops));
   });
   Linear(attn, N, w.o_proj, out);
 }
