@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "engine/base/line_aligned.h"
 #include "engine/tensor/tensor.h"
 
 namespace dsv3 {
@@ -181,12 +182,10 @@ void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const float* 
 struct MatMulRhs {
   static constexpr int64_t kStrip = 16;  // columns per strip
   int64_t K = 0, N = 0;
-  // Strip j holds columns [16j, 16j + 16) as [K, 16] row-major (zeros past N), from a 64-byte
-  // boundary: the kernel reads each k's 16 floats as one cache line instead of two rows N apart
-  // (from a malloc'd vector's 16-byte alignment every other load straddled two lines).
-  const float* strips() const { return storage.data() + offset; }
-  std::vector<float> storage;
-  int64_t offset = 0;
+  // Strip j holds columns [16j, 16j + 16) as [K, 16] row-major (zeros past N), on cache lines:
+  // the kernel reads each k's 16 floats as one line instead of two rows N apart.
+  const float* strips() const { return storage.data(); }
+  LineAlignedFloats storage;
 };
 // B = b as [K, N] (row stride ldb) or, transposed, bᵀ where b is [N, K] (row stride ldb).
 void PackMatMulRhs(const float* b, int64_t K, int64_t N, int64_t ldb, bool transposed, MatMulRhs* out);

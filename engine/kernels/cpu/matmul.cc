@@ -16,11 +16,9 @@ void SizeMatMulRhs(int64_t K, int64_t N, MatMulRhs* out) {
   const int64_t strips = (N + W - 1) / W;
   out->K = K;
   out->N = N;
-  out->storage.resize(static_cast<size_t>(strips * K * W + W - 1));
-  const auto misalign = reinterpret_cast<uintptr_t>(out->storage.data()) % (W * sizeof(float));
-  out->offset = misalign == 0 ? 0 : static_cast<int64_t>((W * sizeof(float) - misalign) / sizeof(float));
+  out->storage.Resize(static_cast<size_t>(strips * K * W));
   if (N % W != 0) {  // the last strip's columns past N
-    float* last = out->storage.data() + out->offset + (strips - 1) * K * W;
+    float* last = out->storage.data() + (strips - 1) * K * W;
     for (int64_t k = 0; k < K; ++k) std::fill(last + k * W + N % W, last + (k + 1) * W, 0.0f);
   }
 }
@@ -28,7 +26,7 @@ void SizeMatMulRhs(int64_t K, int64_t N, MatMulRhs* out) {
 void PackMatMulRhsBlock(const float* b, int64_t ldb, bool transposed, int64_t k0, int64_t k1, int64_t n0, int64_t n1,
                         MatMulRhs* out) {
   constexpr int64_t W = MatMulRhs::kStrip;
-  float* const base = out->storage.data() + out->offset;
+  float* const base = out->storage.data();
   for (int64_t j = n0 / W; j * W < n1; ++j) {
     float* strip = base + j * out->K * W;
     const int64_t lo = std::max(n0, j * W), hi = std::min(n1, (j + 1) * W);
