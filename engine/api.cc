@@ -29,8 +29,8 @@ double Seconds(std::chrono::steady_clock::time_point a) {
 Model::~Model() = default;
 
 StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir, const ModelOptions& options) {
-  if (options.max_seq_len < 1 || options.batch_size < 1 || options.max_step_tokens < 1)
-    return Status::Invalid("max_seq_len, batch_size and max_step_tokens must be positive");
+  if (options.max_seq_len < 1 || options.batch_size < 1 || options.max_step_tokens < 1 || options.max_logit_rows < 1)
+    return Status::Invalid("max_seq_len, batch_size, max_step_tokens and max_logit_rows must be positive");
   std::unique_ptr<Model> m(new Model());
   m->options_ = options;
   ASSIGN_OR_RETURN(m->config_, LoadHfConfig(JoinPath(dir, "config.json")));
@@ -50,7 +50,7 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir, const Model
   }
   m->transformer_ = std::make_unique<Transformer>(m->config_, weights, t);
   m->slot_tokens_.assign(static_cast<size_t>(options.batch_size), {});
-  m->logits_buf_.resize(static_cast<size_t>(options.max_step_tokens * m->config_.vocab_size));
+  m->logits_buf_.resize(static_cast<size_t>(std::min(options.max_logit_rows, options.max_step_tokens) * m->config_.vocab_size));
   return m;
 }
 
@@ -69,7 +69,7 @@ Status Model::CheckIds(const std::vector<int32_t>& ids) const {
 }
 
 void Model::Feed(std::vector<Pending>& pending, const std::function<void(size_t, int64_t, const float*)>& on_row) {
-  const int64_t cap = options_.max_step_tokens, V = config_.vocab_size;
+  const int64_t cap = options_.max_step_tokens, row_cap = options_.max_logit_rows, V = config_.vocab_size;
   std::vector<int32_t> step_tokens(static_cast<size_t>(cap));
   std::vector<SeqChunk> chunks;
   std::vector<int64_t> rows;
@@ -83,7 +83,12 @@ void Model::Feed(std::vector<Pending>& pending, const std::function<void(size_t,
     for (size_t i = 0; i < pending.size() && N < cap; ++i) {
       Pending& p = pending[i];
       if (p.next >= p.end) continue;
-      const int64_t n = std::min(p.end - p.next, cap - N);
+      // The positions before want_from need no logits; the wanted ones fit what is left of
+      // the logits buffer.
+      const int64_t unwanted = std::max<int64_t>(0, p.want_from - p.next);
+      const int64_t rows_left = row_cap - static_cast<int64_t>(rows.size());
+      const int64_t n = std::min({p.end - p.next, cap - N, unwanted + rows_left});
+      if (n <= 0) continue;
       chunks.push_back({p.slot, p.next, n, N});
       auto& cached = slot_tokens_[p.slot];
       for (int64_t j = 0; j < n; ++j) {
@@ -100,6 +105,7 @@ void Model::Feed(std::vector<Pending>& pending, const std::function<void(size_t,
     }
     if (chunks.empty()) return;
     tokens_fed_ += N;
+    ++forward_steps_;
     transformer_->Forward(step_tokens.data(), chunks, rows, logits_buf_.data());
     for (size_t r = 0; r < rows.size(); ++r) on_row(owners[r].first, owners[r].second, logits_buf_.data() + r * V);
   }

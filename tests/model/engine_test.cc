@@ -31,7 +31,8 @@ class EngineTest : public ::testing::Test {
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
   std::unique_ptr<Model> Load(int64_t window = 0, int64_t batch = 1, int64_t step = 256,
-                              ModelOptions::Attention attention = ModelOptions::Attention::kAuto) {
+                              ModelOptions::Attention attention = ModelOptions::Attention::kAuto,
+                              int64_t logit_rows = 256) {
     auto j = nlohmann::json::parse(ReadFile(dir_.Join("config.json")).value());
     if (window > 0) j["sliding_window"] = window;
     else j.erase("sliding_window");
@@ -40,6 +41,7 @@ class EngineTest : public ::testing::Test {
     o.max_seq_len = 256;
     o.batch_size = batch;
     o.max_step_tokens = step;
+    o.max_logit_rows = logit_rows;
     o.attention = attention;
     auto m = Model::Load(dir_.path(), o);
     EXPECT_TRUE(m.ok()) << m.status().message();
@@ -211,6 +213,28 @@ TEST_F(EngineTest, ScoringReusesPrefixesAndStaysExact) {
     ASSERT_TRUE(fresh.ok());
     EXPECT_NEAR(batched.value()[i].sum, fresh.value()[0].sum, 2e-5) << i;
   }
+}
+
+TEST_F(EngineTest, LogitRowsCapSplitsStepsByWantedRowsOnly) {
+  // Two sequences in 16-token steps; every row from score_from - 1 on is wanted (14 + 4).
+  std::vector<ScoreRequest> reqs{{Ids(40), 26}, {Ids(37, 300), 33}};
+  auto wide = Load(0, 2, 16);
+  auto narrow = Load(0, 2, 16, ModelOptions::Attention::kAuto, 3);
+  auto a = wide->Score(reqs), b = narrow->Score(reqs);
+  ASSERT_TRUE(a.ok() && b.ok());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    ASSERT_EQ(a.value()[i].logprobs.size(), b.value()[i].logprobs.size());
+    for (size_t j = 0; j < a.value()[i].logprobs.size(); ++j)
+      EXPECT_NEAR(a.value()[i].logprobs[j], b.value()[i].logprobs[j], 2e-5) << i << " " << j;
+  }
+  EXPECT_EQ(narrow->tokens_fed(), wide->tokens_fed());  // no token runs twice
+  // 39 + 36 tokens (a sequence's last needs no logits) fill 5 steps of 16 with the 256-row
+  // buffer. With 3 rows a step the 18 wanted rows take at least 6 steps, and the 25 + 32
+  // positions before them, which want no rows, still go up to 16 a step (7 steps in all; held
+  // to 3 tokens a step they would take ~25).
+  EXPECT_EQ(wide->forward_steps(), 5);
+  EXPECT_GE(narrow->forward_steps(), 6);
+  EXPECT_LE(narrow->forward_steps(), 8);
 }
 
 TEST_F(EngineTest, SamplingIsReproducibleForASeed) {
