@@ -224,6 +224,11 @@ void SiluMul(float* gate, const float* up, int64_t n);
 // path does those steps 8 elements at a time, with the bits of doing them one by one (a max
 // and products do not depend on the order).
 void SoftmaxInPlace(float* x, int64_t n, float scale = 1.0f);
+// x[i] *= scale for i < n, returning the largest (-inf for n = 0; a NaN is passed over, as
+// std::max(m, x[i]) does): softmax's first step, alone for decode attention's partials, which
+// keep their maximum and sum unnormalized. The AVX2 path gives the same products and the same
+// maximum (a zero maximum may differ in sign, which no x - max can tell).
+float ScaleAndMax(float* x, int64_t n, float scale);
 // x[i] = exp(x[i] - shift) for i < n, returning their sum: the exponentials of every
 // softmax (exp(-inf) = 0, NaN stays NaN). The AVX2 path (Cephes' expf polynomial, within 3 ulp
 // of std::exp; below e^-87.3 it gives 0) unless the kernels are forced to the reference, which

@@ -106,13 +106,11 @@ void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vecto
       scores.resize(static_cast<size_t>(H * len));
       MultiQueryScoresTwoPart(qa, C, latents, C, qa + H * C, R, cache->pe(layer, ch.slot) + a * R, R, H, len,
                               scores.data(), len);
+      const int64_t hidden = std::clamp<int64_t>(lo - a, 0, len);  // the span's positions before lo
       for (int64_t h = 0; h < H; ++h) {
         float* row = scores.data() + h * len;
-        m[h] = -INFINITY;
-        for (int64_t t = 0; t < len; ++t) {
-          row[t] = a + t < lo ? -INFINITY : row[t] * scale;
-          m[h] = std::max(m[h], row[t]);
-        }
+        std::fill(row, row + hidden, -INFINITY);
+        m[h] = ScaleAndMax(row + hidden, len - hidden, scale);
         if (m[h] == -INFINITY) {  // the whole span is outside the window
           std::fill(row, row + len, 0.0f);
           l[h] = 0.0f;

@@ -134,5 +134,36 @@ TEST_F(ElementwiseOpsTest, SoftmaxAvx2GivesTheBitsOfItsStepsOneByOne) {
   }
 }
 
+// Decode attention's partials take softmax's first step alone: the AVX2 path's products are
+// the reference's bits and its maximum the same value, for lengths around the vector width
+// (0: -inf), with -inf and NaN entries passed over.
+TEST_F(ElementwiseOpsTest, ScaleAndMaxAvx2MatchesItsReference) {
+  if (!GetCpuFeatures().HasAvx2Set()) GTEST_SKIP() << "CPU lacks AVX2+FMA+F16C";
+  uint32_t seed = 60;
+  for (int64_t n : {0, 1, 7, 8, 9, 17, 100}) {
+    for (float scale : {1.0f, 0.125f}) {
+      auto x = testing::RandomNormal(n, 1.0f, seed++);
+      if (n > 2) x[1] = -std::numeric_limits<float>::infinity();
+      if (n > 9) x[9] = std::numeric_limits<float>::quiet_NaN();
+      if (n > 16) x[16] = 1e3f;
+      if (n > 26) {  // the largest, then a NaN in the same lane
+        x[10] = 2e3f;
+        x[18] = std::numeric_limits<float>::quiet_NaN();
+      }
+      std::vector<float> want = x, got = x;
+      SetLinearKernel(LinearKernel::kReference);
+      const float want_max = ScaleAndMax(want.data(), n, scale);
+      SetLinearKernel(LinearKernel::kAvx2);
+      const float got_max = ScaleAndMax(got.data(), n, scale);
+      EXPECT_EQ(got_max, want_max) << "n=" << n << " scale=" << scale;
+      EXPECT_FALSE(std::isnan(got_max)) << "n=" << n;
+      if (n > 16) EXPECT_EQ(got_max, (n > 26 ? 2e3f : 1e3f) * scale);
+      if (n == 0) EXPECT_EQ(got_max, -std::numeric_limits<float>::infinity());
+      ASSERT_EQ(std::memcmp(got.data(), want.data(), n * sizeof(float)), 0) << "n=" << n << " scale=" << scale;
+    }
+  }
+  SetLinearKernel(LinearKernel::kAuto);
+}
+
 }  // namespace
 }  // namespace dsv3

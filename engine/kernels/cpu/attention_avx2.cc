@@ -267,9 +267,9 @@ float ExpShiftedSumAvx2(float* x, int64_t n, float shift) {
   return HorizontalSum(sum);
 }
 
-void SoftmaxAvx2(float* x, int64_t n, float scale) {
-  // x *= scale and its max (max(x, m) keeps m for a NaN x, as std::max(m, x) does; the max of
-  // the rest does not depend on the order), then the exponentials, then x / sum as x * (1 / sum).
+float ScaleMaxAvx2(float* x, int64_t n, float scale) {
+  // max(x, m) keeps m for a NaN x, as std::max(m, x) does; the max of the rest does not
+  // depend on the order.
   const __m256 s = _mm256_set1_ps(scale);
   __m256 mv = _mm256_set1_ps(-__builtin_inff());
   int64_t i = 0;
@@ -286,9 +286,15 @@ void SoftmaxAvx2(float* x, int64_t n, float scale) {
     x[i] *= scale;
     m = x[i] > m ? x[i] : m;
   }
-  const float inv = 1.0f / ExpShiftedSumAvx2(x, n, m);
+  return m;
+}
+
+void SoftmaxAvx2(float* x, int64_t n, float scale) {
+  // x *= scale and its max, then the exponentials, then x / sum as x * (1 / sum).
+  const float inv = 1.0f / ExpShiftedSumAvx2(x, n, ScaleMaxAvx2(x, n, scale));
   const __m256 iv = _mm256_set1_ps(inv);
-  for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), iv));
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), iv));
   for (; i < n; ++i) x[i] *= inv;
 }
 
@@ -341,6 +347,7 @@ void MultiQueryScoresTwoPartAvx2(const float*, int64_t, const float*, int64_t, c
 void MultiQueryWeightedSumAvx2(const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*) {}
 float ExpShiftedSumAvx2(float*, int64_t, float) { return 0.0f; }
 void SoftmaxAvx2(float*, int64_t, float) {}
+float ScaleMaxAvx2(float*, int64_t, float) { return 0.0f; }
 void SiluMulAvx2(float*, const float*, int64_t) {}
 }  // namespace dsv3::cpu
 

@@ -56,13 +56,19 @@ void SiluMul(float* gate, const float* up, int64_t n) {
 
 void SoftmaxInPlace(float* x, int64_t n, float scale) {
   if (ActiveLinearKernel() == LinearKernel::kAvx2) return cpu::SoftmaxAvx2(x, n, scale);
+  const float m = ScaleAndMax(x, n, scale);
+  const float inv = 1.0f / ExpShiftedSum(x, n, m);
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+float ScaleAndMax(float* x, int64_t n, float scale) {
+  if (ActiveLinearKernel() == LinearKernel::kAvx2) return cpu::ScaleMaxAvx2(x, n, scale);
   float m = -INFINITY;
   for (int64_t i = 0; i < n; ++i) {
     x[i] *= scale;
     m = std::max(m, x[i]);
   }
-  const float inv = 1.0f / ExpShiftedSum(x, n, m);
-  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+  return m;
 }
 
 float ExpShiftedSum(float* x, int64_t n, float shift) {
