@@ -123,7 +123,7 @@ void GemmAvx2WithScratch(const float* x, int64_t T, int64_t ldx, const RawWeight
 float ExpShiftedSumAvx2(float* x, int64_t n, float shift);
 // SoftmaxInPlace (ops.h) with AVX2 + FMA, the same bits (attention_avx2.cc).
 void SoftmaxAvx2(float* x, int64_t n, float scale);
-// ScaleAndMax (ops.h) with AVX2, the same bits (attention_avx2.cc).
+// ScaleAndMax (ops.h) with AVX2: the same products and maximum (attention_avx2.cc).
 float ScaleMaxAvx2(float* x, int64_t n, float scale);
 // SiluMul (ops.h) with AVX2 + FMA, its exp ExpShiftedSumAvx2's (attention_avx2.cc).
 void SiluMulAvx2(float* gate, const float* up, int64_t n);
