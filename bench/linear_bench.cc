@@ -191,6 +191,54 @@ void ExpertArgs(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_ExpertStream)->Apply(ExpertArgs)->UseRealTime()->MinTime(0.5);
 
+// Args: dtype (as BM_Linear), fused. The two products of one input MLA starts with (q_a,
+// 384 x 1536, and kv_a, 288 x 1536, as bench-v3-mini's), one pair per layer at its own
+// addresses, over 64 MB in all so each pass reads them from DRAM as a decode step does: two
+// Linear calls (fused 0) against one LinearSameInput (fused 1), one token, two threads,
+// int8 activations where the format takes them.
+void BM_SameInput(benchmark::State& state) {
+  const int format = static_cast<int>(state.range(0));
+  const bool fused = state.range(1) != 0;
+  if (!GetCpuFeatures().HasAvx2Set()) {
+    state.SkipWithError("CPU lacks AVX2");
+    return;
+  }
+  SetNumThreads(2);
+  const auto bytes_of = [](const Fixture& f) {
+    return static_cast<int64_t>(f.bytes.size() + f.scale.size() * sizeof(float) + f.scale16.size() * sizeof(uint16_t));
+  };
+  std::vector<Fixture> q_a, kv_a;
+  int64_t bytes = 0;
+  while (bytes < (int64_t{64} << 20)) {
+    q_a.push_back(Make(format, 384, 1536, 1));
+    kv_a.push_back(Make(format, 288, 1536, 1));
+    bytes += bytes_of(q_a.back()) + bytes_of(kv_a.back());
+  }
+  const std::vector<float>& x = q_a[0].x;
+  std::vector<float> y_q(384), y_kv(288);
+  for (auto _ : state) {
+    for (size_t l = 0; l < q_a.size(); ++l) {
+      if (fused) {
+        LinearSameInput(x.data(), 1, {{&q_a[l].w, y_q.data()}, {&kv_a[l].w, y_kv.data()}});
+      } else {
+        Linear(x.data(), 1, q_a[l].w, y_q.data());
+        Linear(x.data(), 1, kv_a[l].w, y_kv.data());
+      }
+    }
+    benchmark::DoNotOptimize(y_q.data());
+    benchmark::DoNotOptimize(y_kv.data());
+  }
+  state.SetLabel(FormatName(format) + (fused ? " LinearSameInput" : " two Linear"));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * bytes);
+}
+BENCHMARK(BM_SameInput)
+    ->Args({static_cast<int>(DType::kBF16), 0})
+    ->Args({static_cast<int>(DType::kBF16), 1})
+    ->Args({kInt4Group32, 0})
+    ->Args({kInt4Group32, 1})
+    ->UseRealTime()
+    ->MinTime(0.5);
+
 // Args: dtype (as BM_Linear), kernel. Decode's absorbed attention over one layer's kv_b as
 // stored (bench-v3-mini: 12 heads x (64 W_uk + 64 W_uv rows) x 256): per head, the query's
 // weighted sum of the W_uk rows and the W_uv rows' scores against the merged latent. The

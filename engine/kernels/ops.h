@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <initializer_list>
 #include <vector>
 
 #include "engine/base/line_aligned.h"
@@ -41,6 +42,18 @@ struct WeightMatrix {
 void Linear(const float* x, int64_t T, const WeightMatrix& w, float* y);
 // Same, accumulating into y (y += x·Wᵀ).
 void LinearAccumulate(const float* x, int64_t T, const WeightMatrix& w, float* y);
+
+// One product of LinearSameInput: y[T, w->rows()] = x · w->ᵀ.
+struct LinearOutput {
+  const WeightMatrix* w;
+  float* y;
+};
+// Several Linear calls on one input x[T, in] (MLA's q_a and kv_a, an MLP's gate and up; vLLM
+// merges these matrices for the same reason) in one parallel region: the matrices' row pieces
+// are balanced over the pool together, so at batch 1 no thread waits at the end of each small
+// matrix, and x is quantized once for the matrices that take it in the same int8 layout. Each
+// y is bitwise what Linear would write.
+void LinearSameInput(const float* x, int64_t T, std::initializer_list<LinearOutput> outputs);
 
 // Rows [r0, r1) of y = x·Wᵀ on the calling thread, y with row stride ldy (x is [T, in]
 // contiguous). For callers that spread several matrices over the thread pool at once (the

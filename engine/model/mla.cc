@@ -178,18 +178,18 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
   const int64_t qk = c.qk_head_dim(), vd = c.v_head_dim, C = c.kv_lora_rank;
   const float eps = static_cast<float>(c.rms_norm_eps);
 
-  // Queries: q = q_b(norm(q_a(x))) or q_proj(x); then rope on each head's tail.
+  // Queries: q = q_b(norm(q_a(x))) or q_proj(x); then rope on each head's tail. Keys/values:
+  // [latent | k_pe] = kv_a(x); the latent is normed, k_pe is rotated, not normed. The two
+  // products of x go together.
   float* q = s->q.data();
+  float* kv_a = s->kv_a.data();
   if (c.q_lora_rank > 0) {
-    Linear(x, N, w.q_a_proj, s->q_a.data());
+    LinearSameInput(x, N, {{&w.q_a_proj, s->q_a.data()}, {&w.kv_a_proj_with_mqa, kv_a}});
     RmsNorm(s->q_a.data(), w.q_a_layernorm, N, c.q_lora_rank, eps, s->q_a.data());
     Linear(s->q_a.data(), N, w.q_b_proj, q);
   } else {
-    Linear(x, N, w.q_proj, q);
+    LinearSameInput(x, N, {{&w.q_proj, q}, {&w.kv_a_proj_with_mqa, kv_a}});
   }
-  // Keys/values: [latent | k_pe] = kv_a(x); the latent is normed, k_pe is rotated, not normed.
-  float* kv_a = s->kv_a.data();
-  Linear(x, N, w.kv_a_proj_with_mqa, kv_a);
   for (const SeqChunk& ch : chunks) {
     float* kv_cache = cache->kv(layer, ch.slot);
     float* pe_cache = cache->pe(layer, ch.slot);

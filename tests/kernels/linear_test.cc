@@ -303,6 +303,61 @@ TEST_F(LinearKernelTest, Fp8DecodeTakesEveryByteAndLargeActivations) {
   }
 }
 
+// LinearSameInput runs several matrices of one input in one region, sharing x's int8 form
+// between matrices that take the same layout (INT8's column order differs from INT4's nibble
+// order): every output must be Linear's, bit for bit, whatever the kernels, activations,
+// token count (GEMV or GEMM) and thread count, and each matrix is counted once.
+TEST_F(LinearKernelTest, SameInputGivesEachLinearBitForBit) {
+  const int64_t K = 96;
+  std::vector<std::pair<std::string, OwnedWeight>> w;
+  w.emplace_back("BF16", MakeWeight(DType::kBF16, 70, K, 31));
+  w.emplace_back("int4", MakeIntWeight(true, 45, K, 32, 32, false));
+  w.emplace_back("int4 symmetric", MakeIntWeight(true, 37, K, 33, 32, true));
+  w.emplace_back("int8", MakeIntWeight(false, 33, K, 34, 32, true));
+  w.emplace_back("F8_E4M3", MakeWeight(DType::kF8E4M3, 130, K, 35, 128));
+  const std::vector<std::vector<int>> sets = {{0, 1}, {1, 2}, {3, 1}, {4, 0}, {3, 2, 4}};
+  for (const LinearKernel kernel : {LinearKernel::kAvx2, LinearKernel::kReference})
+    for (const LinearActivations acts : {LinearActivations::kF32, LinearActivations::kInt8All})
+      for (const int threads : {1, 2})
+        for (const int64_t T : {1, 3, 21})
+          for (const auto& set : sets) {
+            SetLinearKernel(kernel);
+            SetLinearActivations(acts);
+            SetNumThreads(threads);
+            const auto x = RandomVector(T * K, 36 + static_cast<uint32_t>(T));
+            std::vector<std::vector<float>> alone, together;
+            for (int i : set) {
+              const WeightMatrix& m = w[static_cast<size_t>(i)].second.m;
+              alone.emplace_back(static_cast<size_t>(T * m.rows()));
+              together.emplace_back(static_cast<size_t>(T * m.rows()), -1.0f);
+              Linear(x.data(), T, m, alone.back().data());
+            }
+            const auto out = [&](size_t j) {
+              return LinearOutput{&w[static_cast<size_t>(set[j])].second.m, together[j].data()};
+            };
+            LinearCounters counters;
+            SetLinearCounters(&counters);
+            if (set.size() == 2) {
+              LinearSameInput(x.data(), T, {out(0), out(1)});
+            } else {
+              LinearSameInput(x.data(), T, {out(0), out(1), out(2)});
+            }
+            SetLinearCounters(nullptr);
+            uint64_t bytes = 0;
+            for (size_t j = 0; j < set.size(); ++j) {
+              const WeightMatrix& m = w[static_cast<size_t>(set[j])].second.m;
+              for (const TensorView* t : {&m.w, &m.scale_inv, &m.scale, &m.zero})
+                if (!t->empty()) bytes += t->nbytes();
+              EXPECT_EQ(alone[j], together[j]) << w[static_cast<size_t>(set[j])].first << " (output " << j
+                                               << ") kernel " << LinearKernelName(kernel) << " activations "
+                                               << LinearActivationsName(acts) << " threads " << threads << " T=" << T;
+            }
+            EXPECT_EQ(counters.Read().calls, set.size());
+            EXPECT_EQ(counters.Read().weight_bytes, bytes);
+          }
+  SetNumThreads(0);
+}
+
 TEST(LinearCountersTest, CountsWeightBytesAndFlops) {
   OwnedWeight w = MakeWeight(DType::kBF16, 40, 32, 3);
   const auto x = RandomVector(3 * 32, 4);

@@ -196,6 +196,51 @@ void LinearImpl(const float* x, int64_t T, const WeightMatrix& w, float* y, bool
 void Linear(const float* x, int64_t T, const WeightMatrix& w, float* y) { LinearImpl(x, T, w, y, false); }
 void LinearAccumulate(const float* x, int64_t T, const WeightMatrix& w, float* y) { LinearImpl(x, T, w, y, true); }
 
+void LinearSameInput(const float* x, int64_t T, std::initializer_list<LinearOutput> outputs) {
+  // Each output's pieces (as Linear cuts them) are numbered after the previous output's.
+  struct Part {
+    LinearOutput out;
+    cpu::RawWeight raw;
+    const LinearInput* in;
+    int64_t piece_rows, first_piece;
+  };
+  // This thread's buffers, named by references: a thread_local named inside the region's
+  // lambda would be each worker's own.
+  thread_local std::vector<Part> parts_buffer;
+  thread_local std::vector<LinearInput> inputs_buffer;
+  std::vector<Part>& parts = parts_buffer;
+  std::vector<LinearInput>& inputs = inputs_buffer;
+  const LinearActivations activations = CurrentLinearActivations();
+  parts.clear();
+  inputs.resize(std::max(inputs.size(), outputs.size()));
+  int64_t pieces = 0;
+  for (const LinearOutput& o : outputs) {
+    Count(*o.w, T, 0, o.w->rows());
+    Part p{o, Raw(*o.w), nullptr, 0, pieces};
+    const int layout = LayoutFor(p.raw, activations);
+    for (const Part& earlier : parts)
+      if (earlier.in->layout == layout) p.in = earlier.in;  // the same x in the same form
+    if (p.in == nullptr) {
+      LinearInput& in = inputs[parts.size()];
+      in.Prepare(x, T, *o.w, activations);
+      p.in = &in;
+    }
+    const bool fast = p.in->layout != 0 || (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(p.raw));
+    p.piece_rows = std::max(fast ? kFastGrain : kTileRows, MinPieceRows(*o.w, T));
+    pieces += (o.w->rows() + p.piece_rows - 1) / p.piece_rows;
+    parts.push_back(p);
+  }
+  ParallelForBalanced(pieces, 1, [&](int64_t begin, int64_t end) {
+    size_t i = 0;
+    for (int64_t k = begin; k < end; ++k) {
+      while (i + 1 < parts.size() && parts[i + 1].first_piece <= k) ++i;
+      const Part& p = parts[i];
+      const int64_t rows = p.out.w->rows(), r0 = (k - p.first_piece) * p.piece_rows;
+      Rows(*p.in, *p.out.w, p.raw, r0, std::min(rows, r0 + p.piece_rows), p.out.y, rows, false);
+    }
+  });
+}
+
 namespace {
 
 // Rows [r0, r0 + S) of w as DequantizeRows writes them, into this thread's buffer: the
