@@ -1,8 +1,13 @@
 // dsv3 bench: prefill and decode speed of a checkpoint, llama-bench style, with the roofline
 // next to each figure. The ceilings are measured in the same run (read bandwidth, FMA peak);
-// the work is counted from what the run did: weight bytes read per decoded token (only the
-// experts it routed to) and FLOPs per prefilled token. Each test also reports where its
-// forward steps spent their time (attention, MoE, dense MLP, lm_head), per token.
+// the work is counted from what the run did, per token: weight bytes read (only the experts
+// it routed to; decode adds the latent cache it reads) and FLOPs. A test's roofline is the
+// slower of its two floors, bytes at the read bandwidth and float FLOPs at the FMA peak
+// (products with int8 activations are integer work the FMA peak does not bound, so they add
+// to no floor): decode at batch 1 is bound by memory and a long prefill by compute, but a
+// short prompt reads every weight for a few tokens, and a large decode batch does many FLOPs
+// per byte. Each test also reports where its forward steps spent their time (attention, MoE,
+// dense MLP, lm_head), per token.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -92,8 +97,9 @@ struct Row {
   std::string test;
   int64_t threads = 0, depth = 0, tokens = 0, batch = 1;
   Stats tps;
-  double work_per_token = 0;  // bytes (decode) or FLOPs (prefill)
+  double bytes_per_token = 0, flops_per_token = 0, int8_flops_per_token = 0;
   double roofline_tps = 0;
+  bool compute_bound = false;  // the FLOP floor is the higher one
   StageSeconds stages;  // forward seconds per token by stage, mean over the repetitions
 };
 
@@ -195,7 +201,8 @@ int RunBench(int argc, char** argv) {
       }
       for (int64_t B : batches.value()) {
         std::vector<double> pp, tg;
-        double prefill_flops = 0, decode_bytes = 0;
+        LinearCounters::Totals pp_work, tg_work;  // per token
+        double pp_tokens = 1, tg_tokens = 1;  // the tokens pp_work and tg_work are over
         StageSeconds pp_stages, tg_stages;  // per token, mean over the repetitions
         // Repetition -1 is a warm-up: it maps the weight pages in and wakes the pool.
         for (int64_t rep = -1; rep < reps; ++rep) {
@@ -209,14 +216,12 @@ int RunBench(int argc, char** argv) {
           gp.max_new_tokens = std::max<int64_t>(G, 1);
           counters.Reset();
           stages = StageSeconds{};
-          uint64_t flops_at_first = 0, bytes_at_first = 0;
+          LinearCounters::Totals at_first;
           StageSeconds stages_at_first;
           bool first = true;
           auto r = model.Generate(prompts, gp, [&](size_t, int32_t) {
             if (first) {  // the prefill is done; what follows is decode
-              const LinearCounters::Totals at_first = counters.Read();
-              flops_at_first = at_first.flops;
-              bytes_at_first = at_first.weight_bytes;
+              at_first = counters.Read();
               stages_at_first = stages;
               first = false;
             }
@@ -229,7 +234,8 @@ int RunBench(int argc, char** argv) {
           const double tokens = static_cast<double>(B);
           if (P > 0) {
             pp.push_back(tokens * static_cast<double>(P) / std::max(g.prefill_seconds, 1e-9));
-            prefill_flops = static_cast<double>(flops_at_first) / (tokens * static_cast<double>(P));
+            pp_work = at_first;
+            pp_tokens = tokens * static_cast<double>(P);
             AddScaled(&pp_stages, stages_at_first, 1.0 / (tokens * static_cast<double>(P * reps)));
           }
           if (G > 1 && steps > 0) {
@@ -238,8 +244,11 @@ int RunBench(int argc, char** argv) {
             AddScaled(&tg_stages, stages, per_token);
             AddScaled(&tg_stages, stages_at_first, -per_token);
             // A step reads each weight it touches once for all B sequences.
-            decode_bytes =
-                static_cast<double>(counters.Read().weight_bytes - bytes_at_first) / (tokens * static_cast<double>(steps));
+            const LinearCounters::Totals all = counters.Read();
+            tg_work.weight_bytes = all.weight_bytes - at_first.weight_bytes;
+            tg_work.flops = all.flops - at_first.flops;
+            tg_work.int8_flops = all.int8_flops - at_first.int8_flops;
+            tg_tokens = tokens * static_cast<double>(steps);
           }
         }
         // The prefill's FLOPs are counted as they run (attention's in the form MLA picked for
@@ -248,12 +257,18 @@ int RunBench(int argc, char** argv) {
         const double tg_ctx = static_cast<double>(depth + P) + static_cast<double>(G) / 2;
         const double cache_bytes = static_cast<double>(L) * tg_ctx * static_cast<double>(C + R) * sizeof(float);
         const std::string at = (B > 1 ? " x" + std::to_string(B) : "") + (depth > 0 ? " @ d" + std::to_string(depth) : "");
-        if (P > 0)
-          rows.push_back({"pp" + std::to_string(P) + at, used_threads, depth, P, B, Summarize(pp), prefill_flops, 0,
-                          pp_stages});
-        if (G > 1)
-          rows.push_back({"tg" + std::to_string(G) + at, used_threads, depth, G, B, Summarize(tg), decode_bytes + cache_bytes, 0,
-                          tg_stages});
+        const auto row = [&](const std::string& test, int64_t tokens, const std::vector<double>& tps,
+                             const LinearCounters::Totals& work, double over, double extra_bytes,
+                             const StageSeconds& st) {
+          Row r{test + at, used_threads, depth, tokens, B, Summarize(tps)};
+          r.bytes_per_token = static_cast<double>(work.weight_bytes) / over + extra_bytes;
+          r.flops_per_token = static_cast<double>(work.flops) / over;
+          r.int8_flops_per_token = static_cast<double>(work.int8_flops) / over;
+          r.stages = st;
+          rows.push_back(r);
+        };
+        if (P > 0) row("pp" + std::to_string(P), P, pp, pp_work, pp_tokens, 0, pp_stages);
+        if (G > 1) row("tg" + std::to_string(G), G, tg, tg_work, tg_tokens, cache_bytes, tg_stages);
       }
     }
   }
@@ -265,8 +280,11 @@ int RunBench(int argc, char** argv) {
   std::vector<std::pair<double, double>> ceilings;  // (bytes/s, FLOP/s) per row
   for (Row& row : rows) {
     const auto [bw, peak] = ceiling[row.threads];
-    const bool decode = row.test.rfind("tg", 0) == 0;
-    row.roofline_tps = decode ? bw / row.work_per_token : (peak > 0 ? peak / row.work_per_token : 0);
+    const double memory_s = bw > 0 ? row.bytes_per_token / bw : 0;
+    const double compute_s = peak > 0 ? (row.flops_per_token - row.int8_flops_per_token) / peak : 0;
+    row.compute_bound = compute_s > memory_s;
+    const double floor_s = std::max(memory_s, compute_s);
+    row.roofline_tps = floor_s > 0 ? 1.0 / floor_s : 0;
     ceilings.push_back({bw, peak});
   }
   nlohmann::json out = nlohmann::json::array();
@@ -293,7 +311,10 @@ int RunBench(int argc, char** argv) {
                      {"min_ts", r.tps.min},
                      {"max_ts", r.tps.max},
                      {"repetitions", reps},
-                     {decode ? "bytes_per_token" : "flops_per_token", r.work_per_token},
+                     {"bytes_per_token", r.bytes_per_token},
+                     {"flops_per_token", r.flops_per_token},
+                     {"int8_flops_per_token", r.int8_flops_per_token},
+                     {"bound", r.compute_bound ? "compute" : "memory"},
                      {"read_bandwidth_bytes_per_s", ceilings[i].first},
                      {"peak_flops", ceilings[i].second},
                      {"roofline_ts", r.roofline_tps},
@@ -320,10 +341,12 @@ int RunBench(int argc, char** argv) {
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
     const bool decode = r.test.rfind("tg", 0) == 0;
-    std::printf("%s, %lld threads: %s per token %.3f %s; ceiling %.1f %s\n", r.test.c_str(),
-                static_cast<long long>(r.threads), decode ? "weights+cache read" : "work",
-                decode ? r.work_per_token / 1e9 : r.work_per_token / 1e9, decode ? "GB" : "GFLOP",
-                decode ? ceilings[i].first / 1e9 : ceilings[i].second / 1e9, decode ? "GB/s read" : "GFLOP/s FMA peak");
+    std::printf("%s, %lld threads: per token %.3f GB read (%s), %.3f GFLOP", r.test.c_str(),
+                static_cast<long long>(r.threads), r.bytes_per_token / 1e9, decode ? "weights+cache" : "weights",
+                r.flops_per_token / 1e9);
+    if (r.int8_flops_per_token > 0) std::printf(" (%.3f in int8)", r.int8_flops_per_token / 1e9);
+    std::printf("; ceilings %.1f GB/s read, %.1f GFLOP/s FMA peak: %s-bound\n", ceilings[i].first / 1e9,
+                ceilings[i].second / 1e9, r.compute_bound ? "compute" : "memory");
   }
   // Where each test's forward time went (the rest of a token's time: sampling, scheduling).
   for (const Row& r : rows) {

@@ -133,17 +133,19 @@ void SetLinearKernel(LinearKernel k);
 LinearKernel ActiveLinearKernel();
 const char* LinearKernelName(LinearKernel k);
 
-// Optional tally of the work Linear does, for rooflines: weight bytes read and FLOPs. Off
+// Optional tally of the work Linear does, for rooflines: weight bytes read and FLOPs (of
+// which int8_flops are products with int8 activations: integer multiply-adds, which the FMA
+// peak does not bound). Off
 // (null) by default; when set, every Linear/LinearRows call adds to it with relaxed atomics
 // (a few per matrix, nothing per element), each thread to its own slot: two decode threads
 // adding to one cache line cost ~1.5% of an INT4 token (a MoE step makes ~200 calls a layer).
 // Not thread-safe to swap while a forward runs.
 struct LinearCounters {
   struct Totals {
-    uint64_t weight_bytes = 0, flops = 0, calls = 0;
+    uint64_t weight_bytes = 0, flops = 0, int8_flops = 0, calls = 0;
   };
   struct alignas(64) Slot {
-    std::atomic<uint64_t> weight_bytes{0}, flops{0}, calls{0};
+    std::atomic<uint64_t> weight_bytes{0}, flops{0}, int8_flops{0}, calls{0};
   };
   static constexpr int kSlots = 16;  // threads beyond share slots (still exact: atomics)
   Slot slots[kSlots];
@@ -153,6 +155,7 @@ struct LinearCounters {
     for (const Slot& s : slots) {
       t.weight_bytes += s.weight_bytes.load(std::memory_order_relaxed);
       t.flops += s.flops.load(std::memory_order_relaxed);
+      t.int8_flops += s.int8_flops.load(std::memory_order_relaxed);
       t.calls += s.calls.load(std::memory_order_relaxed);
     }
     return t;
@@ -161,6 +164,7 @@ struct LinearCounters {
     for (Slot& s : slots) {
       s.weight_bytes = 0;
       s.flops = 0;
+      s.int8_flops = 0;
       s.calls = 0;
     }
   }

@@ -3,6 +3,8 @@
 // errors (exit 2).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "tests/testing/testing.h"
@@ -36,12 +38,17 @@ TEST_F(BenchCliTest, JsonHasPrefillAndDecodeRowsWithRooflines) {
     EXPECT_LE(row["min_ts"].get<double>(), row["max_ts"].get<double>());
     EXPECT_GT(row["peak_rss_bytes"].get<double>(), 0.0);
     EXPECT_GT(row["read_bandwidth_bytes_per_s"].get<double>(), 0.0);
-    if (row["test"].get<std::string>().rfind("tg", 0) == 0) {
-      EXPECT_GT(row["bytes_per_token"].get<double>(), 0.0);
-      EXPECT_GT(row["roofline_ts"].get<double>(), 0.0);
-    } else {
-      EXPECT_GT(row["flops_per_token"].get<double>(), 0.0);
-    }
+    // The roofline is the slower floor: bytes at the read bandwidth, float FLOPs (all of them
+    // here: tiny-v3's BF16 weights take no int8 activations) at the FMA peak.
+    const double bytes = row["bytes_per_token"].get<double>(), flops = row["flops_per_token"].get<double>();
+    const double int8_flops = row["int8_flops_per_token"].get<double>();
+    EXPECT_GT(bytes, 0.0) << row.dump();
+    EXPECT_GT(flops, 0.0) << row.dump();
+    EXPECT_EQ(int8_flops, 0.0) << row.dump();
+    const double memory_s = bytes / row["read_bandwidth_bytes_per_s"].get<double>();
+    const double compute_s = flops / row["peak_flops"].get<double>();
+    EXPECT_NEAR(row["roofline_ts"].get<double>() * std::max(memory_s, compute_s), 1.0, 1e-9) << row.dump();
+    EXPECT_EQ(row["bound"], compute_s > memory_s ? "compute" : "memory") << row.dump();
     // The forward's time per token by stage: every stage of tiny-v3 (a dense layer, then MoE
     // ones) ran, and together they fit in the test's own time per token (the slowest
     // repetition's): prefill stages count prefill steps only, decode stages decode steps only.

@@ -371,8 +371,31 @@ TEST(LinearCountersTest, CountsWeightBytesAndFlops) {
   EXPECT_EQ(t.weight_bytes, uint64_t{40 * 32 * 2 + 10 * 32 * 2});
   EXPECT_EQ(t.flops, uint64_t{2 * 3 * 32 * 50});
   EXPECT_EQ(t.calls, 2u);
+  EXPECT_EQ(t.int8_flops, 0u) << "BF16 weights take float32 activations";
   counters.Reset();
   EXPECT_EQ(counters.Read().calls, 0u);
+}
+
+// Products with int8 activations (INT8/INT4 weights, not forced to float32) are tallied apart
+// as well: `dsv3 bench` leaves them out of the FLOPs it holds against the FMA peak.
+TEST(LinearCountersTest, CountsInt8ActivationFlopsApart) {
+  OwnedWeight w = testing::MakeIntWeight(true, 40, 64, 5, 32, false);
+  const auto x = RandomVector(3 * 64, 6);
+  std::vector<float> y(3 * 40), y2(3 * 40);
+  LinearCounters counters;
+  SetLinearCounters(&counters);
+  for (const auto acts : {LinearActivations::kInt8All, LinearActivations::kF32}) {
+    SetLinearActivations(acts);
+    counters.Reset();
+    Linear(x.data(), 3, w.m, y.data());
+    LinearRows(x.data(), 3, w.m, 0, 10, y.data(), 40, false);
+    LinearSameInput(x.data(), 3, {{&w.m, y.data()}, {&w.m, y2.data()}});
+    const LinearCounters::Totals t = counters.Read();
+    EXPECT_EQ(t.flops, uint64_t{2 * 3 * 64 * (40 + 10 + 80)});
+    EXPECT_EQ(t.int8_flops, acts == LinearActivations::kF32 ? 0 : t.flops) << LinearActivationsName(acts);
+  }
+  SetLinearCounters(nullptr);
+  SetLinearActivations(LinearActivations::kInt8);
 }
 
 // Calls from many threads at once (the MoE's row jobs) are all counted, whichever slots they

@@ -84,7 +84,8 @@ LinearCounters::Slot& CounterSlot(LinearCounters* c) {
   return c->slots[slot];
 }
 
-void Count(const WeightMatrix& w, int64_t T, int64_t r0, int64_t r1) {
+// int8: the products take int8 activations (LinearInput::layout != 0).
+void Count(const WeightMatrix& w, int64_t T, int64_t r0, int64_t r1, bool int8) {
   LinearCounters* c = g_counters.load(std::memory_order_relaxed);
   if (c == nullptr) return;
   const int64_t rows = r1 - r0, in = w.cols();
@@ -94,6 +95,7 @@ void Count(const WeightMatrix& w, int64_t T, int64_t r0, int64_t r1) {
   LinearCounters::Slot& slot = CounterSlot(c);
   slot.weight_bytes.fetch_add(bytes, std::memory_order_relaxed);
   slot.flops.fetch_add(static_cast<uint64_t>(2 * T * rows * in), std::memory_order_relaxed);
+  if (int8) slot.int8_flops.fetch_add(static_cast<uint64_t>(2 * T * rows * in), std::memory_order_relaxed);
   slot.calls.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -180,10 +182,10 @@ LinearInput& CallInput() {
 
 void LinearImpl(const float* x, int64_t T, const WeightMatrix& w, float* y, bool accumulate) {
   const int64_t out = w.rows();
-  Count(w, T, 0, out);
   const cpu::RawWeight raw = Raw(w);
   LinearInput& in = CallInput();
   in.Prepare(x, T, w);
+  Count(w, T, 0, out, in.layout != 0);
   // Rows go out in pieces, balanced: a thread that finishes its share takes the other's last
   // pieces (one thread's DRAM stream can run well behind the other's on a shared machine).
   const bool fast = in.layout != 0 || (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw));
@@ -215,7 +217,6 @@ void LinearSameInput(const float* x, int64_t T, std::initializer_list<LinearOutp
   inputs.resize(std::max(inputs.size(), outputs.size()));
   int64_t pieces = 0;
   for (const LinearOutput& o : outputs) {
-    Count(*o.w, T, 0, o.w->rows());
     Part p{o, Raw(*o.w), nullptr, 0, pieces};
     const int layout = LayoutFor(p.raw, activations);
     for (const Part& earlier : parts)
@@ -225,6 +226,7 @@ void LinearSameInput(const float* x, int64_t T, std::initializer_list<LinearOutp
       in.Prepare(x, T, *o.w, activations);
       p.in = &in;
     }
+    Count(*o.w, T, 0, o.w->rows(), p.in->layout != 0);
     const bool fast = p.in->layout != 0 || (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(p.raw));
     p.piece_rows = std::max(fast ? kFastGrain : kTileRows, MinPieceRows(*o.w, T));
     pieces += (o.w->rows() + p.piece_rows - 1) / p.piece_rows;
@@ -260,14 +262,14 @@ bool RowsInPlace(const cpu::RawWeight& raw) {
 }  // namespace
 
 void WeightRowScores(const float* q, const WeightMatrix& w, int64_t r0, int64_t S, float* scores) {
-  Count(w, 1, r0, r0 + S);
+  Count(w, 1, r0, r0 + S, false);
   const cpu::RawWeight raw = Raw(w);
   if (RowsInPlace(raw)) return cpu::WeightRowScoresAvx2(q, raw, r0, S, scores);
   MultiQueryScores(q, 1, w.cols(), Float32Rows(w, r0, S), S, w.cols(), scores, S, false);
 }
 
 void WeightRowsWeightedSum(const float* p, const WeightMatrix& w, int64_t r0, int64_t S, float* out) {
-  Count(w, 1, r0, r0 + S);
+  Count(w, 1, r0, r0 + S, false);
   const cpu::RawWeight raw = Raw(w);
   if (RowsInPlace(raw)) return cpu::WeightRowsWeightedSumAvx2(p, raw, r0, S, out);
   MultiQueryWeightedSum(p, 1, S, Float32Rows(w, r0, S), S, w.cols(), out);
@@ -320,7 +322,7 @@ void LinearRows(const LinearInput& in, const WeightMatrix& w, int64_t r0, int64_
     LinearRows(again, w, r0, r1, y, ldy, accumulate);
     return;
   }
-  Count(w, in.T, r0, r1);
+  Count(w, in.T, r0, r1, in.layout != 0);
   Rows(in, w, raw, r0, r1, y, ldy, accumulate);
 }
 
