@@ -49,10 +49,9 @@ struct LinearOutput {
   float* y;
 };
 // Several Linear calls on one input x[T, in] (MLA's q_a and kv_a, an MLP's gate and up; vLLM
-// merges these matrices for the same reason) in one parallel region: the matrices' row pieces
-// are balanced over the pool together, so at batch 1 no thread waits at the end of each small
-// matrix, and x is quantized once for the matrices that take it in the same int8 layout. Each
-// y is bitwise what Linear would write.
+// merges these matrices for the same reason) in one parallel region (LinearJobs), with x
+// quantized once for the matrices that take it in the same int8 layout. Each y is bitwise what
+// Linear would write.
 void LinearSameInput(const float* x, int64_t T, std::initializer_list<LinearOutput> outputs);
 
 // Rows [r0, r1) of y = x·Wᵀ on the calling thread, y with row stride ldy (x is [T, in]
@@ -123,6 +122,18 @@ struct LinearInput {
 // for another format still works: x is then quantized again for this one).
 void LinearRows(const LinearInput& in, const WeightMatrix& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
                 bool accumulate);
+
+// One product of LinearJobs: y[in->T, w->rows()] = in · w->ᵀ.
+struct LinearJob {
+  const LinearInput* in;
+  const WeightMatrix* w;
+  float* y;
+};
+// Runs every job in one parallel region: each matrix is cut into row pieces (Linear's, or
+// min_piece_rows if larger) and all the pieces are balanced over the pool together, so at
+// batch 1 no thread waits at the end of each small matrix (a MoE step's experts, the products
+// of LinearSameInput). Each y is bitwise what Linear would write.
+void LinearJobs(const std::vector<LinearJob>& jobs, int64_t min_piece_rows);
 
 // Kernel families Linear can use. kAuto picks the best one this CPU runs (cpu_features.h);
 // the others force one, for tests and benchmarks that compare a fast kernel with its twin.

@@ -1,7 +1,8 @@
 // The MoE block: shared experts on every token plus the routed experts each token picked.
 // Tokens are grouped per expert so each routed expert's weights are streamed once per step, and
 // only the experts some token chose are touched. The matrices of all active experts (and the
-// shared ones) are split into row blocks and spread over the thread pool together: at batch 1
+// shared ones) are split into row blocks and spread over the thread pool together (LinearJobs,
+// balanced: a prefill gives the experts different token counts): at batch 1
 // each expert matrix is small (512 rows), and splitting them one at a time would leave a thread
 // idle at every join. Every output row is computed by the same kernel call it would get alone,
 // so the result does not depend on the split.
@@ -18,36 +19,12 @@ namespace dsv3 {
 
 namespace {
 
+// Rows per piece of an expert matrix (LinearJobs): each piece is one kernel call.
 constexpr int64_t kRowBlock = 64;
 // A step with this many (token, expert) picks gathers and sums back its rows in parallel, each
 // thread its own columns of every row (a prefill's picks are thousands of rows); a decode
 // step's few rows are copied inline.
 constexpr int64_t kParallelPicks = 16;
-
-// One row block of one projection: y[T, r0:r1] = x[T] · W[r0:r1]ᵀ.
-struct RowJob {
-  const WeightMatrix* w;
-  const LinearInput* x;
-  float* y;
-  int64_t ldy, r0, r1;
-};
-
-void AddJobs(std::vector<RowJob>* jobs, const WeightMatrix& w, const LinearInput& x, float* y) {
-  const int64_t block = std::max(kRowBlock, MinPieceRows(w, x.T));
-  for (int64_t r0 = 0; r0 < w.rows(); r0 += block) jobs->push_back({&w, &x, y, w.rows(), r0, std::min(w.rows(), r0 + block)});
-}
-
-// Runs every job once. Each thread starts on its share of the list and then takes jobs left
-// in the others' (balanced): the experts' token counts differ in a prefill, and at batch 1 one
-// thread's stream can run well behind the other's on a shared machine.
-void RunJobs(const std::vector<RowJob>& jobs) {
-  ParallelForBalanced(static_cast<int64_t>(jobs.size()), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const RowJob& j = jobs[static_cast<size_t>(i)];
-      LinearRows(*j.x, *j.w, j.r0, j.r1, j.y, j.ldy, false);
-    }
-  });
-}
 
 // Prepares s->inputs for one projection of every expert: [0] the shared experts' N rows of
 // `shared_x`, [1 + e] active routed expert e's rows of `routed_x` (width columns each, stacked
@@ -96,7 +73,7 @@ void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64
     for (int64_t i = 0; i < k; ++i) s->per_expert[s->indices[t * k + i]].push_back({static_cast<int32_t>(t), s->weights[t * k + i]});
 
   std::vector<int64_t>& offset = s->offset;
-  thread_local std::vector<RowJob> jobs;
+  std::vector<LinearJob>& jobs = s->jobs;
   offset.assign(static_cast<size_t>(c.n_routed_experts) + 1, 0);
   for (int64_t e = 0; e < c.n_routed_experts; ++e)
     offset[e + 1] = offset[e] + static_cast<int64_t>(s->per_expert[e].size());
@@ -117,28 +94,28 @@ void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64
   PrepareInputs(w, offset, x, N, s->gathered.data(), D, &MlpWeights::gate_proj, s);
   jobs.clear();
   if (shared) {
-    AddJobs(&jobs, w.shared.gate_proj, s->inputs[0], shared_gate);
-    AddJobs(&jobs, w.shared.up_proj, s->inputs[0], shared_up);
+    jobs.push_back({&s->inputs[0], &w.shared.gate_proj, shared_gate});
+    jobs.push_back({&s->inputs[0], &w.shared.up_proj, shared_up});
   }
   for (int64_t e = 0; e < c.n_routed_experts; ++e) {
     if (offset[e + 1] == offset[e]) continue;
-    AddJobs(&jobs, w.experts[e].gate_proj, s->inputs[1 + e], s->gate_buf.data() + offset[e] * I);
-    AddJobs(&jobs, w.experts[e].up_proj, s->inputs[1 + e], s->up_buf.data() + offset[e] * I);
+    jobs.push_back({&s->inputs[1 + e], &w.experts[e].gate_proj, s->gate_buf.data() + offset[e] * I});
+    jobs.push_back({&s->inputs[1 + e], &w.experts[e].up_proj, s->up_buf.data() + offset[e] * I});
   }
-  RunJobs(jobs);
+  LinearJobs(jobs, kRowBlock);
   SiluMul(s->gate_buf.data(), s->up_buf.data(), picks * I);
   if (shared) SiluMul(shared_gate, shared_up, N * Ws);
 
   // down of every active expert; the shared experts write straight into out.
   PrepareInputs(w, offset, shared_gate, N, s->gate_buf.data(), I, &MlpWeights::down_proj, s);
   jobs.clear();
-  if (shared) AddJobs(&jobs, w.shared.down_proj, s->inputs[0], out);
+  if (shared) jobs.push_back({&s->inputs[0], &w.shared.down_proj, out});
   for (int64_t e = 0; e < c.n_routed_experts; ++e) {
     if (offset[e + 1] == offset[e]) continue;
-    AddJobs(&jobs, w.experts[e].down_proj, s->inputs[1 + e], s->expert_out.data() + offset[e] * D);
+    jobs.push_back({&s->inputs[1 + e], &w.experts[e].down_proj, s->expert_out.data() + offset[e] * D});
   }
   if (!shared) std::memset(out, 0, static_cast<size_t>(N * D) * sizeof(float));
-  RunJobs(jobs);
+  LinearJobs(jobs, kRowBlock);
 
   // Weighted sum in expert order, as the reference adds them (per element, whatever the split).
   ParallelFor(D, column_grain, [&](int64_t d0, int64_t d1) {

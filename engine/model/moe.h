@@ -25,6 +25,7 @@ struct MoeScratch {
   // Each projection input as the kernels read it, prepared once for all its row blocks:
   // [0] the shared experts', [1 + e] routed expert e's.
   std::vector<LinearInput> inputs;
+  std::vector<LinearJob> jobs;  // one region's products (LinearJobs)
   void Reserve(const ModelConfig& c, int64_t max_tokens);
 };
 

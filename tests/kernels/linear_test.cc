@@ -358,6 +358,57 @@ TEST_F(LinearKernelTest, SameInputGivesEachLinearBitForBit) {
   SetNumThreads(0);
 }
 
+// LinearJobs (the MoE's experts in one region) takes inputs prepared elsewhere, one of them for
+// another matrix's int8 layout (an INT8-prepared x against INT4 weights: quantized again for
+// those), jobs with no tokens, and a piece size of its own: every y is Linear's, bit for bit,
+// and every matrix's bytes are counted once.
+TEST_F(LinearKernelTest, JobsGiveEachLinearBitForBit) {
+  const int64_t K = 96;
+  OwnedWeight bf16 = MakeWeight(DType::kBF16, 150, K, 41);
+  OwnedWeight int4 = MakeIntWeight(true, 77, K, 42, 32, false);
+  OwnedWeight int8 = MakeIntWeight(false, 65, K, 43, 32, true);
+  for (const LinearActivations acts : {LinearActivations::kF32, LinearActivations::kInt8All})
+    for (const int threads : {1, 2})
+      for (const int64_t min_rows : {1, 64})
+        for (const int64_t T : {1, 5, 21}) {
+          SetLinearKernel(LinearKernel::kAvx2);
+          SetLinearActivations(acts);
+          SetNumThreads(threads);
+          const auto x = RandomVector(T * K, 44 + static_cast<uint32_t>(T));
+          LinearInput for_int8, for_bf16, empty;
+          for_int8.Prepare(x.data(), T, int8.m);
+          for_bf16.Prepare(x.data(), T, bf16.m);
+          empty.Prepare(x.data(), 0, bf16.m);
+          std::vector<float> a8(static_cast<size_t>(T * 65)), a4(static_cast<size_t>(T * 77)),
+              a16(static_cast<size_t>(T * 150));
+          std::vector<float> b8(a8.size(), -1.0f), b4(a4.size(), -1.0f), b16(a16.size(), -1.0f), none(1, -1.0f);
+          Linear(x.data(), T, int8.m, a8.data());
+          Linear(x.data(), T, int4.m, a4.data());
+          Linear(x.data(), T, bf16.m, a16.data());
+          LinearCounters counters;
+          SetLinearCounters(&counters);
+          LinearJobs({{&for_int8, &int8.m, b8.data()},
+                      {&for_int8, &int4.m, b4.data()},
+                      {&empty, &bf16.m, none.data()},
+                      {&for_bf16, &bf16.m, b16.data()}},
+                     min_rows);
+          SetLinearCounters(nullptr);
+          const std::string what = std::string("activations ") + LinearActivationsName(acts) + " threads " +
+                                   std::to_string(threads) + " min rows " + std::to_string(min_rows) +
+                                   " T=" + std::to_string(T);
+          EXPECT_EQ(a8, b8) << "int8 " << what;
+          EXPECT_EQ(a4, b4) << "int4 from an input prepared for int8, " << what;
+          EXPECT_EQ(a16, b16) << "bf16 " << what;
+          EXPECT_EQ(none[0], -1.0f) << "a job with no tokens writes nothing";
+          uint64_t bytes = 0;
+          for (const WeightMatrix* m : {&int8.m, &int4.m, &bf16.m})
+            for (const TensorView* t : {&m->w, &m->scale_inv, &m->scale, &m->zero})
+              if (!t->empty()) bytes += t->nbytes();
+          EXPECT_EQ(counters.Read().weight_bytes, bytes) << what;
+        }
+  SetNumThreads(0);
+}
+
 TEST(LinearCountersTest, CountsWeightBytesAndFlops) {
   OwnedWeight w = MakeWeight(DType::kBF16, 40, 32, 3);
   const auto x = RandomVector(3 * 32, 4);

@@ -199,46 +199,65 @@ void Linear(const float* x, int64_t T, const WeightMatrix& w, float* y) { Linear
 void LinearAccumulate(const float* x, int64_t T, const WeightMatrix& w, float* y) { LinearImpl(x, T, w, y, true); }
 
 void LinearSameInput(const float* x, int64_t T, std::initializer_list<LinearOutput> outputs) {
-  // Each output's pieces (as Linear cuts them) are numbered after the previous output's.
+  // This thread's buffers, named by references: a thread_local named inside a parallel
+  // region's lambda would be each worker's own.
+  thread_local std::vector<LinearInput> inputs_buffer;
+  thread_local std::vector<LinearJob> jobs_buffer;
+  std::vector<LinearInput>& inputs = inputs_buffer;
+  std::vector<LinearJob>& jobs = jobs_buffer;
+  const LinearActivations activations = CurrentLinearActivations();
+  inputs.resize(std::max(inputs.size(), outputs.size()));
+  jobs.clear();
+  for (const LinearOutput& o : outputs) {
+    const int layout = LayoutFor(Raw(*o.w), activations);
+    const LinearInput* in = nullptr;
+    for (const LinearJob& earlier : jobs)
+      if (earlier.in->layout == layout) in = earlier.in;  // the same x in the same form
+    if (in == nullptr) {
+      LinearInput& fresh = inputs[jobs.size()];
+      fresh.Prepare(x, T, *o.w, activations);
+      in = &fresh;
+    }
+    jobs.push_back({in, o.w, o.y});
+  }
+  LinearJobs(jobs, 1);
+}
+
+void LinearJobs(const std::vector<LinearJob>& jobs, int64_t min_piece_rows) {
+  // Each job's pieces are numbered after the previous job's.
   struct Part {
-    LinearOutput out;
     cpu::RawWeight raw;
-    const LinearInput* in;
+    bool as_prepared;  // false: `in` holds x quantized for another layout (LinearRows redoes it)
     int64_t piece_rows, first_piece;
   };
-  // This thread's buffers, named by references: a thread_local named inside the region's
-  // lambda would be each worker's own.
   thread_local std::vector<Part> parts_buffer;
-  thread_local std::vector<LinearInput> inputs_buffer;
   std::vector<Part>& parts = parts_buffer;
-  std::vector<LinearInput>& inputs = inputs_buffer;
-  const LinearActivations activations = CurrentLinearActivations();
   parts.clear();
-  inputs.resize(std::max(inputs.size(), outputs.size()));
   int64_t pieces = 0;
-  for (const LinearOutput& o : outputs) {
-    Part p{o, Raw(*o.w), nullptr, 0, pieces};
-    const int layout = LayoutFor(p.raw, activations);
-    for (const Part& earlier : parts)
-      if (earlier.in->layout == layout) p.in = earlier.in;  // the same x in the same form
-    if (p.in == nullptr) {
-      LinearInput& in = inputs[parts.size()];
-      in.Prepare(x, T, *o.w, activations);
-      p.in = &in;
-    }
-    Count(*o.w, T, 0, o.w->rows(), p.in->layout != 0);
-    const bool fast = p.in->layout != 0 || (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(p.raw));
-    p.piece_rows = std::max(fast ? kFastGrain : kTileRows, MinPieceRows(*o.w, T));
-    pieces += (o.w->rows() + p.piece_rows - 1) / p.piece_rows;
+  for (const LinearJob& j : jobs) {
+    Part p{Raw(*j.w), true, 1, pieces};
     parts.push_back(p);
+    if (j.in->T <= 0) continue;  // no pieces: nothing read
+    p.as_prepared = j.in->layout == 0 || j.in->layout == LayoutFor(p.raw, LinearActivations::kInt8);
+    if (p.as_prepared) Count(*j.w, j.in->T, 0, j.w->rows(), j.in->layout != 0);
+    const bool fast = j.in->layout != 0 || (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(p.raw));
+    p.piece_rows = std::max({min_piece_rows, fast ? kFastGrain : kTileRows, MinPieceRows(*j.w, j.in->T)});
+    pieces += (j.w->rows() + p.piece_rows - 1) / p.piece_rows;
+    parts.back() = p;
   }
   ParallelForBalanced(pieces, 1, [&](int64_t begin, int64_t end) {
     size_t i = 0;
     for (int64_t k = begin; k < end; ++k) {
       while (i + 1 < parts.size() && parts[i + 1].first_piece <= k) ++i;
+      const LinearJob& j = jobs[i];
       const Part& p = parts[i];
-      const int64_t rows = p.out.w->rows(), r0 = (k - p.first_piece) * p.piece_rows;
-      Rows(*p.in, *p.out.w, p.raw, r0, std::min(rows, r0 + p.piece_rows), p.out.y, rows, false);
+      const int64_t rows = j.w->rows(), r0 = (k - p.first_piece) * p.piece_rows;
+      const int64_t r1 = std::min(rows, r0 + p.piece_rows);
+      if (p.as_prepared) {
+        Rows(*j.in, *j.w, p.raw, r0, r1, j.y, rows, false);
+      } else {
+        LinearRows(*j.in, *j.w, r0, r1, j.y, rows, false);
+      }
     }
   });
 }
