@@ -2,11 +2,11 @@
 // next to each figure. The ceilings are measured in the same run (read bandwidth, FMA peak);
 // the work is counted from what the run did, per token: weight bytes read (only the experts
 // it routed to; decode adds the latent cache it reads) and FLOPs. A test's roofline is the
-// slower of its two floors, bytes at the read bandwidth and float FLOPs at the FMA peak
-// (products with int8 activations are integer work the FMA peak does not bound, so they add
-// to no floor): decode at batch 1 is bound by memory and a long prefill by compute, but a
-// short prompt reads every weight for a few tokens, and a large decode batch does many FLOPs
-// per byte. Each test also reports where its forward steps spent their time (attention, MoE,
+// slower of its two floors, bytes at the read bandwidth and FLOPs at the FMA peak: decode at
+// batch 1 is bound by memory and a long prefill by compute, but a short prompt reads every
+// weight for a few tokens, and a large decode batch does many FLOPs per byte. Products with
+// int8 activations count against the FMA peak too (AVX2 has no int8 dot-product instruction:
+// their multiply-adds run no faster than float FMAs here); their share is reported. Each test also reports where its forward steps spent their time (attention, MoE,
 // dense MLP, lm_head), per token.
 #include <sys/resource.h>
 
@@ -281,7 +281,7 @@ int RunBench(int argc, char** argv) {
   for (Row& row : rows) {
     const auto [bw, peak] = ceiling[row.threads];
     const double memory_s = bw > 0 ? row.bytes_per_token / bw : 0;
-    const double compute_s = peak > 0 ? (row.flops_per_token - row.int8_flops_per_token) / peak : 0;
+    const double compute_s = peak > 0 ? row.flops_per_token / peak : 0;
     row.compute_bound = compute_s > memory_s;
     const double floor_s = std::max(memory_s, compute_s);
     row.roofline_tps = floor_s > 0 ? 1.0 / floor_s : 0;

@@ -145,8 +145,7 @@ LinearKernel ActiveLinearKernel();
 const char* LinearKernelName(LinearKernel k);
 
 // Optional tally of the work Linear does, for rooflines: weight bytes read and FLOPs (of
-// which int8_flops are products with int8 activations: integer multiply-adds, which the FMA
-// peak does not bound). Off
+// which int8_flops are products with int8 activations: integer multiply-adds). Off
 // (null) by default; when set, every Linear/LinearRows call adds to it with relaxed atomics
 // (a few per matrix, nothing per element), each thread to its own slot: two decode threads
 // adding to one cache line cost ~1.5% of an INT4 token (a MoE step makes ~200 calls a layer).

@@ -38,8 +38,8 @@ TEST_F(BenchCliTest, JsonHasPrefillAndDecodeRowsWithRooflines) {
     EXPECT_LE(row["min_ts"].get<double>(), row["max_ts"].get<double>());
     EXPECT_GT(row["peak_rss_bytes"].get<double>(), 0.0);
     EXPECT_GT(row["read_bandwidth_bytes_per_s"].get<double>(), 0.0);
-    // The roofline is the slower floor: bytes at the read bandwidth, float FLOPs (all of them
-    // here: tiny-v3's BF16 weights take no int8 activations) at the FMA peak.
+    // The roofline is the slower floor: bytes at the read bandwidth, FLOPs at the FMA peak
+    // (tiny-v3's BF16 weights take no int8 activations).
     const double bytes = row["bytes_per_token"].get<double>(), flops = row["flops_per_token"].get<double>();
     const double int8_flops = row["int8_flops_per_token"].get<double>();
     EXPECT_GT(bytes, 0.0) << row.dump();
@@ -61,6 +61,32 @@ TEST_F(BenchCliTest, JsonHasPrefillAndDecodeRowsWithRooflines) {
     }
     for (const char* stage : {"attention", "moe", "dense_mlp", "lm_head"}) EXPECT_GT(stages[stage].get<double>(), 0.0) << stage;
     EXPECT_LE(sum, 1.0 / row["min_ts"].get<double>()) << row.dump();
+  }
+}
+
+// INT4 weights take int8 activations in decode steps: the decode rows report that share of
+// their FLOPs, which counts against the FMA peak like the rest (at batch 16 it is what makes
+// the decode step compute-bound); prefill stays float32.
+TEST_F(BenchCliTest, Int8ActivationFlopsAreReportedAndCounted) {
+  auto q = testing::RunDsv3({"quantize", "--model-path", dir_.path() + "/m", "--out", dir_.path() + "/q",
+                             "--format", "int4", "--group-size", "32"});
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  auto r = testing::RunDsv3({"bench", "--model-path", dir_.path() + "/q", "--prompt-len", "4", "--gen-len", "4",
+                             "--threads", "1", "--batch-size", "1,16", "--repetitions", "1", "--probe-mib", "8",
+                             "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 4u);  // pp4, tg4, pp4 x16, tg4 x16
+  EXPECT_EQ(j[0]["int8_flops_per_token"].get<double>(), 0.0) << j[0].dump();
+  for (const auto& row : j) {
+    const double flops = row["flops_per_token"].get<double>(), int8_flops = row["int8_flops_per_token"].get<double>();
+    const double memory_s = row["bytes_per_token"].get<double>() / row["read_bandwidth_bytes_per_s"].get<double>();
+    const double compute_s = flops / row["peak_flops"].get<double>();
+    EXPECT_NEAR(row["roofline_ts"].get<double>() * std::max(memory_s, compute_s), 1.0, 1e-9) << row.dump();
+    if (row["test"].get<std::string>().rfind("tg", 0) == 0) {
+      EXPECT_GT(int8_flops, 0.0) << row.dump();
+      EXPECT_LT(int8_flops, flops) << "attention's products stay float32: " << row.dump();
+    }
   }
 }
 

@@ -428,7 +428,7 @@ TEST(LinearCountersTest, CountsWeightBytesAndFlops) {
 }
 
 // Products with int8 activations (INT8/INT4 weights, not forced to float32) are tallied apart
-// as well: `dsv3 bench` leaves them out of the FLOPs it holds against the FMA peak.
+// as well (`dsv3 bench` reports their share of the FLOPs).
 TEST(LinearCountersTest, CountsInt8ActivationFlopsApart) {
   OwnedWeight w = testing::MakeIntWeight(true, 40, 64, 5, 32, false);
   const auto x = RandomVector(3 * 64, 6);
