@@ -246,9 +246,13 @@ void LinearJobs(const std::vector<LinearJob>& jobs, int64_t min_piece_rows) {
     parts.back() = p;
   }
   ParallelForBalanced(pieces, 1, [&](int64_t begin, int64_t end) {
-    size_t i = 0;
     for (int64_t k = begin; k < end; ++k) {
-      while (i + 1 < parts.size() && parts[i + 1].first_piece <= k) ++i;
+      // The last job whose pieces start at or before k (a job with none is followed by one
+      // starting where it would have, so this is never an empty one).
+      const size_t i = static_cast<size_t>(
+          std::upper_bound(parts.begin(), parts.end(), k,
+                           [](int64_t piece, const Part& p) { return piece < p.first_piece; }) -
+          parts.begin() - 1);
       const LinearJob& j = jobs[i];
       const Part& p = parts[i];
       const int64_t rows = j.w->rows(), r0 = (k - p.first_piece) * p.piece_rows;
