@@ -6,8 +6,9 @@
 // batch 1 is bound by memory and a long prefill by compute, but a short prompt reads every
 // weight for a few tokens, and a large decode batch does many FLOPs per byte. Products with
 // int8 activations count against the FMA peak too (AVX2 has no int8 dot-product instruction:
-// their multiply-adds run no faster than float FMAs here); their share is reported. Each test also reports where its forward steps spent their time (attention, MoE,
-// dense MLP, lm_head), per token.
+// their multiply-adds run no faster than float FMAs here); their share is reported. Each test
+// also reports where its forward steps spent their time (attention, MoE, dense MLP, lm_head),
+// per token.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -201,8 +202,8 @@ int RunBench(int argc, char** argv) {
       }
       for (int64_t B : batches.value()) {
         std::vector<double> pp, tg;
-        LinearCounters::Totals pp_work, tg_work;  // per token
-        double pp_tokens = 1, tg_tokens = 1;  // the tokens pp_work and tg_work are over
+        LinearCounters::Totals pp_work, tg_work;  // one repetition's prefill and decode work
+        double pp_tokens = 1, tg_tokens = 1;      // and the tokens each was for
         StageSeconds pp_stages, tg_stages;  // per token, mean over the repetitions
         // Repetition -1 is a warm-up: it maps the weight pages in and wakes the pool.
         for (int64_t rep = -1; rep < reps; ++rep) {
