@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -251,10 +252,17 @@ TEST(SandboxCreate, UnshareFallbackIsolatesNetwork) {
 }
 
 // The control for the /proc marker scan: without namespaces a daemon that leaves the
-// process group does outlive its sample, and the scan sees it.
+// process group does outlive its sample, and the scan sees it. Without a user namespace the
+// process limit counts every process of the sample's uid (nobody, under root) on the machine,
+// so a fork-bomb test running beside this one (ctest -j) could use up the default 64 and make
+// this sample's fork fail; the limit is raised out of the way (it is not what this test
+// checks), as far as the hard limit allows.
 TEST(SandboxCreate, UnsafeModeLetsDaemonsEscapeAndTheScanSeesThem) {
   SandboxOptions o;
   o.mode = SandboxMode::kNone;
+  rlimit nproc{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NPROC, &nproc), 0);
+  o.max_processes = static_cast<int>(std::min<rlim_t>(nproc.rlim_max, 4096));
   auto sb = Sandbox::Create(o);
   ASSERT_TRUE(sb.ok()) << sb.status().message();
   const std::string marker = "dsv3_sbx_control_" + std::to_string(::getpid());
