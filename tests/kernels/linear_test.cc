@@ -178,7 +178,8 @@ TEST_F(LinearKernelTest, ResultsDoNotDependOnTokenCount) {
   weights.emplace_back("int8", MakeIntWeight(false, 29, 99, 23, 32, true));
   weights.emplace_back("int4", MakeIntWeight(true, 29, 99, 24, 16, false));
   for (const auto& [name, w] : weights) {
-    for (int64_t T : {2, 3, 4, 5, 7, 8, 11}) {
+    // Both sides of each format's GEMV limit (GemvMaxTokens: 4, 8 or 48).
+    for (int64_t T : {2, 3, 4, 5, 7, 8, 11, 47, 48, 49, 53}) {
       const auto x = RandomVector(T * 99, 22);
       std::vector<float> all(static_cast<size_t>(T * 29)), one(29);
       Linear(x.data(), T, w.m, all.data());

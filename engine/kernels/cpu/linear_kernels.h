@@ -25,15 +25,27 @@ struct RawWeight {
 
 // Token counts up to GemvMaxTokens(w) use the GEMV kernel (weights streamed once, converted in
 // registers, several tokens per conversion); larger ones use the register-blocked GEMM (same
-// summation order, so the same bits). Float formats and FP8 take 8 (a decode step of eight
-// sequences, configs/eval/full.yaml): there the GEMV beats the GEMM's float32 panel (one thread,
-// 4096 x 1536: BF16 1.8x, FP8 1.1x; at 16 tokens FP8's GEMM is ahead). INT8 and INT4 with
-// float32 activations take 4: their dequantization in registers costs more per weight, and at 8
-// tokens the panel, converted once, wins (INT4 g32 16384 x 1536, 2 threads: GEMV 1.5x slower).
+// summation order, so the same bits). F32 and FP8 take 8 (a decode step of eight sequences,
+// configs/eval/full.yaml): there the GEMV beats the GEMM's float32 panel (one thread, 4096 x
+// 1536: BF16 1.8x, FP8 1.1x; at 16 tokens FP8's GEMM is ahead). BF16 and F16 take 48: their
+// conversion is a shift or one vcvtph2ps, and the GEMV's 4-row tile, 12 KB as stored, stays in
+// L1 beside three tokens' activations where the GEMM's 24 KB float32 rows do not (2 threads,
+// BF16 512 x 1536: GEMV 1.36x at 9 tokens, 1.27x at 16, 1.10x at 48, 0.97x at 96; 4096 x
+// 1536: 1.13x at 32, 0.97x at 64): a prefill's routed experts (~48 tokens each at 512) and
+// decode batches of up to 48 sequences. INT8 and INT4 with float32 activations take 4: their
+// dequantization in registers costs more per weight, and at 8 tokens the panel, converted
+// once, wins (INT4 g32 16384 x 1536, 2 threads: GEMV 1.5x slower).
 constexpr int64_t kGemvMaxTokens = 8;
+constexpr int64_t kGemvMaxTokens16 = 48;
 constexpr int64_t kGemvMaxTokensInt = 4;
 inline int64_t GemvMaxTokens(const RawWeight& w) {
-  return w.kind == WeightKind::kI8 || w.kind == WeightKind::kInt4 ? kGemvMaxTokensInt : kGemvMaxTokens;
+  switch (w.kind) {
+    case WeightKind::kI8:
+    case WeightKind::kInt4: return kGemvMaxTokensInt;
+    case WeightKind::kBF16:
+    case WeightKind::kF16: return kGemvMaxTokens16;
+    default: return kGemvMaxTokens;
+  }
 }
 
 // Rows the GEMM converts to float32 at once (a panel of about 384 KiB, so that it and a block
