@@ -123,16 +123,18 @@ struct LinearInput {
 void LinearRows(const LinearInput& in, const WeightMatrix& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
                 bool accumulate);
 
-// One product of LinearJobs: y[in->T, w->rows()] = in · w->ᵀ.
+// One product of LinearJobs: y[in->T, w->rows()] = in · w->ᵀ (or y += with accumulate).
 struct LinearJob {
   const LinearInput* in;
   const WeightMatrix* w;
   float* y;
+  bool accumulate = false;
 };
-// Runs every job in one parallel region: each matrix is cut into row pieces (Linear's, or
-// min_piece_rows if larger) and all the pieces are balanced over the pool together, so at
-// batch 1 no thread waits at the end of each small matrix (a MoE step's experts, the products
-// of LinearSameInput). Each y is bitwise what Linear would write.
+// Runs every job in one parallel region: each matrix is cut into row pieces (32 or 64 rows by
+// kernel family, whole FP8 blocks for a GEMM, or min_piece_rows if larger) and all the pieces
+// are balanced over the pool together, so at batch 1 no thread waits at the end of each small
+// matrix (a MoE step's experts, the products of LinearSameInput). Linear is one job. Each y is
+// bitwise what Linear would write.
 void LinearJobs(const std::vector<LinearJob>& jobs, int64_t min_piece_rows);
 
 // Kernel families Linear can use. kAuto picks the best one this CPU runs (cpu_features.h);

@@ -180,17 +180,13 @@ LinearInput& CallInput() {
   return in;
 }
 
+// One matrix through LinearJobs, which cuts its rows into pieces and balances them.
 void LinearImpl(const float* x, int64_t T, const WeightMatrix& w, float* y, bool accumulate) {
-  const int64_t out = w.rows();
-  const cpu::RawWeight raw = Raw(w);
   LinearInput& in = CallInput();
   in.Prepare(x, T, w);
-  Count(w, T, 0, out, in.layout != 0);
-  // Rows go out in pieces, balanced: a thread that finishes its share takes the other's last
-  // pieces (one thread's DRAM stream can run well behind the other's on a shared machine).
-  const bool fast = in.layout != 0 || (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw));
-  ParallelForBalanced(out, std::max(fast ? kFastGrain : kTileRows, MinPieceRows(w, T)),
-                      [&](int64_t r0, int64_t r1) { Rows(in, w, raw, r0, r1, y, out, accumulate); });
+  thread_local std::vector<LinearJob> one(1);
+  one[0] = {&in, &w, y, accumulate};
+  LinearJobs(one, 1);
 }
 
 }  // namespace
@@ -224,29 +220,32 @@ void LinearSameInput(const float* x, int64_t T, std::initializer_list<LinearOutp
 }
 
 void LinearJobs(const std::vector<LinearJob>& jobs, int64_t min_piece_rows) {
-  // Each job's pieces are numbered after the previous job's.
+  // Each job's pieces are numbered after the previous job's. Rows go out in pieces, balanced:
+  // a thread that finishes its share takes the other's last pieces (one thread's DRAM stream
+  // can run well behind the other's on a shared machine).
   struct Part {
     cpu::RawWeight raw;
     bool as_prepared;  // false: `in` holds x quantized for another layout (LinearRows redoes it)
-    int64_t piece_rows, first_piece;
+    int64_t piece_rows, first_piece, pieces;
   };
   thread_local std::vector<Part> parts_buffer;
   std::vector<Part>& parts = parts_buffer;
   parts.clear();
   int64_t pieces = 0;
   for (const LinearJob& j : jobs) {
-    Part p{Raw(*j.w), true, 1, pieces};
+    Part p{Raw(*j.w), true, 1, pieces, 0};
     parts.push_back(p);
     if (j.in->T <= 0) continue;  // no pieces: nothing read
     p.as_prepared = j.in->layout == 0 || j.in->layout == LayoutFor(p.raw, LinearActivations::kInt8);
     if (p.as_prepared) Count(*j.w, j.in->T, 0, j.w->rows(), j.in->layout != 0);
     const bool fast = j.in->layout != 0 || (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(p.raw));
     p.piece_rows = std::max({min_piece_rows, fast ? kFastGrain : kTileRows, MinPieceRows(*j.w, j.in->T)});
-    pieces += (j.w->rows() + p.piece_rows - 1) / p.piece_rows;
+    p.pieces = (j.w->rows() + p.piece_rows - 1) / p.piece_rows;
+    pieces += p.pieces;
     parts.back() = p;
   }
   ParallelForBalanced(pieces, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
+    for (int64_t k = begin; k < end;) {
       // The last job whose pieces start at or before k (a job with none is followed by one
       // starting where it would have, so this is never an empty one).
       const size_t i = static_cast<size_t>(
@@ -255,13 +254,16 @@ void LinearJobs(const std::vector<LinearJob>& jobs, int64_t min_piece_rows) {
           parts.begin() - 1);
       const LinearJob& j = jobs[i];
       const Part& p = parts[i];
+      // This job's pieces in [k, end) go as one call (on one thread the whole range comes at once).
+      const int64_t k_end = std::min(end, p.first_piece + p.pieces);
       const int64_t rows = j.w->rows(), r0 = (k - p.first_piece) * p.piece_rows;
-      const int64_t r1 = std::min(rows, r0 + p.piece_rows);
+      const int64_t r1 = std::min(rows, (k_end - p.first_piece) * p.piece_rows);
       if (p.as_prepared) {
-        Rows(*j.in, *j.w, p.raw, r0, r1, j.y, rows, false);
+        Rows(*j.in, *j.w, p.raw, r0, r1, j.y, rows, j.accumulate);
       } else {
-        LinearRows(*j.in, *j.w, r0, r1, j.y, rows, false);
+        LinearRows(*j.in, *j.w, r0, r1, j.y, rows, j.accumulate);
       }
+      k = k_end;
     }
   });
 }
