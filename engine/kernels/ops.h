@@ -55,14 +55,14 @@ struct LinearOutput {
 void LinearSameInput(const float* x, int64_t T, std::initializer_list<LinearOutput> outputs);
 
 // Rows [r0, r1) of y = x·Wᵀ on the calling thread, y with row stride ldy (x is [T, in]
-// contiguous). For callers that spread several matrices over the thread pool at once (the
-// MoE experts of one step) instead of splitting each small matrix.
+// contiguous), x quantized for this call alone where w takes int8. Several matrices spread over
+// the pool together go through LinearJobs instead.
 void LinearRows(const float* x, int64_t T, const WeightMatrix& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
                 bool accumulate);
-// The fewest rows a parallel piece of w should hold for T tokens (Linear's pieces, the MoE's
-// row jobs): FP8 with many tokens takes whole blocks of rows, since each piece scales its
-// tokens' activations by the block's scales once (with 32-row pieces that scaling was ~8% of
-// an FP8 prefill); 1 otherwise.
+// The fewest rows a parallel piece of w should hold for T tokens (LinearJobs' pieces, so
+// Linear's and the MoE's): FP8 with many tokens takes whole blocks of rows, since each piece
+// scales its tokens' activations by the block's scales once (with 32-row pieces that scaling
+// was ~8% of an FP8 prefill); 1 otherwise.
 int64_t MinPieceRows(const WeightMatrix& w, int64_t T);
 
 // What INT8 and INT4 weights multiply. kInt8 (the default; llama.cpp does the same for its
