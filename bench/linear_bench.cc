@@ -99,6 +99,10 @@ void BM_Linear(benchmark::State& state) {
     state.SkipWithError("CPU lacks AVX2");
     return;
   }
+  if (kernel == LinearKernel::kAvx512 && !GetCpuFeatures().HasAvx512VnniSet()) {
+    state.SkipWithError("CPU lacks AVX-512 VNNI");
+    return;
+  }
   SetNumThreads(static_cast<int>(state.range(5)));
   SetLinearKernel(kernel);
   const auto activations = static_cast<LinearActivations>(state.range(6));
@@ -120,9 +124,13 @@ void BM_Linear(benchmark::State& state) {
 void LinearArgs(benchmark::internal::Benchmark* b) {
   for (int dt : {static_cast<int>(DType::kBF16), static_cast<int>(DType::kF8E4M3), static_cast<int>(DType::kF32),
                  kInt8PerChannel, kInt4Group32}) {
-    for (int k : {static_cast<int>(LinearKernel::kReference), static_cast<int>(LinearKernel::kAvx2)}) {
+    for (int k : {static_cast<int>(LinearKernel::kReference), static_cast<int>(LinearKernel::kAvx2),
+                  static_cast<int>(LinearKernel::kAvx512)}) {
       for (int a : {static_cast<int>(LinearActivations::kInt8), static_cast<int>(LinearActivations::kF32)}) {
         if (a == static_cast<int>(LinearActivations::kF32) && dt < kInt8PerChannel) continue;
+        // AVX-512 changes only the int8-activation products (INT8, INT4 x int8).
+        if (k == static_cast<int>(LinearKernel::kAvx512) && (dt < kInt8PerChannel || a != static_cast<int>(LinearActivations::kInt8)))
+          continue;
         for (int threads : {1, 2}) {
           b->Args({dt, k, 512, 1536, 1, threads, a});     // one routed expert's gate, decode
           b->Args({dt, k, 64, 1536, 1, threads, a});      // L2-resident: the kernel's arithmetic alone

@@ -117,7 +117,7 @@ int RunBench(int argc, char** argv) {
       "sequences prefilled and decoded together, comma list (an eval's generation batch); t/s counts all "
       "of their tokens")(
       "repetitions", po::value<int64_t>()->default_value(5), "runs per test; median, min, max reported")(
-      "kernels", po::value<std::string>()->default_value("auto"), "auto | reference | avx2 (Linear kernels)")(
+      "kernels", po::value<std::string>()->default_value("auto"), "auto | reference | avx2 | avx512 (Linear kernels; avx512: avx2 with AVX-512 VNNI int8 products)")(
       "activations", po::value<std::string>()->default_value("int8"), kActivationsHelp)(
       "seed", po::value<uint64_t>()->default_value(0), "seed of the random prompt tokens")(
       "probe-mib", po::value<int64_t>()->default_value(512), "buffer of the read-bandwidth probe (>> last-level cache)")(
@@ -143,8 +143,12 @@ int RunBench(int argc, char** argv) {
   } else if (kernels == "avx2") {
     if (!GetCpuFeatures().HasAvx2Set()) return ReportError("bench", Status::Invalid("--kernels avx2: this CPU lacks AVX2/FMA/F16C"));
     SetLinearKernel(LinearKernel::kAvx2);
+  } else if (kernels == "avx512") {
+    if (!GetCpuFeatures().HasAvx512VnniSet())
+      return ReportError("bench", Status::Invalid("--kernels avx512: this CPU lacks AVX-512 F/BW/VL/VNNI (or AVX2/FMA/F16C)"));
+    SetLinearKernel(LinearKernel::kAvx512);
   } else {
-    return ReportError("bench", Status::Invalid("--kernels must be auto, reference or avx2"));
+    return ReportError("bench", Status::Invalid("--kernels must be auto, reference, avx2 or avx512"));
   }
 
   st = ApplyActivationsOption(opts.Get<std::string>("activations"));

@@ -1,10 +1,12 @@
 // Int8 activations for INT8 and INT4 weights (engine/kernels/cpu/linear_q8*.cc): the AVX2
-// kernels against their scalar twin bit for bit, independence from token count, thread split
+// and AVX-512 VNNI kernels against their scalar twin bit for bit (the VNNI ones where the CPU
+// has them), independence from token count, thread split
 // and row blocking, and the distance to exact float32 activations against the bound the
 // quantization step allows.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -50,7 +52,26 @@ std::vector<Case> Cases() {
           {"int4 g64 24 groups", true, 19, 1536, 64, false, 1},
           {"int4 g128 symmetric", true, 10, 1280, 128, true, 1},
           {"int4 g256", true, 9, 768, 256, false, 1},
-          {"int4 g96", true, 7, 576, 96, false, 1}};
+          {"int4 g96", true, 7, 576, 96, false, 1},
+          // The VNNI kernel takes sixteen blocks per step: one step and a lone odd block (17),
+          // a tail of fifteen with the lone block (31), g64 and g128 steps with tails of twelve
+          // and eight (44, 40 blocks).
+          {"int4 g32 17 blocks", true, 6, 544, 32, true, 1},
+          {"int4 g32 zero points 31 blocks", true, 5, 992, 32, false, 1},
+          {"int4 g64 44 blocks", true, 9, 1408, 64, false, 1},
+          {"int4 g128 40 blocks", true, 4, 1280, 128, false, 1},
+          {"int8 g32 17 blocks", false, 21, 544, 32, true, 1}};
+}
+
+// The fast kernel families this CPU runs: AVX2, and AVX2 with AVX-512 VNNI where present.
+std::vector<LinearKernel> FastKernels() {
+  std::vector<LinearKernel> k = {LinearKernel::kAvx2};
+  if (GetCpuFeatures().HasAvx512VnniSet()) {
+    k.push_back(LinearKernel::kAvx512);
+  } else {
+    std::printf("[  NOTE    ] no AVX-512 VNNI here (%s): its kernels are not tested\n", GetCpuFeatures().ToString().c_str());
+  }
+  return k;
 }
 
 class LinearQ8Test : public ::testing::Test {
@@ -137,9 +158,11 @@ TEST_F(LinearQ8Test, NonFiniteActivationsGiveNaNNotGarbage) {
   }
 }
 
-// The AVX2 kernels (one token: 8 x 1 tiles; more: 4 x 2) and the scalar twin, bit for bit,
-// through Linear and through LinearRows with a stride and accumulation.
-TEST_F(LinearQ8Test, Avx2MatchesTheTwinBitForBit) {
+// The fast kernels (INT8: one token in 8 x 1 tiles, more in 4 x 2; INT4: a row and one or two
+// tokens at a time) and the scalar twin, bit for bit, through Linear and through LinearRows
+// with a stride and accumulation.
+TEST_F(LinearQ8Test, FastKernelsMatchTheTwinBitForBit) {
+  for (const LinearKernel kernel : FastKernels()) {
   uint32_t seed = 10;
   for (const Case& c : Cases()) {
     OwnedWeight w = MakeIntWeight(c.int4, c.rows, c.cols, seed++, c.block, c.symmetric, c.block_out);
@@ -148,28 +171,30 @@ TEST_F(LinearQ8Test, Avx2MatchesTheTwinBitForBit) {
       std::vector<float> ref(static_cast<size_t>(T * c.rows)), fast(ref.size());
       SetLinearKernel(LinearKernel::kReference);
       Linear(x.data(), T, w.m, ref.data());
-      SetLinearKernel(LinearKernel::kAvx2);
+      SetLinearKernel(kernel);
       Linear(x.data(), T, w.m, fast.data());
-      ASSERT_EQ(fast, ref) << c.name << " T=" << T;
+      ASSERT_EQ(fast, ref) << LinearKernelName(kernel) << " " << c.name << " T=" << T;
 
       const int64_t ldy = c.rows + 3, r0 = 1, r1 = c.rows - 2;
       std::vector<float> ref_rows(static_cast<size_t>(T * ldy), 0.5f), fast_rows = ref_rows;
       SetLinearKernel(LinearKernel::kReference);
       LinearRows(x.data(), T, w.m, r0, r1, ref_rows.data(), ldy, true);
-      SetLinearKernel(LinearKernel::kAvx2);
+      SetLinearKernel(kernel);
       LinearRows(x.data(), T, w.m, r0, r1, fast_rows.data(), ldy, true);
-      ASSERT_EQ(fast_rows, ref_rows) << c.name << " rows T=" << T;
+      ASSERT_EQ(fast_rows, ref_rows) << LinearKernelName(kernel) << " " << c.name << " rows T=" << T;
       for (int64_t t = 0; t < T; ++t)
         for (int64_t j = 0; j < ldy; ++j)
           if (j < r0 || j >= r1) ASSERT_EQ(fast_rows[t * ldy + j], 0.5f) << "wrote outside the rows";
     }
+  }
   }
 }
 
 // A token's outputs may not depend on who else is in the batch (the MoE gives each expert a
 // different token count) nor on how rows are split between threads.
 TEST_F(LinearQ8Test, ResultsDoNotDependOnTokenCountOrThreads) {
-  SetLinearKernel(LinearKernel::kAvx2);
+  for (const LinearKernel kernel : FastKernels()) {
+  SetLinearKernel(kernel);
   uint32_t seed = 40;
   for (const Case& c : Cases()) {
     OwnedWeight w = MakeIntWeight(c.int4, c.rows, c.cols, seed++, c.block, c.symmetric, c.block_out);
@@ -184,8 +209,10 @@ TEST_F(LinearQ8Test, ResultsDoNotDependOnTokenCountOrThreads) {
     ASSERT_EQ(all, all1) << c.name << ": thread split changed the result";
     for (int64_t t = 0; t < T; ++t) {
       Linear(x.data() + t * c.cols, 1, w.m, one.data());
-      for (int64_t r = 0; r < c.rows; ++r) ASSERT_EQ(one[r], all[t * c.rows + r]) << c.name << " token " << t << " row " << r;
+      for (int64_t r = 0; r < c.rows; ++r)
+        ASSERT_EQ(one[r], all[t * c.rows + r]) << LinearKernelName(kernel) << " " << c.name << " token " << t << " row " << r;
     }
+  }
   }
 }
 

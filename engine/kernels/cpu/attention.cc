@@ -14,7 +14,7 @@ using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMa
 using CMap = Eigen::Map<const RowMat, 0, Eigen::OuterStride<>>;
 using MMap = Eigen::Map<RowMat, 0, Eigen::OuterStride<>>;
 
-bool UseAvx2() { return ActiveLinearKernel() == LinearKernel::kAvx2; }
+bool UseAvx2() { return UsesAvx2Kernels(ActiveLinearKernel()); }
 
 // Above this many queries the product is a full matrix product (prefill attention, expanding
 // keys and values from the latents) and goes through Linear's cache-blocked GEMM, the keys

@@ -14,6 +14,8 @@ struct CpuFeatures {
 
   // AVX2 + FMA + F16C: the set the linear_avx2.cc kernels are compiled for.
   bool HasAvx2Set() const { return avx2 && fma && f16c; }
+  // That set and AVX-512 F/BW/VL/VNNI: linear_q8_avx512.cc (LinearKernel::kAvx512).
+  bool HasAvx512VnniSet() const { return HasAvx2Set() && avx512f && avx512bw && avx512vl && avx512_vnni; }
   std::string ToString() const;  // e.g. "avx2 fma f16c avx512f ..."
 };
 

@@ -5,9 +5,10 @@
 //   - avx2 (linear_avx2.cc): a GEMV for a few tokens (decode: each weight read once, converted
 //     in registers) and a register-blocked GEMM for prefill, both summing in one order. F32,
 //     BF16, F16, FP8 e4m3, INT8 and INT4 weights, all dequantized in registers.
+//   - avx512: avx2, with the int8-activation products on AVX-512 VNNI (linear_q8_avx512.cc).
 // INT8 and INT4 weights take int8 activations by default (SetLinearActivations): x is
 // quantized per token once per call (or once per LinearInput) and multiplied in integers,
-// by linear_q8_avx2.cc or its scalar twin linear_q8.cc under the same two families.
+// by linear_q8_avx512.cc, linear_q8_avx2.cc or their scalar twin linear_q8.cc, all with the same bits.
 // Work is split over output rows with the persistent pool; LinearRows lets the MoE split
 // several experts' matrices over the pool at once.
 #include <Eigen/Core>
@@ -41,7 +42,8 @@ std::atomic<LinearActivations> g_activations{LinearActivations::kInt8};
 LinearKernel Resolve() {
   const LinearKernel forced = g_forced.load(std::memory_order_relaxed);
   if (forced != LinearKernel::kAuto) return forced;
-  return GetCpuFeatures().HasAvx2Set() ? LinearKernel::kAvx2 : LinearKernel::kReference;
+  const CpuFeatures& f = GetCpuFeatures();
+  return f.HasAvx512VnniSet() ? LinearKernel::kAvx512 : f.HasAvx2Set() ? LinearKernel::kAvx2 : LinearKernel::kReference;
 }
 
 cpu::RawWeight Raw(const WeightMatrix& w) {
@@ -160,9 +162,12 @@ cpu::QuantizedActs View(const LinearInput& in) {
 // form `in` was prepared in (the one place that picks among the four kernels).
 void Rows(const LinearInput& in, const WeightMatrix& w, const cpu::RawWeight& raw, int64_t r0, int64_t r1, float* y,
           int64_t ldy, bool accumulate) {
-  const bool avx2 = Resolve() == LinearKernel::kAvx2;
+  const LinearKernel k = Resolve();
+  const bool avx2 = UsesAvx2Kernels(k);
   if (in.layout != 0) {
-    if (avx2) {
+    if (k == LinearKernel::kAvx512) {
+      cpu::QLinearAvx512(View(in), raw, r0, r1, y, ldy, accumulate);
+    } else if (avx2) {
       cpu::QLinearAvx2(View(in), raw, r0, r1, y, ldy, accumulate);
     } else {
       cpu::QLinearReference(View(in), raw, r0, r1, y, ldy, accumulate);
@@ -238,7 +243,7 @@ void LinearJobs(const std::vector<LinearJob>& jobs, int64_t min_piece_rows) {
     if (j.in->T <= 0) continue;  // no pieces: nothing read
     p.as_prepared = j.in->layout == 0 || j.in->layout == LayoutFor(p.raw, LinearActivations::kInt8);
     if (p.as_prepared) Count(*j.w, j.in->T, 0, j.w->rows(), j.in->layout != 0);
-    const bool fast = j.in->layout != 0 || (Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(p.raw));
+    const bool fast = j.in->layout != 0 || (UsesAvx2Kernels(Resolve()) && cpu::Avx2Supports(p.raw));
     p.piece_rows = std::max({min_piece_rows, fast ? kFastGrain : kTileRows, MinPieceRows(*j.w, j.in->T)});
     p.pieces = (j.w->rows() + p.piece_rows - 1) / p.piece_rows;
     pieces += p.pieces;
@@ -281,7 +286,7 @@ const float* Float32Rows(const WeightMatrix& w, int64_t r0, int64_t S) {
 
 // Whether the AVX2 kernels take w's rows where they are stored (converted in registers).
 bool RowsInPlace(const cpu::RawWeight& raw) {
-  return Resolve() == LinearKernel::kAvx2 && cpu::Avx2Supports(raw) && raw.cols % 8 == 0;
+  return UsesAvx2Kernels(Resolve()) && cpu::Avx2Supports(raw) && raw.cols % 8 == 0;
 }
 
 }  // namespace
@@ -315,7 +320,7 @@ void LinearInput::Prepare(const float* x_in, int64_t T_in, const WeightMatrix& w
   q.resize(static_cast<size_t>(T * K));
   d.resize(static_cast<size_t>(T * nb));
   sum.resize(static_cast<size_t>(T * nb));
-  const bool nibbles = layout == 2, avx2 = Resolve() == LinearKernel::kAvx2;
+  const bool nibbles = layout == 2, avx2 = UsesAvx2Kernels(Resolve());
   const auto quantize = [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       int8_t* qt = q.data() + t * K;
@@ -368,6 +373,8 @@ void cpu::GemmAvx2WithScratch(const float* x, int64_t T, int64_t ldx, const cpu:
 }
 
 void SetLinearKernel(LinearKernel k) {
+  // A family this CPU lacks falls back to the next one it has.
+  if (k == LinearKernel::kAvx512 && !GetCpuFeatures().HasAvx512VnniSet()) k = LinearKernel::kAvx2;
   if (k == LinearKernel::kAvx2 && !GetCpuFeatures().HasAvx2Set()) k = LinearKernel::kReference;
   g_forced.store(k, std::memory_order_relaxed);
 }
@@ -379,6 +386,7 @@ const char* LinearKernelName(LinearKernel k) {
     case LinearKernel::kAuto: return "auto";
     case LinearKernel::kReference: return "reference";
     case LinearKernel::kAvx2: return "avx2";
+    case LinearKernel::kAvx512: return "avx512";
   }
   return "?";
 }

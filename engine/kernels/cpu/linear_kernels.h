@@ -100,6 +100,9 @@ void QLinearReference(const QuantizedActs& a, const RawWeight& w, int64_t r0, in
                       bool accumulate);
 void QLinearAvx2(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
                  bool accumulate);
+// The same with AVX-512 VNNI (linear_q8_avx512.cc; CpuFeatures::HasAvx512VnniSet), the same bits.
+void QLinearAvx512(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
+                   bool accumulate);
 
 // --- AVX2 + FMA + F16C (linear_avx2.cc) ---
 // Whether the AVX2 kernels handle this weight (dtype and block shape).

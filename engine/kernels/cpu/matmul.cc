@@ -52,7 +52,7 @@ void PackMatMulRhs(const float* b, int64_t K, int64_t N, int64_t ldb, bool trans
 void MatMul(const float* a, int64_t M, int64_t K, int64_t lda, const MatMulRhs& b, int64_t N, float* c, int64_t ldc) {
   constexpr int64_t W = MatMulRhs::kStrip;
   if (M <= 0 || N <= 0) return;
-  if (ActiveLinearKernel() == LinearKernel::kAvx2) {
+  if (UsesAvx2Kernels(ActiveLinearKernel())) {
     cpu::MatMulAvx2(a, M, K, lda, b.strips(), b.K, N, c, ldc);
     return;
   }

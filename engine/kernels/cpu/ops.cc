@@ -44,7 +44,7 @@ void RmsNorm(const float* x, const TensorView& weight, int64_t T, int64_t D, flo
 }
 
 void SiluMul(float* gate, const float* up, int64_t n) {
-  const bool avx2 = ActiveLinearKernel() == LinearKernel::kAvx2;
+  const bool avx2 = UsesAvx2Kernels(ActiveLinearKernel());
   ParallelFor(n, kElementGrain, [&](int64_t i0, int64_t i1) {
     if (avx2) return cpu::SiluMulAvx2(gate + i0, up + i0, i1 - i0);
     for (int64_t i = i0; i < i1; ++i) {
@@ -55,14 +55,14 @@ void SiluMul(float* gate, const float* up, int64_t n) {
 }
 
 void SoftmaxInPlace(float* x, int64_t n, float scale) {
-  if (ActiveLinearKernel() == LinearKernel::kAvx2) return cpu::SoftmaxAvx2(x, n, scale);
+  if (UsesAvx2Kernels(ActiveLinearKernel())) return cpu::SoftmaxAvx2(x, n, scale);
   const float m = ScaleAndMax(x, n, scale);
   const float inv = 1.0f / ExpShiftedSum(x, n, m);
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
 float ScaleAndMax(float* x, int64_t n, float scale) {
-  if (ActiveLinearKernel() == LinearKernel::kAvx2) return cpu::ScaleMaxAvx2(x, n, scale);
+  if (UsesAvx2Kernels(ActiveLinearKernel())) return cpu::ScaleMaxAvx2(x, n, scale);
   float m = -INFINITY;
   for (int64_t i = 0; i < n; ++i) {
     x[i] *= scale;
@@ -72,7 +72,7 @@ float ScaleAndMax(float* x, int64_t n, float scale) {
 }
 
 float ExpShiftedSum(float* x, int64_t n, float shift) {
-  if (ActiveLinearKernel() == LinearKernel::kAvx2) return cpu::ExpShiftedSumAvx2(x, n, shift);
+  if (UsesAvx2Kernels(ActiveLinearKernel())) return cpu::ExpShiftedSumAvx2(x, n, shift);
   float sum = 0.0f;
   for (int64_t i = 0; i < n; ++i) {
     x[i] = std::exp(x[i] - shift);
