@@ -5,8 +5,9 @@
 // slower of its two floors, bytes at the read bandwidth and FLOPs at the FMA peak: decode at
 // batch 1 is bound by memory and a long prefill by compute, but a short prompt reads every
 // weight for a few tokens, and a large decode batch does many FLOPs per byte. Products with
-// int8 activations count against the FMA peak too (AVX2 has no int8 dot-product instruction:
-// their multiply-adds run no faster than float FMAs here); their share is reported. Each test
+// int8 activations count against the int8 peak: with AVX-512 VNNI a vpdpbusd loop's, else the
+// FMA peak (AVX2 has no int8 dot-product instruction: their multiply-adds run no faster than
+// float FMAs there); their share is reported. Each test
 // also reports where its forward steps spent their time (attention, MoE, dense MLP, lm_head),
 // per token.
 #include <sys/resource.h>
@@ -158,13 +159,17 @@ int RunBench(int argc, char** argv) {
   if (probe_bytes <= 0) return ReportError("bench", Status::Invalid("--probe-mib must be >= 1"));
   // Ceilings per thread count, measured before the model loads and again after the runs; the
   // higher reading is kept, since a shared machine only ever makes a probe slower.
-  std::map<int64_t, std::pair<double, double>> ceiling;  // threads -> (read bytes/s, FLOP/s)
+  struct Ceiling {
+    double read = 0, flops = 0, int8 = 0;  // bytes/s, FLOP/s, int8 products/s (0: at the FMA peak)
+  };
+  std::map<int64_t, Ceiling> ceiling;  // per thread count
   auto probe = [&]() {
     for (int64_t nt : threads.value()) {
       SetNumThreads(static_cast<int>(nt));
-      auto& c = ceiling[NumThreads()];
-      c.first = std::max(c.first, MeasureReadBandwidth(probe_bytes));
-      c.second = std::max(c.second, MeasurePeakFlops(0.3));
+      Ceiling& c = ceiling[NumThreads()];
+      c.read = std::max(c.read, MeasureReadBandwidth(probe_bytes));
+      c.flops = std::max(c.flops, MeasurePeakFlops(0.3));
+      c.int8 = std::max(c.int8, MeasurePeakInt8Ops(0.3));
     }
   };
   probe();
@@ -282,15 +287,17 @@ int RunBench(int argc, char** argv) {
   const int64_t peak_rss = PeakRssBytes();  // before the second probe allocates its buffer
 
   probe();
-  std::vector<std::pair<double, double>> ceilings;  // (bytes/s, FLOP/s) per row
+  std::vector<Ceiling> ceilings;  // per row
   for (Row& row : rows) {
-    const auto [bw, peak] = ceiling[row.threads];
-    const double memory_s = bw > 0 ? row.bytes_per_token / bw : 0;
-    const double compute_s = peak > 0 ? row.flops_per_token / peak : 0;
+    Ceiling c = ceiling[row.threads];
+    if (c.int8 <= 0) c.int8 = c.flops;
+    const double memory_s = c.read > 0 ? row.bytes_per_token / c.read : 0;
+    const double float_flops = row.flops_per_token - row.int8_flops_per_token;
+    const double compute_s = c.flops > 0 ? float_flops / c.flops + row.int8_flops_per_token / c.int8 : 0;
     row.compute_bound = compute_s > memory_s;
     const double floor_s = std::max(memory_s, compute_s);
     row.roofline_tps = floor_s > 0 ? 1.0 / floor_s : 0;
-    ceilings.push_back({bw, peak});
+    ceilings.push_back(c);
   }
   nlohmann::json out = nlohmann::json::array();
 
@@ -320,8 +327,9 @@ int RunBench(int argc, char** argv) {
                      {"flops_per_token", r.flops_per_token},
                      {"int8_flops_per_token", r.int8_flops_per_token},
                      {"bound", r.compute_bound ? "compute" : "memory"},
-                     {"read_bandwidth_bytes_per_s", ceilings[i].first},
-                     {"peak_flops", ceilings[i].second},
+                     {"read_bandwidth_bytes_per_s", ceilings[i].read},
+                     {"peak_flops", ceilings[i].flops},
+                     {"peak_int8_ops", ceilings[i].int8},
                      {"roofline_ts", r.roofline_tps},
                      {"roofline_fraction", r.roofline_tps > 0 ? r.tps.median / r.roofline_tps : 0.0},
                      {"stage_seconds_per_token", StagesJson(r.stages)},
@@ -350,8 +358,9 @@ int RunBench(int argc, char** argv) {
                 static_cast<long long>(r.threads), r.bytes_per_token / 1e9, decode ? "weights+cache" : "weights",
                 r.flops_per_token / 1e9);
     if (r.int8_flops_per_token > 0) std::printf(" (%.3f in int8)", r.int8_flops_per_token / 1e9);
-    std::printf("; ceilings %.1f GB/s read, %.1f GFLOP/s FMA peak: %s-bound\n", ceilings[i].first / 1e9,
-                ceilings[i].second / 1e9, r.compute_bound ? "compute" : "memory");
+    std::printf("; ceilings %.1f GB/s read, %.1f GFLOP/s FMA peak", ceilings[i].read / 1e9, ceilings[i].flops / 1e9);
+    if (ceilings[i].int8 != ceilings[i].flops) std::printf(", %.1f int8 GOP/s", ceilings[i].int8 / 1e9);
+    std::printf(": %s-bound\n", r.compute_bound ? "compute" : "memory");
   }
   // Where each test's forward time went (the rest of a token's time: sampling, scheduling).
   for (const Row& r : rows) {

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/kernels/cpu/cpu_features.h"
 #include "tests/testing/testing.h"
 
 namespace dsv3 {
@@ -46,7 +47,8 @@ TEST_F(BenchCliTest, JsonHasPrefillAndDecodeRowsWithRooflines) {
     EXPECT_GT(flops, 0.0) << row.dump();
     EXPECT_EQ(int8_flops, 0.0) << row.dump();
     const double memory_s = bytes / row["read_bandwidth_bytes_per_s"].get<double>();
-    const double compute_s = flops / row["peak_flops"].get<double>();
+    const double compute_s =
+        (flops - int8_flops) / row["peak_flops"].get<double>() + int8_flops / row["peak_int8_ops"].get<double>();
     EXPECT_NEAR(row["roofline_ts"].get<double>() * std::max(memory_s, compute_s), 1.0, 1e-9) << row.dump();
     EXPECT_EQ(row["bound"], compute_s > memory_s ? "compute" : "memory") << row.dump();
     // The forward's time per token by stage: every stage of tiny-v3 (a dense layer, then MoE
@@ -81,13 +83,29 @@ TEST_F(BenchCliTest, Int8ActivationFlopsAreReportedAndCounted) {
   for (const auto& row : j) {
     const double flops = row["flops_per_token"].get<double>(), int8_flops = row["int8_flops_per_token"].get<double>();
     const double memory_s = row["bytes_per_token"].get<double>() / row["read_bandwidth_bytes_per_s"].get<double>();
-    const double compute_s = flops / row["peak_flops"].get<double>();
+    const double compute_s =
+        (flops - int8_flops) / row["peak_flops"].get<double>() + int8_flops / row["peak_int8_ops"].get<double>();
     EXPECT_NEAR(row["roofline_ts"].get<double>() * std::max(memory_s, compute_s), 1.0, 1e-9) << row.dump();
     if (row["test"].get<std::string>().rfind("tg", 0) == 0) {
       EXPECT_GT(int8_flops, 0.0) << row.dump();
       EXPECT_LT(int8_flops, flops) << "attention's products stay float32: " << row.dump();
     }
+    // The int8 peak is the kernel family's: a vpdpbusd loop's with AVX-512 VNNI (64 products
+    // an instruction, far above eight-lane FMAs), else the FMA peak itself.
+    if (row["kernels"].get<std::string>().rfind("avx512", 0) == 0) {
+      EXPECT_GT(row["peak_int8_ops"].get<double>(), 2 * row["peak_flops"].get<double>()) << row.dump();
+    } else {
+      EXPECT_EQ(row["peak_int8_ops"].get<double>(), row["peak_flops"].get<double>()) << row.dump();
+    }
   }
+  if (!GetCpuFeatures().HasAvx512VnniSet()) return;
+  r = testing::RunDsv3({"bench", "--model-path", dir_.path() + "/q", "--prompt-len", "0", "--gen-len", "2",
+                        "--threads", "1", "--repetitions", "1", "--probe-mib", "8", "--kernels", "avx2", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 1u);
+  EXPECT_EQ(j[0]["kernels"], "avx2 act=int8");
+  EXPECT_EQ(j[0]["peak_int8_ops"].get<double>(), j[0]["peak_flops"].get<double>()) << j[0].dump();
 }
 
 // Several sequences prefilled and decoded together (an eval's generation batch): t/s counts all

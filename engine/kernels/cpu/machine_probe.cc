@@ -10,6 +10,7 @@
 #include "engine/base/threads.h"
 #include "engine/kernels/cpu/cpu_features.h"
 #include "engine/kernels/cpu/linear_kernels.h"
+#include "engine/kernels/ops.h"
 
 namespace dsv3 {
 
@@ -48,16 +49,30 @@ double MeasureReadBandwidth(int64_t bytes, int repeats) {
   return sink.load() == 42 ? best + 0.0 : best;  // keeps the sums observable
 }
 
-double MeasurePeakFlops(double seconds) {
-  if (!GetCpuFeatures().HasAvx2Set()) return 0.0;
+namespace {
+
+// Sum over the pool threads of each one's `loop(seconds)`.
+double OnEveryThread(double (*loop)(double), double seconds) {
   const int threads = NumThreads();
   std::vector<double> per(static_cast<size_t>(threads), 0.0);
   ParallelFor(threads, 1, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) per[static_cast<size_t>(i)] = cpu::FmaPeakFlopsAvx2(seconds);
+    for (int64_t i = b; i < e; ++i) per[static_cast<size_t>(i)] = loop(seconds);
   });
   double total = 0;
   for (double p : per) total += p;
   return total;
+}
+
+}  // namespace
+
+double MeasurePeakFlops(double seconds) {
+  if (!GetCpuFeatures().HasAvx2Set()) return 0.0;
+  return OnEveryThread(cpu::FmaPeakFlopsAvx2, seconds);
+}
+
+double MeasurePeakInt8Ops(double seconds) {
+  if (ActiveLinearKernel() != LinearKernel::kAvx512) return 0.0;
+  return OnEveryThread(cpu::Int8PeakOpsAvx512, seconds);
 }
 
 }  // namespace dsv3

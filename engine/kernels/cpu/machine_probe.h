@@ -11,5 +11,9 @@ double MeasureReadBandwidth(int64_t bytes, int repeats = 3);
 // FLOP/s of register-only FMAs on every pool thread for about `seconds`; 0 when the CPU has no
 // vector FMA kernel family (the reference path has no fixed peak).
 double MeasurePeakFlops(double seconds = 0.3);
+// Int8 products per second (two per multiply-add) of a vpdpbusd loop on every pool thread for
+// about `seconds`, where Linear runs the AVX-512 VNNI family; 0 otherwise: there int8 products
+// run no faster than FMAs (AVX2 has no int8 dot product), and MeasurePeakFlops is their peak.
+double MeasurePeakInt8Ops(double seconds = 0.3);
 
 }  // namespace dsv3
