@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -264,8 +265,11 @@ TEST_F(LinearKernelTest, Avx2ConvertsEveryWeightExactlyAsDequantizeRows) {
 // activations overflowed (|x · scale| >= 256) the way the GEMM computes it. Every byte value
 // converts exactly (unit vectors), and activations far past that limit give the GEMM's bits.
 TEST_F(LinearKernelTest, Fp8DecodeTakesEveryByteAndLargeActivations) {
-  SetLinearKernel(LinearKernel::kAvx2);
-  const int64_t rows = 16, K = 264;  // a K % 8 tail too
+  std::vector<LinearKernel> kernels = {LinearKernel::kAvx2};
+  if (GetCpuFeatures().HasAvx512VnniSet()) kernels.push_back(LinearKernel::kAvx512);  // its own decode GEMV
+  for (const LinearKernel kernel : kernels) {
+  SetLinearKernel(kernel);
+  const int64_t rows = 16, K = 264;  // K % 16 == 8: a group's last eight columns alone
   OwnedWeight w = MakeWeight(DType::kF8E4M3, rows, K, 60, 128);
   for (int64_t i = 0; i < rows * K; ++i) {
     const auto byte = static_cast<uint8_t>((i * 7 + i / K) % 256);
@@ -298,6 +302,42 @@ TEST_F(LinearKernelTest, Fp8DecodeTakesEveryByteAndLargeActivations) {
         for (int64_t r = 0; r < rows; ++r) {
           ASSERT_EQ(one[r], all[t * rows + r]) << "|x| ~ " << magnitude << " T=" << T << " token " << t << " row " << r;
           if (magnitude < 1e30f) ASSERT_TRUE(std::isfinite(one[r])) << "|x| ~ " << magnitude;
+        }
+      }
+    }
+  }
+  }
+}
+
+// With AVX-512, FP8's one-token GEMV holds two rows per vector, each lane on AVX2's chain: the
+// same bits as kAvx2 for tiles whole and cut (rows past a block of rows, the last rows), K with
+// a group's last eight columns alone or a K % 8 tail (left to AVX2), activations whose scaled
+// form overflows (the tile redone), NaN, strides, accumulation and both thread counts.
+TEST_F(LinearKernelTest, Avx512Fp8DecodeGivesAvx2Bits) {
+  if (!GetCpuFeatures().HasAvx512VnniSet()) GTEST_SKIP() << "no AVX-512 (" << GetCpuFeatures().ToString() << ")";
+  uint32_t seed = 90;
+  for (int64_t block : {8, 24, 128}) {
+    for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{300, 1536}, {37, 264}, {16, 136}, {9, 83}}) {
+      OwnedWeight w = MakeWeight(DType::kF8E4M3, rows, cols, seed++, block);
+      for (float magnitude : {1.0f, 1e5f, 1e30f, std::numeric_limits<float>::quiet_NaN()}) {
+        std::vector<float> x = RandomVector(cols, seed++);
+        x[static_cast<size_t>(cols / 2)] *= magnitude;  // one large (or NaN) activation
+        for (int threads : {1, 2}) {
+          SetNumThreads(threads);
+          const int64_t ldy = rows + 3, r0 = 3, r1 = rows - 2;
+          std::vector<float> y2(static_cast<size_t>(rows)), y5(y2.size()), rows2(static_cast<size_t>(ldy), 0.5f), rows5 = rows2;
+          SetLinearKernel(LinearKernel::kAvx2);
+          Linear(x.data(), 1, w.m, y2.data());
+          LinearRows(x.data(), 1, w.m, r0, r1, rows2.data(), ldy, true);
+          SetLinearKernel(LinearKernel::kAvx512);
+          Linear(x.data(), 1, w.m, y5.data());
+          LinearRows(x.data(), 1, w.m, r0, r1, rows5.data(), ldy, true);
+          const std::string what = "block " + std::to_string(block) + " " + std::to_string(rows) + "x" +
+                                   std::to_string(cols) + " |x| ~ " + std::to_string(magnitude);
+          ASSERT_EQ(std::memcmp(y2.data(), y5.data(), y2.size() * sizeof(float)), 0) << what;
+          ASSERT_EQ(std::memcmp(rows2.data(), rows5.data(), rows2.size() * sizeof(float)), 0) << what << " rows";
+          if (magnitude == 1.0f)
+            for (float v : y5) ASSERT_TRUE(std::isfinite(v)) << what;
         }
       }
     }

@@ -5,7 +5,8 @@
 //   - avx2 (linear_avx2.cc): a GEMV for a few tokens (decode: each weight read once, converted
 //     in registers) and a register-blocked GEMM for prefill, both summing in one order. F32,
 //     BF16, F16, FP8 e4m3, INT8 and INT4 weights, all dequantized in registers.
-//   - avx512: avx2, with the int8-activation products on AVX-512 VNNI (linear_q8_avx512.cc).
+//   - avx512: avx2, with the int8-activation products on AVX-512 VNNI (linear_q8_avx512.cc) and
+//     FP8's one-token GEMV on AVX-512 (linear_avx512.cc), the same bits.
 // INT8 and INT4 weights take int8 activations by default (SetLinearActivations): x is
 // quantized per token once per call (or once per LinearInput) and multiplied in integers,
 // by linear_q8_avx512.cc, linear_q8_avx2.cc or their scalar twin linear_q8.cc, all with the same bits.
@@ -131,7 +132,11 @@ void ReferenceRows(const float* x, int64_t T, const WeightMatrix& w, int64_t r0,
 void Avx2Rows(const float* x, int64_t T, const cpu::RawWeight& raw, int64_t r0, int64_t r1,
               float* y, int64_t ldy, bool accumulate) {
   if (T <= cpu::GemvMaxTokens(raw)) {
-    cpu::GemvAvx2(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate);
+    if (Resolve() == LinearKernel::kAvx512) {
+      cpu::GemvAvx512(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate);
+    } else {
+      cpu::GemvAvx2(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate);
+    }
     return;
   }
   cpu::GemmAvx2WithScratch(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate);
