@@ -56,6 +56,13 @@ void ExpectClose(const std::vector<float>& x, const WeightMatrix& w, int64_t T, 
                        << (worst >= 0 ? fast[worst] : 0) << " reference " << (worst >= 0 ? ref[worst] : 0);
 }
 
+// The fast kernel families this CPU runs: AVX2, and AVX2 with AVX-512 where present.
+std::vector<LinearKernel> FastKernels() {
+  std::vector<LinearKernel> k = {LinearKernel::kAvx2};
+  if (GetCpuFeatures().HasAvx512VnniSet()) k.push_back(LinearKernel::kAvx512);
+  return k;
+}
+
 class LinearKernelTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -82,11 +89,13 @@ TEST_F(LinearKernelTest, Avx2MatchesReferenceForEveryFormatAndShape) {
         std::vector<float> ref(static_cast<size_t>(T * sh[0])), fast(ref.size());
         SetLinearKernel(LinearKernel::kReference);
         Linear(x.data(), T, w.m, ref.data());
-        SetLinearKernel(LinearKernel::kAvx2);
-        Linear(x.data(), T, w.m, fast.data());
-        ExpectClose(x, w.m, T, fast, ref,
-                    std::string(DTypeName(dt)) + " " + std::to_string(sh[0]) + "x" + std::to_string(sh[1]) +
-                        " T=" + std::to_string(T));
+        for (const LinearKernel kernel : FastKernels()) {
+          SetLinearKernel(kernel);
+          Linear(x.data(), T, w.m, fast.data());
+          ExpectClose(x, w.m, T, fast, ref,
+                      std::string(LinearKernelName(kernel)) + " " + DTypeName(dt) + " " + std::to_string(sh[0]) +
+                          "x" + std::to_string(sh[1]) + " T=" + std::to_string(T));
+        }
       }
     }
   }
@@ -143,7 +152,8 @@ TEST_F(LinearKernelTest, RowsWithStrideAndAccumulateMatchReference) {
 // A row's value must not depend on how rows were split between threads (the MoE splits them
 // differently from Linear), so one thread and two give identical bits.
 TEST_F(LinearKernelTest, ResultsDoNotDependOnThreadSplit) {
-  SetLinearKernel(LinearKernel::kAvx2);
+  for (const LinearKernel kernel : FastKernels()) {
+  SetLinearKernel(kernel);
   std::vector<std::pair<std::string, OwnedWeight>> weights;
   weights.emplace_back("BF16", MakeWeight(DType::kBF16, 103, 96, 11));
   // FP8 in DeepSeek's 128-row blocks: many tokens go out in pieces of whole blocks.
@@ -158,19 +168,21 @@ TEST_F(LinearKernelTest, ResultsDoNotDependOnThreadSplit) {
       SetNumThreads(2);
       Linear(x.data(), T, w.m, two.data());
       SetNumThreads(0);
-      EXPECT_EQ(one, two) << name << " T=" << T;
+      EXPECT_EQ(one, two) << LinearKernelName(kernel) << " " << name << " T=" << T;
     }
   }
   EXPECT_EQ(MinPieceRows(weights[1].second.m, cpu::kGemvMaxTokens + 1), 128) << "the GEMM's panels";
   EXPECT_EQ(MinPieceRows(weights[1].second.m, cpu::kGemvMaxTokens), 1) << "the GEMV keeps small pieces";
   EXPECT_EQ(MinPieceRows(weights[0].second.m, 100), 1);
+  }
 }
 
 // The MoE gives each expert a different token count, and a decode step of several sequences
 // has one token each, so the GEMV (one token, or a few at once) and the GEMM (many) must agree
 // to the bit: a token's logits may not depend on who else was routed or batched with it.
 TEST_F(LinearKernelTest, ResultsDoNotDependOnTokenCount) {
-  SetLinearKernel(LinearKernel::kAvx2);
+  for (const LinearKernel kernel : FastKernels()) {
+  SetLinearKernel(kernel);
   std::vector<std::pair<std::string, OwnedWeight>> weights;
   weights.emplace_back("F32", MakeWeight(DType::kF32, 29, 99, 20));
   weights.emplace_back("BF16", MakeWeight(DType::kBF16, 29, 99, 21));
@@ -187,9 +199,11 @@ TEST_F(LinearKernelTest, ResultsDoNotDependOnTokenCount) {
       for (int64_t t = 0; t < T; ++t) {
         Linear(x.data() + t * 99, 1, w.m, one.data());
         for (int64_t r = 0; r < 29; ++r)
-          ASSERT_EQ(one[r], all[t * 29 + r]) << name << " T=" << T << " token " << t << " row " << r;
+          ASSERT_EQ(one[r], all[t * 29 + r])
+              << LinearKernelName(kernel) << " " << name << " T=" << T << " token " << t << " row " << r;
       }
     }
+  }
   }
 }
 

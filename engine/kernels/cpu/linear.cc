@@ -139,7 +139,7 @@ void Avx2Rows(const float* x, int64_t T, const cpu::RawWeight& raw, int64_t r0, 
     }
     return;
   }
-  cpu::GemmAvx2WithScratch(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate);
+  cpu::GemmAvx2WithScratch(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate, Resolve() == LinearKernel::kAvx512);
 }
 
 // ---- Int8 activations (INT8 and INT4 weights) ----
@@ -371,10 +371,10 @@ void LinearRows(const float* x, int64_t T, const WeightMatrix& w, int64_t r0, in
 }
 
 void cpu::GemmAvx2WithScratch(const float* x, int64_t T, int64_t ldx, const cpu::RawWeight& w, int64_t r0,
-                              int64_t r1, float* y, int64_t ldy, bool accumulate) {
+                              int64_t r1, float* y, int64_t ldy, bool accumulate, bool avx512_tiles) {
   thread_local std::vector<float> scratch;
   scratch.resize(static_cast<size_t>(cpu::GemmScratchFloats(w.cols)));
-  cpu::GemmAvx2(x, T, ldx, w, r0, r1, y, ldy, accumulate, scratch.data());
+  cpu::GemmAvx2(x, T, ldx, w, r0, r1, y, ldy, accumulate, scratch.data(), avx512_tiles);
 }
 
 void SetLinearKernel(LinearKernel k) {

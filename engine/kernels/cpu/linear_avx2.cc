@@ -601,9 +601,10 @@ void MicroTokens(const float* wt, int64_t K, const float* x, int64_t ldx, int64_
 
 // convert(r, m, wt) writes rows [r, r+m) of W as float32 rows of roundup(K, 8) into wt;
 // scratch holds GemmScratchFloats(K) floats: the panel, then FP8's scaled activations.
+// wide: tiles of eight panel rows go to GemmPanel8Avx512 (AVX-512, the same bits).
 template <typename Convert>
 void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
-              int64_t ldy, bool accumulate, float* scratch, const Convert& convert) {
+              int64_t ldy, bool accumulate, float* scratch, bool wide, const Convert& convert) {
   const bool fp8 = w.kind == WeightKind::kF8E4M3;
   const int64_t K = w.cols, Kp = (K + 7) & ~int64_t{7}, block = GemmTokenBlock(K);
   const int64_t panel = fp8 ? GemmFp8PanelRows(K) : GemmPanelRows(K);
@@ -630,7 +631,8 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
     const char* ahead = reinterpret_cast<const char*>(ahead_begin);
     const int64_t ahead_lines =
         p1 < r1 ? static_cast<int64_t>(rows_at + panel_end(p1) * w.row_bytes - ahead_begin + 63) / 64 : 0;
-    const int64_t calls = ((p1 - p0 + 3) / 4) * ((T + block - 1) / block);
+    const int64_t tile = wide ? 8 : 4;
+    const int64_t calls = ((p1 - p0 + tile - 1) / tile) * ((T + block - 1) / block);
     const int64_t lines_per_call = (ahead_lines + calls - 1) / calls;
     int64_t fetched = 0;
     for (int64_t t0 = 0; t0 < T; t0 += block) {
@@ -642,13 +644,23 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
         xb = xs;
         ldb = Kp;
       }
-      for (int64_t r = p0; r < p1; r += 4) {
-        const int m = static_cast<int>(p1 - r < 4 ? p1 - r : 4);
+      for (int64_t r = p0; r < p1; r += tile) {
+        int m = static_cast<int>(p1 - r < tile ? p1 - r : tile);
         const float* wr = wt + (r - p0) * Kp;
         float* yb = y + t0 * ldy + r;
         for (const int64_t end = fetched + lines_per_call < ahead_lines ? fetched + lines_per_call : ahead_lines;
              fetched < end; ++fetched)
           _mm_prefetch(ahead + fetched * 64, _MM_HINT_T1);
+        if (m == 8) {
+          GemmPanel8Avx512(wr, K, xb, ldb, nt, yb, ldy, accumulate);
+          continue;
+        }
+        if (m > 4) {  // a wide tile cut short: four rows, then the rest
+          MicroTokens<4>(wr, K, xb, ldb, nt, yb, ldy, accumulate);
+          wr += 4 * Kp;
+          yb += 4;
+          m -= 4;
+        }
         switch (m) {
           case 4: MicroTokens<4>(wr, K, xb, ldb, nt, yb, ldy, accumulate); break;
           case 3: MicroTokens<3>(wr, K, xb, ldb, nt, yb, ldy, accumulate); break;
@@ -834,9 +846,9 @@ void WeightRowsWeightedSumAvx2(const float* p, const RawWeight& w, int64_t r0, i
 }
 
 void GemmAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
-              int64_t ldy, bool accumulate, float* scratch) {
+              int64_t ldy, bool accumulate, float* scratch, bool avx512_tiles) {
   const auto gemm = [&](const auto& convert) {
-    GemmRows(x, T, ldx, w, r0, r1, y, ldy, accumulate, scratch, convert);
+    GemmRows(x, T, ldx, w, r0, r1, y, ldy, accumulate, scratch, avx512_tiles, convert);
   };
   switch (w.kind) {
     case WeightKind::kF8E4M3:
@@ -902,7 +914,7 @@ double FmaPeakFlopsAvx2(double seconds) {
 namespace dsv3::cpu {
 bool Avx2Supports(const RawWeight&) { return false; }
 void GemvAvx2(const float*, int64_t, int64_t, const RawWeight&, int64_t, int64_t, float*, int64_t, bool) {}
-void GemmAvx2(const float*, int64_t, int64_t, const RawWeight&, int64_t, int64_t, float*, int64_t, bool, float*) {}
+void GemmAvx2(const float*, int64_t, int64_t, const RawWeight&, int64_t, int64_t, float*, int64_t, bool, float*, bool) {}
 void WeightRowScoresAvx2(const float*, const RawWeight&, int64_t, int64_t, float*) {}
 void WeightRowsWeightedSumAvx2(const float*, const RawWeight&, int64_t, int64_t, float*) {}
 double FmaPeakFlopsAvx2(double) { return 0.0; }

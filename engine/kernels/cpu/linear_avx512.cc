@@ -106,7 +106,58 @@ void Fp8Decode(const float* x, const RawWeight& w, int64_t r0, int64_t r1, float
   }
 }
 
+// Eight panel rows (four pairs) against N tokens: linear_avx2.cc's MicroKernel<8, N>, two rows
+// per vector.
+template <int N>
+void Panel8(const float* wt, int64_t K, const float* x, int64_t ldx, float* y, int64_t ldy, bool accumulate) {
+  const int64_t K8 = K & ~int64_t{7}, Kp = (K + 7) & ~int64_t{7};
+  __m512 acc[4][N];
+  for (int p = 0; p < 4; ++p)
+    for (int j = 0; j < N; ++j) acc[p][j] = _mm512_setzero_ps();
+  const auto step = [&](int64_t k, const __m512* xv) __attribute__((always_inline)) {
+    for (int p = 0; p < 4; ++p) {
+      const float* a = wt + 2 * p * Kp + k;
+      const __m512 wv = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(_mm256_loadu_ps(a))),
+                                                            _mm256_castps_pd(_mm256_loadu_ps(a + Kp)), 1));
+      for (int j = 0; j < N; ++j) acc[p][j] = _mm512_fmadd_ps(xv[j], wv, acc[p][j]);
+    }
+  };
+  for (int64_t k = 0; k < K8; k += 8) {
+    __m512 xv[N];
+    for (int j = 0; j < N; ++j) xv[j] = Twice(_mm256_loadu_ps(x + j * ldx + k));
+    step(k, xv);
+  }
+  if (K8 < K) {  // the panel is zero-padded; the activations past K read as zero
+    __m512 xv[N];
+    for (int j = 0; j < N; ++j) {
+      alignas(32) float buf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (int64_t i = K8; i < K; ++i) buf[i - K8] = x[j * ldx + i];
+      xv[j] = Twice(_mm256_load_ps(buf));
+    }
+    step(K8, xv);
+  }
+  for (int j = 0; j < N; ++j)
+    for (int p = 0; p < 4; ++p) {
+      float* o = y + j * ldy + 2 * p;
+      const float a = HorizontalSum(_mm512_castps512_ps256(acc[p][j])), b = HorizontalSum(High8(acc[p][j]));
+      o[0] = accumulate ? o[0] + a : a;
+      o[1] = accumulate ? o[1] + b : b;
+    }
+}
+
 }  // namespace
+
+void GemmPanel8Avx512(const float* wt, int64_t K, const float* x, int64_t ldx, int64_t T, float* y, int64_t ldy,
+                      bool accumulate) {
+  int64_t t = 0;
+  for (; t + 4 <= T; t += 4) Panel8<4>(wt, K, x + t * ldx, ldx, y + t * ldy, ldy, accumulate);
+  switch (T - t) {
+    case 3: Panel8<3>(wt, K, x + t * ldx, ldx, y + t * ldy, ldy, accumulate); break;
+    case 2: Panel8<2>(wt, K, x + t * ldx, ldx, y + t * ldy, ldy, accumulate); break;
+    case 1: Panel8<1>(wt, K, x + t * ldx, ldx, y + t * ldy, ldy, accumulate); break;
+    default: break;
+  }
+}
 
 void GemvAvx512(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
                 int64_t ldy, bool accumulate) {
@@ -122,6 +173,7 @@ void GemvAvx512(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int6
 
 namespace dsv3::cpu {
 void GemvAvx512(const float*, int64_t, int64_t, const RawWeight&, int64_t, int64_t, float*, int64_t, bool) {}
+void GemmPanel8Avx512(const float*, int64_t, const float*, int64_t, int64_t, float*, int64_t, bool) {}
 }  // namespace dsv3::cpu
 
 #endif

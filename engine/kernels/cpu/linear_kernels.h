@@ -114,9 +114,15 @@ bool Avx2Supports(const RawWeight& w);
 void GemvAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
               int64_t ldy, bool accumulate);
 // y[t, r] (+)= x[t]·W[r] for rows [r0, r1), any T; scratch holds GemmScratchFloats(K) floats.
-// Bit-identical to GemvAvx2 for every row and token.
+// Bit-identical to GemvAvx2 for every row and token. avx512_tiles: eight panel rows at a time
+// go to GemmPanel8Avx512 (CpuFeatures::HasAvx512VnniSet), the same bits.
 void GemmAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
-              int64_t ldy, bool accumulate, float* scratch);
+              int64_t ldy, bool accumulate, float* scratch, bool avx512_tiles = false);
+// The GEMM's products for eight rows of its float32 panel (rows roundup(K, 8) floats apart,
+// zero-padded) against T tokens, with AVX-512: two rows per vector, each lane on the chain of
+// GemmAvx2's microkernel, so the same bits (linear_avx512.cc).
+void GemmPanel8Avx512(const float* wt, int64_t K, const float* x, int64_t ldx, int64_t T, float* y, int64_t ldy,
+                      bool accumulate);
 // WeightRowScores / WeightRowsWeightedSum (ops.h) for weights Avx2Supports with cols % 8 == 0:
 // the rows converted in registers to the values DequantizeRows (ops.h) writes, with the bits
 // MultiQueryScoresAvx2 / MultiQueryWeightedSumAvx2 give (M = 1) over those float32 rows.
@@ -140,7 +146,7 @@ void GemvAvx512(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int6
 // GemmAvx2 with this thread's scratch (linear.cc: the scratch is a std::vector, which the ISA
 // files do not use).
 void GemmAvx2WithScratch(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1,
-                         float* y, int64_t ldy, bool accumulate);
+                         float* y, int64_t ldy, bool accumulate, bool avx512_tiles = false);
 // ExpShiftedSum (ops.h) with AVX2 + FMA (attention_avx2.cc).
 float ExpShiftedSumAvx2(float* x, int64_t n, float shift);
 // SoftmaxInPlace (ops.h) with AVX2 + FMA, the same bits (attention_avx2.cc).
