@@ -1,5 +1,6 @@
 // dsv3 bench: prefill and decode speed of a checkpoint, llama-bench style, with the roofline
-// next to each figure. The ceilings are measured in the same run (read bandwidth, FMA peak);
+// next to each figure. The ceilings are measured in the same run (read bandwidth, FMA peak at
+// the width of the kernel family in use);
 // the work is counted from what the run did, per token: weight bytes read (only the experts
 // it routed to; decode adds the latent cache it reads) and FLOPs. A test's roofline is the
 // slower of its two floors, bytes at the read bandwidth and FLOPs at the FMA peak: decode at

@@ -11,6 +11,7 @@
 #include "engine/kernels/cpu/cpu_features.h"
 #include "engine/kernels/cpu/linear_kernels.h"
 #include "engine/kernels/cpu/machine_probe.h"
+#include "engine/kernels/ops.h"
 
 namespace dsv3 {
 namespace {
@@ -42,6 +43,27 @@ TEST(MachineProbeTest, ProbesReportPositiveRates) {
   } else {
     EXPECT_EQ(flops, 0.0);
   }
+}
+
+// The peaks are those of the kernel family Linear runs: with AVX-512 the FMAs are 512 bits wide
+// (not necessarily faster: some cores split them) and int8 products have a vpdpbusd peak of
+// their own; without it there is no int8 peak apart from the FMAs' (0). (The reference family
+// is measured against the machine's AVX2 FMAs, where it has them.)
+TEST(MachineProbeTest, PeaksFollowTheKernelFamily) {
+  SetNumThreads(1);
+  for (const LinearKernel k : {LinearKernel::kReference, LinearKernel::kAvx2, LinearKernel::kAvx512}) {
+    SetLinearKernel(k);
+    const LinearKernel active = ActiveLinearKernel();  // a family the CPU lacks falls back
+    const double flops = MeasurePeakFlops(0.01), int8 = MeasurePeakInt8Ops(0.01);
+    if (active != LinearKernel::kReference) EXPECT_TRUE(std::isfinite(flops) && flops > 0.0) << LinearKernelName(active);
+    if (active == LinearKernel::kAvx512) {
+      EXPECT_TRUE(std::isfinite(int8) && int8 > flops) << "64 byte products per vpdpbusd, 16 per 512-bit FMA";
+    } else {
+      EXPECT_EQ(int8, 0.0) << LinearKernelName(active);
+    }
+  }
+  SetLinearKernel(LinearKernel::kAuto);
+  SetNumThreads(0);
 }
 
 }  // namespace

@@ -13,6 +13,8 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 
+#include <time.h>
+
 #include <cstdint>
 
 namespace dsv3::cpu {
@@ -145,7 +147,35 @@ void Panel8(const float* wt, int64_t K, const float* x, int64_t ldx, float* y, i
     }
 }
 
+double NowSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
 }  // namespace
+
+double FmaPeakFlopsAvx512(double seconds) {
+  // Twelve independent 512-bit FMA chains hide the latency (as FmaPeakFlopsAvx2's ten do).
+  __m512 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i) * 1e-3f);
+  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+  const double start = NowSeconds();
+  double elapsed = 0.0;
+  int64_t iterations = 0;
+  do {
+    for (int rep = 0; rep < 4096; ++rep) {
+      for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+    }
+    iterations += 4096;
+    elapsed = NowSeconds() - start;
+  } while (elapsed < seconds);
+  __m512 sum = acc[0];
+  for (int i = 1; i < 12; ++i) sum = _mm512_add_ps(sum, acc[i]);
+  volatile float sink = _mm512_reduce_add_ps(sum);
+  (void)sink;
+  return static_cast<double>(iterations) * 12 * 16 * 2 / elapsed;
+}
 
 void GemmPanel8Avx512(const float* wt, int64_t K, const float* x, int64_t ldx, int64_t T, float* y, int64_t ldy,
                       bool accumulate) {
@@ -174,6 +204,7 @@ void GemvAvx512(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int6
 namespace dsv3::cpu {
 void GemvAvx512(const float*, int64_t, int64_t, const RawWeight&, int64_t, int64_t, float*, int64_t, bool) {}
 void GemmPanel8Avx512(const float*, int64_t, const float*, int64_t, int64_t, float*, int64_t, bool) {}
+double FmaPeakFlopsAvx512(double) { return 0.0; }
 }  // namespace dsv3::cpu
 
 #endif

@@ -147,6 +147,8 @@ void GemvAvx512(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int6
 // files do not use).
 void GemmAvx2WithScratch(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1,
                          float* y, int64_t ldy, bool accumulate, bool avx512_tiles = false);
+// FmaPeakFlopsAvx2 with 512-bit FMAs (linear_avx512.cc): the matrix peak of the avx512 family.
+double FmaPeakFlopsAvx512(double seconds);
 // ExpShiftedSum (ops.h) with AVX2 + FMA (attention_avx2.cc).
 float ExpShiftedSumAvx2(float* x, int64_t n, float shift);
 // SoftmaxInPlace (ops.h) with AVX2 + FMA, the same bits (attention_avx2.cc).

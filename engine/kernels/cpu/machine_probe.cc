@@ -67,6 +67,8 @@ double OnEveryThread(double (*loop)(double), double seconds) {
 
 double MeasurePeakFlops(double seconds) {
   if (!GetCpuFeatures().HasAvx2Set()) return 0.0;
+  // The family Linear runs: its GEMM's FMAs are 512 bits wide with AVX-512.
+  if (ActiveLinearKernel() == LinearKernel::kAvx512) return OnEveryThread(cpu::FmaPeakFlopsAvx512, seconds);
   return OnEveryThread(cpu::FmaPeakFlopsAvx2, seconds);
 }
 

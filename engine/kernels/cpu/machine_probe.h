@@ -8,8 +8,9 @@ namespace dsv3 {
 
 // Bytes per second read by all pool threads streaming a `bytes` buffer (best of `repeats`).
 double MeasureReadBandwidth(int64_t bytes, int repeats = 3);
-// FLOP/s of register-only FMAs on every pool thread for about `seconds`; 0 when the CPU has no
-// vector FMA kernel family (the reference path has no fixed peak).
+// FLOP/s of register-only FMAs on every pool thread for about `seconds`, at the width of the
+// kernel family Linear runs (256 bits, 512 for avx512); 0 when the CPU has no vector FMA
+// kernel family (the reference path has no fixed peak).
 double MeasurePeakFlops(double seconds = 0.3);
 // Int8 products per second (two per multiply-add) of a vpdpbusd loop on every pool thread for
 // about `seconds`, where Linear runs the AVX-512 VNNI family; 0 otherwise: there int8 products
