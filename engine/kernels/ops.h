@@ -140,8 +140,8 @@ void LinearJobs(const std::vector<LinearJob>& jobs, int64_t min_piece_rows);
 // Kernel families Linear can use. kAuto picks the best one this CPU runs (cpu_features.h);
 // the others force one, for tests and benchmarks that compare a fast kernel with its twin.
 // kReference is the float32 tile + Eigen path every format has. kAvx512 is kAvx2 with the
-// int8-activation products (INT8, INT4 weights) on AVX-512 VNNI and FP8's decode GEMV on
-// AVX-512: the same bits, faster.
+// int8-activation products (INT8, INT4 weights) on AVX-512 VNNI, and FP8's decode GEMV and the
+// GEMM's microkernel on 512-bit vectors: the same bits, faster.
 enum class LinearKernel { kAuto, kReference, kAvx2, kAvx512 };
 // Whether k runs the AVX2 kernels (kAvx2, and kAvx512 for everything but int8 activations).
 inline bool UsesAvx2Kernels(LinearKernel k) { return k == LinearKernel::kAvx2 || k == LinearKernel::kAvx512; }

@@ -5,8 +5,9 @@
 //   - avx2 (linear_avx2.cc): a GEMV for a few tokens (decode: each weight read once, converted
 //     in registers) and a register-blocked GEMM for prefill, both summing in one order. F32,
 //     BF16, F16, FP8 e4m3, INT8 and INT4 weights, all dequantized in registers.
-//   - avx512: avx2, with the int8-activation products on AVX-512 VNNI (linear_q8_avx512.cc) and
-//     FP8's one-token GEMV on AVX-512 (linear_avx512.cc), the same bits.
+//   - avx512: avx2, with the int8-activation products on AVX-512 VNNI (linear_q8_avx512.cc),
+//     FP8's one-token GEMV and the GEMM's microkernel on 512-bit vectors (linear_avx512.cc),
+//     the same bits.
 // INT8 and INT4 weights take int8 activations by default (SetLinearActivations): x is
 // quantized per token once per call (or once per LinearInput) and multiplied in integers,
 // by linear_q8_avx512.cc, linear_q8_avx2.cc or their scalar twin linear_q8.cc, all with the same bits.

@@ -1,11 +1,11 @@
 // Float-activation Linear kernels with AVX-512 (compiled with -mavx512f -mavx512bw -mavx512vl
-// for this file only; linear.cc calls it after checking the CPU). So far the FP8 decode GEMV,
-// one token: on AVX2 it is compute-bound below the memory bandwidth (~16-22 GB/s a thread on
-// Zen 5, where two threads can read ~60), since each 8 weights take a convert, a shift, a mask
-// and an fma. Here a 512-bit vector holds eight columns of two rows, so each instruction does
-// twice the work, and every lane still runs linear_avx2.cc's chain (lane j of a row takes
-// k = j mod 8, in order, then the same horizontal sum): the bits are GemvAvx2's. Everything
-// else goes to GemvAvx2.
+// for this file only; linear.cc calls it after checking the CPU). The FP8 decode GEMV, one
+// token (on AVX2 it is compute-bound below the memory bandwidth: ~16-22 GB/s a thread on Zen 5,
+// where two threads can read ~60, since each 8 weights take a convert, a shift, a mask and an
+// fma), and the GEMM's microkernel over its float32 panel. A 512-bit vector holds eight columns
+// of two rows, so each instruction does twice the work, and every lane still runs
+// linear_avx2.cc's chain (lane j of a row takes k = j mod 8, in order, then the same horizontal
+// sum): the bits are GemvAvx2's and GemmAvx2's. Everything else goes to GemvAvx2.
 //
 // No standard-library templates or shared inline functions are used here (see linear_avx2.cc).
 #include "engine/kernels/cpu/linear_kernels.h"
