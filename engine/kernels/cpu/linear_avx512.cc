@@ -1,5 +1,6 @@
 // Float-activation Linear kernels with AVX-512 (compiled with -mavx512f -mavx512bw -mavx512vl
-// for this file only; linear.cc calls it after checking the CPU). The FP8 decode GEMV, one
+// -mavx512vnni for this file only; linear.cc calls it after checking the CPU), and the peaks
+// `dsv3 bench` measures for this family (machine_probe.h). The FP8 decode GEMV, one
 // token (on AVX2 it is compute-bound below the memory bandwidth: ~16-22 GB/s a thread on Zen 5,
 // where two threads can read ~60, since each 8 weights take a convert, a shift, a mask and an
 // fma), and the GEMM's microkernel over its float32 panel. A 512-bit vector holds eight columns
@@ -10,7 +11,8 @@
 // No standard-library templates or shared inline functions are used here (see linear_avx2.cc).
 #include "engine/kernels/cpu/linear_kernels.h"
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__FMA__) && defined(__F16C__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__) && \
+    defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 
 #include <time.h>
@@ -153,28 +155,40 @@ double NowSeconds() {
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
-}  // namespace
-
-double FmaPeakFlopsAvx512(double seconds) {
-  // Twelve independent 512-bit FMA chains hide the latency (as FmaPeakFlopsAvx2's ten do).
-  __m512 acc[12];
-  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i) * 1e-3f);
-  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
-  const double start = NowSeconds();
+// Twelve independent chains of `op` (enough to hide its latency) for about `seconds`: the
+// number of op calls per second.
+template <typename V, typename Op>
+double ChainsPerSecond(double seconds, V start, const Op& op) {
+  V acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = start;
+  const double begin = NowSeconds();
   double elapsed = 0.0;
   int64_t iterations = 0;
   do {
     for (int rep = 0; rep < 4096; ++rep) {
-      for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+      for (int i = 0; i < 12; ++i) acc[i] = op(acc[i]);
     }
     iterations += 4096;
-    elapsed = NowSeconds() - start;
+    elapsed = NowSeconds() - begin;
   } while (elapsed < seconds);
-  __m512 sum = acc[0];
-  for (int i = 1; i < 12; ++i) sum = _mm512_add_ps(sum, acc[i]);
-  volatile float sink = _mm512_reduce_add_ps(sum);
+  volatile V sink = acc[0];  // keeps the chains
+  for (int i = 1; i < 12; ++i) sink = acc[i];
   (void)sink;
-  return static_cast<double>(iterations) * 12 * 16 * 2 / elapsed;
+  return static_cast<double>(iterations) * 12 / elapsed;
+}
+
+}  // namespace
+
+double FmaPeakFlopsAvx512(double seconds) {
+  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+  const auto fma = [&](__m512 v) __attribute__((always_inline)) { return _mm512_fmadd_ps(v, a, b); };
+  return ChainsPerSecond(seconds, _mm512_set1_ps(1e-3f), fma) * 16 * 2;  // 16 lanes, 2 FLOPs each
+}
+
+double Int8PeakOpsAvx512(double seconds) {
+  const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2);
+  const auto dot = [&](__m512i v) __attribute__((always_inline)) { return _mm512_dpbusd_epi32(v, a, b); };
+  return ChainsPerSecond(seconds, _mm512_set1_epi32(1), dot) * 64 * 2;  // 64 byte products, 2 ops each
 }
 
 void GemmPanel8Avx512(const float* wt, int64_t K, const float* x, int64_t ldx, int64_t T, float* y, int64_t ldy,
@@ -205,6 +219,7 @@ namespace dsv3::cpu {
 void GemvAvx512(const float*, int64_t, int64_t, const RawWeight&, int64_t, int64_t, float*, int64_t, bool) {}
 void GemmPanel8Avx512(const float*, int64_t, const float*, int64_t, int64_t, float*, int64_t, bool) {}
 double FmaPeakFlopsAvx512(double) { return 0.0; }
+double Int8PeakOpsAvx512(double) { return 0.0; }
 }  // namespace dsv3::cpu
 
 #endif

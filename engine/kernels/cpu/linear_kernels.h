@@ -104,7 +104,8 @@ void QLinearAvx2(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t
 void QLinearAvx512(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
                    bool accumulate);
 // Int8 products per second (two per multiply-add, as FLOPs count) of a register-only vpdpbusd
-// loop on this thread for about `seconds`: the int8 peak `dsv3 bench` compares them against.
+// loop on this thread for about `seconds` (linear_avx512.cc): the int8 peak `dsv3 bench`
+// compares them against.
 double Int8PeakOpsAvx512(double seconds);
 
 // --- AVX2 + FMA + F16C (linear_avx2.cc) ---

@@ -21,8 +21,6 @@
     defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 
-#include <time.h>
-
 #include <cstdint>
 
 namespace dsv3::cpu {
@@ -341,35 +339,7 @@ void Int4Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t 
   }
 }
 
-double NowSeconds() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
 }  // namespace
-
-double Int8PeakOpsAvx512(double seconds) {
-  // Ten independent vpdpbusd chains hide its latency; each adds 64 byte products.
-  __m512i acc[10];
-  for (int i = 0; i < 10; ++i) acc[i] = _mm512_set1_epi32(i);
-  const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2);
-  const double start = NowSeconds();
-  double elapsed = 0.0;
-  int64_t iterations = 0;
-  do {
-    for (int rep = 0; rep < 4096; ++rep) {
-      for (int i = 0; i < 10; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
-    }
-    iterations += 4096;
-    elapsed = NowSeconds() - start;
-  } while (elapsed < seconds);
-  __m512i sum = acc[0];
-  for (int i = 1; i < 10; ++i) sum = _mm512_add_epi32(sum, acc[i]);
-  volatile int sink = _mm512_reduce_add_epi32(sum);
-  (void)sink;
-  return static_cast<double>(iterations) * 10 * 64 * 2 / elapsed;
-}
 
 void QLinearAvx512(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
                    bool accumulate) {
@@ -395,7 +365,6 @@ void QLinearAvx512(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64
 
 namespace dsv3::cpu {
 void QLinearAvx512(const QuantizedActs&, const RawWeight&, int64_t, int64_t, float*, int64_t, bool) {}
-double Int8PeakOpsAvx512(double) { return 0.0; }
 }  // namespace dsv3::cpu
 
 #endif
