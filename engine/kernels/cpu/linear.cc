@@ -132,15 +132,16 @@ void ReferenceRows(const float* x, int64_t T, const WeightMatrix& w, int64_t r0,
 // Fast rows on the calling thread.
 void Avx2Rows(const float* x, int64_t T, const cpu::RawWeight& raw, int64_t r0, int64_t r1,
               float* y, int64_t ldy, bool accumulate) {
-  if (T <= cpu::GemvMaxTokens(raw)) {
-    if (Resolve() == LinearKernel::kAvx512) {
+  const bool avx512 = Resolve() == LinearKernel::kAvx512;
+  if (T <= cpu::GemvMaxTokens(raw, avx512)) {
+    if (avx512) {
       cpu::GemvAvx512(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate);
     } else {
       cpu::GemvAvx2(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate);
     }
     return;
   }
-  cpu::GemmAvx2WithScratch(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate, Resolve() == LinearKernel::kAvx512);
+  cpu::GemmAvx2WithScratch(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate, avx512);
 }
 
 // ---- Int8 activations (INT8 and INT4 weights) ----
