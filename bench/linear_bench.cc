@@ -128,9 +128,6 @@ void LinearArgs(benchmark::internal::Benchmark* b) {
                   static_cast<int>(LinearKernel::kAvx512)}) {
       for (int a : {static_cast<int>(LinearActivations::kInt8), static_cast<int>(LinearActivations::kF32)}) {
         if (a == static_cast<int>(LinearActivations::kF32) && dt < kInt8PerChannel) continue;
-        // AVX-512 changes only the int8-activation products (INT8, INT4 x int8).
-        if (k == static_cast<int>(LinearKernel::kAvx512) && (dt < kInt8PerChannel || a != static_cast<int>(LinearActivations::kInt8)))
-          continue;
         for (int threads : {1, 2}) {
           b->Args({dt, k, 512, 1536, 1, threads, a});     // one routed expert's gate, decode
           b->Args({dt, k, 64, 1536, 1, threads, a});      // L2-resident: the kernel's arithmetic alone
