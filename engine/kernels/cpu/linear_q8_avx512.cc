@@ -168,8 +168,10 @@ struct Int4RowArgs {
   int64_t per_group, nb;
 };
 
-// Scale and zero point of blocks [b0, b0 + n) (lanes past n: 0), for groups of one, two or
-// four blocks or any other size (kPerGroup 0).
+// Scale and zero point of blocks [b0, b0 + n) (b0 a multiple of 16; lanes past n: 0), for
+// groups of one, two or four blocks or any other size (kPerGroup 0). A row's last step (n < 16:
+// bench-v3-mini's q_b and o_proj have K = 384 and 768) loads its groups masked; block by block,
+// q_b had run at ~9 GB/s.
 template <int kPerGroup>
 __attribute__((always_inline)) inline void StepGroups(const Int4RowArgs& a, int64_t b0, int64_t n, __m512* scale,
                                                       __m512i* zero) {
@@ -192,6 +194,19 @@ __attribute__((always_inline)) inline void StepGroups(const Int4RowArgs& a, int6
     } else {
       *zero = _mm512_set1_epi32(8);
     }
+  } else if (kPerGroup == 1 || kPerGroup == 2 || kPerGroup == 4) {  // n < 16
+    const int64_t g0 = b0 / kPerGroup, groups = (n + kPerGroup - 1) / kPerGroup;
+    const __mmask16 have = static_cast<__mmask16>((1u << groups) - 1), lanes = static_cast<__mmask16>((1u << n) - 1);
+    __m512 s = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(have, s16 + g0));
+    __m512i z = z8 ? _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(have, z8 + g0)) : _mm512_set1_epi32(8);
+    if (kPerGroup > 1) {  // lane i takes group i / kPerGroup
+      const __m512i pick = kPerGroup == 2 ? _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)
+                                          : _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+      s = _mm512_permutexvar_ps(pick, s);
+      z = _mm512_permutexvar_epi32(pick, z);
+    }
+    *scale = _mm512_maskz_mov_ps(lanes, s);
+    *zero = _mm512_maskz_mov_epi32(lanes, z);
   } else {
     alignas(64) float s[16] = {};
     alignas(64) int32_t z[16] = {};
@@ -241,7 +256,7 @@ __attribute__((always_inline)) inline void Int4Step(const Int4RowArgs& a, int64_
   }
   __m512 scale;
   __m512i zero;
-  StepGroups<kFull ? kPerGroup : 0>(a, b0, n, &scale, &zero);
+  StepGroups<kPerGroup>(a, b0, n, &scale, &zero);
   // part[v] holds block b0+4v+i in 128-bit lane i (four partial sums). Two rounds of
   // unpack-and-add leave lane i as the sums of blocks (i, 4+i, 8+i, 12+i); one permute puts
   // them in block order.
