@@ -33,12 +33,6 @@ struct Int8Q {
     return w;
   }
   static __m256i Pairs(__m256i w, __m256i q) { return _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(q, w)); }
-  // Scales of groups [g0, g0 + n) for the eight lanes (lane_row: each lane's scale row,
-  // r / block_out): stab[g - g0][lane]. INT8 has few groups per row (one per channel).
-  static void GroupLanes(const RawWeight& w, const int64_t* lane_row, int64_t g0, int n, float (*stab)[8]) {
-    for (int g = 0; g < n; ++g)
-      for (int m = 0; m < 8; ++m) stab[g][m] = w.scale[lane_row[m] * w.scale_cols + g0 + g];
-  }
 };
 
 // Fetches every cache line of [begin, end) into L1. The walk starts at begin's line, not at
@@ -67,22 +61,12 @@ inline __m256i TreeQuads(__m256i ab, __m256i cd) {
   return kInt16 ? _mm256_add_epi16(lo, hi) : _mm256_add_epi32(lo, hi);
 }
 
-// Eight int32 vectors -> lane m holds the sum of the m-th one's lanes. Built as the products
-// come in (TreePairs, then TreeQuads, then Finish) so that no more than a few block sums are
-// live at once: with all eight held, the register allocator spills.
-inline __m256i Finish(__m256i lo4, __m256i hi4) {
-  return _mm256_add_epi32(_mm256_permute2x128_si256(lo4, hi4, 0x20), _mm256_permute2x128_si256(lo4, hi4, 0x31));
-}
-
-// Lane m = d[m % N][b]: (d0, d1, d0, d1, ...) for N = 2, d0 everywhere for 1.
-inline __m256 TokenLanes(const float* const* d, int N, int64_t b) {
-  const __m256 d0 = _mm256_broadcast_ss(d[0] + b);
-  return N == 1 ? d0 : _mm256_unpacklo_ps(d0, _mm256_broadcast_ss(d[1] + b));
-}
-
-// The block sums of lanes 2p and 2p+1 (lane m = row m / N, token m % N), pairwise added.
+// INT8's tiles (linear_q8_int8.inc): the block sums of lanes 2p and 2p+1 (lane m = row m / N,
+// token m % N) with vpmaddubsw and vpmaddwd, pairwise added; the magnitudes and signs already
+// give the exact sums.
 template <int N>
-inline __m256i LanePair(const uint8_t* const* p, int64_t k, const __m256i* xq, int pair, __m256i ones) {
+inline __m256i Int8LanePair(const uint8_t* const* p, int64_t k, const __m256i* xq, int pair) {
+  const __m256i ones = _mm256_set1_epi16(1);
   if (N == 1) {
     const __m256i w0 = Int8Q::Prepare(p[2 * pair], k), w1 = Int8Q::Prepare(p[2 * pair + 1], k);
     return TreePairs<false>(_mm256_madd_epi16(Int8Q::Pairs(w0, xq[0]), ones),
@@ -92,96 +76,12 @@ inline __m256i LanePair(const uint8_t* const* p, int64_t k, const __m256i* xq, i
   return TreePairs<false>(_mm256_madd_epi16(Int8Q::Pairs(w, xq[0]), ones),
                           _mm256_madd_epi16(Int8Q::Pairs(w, xq[N - 1]), ones));
 }
-
-// R rows x N tokens (R·N = 8, lane m = row m / N, token m % N) over every block of K. rows[i]
-// is the row index of row i (repeated at a tail; those lanes are computed and dropped).
-// prefetch: bytes of the tile's R contiguous rows, to fetch as many after them (the next
-// tile's rows), 0 for none. They are fetched front to back, a block's share at a time: in the
-// order they are stored rather than column by column across the rows, which lifted a DRAM
-// stream of 1.5 KB INT8 rows from ~5.5 to ~7.5 GB/s on one thread.
-template <int R, int N>
-void Tile(const RawWeight& w, const int64_t* rows, const QuantizedActs& a, const int64_t* tokens, float* out,
-          int64_t prefetch) {
-  static_assert(R * N == 8 && (N == 1 || N == 2), "eight lanes");
-  const int64_t K = a.K, nb = K / kActBlock, per_group = w.block_in / kActBlock, groups = K / w.block_in;
-  const uint8_t* p[R];
-  for (int i = 0; i < R; ++i) p[i] = static_cast<const uint8_t*>(w.data) + rows[i] * w.row_bytes;
-  int64_t lane_row[8];  // the weight's scale row of each lane
-  for (int m = 0; m < 8; ++m) lane_row[m] = w.block_out == 1 ? rows[m / N] : rows[m / N] / w.block_out;
-  constexpr int kTable = 64;  // groups whose scales are laid out per lane at once
-  alignas(32) float stab[kTable][8];
-  int64_t g0 = 0;
-  const int8_t* q[N];
-  const float* d[N];
-  for (int j = 0; j < N; ++j) {
-    q[j] = a.q + tokens[j] * K;
-    d[j] = a.d + tokens[j] * nb;
-  }
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256 acc = _mm256_setzero_ps(), scale = acc;
-  const char* next = reinterpret_cast<const char*>(p[0]) + prefetch;
-  const int64_t span = ((R * w.row_bytes + nb - 1) / nb + 63) & ~int64_t{63};
-  for (int64_t b = 0, g = 0, left = 0; b < nb; ++b, --left) {
-    const int64_t k = b * kActBlock;
-    if (left == 0) {  // a new weight group: its scale per lane
-      left = per_group;
-      if (g == 0 || g - g0 == kTable) {
-        g0 = g;
-        Int8Q::GroupLanes(w, lane_row, g0, static_cast<int>(groups - g0 < kTable ? groups - g0 : kTable), stab);
-      }
-      scale = _mm256_load_ps(stab[g - g0]);
-      ++g;
-    }
-    if (prefetch != 0)
-      for (const char* f = next + b * span, *f_end = f + span; f < f_end; f += 64) _mm_prefetch(f, _MM_HINT_T0);
-    __m256i xq[N];
-    for (int j = 0; j < N; ++j) xq[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[j] + k));
-    const __m256i lo = TreeQuads<false>(LanePair<N>(p, k, xq, 0, ones), LanePair<N>(p, k, xq, 1, ones));
-    const __m256i hi = TreeQuads<false>(LanePair<N>(p, k, xq, 2, ones), LanePair<N>(p, k, xq, 3, ones));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Finish(lo, hi)), _mm256_mul_ps(scale, TokenLanes(d, N, b)), acc);
-  }
-  _mm256_storeu_ps(out, acc);
+template <int N>
+inline __m256i Int8ExactSums(__m256i sums, const int32_t* const*, int64_t) {
+  return sums;
 }
 
-void Int8Rows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
-              bool accumulate) {
-  alignas(32) float out[8];
-  auto store = [&](int64_t r, int64_t t, float v) {
-    float* o = y + t * ldy + r;
-    *o = accumulate ? *o + v : v;
-  };
-  if (a.T == 1) {  // decode: eight rows at a time, each weight read once
-    const int64_t token = 0;
-    constexpr int64_t kAhead = 8;  // each tile fetches the next one's weights
-    for (int64_t r = r0; r < r1; r += 8) {
-      int64_t rows[8];
-      for (int i = 0; i < 8; ++i) rows[i] = r + i < r1 ? r + i : r1 - 1;
-      Tile<8, 1>(w, rows, a, &token, out, r + 8 <= r1 ? kAhead * w.row_bytes : 0);
-      for (int i = 0; i < 8 && r + i < r1; ++i) store(r + i, 0, out[i]);
-    }
-    return;
-  }
-  // Several tokens: four rows meet two tokens at a time; the rows stay in L1 while a block of
-  // tokens (whose activations stay in L2) passes them. The first pass over a block of rows
-  // fetches the next one's weights (a decode step of a few sequences streams them as one
-  // token does).
-  int64_t block = (256 * 1024) / a.K;
-  block = block < 2 ? 2 : block & ~int64_t{1};
-  for (int64_t t0 = 0; t0 < a.T; t0 += block) {
-    const int64_t t1 = a.T - t0 < block ? a.T : t0 + block;
-    for (int64_t r = r0; r < r1; r += 4) {
-      int64_t rows[4];
-      for (int i = 0; i < 4; ++i) rows[i] = r + i < r1 ? r + i : r1 - 1;
-      const int64_t ahead = t0 == 0 && r + 8 <= r1 ? 4 * w.row_bytes : 0;
-      for (int64_t t = t0; t < t1; t += 2) {
-        const int64_t tokens[2] = {t, t + 1 < t1 ? t + 1 : t};
-        Tile<4, 2>(w, rows, a, tokens, out, t == t0 ? ahead : 0);
-        for (int i = 0; i < 4 && r + i < r1; ++i)
-          for (int j = 0; j < 2 && t + j < t1; ++j) store(r + i, t + j, out[i * 2 + j]);
-      }
-    }
-  }
-}
+#include "engine/kernels/cpu/linear_q8_int8.inc"
 
 // ---- INT4: a row at a time, eight of its blocks per vector ----------------------------------
 // 32 bytes of a row are two blocks (16 bytes each: column 2i in byte i's low nibble, 2i+1 in

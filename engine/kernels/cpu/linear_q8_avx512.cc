@@ -34,123 +34,37 @@ inline void PrefetchLines(const void* begin, const void* end) {
     _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
 }
 
-// ---- INT8: eight (row, token) lanes, one block at a time -------------------------------------
+// ---- INT8: the tiles of linear_q8_int8.inc, the block sums by vpdpbusd ---------------------
 
-// Per 128-bit half, in units of 32 bits: TreePairs(a, b) = [a0+a2, b0+b2, a1+a3, b1+b3];
-// TreeQuads(ab, cd) adds the two halves of two such results: [a, b, c, d] (exact integers,
-// any order gives the same sums).
+// Per 128-bit half, in units of 32 bits: [a0+a2, b0+b2, a1+a3, b1+b3] (exact integers, any
+// order gives the same sums).
 inline __m256i TreePairs(__m256i a, __m256i b) {
   return _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
 }
-inline __m256i TreeQuads(__m256i ab, __m256i cd) {
-  return _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+
+// 32 weights of a row as w + 128 (vpdpbusd's unsigned operand).
+inline __m256i Biased(const uint8_t* row, int64_t k) {
+  return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + k)),
+                          _mm256_set1_epi8(static_cast<char>(0x80)));
 }
-inline __m256i Finish(__m256i lo4, __m256i hi4) {
-  return _mm256_add_epi32(_mm256_permute2x128_si256(lo4, hi4, 0x20), _mm256_permute2x128_si256(lo4, hi4, 0x31));
+inline __m256i Dot(__m256i u, __m256i xq) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, xq); }
+
+// Lanes 2p and 2p+1: rows (2p, 2p+1) of one token, or row p (loaded once) of both tokens.
+template <int N>
+inline __m256i Int8LanePair(const uint8_t* const* p, int64_t k, const __m256i* xq, int pair) {
+  if (N == 1) return TreePairs(Dot(Biased(p[2 * pair], k), xq[0]), Dot(Biased(p[2 * pair + 1], k), xq[0]));
+  const __m256i u = Biased(p[pair], k);
+  return TreePairs(Dot(u, xq[0]), Dot(u, xq[N - 1]));
+}
+// Σ (w + 128) q = Σ w q + 128 Σq: the block's Σq of each lane's token comes off.
+template <int N>
+inline __m256i Int8ExactSums(__m256i sums, const int32_t* const* sum_q, int64_t b) {
+  const __m256i s0 = _mm256_set1_epi32(sum_q[0][b]);
+  const __m256i lanes = N == 1 ? s0 : _mm256_unpacklo_epi32(s0, _mm256_set1_epi32(sum_q[N - 1][b]));
+  return _mm256_sub_epi32(sums, _mm256_slli_epi32(lanes, 7));
 }
 
-// 32 weights of a row (as w + 128) against 32 activations: eight int32 partial sums.
-inline __m256i RowBlock(const uint8_t* row, int64_t k, __m256i xq) {
-  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
-  const __m256i u = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + k)), flip);
-  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, xq);
-}
-
-// R rows x N tokens (R·N = 8, lane m = row m / N, token m % N) over every block of K; rows
-// and prefetch as in linear_q8_avx2.cc's Tile.
-template <int R, int N>
-void Tile(const RawWeight& w, const int64_t* rows, const QuantizedActs& a, const int64_t* tokens, float* out,
-          int64_t prefetch) {
-  static_assert(R * N == 8 && (N == 1 || N == 2), "eight lanes");
-  const int64_t K = a.K, nb = K / kActBlock, per_group = w.block_in / kActBlock, groups = K / w.block_in;
-  const uint8_t* p[R];
-  for (int i = 0; i < R; ++i) p[i] = static_cast<const uint8_t*>(w.data) + rows[i] * w.row_bytes;
-  int64_t lane_row[8];
-  for (int m = 0; m < 8; ++m) lane_row[m] = w.block_out == 1 ? rows[m / N] : rows[m / N] / w.block_out;
-  constexpr int kTable = 64;
-  alignas(32) float stab[kTable][8];
-  int64_t g0 = 0;
-  const int8_t* q[N];
-  const float* d[N];
-  const int32_t* s[N];
-  for (int j = 0; j < N; ++j) {
-    q[j] = a.q + tokens[j] * K;
-    d[j] = a.d + tokens[j] * nb;
-    s[j] = a.sum + tokens[j] * nb;
-  }
-  __m256 acc = _mm256_setzero_ps(), scale = acc;
-  const char* next = reinterpret_cast<const char*>(p[0]) + prefetch;
-  const int64_t span = ((R * w.row_bytes + nb - 1) / nb + 63) & ~int64_t{63};
-  for (int64_t b = 0, g = 0, left = 0; b < nb; ++b, --left) {
-    const int64_t k = b * kActBlock;
-    if (left == 0) {
-      left = per_group;
-      if (g == 0 || g - g0 == kTable) {
-        g0 = g;
-        const int n = static_cast<int>(groups - g0 < kTable ? groups - g0 : kTable);
-        for (int gi = 0; gi < n; ++gi)
-          for (int m = 0; m < 8; ++m) stab[gi][m] = w.scale[lane_row[m] * w.scale_cols + g0 + gi];
-      }
-      scale = _mm256_load_ps(stab[g - g0]);
-      ++g;
-    }
-    if (prefetch != 0)
-      for (const char* f = next + b * span, *f_end = f + span; f < f_end; f += 64) _mm_prefetch(f, _MM_HINT_T0);
-    __m256i xq[N];
-    for (int j = 0; j < N; ++j) xq[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[j] + k));
-    __m256i pair[4];
-    for (int i = 0; i < 4; ++i) {
-      // Lanes 2i and 2i+1: rows (2i, 2i+1) of one token, or row i of both tokens.
-      const int r_a = N == 1 ? 2 * i : i, r_b = N == 1 ? 2 * i + 1 : i;
-      pair[i] = TreePairs(RowBlock(p[r_a], k, xq[0]), RowBlock(p[r_b], k, xq[N - 1]));
-    }
-    __m256i dot = Finish(TreeQuads(pair[0], pair[1]), TreeQuads(pair[2], pair[3]));
-    // Σ (w + 128) q = Σ w q + 128 Σq: the block's Σq of each lane's token comes off.
-    const __m256i sum0 = _mm256_set1_epi32(s[0][b]);
-    const __m256i sums = N == 1 ? sum0 : _mm256_unpacklo_epi32(sum0, _mm256_set1_epi32(s[N - 1][b]));
-    dot = _mm256_sub_epi32(dot, _mm256_slli_epi32(sums, 7));
-    const __m256 d0 = _mm256_broadcast_ss(d[0] + b);
-    const __m256 dl = N == 1 ? d0 : _mm256_unpacklo_ps(d0, _mm256_broadcast_ss(d[N - 1] + b));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(scale, dl), acc);
-  }
-  _mm256_storeu_ps(out, acc);
-}
-
-void Int8Rows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
-              bool accumulate) {
-  alignas(32) float out[8];
-  auto store = [&](int64_t r, int64_t t, float v) {
-    float* o = y + t * ldy + r;
-    *o = accumulate ? *o + v : v;
-  };
-  if (a.T == 1) {  // decode: eight rows at a time, each weight read once
-    const int64_t token = 0;
-    constexpr int64_t kAhead = 8;
-    for (int64_t r = r0; r < r1; r += 8) {
-      int64_t rows[8];
-      for (int i = 0; i < 8; ++i) rows[i] = r + i < r1 ? r + i : r1 - 1;
-      Tile<8, 1>(w, rows, a, &token, out, r + 8 <= r1 ? kAhead * w.row_bytes : 0);
-      for (int i = 0; i < 8 && r + i < r1; ++i) store(r + i, 0, out[i]);
-    }
-    return;
-  }
-  int64_t block = (256 * 1024) / a.K;
-  block = block < 2 ? 2 : block & ~int64_t{1};
-  for (int64_t t0 = 0; t0 < a.T; t0 += block) {
-    const int64_t t1 = a.T - t0 < block ? a.T : t0 + block;
-    for (int64_t r = r0; r < r1; r += 4) {
-      int64_t rows[4];
-      for (int i = 0; i < 4; ++i) rows[i] = r + i < r1 ? r + i : r1 - 1;
-      const int64_t ahead = t0 == 0 && r + 8 <= r1 ? 4 * w.row_bytes : 0;
-      for (int64_t t = t0; t < t1; t += 2) {
-        const int64_t tokens[2] = {t, t + 1 < t1 ? t + 1 : t};
-        Tile<4, 2>(w, rows, a, tokens, out, t == t0 ? ahead : 0);
-        for (int i = 0; i < 4 && r + i < r1; ++i)
-          for (int j = 0; j < 2 && t + j < t1; ++j) store(r + i, t + j, out[i * 2 + j]);
-      }
-    }
-  }
-}
+#include "engine/kernels/cpu/linear_q8_int8.inc"
 
 // ---- INT4, one token: rows in pairs, sixteen blocks of a row per step -----------------------
 
