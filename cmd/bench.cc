@@ -1,8 +1,8 @@
 // dsv3 bench: prefill and decode speed of a checkpoint, llama-bench style, with the roofline
 // next to each figure. The ceilings are measured in the same run (read bandwidth, FMA peak at
-// the width of the kernel family in use);
-// the work is counted from what the run did, per token: weight bytes read (only the experts
-// it routed to; decode adds the latent cache it reads) and FLOPs. A test's roofline is the
+// the width of the kernel family in use); the work is counted from what the run did, per
+// token: weight bytes read (only the experts it routed to; decode adds the latent cache it
+// reads) and FLOPs. A test's roofline is the
 // slower of its two floors, bytes at the read bandwidth and FLOPs at the FMA peak: decode at
 // batch 1 is bound by memory and a long prefill by compute, but a short prompt reads every
 // weight for a few tokens, and a large decode batch does many FLOPs per byte. Products with
@@ -119,7 +119,7 @@ int RunBench(int argc, char** argv) {
       "sequences prefilled and decoded together, comma list (an eval's generation batch); t/s counts all "
       "of their tokens")(
       "repetitions", po::value<int64_t>()->default_value(5), "runs per test; median, min, max reported")(
-      "kernels", po::value<std::string>()->default_value("auto"), "auto | reference | avx2 | avx512 (Linear kernels; avx512: avx2 with AVX-512 VNNI int8 products)")(
+      "kernels", po::value<std::string>()->default_value("auto"), "auto | reference | avx2 | avx512 (Linear kernels; avx512: avx2 with AVX-512 where it has kernels, the same bits)")(
       "activations", po::value<std::string>()->default_value("int8"), kActivationsHelp)(
       "seed", po::value<uint64_t>()->default_value(0), "seed of the random prompt tokens")(
       "probe-mib", po::value<int64_t>()->default_value(512), "buffer of the read-bandwidth probe (>> last-level cache)")(

@@ -11,8 +11,8 @@
 // INT8 and INT4 weights take int8 activations by default (SetLinearActivations): x is
 // quantized per token once per call (or once per LinearInput) and multiplied in integers,
 // by linear_q8_avx512.cc, linear_q8_avx2.cc or their scalar twin linear_q8.cc, all with the same bits.
-// Work is split over output rows with the persistent pool; LinearRows lets the MoE split
-// several experts' matrices over the pool at once.
+// Work is split over output rows with the persistent pool; LinearJobs balances the row pieces
+// of several matrices (a MoE step's experts, LinearSameInput's products) over it at once.
 #include <Eigen/Core>
 #include <algorithm>
 #include <atomic>
