@@ -509,14 +509,25 @@ void ScaleFp8Activations(const RawWeight& w, int64_t rb, const float* x, int64_t
   }
 }
 
-// Rows [r, r+n) of a scaled format as float32 rows of Kp = roundup(K, 8), zero-padded: the
-// GEMM's weight panel, holding exactly the values ScaledDotRows multiplies.
+// Where row i of a panel's rows (Kp = roundup(K, 8) floats each, zero-padded) keeps columns
+// [k, k+8), k a multiple of 8. Plain: row after row. Paired (the AVX-512 tiles'): rows 2p and
+// 2p+1 take turns eight columns at a time, so GemmPanel8Avx512 loads a pair's columns [k, k+8)
+// as one 512-bit vector (inserting two halves cost it a fifth of its FMA rate).
+struct PanelLayout {
+  int64_t Kp;
+  bool paired;
+  float* Row(float* dst, int i) const { return paired ? dst + (i / 2) * 2 * Kp + (i % 2) * 8 : dst + i * Kp; }
+  int64_t At(int64_t k) const { return paired ? 2 * k : k; }
+};
+
+// Rows [r, r+n) of a scaled format as float32 panel rows: the GEMM's weight panel, holding
+// exactly the values ScaledDotRows multiplies.
 template <typename F>
-void ConvertScaledRows(const RawWeight& w, int64_t r, int n, float* dst) {
-  const int64_t K = w.cols, K8 = K & ~int64_t{7}, Kp = (K + 7) & ~int64_t{7}, bi = w.block_in;
+void ConvertScaledRows(const RawWeight& w, int64_t r, int n, float* dst, const PanelLayout& layout) {
+  const int64_t K = w.cols, K8 = K & ~int64_t{7}, bi = w.block_in;
   for (int i = 0; i < n; ++i) {
     const uint8_t* q = F::Row(w, r + i);
-    float* d = dst + i * Kp;
+    float* d = layout.Row(dst, i);
     for (int64_t k0 = 0, g = 0; k0 < K8; k0 += bi, ++g) {
       const int64_t k1 = k0 + bi < K8 ? k0 + bi : K8;
       const __m256 s = _mm256_set1_ps(F::Scale(w, r + i, g)), z = _mm256_set1_ps(F::Zero(w, r + i, g));
@@ -524,12 +535,12 @@ void ConvertScaledRows(const RawWeight& w, int64_t r, int n, float* dst) {
       for (; k + 16 <= k1; k += 16) {
         __m256 a, b;
         F::Load16(q, k, &a, &b);
-        _mm256_storeu_ps(d + k, F::Apply(a, s, z));
-        _mm256_storeu_ps(d + k + 8, F::Apply(b, s, z));
+        _mm256_storeu_ps(d + layout.At(k), F::Apply(a, s, z));
+        _mm256_storeu_ps(d + layout.At(k + 8), F::Apply(b, s, z));
       }
-      if (k < k1) _mm256_storeu_ps(d + k, F::Apply(F::Load8(q, k), s, z));
+      if (k < k1) _mm256_storeu_ps(d + layout.At(k), F::Apply(F::Load8(q, k), s, z));
     }
-    if (K8 < K) _mm256_storeu_ps(d + K8, LoadWeightTail(ScaledTailRow<F>{&w, r + i}, K8, K));
+    if (K8 < K) _mm256_storeu_ps(d + layout.At(K8), LoadWeightTail(ScaledTailRow<F>{&w, r + i}, K8, K));
   }
 }
 
@@ -554,15 +565,15 @@ void WithRowFactory(const RawWeight& w, const Fn& fn) {
 
 // ---- GEMM: four weight rows converted once per token block, against three tokens at a time --
 
-// Converts rows [r, r+n) of W into float32 rows of K8 = roundup(K, 8), zero-padded.
+// Converts rows [r, r+n) of W into float32 panel rows.
 template <typename MakeRow>
-void ConvertRows(const MakeRow& make_row, int64_t r, int n, int64_t K, float* dst) {
-  const int64_t K8 = K & ~int64_t{7}, Kp = (K + 7) & ~int64_t{7};
+void ConvertRows(const MakeRow& make_row, int64_t r, int n, int64_t K, float* dst, const PanelLayout& layout) {
+  const int64_t K8 = K & ~int64_t{7};
   for (int i = 0; i < n; ++i) {
     const auto row = make_row(r + i);
-    float* d = dst + i * Kp;
-    for (int64_t k = 0; k < K8; k += 8) _mm256_storeu_ps(d + k, row.Load8(k));
-    if (K8 < K) _mm256_storeu_ps(d + K8, LoadWeightTail(row, K8, K));
+    float* d = layout.Row(dst, i);
+    for (int64_t k = 0; k < K8; k += 8) _mm256_storeu_ps(d + layout.At(k), row.Load8(k));
+    if (K8 < K) _mm256_storeu_ps(d + layout.At(K8), LoadWeightTail(row, K8, K));
   }
 }
 
@@ -599,9 +610,10 @@ void MicroTokens(const float* wt, int64_t K, const float* x, int64_t ldx, int64_
   if (T - t == 1) MicroKernel<M, 1>(wt, K, x + t * ldx, ldx, y + t * ldy, ldy, accumulate);
 }
 
-// convert(r, m, wt) writes rows [r, r+m) of W as float32 rows of roundup(K, 8) into wt;
+// convert(r, m, wt, layout) writes rows [r, r+m) of W as float32 panel rows into wt;
 // scratch holds GemmScratchFloats(K) floats: the panel, then FP8's scaled activations.
-// wide: tiles of eight panel rows go to GemmPanel8Avx512 (AVX-512, the same bits).
+// wide: tiles of eight panel rows, paired, go to GemmPanel8Avx512 (AVX-512, the same bits);
+// a panel's last, shorter tile stays plain for the AVX2 microkernels.
 template <typename Convert>
 void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
               int64_t ldy, bool accumulate, float* scratch, bool wide, const Convert& convert) {
@@ -621,7 +633,11 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
   };
   for (int64_t p0 = r0, p1 = r0; p0 < r1; p0 = p1) {
     p1 = panel_end(p0);
-    for (int64_t r = p0; r < p1; r += 4) convert(r, static_cast<int>(p1 - r < 4 ? p1 - r : 4), wt + (r - p0) * Kp);
+    // Four rows a call: half of a wide tile (its pairs 0-1 or 2-3), or a plain tile.
+    for (int64_t r = p0; r < p1; r += 4) {
+      const bool paired = wide && (r - p0) / 8 * 8 + 8 <= p1 - p0;
+      convert(r, static_cast<int>(p1 - r < 4 ? p1 - r : 4), wt + (r - p0) * Kp, PanelLayout{Kp, paired});
+    }
     // The next panel's stored rows are fetched into L2 while this one computes, a share before
     // each microkernel call: converting straight from DRAM left the FMAs idle (a fifth of a
     // BF16 prefill's time sat on the conversion's loads). Whole lines, from the one holding
@@ -852,19 +868,25 @@ void GemmAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
   };
   switch (w.kind) {
     case WeightKind::kF8E4M3:
-      gemm([&](int64_t r, int m, float* wt) {
-        ConvertRows([&](int64_t i) { return Fp8UnscaledRow{Fp8Format::Row(w, i)}; }, r, m, w.cols, wt);
+      gemm([&](int64_t r, int m, float* wt, const PanelLayout& layout) {
+        ConvertRows([&](int64_t i) { return Fp8UnscaledRow{Fp8Format::Row(w, i)}; }, r, m, w.cols, wt, layout);
       });
       return;
     case WeightKind::kI8:
-      gemm([&](int64_t r, int m, float* wt) { ConvertScaledRows<Int8Format>(w, r, m, wt); });
+      gemm([&](int64_t r, int m, float* wt, const PanelLayout& layout) {
+        ConvertScaledRows<Int8Format>(w, r, m, wt, layout);
+      });
       return;
     case WeightKind::kInt4:
-      gemm([&](int64_t r, int m, float* wt) { ConvertScaledRows<Int4Format>(w, r, m, wt); });
+      gemm([&](int64_t r, int m, float* wt, const PanelLayout& layout) {
+        ConvertScaledRows<Int4Format>(w, r, m, wt, layout);
+      });
       return;
     default:
       WithRowFactory(w, [&](const auto& make_row) {
-        gemm([&](int64_t r, int m, float* wt) { ConvertRows(make_row, r, m, w.cols, wt); });
+        gemm([&](int64_t r, int m, float* wt, const PanelLayout& layout) {
+          ConvertRows(make_row, r, m, w.cols, wt, layout);
+        });
       });
   }
 }

@@ -120,9 +120,7 @@ void Panel8(const float* wt, int64_t K, const float* x, int64_t ldx, float* y, i
     for (int j = 0; j < N; ++j) acc[p][j] = _mm512_setzero_ps();
   const auto step = [&](int64_t k, const __m512* xv) __attribute__((always_inline)) {
     for (int p = 0; p < 4; ++p) {
-      const float* a = wt + 2 * p * Kp + k;
-      const __m512 wv = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(_mm256_loadu_ps(a))),
-                                                            _mm256_castps_pd(_mm256_loadu_ps(a + Kp)), 1));
+      const __m512 wv = _mm512_loadu_ps(wt + 2 * p * Kp + 2 * k);  // rows 2p and 2p+1, columns [k, k+8)
       for (int j = 0; j < N; ++j) acc[p][j] = _mm512_fmadd_ps(xv[j], wv, acc[p][j]);
     }
   };

@@ -123,9 +123,10 @@ void GemvAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
 // go to GemmPanel8Avx512 (CpuFeatures::HasAvx512VnniSet), the same bits.
 void GemmAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
               int64_t ldy, bool accumulate, float* scratch, bool avx512_tiles = false);
-// The GEMM's products for eight rows of its float32 panel (rows roundup(K, 8) floats apart,
-// zero-padded) against T tokens, with AVX-512: two rows per vector, each lane on the chain of
-// GemmAvx2's microkernel, so the same bits (linear_avx512.cc).
+// The GEMM's products for eight rows of its float32 panel against T tokens, with AVX-512: two
+// rows per vector, each lane on the chain of GemmAvx2's microkernel, so the same bits
+// (linear_avx512.cc). The panel is paired: rows 2p and 2p+1 (roundup(K, 8) columns each,
+// zero-padded) take turns eight columns at a time, from wt + 2p·roundup(K, 8).
 void GemmPanel8Avx512(const float* wt, int64_t K, const float* x, int64_t ldx, int64_t T, float* y, int64_t ldy,
                       bool accumulate);
 // WeightRowScores / WeightRowsWeightedSum (ops.h) for weights Avx2Supports with cols % 8 == 0:
