@@ -90,7 +90,7 @@ Fixture Make(int format, int64_t rows, int64_t cols, int64_t T) {
 }
 
 // Args: dtype, kernel, rows, cols, tokens, threads, activations (LinearActivations; the
-// integer formats run both).
+// integer formats run int8 and f32, BF16 under avx512 also bf16).
 void BM_Linear(benchmark::State& state) {
   const int format = static_cast<int>(state.range(0));
   const auto kernel = static_cast<LinearKernel>(state.range(1));
@@ -103,9 +103,13 @@ void BM_Linear(benchmark::State& state) {
     state.SkipWithError("CPU lacks AVX-512 VNNI");
     return;
   }
+  const auto activations = static_cast<LinearActivations>(state.range(6));
+  if (activations == LinearActivations::kBf16 && !GetCpuFeatures().HasAvx512Bf16Set()) {
+    state.SkipWithError("CPU lacks AVX-512 BF16");
+    return;
+  }
   SetNumThreads(static_cast<int>(state.range(5)));
   SetLinearKernel(kernel);
-  const auto activations = static_cast<LinearActivations>(state.range(6));
   SetLinearActivations(activations);
   Fixture f = Make(format, rows, cols, T);
   for (auto _ : state) {
@@ -114,8 +118,9 @@ void BM_Linear(benchmark::State& state) {
   }
   SetLinearKernel(LinearKernel::kAuto);
   SetLinearActivations(LinearActivations::kInt8);
+  const bool named = format >= kInt8PerChannel || activations == LinearActivations::kBf16;
   state.SetLabel(FormatName(format) + " " + LinearKernelName(kernel) +
-                 (format >= kInt8PerChannel ? std::string(" x") + LinearActivationsName(activations) : std::string()));
+                 (named ? std::string(" x") + LinearActivationsName(activations) : std::string()));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(f.bytes.size()));
   state.counters["FLOPS"] = benchmark::Counter(static_cast<double>(2 * T * rows * cols) * state.iterations(),
                                                benchmark::Counter::kIsRate);
@@ -126,8 +131,12 @@ void LinearArgs(benchmark::internal::Benchmark* b) {
                  kInt8PerChannel, kInt4Group32}) {
     for (int k : {static_cast<int>(LinearKernel::kReference), static_cast<int>(LinearKernel::kAvx2),
                   static_cast<int>(LinearKernel::kAvx512)}) {
-      for (int a : {static_cast<int>(LinearActivations::kInt8), static_cast<int>(LinearActivations::kF32)}) {
+      for (int a : {static_cast<int>(LinearActivations::kInt8), static_cast<int>(LinearActivations::kF32),
+                    static_cast<int>(LinearActivations::kBf16)}) {
         if (a == static_cast<int>(LinearActivations::kF32) && dt < kInt8PerChannel) continue;
+        if (a == static_cast<int>(LinearActivations::kBf16) &&
+            (dt != static_cast<int>(DType::kBF16) || k != static_cast<int>(LinearKernel::kAvx512)))
+          continue;
         for (int threads : {1, 2}) {
           b->Args({dt, k, 512, 1536, 1, threads, a});     // one routed expert's gate, decode
           b->Args({dt, k, 64, 1536, 1, threads, a});      // L2-resident: the kernel's arithmetic alone
@@ -151,7 +160,7 @@ BENCHMARK(BM_Linear)->Apply(LinearArgs)->UseRealTime()->MinTime(0.2);
 // one cache-resident or lm_head-sized matrix does not show. tokens: 1 (decode) or ~48 (the
 // tokens each of 64 experts gets from a 512-token prefill with 6 experts per token); with the
 // activations the engine gives each (int8 in decode steps; in prefill float32, or int8 under
-// --activations int8-all).
+// --activations int8-all; BF16 also under --activations bf16).
 void BM_ExpertStream(benchmark::State& state) {
   const int format = static_cast<int>(state.range(0));
   const int64_t rows = 512, cols = 1536, T = state.range(1);
@@ -159,8 +168,12 @@ void BM_ExpertStream(benchmark::State& state) {
     state.SkipWithError("CPU lacks AVX2");
     return;
   }
-  SetNumThreads(static_cast<int>(state.range(2)));
   const auto activations = static_cast<LinearActivations>(state.range(3));
+  if (activations == LinearActivations::kBf16 && !GetCpuFeatures().HasAvx512Bf16Set()) {
+    state.SkipWithError("CPU lacks AVX-512 BF16");
+    return;
+  }
+  SetNumThreads(static_cast<int>(state.range(2)));
   SetLinearActivations(activations);
   Fixture one = Make(format, rows, cols, T);  // its activations and outputs serve every expert
   const int64_t matrix_bytes = static_cast<int64_t>(
@@ -180,8 +193,8 @@ void BM_ExpertStream(benchmark::State& state) {
     benchmark::DoNotOptimize(one.y.data());
   }
   SetLinearActivations(LinearActivations::kInt8);
-  state.SetLabel(FormatName(format) +
-                 (format >= kInt8PerChannel ? std::string(" x") + LinearActivationsName(activations) : std::string()));
+  const bool named = format >= kInt8PerChannel || activations == LinearActivations::kBf16;
+  state.SetLabel(FormatName(format) + (named ? std::string(" x") + LinearActivationsName(activations) : std::string()));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * experts * matrix_bytes);
   state.counters["FLOPS"] = benchmark::Counter(static_cast<double>(2 * T * rows * cols * experts) * state.iterations(),
                                                benchmark::Counter::kIsRate);
@@ -192,6 +205,7 @@ void ExpertArgs(benchmark::internal::Benchmark* b) {
     for (int64_t T : {1, 48}) {
       b->Args({dt, T, 2, static_cast<int>(T == 1 ? LinearActivations::kInt8 : LinearActivations::kF32)});
       if (T > 1 && dt >= kInt8PerChannel) b->Args({dt, T, 2, static_cast<int>(LinearActivations::kInt8)});
+      if (dt == static_cast<int>(DType::kBF16)) b->Args({dt, T, 2, static_cast<int>(LinearActivations::kBf16)});
     }
 }
 BENCHMARK(BM_ExpertStream)->Apply(ExpertArgs)->UseRealTime()->MinTime(0.5);

@@ -8,7 +8,8 @@
 // weight for a few tokens, and a large decode batch does many FLOPs per byte. Products with
 // int8 activations count against the int8 peak: with AVX-512 VNNI a vpdpbusd loop's, else the
 // FMA peak (AVX2 has no int8 dot-product instruction: their multiply-adds run no faster than
-// float FMAs there); their share is reported. Each test
+// float FMAs there); products with bf16 activations (--activations bf16) against a vdpbf16ps
+// loop's peak; their shares are reported. Each test
 // also reports where its forward steps spent their time (attention, MoE, dense MLP, lm_head),
 // per token.
 #include <sys/resource.h>
@@ -100,7 +101,7 @@ struct Row {
   std::string test;
   int64_t threads = 0, depth = 0, tokens = 0, batch = 1;
   Stats tps;
-  double bytes_per_token = 0, flops_per_token = 0, int8_flops_per_token = 0;
+  double bytes_per_token = 0, flops_per_token = 0, int8_flops_per_token = 0, bf16_flops_per_token = 0;
   double roofline_tps = 0;
   bool compute_bound = false;  // the FLOP floor is the higher one
   StageSeconds stages;  // forward seconds per token by stage, mean over the repetitions
@@ -161,7 +162,8 @@ int RunBench(int argc, char** argv) {
   // Ceilings per thread count, measured before the model loads and again after the runs; the
   // higher reading is kept, since a shared machine only ever makes a probe slower.
   struct Ceiling {
-    double read = 0, flops = 0, int8 = 0;  // bytes/s, FLOP/s, int8 products/s (0: at the FMA peak)
+    // bytes/s, FLOP/s, int8 products/s (0: at the FMA peak), bf16 FLOP/s (0: none measured)
+    double read = 0, flops = 0, int8 = 0, bf16 = 0;
   };
   std::map<int64_t, Ceiling> ceiling;  // per thread count
   auto probe = [&]() {
@@ -171,6 +173,7 @@ int RunBench(int argc, char** argv) {
       c.read = std::max(c.read, MeasureReadBandwidth(probe_bytes));
       c.flops = std::max(c.flops, MeasurePeakFlops(0.3));
       c.int8 = std::max(c.int8, MeasurePeakInt8Ops(0.3));
+      if (GetLinearActivations() == LinearActivations::kBf16) c.bf16 = std::max(c.bf16, MeasurePeakBf16Flops(0.3));
     }
   };
   probe();
@@ -259,6 +262,7 @@ int RunBench(int argc, char** argv) {
             tg_work.weight_bytes = all.weight_bytes - at_first.weight_bytes;
             tg_work.flops = all.flops - at_first.flops;
             tg_work.int8_flops = all.int8_flops - at_first.int8_flops;
+            tg_work.bf16_flops = all.bf16_flops - at_first.bf16_flops;
             tg_tokens = tokens * static_cast<double>(steps);
           }
         }
@@ -275,6 +279,7 @@ int RunBench(int argc, char** argv) {
           r.bytes_per_token = static_cast<double>(work.weight_bytes) / over + extra_bytes;
           r.flops_per_token = static_cast<double>(work.flops) / over;
           r.int8_flops_per_token = static_cast<double>(work.int8_flops) / over;
+          r.bf16_flops_per_token = static_cast<double>(work.bf16_flops) / over;
           r.stages = st;
           rows.push_back(r);
         };
@@ -292,9 +297,12 @@ int RunBench(int argc, char** argv) {
   for (Row& row : rows) {
     Ceiling c = ceiling[row.threads];
     if (c.int8 <= 0) c.int8 = c.flops;
+    if (c.bf16 <= 0) c.bf16 = c.flops;
     const double memory_s = c.read > 0 ? row.bytes_per_token / c.read : 0;
-    const double float_flops = row.flops_per_token - row.int8_flops_per_token;
-    const double compute_s = c.flops > 0 ? float_flops / c.flops + row.int8_flops_per_token / c.int8 : 0;
+    const double float_flops = row.flops_per_token - row.int8_flops_per_token - row.bf16_flops_per_token;
+    const double compute_s = c.flops > 0 ? float_flops / c.flops + row.int8_flops_per_token / c.int8 +
+                                               row.bf16_flops_per_token / c.bf16
+                                         : 0;
     row.compute_bound = compute_s > memory_s;
     const double floor_s = std::max(memory_s, compute_s);
     row.roofline_tps = floor_s > 0 ? 1.0 / floor_s : 0;
@@ -303,7 +311,7 @@ int RunBench(int argc, char** argv) {
   nlohmann::json out = nlohmann::json::array();
 
   const double gib = 1024.0 * 1024.0 * 1024.0;
-  // The activations matter only for INT8/INT4 weights, but are named always.
+  // The activations matter only for INT8/INT4 weights (and BF16 ones under bf16), but are named always.
   const std::string kernel_name = std::string(LinearKernelName(ActiveLinearKernel())) + " act=" +
                                   LinearActivationsName(GetLinearActivations());
   if (opts.Get<bool>("json")) {
@@ -327,10 +335,12 @@ int RunBench(int argc, char** argv) {
                      {"bytes_per_token", r.bytes_per_token},
                      {"flops_per_token", r.flops_per_token},
                      {"int8_flops_per_token", r.int8_flops_per_token},
+                     {"bf16_flops_per_token", r.bf16_flops_per_token},
                      {"bound", r.compute_bound ? "compute" : "memory"},
                      {"read_bandwidth_bytes_per_s", ceilings[i].read},
                      {"peak_flops", ceilings[i].flops},
                      {"peak_int8_ops", ceilings[i].int8},
+                     {"peak_bf16_flops", ceilings[i].bf16},
                      {"roofline_ts", r.roofline_tps},
                      {"roofline_fraction", r.roofline_tps > 0 ? r.tps.median / r.roofline_tps : 0.0},
                      {"stage_seconds_per_token", StagesJson(r.stages)},
@@ -359,8 +369,10 @@ int RunBench(int argc, char** argv) {
                 static_cast<long long>(r.threads), r.bytes_per_token / 1e9, decode ? "weights+cache" : "weights",
                 r.flops_per_token / 1e9);
     if (r.int8_flops_per_token > 0) std::printf(" (%.3f in int8)", r.int8_flops_per_token / 1e9);
+    if (r.bf16_flops_per_token > 0) std::printf(" (%.3f in bf16)", r.bf16_flops_per_token / 1e9);
     std::printf("; ceilings %.1f GB/s read, %.1f GFLOP/s FMA peak", ceilings[i].read / 1e9, ceilings[i].flops / 1e9);
     if (ceilings[i].int8 != ceilings[i].flops) std::printf(", %.1f int8 GOP/s", ceilings[i].int8 / 1e9);
+    if (ceilings[i].bf16 != ceilings[i].flops) std::printf(", %.1f bf16 GFLOP/s", ceilings[i].bf16 / 1e9);
     std::printf(": %s-bound\n", r.compute_bound ? "compute" : "memory");
   }
   // Where each test's forward time went (the rest of a token's time: sampling, scheduling).

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/base/threads.h"
+#include "engine/kernels/cpu/cpu_features.h"
 #include "engine/kernels/ops.h"
 
 namespace dsv3::cmd {
@@ -52,8 +53,14 @@ Status ApplyActivationsOption(const std::string& value) {
     SetLinearActivations(LinearActivations::kInt8All);
   } else if (value == "f32") {
     SetLinearActivations(LinearActivations::kF32);
+  } else if (value == "bf16") {
+    // Elsewhere only the scalar twin could run it: exact, and far too slow to be useful.
+    if (!GetCpuFeatures().HasAvx512Bf16Set())
+      return Status::Invalid("--activations bf16 needs a CPU with AVX-512 BF16 (and VNNI); this one has: " +
+                             GetCpuFeatures().ToString());
+    SetLinearActivations(LinearActivations::kBf16);
   } else {
-    return Status::Invalid("--activations must be int8, int8-all or f32, got \"" + value + "\"");
+    return Status::Invalid("--activations must be int8, int8-all, bf16 or f32, got \"" + value + "\"");
   }
   return Status::Ok();
 }

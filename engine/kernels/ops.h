@@ -82,13 +82,21 @@ int64_t MinPieceRows(const WeightMatrix& w, int64_t T);
 // are no faster than float FMAs once a weight meets many tokens). The choice is per step, never
 // per matrix, so a token's result does not depend on how many tokens an expert saw or how
 // many sequences decode together.
-enum class LinearActivations { kInt8, kF32, kInt8All };
+//
+// kBf16 (llama.cpp's choice for BF16 weights, where its activations go to bf16): in every
+// step BF16 weights multiply activations rounded to bf16, summed by AVX-512 BF16's vdpbf16ps
+// (two products per lane per instruction, straight from the stored weights: no float32 copy),
+// with the arithmetic linear_kernels.h states; INT8/INT4 weights take int8 as with kInt8All;
+// other formats keep float32. An error of at most 2^-8 |x| per activation, for prefill at up
+// to twice the float32 GEMM's rate. CPUs without AVX-512 BF16 run its scalar twin (exact, and
+// slow: `dsv3` refuses the option there).
+enum class LinearActivations { kInt8, kF32, kInt8All, kBf16 };
 void SetLinearActivations(LinearActivations a);
 LinearActivations GetLinearActivations();
 const char* LinearActivationsName(LinearActivations a);
-// What Linear uses on this thread now, kInt8 or kF32: kInt8 if the setting is kInt8All, or
-// kInt8 and the step (if any) is a decode step. Outside any step (kernel tests,
-// microbenchmarks) the setting alone decides.
+// What Linear uses on this thread now, kInt8, kF32 or kBf16: kInt8 if the setting is
+// kInt8All, or kInt8 and the step (if any) is a decode step; kBf16 in every step if set.
+// Outside any step (kernel tests, microbenchmarks) the setting alone decides.
 LinearActivations CurrentLinearActivations();
 // Marks, for its lifetime on this thread, the forward step being run as a decode step or not.
 class ScopedDecodeStep {
@@ -109,10 +117,14 @@ class ScopedDecodeStep {
 struct LinearInput {
   const float* x = nullptr;
   int64_t T = 0, K = 0;
-  int layout = 0;  // 0: float rows only; 1: int8, column order; 2: int8, INT4 nibble order
+  // 0: float rows only; 1: int8, column order; 2: int8, INT4 nibble order; 3: bf16 (rows of
+  // roundup(K, 32), zero-padded)
+  int layout = 0;
+  LinearActivations activations = LinearActivations::kF32;  // what Prepare was given
   std::vector<int8_t> q;
   std::vector<float> d;
   std::vector<int32_t> sum;
+  std::vector<uint16_t> h;
   // x (contiguous [T, K]) as w's kernels read it under `activations` (callers on worker
   // threads pass their step's CurrentLinearActivations()).
   void Prepare(const float* x, int64_t T, const WeightMatrix& w, LinearActivations activations);
@@ -151,17 +163,18 @@ LinearKernel ActiveLinearKernel();
 const char* LinearKernelName(LinearKernel k);
 
 // Optional tally of the work Linear does, for rooflines: weight bytes read and FLOPs (of
-// which int8_flops are products with int8 activations: integer multiply-adds). Off
+// which int8_flops are products with int8 activations: integer multiply-adds, and
+// bf16_flops products with bf16 activations: vdpbf16ps). Off
 // (null) by default; when set, every Linear/LinearRows call adds to it with relaxed atomics
 // (a few per matrix, nothing per element), each thread to its own slot: two decode threads
 // adding to one cache line cost ~1.5% of an INT4 token (a MoE step makes ~200 calls a layer).
 // Not thread-safe to swap while a forward runs.
 struct LinearCounters {
   struct Totals {
-    uint64_t weight_bytes = 0, flops = 0, int8_flops = 0, calls = 0;
+    uint64_t weight_bytes = 0, flops = 0, int8_flops = 0, bf16_flops = 0, calls = 0;
   };
   struct alignas(64) Slot {
-    std::atomic<uint64_t> weight_bytes{0}, flops{0}, int8_flops{0}, calls{0};
+    std::atomic<uint64_t> weight_bytes{0}, flops{0}, int8_flops{0}, bf16_flops{0}, calls{0};
   };
   static constexpr int kSlots = 16;  // threads beyond share slots (still exact: atomics)
   Slot slots[kSlots];
@@ -172,6 +185,7 @@ struct LinearCounters {
       t.weight_bytes += s.weight_bytes.load(std::memory_order_relaxed);
       t.flops += s.flops.load(std::memory_order_relaxed);
       t.int8_flops += s.int8_flops.load(std::memory_order_relaxed);
+      t.bf16_flops += s.bf16_flops.load(std::memory_order_relaxed);
       t.calls += s.calls.load(std::memory_order_relaxed);
     }
     return t;
@@ -181,6 +195,7 @@ struct LinearCounters {
       s.weight_bytes = 0;
       s.flops = 0;
       s.int8_flops = 0;
+      s.bf16_flops = 0;
       s.calls = 0;
     }
   }

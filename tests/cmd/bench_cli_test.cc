@@ -51,6 +51,7 @@ TEST_F(BenchCliTest, JsonHasPrefillAndDecodeRowsWithRooflines) {
         (flops - int8_flops) / row["peak_flops"].get<double>() + int8_flops / row["peak_int8_ops"].get<double>();
     EXPECT_NEAR(row["roofline_ts"].get<double>() * std::max(memory_s, compute_s), 1.0, 1e-9) << row.dump();
     EXPECT_EQ(row["bound"], compute_s > memory_s ? "compute" : "memory") << row.dump();
+    EXPECT_EQ(row["bf16_flops_per_token"].get<double>(), 0.0) << "bf16 only when asked: " << row.dump();
     // The forward's time per token by stage: every stage of tiny-v3 (a dense layer, then MoE
     // ones) ran, and together they fit in the test's own time per token (the slowest
     // repetition's): prefill stages count prefill steps only, decode stages decode steps only.
@@ -106,6 +107,34 @@ TEST_F(BenchCliTest, Int8ActivationFlopsAreReportedAndCounted) {
   ASSERT_EQ(j.size(), 1u);
   EXPECT_EQ(j[0]["kernels"], "avx2 act=int8");
   EXPECT_EQ(j[0]["peak_int8_ops"].get<double>(), j[0]["peak_flops"].get<double>()) << j[0].dump();
+}
+
+// --activations bf16 (tiny-v3's weights are BF16): every step's products count as bf16 FLOPs,
+// against a vdpbf16ps loop's peak (two products and two additions a lane: above the FMA
+// peak). CPUs without AVX-512 BF16 refuse the option as a usage error that says why.
+TEST_F(BenchCliTest, Bf16ActivationFlopsCountAgainstTheBf16Peak) {
+  auto r = testing::RunDsv3({"bench", "--model-path", dir_.path() + "/m", "--prompt-len", "4", "--gen-len", "3",
+                             "--threads", "1", "--repetitions", "1", "--probe-mib", "8", "--activations", "bf16",
+                             "--json"});
+  if (!GetCpuFeatures().HasAvx512Bf16Set()) {
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find("AVX-512 BF16"), std::string::npos) << r.err;
+    GTEST_SKIP() << "no AVX-512 BF16 here (" << GetCpuFeatures().ToString() << ")";
+  }
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 2u);
+  for (const auto& row : j) {
+    EXPECT_EQ(row["kernels"], "avx512 act=bf16") << row.dump();
+    const double flops = row["flops_per_token"].get<double>(), bf16 = row["bf16_flops_per_token"].get<double>();
+    EXPECT_GT(bf16, 0.0) << row.dump();
+    EXPECT_LT(bf16, flops) << "attention's products stay float32: " << row.dump();
+    EXPECT_EQ(row["int8_flops_per_token"].get<double>(), 0.0) << row.dump();
+    EXPECT_GT(row["peak_bf16_flops"].get<double>(), row["peak_flops"].get<double>()) << row.dump();
+    const double memory_s = row["bytes_per_token"].get<double>() / row["read_bandwidth_bytes_per_s"].get<double>();
+    const double compute_s = (flops - bf16) / row["peak_flops"].get<double>() + bf16 / row["peak_bf16_flops"].get<double>();
+    EXPECT_NEAR(row["roofline_ts"].get<double>() * std::max(memory_s, compute_s), 1.0, 1e-9) << row.dump();
+  }
 }
 
 // Several sequences prefilled and decoded together (an eval's generation batch): t/s counts all

@@ -66,5 +66,21 @@ TEST(MachineProbeTest, PeaksFollowTheKernelFamily) {
   SetNumThreads(0);
 }
 
+// The bf16 peak (--activations bf16) is a vdpbf16ps loop's where the CPU has AVX-512 BF16:
+// 32 products a 512-bit instruction against a 512-bit FMA's 16, so above the FMA peak; 0
+// without it.
+TEST(MachineProbeTest, Bf16PeakWhereTheCpuHasIt) {
+  SetNumThreads(1);
+  const double bf16 = MeasurePeakBf16Flops(0.05);
+  if (GetCpuFeatures().HasAvx512Bf16Set()) {
+    SetLinearKernel(LinearKernel::kAvx512);
+    EXPECT_GT(bf16, MeasurePeakFlops(0.05));
+    SetLinearKernel(LinearKernel::kAuto);
+  } else {
+    EXPECT_EQ(bf16, 0.0) << GetCpuFeatures().ToString();
+  }
+  SetNumThreads(0);
+}
+
 }  // namespace
 }  // namespace dsv3

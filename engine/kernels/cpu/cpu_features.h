@@ -16,6 +16,8 @@ struct CpuFeatures {
   bool HasAvx2Set() const { return avx2 && fma && f16c; }
   // That set and AVX-512 F/BW/VL/VNNI: linear_q8_avx512.cc (LinearKernel::kAvx512).
   bool HasAvx512VnniSet() const { return HasAvx2Set() && avx512f && avx512bw && avx512vl && avx512_vnni; }
+  // That and AVX-512 BF16: linear_bf16_avx512.cc (LinearActivations::kBf16).
+  bool HasAvx512Bf16Set() const { return HasAvx512VnniSet() && avx512_bf16; }
   std::string ToString() const;  // e.g. "avx2 fma f16c avx512f ..."
 };
 

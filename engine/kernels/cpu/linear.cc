@@ -11,6 +11,8 @@
 // INT8 and INT4 weights take int8 activations by default (SetLinearActivations): x is
 // quantized per token once per call (or once per LinearInput) and multiplied in integers,
 // by linear_q8_avx512.cc, linear_q8_avx2.cc or their scalar twin linear_q8.cc, all with the same bits.
+// Under LinearActivations::kBf16, BF16 weights take x rounded to bf16 and multiply it with
+// AVX-512 BF16 (linear_bf16_avx512.cc) or its scalar twin (linear_bf16.cc), the same bits.
 // Work is split over output rows with the persistent pool; LinearJobs balances the row pieces
 // of several matrices (a MoE step's experts, LinearSameInput's products) over it at once.
 #include <Eigen/Core>
@@ -88,8 +90,8 @@ LinearCounters::Slot& CounterSlot(LinearCounters* c) {
   return c->slots[slot];
 }
 
-// int8: the products take int8 activations (LinearInput::layout != 0).
-void Count(const WeightMatrix& w, int64_t T, int64_t r0, int64_t r1, bool int8) {
+// layout: LinearInput's (1, 2: int8 products; 3: bf16 products).
+void Count(const WeightMatrix& w, int64_t T, int64_t r0, int64_t r1, int layout) {
   LinearCounters* c = g_counters.load(std::memory_order_relaxed);
   if (c == nullptr) return;
   const int64_t rows = r1 - r0, in = w.cols();
@@ -99,7 +101,8 @@ void Count(const WeightMatrix& w, int64_t T, int64_t r0, int64_t r1, bool int8) 
   LinearCounters::Slot& slot = CounterSlot(c);
   slot.weight_bytes.fetch_add(bytes, std::memory_order_relaxed);
   slot.flops.fetch_add(static_cast<uint64_t>(2 * T * rows * in), std::memory_order_relaxed);
-  if (int8) slot.int8_flops.fetch_add(static_cast<uint64_t>(2 * T * rows * in), std::memory_order_relaxed);
+  if (layout == 1 || layout == 2) slot.int8_flops.fetch_add(static_cast<uint64_t>(2 * T * rows * in), std::memory_order_relaxed);
+  if (layout == 3) slot.bf16_flops.fetch_add(static_cast<uint64_t>(2 * T * rows * in), std::memory_order_relaxed);
   slot.calls.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -149,8 +152,9 @@ void Avx2Rows(const float* x, int64_t T, const cpu::RawWeight& raw, int64_t r0, 
 thread_local bool t_decode_step = true;  // outside a step the global setting alone decides
 
 // LinearInput::layout for w under `activations`: 0 float32, 1 int8 in column order, 2 int8
-// in INT4 nibble order.
+// in INT4 nibble order, 3 bf16.
 int LayoutFor(const cpu::RawWeight& raw, LinearActivations activations) {
+  if (activations == LinearActivations::kBf16 && raw.kind == cpu::WeightKind::kBF16) return 3;
   if (activations == LinearActivations::kF32 || !cpu::TakesInt8Activations(raw)) return 0;
   return cpu::WantsNibbleOrder(raw) ? 2 : 1;
 }
@@ -166,12 +170,18 @@ cpu::QuantizedActs View(const LinearInput& in) {
 }
 
 // Rows [r0, r1) of in · Wᵀ on the calling thread, with the kernel family and the activation
-// form `in` was prepared in (the one place that picks among the four kernels).
+// form `in` was prepared in (the one place that picks among the kernels).
 void Rows(const LinearInput& in, const WeightMatrix& w, const cpu::RawWeight& raw, int64_t r0, int64_t r1, float* y,
           int64_t ldy, bool accumulate) {
   const LinearKernel k = Resolve();
   const bool avx2 = UsesAvx2Kernels(k);
-  if (in.layout != 0) {
+  if (in.layout == 3) {
+    if (k == LinearKernel::kAvx512 && GetCpuFeatures().HasAvx512Bf16Set()) {
+      cpu::Bf16LinearAvx512(in.h.data(), in.T, raw, r0, r1, y, ldy, accumulate);
+    } else {
+      cpu::Bf16LinearReference(in.h.data(), in.T, raw, r0, r1, y, ldy, accumulate);
+    }
+  } else if (in.layout != 0) {
     if (k == LinearKernel::kAvx512) {
       cpu::QLinearAvx512(View(in), raw, r0, r1, y, ldy, accumulate);
     } else if (avx2) {
@@ -248,8 +258,8 @@ void LinearJobs(const std::vector<LinearJob>& jobs, int64_t min_piece_rows) {
     Part p{Raw(*j.w), true, 1, pieces, 0};
     parts.push_back(p);
     if (j.in->T <= 0) continue;  // no pieces: nothing read
-    p.as_prepared = j.in->layout == 0 || j.in->layout == LayoutFor(p.raw, LinearActivations::kInt8);
-    if (p.as_prepared) Count(*j.w, j.in->T, 0, j.w->rows(), j.in->layout != 0);
+    p.as_prepared = j.in->layout == 0 || j.in->layout == LayoutFor(p.raw, j.in->activations);
+    if (p.as_prepared) Count(*j.w, j.in->T, 0, j.w->rows(), j.in->layout);
     const bool fast = j.in->layout != 0 || (UsesAvx2Kernels(Resolve()) && cpu::Avx2Supports(p.raw));
     p.piece_rows = std::max({min_piece_rows, fast ? kFastGrain : kTileRows, MinPieceRows(*j.w, j.in->T)});
     p.pieces = (j.w->rows() + p.piece_rows - 1) / p.piece_rows;
@@ -299,14 +309,14 @@ bool RowsInPlace(const cpu::RawWeight& raw) {
 }  // namespace
 
 void WeightRowScores(const float* q, const WeightMatrix& w, int64_t r0, int64_t S, float* scores) {
-  Count(w, 1, r0, r0 + S, false);
+  Count(w, 1, r0, r0 + S, 0);
   const cpu::RawWeight raw = Raw(w);
   if (RowsInPlace(raw)) return cpu::WeightRowScoresAvx2(q, raw, r0, S, scores);
   MultiQueryScores(q, 1, w.cols(), Float32Rows(w, r0, S), S, w.cols(), scores, S, false);
 }
 
 void WeightRowsWeightedSum(const float* p, const WeightMatrix& w, int64_t r0, int64_t S, float* out) {
-  Count(w, 1, r0, r0 + S, false);
+  Count(w, 1, r0, r0 + S, 0);
   const cpu::RawWeight raw = Raw(w);
   if (RowsInPlace(raw)) return cpu::WeightRowsWeightedSumAvx2(p, raw, r0, S, out);
   MultiQueryWeightedSum(p, 1, S, Float32Rows(w, r0, S), S, w.cols(), out);
@@ -322,7 +332,28 @@ void LinearInput::Prepare(const float* x_in, int64_t T_in, const WeightMatrix& w
   K = w.cols();
   const cpu::RawWeight raw = Raw(w);
   layout = LayoutFor(raw, activations);
+  this->activations = activations;
   if (layout == 0) return;
+  if (layout == 3) {
+    const int64_t Kh = cpu::Bf16ActCols(K);
+    h.resize(static_cast<size_t>(T * Kh));
+    const bool fast = GetCpuFeatures().HasAvx512Bf16Set();
+    const auto round = [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        if (fast) {
+          cpu::RoundActsToBf16Avx512(x + t * K, K, h.data() + t * Kh);
+        } else {
+          cpu::RoundActsToBf16(x + t * K, K, h.data() + t * Kh);
+        }
+      }
+    };
+    if (T >= 64) {
+      ParallelFor(T, 16, round);
+    } else {
+      round(0, T);
+    }
+    return;
+  }
   const int64_t nb = K / cpu::kActBlock;
   q.resize(static_cast<size_t>(T * K));
   d.resize(static_cast<size_t>(T * nb));
@@ -352,14 +383,14 @@ void LinearRows(const LinearInput& in, const WeightMatrix& w, int64_t r0, int64_
                 bool accumulate) {
   if (r0 >= r1 || in.T <= 0) return;
   const cpu::RawWeight raw = Raw(w);
-  if (in.layout != 0 && in.layout != LayoutFor(raw, LinearActivations::kInt8)) {
-    // int8 for another format: prepare again for this one (which then fits).
+  if (in.layout != 0 && in.layout != LayoutFor(raw, in.activations)) {
+    // Prepared for another format: prepare again for this one (which then fits).
     thread_local LinearInput again;
-    again.Prepare(in.x, in.T, w, LinearActivations::kInt8);
+    again.Prepare(in.x, in.T, w, in.activations);
     LinearRows(again, w, r0, r1, y, ldy, accumulate);
     return;
   }
-  Count(w, in.T, r0, r1, in.layout != 0);
+  Count(w, in.T, r0, r1, in.layout);
   Rows(in, w, raw, r0, r1, y, ldy, accumulate);
 }
 
@@ -404,6 +435,7 @@ LinearActivations CurrentLinearActivations() {
   switch (GetLinearActivations()) {
     case LinearActivations::kF32: return LinearActivations::kF32;
     case LinearActivations::kInt8All: return LinearActivations::kInt8;
+    case LinearActivations::kBf16: return LinearActivations::kBf16;
     case LinearActivations::kInt8: break;
   }
   return t_decode_step ? LinearActivations::kInt8 : LinearActivations::kF32;
@@ -415,6 +447,7 @@ const char* LinearActivationsName(LinearActivations a) {
     case LinearActivations::kInt8: return "int8";
     case LinearActivations::kF32: return "f32";
     case LinearActivations::kInt8All: return "int8-all";
+    case LinearActivations::kBf16: return "bf16";
   }
   return "?";
 }

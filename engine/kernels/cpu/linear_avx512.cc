@@ -147,33 +147,7 @@ void Panel8(const float* wt, int64_t K, const float* x, int64_t ldx, float* y, i
     }
 }
 
-double NowSeconds() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
-// Twelve independent chains of `op` (enough to hide its latency) for about `seconds`: the
-// number of op calls per second.
-template <typename V, typename Op>
-double ChainsPerSecond(double seconds, V start, const Op& op) {
-  V acc[12];
-  for (int i = 0; i < 12; ++i) acc[i] = start;
-  const double begin = NowSeconds();
-  double elapsed = 0.0;
-  int64_t iterations = 0;
-  do {
-    for (int rep = 0; rep < 4096; ++rep) {
-      for (int i = 0; i < 12; ++i) acc[i] = op(acc[i]);
-    }
-    iterations += 4096;
-    elapsed = NowSeconds() - begin;
-  } while (elapsed < seconds);
-  volatile V sink = acc[0];  // keeps the chains
-  for (int i = 1; i < 12; ++i) sink = acc[i];
-  (void)sink;
-  return static_cast<double>(iterations) * 12 / elapsed;
-}
+#include "engine/kernels/cpu/peak_chains.inc"
 
 }  // namespace
 

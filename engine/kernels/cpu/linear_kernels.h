@@ -112,6 +112,30 @@ void QLinearAvx512(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64
 // compares them against.
 double Int8PeakOpsAvx512(double seconds);
 
+// --- BF16 weights x bf16 activations (LinearActivations::kBf16) ---
+// Each token's activations are rounded to bf16 once (RoundToBf16: to nearest, ties to even,
+// subnormals to zero, as vcvtneps2bf16 does) into rows of Bf16ActCols(K) = roundup(K, 32),
+// zero-padded. y[t, r] is then vdpbf16ps's sum: sixteen float32 lanes, lane i taking columns
+// k0 + 2i + 1 and then k0 + 2i of each 32 columns k0 in order (each product exact, each
+// addition rounded once, bf16 subnormals read as zero, subnormal sums flushed to zero),
+// columns past K multiplying zero weights, and the lanes summed as
+// ((l0+l8) + (l4+l12)) ... : h[i] = l[i] + l[i+8], q[i] = h[i] + h[i+4], (q0 + q2) + (q1 + q3).
+// The scalar twin (linear_bf16.cc) computes exactly that; linear_bf16_avx512.cc with AVX-512
+// BF16 (CpuFeatures::HasAvx512Bf16Set), the same bits, for any token count.
+inline int64_t Bf16ActCols(int64_t K) { return (K + 31) / 32 * 32; }
+uint16_t RoundToBf16(float v);
+// out[Bf16ActCols(K)]: x[0, K) rounded, then zeros. The Avx512 one is vcvtne2ps2bf16, the same bits.
+void RoundActsToBf16(const float* x, int64_t K, uint16_t* out);
+void RoundActsToBf16Avx512(const float* x, int64_t K, uint16_t* out);
+// y[t, r] (+)= the sum above for rows [r0, r1) of a BF16 w and T tokens of xh.
+void Bf16LinearReference(const uint16_t* xh, int64_t T, const RawWeight& w, int64_t r0, int64_t r1, float* y,
+                         int64_t ldy, bool accumulate);
+void Bf16LinearAvx512(const uint16_t* xh, int64_t T, const RawWeight& w, int64_t r0, int64_t r1, float* y,
+                      int64_t ldy, bool accumulate);
+// bf16 FLOPs per second (four per lane: two products, two additions) of a register-only
+// vdpbf16ps loop on this thread for about `seconds` (linear_bf16_avx512.cc).
+double Bf16PeakFlopsAvx512(double seconds);
+
 // --- AVX2 + FMA + F16C (linear_avx2.cc) ---
 // Whether the AVX2 kernels handle this weight (dtype and block shape).
 bool Avx2Supports(const RawWeight& w);

@@ -77,4 +77,9 @@ double MeasurePeakInt8Ops(double seconds) {
   return OnEveryThread(cpu::Int8PeakOpsAvx512, seconds);
 }
 
+double MeasurePeakBf16Flops(double seconds) {
+  if (!GetCpuFeatures().HasAvx512Bf16Set()) return 0.0;
+  return OnEveryThread(cpu::Bf16PeakFlopsAvx512, seconds);
+}
+
 }  // namespace dsv3

@@ -16,5 +16,9 @@ double MeasurePeakFlops(double seconds = 0.3);
 // about `seconds`, where Linear runs the AVX-512 VNNI family; 0 otherwise: there int8 products
 // run no faster than FMAs (AVX2 has no int8 dot product), and MeasurePeakFlops is their peak.
 double MeasurePeakInt8Ops(double seconds = 0.3);
+// bf16 FLOP/s (two products and two additions a lane) of a vdpbf16ps loop on every pool thread
+// for about `seconds`, where the CPU has AVX-512 BF16 (LinearActivations::kBf16's kernel); 0
+// otherwise.
+double MeasurePeakBf16Flops(double seconds = 0.3);
 
 }  // namespace dsv3
