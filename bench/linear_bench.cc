@@ -90,7 +90,7 @@ Fixture Make(int format, int64_t rows, int64_t cols, int64_t T) {
 }
 
 // Args: dtype, kernel, rows, cols, tokens, threads, activations (LinearActivations; the
-// integer formats run int8 and f32, BF16 under avx512 also bf16).
+// integer formats run int8 and f32, BF16 and FP8 under avx512 also bf16).
 void BM_Linear(benchmark::State& state) {
   const int format = static_cast<int>(state.range(0));
   const auto kernel = static_cast<LinearKernel>(state.range(1));
@@ -135,7 +135,8 @@ void LinearArgs(benchmark::internal::Benchmark* b) {
                     static_cast<int>(LinearActivations::kBf16)}) {
         if (a == static_cast<int>(LinearActivations::kF32) && dt < kInt8PerChannel) continue;
         if (a == static_cast<int>(LinearActivations::kBf16) &&
-            (dt != static_cast<int>(DType::kBF16) || k != static_cast<int>(LinearKernel::kAvx512)))
+            ((dt != static_cast<int>(DType::kBF16) && dt != static_cast<int>(DType::kF8E4M3)) ||
+             k != static_cast<int>(LinearKernel::kAvx512)))
           continue;
         for (int threads : {1, 2}) {
           b->Args({dt, k, 512, 1536, 1, threads, a});     // one routed expert's gate, decode
@@ -160,7 +161,7 @@ BENCHMARK(BM_Linear)->Apply(LinearArgs)->UseRealTime()->MinTime(0.2);
 // one cache-resident or lm_head-sized matrix does not show. tokens: 1 (decode) or ~48 (the
 // tokens each of 64 experts gets from a 512-token prefill with 6 experts per token); with the
 // activations the engine gives each (int8 in decode steps; in prefill float32, or int8 under
-// --activations int8-all; BF16 also under --activations bf16).
+// --activations int8-all; BF16 and FP8 also under --activations bf16).
 void BM_ExpertStream(benchmark::State& state) {
   const int format = static_cast<int>(state.range(0));
   const int64_t rows = 512, cols = 1536, T = state.range(1);
@@ -205,7 +206,8 @@ void ExpertArgs(benchmark::internal::Benchmark* b) {
     for (int64_t T : {1, 48}) {
       b->Args({dt, T, 2, static_cast<int>(T == 1 ? LinearActivations::kInt8 : LinearActivations::kF32)});
       if (T > 1 && dt >= kInt8PerChannel) b->Args({dt, T, 2, static_cast<int>(LinearActivations::kInt8)});
-      if (dt == static_cast<int>(DType::kBF16)) b->Args({dt, T, 2, static_cast<int>(LinearActivations::kBf16)});
+      if (dt == static_cast<int>(DType::kBF16) || dt == static_cast<int>(DType::kF8E4M3))
+        b->Args({dt, T, 2, static_cast<int>(LinearActivations::kBf16)});
     }
 }
 BENCHMARK(BM_ExpertStream)->Apply(ExpertArgs)->UseRealTime()->MinTime(0.5);

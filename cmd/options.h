@@ -63,8 +63,8 @@ Status ApplyCommonModelOptions(const OptionParser& opts);
 inline constexpr const char* kActivationsHelp =
     "int8 | int8-all | bf16 | f32: what INT8/INT4 weights multiply (int8: in decode steps, activations "
     "quantized per token in blocks of 32 as llama.cpp does, float32 in prefill and scoring; "
-    "int8-all: int8 in every step, as llama.cpp, faster INT4 prefill; bf16: int8-all, and BF16 weights "
-    "multiply activations rounded to bf16 with AVX-512 BF16, faster BF16 prefill (needs that CPU); "
+    "int8-all: int8 in every step, as llama.cpp, faster INT4 prefill; bf16: int8-all, and BF16 and FP8 "
+    "weights multiply activations rounded to bf16 with AVX-512 BF16, faster prefill (needs that CPU); "
     "f32: exact float32)";
 Status ApplyActivationsOption(const std::string& value);
 

@@ -86,8 +86,9 @@ int64_t MinPieceRows(const WeightMatrix& w, int64_t T);
 // kBf16 (llama.cpp's choice for BF16 weights, where its activations go to bf16): in every
 // step BF16 weights multiply activations rounded to bf16, summed by AVX-512 BF16's vdpbf16ps
 // (two products per lane per instruction, straight from the stored weights: no float32 copy),
-// with the arithmetic linear_kernels.h states; INT8/INT4 weights take int8 as with kInt8All;
-// other formats keep float32. An error of at most 2^-8 |x| per activation, for prefill at up
+// with the arithmetic linear_kernels.h states; FP8 weights likewise, e4m3 converted to bf16
+// (exactly) in registers and the activations scaled by each block's scale before rounding;
+// INT8/INT4 weights take int8 as with kInt8All; F32 and F16 keep float32. An error of at most 2^-8 |x| per activation, for prefill at up
 // to twice the float32 GEMM's rate. CPUs without AVX-512 BF16 run its scalar twin (exact, and
 // slow: `dsv3` refuses the option there).
 enum class LinearActivations { kInt8, kF32, kInt8All, kBf16 };
@@ -118,7 +119,8 @@ struct LinearInput {
   const float* x = nullptr;
   int64_t T = 0, K = 0;
   // 0: float rows only; 1: int8, column order; 2: int8, INT4 nibble order; 3: bf16 (rows of
-  // roundup(K, 32), zero-padded)
+  // roundup(K, 32), zero-padded); 4: float rows for FP8's bf16 products (the kernel scales and
+  // rounds them per row block)
   int layout = 0;
   LinearActivations activations = LinearActivations::kF32;  // what Prepare was given
   std::vector<int8_t> q;

@@ -1,9 +1,9 @@
-// BF16 weights times bf16 activations (LinearActivations::kBf16, engine/kernels/cpu/
+// BF16 and FP8 weights times bf16 activations (LinearActivations::kBf16, engine/kernels/cpu/
 // linear_bf16*.cc): the rounding of the activations, the summation order linear_kernels.h
-// states (pinned by cases where another order gives another float), the AVX-512 BF16 kernel
-// against its scalar twin bit for bit where the CPU has it, Linear under the setting
-// (independent of token count, threads and kernel family), which formats it touches, the
-// distance to float32 activations, and the FLOPs it is counted under.
+// states (pinned by cases where another order gives another float), every e4m3 byte as bf16,
+// the AVX-512 BF16 kernels against their scalar twins bit for bit where the CPU has them,
+// Linear under the setting (independent of token count, threads and kernel family), which
+// formats it touches, the distance to float32 activations, and the FLOPs it is counted under.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "engine/base/dtype.h"
 #include "engine/base/threads.h"
 #include "engine/kernels/cpu/cpu_features.h"
 #include "engine/kernels/cpu/linear_kernels.h"
@@ -58,8 +59,27 @@ std::vector<float> Activations(int64_t n, uint32_t seed) {
   return x;
 }
 
-// The twin over x rounded by RoundActsToBf16: y[T, rows].
+cpu::RawWeight Fp8Raw(const WeightMatrix& w) {
+  cpu::RawWeight raw;
+  raw.kind = cpu::WeightKind::kF8E4M3;
+  raw.data = w.w.data;
+  raw.rows = w.rows();
+  raw.cols = w.cols();
+  raw.row_bytes = w.cols();
+  raw.scale = w.scale_inv.f32();
+  raw.scale_cols = w.scale_inv.shape[1];
+  raw.block_out = w.block_out;
+  raw.block_in = w.block_in;
+  return raw;
+}
+
+// The twin over x rounded by RoundActsToBf16 (FP8: Fp8Bf16LinearReference): y[T, rows].
 std::vector<float> Twin(const std::vector<float>& x, int64_t T, const WeightMatrix& w) {
+  if (w.w.dtype == DType::kF8E4M3) {
+    std::vector<float> y(static_cast<size_t>(T * w.rows()));
+    cpu::Fp8Bf16LinearReference(x.data(), T, Fp8Raw(w), 0, w.rows(), y.data(), w.rows(), false);
+    return y;
+  }
   const int64_t K = w.cols(), Kh = cpu::Bf16ActCols(K);
   std::vector<uint16_t> xh(static_cast<size_t>(T * Kh));
   for (int64_t t = 0; t < T; ++t) cpu::RoundActsToBf16(x.data() + t * K, K, xh.data() + t * Kh);
@@ -279,9 +299,9 @@ TEST_F(LinearBf16Test, LinearGivesTheTwinWhateverTheSplit) {
   }
 }
 
-// What kBf16 touches: BF16 weights take bf16 activations; INT4 and INT8 take int8 in every step
-// (kInt8All's bits); F32, F16 and FP8 keep float32. LinearSameInput over mixed formats gives
-// each its own form.
+// What kBf16 touches: BF16 and FP8 weights take bf16 activations; INT4 and INT8 take int8 in
+// every step (kInt8All's bits); F32 and F16 keep float32. LinearSameInput over mixed formats
+// gives each its own form.
 TEST_F(LinearBf16Test, OtherFormatsTakeWhatInt8AllGivesThem) {
   OwnedWeight bf16 = MakeWeight(DType::kBF16, 19, 128, 21);
   OwnedWeight fp8 = MakeWeight(DType::kF8E4M3, 17, 128, 22, 32);
@@ -298,8 +318,9 @@ TEST_F(LinearBf16Test, OtherFormatsTakeWhatInt8AllGivesThem) {
   };
   EXPECT_EQ(run(LinearActivations::kBf16, bf16.m), Twin(x, T, bf16.m));
   EXPECT_NE(run(LinearActivations::kBf16, bf16.m), run(LinearActivations::kF32, bf16.m));
+  EXPECT_EQ(run(LinearActivations::kBf16, fp8.m), Twin(x, T, fp8.m));
+  EXPECT_NE(run(LinearActivations::kBf16, fp8.m), run(LinearActivations::kF32, fp8.m));
   EXPECT_EQ(run(LinearActivations::kBf16, int4.m), run(LinearActivations::kInt8All, int4.m));
-  EXPECT_EQ(run(LinearActivations::kBf16, fp8.m), run(LinearActivations::kF32, fp8.m));
   EXPECT_EQ(run(LinearActivations::kBf16, f16.m), run(LinearActivations::kF32, f16.m));
 
   SetLinearActivations(LinearActivations::kBf16);
@@ -307,25 +328,120 @@ TEST_F(LinearBf16Test, OtherFormatsTakeWhatInt8AllGivesThem) {
   LinearSameInput(x.data(), T, {{&bf16.m, a.data()}, {&fp8.m, b.data()}, {&int4.m, c.data()}, {&bf16.m, d.data()}});
   EXPECT_EQ(a, Twin(x, T, bf16.m));
   EXPECT_EQ(d, a);
-  EXPECT_EQ(b, run(LinearActivations::kF32, fp8.m));
+  EXPECT_EQ(b, Twin(x, T, fp8.m));
   EXPECT_EQ(c, run(LinearActivations::kInt8All, int4.m));
 
-  // An input prepared as bf16 given to an FP8 weight is prepared again in its form.
+  // An input prepared for BF16 given to an FP8 weight, or for FP8 to a BF16 one, is prepared
+  // again in the other's form.
   SetLinearActivations(LinearActivations::kBf16);
   LinearInput in;
   in.Prepare(x.data(), T, bf16.m);
   ASSERT_EQ(in.layout, 3);
   std::vector<float> e(T * 17);
   LinearRows(in, fp8.m, 0, 17, e.data(), 17, false);
-  EXPECT_EQ(e, run(LinearActivations::kF32, fp8.m));
+  EXPECT_EQ(e, Twin(x, T, fp8.m));
+  in.Prepare(x.data(), T, fp8.m);
+  ASSERT_EQ(in.layout, 4);
+  std::vector<float> f(T * 19);
+  LinearRows(in, bf16.m, 0, 19, f.data(), 19, false);
+  EXPECT_EQ(f, Twin(x, T, bf16.m));
+}
+
+// FP8 as bf16: every e4m3 byte but the NaNs (0x7f, 0xff; the quantizer never writes them)
+// becomes exactly e4m3 · 2^-8, and the block's scale · 256 comes in through the activations:
+// one row holding all 256 bytes against one-hot tokens gives y[t] = E4M3ToF32(byte t) · scale
+// (scale 2^-8: every product exact), through the panel (many tokens) and in registers (one).
+TEST_F(LinearBf16Test, EveryE4m3ByteAsBf16) {
+  std::vector<uint8_t> bytes(256);
+  for (int b = 0; b < 256; ++b) bytes[b] = static_cast<uint8_t>(b);
+  std::vector<float> scale(2, 1.0f / 256);  // two 128-column blocks
+  WeightMatrix w;
+  w.w = TensorView{bytes.data(), DType::kF8E4M3, Shape{1, 256}};
+  w.scale_inv = TensorView{scale.data(), DType::kF32, Shape{1, 2}};
+  std::vector<float> x(256 * 256, 0.0f);
+  for (int t = 0; t < 256; ++t) x[t * 256 + t] = 1.0f;
+  SetLinearActivations(LinearActivations::kBf16);
+  std::vector<LinearKernel> families = {LinearKernel::kReference};
+  if (HasKernel()) families.push_back(LinearKernel::kAvx512);
+  for (LinearKernel k : families) {
+    SetLinearKernel(k);
+    std::vector<float> all(256), one(1);
+    Linear(x.data(), 256, w, all.data());
+    for (int b = 0; b < 256; ++b) {
+      Linear(x.data() + b * 256, 1, w, one.data());
+      EXPECT_EQ(Bits(one[0]), Bits(all[b])) << "byte " << b << ", " << LinearKernelName(k);
+      if (b == 0x7f || b == 0xff) {
+        EXPECT_EQ(all[b], (b == 0x7f ? 480.0f : -480.0f) / 256) << "as Fp8Format reads it";
+        continue;
+      }
+      // (== so that -0, byte 0x80, passes: the lanes' sum adds +0 to it.)
+      EXPECT_EQ(all[b], E4M3ToF32(static_cast<uint8_t>(b)) / 256) << "byte " << b << ", " << LinearKernelName(k);
+    }
+  }
+}
+
+// The FP8 kernel against its twin: blocks of 16 (two scales in one 32-column step), 32 and 128,
+// ranges that start and end inside a row block, K with a 16- or 8-column tail past the last 32,
+// token counts on both sides of the in-register path (four) and the panel's sixteen rows.
+TEST_F(LinearBf16Test, Avx512Fp8GivesTheTwinsBits) {
+  if (!HasKernel()) GTEST_SKIP() << "no AVX-512 BF16 here (" << GetCpuFeatures().ToString() << ")";
+  uint32_t seed = 50;
+  for (int64_t block : {16, 32, 128}) {
+    for (int64_t K : {int64_t{96}, int64_t{544}, int64_t{1536}, int64_t{40}}) {
+      if (K % 16 != 0 && block != 32) continue;
+      for (int64_t rows : {7, 37, 130}) {
+        OwnedWeight w = MakeWeight(DType::kF8E4M3, rows, K, seed++, block);
+        const cpu::RawWeight raw = Fp8Raw(w.m);
+        ASSERT_TRUE(cpu::TakesBf16Fp8(raw));
+        for (int64_t T : {1, 2, 4, 5, 17}) {
+          const auto x = Activations(T * K, seed++);
+          std::vector<uint16_t> scratch(static_cast<size_t>(cpu::Fp8Bf16ScratchWords(T, K)));
+          for (const auto& [r0, r1] : {std::pair<int64_t, int64_t>{0, rows}, {3, rows - 2}}) {
+            for (bool accumulate : {false, true}) {
+              std::vector<float> a(static_cast<size_t>(T * rows), 0.25f), b = a;
+              cpu::Fp8Bf16LinearReference(x.data(), T, raw, r0, r1, a.data(), rows, accumulate);
+              cpu::Fp8Bf16LinearAvx512(x.data(), T, raw, r0, r1, b.data(), rows, accumulate, scratch.data());
+              ASSERT_EQ(a, b) << "block " << block << ", K " << K << ", rows " << r0 << ".." << r1 << ", T " << T;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Linear under kBf16 for FP8: the twin's bits for any token count, thread count and family.
+TEST_F(LinearBf16Test, Fp8LinearGivesTheTwinWhateverTheSplit) {
+  OwnedWeight w = MakeWeight(DType::kF8E4M3, 300, 256, 61, 128);
+  const int64_t T = 66;
+  const auto x = Activations(T * 256, 62);
+  const std::vector<float> want = Twin(x, T, w.m);
+  SetLinearActivations(LinearActivations::kBf16);
+  std::vector<LinearKernel> families = {LinearKernel::kReference};
+  if (HasKernel()) families.push_back(LinearKernel::kAvx512);
+  for (LinearKernel k : families) {
+    SetLinearKernel(k);
+    for (int threads : {1, 2}) {
+      SetNumThreads(threads);
+      std::vector<float> y(T * 300);
+      Linear(x.data(), T, w.m, y.data());
+      EXPECT_EQ(y, want) << LinearKernelName(k) << ", " << threads << " threads";
+      for (int64_t t : {int64_t{0}, int64_t{40}}) {
+        std::vector<float> one(300);
+        Linear(x.data() + t * 256, 1, w.m, one.data());
+        EXPECT_EQ(one, std::vector<float>(want.begin() + t * 300, want.begin() + (t + 1) * 300))
+            << "token " << t << " alone, " << LinearKernelName(k);
+      }
+    }
+  }
 }
 
 // Against exact float32 activations: each activation moves by at most 2^-8 of itself, and
 // both sums round K times, so |y_bf16 - y_f32| <= (2^-8 + 2K · 2^-24) · Σ|w x| (with a little
 // slack for the lanes' tree).
-TEST_F(LinearBf16Test, DistanceToFloatActivationsWithinTheRounding) {
+void DistanceWithinTheRounding(DType dt) {
   const int64_t K = 1536, T = 6;
-  OwnedWeight w = MakeWeight(DType::kBF16, 40, K, 31);
+  OwnedWeight w = MakeWeight(dt, 40, K, 31, 128);
   const auto x = Activations(T * K, 32);
   SetLinearActivations(LinearActivations::kF32);
   std::vector<float> exact(T * 40), rounded(T * 40);
@@ -344,15 +460,20 @@ TEST_F(LinearBf16Test, DistanceToFloatActivationsWithinTheRounding) {
       EXPECT_LE(d, bound) << "token " << t << ", row " << r;
       worst = std::max(worst, d / mag);
     }
-  EXPECT_GT(worst, 0.0) << "the activations were rounded";
+  EXPECT_GT(worst, 0.0) << "the activations were rounded (" << DTypeName(dt) << ")";
 }
 
-// The counters put bf16 products under bf16_flops (bench compares them with the vdpbf16ps
-// peak), int8 ones under int8_flops, and the rest under neither.
+TEST_F(LinearBf16Test, DistanceToFloatActivationsWithinTheRounding) {
+  for (DType dt : {DType::kBF16, DType::kF8E4M3}) DistanceWithinTheRounding(dt);
+}
+
+// The counters put bf16 products (BF16 and FP8 weights) under bf16_flops (bench compares them
+// with the vdpbf16ps peak), int8 ones under int8_flops, and the rest (F32) under neither.
 TEST_F(LinearBf16Test, CountedAsBf16Flops) {
   OwnedWeight bf16 = MakeWeight(DType::kBF16, 8, 64, 41);
   OwnedWeight int4 = testing::MakeIntWeight(true, 8, 64, 42, 32, true, 1);
   OwnedWeight fp8 = MakeWeight(DType::kF8E4M3, 8, 64, 43, 32);
+  OwnedWeight f32 = MakeWeight(DType::kF32, 8, 64, 45);
   const auto x = Activations(3 * 64, 44);
   std::vector<float> y(3 * 8);
   LinearCounters counters;
@@ -366,10 +487,11 @@ TEST_F(LinearBf16Test, CountedAsBf16Flops) {
   counters.Reset();
   Linear(x.data(), 3, int4.m, y.data());
   Linear(x.data(), 3, fp8.m, y.data());
+  Linear(x.data(), 3, f32.m, y.data());
   t = counters.Read();
-  EXPECT_EQ(t.bf16_flops, 0u);
-  EXPECT_EQ(t.int8_flops, 2u * 3 * 8 * 64);
-  EXPECT_EQ(t.flops, 2 * t.int8_flops);
+  EXPECT_EQ(t.bf16_flops, 2u * 3 * 8 * 64) << "FP8's";
+  EXPECT_EQ(t.int8_flops, 2u * 3 * 8 * 64) << "INT4's";
+  EXPECT_EQ(t.flops, 3 * t.int8_flops);
   SetLinearCounters(nullptr);
 }
 

@@ -90,7 +90,7 @@ LinearCounters::Slot& CounterSlot(LinearCounters* c) {
   return c->slots[slot];
 }
 
-// layout: LinearInput's (1, 2: int8 products; 3: bf16 products).
+// layout: LinearInput's (1, 2: int8 products; 3, 4: bf16 products).
 void Count(const WeightMatrix& w, int64_t T, int64_t r0, int64_t r1, int layout) {
   LinearCounters* c = g_counters.load(std::memory_order_relaxed);
   if (c == nullptr) return;
@@ -102,7 +102,7 @@ void Count(const WeightMatrix& w, int64_t T, int64_t r0, int64_t r1, int layout)
   slot.weight_bytes.fetch_add(bytes, std::memory_order_relaxed);
   slot.flops.fetch_add(static_cast<uint64_t>(2 * T * rows * in), std::memory_order_relaxed);
   if (layout == 1 || layout == 2) slot.int8_flops.fetch_add(static_cast<uint64_t>(2 * T * rows * in), std::memory_order_relaxed);
-  if (layout == 3) slot.bf16_flops.fetch_add(static_cast<uint64_t>(2 * T * rows * in), std::memory_order_relaxed);
+  if (layout >= 3) slot.bf16_flops.fetch_add(static_cast<uint64_t>(2 * T * rows * in), std::memory_order_relaxed);
   slot.calls.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -152,9 +152,10 @@ void Avx2Rows(const float* x, int64_t T, const cpu::RawWeight& raw, int64_t r0, 
 thread_local bool t_decode_step = true;  // outside a step the global setting alone decides
 
 // LinearInput::layout for w under `activations`: 0 float32, 1 int8 in column order, 2 int8
-// in INT4 nibble order, 3 bf16.
+// in INT4 nibble order, 3 bf16, 4 float32 for FP8's bf16 products (scaled per row block).
 int LayoutFor(const cpu::RawWeight& raw, LinearActivations activations) {
   if (activations == LinearActivations::kBf16 && raw.kind == cpu::WeightKind::kBF16) return 3;
+  if (activations == LinearActivations::kBf16 && cpu::TakesBf16Fp8(raw)) return 4;
   if (activations == LinearActivations::kF32 || !cpu::TakesInt8Activations(raw)) return 0;
   return cpu::WantsNibbleOrder(raw) ? 2 : 1;
 }
@@ -175,11 +176,20 @@ void Rows(const LinearInput& in, const WeightMatrix& w, const cpu::RawWeight& ra
           int64_t ldy, bool accumulate) {
   const LinearKernel k = Resolve();
   const bool avx2 = UsesAvx2Kernels(k);
+  const bool bf16 = k == LinearKernel::kAvx512 && GetCpuFeatures().HasAvx512Bf16Set();
   if (in.layout == 3) {
-    if (k == LinearKernel::kAvx512 && GetCpuFeatures().HasAvx512Bf16Set()) {
+    if (bf16) {
       cpu::Bf16LinearAvx512(in.h.data(), in.T, raw, r0, r1, y, ldy, accumulate);
     } else {
       cpu::Bf16LinearReference(in.h.data(), in.T, raw, r0, r1, y, ldy, accumulate);
+    }
+  } else if (in.layout == 4) {
+    if (bf16) {
+      thread_local std::vector<uint16_t> scratch;
+      scratch.resize(static_cast<size_t>(cpu::Fp8Bf16ScratchWords(in.T, raw.cols)));
+      cpu::Fp8Bf16LinearAvx512(in.x, in.T, raw, r0, r1, y, ldy, accumulate, scratch.data());
+    } else {
+      cpu::Fp8Bf16LinearReference(in.x, in.T, raw, r0, r1, y, ldy, accumulate);
     }
   } else if (in.layout != 0) {
     if (k == LinearKernel::kAvx512) {
@@ -333,7 +343,7 @@ void LinearInput::Prepare(const float* x_in, int64_t T_in, const WeightMatrix& w
   const cpu::RawWeight raw = Raw(w);
   layout = LayoutFor(raw, activations);
   this->activations = activations;
-  if (layout == 0) return;
+  if (layout == 0 || layout == 4) return;  // x as it is
   if (layout == 3) {
     const int64_t Kh = cpu::Bf16ActCols(K);
     h.resize(static_cast<size_t>(T * Kh));

@@ -8,6 +8,9 @@
 #include <cmath>
 #include <cstring>
 
+#include <vector>
+
+#include "engine/base/dtype.h"
 #include "engine/kernels/cpu/linear_kernels.h"
 
 namespace dsv3::cpu {
@@ -72,6 +75,35 @@ void Bf16LinearReference(const uint16_t* xh, int64_t T, const RawWeight& w, int6
       float& out = y[t * ldy + r];
       out = accumulate ? out + sum : sum;
     }
+  }
+}
+
+void Fp8Bf16LinearReference(const float* x, int64_t T, const RawWeight& w, int64_t r0, int64_t r1, float* y,
+                            int64_t ldy, bool accumulate) {
+  const int64_t K = w.cols, Kh = Bf16ActCols(K);
+  std::vector<uint16_t> xs(static_cast<size_t>(T * Kh)), row(static_cast<size_t>(Kh));
+  int64_t scaled_for = -1;  // the row block xs holds
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t rb = r / w.block_out;
+    if (rb != scaled_for) {
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t k = 0; k < Kh; ++k)
+          xs[t * Kh + k] = k < K ? RoundToBf16(x[t * K + k] * (w.scale[rb * w.scale_cols + k / w.block_in] * 256.0f)) : 0;
+      scaled_for = rb;
+    }
+    const uint8_t* q = static_cast<const uint8_t*>(w.data) + r * w.row_bytes;
+    for (int64_t k = 0; k < Kh; ++k) {
+      // Fp8Format's float16 bits: e4m3 · 2^-8, exactly.
+      const uint16_t h = k < K ? static_cast<uint16_t>((static_cast<int8_t>(q[k]) * 128) & 0xbfff) : 0;
+      row[k] = RoundToBf16(F16ToF32(h));
+    }
+    RawWeight one;
+    one.kind = WeightKind::kBF16;
+    one.data = row.data();
+    one.rows = 1;
+    one.cols = K;
+    one.row_bytes = Kh * 2;
+    Bf16LinearReference(xs.data(), T, one, 0, 1, y + r, ldy, accumulate);
   }
 }
 

@@ -91,6 +91,54 @@ void Tokens(const uint16_t* const* w, int64_t K, const uint16_t* x, int64_t Kh, 
   }
 }
 
+// 32 e4m3 bytes (masked: the rest read as zero) as bf16 u = e4m3 · 2^-8, exactly. In integers
+// (vcvtph2ps and vcvtne2ps2bf16 held a decode step to ~7 bytes a cycle): a normal byte's
+// exponent and mantissa bits, shifted into bf16's, with the exponent bias moved from 7 to
+// 127 - 8; a subnormal one (exponent 0: m · 2^-9, and zero) from an eight-entry table; then
+// the sign. 0x7f reads as 480 · 2^-8, as in Fp8Format.
+inline __m512bh Fp8ToBf16(const uint8_t* q, __mmask32 m) {
+  const __m256i bytes = m == ~__mmask32{0} ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)) : _mm256_maskz_loadu_epi8(m, q);
+  const __m512i b = _mm512_cvtepu8_epi16(bytes);
+  const __m512i mag = _mm512_and_si512(b, _mm512_set1_epi16(0x7f));
+  const __m512i normal = _mm512_add_epi16(_mm512_slli_epi16(mag, 4), _mm512_set1_epi16((127 - 8 - 7) << 7));
+  // bf16 of m · 2^-17 for m = 0..7 (entries 8..31 unused).
+  const __m512i table = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                         0x3860, 0x3840, 0x3820, 0x3800, 0x37c0, 0x3780, 0x3700, 0x0000);
+  const __m512i value = _mm512_mask_permutexvar_epi16(normal, _mm512_cmplt_epu16_mask(mag, _mm512_set1_epi16(8)), mag, table);
+  const __m512i sign = _mm512_slli_epi16(_mm512_and_si512(b, _mm512_set1_epi16(0x80)), 8);
+  return Bh(_mm512_or_si512(value, sign));
+}
+
+// Tile for FP8 rows q[0..R) (adjacent, row_bytes apart) converted in registers (a decode
+// step's few tokens: no panel to write and read back). The next R rows' bytes are fetched as
+// one region, a share before each step (as linear_avx512.cc's FP8 GEMV: a fetch per row at
+// the same column, eight streams, left a decode step ~40% slower from DRAM).
+template <int R, int N>
+void Fp8Tile(const uint8_t* const* q, int64_t K, int64_t row_bytes, const uint16_t* x, int64_t Kh, float* y,
+             int64_t ldy, bool accumulate) {
+  __m512 acc[R][N];
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < N; ++j) acc[i][j] = _mm512_setzero_ps();
+  const char* next = reinterpret_cast<const char*>(q[0]) + R * row_bytes;
+  const int64_t span = ((R * row_bytes + Kh / 32 - 1) / (Kh / 32) + 63) & ~int64_t{63};
+  for (int64_t k = 0; k < Kh; k += 32) {
+    const __mmask32 m = K - k >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << (K - k)) - 1);
+    for (const char* f = next + (k / 32) * span, *f_end = f + span; f < f_end; f += 64) _mm_prefetch(f, _MM_HINT_T0);
+    __m512bh xv[N];
+    for (int j = 0; j < N; ++j) xv[j] = Bh(_mm512_loadu_si512(x + j * Kh + k));
+    for (int i = 0; i < R; ++i) {
+      const __m512bh wv = Fp8ToBf16(q[i] + k, m);
+      for (int j = 0; j < N; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], wv, xv[j]);
+    }
+  }
+  for (int j = 0; j < N; ++j)
+    for (int i = 0; i < R; ++i) {
+      float& out = y[j * ldy + i];
+      const float s = LaneSum(acc[i][j]);
+      out = accumulate ? out + s : s;
+    }
+}
+
 #include "engine/kernels/cpu/peak_chains.inc"
 
 }  // namespace
@@ -138,6 +186,86 @@ void Bf16LinearAvx512(const uint16_t* xh, int64_t T, const RawWeight& w, int64_t
   }
 }
 
+void Fp8Bf16LinearAvx512(const float* x, int64_t T, const RawWeight& w, int64_t r0, int64_t r1, float* y,
+                         int64_t ldy, bool accumulate, uint16_t* scratch) {
+  const int64_t K = w.cols, Kh = Bf16ActCols(K), bi = w.block_in;
+  uint16_t* xs = scratch;                // [T, Kh]: this row block's scaled activations
+  uint16_t* panel = scratch + T * Kh;    // [kFp8Bf16PanelRows, Kh]: rows as bf16
+  for (int64_t b0 = r0; b0 < r1;) {
+    const int64_t rb = b0 / w.block_out, b1 = (rb + 1) * w.block_out < r1 ? (rb + 1) * w.block_out : r1;
+    // x · (scale · 256), sixteen columns (one scale group: bi % 16 == 0) at a time, rounded.
+    const float* scales = w.scale + rb * w.scale_cols;
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t k = 0; k < Kh; k += 32) {
+        const int64_t left = K - k;
+        const __mmask16 lo = left >= 16 ? 0xffff : left > 0 ? static_cast<__mmask16>((1u << left) - 1) : 0;
+        const __mmask16 hi = left >= 32 ? 0xffff : left > 16 ? static_cast<__mmask16>((1u << (left - 16)) - 1) : 0;
+        const __m512 s0 = _mm512_set1_ps(scales[k / bi] * 256.0f);
+        const __m512 s1 = _mm512_set1_ps(scales[(k + 16 < K ? k + 16 : k) / bi] * 256.0f);
+        const __m512 a = _mm512_mul_ps(_mm512_maskz_loadu_ps(lo, x + t * K + k), s0);
+        const __m512 b = _mm512_mul_ps(_mm512_maskz_loadu_ps(hi, x + t * K + k + 16), s1);
+        _mm512_storeu_si512(xs + t * Kh + k, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(b, a)));
+      }
+    }
+    if (T <= 4) {  // rows converted in registers, eight, four or one at a time
+      const char* base = static_cast<const char*>(w.data);
+      int64_t r = b0;
+      const auto rows_at = [&](int64_t r_first, int count, const uint8_t** q) {
+        for (int i = 0; i < count; ++i) q[i] = reinterpret_cast<const uint8_t*>(base + (r_first + i) * w.row_bytes);
+      };
+      const uint8_t* q[8];
+      const int64_t rb = w.row_bytes;
+      if (T == 1) {
+        for (; r + 8 <= b1; r += 8) {
+          rows_at(r, 8, q);
+          Fp8Tile<8, 1>(q, K, rb, xs, Kh, y + r, ldy, accumulate);
+        }
+      }
+      for (; r + 4 <= b1; r += 4) {  // (more tokens: four rows, sixteen accumulators at most)
+        rows_at(r, 4, q);
+        switch (T) {
+          case 1: Fp8Tile<4, 1>(q, K, rb, xs, Kh, y + r, ldy, accumulate); break;
+          case 2: Fp8Tile<4, 2>(q, K, rb, xs, Kh, y + r, ldy, accumulate); break;
+          case 3: Fp8Tile<4, 3>(q, K, rb, xs, Kh, y + r, ldy, accumulate); break;
+          default: Fp8Tile<4, 4>(q, K, rb, xs, Kh, y + r, ldy, accumulate); break;
+        }
+      }
+      for (; r < b1; ++r) {
+        rows_at(r, 1, q);
+        for (int64_t t = 0; t < T; ++t) Fp8Tile<1, 1>(q, K, rb, xs + t * Kh, Kh, y + t * ldy + r, ldy, accumulate);
+      }
+      b0 = b1;
+      continue;
+    }
+    for (int64_t p0 = b0; p0 < b1; p0 += kFp8Bf16PanelRows) {
+      const int64_t n = b1 - p0 < kFp8Bf16PanelRows ? b1 - p0 : kFp8Bf16PanelRows;
+      // Rows as bf16 (Fp8ToBf16). The next panel's rows are fetched as these are read.
+      const int64_t ahead = kFp8Bf16PanelRows * w.row_bytes;
+      for (int64_t i = 0; i < n; ++i) {
+        const uint8_t* q = static_cast<const uint8_t*>(w.data) + (p0 + i) * w.row_bytes;
+        for (int64_t k = 0; k < Kh; k += 32) {
+          if (k % 64 == 0) _mm_prefetch(reinterpret_cast<const char*>(q + k) + ahead, _MM_HINT_T0);
+          const __mmask32 m = K - k >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << (K - k)) - 1);
+          _mm512_storeu_si512(panel + i * Kh + k, reinterpret_cast<__m512i>(Fp8ToBf16(q + k, m)));
+        }
+      }
+      const uint16_t* rows[4];
+      for (int64_t r = 0; r < n; r += 4) {
+        const int m = static_cast<int>(n - r < 4 ? n - r : 4);
+        for (int i = 0; i < 4; ++i) rows[i] = panel + (r + (i < m ? i : 0)) * Kh;
+        float* yr = y + p0 + r;
+        switch (m) {
+          case 4: Tokens<4>(rows, Kh, xs, Kh, T, yr, ldy, accumulate, 0); break;
+          case 3: Tokens<3>(rows, Kh, xs, Kh, T, yr, ldy, accumulate, 0); break;
+          case 2: Tokens<2>(rows, Kh, xs, Kh, T, yr, ldy, accumulate, 0); break;
+          default: Tokens<1>(rows, Kh, xs, Kh, T, yr, ldy, accumulate, 0); break;
+        }
+      }
+    }
+    b0 = b1;
+  }
+}
+
 void RoundActsToBf16Avx512(const float* x, int64_t K, uint16_t* out) {
   // vcvtne2ps2bf16 rounds as RoundToBf16 does (to nearest even, subnormals to zero, NaN quieted).
   const int64_t Kh = Bf16ActCols(K);
@@ -162,6 +290,7 @@ double Bf16PeakFlopsAvx512(double seconds) {
 namespace dsv3::cpu {
 void Bf16LinearAvx512(const uint16_t*, int64_t, const RawWeight&, int64_t, int64_t, float*, int64_t, bool) {}
 void RoundActsToBf16Avx512(const float*, int64_t, uint16_t*) {}
+void Fp8Bf16LinearAvx512(const float*, int64_t, const RawWeight&, int64_t, int64_t, float*, int64_t, bool, uint16_t*) {}
 double Bf16PeakFlopsAvx512(double) { return 0.0; }
 }  // namespace dsv3::cpu
 #endif

@@ -132,6 +132,21 @@ void Bf16LinearReference(const uint16_t* xh, int64_t T, const RawWeight& w, int6
                          int64_t ldy, bool accumulate);
 void Bf16LinearAvx512(const uint16_t* xh, int64_t T, const RawWeight& w, int64_t r0, int64_t r1, float* y,
                       int64_t ldy, bool accumulate);
+// FP8 weights the same way, by 128-row scale block (or block_out): the block's activations
+// x · (scale · 256) rounded to bf16 as above (one float32 product, then RoundToBf16), against
+// the weights as bf16 u = e4m3(q) · 2^-8 (exact: Fp8Format's vcvtph2ps values, so 0x7f reads
+// as 480 · 2^-8 as it does there), each (row, token) then the sum above. Needs scales and
+// block_in % 16 == 0 (TakesBf16Fp8). scratch: Fp8Bf16ScratchWords(T, K) words.
+inline bool TakesBf16Fp8(const RawWeight& w) {
+  return w.kind == WeightKind::kF8E4M3 && w.scale != nullptr && w.block_in > 0 && w.block_in % 16 == 0 &&
+         w.block_out > 0;
+}
+constexpr int64_t kFp8Bf16PanelRows = 16;
+inline int64_t Fp8Bf16ScratchWords(int64_t T, int64_t K) { return (T + kFp8Bf16PanelRows) * Bf16ActCols(K); }
+void Fp8Bf16LinearReference(const float* x, int64_t T, const RawWeight& w, int64_t r0, int64_t r1, float* y,
+                            int64_t ldy, bool accumulate);
+void Fp8Bf16LinearAvx512(const float* x, int64_t T, const RawWeight& w, int64_t r0, int64_t r1, float* y,
+                         int64_t ldy, bool accumulate, uint16_t* scratch);
 // bf16 FLOPs per second (four per lane: two products, two additions) of a register-only
 // vdpbf16ps loop on this thread for about `seconds` (linear_bf16_avx512.cc).
 double Bf16PeakFlopsAvx512(double seconds);
