@@ -223,14 +223,14 @@ TEST_F(LinearBf16Test, SubnormalsAndHugeProductsAsVdpbf16ps) {
   }
 }
 
-// The kernel against the twin: row counts that cut the four- and eight-row tiles, K around
+// The kernel against the twin: row counts that cut the six- and eight-row tiles, K around
 // the 32-column step (tails of 8, 4, 7 and 31 columns), token counts around the four-token
 // tile and past the prefetching threshold, accumulation and a wider y.
 TEST_F(LinearBf16Test, Avx512GivesTheTwinsBits) {
   if (!HasKernel()) GTEST_SKIP() << "no AVX-512 BF16 here (" << GetCpuFeatures().ToString() << ")";
   uint32_t seed = 1;
   for (int64_t K : {32, 40, 100, 7, 1536, 543}) {
-    for (int64_t rows : {1, 3, 8, 13, 37}) {
+    for (int64_t rows : {1, 3, 4, 5, 8, 11, 13, 37}) {
       OwnedWeight w = MakeWeight(DType::kBF16, rows, K, seed++);
       for (int64_t T : {1, 2, 5, 13, 48}) {
         const auto x = Activations(T * K, seed++);
