@@ -34,6 +34,37 @@ inline float LaneSum(__m512 v) {
   return _mm_cvtss_f32(_mm_add_ss(p, _mm_movehdup_ps(p)));
 }
 
+// LaneSum of four vectors at once, the same additions in the same order: [sum a, sum b,
+// sum c, sum d] (13 instructions where four LaneSums take 32).
+inline __m128 LaneSum4(__m512 a, __m512 b, __m512 c, __m512 d) {
+  // h = l[i] + l[i+8]: a's and b's side by side, then c's and d's.
+  const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));
+  const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xee));
+  // q = h[i] + h[i+4]: one 128-bit block each for a, b, c, d.
+  const __m512 q = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xdd));
+  const __m512 f = _mm512_add_ps(q, _mm512_permute_ps(q, 0x4e));  // q0 + q2, q1 + q3
+  const __m512 g = _mm512_add_ps(f, _mm512_permute_ps(f, 0xb1));  // (q0 + q2) + (q1 + q3)
+  return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0), g));
+}
+
+// y[j, i] (+)= the lane sum of acc[i][j]; four tokens' sums of a row at once.
+template <int R, int N>
+void StoreSums(__m512 (&acc)[R][N], float* y, int64_t ldy, bool accumulate) {
+  if constexpr (N == 4) {
+    for (int i = 0; i < R; ++i) {
+      alignas(16) float s[4];
+      _mm_store_ps(s, LaneSum4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]));
+      for (int j = 0; j < 4; ++j) y[j * ldy + i] = accumulate ? y[j * ldy + i] + s[j] : s[j];
+    }
+  } else {
+    for (int j = 0; j < N; ++j)
+      for (int i = 0; i < R; ++i) {
+        const float s = LaneSum(acc[i][j]);
+        y[j * ldy + i] = accumulate ? y[j * ldy + i] + s : s;
+      }
+  }
+}
+
 inline __m512bh Bh(__m512i v) { return reinterpret_cast<__m512bh>(v); }
 
 // Rows w[0..R) (K columns each) against tokens x[0..N) (rows Kh apart, zero-padded).
@@ -69,12 +100,7 @@ void Tile(const uint16_t* const* w, int64_t K, const uint16_t* x, int64_t Kh, fl
       for (int j = 0; j < N; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], wv, xv[j]);
     }
   }
-  for (int j = 0; j < N; ++j)
-    for (int i = 0; i < R; ++i) {
-      float& out = y[j * ldy + i];
-      const float s = LaneSum(acc[i][j]);
-      out = accumulate ? out + s : s;
-    }
+  StoreSums(acc, y, ldy, accumulate);
 }
 
 // Tokens [0, T) against rows w[0..R), four at a time; the first four fetch the next rows
@@ -133,12 +159,7 @@ void Fp8Tile(const uint8_t* const* q, int64_t K, int64_t row_bytes, const uint16
       for (int j = 0; j < N; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], wv, xv[j]);
     }
   }
-  for (int j = 0; j < N; ++j)
-    for (int i = 0; i < R; ++i) {
-      float& out = y[j * ldy + i];
-      const float s = LaneSum(acc[i][j]);
-      out = accumulate ? out + s : s;
-    }
+  StoreSums(acc, y, ldy, accumulate);
 }
 
 #include "engine/kernels/cpu/peak_chains.inc"
