@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "engine/base/dtype.h"
@@ -59,6 +60,17 @@ std::vector<float> Activations(int64_t n, uint32_t seed) {
   return x;
 }
 
+// A BF16 weight [rows, cols] at data, rows stored back to back.
+cpu::RawWeight Bf16Raw(const void* data, int64_t rows, int64_t cols) {
+  cpu::RawWeight raw;
+  raw.kind = cpu::WeightKind::kBF16;
+  raw.data = data;
+  raw.rows = rows;
+  raw.cols = cols;
+  raw.row_bytes = cols * 2;
+  return raw;
+}
+
 cpu::RawWeight Fp8Raw(const WeightMatrix& w) {
   cpu::RawWeight raw;
   raw.kind = cpu::WeightKind::kF8E4M3;
@@ -83,12 +95,7 @@ std::vector<float> Twin(const std::vector<float>& x, int64_t T, const WeightMatr
   const int64_t K = w.cols(), Kh = cpu::Bf16ActCols(K);
   std::vector<uint16_t> xh(static_cast<size_t>(T * Kh));
   for (int64_t t = 0; t < T; ++t) cpu::RoundActsToBf16(x.data() + t * K, K, xh.data() + t * Kh);
-  cpu::RawWeight raw;
-  raw.kind = cpu::WeightKind::kBF16;
-  raw.data = w.w.data;
-  raw.rows = w.rows();
-  raw.cols = K;
-  raw.row_bytes = K * 2;
+  cpu::RawWeight raw = Bf16Raw(w.w.data, w.rows(), K);
   std::vector<float> y(static_cast<size_t>(T * w.rows()));
   cpu::Bf16LinearReference(xh.data(), T, raw, 0, w.rows(), y.data(), w.rows(), false);
   return y;
@@ -148,12 +155,7 @@ TEST_F(LinearBf16Test, LaneAddsOddThenEvenColumnEachRounded) {
   w[0] = Bf16(1.0f);
   w[32] = Bf16(1.0f);
   w[33] = Bf16(16777216.0f);
-  cpu::RawWeight raw;
-  raw.kind = cpu::WeightKind::kBF16;
-  raw.data = w.data();
-  raw.rows = 1;
-  raw.cols = 64;
-  raw.row_bytes = 128;
+  cpu::RawWeight raw = Bf16Raw(w.data(), 1, 64);
   float y = -1;
   cpu::Bf16LinearReference(x.data(), 1, raw, 0, 1, &y, 1, false);
   EXPECT_EQ(y, 16777216.0f);
@@ -206,12 +208,7 @@ TEST_F(LinearBf16Test, SubnormalsAndHugeProductsAsVdpbf16ps) {
     x[0] = c.x0;
     w[1] = c.w1;
     x[1] = c.x1;
-    cpu::RawWeight raw;
-    raw.kind = cpu::WeightKind::kBF16;
-    raw.data = w.data();
-    raw.rows = 1;
-    raw.cols = 32;
-    raw.row_bytes = 64;
+    cpu::RawWeight raw = Bf16Raw(w.data(), 1, 32);
     float y = 1;
     cpu::Bf16LinearReference(x.data(), 1, raw, 0, 1, &y, 1, false);
     EXPECT_EQ(Bits(y), Bits(c.want)) << "case " << i;
@@ -237,12 +234,7 @@ TEST_F(LinearBf16Test, Avx512GivesTheTwinsBits) {
         const int64_t Kh = cpu::Bf16ActCols(K), ldy = rows + 3;
         std::vector<uint16_t> xh(static_cast<size_t>(T * Kh));
         for (int64_t t = 0; t < T; ++t) cpu::RoundActsToBf16(x.data() + t * K, K, xh.data() + t * Kh);
-        cpu::RawWeight raw;
-        raw.kind = cpu::WeightKind::kBF16;
-        raw.data = w.m.w.data;
-        raw.rows = rows;
-        raw.cols = K;
-        raw.row_bytes = K * 2;
+        cpu::RawWeight raw = Bf16Raw(w.m.w.data, rows, K);
         for (bool accumulate : {false, true}) {
           std::vector<float> a(static_cast<size_t>(T * ldy), 0.5f), b = a;
           cpu::Bf16LinearReference(xh.data(), T, raw, 0, rows, a.data(), ldy, accumulate);
@@ -257,44 +249,6 @@ TEST_F(LinearBf16Test, Avx512GivesTheTwinsBits) {
           ASSERT_EQ(a, b) << "K " << K << ", rows 1.." << rows << ", T " << T;
         }
       }
-    }
-  }
-}
-
-// Linear under kBf16: the twin's bits in any step, for any token count (each token alone gives
-// its row of the batch), thread count and kernel family (the reference family runs the twin).
-TEST_F(LinearBf16Test, LinearGivesTheTwinWhateverTheSplit) {
-  OwnedWeight w = MakeWeight(DType::kBF16, 70, 96, 11);
-  const int64_t T = 70;  // 64 or more: the activations are rounded in parallel
-  const auto x = Activations(T * 96, 12);
-  const std::vector<float> want = Twin(x, T, w.m);
-  SetLinearActivations(LinearActivations::kBf16);
-  std::vector<LinearKernel> families = {LinearKernel::kReference};
-  if (HasKernel()) families.push_back(LinearKernel::kAvx512);
-  for (LinearKernel k : families) {
-    SetLinearKernel(k);
-    for (int threads : {1, 2}) {
-      SetNumThreads(threads);
-      const ScopedDecodeStep prefill(false);
-      EXPECT_EQ(CurrentLinearActivations(), LinearActivations::kBf16);
-      std::vector<float> y(T * 70);
-      Linear(x.data(), T, w.m, y.data());
-      EXPECT_EQ(y, want) << LinearKernelName(k) << ", " << threads << " threads";
-      for (int64_t t : {int64_t{0}, int64_t{33}, T - 1}) {
-        std::vector<float> one(70);
-        const ScopedDecodeStep decode(true);
-        Linear(x.data() + t * 96, 1, w.m, one.data());
-        EXPECT_EQ(one, std::vector<float>(want.begin() + t * 70, want.begin() + (t + 1) * 70))
-            << "token " << t << " alone, " << LinearKernelName(k);
-      }
-      // A prepared input, rows in two calls.
-      LinearInput in;
-      in.Prepare(x.data(), T, w.m);
-      EXPECT_EQ(in.layout, 3);
-      std::vector<float> rows(T * 70);
-      LinearRows(in, w.m, 0, 30, rows.data(), 70, false);
-      LinearRows(in, w.m, 30, 70, rows.data(), 70, false);
-      EXPECT_EQ(rows, want) << LinearKernelName(k);
     }
   }
 }
@@ -410,27 +364,48 @@ TEST_F(LinearBf16Test, Avx512Fp8GivesTheTwinsBits) {
   }
 }
 
-// Linear under kBf16 for FP8: the twin's bits for any token count, thread count and family.
-TEST_F(LinearBf16Test, Fp8LinearGivesTheTwinWhateverTheSplit) {
-  OwnedWeight w = MakeWeight(DType::kF8E4M3, 300, 256, 61, 128);
-  const int64_t T = 66;
-  const auto x = Activations(T * 256, 62);
-  const std::vector<float> want = Twin(x, T, w.m);
-  SetLinearActivations(LinearActivations::kBf16);
-  std::vector<LinearKernel> families = {LinearKernel::kReference};
-  if (HasKernel()) families.push_back(LinearKernel::kAvx512);
-  for (LinearKernel k : families) {
-    SetLinearKernel(k);
-    for (int threads : {1, 2}) {
-      SetNumThreads(threads);
-      std::vector<float> y(T * 300);
-      Linear(x.data(), T, w.m, y.data());
-      EXPECT_EQ(y, want) << LinearKernelName(k) << ", " << threads << " threads";
-      for (int64_t t : {int64_t{0}, int64_t{40}}) {
-        std::vector<float> one(300);
-        Linear(x.data() + t * 256, 1, w.m, one.data());
-        EXPECT_EQ(one, std::vector<float>(want.begin() + t * 300, want.begin() + (t + 1) * 300))
-            << "token " << t << " alone, " << LinearKernelName(k);
+// Linear under kBf16: the twin's bits in any step, for any token count (each token alone gives
+// its row of the batch), thread count and kernel family (the reference family runs the twin),
+// through Linear and through a prepared input's rows in two calls. BF16 (70 tokens: 64 or more
+// are rounded in parallel) and FP8 (300 rows: three row blocks, the last one short).
+TEST_F(LinearBf16Test, LinearGivesTheTwinWhateverTheSplit) {
+  struct Case {
+    DType dtype;
+    int64_t rows, cols, T;
+    int layout;
+  };
+  for (const Case& c : {Case{DType::kBF16, 70, 96, 70, 3}, Case{DType::kF8E4M3, 300, 256, 66, 4}}) {
+    const int64_t R = c.rows, K = c.cols, T = c.T;
+    OwnedWeight w = MakeWeight(c.dtype, R, K, 11, 128);
+    const auto x = Activations(T * K, 12);
+    const std::vector<float> want = Twin(x, T, w.m);
+    SetLinearActivations(LinearActivations::kBf16);
+    std::vector<LinearKernel> families = {LinearKernel::kReference};
+    if (HasKernel()) families.push_back(LinearKernel::kAvx512);
+    for (LinearKernel k : families) {
+      SetLinearKernel(k);
+      const std::string where = std::string(DTypeName(c.dtype)) + ", " + LinearKernelName(k);
+      for (int threads : {1, 2}) {
+        SetNumThreads(threads);
+        const ScopedDecodeStep prefill(false);
+        EXPECT_EQ(CurrentLinearActivations(), LinearActivations::kBf16);
+        std::vector<float> y(T * R);
+        Linear(x.data(), T, w.m, y.data());
+        EXPECT_EQ(y, want) << where << ", " << threads << " threads";
+        for (int64_t t : {int64_t{0}, int64_t{33}, T - 1}) {
+          std::vector<float> one(R);
+          const ScopedDecodeStep decode(true);
+          Linear(x.data() + t * K, 1, w.m, one.data());
+          EXPECT_EQ(one, std::vector<float>(want.begin() + t * R, want.begin() + (t + 1) * R))
+              << "token " << t << " alone, " << where;
+        }
+        LinearInput in;
+        in.Prepare(x.data(), T, w.m);
+        EXPECT_EQ(in.layout, c.layout);
+        std::vector<float> rows(T * R);
+        LinearRows(in, w.m, 0, 30, rows.data(), R, false);
+        LinearRows(in, w.m, 30, R, rows.data(), R, false);
+        EXPECT_EQ(rows, want) << where;
       }
     }
   }
