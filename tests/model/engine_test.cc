@@ -2,6 +2,8 @@
 // prefix reuse in scoring, sampling determinism, MoE routing rules, CUDA discovery.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include "engine/api.h"
@@ -262,6 +264,64 @@ TEST_F(EngineTest, GenerateBatchEqualsOneByOne) {
     auto one = Load(0, 1)->Generate({Ids(n)}, p);
     EXPECT_EQ(batch.value()[i++].tokens, one.value()[0].tokens) << n;
   }
+}
+
+// --activations bf16 through the whole model (BF16 and FP8 weights from `dsv3 init` and
+// `dsv3 quantize`; the scalar twin runs where the CPU lacks AVX-512 BF16): the same bits for 1
+// and 2 threads, a batch of sequences generating what each generates alone, and logits near
+// float32's (each matrix's activations move by at most 2^-8 of themselves) but not equal. Not
+// bit for bit against decode: a prefill's and a decode step's attention differ in float32
+// noise, and rounding to bf16 can turn that into a whole bf16 step (and a routing choice).
+TEST_F(EngineTest, Bf16ActivationsThroughTheModel) {
+  testing::TempDir dirs;
+  auto r = testing::RunDsv3({"init", "--config", testing::SourceDir() + "/configs/models/tiny-v3.yaml", "--out",
+                             dirs.Join("bf16"), "--dtype", "bf16", "--seed", "7"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = testing::RunDsv3({"quantize", "--model-path", dirs.Join("bf16"), "--out", dirs.Join("fp8"), "--format", "fp8"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto ids = Ids(40);
+  const int64_t V = 512;
+  ModelOptions o;
+  o.max_seq_len = 64;
+  o.batch_size = 2;
+  for (const char* format : {"bf16", "fp8"}) {
+    auto m = Model::Load(dirs.Join(format), o);
+    ASSERT_TRUE(m.ok()) << m.status().message();
+    std::vector<float> exact, rounded, two;
+    SetLinearActivations(LinearActivations::kF32);
+    ASSERT_TRUE(m.value()->Logits(ids, 0, &exact).ok());
+    SetLinearActivations(LinearActivations::kBf16);
+    SetNumThreads(1);
+    ASSERT_TRUE(m.value()->Logits(ids, 0, &rounded).ok());
+    SetNumThreads(2);
+    ASSERT_TRUE(m.value()->Logits(ids, 0, &two).ok());
+    EXPECT_TRUE(testing::AllClose(rounded.data(), two.data(), rounded.size(), 0.0, std::string(format) + ": 1 vs 2 threads"));
+    // Per position, the largest logit difference: small against the logits' scale at nearly
+    // every position (a position whose routing flipped may differ more).
+    double scale = 0;
+    for (float v : exact) scale = std::max(scale, static_cast<double>(std::fabs(v)));
+    int near = 0;
+    bool rounded_any = false;
+    for (size_t p = 0; p < ids.size(); ++p) {
+      double worst = 0;
+      for (int64_t v = 0; v < V; ++v) worst = std::max(worst, static_cast<double>(std::fabs(exact[p * V + v] - rounded[p * V + v])));
+      near += worst <= 2e-2 * scale;
+      rounded_any = rounded_any || worst > 0;
+    }
+    EXPECT_TRUE(rounded_any) << format << ": the activations were rounded";
+    EXPECT_GE(near, 34) << format << ": positions within 2% of the logit scale, of 40";
+    GenerateParams g;
+    g.max_new_tokens = 6;
+    auto batch = m.value()->Generate({Ids(3), Ids(17)}, g);
+    ASSERT_TRUE(batch.ok());
+    for (int i = 0; i < 2; ++i) {
+      auto one = m.value()->Generate({Ids(i == 0 ? 3 : 17)}, g);
+      ASSERT_TRUE(one.ok());
+      EXPECT_EQ(batch.value()[i].tokens, one.value()[0].tokens) << format << " sequence " << i;
+    }
+  }
+  SetLinearActivations(LinearActivations::kInt8);
+  SetNumThreads(0);
 }
 
 // DeepSeek-V3's router rule at a small size: 8 experts in 4 groups, top-2 groups, 2 picked,
