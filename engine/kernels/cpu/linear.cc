@@ -11,8 +11,9 @@
 // INT8 and INT4 weights take int8 activations by default (SetLinearActivations): x is
 // quantized per token once per call (or once per LinearInput) and multiplied in integers,
 // by linear_q8_avx512.cc, linear_q8_avx2.cc or their scalar twin linear_q8.cc, all with the same bits.
-// Under LinearActivations::kBf16, BF16 weights take x rounded to bf16 and multiply it with
-// AVX-512 BF16 (linear_bf16_avx512.cc) or its scalar twin (linear_bf16.cc), the same bits.
+// Under LinearActivations::kBf16, BF16 and FP8 weights take x rounded to bf16 (for FP8 after
+// each block's scale) and multiply it with AVX-512 BF16 (linear_bf16_avx512.cc) or the scalar
+// twin (linear_bf16.cc), the same bits.
 // Work is split over output rows with the persistent pool; LinearJobs balances the row pieces
 // of several matrices (a MoE step's experts, LinearSameInput's products) over it at once.
 #include <Eigen/Core>
