@@ -156,6 +156,9 @@ int RunBench(int argc, char** argv) {
 
   st = ApplyActivationsOption(opts.Get<std::string>("activations"));
   if (!st.ok()) return ReportError("bench", st);
+  // Another family would run bf16 products on their scalar twin: exact, and far too slow to time.
+  if (GetLinearActivations() == LinearActivations::kBf16 && ActiveLinearKernel() != LinearKernel::kAvx512)
+    return ReportError("bench", Status::Invalid("--activations bf16 runs on the avx512 kernels only, not --kernels " + kernels));
 
   const int64_t probe_bytes = opts.Get<int64_t>("probe-mib") << 20;
   if (probe_bytes <= 0) return ReportError("bench", Status::Invalid("--probe-mib must be >= 1"));

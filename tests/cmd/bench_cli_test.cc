@@ -177,10 +177,11 @@ TEST_F(BenchCliTest, TableAndUsageErrors) {
                                                        {"--repetitions", "0"},
                                                        {"--kernels", "sse9"},
                                                        {"--activations", "int4"},
+                                                       {"--kernels", "avx2", "--activations", "bf16"},
                                                        {"--batch-size", "0"}}) {
     std::vector<std::string> args = {"bench", "--model-path", dir_.path() + "/m"};
     args.insert(args.end(), bad.begin(), bad.end());
-    EXPECT_EQ(testing::RunDsv3(args).exit_code, 2) << bad[0] << " " << bad[1];
+    EXPECT_EQ(testing::RunDsv3(args).exit_code, 2) << bad[0] << " " << bad[1] << (bad.size() > 2 ? " " + bad[2] : "");
   }
 }
 
