@@ -120,13 +120,12 @@ void Tokens(const uint16_t* const* w, int64_t K, const uint16_t* x, int64_t Kh, 
   }
 }
 
-// 32 e4m3 bytes (masked: the rest read as zero) as bf16 u = e4m3 · 2^-8, exactly. In integers
+// 32 e4m3 bytes as bf16 u = e4m3 · 2^-8, exactly. In integers
 // (vcvtph2ps and vcvtne2ps2bf16 held a decode step to ~7 bytes a cycle): a normal byte's
 // exponent and mantissa bits, shifted into bf16's, with the exponent bias moved from 7 to
 // 127 - 8; a subnormal one (exponent 0: m · 2^-9, and zero) from an eight-entry table; then
 // the sign. 0x7f reads as 480 · 2^-8, as in Fp8Format.
-inline __m512bh Fp8ToBf16(const uint8_t* q, __mmask32 m) {
-  const __m256i bytes = m == ~__mmask32{0} ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)) : _mm256_maskz_loadu_epi8(m, q);
+inline __m512bh Fp8BytesToBf16(__m256i bytes) {
   const __m512i b = _mm512_cvtepu8_epi16(bytes);
   const __m512i mag = _mm512_and_si512(b, _mm512_set1_epi16(0x7f));
   const __m512i normal = _mm512_add_epi16(_mm512_slli_epi16(mag, 4), _mm512_set1_epi16((127 - 8 - 7) << 7));
@@ -137,6 +136,12 @@ inline __m512bh Fp8ToBf16(const uint8_t* q, __mmask32 m) {
   const __m512i sign = _mm512_slli_epi16(_mm512_and_si512(b, _mm512_set1_epi16(0x80)), 8);
   return Bh(_mm512_or_si512(value, sign));
 }
+// Whole 32 bytes; m: the first bytes of a row's last, shorter step (masked byte loads are slow
+// here: only the tail takes one).
+inline __m512bh Fp8ToBf16(const uint8_t* q) {
+  return Fp8BytesToBf16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)));
+}
+inline __m512bh Fp8ToBf16(const uint8_t* q, __mmask32 m) { return Fp8BytesToBf16(_mm256_maskz_loadu_epi8(m, q)); }
 
 // Tile for FP8 rows q[0..R) (adjacent, row_bytes apart) converted in registers (a decode
 // step's few tokens: no panel to write and read back). The next R rows' bytes are fetched as
@@ -150,17 +155,20 @@ void Fp8Tile(const uint8_t* const* q, int64_t K, int64_t row_bytes, const uint16
   for (int i = 0; i < R; ++i)
     for (int j = 0; j < N; ++j) acc[i][j] = _mm512_setzero_ps();
   const char* next = reinterpret_cast<const char*>(q[0]) + R * row_bytes;
-  const int64_t span = ((R * row_bytes + Kh / 32 - 1) / (Kh / 32) + 63) & ~int64_t{63};
-  for (int64_t k = 0; k < Kh; k += 32) {
-    const __mmask32 m = K - k >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << (K - k)) - 1);
-    for (const char* f = next + (k / 32) * span, *f_end = f + span; f < f_end; f += 64) _mm_prefetch(f, _MM_HINT_T0);
+  const int64_t lines = (R * row_bytes + Kh / 32 * 64 - 1) / (Kh / 32 * 64);  // a step's share
+  const int64_t K32 = K & ~int64_t{31};
+  const auto step = [&](int64_t k, bool whole) __attribute__((always_inline)) {
+    for (int64_t l = 0; l < lines; ++l) _mm_prefetch(next + ((k / 32) * lines + l) * 64, _MM_HINT_T0);
+    const __mmask32 m = static_cast<__mmask32>((uint64_t{1} << (K - k < 32 ? K - k : 0)) - 1);
     __m512bh xv[N];
     for (int j = 0; j < N; ++j) xv[j] = Bh(_mm512_loadu_si512(x + j * Kh + k));
     for (int i = 0; i < R; ++i) {
-      const __m512bh wv = Fp8ToBf16(q[i] + k, m);
+      const __m512bh wv = whole ? Fp8ToBf16(q[i] + k) : Fp8ToBf16(q[i] + k, m);
       for (int j = 0; j < N; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], wv, xv[j]);
     }
-  }
+  };
+  for (int64_t k = 0; k < K32; k += 32) step(k, true);
+  if (K32 < K) step(K32, false);
   StoreSums(acc, y, ldy, accumulate);
 }
 
@@ -273,8 +281,9 @@ void Fp8Bf16LinearAvx512(const float* x, int64_t T, const RawWeight& w, int64_t 
         const uint8_t* q = static_cast<const uint8_t*>(w.data) + (p0 + i) * w.row_bytes;
         for (int64_t k = 0; k < Kh; k += 32) {
           if (k % 64 == 0) _mm_prefetch(reinterpret_cast<const char*>(q + k) + ahead, _MM_HINT_T0);
-          const __mmask32 m = K - k >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << (K - k)) - 1);
-          _mm512_storeu_si512(panel + i * Kh + k, reinterpret_cast<__m512i>(Fp8ToBf16(q + k, m)));
+          const __m512bh v = K - k >= 32 ? Fp8ToBf16(q + k)
+                                         : Fp8ToBf16(q + k, static_cast<__mmask32>((uint64_t{1} << (K - k)) - 1));
+          _mm512_storeu_si512(panel + i * Kh + k, reinterpret_cast<__m512i>(v));
         }
       }
       const uint16_t* rows[6];
