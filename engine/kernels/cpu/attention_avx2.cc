@@ -16,12 +16,7 @@ namespace dsv3::cpu {
 
 namespace {
 
-inline float HorizontalSum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+#include "engine/kernels/cpu/isa_common.inc"
 
 // Scores come in one part (q · key) or, for MLA, two (latent and rope caches: q1 · key1 +
 // q2 · key2, kTwo). Both parts accumulate in the same registers before one reduction.

@@ -198,12 +198,7 @@ inline __m256 LoadTail(const float* x, int64_t k, int64_t K) {
   return _mm256_load_ps(buf);
 }
 
-inline float HorizontalSum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+#include "engine/kernels/cpu/isa_common.inc"
 
 inline void Store(float* y, float v, bool accumulate) { *y = accumulate ? *y + v : v; }
 
@@ -815,11 +810,7 @@ void RowsWeightedSum(const float* p, int64_t C, int64_t r0, int64_t S, float* ou
   }
 }
 
-double NowSeconds() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
+#include "engine/kernels/cpu/peak_chains.inc"
 
 }  // namespace
 
@@ -909,25 +900,9 @@ uint64_t ReadSumAvx2(const uint64_t* p, int64_t n) {
 }
 
 double FmaPeakFlopsAvx2(double seconds) {
-  // Ten independent FMA chains hide the FMA latency on every AVX2 core we know of.
-  __m256 acc[10];
-  for (int i = 0; i < 10; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i) * 1e-3f);
   const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
-  const double start = NowSeconds();
-  double elapsed = 0.0;
-  int64_t iterations = 0;
-  do {
-    for (int rep = 0; rep < 4096; ++rep) {
-      for (int i = 0; i < 10; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
-    }
-    iterations += 4096;
-    elapsed = NowSeconds() - start;
-  } while (elapsed < seconds);
-  __m256 sum = acc[0];
-  for (int i = 1; i < 10; ++i) sum = _mm256_add_ps(sum, acc[i]);
-  volatile float sink = HorizontalSum(sum);
-  (void)sink;
-  return static_cast<double>(iterations) * 10 * 8 * 2 / elapsed;
+  const auto fma = [&](__m256 v) __attribute__((always_inline)) { return _mm256_fmadd_ps(v, a, b); };
+  return ChainsPerSecond(seconds, _mm256_set1_ps(1e-3f), fma) * 8 * 2;  // 8 lanes, 2 FLOPs each
 }
 
 }  // namespace dsv3::cpu

@@ -23,13 +23,7 @@ namespace dsv3::cpu {
 
 namespace {
 
-// linear_avx2.cc's HorizontalSum: ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)).
-inline float HorizontalSum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+#include "engine/kernels/cpu/isa_common.inc"
 
 // v in both halves, and the upper half (vinsertf64x4 / vextractf64x4: AVX512F, where the
 // 32x8 forms need DQ).

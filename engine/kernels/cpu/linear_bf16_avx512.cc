@@ -27,12 +27,12 @@ namespace dsv3::cpu {
 
 namespace {
 
-// ((l0 + l8) + (l4 + l12)) + ... as linear_kernels.h orders it.
+#include "engine/kernels/cpu/isa_common.inc"
+
+// ((l0 + l8) + (l4 + l12)) + ... as linear_kernels.h orders it: l[i] + l[i+8], then the float
+// kernels' eight-lane sum.
 inline float LaneSum(__m512 v) {
-  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-  const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-  const __m128 p = _mm_add_ps(q, _mm_movehl_ps(q, q));
-  return _mm_cvtss_f32(_mm_add_ss(p, _mm_movehdup_ps(p)));
+  return HorizontalSum(_mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
 }
 
 // LaneSum of four vectors at once, the same additions in the same order: [sum a, sum b,

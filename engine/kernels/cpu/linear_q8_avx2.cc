@@ -35,31 +35,7 @@ struct Int8Q {
   static __m256i Pairs(__m256i w, __m256i q) { return _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(q, w)); }
 };
 
-// Fetches every cache line of [begin, end) into L1. The walk starts at begin's line, not at
-// begin: tensors sit at any offset in the file, and stepping 64 bytes from an unaligned begin
-// skips the range's last line (left for a demand miss when the row starts).
-inline void PrefetchLines(const void* begin, const void* end) {
-  const uintptr_t e = reinterpret_cast<uintptr_t>(end);
-  for (uintptr_t a = reinterpret_cast<uintptr_t>(begin) & ~uintptr_t{63}; a < e; a += 64)
-    _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
-}
-
-// Sum trees without vphadd: on Zen 3 a vphaddw / vphaddd takes two cycles of the shuffle
-// ports where an unpack takes half of one, and the block sums are exact integers, so any
-// order of adding gives the same sums. Per 128-bit half, in units of 32 bits (an int32 lane,
-// or two int16 lanes kept side by side):
-// TreePairs(a, b) adds each vector's units 2, 3 onto its units 0, 1, giving [a, b, a, b];
-// TreeQuads(ab, cd) adds the two halves of two such results, giving [a, b, c, d].
-template <bool kInt16>
-inline __m256i TreePairs(__m256i a, __m256i b) {
-  const __m256i lo = _mm256_unpacklo_epi32(a, b), hi = _mm256_unpackhi_epi32(a, b);
-  return kInt16 ? _mm256_add_epi16(lo, hi) : _mm256_add_epi32(lo, hi);
-}
-template <bool kInt16>
-inline __m256i TreeQuads(__m256i ab, __m256i cd) {
-  const __m256i lo = _mm256_unpacklo_epi64(ab, cd), hi = _mm256_unpackhi_epi64(ab, cd);
-  return kInt16 ? _mm256_add_epi16(lo, hi) : _mm256_add_epi32(lo, hi);
-}
+#include "engine/kernels/cpu/isa_common.inc"
 
 // INT8's tiles (linear_q8_int8.inc): the block sums of lanes 2p and 2p+1 (lane m = row m / N,
 // token m % N) with vpmaddubsw and vpmaddwd, pairwise added; the magnitudes and signs already

@@ -27,20 +27,9 @@ namespace dsv3::cpu {
 
 namespace {
 
-// Fetches every cache line of [begin, end) into L1 (from the line holding begin).
-inline void PrefetchLines(const void* begin, const void* end) {
-  const uintptr_t e = reinterpret_cast<uintptr_t>(end);
-  for (uintptr_t a = reinterpret_cast<uintptr_t>(begin) & ~uintptr_t{63}; a < e; a += 64)
-    _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
-}
+#include "engine/kernels/cpu/isa_common.inc"
 
 // ---- INT8: the tiles of linear_q8_int8.inc, the block sums by vpdpbusd ---------------------
-
-// Per 128-bit half, in units of 32 bits: [a0+a2, b0+b2, a1+a3, b1+b3] (exact integers, any
-// order gives the same sums).
-inline __m256i TreePairs(__m256i a, __m256i b) {
-  return _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
-}
 
 // 32 weights of a row as w + 128 (vpdpbusd's unsigned operand).
 inline __m256i Biased(const uint8_t* row, int64_t k) {
@@ -52,9 +41,9 @@ inline __m256i Dot(__m256i u, __m256i xq) { return _mm256_dpbusd_epi32(_mm256_se
 // Lanes 2p and 2p+1: rows (2p, 2p+1) of one token, or row p (loaded once) of both tokens.
 template <int N>
 inline __m256i Int8LanePair(const uint8_t* const* p, int64_t k, const __m256i* xq, int pair) {
-  if (N == 1) return TreePairs(Dot(Biased(p[2 * pair], k), xq[0]), Dot(Biased(p[2 * pair + 1], k), xq[0]));
+  if (N == 1) return TreePairs<false>(Dot(Biased(p[2 * pair], k), xq[0]), Dot(Biased(p[2 * pair + 1], k), xq[0]));
   const __m256i u = Biased(p[pair], k);
-  return TreePairs(Dot(u, xq[0]), Dot(u, xq[N - 1]));
+  return TreePairs<false>(Dot(u, xq[0]), Dot(u, xq[N - 1]));
 }
 // Σ (w + 128) q = Σ w q + 128 Σq: the block's Σq of each lane's token comes off.
 template <int N>
