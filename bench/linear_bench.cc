@@ -89,25 +89,31 @@ Fixture Make(int format, int64_t rows, int64_t cols, int64_t T) {
   return f;
 }
 
+// Skips the benchmark, saying why, where the CPU lacks what `kernel` and `activations` need
+// (kAuto: the AVX2 set the engine's fast paths run on); true when it did.
+bool SkipIfCpuLacks(benchmark::State& state, LinearKernel kernel,
+                    LinearActivations activations = LinearActivations::kInt8) {
+  const CpuFeatures& f = GetCpuFeatures();
+  const char* lacks = nullptr;
+  if (kernel != LinearKernel::kReference && !f.HasAvx2Set()) {
+    lacks = "CPU lacks AVX2";
+  } else if (kernel == LinearKernel::kAvx512 && !f.HasAvx512VnniSet()) {
+    lacks = "CPU lacks AVX-512 VNNI";
+  } else if (activations == LinearActivations::kBf16 && !f.HasAvx512Bf16Set()) {
+    lacks = "CPU lacks AVX-512 BF16";
+  }
+  if (lacks != nullptr) state.SkipWithError(lacks);
+  return lacks != nullptr;
+}
+
 // Args: dtype, kernel, rows, cols, tokens, threads, activations (LinearActivations; the
 // integer formats run int8 and f32, BF16 and FP8 under avx512 also bf16).
 void BM_Linear(benchmark::State& state) {
   const int format = static_cast<int>(state.range(0));
   const auto kernel = static_cast<LinearKernel>(state.range(1));
   const int64_t rows = state.range(2), cols = state.range(3), T = state.range(4);
-  if (kernel == LinearKernel::kAvx2 && !GetCpuFeatures().HasAvx2Set()) {
-    state.SkipWithError("CPU lacks AVX2");
-    return;
-  }
-  if (kernel == LinearKernel::kAvx512 && !GetCpuFeatures().HasAvx512VnniSet()) {
-    state.SkipWithError("CPU lacks AVX-512 VNNI");
-    return;
-  }
   const auto activations = static_cast<LinearActivations>(state.range(6));
-  if (activations == LinearActivations::kBf16 && !GetCpuFeatures().HasAvx512Bf16Set()) {
-    state.SkipWithError("CPU lacks AVX-512 BF16");
-    return;
-  }
+  if (SkipIfCpuLacks(state, kernel, activations)) return;
   SetNumThreads(static_cast<int>(state.range(5)));
   SetLinearKernel(kernel);
   SetLinearActivations(activations);
@@ -165,15 +171,8 @@ BENCHMARK(BM_Linear)->Apply(LinearArgs)->UseRealTime()->MinTime(0.2);
 void BM_ExpertStream(benchmark::State& state) {
   const int format = static_cast<int>(state.range(0));
   const int64_t rows = 512, cols = 1536, T = state.range(1);
-  if (!GetCpuFeatures().HasAvx2Set()) {
-    state.SkipWithError("CPU lacks AVX2");
-    return;
-  }
   const auto activations = static_cast<LinearActivations>(state.range(3));
-  if (activations == LinearActivations::kBf16 && !GetCpuFeatures().HasAvx512Bf16Set()) {
-    state.SkipWithError("CPU lacks AVX-512 BF16");
-    return;
-  }
+  if (SkipIfCpuLacks(state, LinearKernel::kAuto, activations)) return;
   SetNumThreads(static_cast<int>(state.range(2)));
   SetLinearActivations(activations);
   Fixture one = Make(format, rows, cols, T);  // its activations and outputs serve every expert
@@ -220,10 +219,7 @@ BENCHMARK(BM_ExpertStream)->Apply(ExpertArgs)->UseRealTime()->MinTime(0.5);
 void BM_SameInput(benchmark::State& state) {
   const int format = static_cast<int>(state.range(0));
   const bool fused = state.range(1) != 0;
-  if (!GetCpuFeatures().HasAvx2Set()) {
-    state.SkipWithError("CPU lacks AVX2");
-    return;
-  }
+  if (SkipIfCpuLacks(state, LinearKernel::kAuto)) return;
   SetNumThreads(2);
   const auto bytes_of = [](const Fixture& f) {
     return static_cast<int64_t>(f.bytes.size() + f.scale.size() * sizeof(float) + f.scale16.size() * sizeof(uint16_t));
@@ -267,10 +263,7 @@ BENCHMARK(BM_SameInput)
 void BM_WeightRows(benchmark::State& state) {
   const int format = static_cast<int>(state.range(0));
   const auto kernel = static_cast<LinearKernel>(state.range(1));
-  if (kernel == LinearKernel::kAvx2 && !GetCpuFeatures().HasAvx2Set()) {
-    state.SkipWithError("CPU lacks AVX2");
-    return;
-  }
+  if (SkipIfCpuLacks(state, kernel)) return;
   constexpr int64_t kHeads = 12, kNope = 64, kV = 64, kC = 256;
   SetLinearKernel(kernel);
   Fixture f = Make(format, kHeads * (kNope + kV), kC, 1);
