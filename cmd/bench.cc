@@ -157,7 +157,7 @@ int RunBench(int argc, char** argv) {
   st = ApplyActivationsOption(opts.Get<std::string>("activations"));
   if (!st.ok()) return ReportError("bench", st);
   // Another family would run bf16 products on their scalar twin: exact, and far too slow to time.
-  if (GetLinearActivations() == LinearActivations::kBf16 && ActiveLinearKernel() != LinearKernel::kAvx512)
+  if (GetLinearActivations() == LinearActivations::kBf16 && !Bf16KernelActive())
     return ReportError("bench", Status::Invalid("--activations bf16 runs on the avx512 kernels only, not --kernels " + kernels));
 
   const int64_t probe_bytes = opts.Get<int64_t>("probe-mib") << 20;

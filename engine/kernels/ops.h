@@ -163,6 +163,9 @@ void SetLinearKernel(LinearKernel k);
 // The family kAuto resolves to on this CPU (or the forced one), e.g. for `dsv3 bench`.
 LinearKernel ActiveLinearKernel();
 const char* LinearKernelName(LinearKernel k);
+// Whether products with bf16 activations (LinearActivations::kBf16) run on AVX-512 BF16 now:
+// the avx512 family on a CPU that has it. Elsewhere they run on their scalar twin.
+bool Bf16KernelActive();
 
 // Optional tally of the work Linear does, for rooflines: weight bytes read and FLOPs (of
 // which int8_flops are products with int8 activations: integer multiply-adds, and

@@ -66,9 +66,9 @@ TEST(MachineProbeTest, PeaksFollowTheKernelFamily) {
   SetNumThreads(0);
 }
 
-// The bf16 peak (--activations bf16) is a vdpbf16ps loop's where the CPU has AVX-512 BF16:
-// 32 products a 512-bit instruction against a 512-bit FMA's 16, so above the FMA peak; 0
-// without it.
+// The bf16 peak (--activations bf16) is a vdpbf16ps loop's where the CPU has AVX-512 BF16 (the
+// auto family, avx512, runs bf16 products there): 32 products a 512-bit instruction against a
+// 512-bit FMA's 16, so above the FMA peak; 0 without it.
 TEST(MachineProbeTest, Bf16PeakWhereTheCpuHasIt) {
   SetNumThreads(1);
   const double bf16 = MeasurePeakBf16Flops(0.05);

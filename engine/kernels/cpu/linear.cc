@@ -177,15 +177,14 @@ void Rows(const LinearInput& in, const WeightMatrix& w, const cpu::RawWeight& ra
           int64_t ldy, bool accumulate) {
   const LinearKernel k = Resolve();
   const bool avx2 = UsesAvx2Kernels(k);
-  const bool bf16 = k == LinearKernel::kAvx512 && GetCpuFeatures().HasAvx512Bf16Set();
   if (in.layout == 3) {
-    if (bf16) {
+    if (Bf16KernelActive()) {
       cpu::Bf16LinearAvx512(in.h.data(), in.T, raw, r0, r1, y, ldy, accumulate);
     } else {
       cpu::Bf16LinearReference(in.h.data(), in.T, raw, r0, r1, y, ldy, accumulate);
     }
   } else if (in.layout == 4) {
-    if (bf16) {
+    if (Bf16KernelActive()) {
       thread_local std::vector<uint16_t> scratch;
       scratch.resize(static_cast<size_t>(cpu::Fp8Bf16ScratchWords(in.T, raw.cols)));
       cpu::Fp8Bf16LinearAvx512(in.x, in.T, raw, r0, r1, y, ldy, accumulate, scratch.data());
@@ -429,6 +428,7 @@ void SetLinearKernel(LinearKernel k) {
 }
 
 LinearKernel ActiveLinearKernel() { return Resolve(); }
+bool Bf16KernelActive() { return Resolve() == LinearKernel::kAvx512 && GetCpuFeatures().HasAvx512Bf16Set(); }
 
 const char* LinearKernelName(LinearKernel k) {
   switch (k) {

@@ -78,7 +78,7 @@ double MeasurePeakInt8Ops(double seconds) {
 }
 
 double MeasurePeakBf16Flops(double seconds) {
-  if (!GetCpuFeatures().HasAvx512Bf16Set()) return 0.0;
+  if (!Bf16KernelActive()) return 0.0;
   return OnEveryThread(cpu::Bf16PeakFlopsAvx512, seconds);
 }
 

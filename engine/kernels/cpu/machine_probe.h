@@ -17,7 +17,7 @@ double MeasurePeakFlops(double seconds = 0.3);
 // run no faster than FMAs (AVX2 has no int8 dot product), and MeasurePeakFlops is their peak.
 double MeasurePeakInt8Ops(double seconds = 0.3);
 // bf16 FLOP/s (two products and two additions a lane) of a vdpbf16ps loop on every pool thread
-// for about `seconds`, where the CPU has AVX-512 BF16 (LinearActivations::kBf16's kernel); 0
+// for about `seconds`, where Linear runs bf16 products on it (Bf16KernelActive, ops.h); 0
 // otherwise.
 double MeasurePeakBf16Flops(double seconds = 0.3);
 
