@@ -17,13 +17,8 @@ namespace dsv3::cpu {
 
 namespace {
 
-float FromBf16(uint16_t h) {
-  if ((h & 0x7f80) == 0) h &= 0x8000;  // subnormal: read as zero
-  const uint32_t bits = static_cast<uint32_t>(h) << 16;
-  float v;
-  std::memcpy(&v, &bits, sizeof v);
-  return v;
-}
+// A bf16 operand as vdpbf16ps reads it: a subnormal as zero.
+float FromBf16(uint16_t h) { return BF16ToF32((h & 0x7f80) == 0 ? h & 0x8000 : h); }
 
 // acc + p rounded once to float32 (p, a product of two bf16 values, is exact in double, and
 // so is the sum wherever a double rounding could differ from a single one), subnormal results
@@ -38,12 +33,12 @@ float AddFlushed(float acc, double p) {
 }  // namespace
 
 uint16_t RoundToBf16(float v) {
+  // dtype.h's rounding (torch's: to nearest, ties to even, NaN quieted), with a subnormal read
+  // as a signed zero first, as vcvtneps2bf16 does.
   uint32_t bits;
   std::memcpy(&bits, &v, sizeof bits);
-  if ((bits & 0x7f800000u) == 0) return static_cast<uint16_t>((bits >> 16) & 0x8000u);  // zero, subnormal
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);  // NaN, quieted
-  bits += 0x7fffu + ((bits >> 16) & 1u);  // to nearest, ties to even; past the largest, infinity
-  return static_cast<uint16_t>(bits >> 16);
+  if ((bits & 0x7f800000u) == 0) return static_cast<uint16_t>((bits >> 16) & 0x8000u);
+  return F32ToBF16(v);
 }
 
 void RoundActsToBf16(const float* x, int64_t K, uint16_t* out) {
