@@ -193,7 +193,14 @@ void Rows(const LinearInput& in, const WeightMatrix& w, const cpu::RawWeight& ra
     }
   } else if (in.layout != 0) {
     if (k == LinearKernel::kAvx512) {
-      cpu::QLinearAvx512(View(in), raw, r0, r1, y, ldy, accumulate);
+      thread_local std::vector<uint8_t> scratch;
+      const int64_t bytes = cpu::QLinearAvx512ScratchBytes(raw, in.T);
+      uint8_t* aligned = nullptr;  // 64-byte aligned: the kernel's vectors are whole cache lines
+      if (bytes > 0) {
+        scratch.resize(static_cast<size_t>(bytes + 64));
+        aligned = scratch.data() + (64 - reinterpret_cast<uintptr_t>(scratch.data()) % 64) % 64;
+      }
+      cpu::QLinearAvx512(View(in), raw, r0, r1, y, ldy, accumulate, aligned);
     } else if (avx2) {
       cpu::QLinearAvx2(View(in), raw, r0, r1, y, ldy, accumulate);
     } else {
