@@ -160,16 +160,16 @@ TEST_F(LinearQ8Test, NonFiniteActivationsGiveNaNNotGarbage) {
   }
 }
 
-// The fast kernels (INT8: one token in 8 x 1 tiles, more in 4 x 2, and with AVX-512 VNNI from
-// three tokens the GEMM's 32 repacked rows x up to six tokens, so 7 and 8 leave passes of one
-// and two; INT4: a row and one or two tokens at a time) and the scalar twin, bit for bit,
-// through Linear and through LinearRows with a stride and accumulation.
+// The fast kernels (INT8: one token in 8 x 1 tiles, more in 4 x 2; INT4: a row and one or two
+// tokens at a time; with AVX-512 VNNI from three tokens (INT8) or eight (INT4) the GEMM's 32
+// repacked rows x up to six tokens, whose last pass here takes one to six) and the scalar
+// twin, bit for bit, through Linear and through LinearRows with a stride and accumulation.
 TEST_F(LinearQ8Test, FastKernelsMatchTheTwinBitForBit) {
   for (const LinearKernel kernel : FastKernels()) {
   uint32_t seed = 10;
   for (const Case& c : Cases()) {
     OwnedWeight w = MakeIntWeight(c.int4, c.rows, c.cols, seed++, c.block, c.symmetric, c.block_out);
-    for (int64_t T : {1, 2, 3, 4, 5, 7, 8, 17, 40}) {
+    for (int64_t T : {1, 2, 3, 4, 5, 7, 8, 9, 13, 17, 40}) {
       const auto x = Activations(T * c.cols, seed++);
       std::vector<float> ref(static_cast<size_t>(T * c.rows)), fast(ref.size());
       SetLinearKernel(LinearKernel::kReference);

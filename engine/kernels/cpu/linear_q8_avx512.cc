@@ -13,13 +13,14 @@
 //   - INT8: the signed weights go in the unsigned operand as w + 128 (w xor 0x80), and
 //     128 · Σq comes off the block sum afterwards; lanes are (row, token) as in the AVX2
 //     tiles, each an fma chain over the blocks in order.
-//   - INT8, three tokens or more: a GEMM (Int8Gemm) whose lanes are sixteen rows of one token,
-//     so that a lane's eight vpdpbusd over a block leave its exact sum with nothing to add
-//     across lanes (the tiles above spend more on their sum trees than on the products). The
-//     rows are repacked 32 at a time, a column quad per vector (Transpose16), and each token's
-//     four activations are broadcast. One thread, 512 x 1536, 48 tokens from L2: 108 -> 526
-//     GOP/s (13% -> 63% of its vpdpbusd peak); 64 experts x 48 tokens (gate, up, down) from
-//     DRAM on 2 threads: 195 -> 718.
+//   - INT8 and INT4, several tokens (QGemmMinTokens): a GEMM (QGemm) whose lanes are sixteen
+//     rows of one token, so that a lane's eight vpdpbusd over a block leave its exact sum with
+//     nothing to add across lanes (the tiles spend more on their sum trees than on the
+//     products). The rows are repacked 32 at a time, a column quad per vector (Transpose16;
+//     INT4 unpacked to a byte a nibble), and each token's four activations are broadcast.
+//     One thread, 512 x 1536, 48 tokens from L2: INT8 108 -> 526-552 GOP/s (13% -> 63% of its
+//     vpdpbusd peak), INT4 g32 116 -> 432-463 (19% -> 52-59%); 64 experts x 48 tokens (gate,
+//     up, down) from DRAM on 2 threads: INT8 195-205 -> 718-740, INT4 250 -> 582.
 //
 // No standard-library templates or shared inline functions are used here (see linear_avx2.cc).
 #include "engine/kernels/cpu/linear_kernels.h"
@@ -89,11 +90,56 @@ inline void Transpose16(__m512i* v) {
   }
 }
 
-// Rows [r, r + 32) of w (past r1: row r1 - 1 again) as the GEMM reads them: block b's column
-// quad c for rows 16v..16v+15 is the 64 bytes at tile + ((8b + c) · 2 + v) · 64, each weight as
-// w + 128; and the rows' scales, group g's 32 at stab + 32 g.
-void PackInt8Rows(const RawWeight& w, int64_t r, int64_t r1, uint8_t* tile, float* stab) {
-  const int64_t nb = w.cols / kActBlock, groups = (w.cols + w.block_in - 1) / w.block_in;
+// Where the GEMM finds a tile of kGemmRows rows in its scratch: block b's column quad c for
+// rows 16v..16v+15 is the 64 bytes at tile + ((8b + c) · 2 + v) · 64, one byte a weight (INT8:
+// w + 128; INT4: the nibble u, its quads in the nibble order, low nibbles' four then the high
+// ones'); then each block's 32 scales (float) and for INT4 its 32 zero points (int32).
+constexpr int64_t kGemmRows = kInt8GemmRows;
+struct GemmTile {
+  uint8_t* w;
+  float* scale;
+  int32_t* zero;
+};
+GemmTile TileIn(uint8_t* scratch, int64_t K) {
+  const int64_t nb = K / kActBlock;
+  float* scale = reinterpret_cast<float*>(scratch + kGemmRows * K);
+  return {scratch, scale, reinterpret_cast<int32_t*>(scale + kGemmRows * nb)};
+}
+
+// Each block's scales (and zero points) of rows [r, r + 32) (past r1: row r1 - 1 again): the
+// rows' groups sixteen at a time, transposed to a vector per group.
+void PackBlockScales(const RawWeight& w, int64_t r, int64_t r1, const GemmTile& t) {
+  const int64_t nb = w.cols / kActBlock, per_group = w.block_in / kActBlock, groups = (nb + per_group - 1) / per_group;
+  const bool int4 = w.kind == WeightKind::kInt4;
+  for (int v = 0; v < 2; ++v)
+    for (int64_t g0 = 0; g0 < groups; g0 += 16) {
+      const int64_t n = groups - g0 < 16 ? groups - g0 : 16;
+      const __mmask16 have = static_cast<__mmask16>((1u << n) - 1);
+      __m512i sc[16], z[16];
+      for (int m = 0; m < 16; ++m) {
+        const int64_t rr = r + 16 * v + m < r1 ? r + 16 * v + m : r1 - 1;
+        if (int4) {
+          sc[m] = _mm512_castps_si512(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(have, w.scale16 + rr * w.scale_cols + g0)));
+          z[m] = w.zero ? _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(have, w.zero + rr * w.scale_cols + g0))
+                        : _mm512_set1_epi32(8);
+        } else {
+          const int64_t srow = w.block_out == 1 ? rr : rr / w.block_out;
+          sc[m] = _mm512_maskz_loadu_epi32(have, w.scale + srow * w.scale_cols + g0);
+        }
+      }
+      Transpose16(sc);
+      if (int4) Transpose16(z);
+      for (int64_t k = 0; k < n; ++k)  // group g0 + k: its blocks
+        for (int64_t b = (g0 + k) * per_group; b < nb && b < (g0 + k + 1) * per_group; ++b) {
+          _mm512_store_si512(t.scale + b * kGemmRows + 16 * v, sc[k]);
+          if (int4) _mm512_store_si512(t.zero + b * kGemmRows + 16 * v, z[k]);
+        }
+    }
+}
+
+// Rows [r, r + 32) of an INT8 w into the tile: sixteen rows' sixteen quads (two blocks) at a time.
+void PackInt8Rows(const RawWeight& w, int64_t r, int64_t r1, const GemmTile& t) {
+  const int64_t nb = w.cols / kActBlock;
   const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int v = 0; v < 2; ++v) {
     const uint8_t* row[16];
@@ -101,7 +147,7 @@ void PackInt8Rows(const RawWeight& w, int64_t r, int64_t r1, uint8_t* tile, floa
       const int64_t rr = r + 16 * v + m < r1 ? r + 16 * v + m : r1 - 1;
       row[m] = static_cast<const uint8_t*>(w.data) + rr * w.row_bytes;
     }
-    for (int64_t b = 0; b < nb; b += 2) {  // two blocks (sixteen quads) of each row
+    for (int64_t b = 0; b < nb; b += 2) {
       const bool pair = b + 1 < nb;
       __m512i x[16];
       for (int m = 0; m < 16; ++m)
@@ -109,25 +155,72 @@ void PackInt8Rows(const RawWeight& w, int64_t r, int64_t r1, uint8_t* tile, floa
                     : _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[m] + b * kActBlock)));
       Transpose16(x);
       for (int c = 0; c < (pair ? 16 : 8); ++c)
-        _mm512_store_si512(tile + ((8 * b + c) * 2 + v) * 64, _mm512_xor_si512(x[c], bias));
+        _mm512_store_si512(t.w + ((8 * b + c) * 2 + v) * 64, _mm512_xor_si512(x[c], bias));
     }
   }
-  for (int64_t g = 0; g < groups; ++g)
-    for (int m = 0; m < kInt8GemmRows; ++m) {
-      const int64_t rr = r + m < r1 ? r + m : r1 - 1;
-      stab[g * kInt8GemmRows + m] = w.scale[(w.block_out == 1 ? rr : rr / w.block_out) * w.scale_cols + g];
-    }
+  PackBlockScales(w, r, r1, t);
 }
 
-// The packed 32 rows x B tokens from t0: out[v * B + j] is rows 16v..16v+15 of token t0 + j.
-// Per block, a lane starts at -128 Σq (the token's, for the weights' + 128) and takes eight
-// vpdpbusd, which leaves the exact Σ w·q; then the contract's one fma. next: a tile's rows to
-// fetch into cache meanwhile (null for none), a line per row every other block.
-template <int B>
-__attribute__((always_inline)) inline void Int8GemmTokens(const uint8_t* tile, const float* stab, int64_t per_group,
-                                                          const QuantizedActs& a, int64_t t0,
-                                                          const uint8_t* const* next, __m512* out) {
+// Rows [r, r + 32) of an INT4 w into the tile: sixteen rows' four blocks (64 bytes) at a time,
+// the low nibbles (each block's quads 0-3) and the high ones (4-7) transposed apart.
+void PackInt4Rows(const RawWeight& w, int64_t r, int64_t r1, const GemmTile& t) {
+  const int64_t nb = w.cols / kActBlock;
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  for (int v = 0; v < 2; ++v) {
+    const uint8_t* row[16];
+    for (int m = 0; m < 16; ++m) {
+      const int64_t rr = r + 16 * v + m < r1 ? r + 16 * v + m : r1 - 1;
+      row[m] = static_cast<const uint8_t*>(w.data) + rr * w.row_bytes;
+    }
+    for (int64_t b = 0; b < nb; b += 4) {
+      const int64_t n = nb - b < 4 ? nb - b : 4;  // blocks here, 16 bytes each
+      const __mmask64 have = n == 4 ? ~__mmask64{0} : (__mmask64{1} << (16 * n)) - 1;
+      __m512i lo[16], hi[16];
+      for (int m = 0; m < 16; ++m) {
+        const __m512i x = _mm512_maskz_loadu_epi8(have, row[m] + b * 16);
+        lo[m] = _mm512_and_si512(x, low4);
+        hi[m] = _mm512_and_si512(_mm512_srli_epi16(x, 4), low4);
+      }
+      Transpose16(lo);
+      Transpose16(hi);
+      for (int c = 0; c < 4 * n; ++c) {  // dword c: block b + c / 4, quad c % 4 (and 4 + c % 4)
+        const int64_t blk = b + c / 4;
+        _mm512_store_si512(t.w + ((8 * blk + c % 4) * 2 + v) * 64, lo[c]);
+        _mm512_store_si512(t.w + ((8 * blk + 4 + c % 4) * 2 + v) * 64, hi[c]);
+      }
+    }
+  }
+  PackBlockScales(w, r, r1, t);
+}
+
+// Where block b's column quads 0-3 and 4-7 of a token's activations start: INT8 in column
+// order; INT4 in the nibble order (linear_kernels.h), where the low nibbles' columns (quads
+// 0-3) and the high ones' (4-7) lie apart.
+template <bool kInt4>
+inline void QuadBases(const int8_t* q, int64_t b, int64_t nb, const int8_t** lo, const int8_t** hi) {
+  if (!kInt4) {
+    *lo = q + b * kActBlock;
+    *hi = *lo + 16;
+  } else if ((b | 1) >= nb) {  // an odd count's last block, alone
+    *lo = q + b * kActBlock;
+    *hi = *lo + 16;
+  } else {
+    *lo = q + (b & ~int64_t{1}) * kActBlock + (b & 1) * 16;
+    *hi = *lo + 32;
+  }
+}
+
+// Blocks b0, b0 + step, ... of the tile against B tokens from t0 onto the chains acc[v][j]
+// (rows 16v..16v+15, token t0 + j). Per block a lane starts at the integer the weights' form
+// adds (INT8: -128 Σq for w + 128; INT4: -z Σq), takes eight vpdpbusd (the sixteen rows' quad
+// against the token's four activations broadcast), which leaves the exact block sum, and then
+// the contract's one fma. next: a tile's rows to fetch into cache meanwhile (null for none).
+template <bool kInt4, int B>
+__attribute__((always_inline)) inline void GemmBlocks(const GemmTile& tile, const QuantizedActs& a, int64_t t0,
+                                                      int64_t b0, int64_t step, const uint8_t* const* next,
+                                                      int64_t row_bytes, __m512 (*acc)[B]) {
   const int64_t K = a.K, nb = K / kActBlock;
+  const int64_t block_bytes = kInt4 ? kActBlock / 2 : kActBlock;  // of a stored row
   const int8_t* q[B];
   const float* d[B];
   const int32_t* sum[B];
@@ -136,71 +229,118 @@ __attribute__((always_inline)) inline void Int8GemmTokens(const uint8_t* tile, c
     d[j] = a.d + (t0 + j) * nb;
     sum[j] = a.sum + (t0 + j) * nb;
   }
-  __m512 acc[2][B];
-  for (int j = 0; j < B; ++j) acc[0][j] = acc[1][j] = _mm512_setzero_ps();
-  const float* sv = stab;
-  for (int64_t b = 0, left = per_group; b < nb; ++b) {
+  __m512 chain[2][B];  // in registers for the pass (not through acc's memory)
+  for (int j = 0; j < B; ++j) {
+    chain[0][j] = acc[0][j];
+    chain[1][j] = acc[1][j];
+  }
+  for (int64_t b = b0; b < nb; b += step) {
     __m512i s[2][B];
-    for (int j = 0; j < B; ++j)
-      s[0][j] = s[1][j] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_set1_epi32(sum[j][b]), 7));
-    if (next && (b & 1) == 0)
-      for (int m = 0; m < kInt8GemmRows; ++m) _mm_prefetch(reinterpret_cast<const char*>(next[m] + b * kActBlock), _MM_HINT_T0);
-    const uint8_t* wb = tile + b * 8 * 128;
+    if (kInt4) {
+      const __m512i z0 = _mm512_load_si512(tile.zero + b * kGemmRows), z1 = _mm512_load_si512(tile.zero + b * kGemmRows + 16);
+      for (int j = 0; j < B; ++j) {  // z < 16 and |Σq| < 2^15: vpmaddwd's low halves
+        const __m512i minus_sum = _mm512_set1_epi32(-sum[j][b]);
+        s[0][j] = _mm512_madd_epi16(z0, minus_sum);
+        s[1][j] = _mm512_madd_epi16(z1, minus_sum);
+      }
+    } else {
+      for (int j = 0; j < B; ++j) s[0][j] = s[1][j] = _mm512_set1_epi32(-128 * sum[j][b]);
+    }
+    if (next && (b * block_bytes) % 64 == 0 && b * block_bytes < row_bytes)
+      for (int m = 0; m < kGemmRows; ++m) _mm_prefetch(reinterpret_cast<const char*>(next[m] + b * block_bytes), _MM_HINT_T0);
+    const uint8_t* wb = tile.w + b * 8 * 128;
+    const int8_t* lo[B];
+    const int8_t* hi[B];
+    for (int j = 0; j < B; ++j) QuadBases<kInt4>(q[j], b, nb, &lo[j], &hi[j]);
+#pragma GCC unroll 8
     for (int c = 0; c < 8; ++c) {
       const __m512i w0 = _mm512_load_si512(wb + c * 128), w1 = _mm512_load_si512(wb + c * 128 + 64);
       for (int j = 0; j < B; ++j) {
         int32_t quad;
-        __builtin_memcpy(&quad, q[j] + b * kActBlock + 4 * c, 4);
+        __builtin_memcpy(&quad, c < 4 ? lo[j] + 4 * c : hi[j] + 4 * (c - 4), 4);
         const __m512i xq = _mm512_set1_epi32(quad);
         s[0][j] = _mm512_dpbusd_epi32(s[0][j], w0, xq);
         s[1][j] = _mm512_dpbusd_epi32(s[1][j], w1, xq);
       }
     }
-    const __m512 s0 = _mm512_load_ps(sv), s1 = _mm512_load_ps(sv + 16);
+    const __m512 s0 = _mm512_load_ps(tile.scale + b * kGemmRows), s1 = _mm512_load_ps(tile.scale + b * kGemmRows + 16);
     for (int j = 0; j < B; ++j) {
       const __m512 dv = _mm512_set1_ps(d[j][b]);
-      acc[0][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[0][j]), _mm512_mul_ps(s0, dv), acc[0][j]);
-      acc[1][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[1][j]), _mm512_mul_ps(s1, dv), acc[1][j]);
-    }
-    if (--left == 0) {
-      left = per_group;
-      sv += kInt8GemmRows;
+      chain[0][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[0][j]), _mm512_mul_ps(s0, dv), chain[0][j]);
+      chain[1][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[1][j]), _mm512_mul_ps(s1, dv), chain[1][j]);
     }
   }
   for (int j = 0; j < B; ++j) {
-    out[j] = acc[0][j];
-    out[B + j] = acc[1][j];
+    acc[0][j] = chain[0][j];
+    acc[1][j] = chain[1][j];
   }
 }
 
-constexpr int kInt8GemmTokens = 6;  // tokens a pass (2 x 6 lanes of sums and of chains in registers)
+// The tile's 32 rows x B tokens from t0: out[v * B + j] is rows 16v..16v+15 of token t0 + j.
+// INT8 has one chain; INT4 eight, block b on chain b mod 8, each run as its own pass over its
+// blocks (so its chains stay in registers) and summed as the contract says.
+template <bool kInt4, int B>
+void GemmTokens(const GemmTile& tile, const QuantizedActs& a, int64_t t0, const uint8_t* const* next,
+                int64_t row_bytes, __m512* out) {
+  if (!kInt4) {
+    __m512 acc[2][B];
+    for (int j = 0; j < B; ++j) acc[0][j] = acc[1][j] = _mm512_setzero_ps();
+    GemmBlocks<false, B>(tile, a, t0, 0, 1, next, row_bytes, acc);
+    for (int j = 0; j < B; ++j) {
+      out[j] = acc[0][j];
+      out[B + j] = acc[1][j];
+    }
+    return;
+  }
+  __m512 chain[8][2][B];
+  for (int k = 0; k < 8; ++k) {
+    for (int j = 0; j < B; ++j) chain[k][0][j] = chain[k][1][j] = _mm512_setzero_ps();
+    GemmBlocks<true, B>(tile, a, t0, k, 8, next, row_bytes, chain[k]);
+  }
+  for (int v = 0; v < 2; ++v)
+    for (int j = 0; j < B; ++j) {
+      const auto c = [&](int k) { return chain[k][v][j]; };
+      out[v * B + j] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c(0), c(4)), _mm512_add_ps(c(2), c(6))),
+                                     _mm512_add_ps(_mm512_add_ps(c(1), c(5)), _mm512_add_ps(c(3), c(7))));
+    }
+}
 
-void Int8Gemm(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
-              bool accumulate, uint8_t* scratch) {
-  const int64_t K = a.K, nb = K / kActBlock, per_group = w.block_in / kActBlock;
-  uint8_t* tile = scratch;
-  float* stab = reinterpret_cast<float*>(scratch + kInt8GemmRows * K);
-  for (int64_t r = r0; r < r1; r += kInt8GemmRows) {
-    PackInt8Rows(w, r, r1, tile, stab);
-    const uint8_t* next[kInt8GemmRows];
-    const bool fetch = r + 2 * kInt8GemmRows <= r1;
-    for (int m = 0; m < kInt8GemmRows; ++m)
-      next[m] = static_cast<const uint8_t*>(w.data) + (r + kInt8GemmRows + m) * w.row_bytes;
+constexpr int kGemmTokens = 6;  // tokens a pass (2 x 6 lanes of sums and of chains in registers)
+
+// Rows [r0, r1) x every token, 32 rows at a time: the rows are repacked once, then meet the
+// tokens six at a time (their activations from L2).
+template <bool kInt4>
+void QGemm(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
+           bool accumulate, uint8_t* scratch) {
+  const GemmTile tile = TileIn(scratch, a.K);
+  {  // the first tile's rows (the later ones are fetched while the one before meets tokens)
+    const char* first = static_cast<const char*>(w.data) + r0 * w.row_bytes;
+    PrefetchLines(first, first + (r1 - r0 < kGemmRows ? r1 - r0 : kGemmRows) * w.row_bytes);
+  }
+  for (int64_t r = r0; r < r1; r += kGemmRows) {
+    if (kInt4) {
+      PackInt4Rows(w, r, r1, tile);
+    } else {
+      PackInt8Rows(w, r, r1, tile);
+    }
+    const uint8_t* next[kGemmRows];
+    const bool fetch = r + 2 * kGemmRows <= r1;
+    for (int m = 0; m < kGemmRows; ++m) next[m] = static_cast<const uint8_t*>(w.data) + (r + kGemmRows + m) * w.row_bytes;
     // Lanes of the last vectors past r1 are not stored.
     const int64_t left = r1 - r;
     const __mmask16 keep[2] = {static_cast<__mmask16>(left >= 16 ? 0xffff : (1u << left) - 1),
                                static_cast<__mmask16>(left >= 32 ? 0xffff : left <= 16 ? 0 : (1u << (left - 16)) - 1)};
     for (int64_t t = 0; t < a.T;) {
-      const int B = a.T - t >= kInt8GemmTokens ? kInt8GemmTokens : static_cast<int>(a.T - t);
-      __m512 out[2 * kInt8GemmTokens];
+      const int B = a.T - t >= kGemmTokens ? kGemmTokens : static_cast<int>(a.T - t);
+      __m512 out[2 * kGemmTokens];
       const uint8_t* const* ahead = fetch && t == 0 ? next : nullptr;
       switch (B) {
-        case 6: Int8GemmTokens<6>(tile, stab, per_group, a, t, ahead, out); break;
-        case 5: Int8GemmTokens<5>(tile, stab, per_group, a, t, ahead, out); break;
-        case 4: Int8GemmTokens<4>(tile, stab, per_group, a, t, ahead, out); break;
-        case 3: Int8GemmTokens<3>(tile, stab, per_group, a, t, ahead, out); break;
-        case 2: Int8GemmTokens<2>(tile, stab, per_group, a, t, ahead, out); break;
-        default: Int8GemmTokens<1>(tile, stab, per_group, a, t, ahead, out); break;
+        case 6: GemmTokens<kInt4, 6>(tile, a, t, ahead, w.row_bytes, out); break;
+        case 5: GemmTokens<kInt4, 5>(tile, a, t, ahead, w.row_bytes, out); break;
+        case 4: GemmTokens<kInt4, 4>(tile, a, t, ahead, w.row_bytes, out); break;
+        case 3: GemmTokens<kInt4, 3>(tile, a, t, ahead, w.row_bytes, out); break;
+        case 2: GemmTokens<kInt4, 2>(tile, a, t, ahead, w.row_bytes, out); break;
+        default: GemmTokens<kInt4, 1>(tile, a, t, ahead, w.row_bytes, out); break;
       }
       for (int j = 0; j < B; ++j)
         for (int v = 0; v < 2; ++v) {
@@ -421,12 +561,16 @@ void Int4Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t 
 void QLinearAvx512(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
                    bool accumulate, uint8_t* scratch) {
   if (r0 >= r1 || a.T <= 0) return;
-  if (w.kind == WeightKind::kI8 && scratch != nullptr && a.T >= kInt8GemmMinTokens) {
-    Int8Gemm(a, w, r0, r1, y, ldy, accumulate, scratch);
+  if (scratch != nullptr && a.T >= QGemmMinTokens(w) && (w.kind == WeightKind::kI8 || w.kind == WeightKind::kInt4)) {
+    if (w.kind == WeightKind::kI8) {
+      QGemm<false>(a, w, r0, r1, y, ldy, accumulate, scratch);
+    } else {
+      QGemm<true>(a, w, r0, r1, y, ldy, accumulate, scratch);
+    }
   } else if (w.kind == WeightKind::kI8) {
     Int8Rows(a, w, r0, r1, y, ldy, accumulate);
   } else if (w.kind == WeightKind::kInt4 && a.T > 1) {
-    // Several tokens: AVX2's pairs of tokens sharing each unpack measured faster than this
+    // A few tokens: AVX2's pairs of tokens sharing each unpack measured faster than this
     // file's steps (INT4 g32 16384 x 1536, 8 tokens, 1 thread: 140 against 92-103 GFLOP/s).
     QLinearAvx2(a, w, r0, r1, y, ldy, accumulate);
   } else if (w.kind == WeightKind::kInt4) {
