@@ -76,10 +76,11 @@ int64_t MinPieceRows(const WeightMatrix& w, int64_t T);
 // kInt8 applies to decode steps, where every sequence adds one token (the Transformer marks
 // its steps with ScopedDecodeStep) and weights are streamed for it: there int8 halves the
 // work per weight. Other steps (prefill, scoring) keep float32, so eval results stay those of
-// the exact weights. kInt8All (llama.cpp's choice) uses int8 in every step: faster prefill
-// for INT4 weights (whose multi-token int8 kernel needs no float32 copy of the weights: pp512
-// +10-30% on bench-v3-mini-int4), slower for INT8 (-10-15%: without VNNI, integer products
-// are no faster than float FMAs once a weight meets many tokens). The choice is per step, never
+// the exact weights. kInt8All (llama.cpp's choice) uses int8 in every step: with AVX-512
+// VNNI prefill then runs on the int8 GEMM (linear_q8_avx512.cc), 2-3x the float32 one
+// (bench-v3-mini pp512: INT8 ~340 -> ~975 tok/s, INT4 ~320-375 -> ~710-830); on AVX2 alone
+// INT4 gains ~10-30% (no float32 copy of the weights) and INT8 loses ~10-15% (integer
+// products no faster than float FMAs once a weight meets many tokens). The choice is per step, never
 // per matrix, so a token's result does not depend on how many tokens an expert saw or how
 // many sequences decode together.
 //
