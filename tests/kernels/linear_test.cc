@@ -371,7 +371,9 @@ TEST_F(LinearKernelTest, SameInputGivesEachLinearBitForBit) {
   w.emplace_back("int8", MakeIntWeight(false, 33, K, 34, 32, true));
   w.emplace_back("F8_E4M3", MakeWeight(DType::kF8E4M3, 130, K, 35, 128));
   const std::vector<std::vector<int>> sets = {{0, 1}, {1, 2}, {3, 1}, {4, 0}, {3, 2, 4}};
-  for (const LinearKernel kernel : {LinearKernel::kAvx2, LinearKernel::kReference})
+  std::vector<LinearKernel> kernels = FastKernels();  // avx512: its int8 GEMM from 3 tokens
+  kernels.push_back(LinearKernel::kReference);
+  for (const LinearKernel kernel : kernels)
     for (const LinearActivations acts : {LinearActivations::kF32, LinearActivations::kInt8All})
       for (const int threads : {1, 2})
         for (const int64_t T : {1, 3, 21})
@@ -422,11 +424,14 @@ TEST_F(LinearKernelTest, JobsGiveEachLinearBitForBit) {
   OwnedWeight bf16 = MakeWeight(DType::kBF16, 150, K, 41);
   OwnedWeight int4 = MakeIntWeight(true, 77, K, 42, 32, false);
   OwnedWeight int8 = MakeIntWeight(false, 65, K, 43, 32, true);
+  // avx512: the int8 GEMM (INT8 from 3 tokens, INT4 from 8) and its scratch, also where an
+  // input is prepared again for another layout.
+  for (const LinearKernel kernel : FastKernels())
   for (const LinearActivations acts : {LinearActivations::kF32, LinearActivations::kInt8All})
     for (const int threads : {1, 2})
       for (const int64_t min_rows : {1, 64})
         for (const int64_t T : {1, 5, 21}) {
-          SetLinearKernel(LinearKernel::kAvx2);
+          SetLinearKernel(kernel);
           SetLinearActivations(acts);
           SetNumThreads(threads);
           const auto x = RandomVector(T * K, 44 + static_cast<uint32_t>(T));
@@ -448,7 +453,7 @@ TEST_F(LinearKernelTest, JobsGiveEachLinearBitForBit) {
                       {&for_bf16, &bf16.m, b16.data()}},
                      min_rows);
           SetLinearCounters(nullptr);
-          const std::string what = std::string("activations ") + LinearActivationsName(acts) + " threads " +
+          const std::string what = std::string(LinearKernelName(kernel)) + " activations " + LinearActivationsName(acts) + " threads " +
                                    std::to_string(threads) + " min rows " + std::to_string(min_rows) +
                                    " T=" + std::to_string(T);
           EXPECT_EQ(a8, b8) << "int8 " << what;
