@@ -106,6 +106,12 @@ GemmTile TileIn(uint8_t* scratch, int64_t K) {
   return {scratch, scale, reinterpret_cast<int32_t*>(scale + kGemmRows * nb)};
 }
 
+// Row m of a tile from r: past r1, row r1 - 1 again (its lanes are computed and not stored).
+inline int64_t TileRow(int64_t r, int64_t m, int64_t r1) { return r + m < r1 ? r + m : r1 - 1; }
+inline void SixteenRows(const RawWeight& w, int64_t r, int64_t r1, const uint8_t** row) {
+  for (int m = 0; m < 16; ++m) row[m] = static_cast<const uint8_t*>(w.data) + TileRow(r, m, r1) * w.row_bytes;
+}
+
 // Each block's scales (and zero points) of rows [r, r + 32) (past r1: row r1 - 1 again): the
 // rows' groups sixteen at a time, transposed to a vector per group.
 void PackBlockScales(const RawWeight& w, int64_t r, int64_t r1, const GemmTile& t) {
@@ -117,7 +123,7 @@ void PackBlockScales(const RawWeight& w, int64_t r, int64_t r1, const GemmTile& 
       const __mmask16 have = static_cast<__mmask16>((1u << n) - 1);
       __m512i sc[16], z[16];
       for (int m = 0; m < 16; ++m) {
-        const int64_t rr = r + 16 * v + m < r1 ? r + 16 * v + m : r1 - 1;
+        const int64_t rr = TileRow(r, 16 * v + m, r1);
         if (int4) {
           sc[m] = _mm512_castps_si512(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(have, w.scale16 + rr * w.scale_cols + g0)));
           z[m] = w.zero ? _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(have, w.zero + rr * w.scale_cols + g0))
@@ -143,10 +149,7 @@ void PackInt8Rows(const RawWeight& w, int64_t r, int64_t r1, const GemmTile& t) 
   const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int v = 0; v < 2; ++v) {
     const uint8_t* row[16];
-    for (int m = 0; m < 16; ++m) {
-      const int64_t rr = r + 16 * v + m < r1 ? r + 16 * v + m : r1 - 1;
-      row[m] = static_cast<const uint8_t*>(w.data) + rr * w.row_bytes;
-    }
+    SixteenRows(w, r + 16 * v, r1, row);
     for (int64_t b = 0; b < nb; b += 2) {
       const bool pair = b + 1 < nb;
       __m512i x[16];
@@ -168,10 +171,7 @@ void PackInt4Rows(const RawWeight& w, int64_t r, int64_t r1, const GemmTile& t) 
   const __m512i low4 = _mm512_set1_epi8(0x0f);
   for (int v = 0; v < 2; ++v) {
     const uint8_t* row[16];
-    for (int m = 0; m < 16; ++m) {
-      const int64_t rr = r + 16 * v + m < r1 ? r + 16 * v + m : r1 - 1;
-      row[m] = static_cast<const uint8_t*>(w.data) + rr * w.row_bytes;
-    }
+    SixteenRows(w, r + 16 * v, r1, row);
     for (int64_t b = 0; b < nb; b += 4) {
       const int64_t n = nb - b < 4 ? nb - b : 4;  // blocks here, 16 bytes each
       const __mmask64 have = n == 4 ? ~__mmask64{0} : (__mmask64{1} << (16 * n)) - 1;
