@@ -12,6 +12,7 @@
 #include "cmd/model_options.h"
 #include "engine/base/file.h"
 #include "engine/base/version.h"
+#include "engine/kernels/ops.h"
 #include "eval/harness.h"
 #include "eval/results.h"
 #include "eval/tasks.h"
@@ -190,6 +191,9 @@ int RunEval(int argc, char** argv) {
     info.strings["model_path"] = model_path;
     info.strings["model_fingerprint"] = fp.value();
     info.strings["tokenizer"] = tokenizer_dir;
+    // What INT8/INT4 (and with bf16, BF16/FP8) weights multiply changes the scores: recorded,
+    // and part of every cached request's key, so a resumed run never mixes two of them.
+    info.strings["activations"] = LinearActivationsName(GetLinearActivations());
     const std::string cache_path =
         opts.Get<bool>("no-cache") ? "" : (opts.Has("cache") ? opts.Get<std::string>("cache") : output + ".cache.jsonl");
     auto c = RequestCache::Open(cache_path);
@@ -202,7 +206,7 @@ int RunEval(int argc, char** argv) {
     hopts.add_bos = opts.Get<bool>("add-bos");
     harness = std::make_unique<Harness>(model.get(), &*tokenizer, cache.get(), hopts);
     harness->set_fingerprint(fp.value() + "|" + info.strings["dsv3_version"] + "|" +
-                             std::to_string(opts.Get<int>("max-seq-len")));
+                             std::to_string(opts.Get<int>("max-seq-len")) + "|" + info.strings["activations"]);
   }
 
   // 3. Run the tasks in a fixed order.

@@ -108,6 +108,29 @@ TEST_F(EvalCliTest, AllTasksResumeAfterKillToIdenticalResults) {
   EXPECT_EQ(Log("resumed"), Log("plain"));
 }
 
+// What the weights multiply (--activations) changes the scores: results.json records it, and a
+// run with other activations does not resume from the cache of the first.
+TEST_F(EvalCliTest, ActivationsAreRecordedAndKeyTheCache) {
+  const std::vector<std::string> args = {"eval", "--model-path", model_, "--tasks", "mmlu", "--data-dir",
+                                         testing::SharedDir() + "/datasets", "--subjects", "astronomy", "--limit", "2",
+                                         "--output", dir_.Join("act.json")};
+  const std::string cache = dir_.Join("act.json.cache.jsonl");
+  auto r = RunDsv3(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(ReadFile(dir_.Join("act.json")).value())["config"]["activations"], "int8");
+  const int64_t requests = CountLines(cache);
+  ASSERT_GT(requests, 0);
+  r = RunDsv3(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(CountLines(cache), requests) << "same settings: every request from the cache";
+  auto f32 = args;
+  f32.insert(f32.end(), {"--activations", "f32"});
+  r = RunDsv3(f32);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(ReadFile(dir_.Join("act.json")).value())["config"]["activations"], "f32");
+  EXPECT_EQ(CountLines(cache), 2 * requests) << "other activations: every request computed again";
+}
+
 TEST_F(EvalCliTest, WriteRequestsNeedsNoModel) {
   auto r = RunDsv3({"eval", "--data-dir", testing::SharedDir() + "/datasets", "--subjects", "astronomy",
                     "--num-fewshot", "0", "--write-requests", dir_.Join("req.jsonl")});
