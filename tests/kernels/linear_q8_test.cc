@@ -153,10 +153,24 @@ TEST_F(LinearQ8Test, NonFiniteActivationsGiveNaNNotGarbage) {
     EXPECT_EQ(q1, q2);
     EXPECT_TRUE(std::isnan(d1[1]) && std::isnan(d2[1]));
     EXPECT_FALSE(std::isnan(d2[0]));
-    OwnedWeight w = MakeIntWeight(false, 9, K, 7, K, true, 1);
-    std::vector<float> y(9);
-    Linear(x.data(), 1, w.m, y.data());
-    for (float v : y) EXPECT_TRUE(std::isnan(v));
+    // One token (the tiles) and eight (with VNNI, the GEMM for INT8 and INT4), the bad token
+    // among good ones: its outputs are NaN, the others' are not.
+    for (const bool int4 : {false, true}) {
+      OwnedWeight w = MakeIntWeight(int4, 9, K, 7, int4 ? 32 : K, true, 1);
+      for (const int64_t T : {1, 8}) {
+        std::vector<float> xs;
+        for (int64_t t = 0; t < T; ++t) {
+          const std::vector<float> good = Activations(K, 20 + static_cast<uint32_t>(t));
+          const std::vector<float>& row = t == T / 2 ? x : good;
+          xs.insert(xs.end(), row.begin(), row.end());
+        }
+        std::vector<float> y(static_cast<size_t>(T * 9));
+        Linear(xs.data(), T, w.m, y.data());
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t r = 0; r < 9; ++r)
+            EXPECT_EQ(std::isnan(y[t * 9 + r]), t == T / 2) << (int4 ? "int4" : "int8") << " T=" << T << " token " << t;
+      }
+    }
   }
 }
 
