@@ -112,17 +112,17 @@ void QLinearAvx512(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64
 // sixteen rows (vpdpbusd's unsigned operand: INT8 w + 128, INT4 the nibble u; a column quad of
 // each) against one token's four activations broadcast, so each lane is one output's exact
 // block sum, with no sums across lanes. The weights are stored a row after another, so it
-// repacks kInt8GemmRows rows at a time into the scratch (a byte a weight, then each block's
+// repacks kQGemmRows rows at a time into the scratch (a byte a weight, then each block's
 // scales and INT4 zero points). Where it starts to win, 64 experts x (gate, up, down) from
 // DRAM, 2 threads, alternated with the tiles: INT8 at 3 tokens (8.5 -> 8.0 ms, 8 tokens 13.2
 // -> 7.2; at 2 the tiles stream faster, 4.3-4.5 against 5.1-5.5); INT4, whose one-token steps
 // and AVX2 pairs stream well, at 8 (9.0 -> 8.6 ms, 10 tokens 12.0 -> 9.8; 4 tokens 4.8 against
 // 6.6).
-constexpr int64_t kInt8GemmRows = 32;
+constexpr int64_t kQGemmRows = 32;
 inline int64_t QGemmMinTokens(const RawWeight& w) { return w.kind == WeightKind::kInt4 ? 8 : 3; }
 inline int64_t QLinearAvx512ScratchBytes(const RawWeight& w, int64_t T) {
   if ((w.kind != WeightKind::kI8 && w.kind != WeightKind::kInt4) || T < QGemmMinTokens(w)) return 0;
-  return kInt8GemmRows * w.cols + kInt8GemmRows * 8 * (w.cols / kActBlock);
+  return kQGemmRows * w.cols + kQGemmRows * 8 * (w.cols / kActBlock);
 }
 // Int8 products per second (two per multiply-add, as FLOPs count) of a register-only vpdpbusd
 // loop on this thread for about `seconds` (linear_avx512.cc): the int8 peak `dsv3 bench`

@@ -94,7 +94,7 @@ inline void Transpose16(__m512i* v) {
 // rows 16v..16v+15 is the 64 bytes at tile + ((8b + c) · 2 + v) · 64, one byte a weight (INT8:
 // w + 128; INT4: the nibble u, its quads in the nibble order, low nibbles' four then the high
 // ones'); then each block's 32 scales (float) and for INT4 its 32 zero points (int32).
-constexpr int64_t kGemmRows = kInt8GemmRows;
+constexpr int64_t kGemmRows = kQGemmRows;
 struct GemmTile {
   uint8_t* w;
   float* scale;
