@@ -63,7 +63,7 @@ inline __m256i Int8ExactSums(__m256i sums, const int32_t* const* sum_q, int64_t 
 
 #include "engine/kernels/cpu/linear_q8_int8.inc"
 
-// ---- INT8, many tokens: sixteen rows a vector, a token's quad broadcast ---------------------
+// ---- INT8 and INT4, several tokens: sixteen rows a vector, a token's quad broadcast ---------
 
 // Sixteen vectors of sixteen int32 lanes transposed in place (v[c] lane m <- v[m] lane c).
 inline void Transpose16(__m512i* v) {
@@ -90,11 +90,10 @@ inline void Transpose16(__m512i* v) {
   }
 }
 
-// Where the GEMM finds a tile of kGemmRows rows in its scratch: block b's column quad c for
+// Where the GEMM finds a tile of kQGemmRows rows in its scratch: block b's column quad c for
 // rows 16v..16v+15 is the 64 bytes at tile + ((8b + c) · 2 + v) · 64, one byte a weight (INT8:
 // w + 128; INT4: the nibble u, its quads in the nibble order, low nibbles' four then the high
 // ones'); then each block's 32 scales (float) and for INT4 its 32 zero points (int32).
-constexpr int64_t kGemmRows = kQGemmRows;
 struct GemmTile {
   uint8_t* w;
   float* scale;
@@ -102,8 +101,8 @@ struct GemmTile {
 };
 GemmTile TileIn(uint8_t* scratch, int64_t K) {
   const int64_t nb = K / kActBlock;
-  float* scale = reinterpret_cast<float*>(scratch + kGemmRows * K);
-  return {scratch, scale, reinterpret_cast<int32_t*>(scale + kGemmRows * nb)};
+  float* scale = reinterpret_cast<float*>(scratch + kQGemmRows * K);
+  return {scratch, scale, reinterpret_cast<int32_t*>(scale + kQGemmRows * nb)};
 }
 
 // Row m of a tile from r: past r1, row r1 - 1 again (its lanes are computed and not stored).
@@ -127,18 +126,18 @@ void PackBlockScales(const RawWeight& w, int64_t r, int64_t r1, const GemmTile& 
         if (int4) {
           sc[m] = _mm512_castps_si512(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(have, w.scale16 + rr * w.scale_cols + g0)));
           z[m] = w.zero ? _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(have, w.zero + rr * w.scale_cols + g0))
-                        : _mm512_set1_epi32(8);
+                        : _mm512_set1_epi32(8);  // the same in every lane: no transpose needed
         } else {
           const int64_t srow = w.block_out == 1 ? rr : rr / w.block_out;
           sc[m] = _mm512_maskz_loadu_epi32(have, w.scale + srow * w.scale_cols + g0);
         }
       }
       Transpose16(sc);
-      if (int4) Transpose16(z);
+      if (w.zero) Transpose16(z);
       for (int64_t k = 0; k < n; ++k)  // group g0 + k: its blocks
         for (int64_t b = (g0 + k) * per_group; b < nb && b < (g0 + k + 1) * per_group; ++b) {
-          _mm512_store_si512(t.scale + b * kGemmRows + 16 * v, sc[k]);
-          if (int4) _mm512_store_si512(t.zero + b * kGemmRows + 16 * v, z[k]);
+          _mm512_store_si512(t.scale + b * kQGemmRows + 16 * v, sc[k]);
+          if (int4) _mm512_store_si512(t.zero + b * kQGemmRows + 16 * v, z[k]);
         }
     }
 }
@@ -193,19 +192,16 @@ void PackInt4Rows(const RawWeight& w, int64_t r, int64_t r1, const GemmTile& t) 
   PackBlockScales(w, r, r1, t);
 }
 
-// Where block b's column quads 0-3 and 4-7 of a token's activations start: INT8 in column
-// order; INT4 in the nibble order (linear_kernels.h), where the low nibbles' columns (quads
-// 0-3) and the high ones' (4-7) lie apart.
+// Where block b's column quads 0-3 and 4-7 start in a token's activations (the same for every
+// token): INT8 in column order; INT4 in the nibble order (linear_kernels.h), where the low
+// nibbles' columns (quads 0-3) and the high ones' (4-7) lie apart.
 template <bool kInt4>
-inline void QuadBases(const int8_t* q, int64_t b, int64_t nb, const int8_t** lo, const int8_t** hi) {
-  if (!kInt4) {
-    *lo = q + b * kActBlock;
-    *hi = *lo + 16;
-  } else if ((b | 1) >= nb) {  // an odd count's last block, alone
-    *lo = q + b * kActBlock;
+inline void QuadOffsets(int64_t b, int64_t nb, int64_t* lo, int64_t* hi) {
+  if (!kInt4 || (b | 1) >= nb) {  // column order, or an odd count's last block, alone
+    *lo = b * kActBlock;
     *hi = *lo + 16;
   } else {
-    *lo = q + (b & ~int64_t{1}) * kActBlock + (b & 1) * 16;
+    *lo = (b & ~int64_t{1}) * kActBlock + (b & 1) * 16;
     *hi = *lo + 32;
   }
 }
@@ -237,7 +233,7 @@ __attribute__((always_inline)) inline void GemmBlocks(const GemmTile& tile, cons
   for (int64_t b = b0; b < nb; b += step) {
     __m512i s[2][B];
     if (kInt4) {
-      const __m512i z0 = _mm512_load_si512(tile.zero + b * kGemmRows), z1 = _mm512_load_si512(tile.zero + b * kGemmRows + 16);
+      const __m512i z0 = _mm512_load_si512(tile.zero + b * kQGemmRows), z1 = _mm512_load_si512(tile.zero + b * kQGemmRows + 16);
       for (int j = 0; j < B; ++j) {  // z < 16 and |Σq| < 2^15: vpmaddwd's low halves
         const __m512i minus_sum = _mm512_set1_epi32(-sum[j][b]);
         s[0][j] = _mm512_madd_epi16(z0, minus_sum);
@@ -247,23 +243,23 @@ __attribute__((always_inline)) inline void GemmBlocks(const GemmTile& tile, cons
       for (int j = 0; j < B; ++j) s[0][j] = s[1][j] = _mm512_set1_epi32(-128 * sum[j][b]);
     }
     if (next && (b * block_bytes) % 64 == 0 && b * block_bytes < row_bytes)
-      for (int m = 0; m < kGemmRows; ++m) _mm_prefetch(reinterpret_cast<const char*>(next[m] + b * block_bytes), _MM_HINT_T0);
+      for (int m = 0; m < kQGemmRows; ++m) _mm_prefetch(reinterpret_cast<const char*>(next[m] + b * block_bytes), _MM_HINT_T0);
     const uint8_t* wb = tile.w + b * 8 * 128;
-    const int8_t* lo[B];
-    const int8_t* hi[B];
-    for (int j = 0; j < B; ++j) QuadBases<kInt4>(q[j], b, nb, &lo[j], &hi[j]);
+    int64_t lo, hi;
+    QuadOffsets<kInt4>(b, nb, &lo, &hi);
 #pragma GCC unroll 8
     for (int c = 0; c < 8; ++c) {
       const __m512i w0 = _mm512_load_si512(wb + c * 128), w1 = _mm512_load_si512(wb + c * 128 + 64);
+      const int64_t at = c < 4 ? lo + 4 * c : hi + 4 * (c - 4);
       for (int j = 0; j < B; ++j) {
         int32_t quad;
-        __builtin_memcpy(&quad, c < 4 ? lo[j] + 4 * c : hi[j] + 4 * (c - 4), 4);
+        __builtin_memcpy(&quad, q[j] + at, 4);
         const __m512i xq = _mm512_set1_epi32(quad);
         s[0][j] = _mm512_dpbusd_epi32(s[0][j], w0, xq);
         s[1][j] = _mm512_dpbusd_epi32(s[1][j], w1, xq);
       }
     }
-    const __m512 s0 = _mm512_load_ps(tile.scale + b * kGemmRows), s1 = _mm512_load_ps(tile.scale + b * kGemmRows + 16);
+    const __m512 s0 = _mm512_load_ps(tile.scale + b * kQGemmRows), s1 = _mm512_load_ps(tile.scale + b * kQGemmRows + 16);
     for (int j = 0; j < B; ++j) {
       const __m512 dv = _mm512_set1_ps(d[j][b]);
       chain[0][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[0][j]), _mm512_mul_ps(s0, dv), chain[0][j]);
@@ -315,17 +311,17 @@ void QGemm(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, f
   const GemmTile tile = TileIn(scratch, a.K);
   {  // the first tile's rows (the later ones are fetched while the one before meets tokens)
     const char* first = static_cast<const char*>(w.data) + r0 * w.row_bytes;
-    PrefetchLines(first, first + (r1 - r0 < kGemmRows ? r1 - r0 : kGemmRows) * w.row_bytes);
+    PrefetchLines(first, first + (r1 - r0 < kQGemmRows ? r1 - r0 : kQGemmRows) * w.row_bytes);
   }
-  for (int64_t r = r0; r < r1; r += kGemmRows) {
+  for (int64_t r = r0; r < r1; r += kQGemmRows) {
     if (kInt4) {
       PackInt4Rows(w, r, r1, tile);
     } else {
       PackInt8Rows(w, r, r1, tile);
     }
-    const uint8_t* next[kGemmRows];
-    const bool fetch = r + 2 * kGemmRows <= r1;
-    for (int m = 0; m < kGemmRows; ++m) next[m] = static_cast<const uint8_t*>(w.data) + (r + kGemmRows + m) * w.row_bytes;
+    const uint8_t* next[kQGemmRows];
+    const bool fetch = r + 2 * kQGemmRows <= r1;
+    for (int m = 0; m < kQGemmRows; ++m) next[m] = static_cast<const uint8_t*>(w.data) + (r + kQGemmRows + m) * w.row_bytes;
     // Lanes of the last vectors past r1 are not stored.
     const int64_t left = r1 - r;
     const __mmask16 keep[2] = {static_cast<__mmask16>(left >= 16 ? 0xffff : (1u << left) - 1),
