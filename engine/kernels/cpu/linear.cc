@@ -133,6 +133,18 @@ void ReferenceRows(const float* x, int64_t T, const WeightMatrix& w, int64_t r0,
   }
 }
 
+// This thread's scratch for the kernels that take one (the float32 GEMM's panel, FP8's bf16
+// panel, the int8 GEMM's repacked rows), at least `bytes`, 64-byte aligned (whole cache lines
+// for their vectors). One buffer serves them all: a thread runs one kernel call at a time.
+uint8_t* KernelScratch(int64_t bytes) {
+  struct alignas(64) Line {
+    uint8_t b[64];
+  };
+  thread_local std::vector<Line> lines;
+  lines.resize(static_cast<size_t>((bytes + 63) / 64));
+  return lines.empty() ? nullptr : lines.data()->b;
+}
+
 // Fast rows on the calling thread.
 void Avx2Rows(const float* x, int64_t T, const cpu::RawWeight& raw, int64_t r0, int64_t r1,
               float* y, int64_t ldy, bool accumulate) {
@@ -185,22 +197,15 @@ void Rows(const LinearInput& in, const WeightMatrix& w, const cpu::RawWeight& ra
     }
   } else if (in.layout == 4) {
     if (Bf16KernelActive()) {
-      thread_local std::vector<uint16_t> scratch;
-      scratch.resize(static_cast<size_t>(cpu::Fp8Bf16ScratchWords(in.T, raw.cols)));
-      cpu::Fp8Bf16LinearAvx512(in.x, in.T, raw, r0, r1, y, ldy, accumulate, scratch.data());
+      uint8_t* scratch = KernelScratch(cpu::Fp8Bf16ScratchWords(in.T, raw.cols) * 2);
+      cpu::Fp8Bf16LinearAvx512(in.x, in.T, raw, r0, r1, y, ldy, accumulate, reinterpret_cast<uint16_t*>(scratch));
     } else {
       cpu::Fp8Bf16LinearReference(in.x, in.T, raw, r0, r1, y, ldy, accumulate);
     }
   } else if (in.layout != 0) {
     if (k == LinearKernel::kAvx512) {
-      thread_local std::vector<uint8_t> scratch;
-      const int64_t bytes = cpu::QLinearAvx512ScratchBytes(raw, in.T);
-      uint8_t* aligned = nullptr;  // 64-byte aligned: the kernel's vectors are whole cache lines
-      if (bytes > 0) {
-        scratch.resize(static_cast<size_t>(bytes + 64));
-        aligned = scratch.data() + (64 - reinterpret_cast<uintptr_t>(scratch.data()) % 64) % 64;
-      }
-      cpu::QLinearAvx512(View(in), raw, r0, r1, y, ldy, accumulate, aligned);
+      cpu::QLinearAvx512(View(in), raw, r0, r1, y, ldy, accumulate,
+                         KernelScratch(cpu::QLinearAvx512ScratchBytes(raw, in.T)));
     } else if (avx2) {
       cpu::QLinearAvx2(View(in), raw, r0, r1, y, ldy, accumulate);
     } else {
@@ -422,9 +427,8 @@ void LinearRows(const float* x, int64_t T, const WeightMatrix& w, int64_t r0, in
 
 void cpu::GemmAvx2WithScratch(const float* x, int64_t T, int64_t ldx, const cpu::RawWeight& w, int64_t r0,
                               int64_t r1, float* y, int64_t ldy, bool accumulate, bool avx512_tiles) {
-  thread_local std::vector<float> scratch;
-  scratch.resize(static_cast<size_t>(cpu::GemmScratchFloats(w.cols)));
-  cpu::GemmAvx2(x, T, ldx, w, r0, r1, y, ldy, accumulate, scratch.data(), avx512_tiles);
+  float* scratch = reinterpret_cast<float*>(KernelScratch(cpu::GemmScratchFloats(w.cols) * 4));
+  cpu::GemmAvx2(x, T, ldx, w, r0, r1, y, ldy, accumulate, scratch, avx512_tiles);
 }
 
 void SetLinearKernel(LinearKernel k) {
