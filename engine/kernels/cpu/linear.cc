@@ -348,6 +348,23 @@ int64_t MinPieceRows(const WeightMatrix& w, int64_t T) {
   return w.w.dtype == DType::kF8E4M3 && T > cpu::GemvMaxTokens(Raw(w)) ? w.block_out : 1;
 }
 
+namespace {
+
+// fn(t) for every token: a prefill's worth split over the pool, a decode step's on this thread.
+template <typename Fn>
+void PerToken(int64_t T, const Fn& fn) {
+  const auto range = [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) fn(t);
+  };
+  if (T >= 64) {
+    ParallelFor(T, 16, range);
+  } else {
+    range(0, T);
+  }
+}
+
+}  // namespace
+
 void LinearInput::Prepare(const float* x_in, int64_t T_in, const WeightMatrix& w, LinearActivations activations) {
   x = x_in;
   T = T_in;
@@ -360,20 +377,13 @@ void LinearInput::Prepare(const float* x_in, int64_t T_in, const WeightMatrix& w
     const int64_t Kh = cpu::Bf16ActCols(K);
     h.resize(static_cast<size_t>(T * Kh));
     const bool fast = GetCpuFeatures().HasAvx512Bf16Set();
-    const auto round = [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        if (fast) {
-          cpu::RoundActsToBf16Avx512(x + t * K, K, h.data() + t * Kh);
-        } else {
-          cpu::RoundActsToBf16(x + t * K, K, h.data() + t * Kh);
-        }
+    PerToken(T, [&](int64_t t) {
+      if (fast) {
+        cpu::RoundActsToBf16Avx512(x + t * K, K, h.data() + t * Kh);
+      } else {
+        cpu::RoundActsToBf16(x + t * K, K, h.data() + t * Kh);
       }
-    };
-    if (T >= 64) {
-      ParallelFor(T, 16, round);
-    } else {
-      round(0, T);
-    }
+    });
     return;
   }
   const int64_t nb = K / cpu::kActBlock;
@@ -381,24 +391,16 @@ void LinearInput::Prepare(const float* x_in, int64_t T_in, const WeightMatrix& w
   d.resize(static_cast<size_t>(T * nb));
   sum.resize(static_cast<size_t>(T * nb));
   const bool nibbles = layout == 2, avx2 = UsesAvx2Kernels(Resolve());
-  const auto quantize = [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      int8_t* qt = q.data() + t * K;
-      float* dt = d.data() + t * nb;
-      int32_t* st = sum.data() + t * nb;
-      if (avx2) {
-        cpu::QuantizeActsAvx2(x + t * K, K, nibbles, qt, dt, st);
-      } else {
-        cpu::QuantizeActsReference(x + t * K, K, nibbles, qt, dt, st);
-      }
+  PerToken(T, [&](int64_t t) {
+    int8_t* qt = q.data() + t * K;
+    float* dt = d.data() + t * nb;
+    int32_t* st = sum.data() + t * nb;
+    if (avx2) {
+      cpu::QuantizeActsAvx2(x + t * K, K, nibbles, qt, dt, st);
+    } else {
+      cpu::QuantizeActsReference(x + t * K, K, nibbles, qt, dt, st);
     }
-  };
-  // A prefill's worth of tokens is worth splitting; a decode step's is not.
-  if (T >= 64) {
-    ParallelFor(T, 16, quantize);
-  } else {
-    quantize(0, T);
-  }
+  });
 }
 
 void LinearRows(const LinearInput& in, const WeightMatrix& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
