@@ -120,6 +120,26 @@ void Tokens(const uint16_t* const* w, int64_t K, const uint16_t* x, int64_t Kh, 
   }
 }
 
+// Tokens<R> for the n rows (1..6) of a six-row tile.
+void SixRowsTokens(int n, const uint16_t* const* w, int64_t K, const uint16_t* x, int64_t Kh, int64_t T, float* y,
+                   int64_t ldy, bool accumulate, int64_t prefetch) {
+  switch (n) {
+    case 6: Tokens<6>(w, K, x, Kh, T, y, ldy, accumulate, prefetch); break;
+    case 5: Tokens<5>(w, K, x, Kh, T, y, ldy, accumulate, prefetch); break;
+    case 4: Tokens<4>(w, K, x, Kh, T, y, ldy, accumulate, prefetch); break;
+    case 3: Tokens<3>(w, K, x, Kh, T, y, ldy, accumulate, prefetch); break;
+    case 2: Tokens<2>(w, K, x, Kh, T, y, ldy, accumulate, prefetch); break;
+    default: Tokens<1>(w, K, x, Kh, T, y, ldy, accumulate, prefetch); break;
+  }
+}
+
+// Masks of sixteen floats' loads for columns [k, k + 16) and [k + 16, k + 32) of K.
+inline void HalfMasks(int64_t k, int64_t K, __mmask16* lo, __mmask16* hi) {
+  const int64_t left = K - k;
+  *lo = left >= 16 ? 0xffff : left > 0 ? static_cast<__mmask16>((1u << left) - 1) : 0;
+  *hi = left >= 32 ? 0xffff : left > 16 ? static_cast<__mmask16>((1u << (left - 16)) - 1) : 0;
+}
+
 // 32 e4m3 bytes as bf16 u = e4m3 · 2^-8, exactly. In integers
 // (vcvtph2ps and vcvtne2ps2bf16 held a decode step to ~7 bytes a cycle): a normal byte's
 // exponent and mantissa bits, shifted into bf16's, with the exponent bias moved from 7 to
@@ -210,14 +230,7 @@ void Bf16LinearAvx512(const uint16_t* xh, int64_t T, const RawWeight& w, int64_t
       r += n;
       // Whole tiles fetch the next tile's rows (none past r1); a short one is the last.
       const int64_t prefetch = n == 6 && r + 6 <= r1 ? 6 * w.row_bytes : 0;
-      switch (n) {
-        case 6: Tokens<6>(rows, K, xb, Kh, nt, yb, ldy, accumulate, prefetch); break;
-        case 5: Tokens<5>(rows, K, xb, Kh, nt, yb, ldy, accumulate, 0); break;
-        case 4: Tokens<4>(rows, K, xb, Kh, nt, yb, ldy, accumulate, 0); break;
-        case 3: Tokens<3>(rows, K, xb, Kh, nt, yb, ldy, accumulate, 0); break;
-        case 2: Tokens<2>(rows, K, xb, Kh, nt, yb, ldy, accumulate, 0); break;
-        default: Tokens<1>(rows, K, xb, Kh, nt, yb, ldy, accumulate, 0); break;
-      }
+      SixRowsTokens(n, rows, K, xb, Kh, nt, yb, ldy, accumulate, prefetch);
     }
   }
 }
@@ -233,9 +246,8 @@ void Fp8Bf16LinearAvx512(const float* x, int64_t T, const RawWeight& w, int64_t 
     const float* scales = w.scale + rb * w.scale_cols;
     for (int64_t t = 0; t < T; ++t) {
       for (int64_t k = 0; k < Kh; k += 32) {
-        const int64_t left = K - k;
-        const __mmask16 lo = left >= 16 ? 0xffff : left > 0 ? static_cast<__mmask16>((1u << left) - 1) : 0;
-        const __mmask16 hi = left >= 32 ? 0xffff : left > 16 ? static_cast<__mmask16>((1u << (left - 16)) - 1) : 0;
+        __mmask16 lo, hi;
+        HalfMasks(k, K, &lo, &hi);
         const __m512 s0 = _mm512_set1_ps(scales[k / bi] * 256.0f);
         const __m512 s1 = _mm512_set1_ps(scales[(k + 16 < K ? k + 16 : k) / bi] * 256.0f);
         const __m512 a = _mm512_mul_ps(_mm512_maskz_loadu_ps(lo, x + t * K + k), s0);
@@ -290,15 +302,7 @@ void Fp8Bf16LinearAvx512(const float* x, int64_t T, const RawWeight& w, int64_t 
       for (int64_t r = 0; r < n; r += 6) {
         const int m = static_cast<int>(n - r < 6 ? n - r : 6);
         for (int i = 0; i < 6; ++i) rows[i] = panel + (r + (i < m ? i : 0)) * Kh;
-        float* yr = y + p0 + r;
-        switch (m) {
-          case 6: Tokens<6>(rows, Kh, xs, Kh, T, yr, ldy, accumulate, 0); break;
-          case 5: Tokens<5>(rows, Kh, xs, Kh, T, yr, ldy, accumulate, 0); break;
-          case 4: Tokens<4>(rows, Kh, xs, Kh, T, yr, ldy, accumulate, 0); break;
-          case 3: Tokens<3>(rows, Kh, xs, Kh, T, yr, ldy, accumulate, 0); break;
-          case 2: Tokens<2>(rows, Kh, xs, Kh, T, yr, ldy, accumulate, 0); break;
-          default: Tokens<1>(rows, Kh, xs, Kh, T, yr, ldy, accumulate, 0); break;
-        }
+        SixRowsTokens(m, rows, Kh, xs, Kh, T, y + p0 + r, ldy, accumulate, 0);
       }
     }
     b0 = b1;
@@ -309,9 +313,8 @@ void RoundActsToBf16Avx512(const float* x, int64_t K, uint16_t* out) {
   // vcvtne2ps2bf16 rounds as RoundToBf16 does (to nearest even, subnormals to zero, NaN quieted).
   const int64_t Kh = Bf16ActCols(K);
   for (int64_t k = 0; k < Kh; k += 32) {
-    const int64_t left = K - k;
-    const __mmask16 lo = left >= 16 ? 0xffff : left > 0 ? static_cast<__mmask16>((1u << left) - 1) : 0;
-    const __mmask16 hi = left >= 32 ? 0xffff : left > 16 ? static_cast<__mmask16>((1u << (left - 16)) - 1) : 0;
+    __mmask16 lo, hi;
+    HalfMasks(k, K, &lo, &hi);
     const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, x + k + 16), _mm512_maskz_loadu_ps(lo, x + k));
     _mm512_storeu_si512(out + k, reinterpret_cast<__m512i>(v));
   }
