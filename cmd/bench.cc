@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -79,6 +80,32 @@ int64_t PeakRssBytes() {
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   return static_cast<int64_t>(ru.ru_maxrss) * 1024;
+}
+
+// The checkpoint's pages this process has mapped (smaps' Rss of its .safetensors mappings)
+// and how many of those bytes are 2 MiB pages (FilePmdMapped): all of them where the page
+// cache holds the files in 2 MiB folios (see MappedFile and AtomicFile). With 4 KiB pages
+// decode pays a TLB miss per page of every weight it streams.
+struct WeightPages {
+  int64_t mapped = 0, huge = 0;
+};
+WeightPages CheckpointPages() {
+  std::ifstream f("/proc/self/smaps");
+  std::string line;
+  WeightPages pages;
+  bool checkpoint = false;  // the current mapping is a checkpoint file's
+  const std::string suffix = ".safetensors";
+  const auto kib = [&](size_t prefix) { return std::stoll(line.substr(prefix)) * 1024; };
+  while (std::getline(f, line)) {
+    if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && line.find('-') < line.find(' ')) {
+      checkpoint = line.size() > suffix.size() && line.compare(line.size() - suffix.size(), suffix.size(), suffix) == 0;
+    } else if (checkpoint && line.rfind("Rss:", 0) == 0) {
+      pages.mapped += kib(4);
+    } else if (checkpoint && line.rfind("FilePmdMapped:", 0) == 0) {
+      pages.huge += kib(14);
+    }
+  }
+  return pages;
 }
 
 // The forward's stages, in the order the table names them.
@@ -294,6 +321,7 @@ int RunBench(int argc, char** argv) {
   SetLinearCounters(nullptr);
   SetStageSeconds(nullptr);
   const int64_t peak_rss = PeakRssBytes();  // before the second probe allocates its buffer
+  const WeightPages weight_pages = CheckpointPages();
 
   probe();
   std::vector<Ceiling> ceilings;  // per row
@@ -348,6 +376,8 @@ int RunBench(int argc, char** argv) {
                      {"roofline_fraction", r.roofline_tps > 0 ? r.tps.median / r.roofline_tps : 0.0},
                      {"stage_seconds_per_token", StagesJson(r.stages)},
                      {"peak_rss_bytes", peak_rss},
+                     {"weights_mapped_bytes", weight_pages.mapped},
+                     {"weights_2mib_page_bytes", weight_pages.huge},
                      {"kv_cache_bytes", model.kv_cache_bytes()}});
     }
     std::printf("%s\n", out.dump(2).c_str());
@@ -390,6 +420,11 @@ int RunBench(int argc, char** argv) {
   }
   std::printf("peak RSS %.2f GiB (weights %.2f GiB + KV cache %.2f GiB)\n", peak_rss / gib,
               model.checkpoint_bytes() / gib, model.kv_cache_bytes() / gib);
+  std::printf("weights mapped %.2f GiB (the pages read), %.0f%% of them 2 MiB pages%s\n", weight_pages.mapped / gib,
+              weight_pages.mapped > 0 ? 100.0 * weight_pages.huge / weight_pages.mapped : 0.0,
+              weight_pages.huge < weight_pages.mapped / 2
+                  ? " (the page cache holds the checkpoint in small pages: see README, Speed)"
+                  : "");
   return kExitOk;
 }
 

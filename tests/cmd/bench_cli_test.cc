@@ -38,6 +38,14 @@ TEST_F(BenchCliTest, JsonHasPrefillAndDecodeRowsWithRooflines) {
     EXPECT_GT(row["median_ts"].get<double>(), 0.0) << row.dump();
     EXPECT_LE(row["min_ts"].get<double>(), row["max_ts"].get<double>());
     EXPECT_GT(row["peak_rss_bytes"].get<double>(), 0.0);
+    // The checkpoint's pages read, and the share of them mapped with 2 MiB pages (none where
+    // the page cache or the file system keeps 4 KiB pages): the run read weights, never more
+    // than the files hold.
+    const double mapped = row["weights_mapped_bytes"].get<double>(), huge = row["weights_2mib_page_bytes"].get<double>();
+    EXPECT_GT(mapped, 0.0) << row.dump();
+    EXPECT_LE(mapped, row["model_size_bytes"].get<double>() + 4096) << row.dump();
+    EXPECT_GE(huge, 0.0) << row.dump();
+    EXPECT_LE(huge, mapped) << row.dump();
     EXPECT_GT(row["read_bandwidth_bytes_per_s"].get<double>(), 0.0);
     // The roofline is the slower floor: bytes at the read bandwidth, FLOPs at the FMA peak
     // (tiny-v3's BF16 weights take no int8 activations).
