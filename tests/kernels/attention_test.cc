@@ -145,7 +145,7 @@ TEST_F(MultiQueryTest, WeightedSumMatchesTheReference) {
 // the matrix, and the reference kernels too.
 TEST_F(MultiQueryTest, WeightRowsMatchTheProductsOverDequantizedRows) {
   using testing::OwnedWeight;
-  for (int64_t C : {256, 40, 83}) {
+  for (int64_t C : {256, 288, 40, 83}) {
     std::vector<std::pair<std::string, OwnedWeight>> weights;
     weights.emplace_back("F32", testing::MakeWeight(DType::kF32, 70, C, 1));
     weights.emplace_back("BF16", testing::MakeWeight(DType::kBF16, 70, C, 2));
@@ -158,7 +158,8 @@ TEST_F(MultiQueryTest, WeightRowsMatchTheProductsOverDequantizedRows) {
       weights.emplace_back("int4 g32", testing::MakeIntWeight(true, 70, C, 8, 32, true));
       weights.emplace_back("int4 g64 zero points", testing::MakeIntWeight(true, 70, C, 9, 64, false));
     }
-    for (LinearKernel kernel : {LinearKernel::kAvx2, LinearKernel::kReference}) {
+    if (C % 8 == 0 && C % 16 != 0) weights.emplace_back("int8 per channel", testing::MakeIntWeight(false, 70, C, 10, C, true, 1));
+    for (LinearKernel kernel : {LinearKernel::kAvx512, LinearKernel::kAvx2, LinearKernel::kReference}) {
       SetLinearKernel(kernel);
       for (const auto& [name, w] : weights) {
         for (const auto& [r0, S] : std::vector<std::pair<int64_t, int64_t>>{{0, 64}, {3, 7}, {64, 6}, {10, 1}}) {

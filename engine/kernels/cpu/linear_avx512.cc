@@ -141,6 +141,229 @@ void Panel8(const float* wt, int64_t K, const float* x, int64_t ldx, float* y, i
     }
 }
 
+// ---- Rows of a weight in place of attention's keys or values (decode's kv_b) ------------------
+// linear_avx2.cc's RowScores and RowsWeightedSum with 512-bit vectors, same bits: the weighted
+// sum takes sixteen columns per vector (each element still one fma chain over the rows in
+// order), the scores two rows per vector, eight columns each (each row's lanes still run the
+// 8-lane chain over the columns, then the same horizontal sums). A row's group scales (INT4:
+// and zero points) are converted once into a table, where the AVX2 loaders converted a group's
+// for every vector pass over it. Decode's absorbed attention reads 12 heads x 2 x 64 rows of kv_b
+// per layer on bench-v3-mini and was bound by this conversion, not by the bytes.
+
+enum class RowFormat { kBF16, kFp8, kInt8, kInt4 };
+constexpr int64_t kMaxRowGroups = 64;
+
+// DequantizeRows' values of columns [k, k + 16) of a row (s, z: the group's scale and zero point).
+template <RowFormat F>
+__attribute__((always_inline)) inline __m512 Sixteen(const uint8_t* row, int64_t k, __m512 s, __m512 z) {
+  if (F == RowFormat::kBF16) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * k));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
+  } else if (F == RowFormat::kFp8) {  // linear_avx2.cc's Fp8Format: e4m3 as F16 bits, times 256 · scale
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k));
+    const __m256i h = _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(q), 7), _mm256_set1_epi16(int16_t(0xbfff)));
+    return _mm512_mul_ps(_mm512_cvtph_ps(h), s);
+  } else if (F == RowFormat::kInt8) {
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), s);
+  } else {  // INT4, low nibble first: lanes 0-7 shift the first four bytes, lanes 8-15 the next four
+    const __m512i bytes = _mm512_castsi128_si512(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + k / 2)));
+    const __m512i dwords = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), bytes);
+    const __m512i shifts = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+    const __m512i u = _mm512_and_si512(_mm512_srlv_epi32(dwords, shifts), _mm512_set1_epi32(0xf));
+    return _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(u), z), s);
+  }
+}
+
+// Columns [k, k + 8) of row a in lanes 0-7 and of row b in lanes 8-15 (s, z per half).
+template <RowFormat F>
+__attribute__((always_inline)) inline __m512 EightOfTwo(const uint8_t* a, const uint8_t* b, int64_t k, __m512 s, __m512 z) {
+  if (F == RowFormat::kBF16) {
+    const __m128i va = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + 2 * k));
+    const __m128i vb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2 * k));
+    const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(va), vb, 1);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
+  } else if (F == RowFormat::kFp8 || F == RowFormat::kInt8) {
+    const __m128i q = _mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(a + k)),
+                                         _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + k)));
+    if (F == RowFormat::kInt8) return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), s);
+    const __m256i h = _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(q), 7), _mm256_set1_epi16(int16_t(0xbfff)));
+    return _mm512_mul_ps(_mm512_cvtph_ps(h), s);
+  } else {
+    int32_t va, vb;
+    __builtin_memcpy(&va, a + k / 2, 4);
+    __builtin_memcpy(&vb, b + k / 2, 4);
+    const __m512i dwords = _mm512_mask_set1_epi32(_mm512_set1_epi32(va), 0xff00, vb);
+    const __m512i shifts = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+    const __m512i u = _mm512_and_si512(_mm512_srlv_epi32(dwords, shifts), _mm512_set1_epi32(0xf));
+    return _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(u), z), s);
+  }
+}
+
+// Row r's group scales (FP8: 256 · scale, as Fp8Format::ActScale) and zero points (INT4: the
+// stored one or 8) as float32, for groups [0, n) (and perhaps a few more), into s and z.
+// Sixteen groups per load while a whole vector stays inside the scale tensor, then one at a
+// time: a masked load (vmovdqu16 with a mask) here stalled each row behind the stores of the
+// one before, and cold rows then streamed at a few GB/s (12 heads' INT4 rows from DRAM, one
+// thread: 30 -> 16 us).
+template <RowFormat F>
+void RowGroups(const RawWeight& w, int64_t r, int64_t n, float* s, float* z) {
+  const bool int4 = F == RowFormat::kInt4;
+  const int64_t base = (int4 ? r : r / w.block_out) * w.scale_cols;
+  const int64_t total = (int4 ? w.rows : (w.rows + w.block_out - 1) / w.block_out) * w.scale_cols;
+  int64_t g = 0;
+  for (; g < n && base + g + 16 <= total; g += 16) {
+    if (int4) {
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.scale16 + base + g));
+      _mm512_storeu_ps(s + g, _mm512_cvtph_ps(h));
+      const __m512 zero =
+          w.zero ? _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.zero + base + g))))
+                 : _mm512_set1_ps(8.0f);
+      _mm512_storeu_ps(z + g, zero);
+    } else {
+      const __m512 v = _mm512_loadu_ps(w.scale + base + g);
+      _mm512_storeu_ps(s + g, F == RowFormat::kFp8 ? _mm512_mul_ps(v, _mm512_set1_ps(256.0f)) : v);
+    }
+  }
+  for (; g < n; ++g) {
+    if (int4) {
+      s[g] = _cvtsh_ss(w.scale16[base + g]);
+      z[g] = w.zero ? static_cast<float>(w.zero[base + g]) : 8.0f;
+    } else {
+      s[g] = F == RowFormat::kFp8 ? w.scale[base + g] * 256.0f : w.scale[base + g];
+    }
+  }
+}
+
+inline const uint8_t* RowAt(const RawWeight& w, int64_t r) { return static_cast<const uint8_t*>(w.data) + r * w.row_bytes; }
+
+// out[c0, c0 + 16V) = Σ_s p[s] · W[r0 + s][c0, c0 + 16V), one chain per element in row order.
+template <RowFormat F, int V>
+void WeightedColumns16(const float* p, const RawWeight& w, int64_t r0, int64_t S, int64_t c0, float* out) {
+  const int64_t groups = (w.cols + w.block_in - 1) / w.block_in;
+  int64_t g[V];
+  for (int v = 0; v < V; ++v) g[v] = (c0 + 16 * v) / w.block_in;
+  alignas(64) float s_tab[kMaxRowGroups + 16], z_tab[kMaxRowGroups + 16];
+  __m512 acc[V];
+  for (int v = 0; v < V; ++v) acc[v] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < S; ++s) {
+    const uint8_t* row = RowAt(w, r0 + s);
+    if (F != RowFormat::kBF16) RowGroups<F>(w, r0 + s, groups, s_tab, z_tab);
+    const __m512 ps = _mm512_set1_ps(p[s]);
+    for (int v = 0; v < V; ++v) {
+      const __m512 sv = F == RowFormat::kBF16 ? ps : _mm512_set1_ps(s_tab[g[v]]);
+      const __m512 zv = F == RowFormat::kInt4 ? _mm512_set1_ps(z_tab[g[v]]) : sv;
+      acc[v] = _mm512_fmadd_ps(ps, Sixteen<F>(row, c0 + 16 * v, sv, zv), acc[v]);
+    }
+  }
+  for (int v = 0; v < V; ++v) _mm512_storeu_ps(out + c0 + 16 * v, acc[v]);
+}
+
+template <RowFormat F>
+void RowsWeightedSum512(const float* p, const RawWeight& w, int64_t r0, int64_t S, float* out) {
+  const int64_t C = w.cols;
+  int64_t c0 = 0;
+  for (; c0 + 256 <= C; c0 += 256) WeightedColumns16<F, 16>(p, w, r0, S, c0, out);
+  for (; c0 + 64 <= C; c0 += 64) WeightedColumns16<F, 4>(p, w, r0, S, c0, out);
+  for (; c0 + 16 <= C; c0 += 16) WeightedColumns16<F, 1>(p, w, r0, S, c0, out);
+  if (c0 < C) {  // the last eight columns: the low halves of a row paired with itself
+    const int64_t groups = (C + w.block_in - 1) / w.block_in, g = c0 / w.block_in;
+    alignas(64) float s_tab[kMaxRowGroups + 16], z_tab[kMaxRowGroups + 16];
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t s = 0; s < S; ++s) {
+      const uint8_t* row = RowAt(w, r0 + s);
+      if (F != RowFormat::kBF16) RowGroups<F>(w, r0 + s, groups, s_tab, z_tab);
+      const __m512 sv = _mm512_set1_ps(F == RowFormat::kBF16 ? 1.0f : s_tab[g]);
+      const __m512 zv = _mm512_set1_ps(F == RowFormat::kInt4 ? z_tab[g] : 0.0f);
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(p[s]), EightOfTwo<F>(row, row, c0, sv, zv), acc);
+    }
+    _mm256_storeu_ps(out + c0, _mm512_castps512_ps256(acc));
+  }
+}
+
+// Both halves' scales (or zero points) at group g: row a's in lanes 0-7, row b's in 8-15.
+inline __m512 PairOf(const float* a, const float* b, int64_t g) {
+  return _mm512_mask_broadcastss_ps(_mm512_set1_ps(a[g]), 0xff00, _mm_load_ss(b + g));
+}
+
+// The 8-lane chains of R = 4 rows from r (two pairs) or R = 1 row (paired with itself, the
+// high half unused) over every column: acc[0] rows (r, r+1), acc[1] rows (r+2, r+3).
+template <RowFormat F, int R>
+void RowChains(const float* q, const RawWeight& w, int64_t r, __m512* acc) {
+  const int64_t C = w.cols, groups = (C + w.block_in - 1) / w.block_in;
+  alignas(64) float s_tab[R][kMaxRowGroups + 16], z_tab[R][kMaxRowGroups + 16];
+  const uint8_t* row[R];
+  for (int i = 0; i < R; ++i) {
+    row[i] = RowAt(w, r + i);
+    if (F != RowFormat::kBF16) RowGroups<F>(w, r + i, groups, s_tab[i], z_tab[i]);
+  }
+  constexpr int b = R == 4 ? 1 : 0, c2 = R == 4 ? 2 : 0, d = R == 4 ? 3 : 0;  // the rows of the pairs
+  acc[0] = acc[1] = _mm512_setzero_ps();
+  __m512 s01 = _mm512_set1_ps(1.0f), s23 = s01, z01 = _mm512_setzero_ps(), z23 = z01;
+  for (int64_t c = 0, g = -1, next = 0; c < C; c += 8) {
+    if (F != RowFormat::kBF16 && c == next) {  // a new group
+      ++g;
+      next += w.block_in;
+      s01 = PairOf(s_tab[0], s_tab[b], g);
+      if (R == 4) s23 = PairOf(s_tab[c2], s_tab[d], g);
+      if (F == RowFormat::kInt4) {
+        z01 = PairOf(z_tab[0], z_tab[b], g);
+        if (R == 4) z23 = PairOf(z_tab[c2], z_tab[d], g);
+      }
+    }
+    const __m512 qv = Twice(_mm256_loadu_ps(q + c));
+    acc[0] = _mm512_fmadd_ps(qv, EightOfTwo<F>(row[0], row[b], c, s01, z01), acc[0]);
+    if (R == 4) acc[1] = _mm512_fmadd_ps(qv, EightOfTwo<F>(row[c2], row[d], c, s23, z23), acc[1]);
+  }
+}
+
+// scores[s] = q · W[r0 + s]: rows four at a time with linear_avx2.cc's RowScores' hadd tree on
+// the four rows' 8-lane chains, the last S % 4 one at a time with its HorizontalSum.
+template <RowFormat F>
+void RowScores512(const float* q, const RawWeight& w, int64_t r0, int64_t S, float* scores) {
+  int64_t s = 0;
+  __m512 acc[2];
+  for (; s + 4 <= S; s += 4) {
+    RowChains<F, 4>(q, w, r0 + s, acc);
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(_mm512_castps512_ps256(acc[0]), High8(acc[0])),
+                                    _mm256_hadd_ps(_mm512_castps512_ps256(acc[1]), High8(acc[1])));
+    _mm_storeu_ps(scores + s, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+  }
+  for (; s < S; ++s) {
+    RowChains<F, 1>(q, w, r0 + s, acc);
+    scores[s] = HorizontalSum(_mm512_castps512_ps256(acc[0])) + 0.0f;  // as RowScores' single rows
+  }
+}
+
+// Whether these kernels take w: whole 16-column vectors inside a scale group, and a row's
+// groups fit the tables.
+bool Avx512TakesRows(const RawWeight& w) {
+  if (w.cols % 8 != 0 || w.cols <= 0) return false;
+  switch (w.kind) {
+    case WeightKind::kBF16: return true;
+    case WeightKind::kF8E4M3:
+    case WeightKind::kI8:
+      if (w.scale == nullptr || w.block_out <= 0) return false;
+      break;
+    case WeightKind::kInt4:
+      if (w.scale16 == nullptr || w.row_bytes != (w.cols + 1) / 2) return false;
+      break;
+    default: return false;
+  }
+  return w.block_in > 0 && (w.block_in % 16 == 0 || w.block_in >= w.cols) &&
+         (w.cols + w.block_in - 1) / w.block_in <= kMaxRowGroups;
+}
+
+template <typename Fn>
+void WithRowFormat(const RawWeight& w, const Fn& fn) {
+  switch (w.kind) {
+    case WeightKind::kBF16: fn.template operator()<RowFormat::kBF16>(); return;
+    case WeightKind::kF8E4M3: fn.template operator()<RowFormat::kFp8>(); return;
+    case WeightKind::kI8: fn.template operator()<RowFormat::kInt8>(); return;
+    default: fn.template operator()<RowFormat::kInt4>(); return;
+  }
+}
+
 #include "engine/kernels/cpu/peak_chains.inc"
 
 }  // namespace
@@ -178,6 +401,18 @@ void GemvAvx512(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int6
   GemvAvx2(x, T, ldx, w, r0, r1, y, ldy, accumulate);
 }
 
+bool WeightRowScoresAvx512(const float* q, const RawWeight& w, int64_t r0, int64_t S, float* scores) {
+  if (!Avx512TakesRows(w)) return false;
+  WithRowFormat(w, [&]<RowFormat F>() { RowScores512<F>(q, w, r0, S, scores); });
+  return true;
+}
+
+bool WeightRowsWeightedSumAvx512(const float* p, const RawWeight& w, int64_t r0, int64_t S, float* out) {
+  if (!Avx512TakesRows(w)) return false;
+  WithRowFormat(w, [&]<RowFormat F>() { RowsWeightedSum512<F>(p, w, r0, S, out); });
+  return true;
+}
+
 }  // namespace dsv3::cpu
 #else  // built without the flags (not x86-64): the dispatcher never selects this.
 
@@ -186,6 +421,8 @@ void GemvAvx512(const float*, int64_t, int64_t, const RawWeight&, int64_t, int64
 void GemmPanel8Avx512(const float*, int64_t, const float*, int64_t, int64_t, float*, int64_t, bool) {}
 double FmaPeakFlopsAvx512(double) { return 0.0; }
 double Int8PeakOpsAvx512(double) { return 0.0; }
+bool WeightRowScoresAvx512(const float*, const RawWeight&, int64_t, int64_t, float*) { return false; }
+bool WeightRowsWeightedSumAvx512(const float*, const RawWeight&, int64_t, int64_t, float*) { return false; }
 }  // namespace dsv3::cpu
 
 #endif
