@@ -138,6 +138,43 @@ TEST_F(MultiQueryTest, WeightedSumMatchesTheReference) {
   }
 }
 
+// The avx512 family's multi-query products give the AVX2 bits: every score and every output
+// element (and the padding past them, untouched) equal, over query counts around the 3-query
+// tiles, key counts around the 4-key quads, widths with a 16-column remainder of 8 or a C % 8
+// tail (which goes to AVX2), and both score forms with accumulate on and off.
+TEST_F(MultiQueryTest, Avx512GivesTheAvx2Bits) {
+  if (!GetCpuFeatures().HasAvx512VnniSet()) GTEST_SKIP() << "CPU lacks AVX-512 VNNI";
+  uint32_t seed = 500;
+  for (int64_t C : {256, 40, 37}) {
+    for (int64_t C2 : {32, 8, 5}) {
+      for (int64_t M : {1, 2, 3, 4, 5, 12, 15}) {
+        for (int64_t S : {1, 4, 7, 13, 130}) {
+          const int64_t ldq = C + 3, ldq2 = C2 + 1, lds = S + 2;
+          const auto q = Random(M * ldq, seed++), q2 = Random(M * ldq2, seed++), keys = Random(S * C, seed++);
+          const auto keys2 = Random(S * C2, seed++), init = Random(M * lds, seed++), p = Random(M * lds, seed++);
+          const std::string what = "C=" + std::to_string(C) + " C2=" + std::to_string(C2) + " M=" + std::to_string(M) +
+                                   " S=" + std::to_string(S);
+          std::vector<float> got[2][4];  // [avx2, avx512][one part, accumulated, two parts, weighted sum]
+          for (int k = 0; k < 2; ++k) {
+            SetLinearKernel(k == 0 ? LinearKernel::kAvx2 : LinearKernel::kAvx512);
+            got[k][0] = got[k][1] = got[k][2] = init;
+            got[k][3].assign(static_cast<size_t>(M * C + 5), -7.0f);
+            MultiQueryScores(q.data(), M, ldq, keys.data(), S, C, got[k][0].data(), lds, false);
+            MultiQueryScores(q.data(), M, ldq, keys.data(), S, C, got[k][1].data(), lds, true);
+            MultiQueryScoresTwoPart(q.data(), ldq, keys.data(), C, q2.data(), ldq2, keys2.data(), C2, M, S,
+                                    got[k][2].data(), lds);
+            MultiQueryWeightedSum(p.data(), M, lds, keys.data(), S, C, got[k][3].data());
+          }
+          ASSERT_EQ(got[1][0], got[0][0]) << "scores, " << what;
+          ASSERT_EQ(got[1][1], got[0][1]) << "accumulated scores, " << what;
+          ASSERT_EQ(got[1][2], got[0][2]) << "two-part scores, " << what;
+          ASSERT_EQ(got[1][3], got[0][3]) << "weighted sum, " << what;
+        }
+      }
+    }
+  }
+}
+
 // Decode's absorbed attention reads kv_b as stored: rows of a weight, converted to float32,
 // must give the bits the multi-query products give over DequantizeRows' float32 rows, for
 // every format, row counts around the 4-row score tiles, widths around the 32-column value

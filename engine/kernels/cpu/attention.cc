@@ -1,6 +1,6 @@
 // Multi-query attention products (ops.h): the AVX2 kernels when the CPU has them and the Linear
-// kernel family is not forced to the reference, else the reference twin below (Eigen matrix
-// products; the tests compare the two).
+// kernel family is not forced to the reference (their AVX-512 forms, the same bits, for the
+// avx512 family), else the reference twin below (Eigen matrix products; the tests compare the two).
 #include <Eigen/Core>
 
 #include "engine/kernels/cpu/linear_kernels.h"
@@ -15,6 +15,7 @@ using CMap = Eigen::Map<const RowMat, 0, Eigen::OuterStride<>>;
 using MMap = Eigen::Map<RowMat, 0, Eigen::OuterStride<>>;
 
 bool UseAvx2() { return UsesAvx2Kernels(ActiveLinearKernel()); }
+bool UseAvx512() { return ActiveLinearKernel() == LinearKernel::kAvx512; }
 
 // Above this many queries the product is a full matrix product (prefill attention, expanding
 // keys and values from the latents) and goes through Linear's cache-blocked GEMM, the keys
@@ -31,6 +32,8 @@ void MultiQueryScores(const float* q, int64_t M, int64_t ldq, const float* keys,
       const cpu::RawWeight raw{.kind = cpu::WeightKind::kF32, .data = keys, .rows = S, .cols = C,
                                .row_bytes = C * static_cast<int64_t>(sizeof(float))};
       cpu::GemmAvx2WithScratch(q, M, ldq, raw, 0, S, scores, lds, accumulate);
+    } else if (UseAvx512()) {
+      cpu::MultiQueryScoresAvx512(q, M, ldq, keys, S, C, scores, lds, accumulate);
     } else {
       cpu::MultiQueryScoresAvx2(q, M, ldq, keys, S, C, scores, lds, accumulate);
     }
@@ -49,7 +52,11 @@ void MultiQueryScoresTwoPart(const float* q1, int64_t ldq1, const float* keys1, 
                              int64_t ldq2, const float* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
                              int64_t lds) {
   if (UseAvx2() && M < kGemmMinQueries) {
-    cpu::MultiQueryScoresTwoPartAvx2(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds);
+    if (UseAvx512()) {
+      cpu::MultiQueryScoresTwoPartAvx512(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds);
+    } else {
+      cpu::MultiQueryScoresTwoPartAvx2(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds);
+    }
     return;
   }
   // The reference, and many queries (two GEMMs): the parts one after the other.
@@ -60,7 +67,11 @@ void MultiQueryScoresTwoPart(const float* q1, int64_t ldq1, const float* keys1, 
 void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
                            float* out) {
   if (UseAvx2()) {
-    cpu::MultiQueryWeightedSumAvx2(p, M, ldp, vals, S, C, out);
+    if (UseAvx512()) {
+      cpu::MultiQueryWeightedSumAvx512(p, M, ldp, vals, S, C, out);
+    } else {
+      cpu::MultiQueryWeightedSumAvx2(p, M, ldp, vals, S, C, out);
+    }
     return;
   }
   CMap P(p, M, S, Eigen::OuterStride<>(ldp)), V(vals, S, C, Eigen::OuterStride<>(C));

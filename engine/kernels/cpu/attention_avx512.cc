@@ -1,0 +1,201 @@
+// attention_avx2.cc's multi-query products with 512-bit vectors (compiled with -mavx512f
+// -mavx512bw -mavx512vl for this file only; attention.cc calls it for the avx512 family), the
+// same bits: the scores hold two key rows per vector, eight columns each, so each (query, key)
+// pair still runs AVX2's 8-lane chain over the columns (part one, then part two) and its hadd
+// tree over four keys; the weighted sum takes sixteen columns per vector, each element still
+// one fma chain over the cached rows in order. Decode over the latent cache is these two
+// products (12 heads x 256 + 32 columns per cached row on bench-v3-mini), so at depth they,
+// not the weights, set the attention's time. What this file does not cover (a column tail of
+// C % 8, the last S % 4 keys) goes to the AVX2 functions, which give those bits by definition.
+//
+// As in linear_avx2.cc, no standard-library templates or shared inline functions here.
+#include "engine/kernels/cpu/linear_kernels.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__FMA__)
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace dsv3::cpu {
+
+namespace {
+
+#include "engine/kernels/cpu/isa_common.inc"
+
+// Eight floats in both halves (one vbroadcastf64x4 from memory).
+inline __m512 Twice8(const float* p) {
+  return _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_loadu_pd(reinterpret_cast<const double*>(p))));
+}
+// Eight floats of row a in lanes 0-7 and of row b in lanes 8-15.
+inline __m512 PairRows(const float* a, const float* b) {
+  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_loadu_pd(reinterpret_cast<const double*>(a))),
+                                             _mm256_loadu_pd(reinterpret_cast<const double*>(b)), 1));
+}
+inline __m256 Low8(__m512 v) { return _mm512_castps512_ps256(v); }
+inline __m256 High8(__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); }
+
+// acc[j][0] += q[j] · keys rows (0, 1), acc[j][1] += rows (2, 3), eight columns at a time.
+template <int NQ>
+__attribute__((always_inline)) inline void QuadSteps(__m512 (&acc)[NQ][2], const float* const* q, const float* keys,
+                                                     int64_t C) {
+  for (int64_t c = 0; c < C; c += 8) {
+    const __m512 k01 = PairRows(keys + c, keys + C + c), k23 = PairRows(keys + 2 * C + c, keys + 3 * C + c);
+    for (int j = 0; j < NQ; ++j) {
+      const __m512 qv = Twice8(q[j] + c);
+      acc[j][0] = _mm512_fmadd_ps(qv, k01, acc[j][0]);
+      acc[j][1] = _mm512_fmadd_ps(qv, k23, acc[j][1]);
+    }
+  }
+}
+
+// Four key rows x NQ queries: attention_avx2.cc's ScoreTile (C1, C2 multiples of 8).
+template <int NQ, bool kTwo>
+void ScoreQuad(const float* const* q1, const float* keys1, int64_t C1, const float* const* q2, const float* keys2,
+               int64_t C2, float* const* out, bool accumulate) {
+  __m512 acc[NQ][2];
+  for (int j = 0; j < NQ; ++j) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
+  QuadSteps<NQ>(acc, q1, keys1, C1);
+  if (kTwo) QuadSteps<NQ>(acc, q2, keys2, C2);
+  for (int j = 0; j < NQ; ++j) {
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(Low8(acc[j][0]), High8(acc[j][0])),
+                                    _mm256_hadd_ps(Low8(acc[j][1]), High8(acc[j][1])));
+    __m128 d = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));  // key i's sum in lane i
+    if (accumulate) d = _mm_add_ps(d, _mm_loadu_ps(out[j]));
+    _mm_storeu_ps(out[j], d);
+  }
+}
+
+// The keys [0, S & ~3) of attention_avx2.cc's Scores, with its prefetching: the rows two
+// steps ahead, a chunk before each query tile.
+template <bool kTwo>
+void Scores(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2, int64_t ldq2,
+            const float* keys2, int64_t C2, int64_t M, int64_t S4, float* scores, int64_t lds, bool accumulate) {
+  for (int64_t s = 0; s < S4; s += 4) {
+    const float* key1 = keys1 + s * C1;
+    const float* key2 = kTwo ? keys2 + s * C2 : nullptr;
+    const bool fetch = s + 12 <= S4;
+    constexpr int kChunks = kTwo ? 5 : 4;
+    int fetched = 0;
+    const auto fetch_chunk = [&] {
+      const char* ahead = fetched < 4 ? reinterpret_cast<const char*>(key1 + (8 + fetched) * C1)
+                                      : reinterpret_cast<const char*>(key2 + 8 * C2);
+      const int64_t bytes = fetched < 4 ? C1 * 4 : 4 * C2 * 4;
+      for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
+      ++fetched;
+    };
+    int64_t m = 0;
+    for (; m + 3 <= M; m += 3) {
+      if (fetch && fetched < kChunks) fetch_chunk();
+      const float* qs1[3] = {q1 + m * ldq1, q1 + (m + 1) * ldq1, q1 + (m + 2) * ldq1};
+      const float* qs2[3] = {q2 + m * ldq2, q2 + (m + 1) * ldq2, q2 + (m + 2) * ldq2};
+      float* outs[3] = {scores + m * lds + s, scores + (m + 1) * lds + s, scores + (m + 2) * lds + s};
+      ScoreQuad<3, kTwo>(qs1, key1, C1, qs2, key2, C2, outs, accumulate);
+    }
+    while (fetch && fetched < kChunks) fetch_chunk();
+    for (; m < M; ++m) {
+      const float* qs1[1] = {q1 + m * ldq1};
+      const float* qs2[1] = {q2 + m * ldq2};
+      float* outs[1] = {scores + m * lds + s};
+      ScoreQuad<1, kTwo>(qs1, key1, C1, qs2, key2, C2, outs, accumulate);
+    }
+  }
+}
+
+// Three queries x 64 columns of the output over every cached row, the twelve accumulators named
+// (see attention_avx2.cc's WeightedColumns3x4). a<i><j>: query i, columns 16j..16j+15.
+void WeightedColumns3x4(const float* p, int64_t ldp, const float* vals, int64_t S, int64_t C, int64_t c0,
+                        float* out) {
+  __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00,
+         a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+  for (int64_t s = 0; s < S; ++s) {
+    const float* v = vals + s * C + c0;
+    const __m512 w0 = _mm512_set1_ps(p[s]), w1 = _mm512_set1_ps(p[ldp + s]), w2 = _mm512_set1_ps(p[2 * ldp + s]);
+    __m512 x = _mm512_loadu_ps(v);
+    a00 = _mm512_fmadd_ps(w0, x, a00);
+    a10 = _mm512_fmadd_ps(w1, x, a10);
+    a20 = _mm512_fmadd_ps(w2, x, a20);
+    x = _mm512_loadu_ps(v + 16);
+    a01 = _mm512_fmadd_ps(w0, x, a01);
+    a11 = _mm512_fmadd_ps(w1, x, a11);
+    a21 = _mm512_fmadd_ps(w2, x, a21);
+    x = _mm512_loadu_ps(v + 32);
+    a02 = _mm512_fmadd_ps(w0, x, a02);
+    a12 = _mm512_fmadd_ps(w1, x, a12);
+    a22 = _mm512_fmadd_ps(w2, x, a22);
+    x = _mm512_loadu_ps(v + 48);
+    a03 = _mm512_fmadd_ps(w0, x, a03);
+    a13 = _mm512_fmadd_ps(w1, x, a13);
+    a23 = _mm512_fmadd_ps(w2, x, a23);
+  }
+  const __m512 rows[3][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}, {a20, a21, a22, a23}};
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 4; ++j) _mm512_storeu_ps(out + i * C + c0 + 16 * j, rows[i][j]);
+}
+
+// N queries x 16 columns (or, kEight, the last 8, in the low halves).
+template <int N, bool kEight>
+void WeightedColumns(const float* p, int64_t ldp, const float* vals, int64_t S, int64_t C, int64_t c0, float* out) {
+  __m512 acc[N];
+  for (int i = 0; i < N; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < S; ++s) {
+    const __m512 v = kEight ? Twice8(vals + s * C + c0) : _mm512_loadu_ps(vals + s * C + c0);
+    for (int i = 0; i < N; ++i) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(p[i * ldp + s]), v, acc[i]);
+  }
+  for (int i = 0; i < N; ++i) {
+    if (kEight) {
+      _mm256_storeu_ps(out + i * C + c0, Low8(acc[i]));
+    } else {
+      _mm512_storeu_ps(out + i * C + c0, acc[i]);
+    }
+  }
+}
+
+template <int N>
+void WeightedSumQueries(const float* p, int64_t ldp, const float* vals, int64_t S, int64_t C, float* out) {
+  int64_t c0 = 0;
+  if (N == 3)
+    for (; c0 + 64 <= C; c0 += 64) WeightedColumns3x4(p, ldp, vals, S, C, c0, out);
+  for (; c0 + 16 <= C; c0 += 16) WeightedColumns<N, false>(p, ldp, vals, S, C, c0, out);
+  if (c0 < C) WeightedColumns<N, true>(p, ldp, vals, S, C, c0, out);  // C % 16 == 8
+}
+
+}  // namespace
+
+void MultiQueryScoresAvx512(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
+                            float* scores, int64_t lds, bool accumulate) {
+  const int64_t S4 = C % 8 == 0 ? S & ~int64_t{3} : 0;
+  Scores<false>(q, ldq, keys, C, q, ldq, keys, 0, M, S4, scores, lds, accumulate);
+  if (S4 < S) MultiQueryScoresAvx2(q, M, ldq, keys + S4 * C, S - S4, C, scores + S4, lds, accumulate);
+}
+
+void MultiQueryScoresTwoPartAvx512(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2,
+                                   int64_t ldq2, const float* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
+                                   int64_t lds) {
+  const int64_t S4 = C1 % 8 == 0 && C2 % 8 == 0 ? S & ~int64_t{3} : 0;
+  Scores<true>(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S4, scores, lds, false);
+  if (S4 < S)
+    MultiQueryScoresTwoPartAvx2(q1, ldq1, keys1 + S4 * C1, C1, q2, ldq2, keys2 + S4 * C2, C2, M, S - S4, scores + S4,
+                                lds);
+}
+
+void MultiQueryWeightedSumAvx512(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
+                                 float* out) {
+  if (C % 8 != 0) return MultiQueryWeightedSumAvx2(p, M, ldp, vals, S, C, out);
+  int64_t m = 0;
+  for (; m + 3 <= M; m += 3) WeightedSumQueries<3>(p + m * ldp, ldp, vals, S, C, out + m * C);
+  if (M - m == 2) WeightedSumQueries<2>(p + m * ldp, ldp, vals, S, C, out + m * C);
+  if (M - m == 1) WeightedSumQueries<1>(p + m * ldp, ldp, vals, S, C, out + m * C);
+}
+
+}  // namespace dsv3::cpu
+
+#else  // built without the flags (not x86-64): the dispatcher never selects these.
+
+namespace dsv3::cpu {
+void MultiQueryScoresAvx512(const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t, bool) {}
+void MultiQueryScoresTwoPartAvx512(const float*, int64_t, const float*, int64_t, const float*, int64_t, const float*,
+                                   int64_t, int64_t, int64_t, float*, int64_t) {}
+void MultiQueryWeightedSumAvx512(const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*) {}
+}  // namespace dsv3::cpu
+
+#endif
