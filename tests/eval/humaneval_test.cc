@@ -88,7 +88,10 @@ TEST(HumanEval, ScoresSamplesAndComputesPassAtK) {
       {"T/1", "    return a\n"},
       {"T/1", "    return -a\n"}};
   HumanEvalOptions o;
-  o.sandbox.timeout_s = 1.0;
+  // Long enough for a passing sample's sandboxed python to start on a loaded 2-core machine
+  // (with 1 s, a passing sample timed out while ctest ran eval tests beside it); the infinite
+  // loop times out whatever the limit.
+  o.sandbox.timeout_s = 5.0;
   o.sandbox.workers = 3;
   o.truncate_completions = true;
   o.ks = {1, 2, 3, 10};
