@@ -62,7 +62,9 @@ StatusOr<MappedFile> MappedFile::Open(const std::string& path) {
     // 2 MiB pages (file systems with large folios); the pages a file already has in the page
     // cache keep their size (see AtomicFile for the files dsv3 writes). Advice only: a kernel
     // without it changes nothing.
+#ifdef MADV_HUGEPAGE
     madvise(p, m.size_, MADV_HUGEPAGE);
+#endif
   }
   ::close(fd);
   return m;

@@ -6,7 +6,9 @@
 // fma), and the GEMM's microkernel over its float32 panel. A 512-bit vector holds eight columns
 // of two rows, so each instruction does twice the work, and every lane still runs
 // linear_avx2.cc's chain (lane j of a row takes k = j mod 8, in order, then the same horizontal
-// sum): the bits are GemvAvx2's and GemmAvx2's. Everything else goes to GemvAvx2.
+// sum): the bits are GemvAvx2's and GemmAvx2's. Everything else goes to GemvAvx2. Also decode's
+// rows of kv_b in place of attention's keys and values (WeightRowScores, WeightRowsWeightedSum),
+// with the bits of their AVX2 forms.
 //
 // No standard-library templates or shared inline functions are used here (see linear_avx2.cc).
 #include "engine/kernels/cpu/linear_kernels.h"
