@@ -182,44 +182,14 @@ inline __m256 Exp(__m256 x) {
   return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n)));
 }
 
+#include "engine/kernels/cpu/attention_scores.inc"
+
 // scores[m * lds + s] (+)= q1[m] · keys1[s] (+ q2[m] · keys2[s] for kTwo).
 template <bool kTwo>
 void Scores(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2, int64_t ldq2,
             const float* keys2, int64_t C2, int64_t M, int64_t S, float* scores, int64_t lds, bool accumulate) {
   const int64_t S4 = S & ~int64_t{3};
-  for (int64_t s = 0; s < S4; s += 4) {  // four key rows at a time, read once for all queries
-    const float* key1 = keys1 + s * C1;
-    const float* key2 = kTwo ? keys2 + s * C2 : nullptr;
-    // Decode reads the cache from DRAM once per token: fetch the rows two steps ahead (the
-    // hardware prefetchers alone left this loop at half the read bandwidth), one chunk before
-    // each query tile rather than all at once (a burst of prefetches fills the miss buffers and
-    // stalls the loop): each of part one's four rows, then part two's four.
-    const bool fetch = s + 12 <= S;
-    constexpr int kChunks = kTwo ? 5 : 4;
-    int fetched = 0;  // chunks fetched so far
-    const auto fetch_chunk = [&] {
-      const char* ahead = fetched < 4 ? reinterpret_cast<const char*>(key1 + (8 + fetched) * C1)
-                                      : reinterpret_cast<const char*>(key2 + 8 * C2);
-      const int64_t bytes = fetched < 4 ? C1 * 4 : 4 * C2 * 4;
-      for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
-      ++fetched;
-    };
-    int64_t m = 0;
-    for (; m + 3 <= M; m += 3) {
-      if (fetch && fetched < kChunks) fetch_chunk();
-      const float* qs1[3] = {q1 + m * ldq1, q1 + (m + 1) * ldq1, q1 + (m + 2) * ldq1};
-      const float* qs2[3] = {q2 + m * ldq2, q2 + (m + 1) * ldq2, q2 + (m + 2) * ldq2};
-      float* outs[3] = {scores + m * lds + s, scores + (m + 1) * lds + s, scores + (m + 2) * lds + s};
-      ScoreTile<3, kTwo>(qs1, key1, C1, qs2, key2, C2, outs, accumulate);
-    }
-    while (fetch && fetched < kChunks) fetch_chunk();
-    for (; m < M; ++m) {
-      const float* qs1[1] = {q1 + m * ldq1};
-      const float* qs2[1] = {q2 + m * ldq2};
-      float* outs[1] = {scores + m * lds + s};
-      ScoreTile<1, kTwo>(qs1, key1, C1, qs2, key2, C2, outs, accumulate);
-    }
-  }
+  ScoreQuads<kTwo>(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S4, S, scores, lds, accumulate);
   for (int64_t s = S4; s < S; ++s) {
     const float* key1 = keys1 + s * C1;
     const float* key2 = kTwo ? keys2 + s * C2 : nullptr;

@@ -50,7 +50,7 @@ __attribute__((always_inline)) inline void QuadSteps(__m512 (&acc)[NQ][2], const
 
 // Four key rows x NQ queries: attention_avx2.cc's ScoreTile (C1, C2 multiples of 8).
 template <int NQ, bool kTwo>
-void ScoreQuad(const float* const* q1, const float* keys1, int64_t C1, const float* const* q2, const float* keys2,
+void ScoreTile(const float* const* q1, const float* keys1, int64_t C1, const float* const* q2, const float* keys2,
                int64_t C2, float* const* out, bool accumulate) {
   __m512 acc[NQ][2];
   for (int j = 0; j < NQ; ++j) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
@@ -65,41 +65,7 @@ void ScoreQuad(const float* const* q1, const float* keys1, int64_t C1, const flo
   }
 }
 
-// The keys [0, S & ~3) of attention_avx2.cc's Scores, with its prefetching: the rows two
-// steps ahead, a chunk before each query tile.
-template <bool kTwo>
-void Scores(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2, int64_t ldq2,
-            const float* keys2, int64_t C2, int64_t M, int64_t S4, float* scores, int64_t lds, bool accumulate) {
-  for (int64_t s = 0; s < S4; s += 4) {
-    const float* key1 = keys1 + s * C1;
-    const float* key2 = kTwo ? keys2 + s * C2 : nullptr;
-    const bool fetch = s + 12 <= S4;
-    constexpr int kChunks = kTwo ? 5 : 4;
-    int fetched = 0;
-    const auto fetch_chunk = [&] {
-      const char* ahead = fetched < 4 ? reinterpret_cast<const char*>(key1 + (8 + fetched) * C1)
-                                      : reinterpret_cast<const char*>(key2 + 8 * C2);
-      const int64_t bytes = fetched < 4 ? C1 * 4 : 4 * C2 * 4;
-      for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
-      ++fetched;
-    };
-    int64_t m = 0;
-    for (; m + 3 <= M; m += 3) {
-      if (fetch && fetched < kChunks) fetch_chunk();
-      const float* qs1[3] = {q1 + m * ldq1, q1 + (m + 1) * ldq1, q1 + (m + 2) * ldq1};
-      const float* qs2[3] = {q2 + m * ldq2, q2 + (m + 1) * ldq2, q2 + (m + 2) * ldq2};
-      float* outs[3] = {scores + m * lds + s, scores + (m + 1) * lds + s, scores + (m + 2) * lds + s};
-      ScoreQuad<3, kTwo>(qs1, key1, C1, qs2, key2, C2, outs, accumulate);
-    }
-    while (fetch && fetched < kChunks) fetch_chunk();
-    for (; m < M; ++m) {
-      const float* qs1[1] = {q1 + m * ldq1};
-      const float* qs2[1] = {q2 + m * ldq2};
-      float* outs[1] = {scores + m * lds + s};
-      ScoreQuad<1, kTwo>(qs1, key1, C1, qs2, key2, C2, outs, accumulate);
-    }
-  }
-}
+#include "engine/kernels/cpu/attention_scores.inc"
 
 // Three queries x 64 columns of the output over every cached row, the twelve accumulators named
 // (see attention_avx2.cc's WeightedColumns3x4). a<i><j>: query i, columns 16j..16j+15.
@@ -164,7 +130,7 @@ void WeightedSumQueries(const float* p, int64_t ldp, const float* vals, int64_t 
 void MultiQueryScoresAvx512(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
                             float* scores, int64_t lds, bool accumulate) {
   const int64_t S4 = C % 8 == 0 ? S & ~int64_t{3} : 0;
-  Scores<false>(q, ldq, keys, C, q, ldq, keys, 0, M, S4, scores, lds, accumulate);
+  ScoreQuads<false>(q, ldq, keys, C, q, ldq, keys, 0, M, S4, S, scores, lds, accumulate);
   if (S4 < S) MultiQueryScoresAvx2(q, M, ldq, keys + S4 * C, S - S4, C, scores + S4, lds, accumulate);
 }
 
@@ -172,7 +138,7 @@ void MultiQueryScoresTwoPartAvx512(const float* q1, int64_t ldq1, const float* k
                                    int64_t ldq2, const float* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
                                    int64_t lds) {
   const int64_t S4 = C1 % 8 == 0 && C2 % 8 == 0 ? S & ~int64_t{3} : 0;
-  Scores<true>(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S4, scores, lds, false);
+  ScoreQuads<true>(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S4, S, scores, lds, false);
   if (S4 < S)
     MultiQueryScoresTwoPartAvx2(q1, ldq1, keys1 + S4 * C1, C1, q2, ldq2, keys2 + S4 * C2, C2, M, S - S4, scores + S4,
                                 lds);
