@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -104,7 +105,7 @@ Status WriteRandomCheckpoint(const ModelConfig& config, const std::string& out_d
   if (options.dtype != DType::kF32 && options.dtype != DType::kBF16)
     return Status::Invalid("init writes F32 or BF16 weights, not " + std::string(DTypeName(options.dtype)));
   if (!IsDirectory(out_dir) && ::mkdir(out_dir.c_str(), 0755) != 0)
-    return Status::Runtime(out_dir + ": cannot create directory");
+    return Status::Runtime(out_dir + ": cannot create directory: " + std::strerror(errno));
   ModelConfig c = config;
   c.torch_dtype = options.dtype == DType::kF32 ? "float32" : "bfloat16";
   c.quant_method = QuantMethod::kNone;

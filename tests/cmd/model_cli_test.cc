@@ -136,6 +136,16 @@ TEST(InitCli, ShardedOutputLoads) {
   EXPECT_EQ(l.exit_code, 0) << l.err;
 }
 
+// An output directory whose parent is missing: the error names the directory and says why.
+TEST(InitCli, MissingParentDirectoryIsNamedWithTheReason) {
+  testing::TempDir dir;
+  const std::string out = dir.Join("no/such/parent");
+  auto r = RunDsv3({"init", "--config", testing::SourceDir() + "/configs/models/tiny-v3.yaml", "--out", out});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find(out + ": cannot create directory: No such file or directory"), std::string::npos) << r.err;
+  EXPECT_FALSE(IsDirectory(out));
+}
+
 TEST(Cli, UsageErrorsExitTwo) {
   EXPECT_EQ(RunDsv3({"nosuchcommand"}).exit_code, 2);
   EXPECT_EQ(RunDsv3({"logits", "--bogus-flag"}).exit_code, 2);
