@@ -50,7 +50,8 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir, const Model
   }
   m->transformer_ = std::make_unique<Transformer>(m->config_, weights, t);
   m->slot_tokens_.assign(static_cast<size_t>(options.batch_size), {});
-  m->logits_buf_.resize(static_cast<size_t>(std::min(options.max_logit_rows, options.max_step_tokens) * m->config_.vocab_size));
+  m->logits_buf_.reset(new float[static_cast<size_t>(std::min(options.max_logit_rows, options.max_step_tokens) *
+                                                    m->config_.vocab_size)]);
   return m;
 }
 
@@ -106,8 +107,8 @@ void Model::Feed(std::vector<Pending>& pending, const std::function<void(size_t,
     if (chunks.empty()) return;
     tokens_fed_ += N;
     ++forward_steps_;
-    transformer_->Forward(step_tokens.data(), chunks, rows, logits_buf_.data());
-    for (size_t r = 0; r < rows.size(); ++r) on_row(owners[r].first, owners[r].second, logits_buf_.data() + r * V);
+    transformer_->Forward(step_tokens.data(), chunks, rows, logits_buf_.get());
+    for (size_t r = 0; r < rows.size(); ++r) on_row(owners[r].first, owners[r].second, logits_buf_.get() + r * V);
   }
 }
 
