@@ -21,6 +21,7 @@ namespace dsv3::cpu {
 namespace {
 
 #include "engine/kernels/cpu/isa_common.inc"
+#include "engine/kernels/cpu/isa_avx512.inc"
 
 // Eight floats in both halves (one vbroadcastf64x4 from memory).
 inline __m512 Twice8(const float* p) {
@@ -31,8 +32,6 @@ inline __m512 PairRows(const float* a, const float* b) {
   return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_loadu_pd(reinterpret_cast<const double*>(a))),
                                              _mm256_loadu_pd(reinterpret_cast<const double*>(b)), 1));
 }
-inline __m256 Low8(__m512 v) { return _mm512_castps512_ps256(v); }
-inline __m256 High8(__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); }
 
 // acc[j][0] += q[j] · keys rows (0, 1), acc[j][1] += rows (2, 3), eight columns at a time.
 template <int NQ>
@@ -57,9 +56,7 @@ void ScoreTile(const float* const* q1, const float* keys1, int64_t C1, const flo
   QuadSteps<NQ>(acc, q1, keys1, C1);
   if (kTwo) QuadSteps<NQ>(acc, q2, keys2, C2);
   for (int j = 0; j < NQ; ++j) {
-    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(Low8(acc[j][0]), High8(acc[j][0])),
-                                    _mm256_hadd_ps(Low8(acc[j][1]), High8(acc[j][1])));
-    __m128 d = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));  // key i's sum in lane i
+    __m128 d = QuadSums(acc[j][0], acc[j][1]);  // key i's sum in lane i
     if (accumulate) d = _mm_add_ps(d, _mm_loadu_ps(out[j]));
     _mm_storeu_ps(out[j], d);
   }

@@ -26,14 +26,7 @@ namespace dsv3::cpu {
 namespace {
 
 #include "engine/kernels/cpu/isa_common.inc"
-
-// v in both halves, and the upper half (vinsertf64x4 / vextractf64x4: AVX512F, where the
-// 32x8 forms need DQ).
-inline __m512 Twice(__m256 v) {
-  const __m256d d = _mm256_castps_pd(v);
-  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(d), d, 1));
-}
-inline __m256 High8(__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); }
+#include "engine/kernels/cpu/isa_avx512.inc"
 
 // Sixteen e4m3 bytes (eight columns of two rows) as float32 E4M3ToF32(q) · 2^-120, exactly
 // linear_avx2.cc's Fp8Tiny: the sign to bit 31, exponent and mantissa to bits 26..20.
@@ -86,7 +79,7 @@ bool Fp8Tile(const RawWeight& w, int64_t r, const float* x, int64_t prefetch, fl
   }
   bool finite = true;
   for (int p = 0; p < kTileRows / 2; ++p) {
-    out[2 * p] = HorizontalSum(_mm512_castps512_ps256(acc[p]));
+    out[2 * p] = HorizontalSum(Low8(acc[p]));
     out[2 * p + 1] = HorizontalSum(High8(acc[p]));
     finite = finite && __builtin_isfinite(out[2 * p]) && __builtin_isfinite(out[2 * p + 1]);
   }
@@ -137,7 +130,7 @@ void Panel8(const float* wt, int64_t K, const float* x, int64_t ldx, float* y, i
   for (int j = 0; j < N; ++j)
     for (int p = 0; p < 4; ++p) {
       float* o = y + j * ldy + 2 * p;
-      const float a = HorizontalSum(_mm512_castps512_ps256(acc[p][j])), b = HorizontalSum(High8(acc[p][j]));
+      const float a = HorizontalSum(Low8(acc[p][j])), b = HorizontalSum(High8(acc[p][j]));
       o[0] = accumulate ? o[0] + a : a;
       o[1] = accumulate ? o[1] + b : b;
     }
@@ -203,15 +196,15 @@ __attribute__((always_inline)) inline __m512 EightOfTwo(const uint8_t* a, const 
 }
 
 // Row r's group scales (FP8: 256 · scale, as Fp8Format::ActScale) and zero points (INT4: the
-// stored one or 8) as float32, for groups [0, n) (and perhaps a few more), into s and z.
+// stored one or 8) as float32, for groups [g0, g0 + n) (and perhaps a few more), into s and z.
 // Sixteen groups per load while a whole vector stays inside the scale tensor, then one at a
 // time: a masked load (vmovdqu16 with a mask) here stalled each row behind the stores of the
 // one before, and cold rows then streamed at a few GB/s (12 heads' INT4 rows from DRAM, one
 // thread: 30 -> 16 us).
 template <RowFormat F>
-void RowGroups(const RawWeight& w, int64_t r, int64_t n, float* s, float* z) {
+void RowGroups(const RawWeight& w, int64_t r, int64_t g0, int64_t n, float* s, float* z) {
   const bool int4 = F == RowFormat::kInt4;
-  const int64_t base = (int4 ? r : r / w.block_out) * w.scale_cols;
+  const int64_t base = (int4 ? r : r / w.block_out) * w.scale_cols + g0;
   const int64_t total = (int4 ? w.rows : (w.rows + w.block_out - 1) / w.block_out) * w.scale_cols;
   int64_t g = 0;
   for (; g < n && base + g + 16 <= total; g += 16) {
@@ -239,26 +232,35 @@ void RowGroups(const RawWeight& w, int64_t r, int64_t n, float* s, float* z) {
 
 inline const uint8_t* RowAt(const RawWeight& w, int64_t r) { return static_cast<const uint8_t*>(w.data) + r * w.row_bytes; }
 
-// out[c0, c0 + 16V) = Σ_s p[s] · W[r0 + s][c0, c0 + 16V), one chain per element in row order.
-template <RowFormat F, int V>
+// out[c0, c0 + 16V) = Σ_s p[s] · W[r0 + s][c0, c0 + 16V), one chain per element in row order
+// (kEight: the last eight columns, V = 1, as the low half of a row paired with itself). A row's
+// table holds the groups of these columns only.
+template <RowFormat F, int V, bool kEight = false>
 void WeightedColumns16(const float* p, const RawWeight& w, int64_t r0, int64_t S, int64_t c0, float* out) {
-  const int64_t groups = (w.cols + w.block_in - 1) / w.block_in;
-  int64_t g[V];
-  for (int v = 0; v < V; ++v) g[v] = (c0 + 16 * v) / w.block_in;
+  const int64_t g0 = c0 / w.block_in, groups = (c0 + (kEight ? 8 : 16 * V) - 1) / w.block_in - g0 + 1;
+  int64_t g[V];  // each vector's group in the table
+  for (int v = 0; v < V; ++v) g[v] = (c0 + 16 * v) / w.block_in - g0;
   alignas(64) float s_tab[kMaxRowGroups + 16], z_tab[kMaxRowGroups + 16];
   __m512 acc[V];
   for (int v = 0; v < V; ++v) acc[v] = _mm512_setzero_ps();
   for (int64_t s = 0; s < S; ++s) {
     const uint8_t* row = RowAt(w, r0 + s);
-    if (F != RowFormat::kBF16) RowGroups<F>(w, r0 + s, groups, s_tab, z_tab);
+    if (F != RowFormat::kBF16) RowGroups<F>(w, r0 + s, g0, groups, s_tab, z_tab);
     const __m512 ps = _mm512_set1_ps(p[s]);
     for (int v = 0; v < V; ++v) {
       const __m512 sv = F == RowFormat::kBF16 ? ps : _mm512_set1_ps(s_tab[g[v]]);
       const __m512 zv = F == RowFormat::kInt4 ? _mm512_set1_ps(z_tab[g[v]]) : sv;
-      acc[v] = _mm512_fmadd_ps(ps, Sixteen<F>(row, c0 + 16 * v, sv, zv), acc[v]);
+      const __m512 wv = kEight ? EightOfTwo<F>(row, row, c0, sv, zv) : Sixteen<F>(row, c0 + 16 * v, sv, zv);
+      acc[v] = _mm512_fmadd_ps(ps, wv, acc[v]);
     }
   }
-  for (int v = 0; v < V; ++v) _mm512_storeu_ps(out + c0 + 16 * v, acc[v]);
+  for (int v = 0; v < V; ++v) {
+    if (kEight) {
+      _mm256_storeu_ps(out + c0, Low8(acc[v]));
+    } else {
+      _mm512_storeu_ps(out + c0 + 16 * v, acc[v]);
+    }
+  }
 }
 
 template <RowFormat F>
@@ -268,19 +270,7 @@ void RowsWeightedSum512(const float* p, const RawWeight& w, int64_t r0, int64_t 
   for (; c0 + 256 <= C; c0 += 256) WeightedColumns16<F, 16>(p, w, r0, S, c0, out);
   for (; c0 + 64 <= C; c0 += 64) WeightedColumns16<F, 4>(p, w, r0, S, c0, out);
   for (; c0 + 16 <= C; c0 += 16) WeightedColumns16<F, 1>(p, w, r0, S, c0, out);
-  if (c0 < C) {  // the last eight columns: the low halves of a row paired with itself
-    const int64_t groups = (C + w.block_in - 1) / w.block_in, g = c0 / w.block_in;
-    alignas(64) float s_tab[kMaxRowGroups + 16], z_tab[kMaxRowGroups + 16];
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t s = 0; s < S; ++s) {
-      const uint8_t* row = RowAt(w, r0 + s);
-      if (F != RowFormat::kBF16) RowGroups<F>(w, r0 + s, groups, s_tab, z_tab);
-      const __m512 sv = _mm512_set1_ps(F == RowFormat::kBF16 ? 1.0f : s_tab[g]);
-      const __m512 zv = _mm512_set1_ps(F == RowFormat::kInt4 ? z_tab[g] : 0.0f);
-      acc = _mm512_fmadd_ps(_mm512_set1_ps(p[s]), EightOfTwo<F>(row, row, c0, sv, zv), acc);
-    }
-    _mm256_storeu_ps(out + c0, _mm512_castps512_ps256(acc));
-  }
+  if (c0 < C) WeightedColumns16<F, 1, true>(p, w, r0, S, c0, out);  // C % 16 == 8
 }
 
 // Both halves' scales (or zero points) at group g: row a's in lanes 0-7, row b's in 8-15.
@@ -297,7 +287,7 @@ void RowChains(const float* q, const RawWeight& w, int64_t r, __m512* acc) {
   const uint8_t* row[R];
   for (int i = 0; i < R; ++i) {
     row[i] = RowAt(w, r + i);
-    if (F != RowFormat::kBF16) RowGroups<F>(w, r + i, groups, s_tab[i], z_tab[i]);
+    if (F != RowFormat::kBF16) RowGroups<F>(w, r + i, 0, groups, s_tab[i], z_tab[i]);
   }
   constexpr int b = R == 4 ? 1 : 0, c2 = R == 4 ? 2 : 0, d = R == 4 ? 3 : 0;  // the rows of the pairs
   acc[0] = acc[1] = _mm512_setzero_ps();
@@ -327,13 +317,11 @@ void RowScores512(const float* q, const RawWeight& w, int64_t r0, int64_t S, flo
   __m512 acc[2];
   for (; s + 4 <= S; s += 4) {
     RowChains<F, 4>(q, w, r0 + s, acc);
-    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(_mm512_castps512_ps256(acc[0]), High8(acc[0])),
-                                    _mm256_hadd_ps(_mm512_castps512_ps256(acc[1]), High8(acc[1])));
-    _mm_storeu_ps(scores + s, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+    _mm_storeu_ps(scores + s, QuadSums(acc[0], acc[1]));
   }
   for (; s < S; ++s) {
     RowChains<F, 1>(q, w, r0 + s, acc);
-    scores[s] = HorizontalSum(_mm512_castps512_ps256(acc[0])) + 0.0f;  // as RowScores' single rows
+    scores[s] = HorizontalSum(Low8(acc[0])) + 0.0f;  // as RowScores' single rows
   }
 }
 

@@ -36,6 +36,7 @@ namespace dsv3::cpu {
 namespace {
 
 #include "engine/kernels/cpu/isa_common.inc"
+#include "engine/kernels/cpu/isa_avx512.inc"
 
 // ---- INT8: the tiles of linear_q8_int8.inc, the block sums by vpdpbusd ---------------------
 
@@ -352,9 +353,6 @@ void QGemm(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, f
 
 // ---- INT4, one token: rows in pairs, sixteen blocks of a row per step -----------------------
 
-// Lanes 8..15 (vextractf64x4: AVX512F, where vextractf32x8 needs DQ).
-inline __m256 High8(__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); }
-
 // One row against the token: where its weights, groups and the activations are.
 struct Int4RowArgs {
   const uint8_t* row;
@@ -483,7 +481,7 @@ __attribute__((always_inline)) inline void Int4Step(const Int4RowArgs& a, int64_
   }
   const __m512 exact = _mm512_cvtepi32_ps(_mm512_sub_epi32(dot, _mm512_mullo_epi32(zero, sv)));
   const __m512 sd = _mm512_mul_ps(scale, dv);
-  *acc = _mm256_fmadd_ps(_mm512_castps512_ps256(exact), _mm512_castps512_ps256(sd), *acc);
+  *acc = _mm256_fmadd_ps(Low8(exact), Low8(sd), *acc);
   if (kFull || n > 8) *acc = _mm256_fmadd_ps(High8(exact), High8(sd), *acc);
 }
 
