@@ -250,8 +250,11 @@ void WeightedColumns16(const float* p, const RawWeight& w, int64_t r0, int64_t S
     for (int v = 0; v < V; ++v) {
       const __m512 sv = F == RowFormat::kBF16 ? ps : _mm512_set1_ps(s_tab[g[v]]);
       const __m512 zv = F == RowFormat::kInt4 ? _mm512_set1_ps(z_tab[g[v]]) : sv;
-      const __m512 wv = kEight ? EightOfTwo<F>(row, row, c0, sv, zv) : Sixteen<F>(row, c0 + 16 * v, sv, zv);
-      acc[v] = _mm512_fmadd_ps(ps, wv, acc[v]);
+      if constexpr (kEight) {
+        acc[v] = _mm512_fmadd_ps(ps, EightOfTwo<F>(row, row, c0, sv, zv), acc[v]);
+      } else {
+        acc[v] = _mm512_fmadd_ps(ps, Sixteen<F>(row, c0 + 16 * v, sv, zv), acc[v]);
+      }
     }
   }
   for (int v = 0; v < V; ++v) {
