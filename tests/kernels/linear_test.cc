@@ -274,6 +274,56 @@ TEST_F(LinearKernelTest, Avx2ConvertsEveryWeightExactlyAsDequantizeRows) {
   }
 }
 
+// With AVX-512 the GEMM's eight-row tiles hold two rows per vector and sum a tile's rows for two
+// tokens at once. Against unit vectors every weight of the panel is DequantizeRows' value;
+// against random activations each token gets the one-token GEMV's bits, at every token count
+// (odd ones leave a token alone in the last sum; 53 and 70 at K = 2048 make two and three token
+// blocks), through strides and accumulation, with rows past the last whole eight-row tile left
+// to the AVX2 tiles. INT8 in 5-row scale blocks: a pair of rows may straddle two.
+TEST_F(LinearKernelTest, Avx512PanelGivesDequantizeRowsAndTheGemvBits) {
+  if (!GetCpuFeatures().HasAvx512VnniSet()) GTEST_SKIP() << "no AVX-512 (" << GetCpuFeatures().ToString() << ")";
+  SetLinearKernel(LinearKernel::kAvx512);
+  const int64_t rows = 45, cols = 96;
+  std::vector<std::pair<std::string, OwnedWeight>> weights;
+  weights.emplace_back("BF16", MakeWeight(DType::kBF16, rows, cols, 71));
+  weights.emplace_back("F8_E4M3 8x8", MakeWeight(DType::kF8E4M3, rows, cols, 72, 8));
+  weights.emplace_back("F8_E4M3 128x128", MakeWeight(DType::kF8E4M3, rows, cols, 73, 128));
+  weights.emplace_back("int8 5x24 blocks", MakeIntWeight(false, rows, cols, 74, 24, true, 5));
+  weights.emplace_back("int8 per channel", MakeIntWeight(false, rows, cols, 75, cols, true));
+  weights.emplace_back("int4 g8 zero points", MakeIntWeight(true, rows, cols, 76, 8, false));
+  weights.emplace_back("int4 g32", MakeIntWeight(true, rows, cols, 77, 32, true));
+  weights.emplace_back("int4 g64, K 2048", MakeIntWeight(true, rows, 2048, 78, 64, true));
+  for (const auto& [name, w] : weights) {
+    const int64_t K = w.m.cols();
+    if (K == cols) {  // unit vectors: one token per column
+      std::vector<float> expected(static_cast<size_t>(rows * K));
+      DequantizeRows(w.m, 0, rows, expected.data());
+      std::vector<float> eye(static_cast<size_t>(K * K), 0.0f), gemm(static_cast<size_t>(K * rows));
+      for (int64_t k = 0; k < K; ++k) eye[k * K + k] = 1.0f;
+      Linear(eye.data(), K, w.m, gemm.data());
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t r = 0; r < rows; ++r)
+          ASSERT_EQ(gemm[k * rows + r], expected[r * K + k]) << name << " row " << r << " column " << k;
+    }
+    for (int64_t T : {9, 10, 11, 13, 48, 53, 70}) {
+      const auto x = RandomVector(T * K, 80 + static_cast<uint32_t>(T));
+      std::vector<float> all(static_cast<size_t>(T * rows)), one(static_cast<size_t>(rows));
+      Linear(x.data(), T, w.m, all.data());
+      const int64_t ldy = rows + 6;
+      std::vector<float> added(static_cast<size_t>(T * ldy), 0.25f);
+      LinearRows(x.data(), T, w.m, 0, rows, added.data() + 3, ldy, true);
+      for (int64_t t = 0; t < T; ++t) {
+        Linear(x.data() + t * K, 1, w.m, one.data());
+        for (int64_t r = 0; r < rows; ++r) {
+          ASSERT_EQ(all[t * rows + r], one[r]) << name << " T=" << T << " token " << t << " row " << r;
+          ASSERT_EQ(added[t * ldy + 3 + r], 0.25f + one[r]) << name << " accumulated, T=" << T << " token " << t << " row " << r;
+        }
+        for (int64_t j : {int64_t{0}, int64_t{1}, int64_t{2}, ldy - 3, ldy - 2, ldy - 1}) ASSERT_EQ(added[t * ldy + j], 0.25f) << name << " wrote outside its rows";
+      }
+    }
+  }
+}
+
 // FP8 decode reads each e4m3 byte as a float32 2^120 times too small (subnormal for e4m3's
 // subnormals) against activations scaled up to match, and redoes a tile whose scaled
 // activations overflowed (|x · scale| >= 256) the way the GEMM computes it. Every byte value

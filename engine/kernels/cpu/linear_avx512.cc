@@ -99,6 +99,28 @@ void Fp8Decode(const float* x, const RawWeight& w, int64_t r0, int64_t r1, float
   }
 }
 
+// HorizontalSum (isa_common.inc) of sixteen 8-lane chains at once, by the same tree: a[p] holds
+// one token's rows 2p | 2p+1, b[p] another's; lanes 0-7 of the result are the first token's
+// eight row sums in order, lanes 8-15 the second's. One chain at a time (an extract and five
+// operations each, sixteen per four tokens) took ~10% of a 512-deep call: with this and the
+// activations' one-load broadcast, a 64-row panel against 48 tokens, one thread, from L2:
+// K = 512 184-186 -> 203-205 GFLOP/s, K = 1536 185-196 -> 193-206 (peak ~220).
+inline __m512 EightRowSumsOfTwo(const __m512* a, const __m512* b) {
+  // Per chain, lanes [0, 4) + lanes [4, 8): rows 0-3, then rows 4-7, one row per 128-bit lane.
+  const auto fold = [](__m512 u, __m512 v) {
+    return _mm512_add_ps(_mm512_shuffle_f32x4(u, v, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(u, v, _MM_SHUFFLE(3, 1, 3, 1)));
+  };
+  // Then s0 + s2 and s1 + s3 of rows i and i + 4 in 128-bit lane i.
+  const auto pairs = [&](const __m512* acc) {
+    const __m512 low = fold(acc[0], acc[1]), high = fold(acc[2], acc[3]);
+    return _mm512_add_ps(_mm512_shuffle_ps(low, high, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_ps(low, high, _MM_SHUFFLE(3, 2, 3, 2)));
+  };
+  const __m512 ta = pairs(a), tb = pairs(b);
+  // (s0 + s2) + (s1 + s3): lane i holds rows i and i + 4 of a, then of b.
+  const __m512 sums = _mm512_add_ps(_mm512_shuffle_ps(ta, tb, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_ps(ta, tb, _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), sums);
+}
+
 // Eight panel rows (four pairs) against N tokens: linear_avx2.cc's MicroKernel<8, N>, two rows
 // per vector.
 template <int N>
@@ -115,7 +137,7 @@ void Panel8(const float* wt, int64_t K, const float* x, int64_t ldx, float* y, i
   };
   for (int64_t k = 0; k < K8; k += 8) {
     __m512 xv[N];
-    for (int j = 0; j < N; ++j) xv[j] = Twice(_mm256_loadu_ps(x + j * ldx + k));
+    for (int j = 0; j < N; ++j) xv[j] = Twice(_mm256_loadu_ps(x + j * ldx + k));  // one vbroadcastf64x4 from memory
     step(k, xv);
   }
   if (K8 < K) {  // the panel is zero-padded; the activations past K read as zero
@@ -127,13 +149,17 @@ void Panel8(const float* wt, int64_t K, const float* x, int64_t ldx, float* y, i
     }
     step(K8, xv);
   }
-  for (int j = 0; j < N; ++j)
-    for (int p = 0; p < 4; ++p) {
-      float* o = y + j * ldy + 2 * p;
-      const float a = HorizontalSum(Low8(acc[p][j])), b = HorizontalSum(High8(acc[p][j]));
-      o[0] = accumulate ? o[0] + a : a;
-      o[1] = accumulate ? o[1] + b : b;
-    }
+  for (int j = 0; j < N; j += 2) {
+    const int j2 = j + 1 < N ? j + 1 : j;
+    const __m512 a[4] = {acc[0][j], acc[1][j], acc[2][j], acc[3][j]};
+    const __m512 b[4] = {acc[0][j2], acc[1][j2], acc[2][j2], acc[3][j2]};
+    const __m512 sums = EightRowSumsOfTwo(a, b);
+    float* o = y + j * ldy;
+    _mm256_storeu_ps(o, accumulate ? _mm256_add_ps(_mm256_loadu_ps(o), Low8(sums)) : Low8(sums));
+    if (j2 == j) break;
+    o = y + j2 * ldy;
+    _mm256_storeu_ps(o, accumulate ? _mm256_add_ps(_mm256_loadu_ps(o), High8(sums)) : High8(sums));
+  }
 }
 
 // ---- Rows of a weight in place of attention's keys or values (decode's kv_b) ------------------
