@@ -55,6 +55,7 @@ void MoeScratch::Reserve(const ModelConfig& c, int64_t max_tokens) {
   const int64_t width = picks * c.moe_intermediate_size + max_tokens * c.n_shared_experts * c.moe_intermediate_size;
   router.Reserve(c, max_tokens);
   indices.resize(static_cast<size_t>(picks));
+  picked_rows.resize(static_cast<size_t>(picks));
   weights.resize(static_cast<size_t>(picks));
   gathered.resize(static_cast<size_t>(picks * D));
   expert_out.resize(static_cast<size_t>(picks * D));
@@ -117,15 +118,23 @@ void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64
   if (!shared) std::memset(out, 0, static_cast<size_t>(N * D) * sizeof(float));
   LinearJobs(jobs, kRowBlock);
 
-  // Weighted sum in expert order, as the reference adds them (per element, whatever the split).
-  ParallelFor(D, column_grain, [&](int64_t d0, int64_t d1) {
-    for (int64_t e = 0; e < c.n_routed_experts; ++e) {
-      const auto& tokens = s->per_expert[e];
-      for (size_t j = 0; j < tokens.size(); ++j) {
-        float* dst = out + tokens[j].first * D;
-        const float* src = s->expert_out.data() + (offset[e] + static_cast<int64_t>(j)) * D;
-        const float gw = tokens[j].second;
-        for (int64_t d = d0; d < d1; ++d) dst[d] += gw * src[d];
+  // Weighted sum in expert order, as the reference adds them, a token at a time: its row of out
+  // stays in L1 for its k rows (walking experts, each row came back k times from L3 or DRAM).
+  std::vector<std::pair<int64_t, float>>& rows = s->picked_rows;
+  std::vector<int64_t>& filled = s->picks_placed;
+  filled.assign(static_cast<size_t>(N), 0);
+  for (int64_t e = 0; e < c.n_routed_experts; ++e)
+    for (size_t j = 0; j < s->per_expert[e].size(); ++j) {
+      const int64_t t = s->per_expert[e][j].first;
+      rows[t * k + filled[t]++] = {offset[e] + static_cast<int64_t>(j), s->per_expert[e][j].second};
+    }
+  ParallelFor(N, picks >= kParallelPicks ? 1 : N, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      float* dst = out + t * D;
+      for (int64_t i = 0; i < k; ++i) {
+        const float* src = s->expert_out.data() + rows[t * k + i].first * D;
+        const float gw = rows[t * k + i].second;
+        for (int64_t d = 0; d < D; ++d) dst[d] += gw * src[d];
       }
     }
   });

@@ -22,6 +22,9 @@ struct MoeScratch {
   std::vector<std::vector<std::pair<int32_t, float>>> per_expert;  // token, weight
   // Picks stacked expert by expert: expert e's tokens are rows [offset[e], offset[e + 1]).
   std::vector<int64_t> offset;
+  // [N, k]: each token's rows of expert_out and their gate weights, in expert order.
+  std::vector<std::pair<int64_t, float>> picked_rows;
+  std::vector<int64_t> picks_placed;  // [N] each token's rows placed so far (filling picked_rows)
   // Each projection input as the kernels read it, prepared once for all its row blocks:
   // [0] the shared experts', [1 + e] routed expert e's.
   std::vector<LinearInput> inputs;

@@ -1,7 +1,8 @@
 // Engine behaviour beyond the goldens: sliding-window attention, thread-count invariance,
-// prefix reuse in scoring, sampling determinism, MoE routing rules, CUDA discovery.
+// prefix reuse in scoring, sampling determinism, MoE routing rules and sum order, CUDA discovery.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include <nlohmann/json.hpp>
@@ -10,8 +11,11 @@
 #include "engine/base/dtype.h"
 #include "engine/base/file.h"
 #include "engine/base/threads.h"
+#include "engine/kernels/cpu/cpu_features.h"
 #include "engine/kernels/cuda/device.h"
 #include "engine/kernels/ops.h"
+#include "engine/model/mlp.h"
+#include "engine/model/moe.h"
 #include "engine/model/moe_gate.h"
 #include "tests/testing/testing.h"
 
@@ -398,6 +402,54 @@ TEST(MoeGate, GreedySoftmaxDoesNotRenormalize) {
   const double z = std::exp(1.0) + std::exp(2.0) + 1 + std::exp(3.0);
   EXPECT_NEAR(w[0], std::exp(3.0) / z, 1e-6);
   EXPECT_NEAR(w[1], std::exp(2.0) / z, 1e-6);
+}
+
+// A token's MoE output is its shared experts' output plus each routed expert's, weighted, added
+// in expert order (DeepSeek's reference loops over experts), whichever tokens share a step and
+// however the sum is split: each expert here runs on the token alone (the fast kernels give one
+// token the bits of many), and the step's token counts take both the inline and parallel sums.
+TEST(MoeForward, EachTokenAddsItsExpertsInExpertOrderAfterTheSharedOnes) {
+  if (!GetCpuFeatures().HasAvx2Set()) GTEST_SKIP() << "needs the fast kernels (" << GetCpuFeatures().ToString() << ")";
+  ModelConfig c = NoauxTcRouter();
+  c.hidden_size = 40;
+  c.moe_intermediate_size = 24;
+  c.n_shared_experts = 1;
+  const int64_t D = c.hidden_size, I = c.moe_intermediate_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
+  std::vector<std::vector<float>> store;
+  store.reserve(64);
+  const auto matrix = [&](int64_t rows, int64_t cols, float scale) {
+    store.push_back(testing::RandomNormal(rows * cols, scale, static_cast<uint32_t>(store.size() + 1)));
+    WeightMatrix m;
+    m.w = TensorView{store.back().data(), DType::kF32, Shape{rows, cols}};
+    return m;
+  };
+  const auto mlp = [&]() { return MlpWeights{matrix(I, D, 0.3f), matrix(I, D, 0.3f), matrix(D, I, 0.3f)}; };
+  MoeWeights w;
+  w.gate = matrix(E, D, 0.5f);
+  for (int64_t e = 0; e < E; ++e) w.experts.push_back(mlp());
+  w.shared = mlp();
+  SetLinearKernel(LinearKernel::kAvx2);
+  for (int64_t N : {int64_t{3}, int64_t{37}}) {
+    const std::vector<float> x = testing::RandomNormal(N * D, 1.0f, 99 + static_cast<uint32_t>(N));
+    MoeScratch s;
+    s.Reserve(c, N);
+    std::vector<float> out(static_cast<size_t>(N * D));
+    MoeForward(c, w, x.data(), N, &s, out.data());
+    std::vector<float> gate(static_cast<size_t>(I)), up(static_cast<size_t>(I)), y(static_cast<size_t>(D)),
+        want(static_cast<size_t>(D));
+    for (int64_t t = 0; t < N; ++t) {
+      MlpForward(w.shared, x.data() + t * D, 1, gate.data(), up.data(), want.data(), false);
+      std::vector<std::pair<int32_t, float>> picks;
+      for (int64_t i = 0; i < k; ++i) picks.push_back({s.indices[t * k + i], s.weights[t * k + i]});
+      std::sort(picks.begin(), picks.end());
+      for (const auto& [e, gw] : picks) {
+        MlpForward(w.experts[e], x.data() + t * D, 1, gate.data(), up.data(), y.data(), false);
+        for (int64_t d = 0; d < D; ++d) want[d] += gw * y[d];
+      }
+      for (int64_t d = 0; d < D; ++d) ASSERT_EQ(out[t * D + d], want[d]) << "N=" << N << " token " << t << " element " << d;
+    }
+  }
+  SetLinearKernel(LinearKernel::kAuto);
 }
 
 TEST(Cuda, DeviceDiscoveryNeverFailsWithoutAGpu) {
