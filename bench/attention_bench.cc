@@ -106,6 +106,10 @@ void BM_MatMul(benchmark::State& state) {
     state.SkipWithError("CPU lacks AVX2");
     return;
   }
+  if (kernel == LinearKernel::kAvx512 && !GetCpuFeatures().HasAvx512VnniSet()) {
+    state.SkipWithError("CPU lacks AVX-512");
+    return;
+  }
   SetLinearKernel(kernel);
   const auto a = Random(M * K), b = Random(K * N);
   MatMulRhs packed;
@@ -120,7 +124,8 @@ void BM_MatMul(benchmark::State& state) {
   state.counters["FLOPS"] = benchmark::Counter(double(2 * M * K * N) * state.iterations(), benchmark::Counter::kIsRate);
 }
 void MatMulArgs(benchmark::internal::Benchmark* b) {
-  for (int k : {static_cast<int>(LinearKernel::kReference), static_cast<int>(LinearKernel::kAvx2)}) {
+  for (int k : {static_cast<int>(LinearKernel::kReference), static_cast<int>(LinearKernel::kAvx2),
+                static_cast<int>(LinearKernel::kAvx512)}) {
     b->Args({k, 96, 256, 64});
     b->Args({k, 12, 96, 4352});
     b->Args({k, 12, 4352, 64});

@@ -3,7 +3,7 @@
 // around its k block (256, and 0), column counts around its strip (16), B given either way,
 // strides wider than the rows, and the first rows / columns of a larger B. Then what the
 // attention relies on: a product's bits do not depend on how many rows or columns a call asks
-// for. Skips where the CPU lacks AVX2.
+// for; the AVX-512 tile gives the AVX2 tile's. Skips where the CPU lacks AVX2.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -120,10 +120,38 @@ TEST_F(MatMulTest, MatchesTheReference) {
   }
 }
 
+// With AVX-512 the tile takes two strips per row (512-bit vectors): the AVX2 tile's bits for row
+// counts around its 6 and 72, inner dimensions around its k block, column counts around one
+// and two strips (the last pair may be a lone strip, either may be cut), strides and a larger B.
+TEST_F(MatMulTest, Avx512GivesTheAvx2Bits) {
+  if (!GetCpuFeatures().HasAvx512VnniSet()) GTEST_SKIP() << "no AVX-512 (" << GetCpuFeatures().ToString() << ")";
+  uint32_t seed = 500;
+  for (int64_t M : {1, 5, 6, 7, 13, 80}) {
+    for (int64_t K : {0, 1, 9, 96, 300, 520}) {
+      for (int64_t N : {1, 15, 16, 17, 31, 32, 33, 40, 70}) {
+        const int64_t bK = K + 3, bN = N + 5, lda = K + 4, ldc = N + 3;
+        const auto b = Random(bK * bN, seed++), a = Random(M * lda, seed++), init = Random(M * ldc, seed++);
+        MatMulRhs packed;
+        PackMatMulRhs(b.data(), bK, bN, bN, false, &packed);
+        std::vector<float> avx2 = init, avx512 = init;
+        SetLinearKernel(LinearKernel::kAvx2);
+        MatMul(a.data(), M, K, lda, packed, N, avx2.data(), ldc);
+        SetLinearKernel(LinearKernel::kAvx512);
+        MatMul(a.data(), M, K, lda, packed, N, avx512.data(), ldc);
+        ASSERT_EQ(std::memcmp(avx2.data(), avx512.data(), avx2.size() * sizeof(float)), 0)
+            << "M=" << M << " K=" << K << " N=" << N;
+      }
+    }
+  }
+}
+
 // Prefill attention multiplies blocks of query rows against the columns their last query sees:
 // every element must come out as it would from one product over all rows and columns.
 TEST_F(MatMulTest, BitsDoNotDependOnTheRowsOrColumnsAsked) {
-  SetLinearKernel(LinearKernel::kAvx2);
+  std::vector<LinearKernel> kernels = {LinearKernel::kAvx2};
+  if (GetCpuFeatures().HasAvx512VnniSet()) kernels.push_back(LinearKernel::kAvx512);
+  for (const LinearKernel kernel : kernels) {
+  SetLinearKernel(kernel);
   const int64_t M = 50, K = 300, N = 70;
   const auto a = Random(M * K, 1), b = Random(K * N, 2);
   MatMulRhs packed;
@@ -138,9 +166,10 @@ TEST_F(MatMulTest, BitsDoNotDependOnTheRowsOrColumnsAsked) {
         MatMul(a.data() + m0 * K, rows, K, K, packed, cols, part.data(), cols);
         for (int64_t m = 0; m < rows; ++m)
           ASSERT_EQ(std::memcmp(part.data() + m * cols, whole.data() + (m0 + m) * N, cols * sizeof(float)), 0)
-              << "rows " << m0 << "+" << rows << ", " << cols << " columns: row " << m;
+              << LinearKernelName(kernel) << " rows " << m0 << "+" << rows << ", " << cols << " columns: row " << m;
       }
     }
+  }
   }
 }
 

@@ -214,6 +214,9 @@ void MultiQueryWeightedSumAvx512(const float* p, int64_t M, int64_t ldp, const f
 // MatMul (ops.h) with AVX2 + FMA (matmul_avx2.cc): b is MatMulRhs' strips, each [bK, 16].
 void MatMulAvx2(const float* a, int64_t M, int64_t K, int64_t lda, const float* b, int64_t bK, int64_t N, float* c,
                 int64_t ldc);
+// MatMulAvx2's result, bit for bit, on 512-bit vectors (matmul_avx512.cc; CpuFeatures::HasAvx512VnniSet).
+void MatMulAvx512(const float* a, int64_t M, int64_t K, int64_t lda, const float* b, int64_t bK, int64_t N, float* c,
+                  int64_t ldc);
 // GemvAvx2's result, bit for bit, with AVX-512 where it pays (linear_avx512.cc: FP8, one token;
 // the rest is GemvAvx2). CpuFeatures::HasAvx512VnniSet.
 void GemvAvx512(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,

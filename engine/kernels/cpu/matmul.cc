@@ -1,6 +1,6 @@
-// MatMul (ops.h): B packed in strips of 16 columns, then the AVX2 kernel when the CPU has it and
-// the Linear kernel family is not forced to the reference, else the reference twin below (Eigen
-// over the same strips; the tests compare the two).
+// MatMul (ops.h): B packed in strips of 16 columns, then the AVX2 kernel (or its AVX-512 form,
+// the same bits) when the CPU has it and the Linear kernel family is not forced to the
+// reference, else the reference twin below (Eigen over the same strips; the tests compare them).
 #include <Eigen/Core>
 
 #include <algorithm>
@@ -52,7 +52,12 @@ void PackMatMulRhs(const float* b, int64_t K, int64_t N, int64_t ldb, bool trans
 void MatMul(const float* a, int64_t M, int64_t K, int64_t lda, const MatMulRhs& b, int64_t N, float* c, int64_t ldc) {
   constexpr int64_t W = MatMulRhs::kStrip;
   if (M <= 0 || N <= 0) return;
-  if (UsesAvx2Kernels(ActiveLinearKernel())) {
+  const LinearKernel kernel = ActiveLinearKernel();
+  if (kernel == LinearKernel::kAvx512) {
+    cpu::MatMulAvx512(a, M, K, lda, b.strips(), b.K, N, c, ldc);
+    return;
+  }
+  if (UsesAvx2Kernels(kernel)) {
     cpu::MatMulAvx2(a, M, K, lda, b.strips(), b.K, N, c, ldc);
     return;
   }

@@ -1,0 +1,117 @@
+// MatMul (ops.h) with AVX-512 (compiled with those flags for this file only; matmul.cc picks it
+// for the avx512 kernel family): matmul_avx2.cc's outer-product tile on 512-bit vectors, two
+// strips at once. Six rows of a, each element broadcast, times one k-row of two 16-column
+// strips (a vector each), into 6 x 2 accumulators: twice the columns per FMA of the AVX2 tile for
+// the same loads. Every element of c is the same fma chain over k as there (a k block starts
+// from zero or continues from c), so the same bits.
+//
+// As in linear_avx2.cc, no standard-library templates or shared inline functions here.
+#include "engine/kernels/cpu/linear_kernels.h"
+
+#if defined(__AVX512F__) && defined(__FMA__)
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace dsv3::cpu {
+
+namespace {
+
+constexpr int64_t kStrip = 16;  // MatMulRhs::kStrip
+constexpr int64_t kRows = 6;    // rows of a per tile
+// matmul_avx2.cc's blocking: a k block of two strips is 32 KB and stays in L1 while every row
+// tile of the row block passes over it.
+constexpr int64_t kKc = 256;
+constexpr int64_t kMc = 72;
+
+// c[R, S strips] (first k block: =, later ones: the chain continues from c) of a[R, kb] · the
+// strips at strip and strip + stride; the last strip holds `cols` columns (mask `last`).
+template <int R, int S>
+void Tile(const float* a, int64_t lda, const float* strip, int64_t stride, int64_t kb, float* c, int64_t ldc,
+          __mmask16 last, bool first) {
+  const __mmask16 mask[2] = {S == 1 ? last : __mmask16(0xffff), last};
+  const bool whole = last == 0xffff;
+  __m512 acc[R][S];
+  for (int r = 0; r < R; ++r)
+    for (int s = 0; s < S; ++s) {
+      if (first) {
+        acc[r][s] = _mm512_setzero_ps();
+      } else if (whole) {
+        acc[r][s] = _mm512_loadu_ps(c + r * ldc + s * kStrip);
+      } else {
+        acc[r][s] = _mm512_maskz_loadu_ps(mask[s], c + r * ldc + s * kStrip);
+      }
+    }
+  for (int64_t k = 0; k < kb; ++k) {
+    __m512 b[S];
+    for (int s = 0; s < S; ++s) b[s] = _mm512_loadu_ps(strip + s * stride + k * kStrip);
+    for (int r = 0; r < R; ++r) {
+      const __m512 x = _mm512_set1_ps(a[r * lda + k]);
+      for (int s = 0; s < S; ++s) acc[r][s] = _mm512_fmadd_ps(x, b[s], acc[r][s]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int s = 0; s < S; ++s) {
+      if (whole) {
+        _mm512_storeu_ps(c + r * ldc + s * kStrip, acc[r][s]);
+      } else {
+        _mm512_mask_storeu_ps(c + r * ldc + s * kStrip, mask[s], acc[r][s]);
+      }
+    }
+}
+
+template <int S>
+void TileRows(int64_t rows, const float* a, int64_t lda, const float* strip, int64_t stride, int64_t kb, float* c,
+              int64_t ldc, __mmask16 last, bool first) {
+  switch (rows) {
+    case 6: Tile<6, S>(a, lda, strip, stride, kb, c, ldc, last, first); break;
+    case 5: Tile<5, S>(a, lda, strip, stride, kb, c, ldc, last, first); break;
+    case 4: Tile<4, S>(a, lda, strip, stride, kb, c, ldc, last, first); break;
+    case 3: Tile<3, S>(a, lda, strip, stride, kb, c, ldc, last, first); break;
+    case 2: Tile<2, S>(a, lda, strip, stride, kb, c, ldc, last, first); break;
+    case 1: Tile<1, S>(a, lda, strip, stride, kb, c, ldc, last, first); break;
+  }
+}
+
+}  // namespace
+
+void MatMulAvx512(const float* a, int64_t M, int64_t K, int64_t lda, const float* b, int64_t bK, int64_t N, float* c,
+                  int64_t ldc) {
+  const int64_t strips = (N + kStrip - 1) / kStrip;
+  if (K <= 0) {  // an empty sum: zeros
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) c[m * ldc + n] = 0.0f;
+    return;
+  }
+  for (int64_t k0 = 0; k0 < K; k0 += kKc) {
+    const int64_t kb = K - k0 < kKc ? K - k0 : kKc;
+    for (int64_t m0 = 0; m0 < M; m0 += kMc) {
+      const int64_t m1 = M - m0 < kMc ? M : m0 + kMc;
+      for (int64_t j = 0; j < strips; j += 2) {
+        const int64_t pair = strips - j < 2 ? 1 : 2;
+        const float* strip = b + (j * bK + k0) * kStrip;
+        const int64_t cols = N - (j + pair - 1) * kStrip < kStrip ? N - (j + pair - 1) * kStrip : kStrip;
+        const __mmask16 last = static_cast<__mmask16>((1u << cols) - 1);
+        for (int64_t m = m0; m < m1; m += kRows) {
+          const int64_t rows = m1 - m < kRows ? m1 - m : kRows;
+          float* cm = c + m * ldc + j * kStrip;
+          if (pair == 2) {
+            TileRows<2>(rows, a + m * lda + k0, lda, strip, bK * kStrip, kb, cm, ldc, last, k0 == 0);
+          } else {
+            TileRows<1>(rows, a + m * lda + k0, lda, strip, bK * kStrip, kb, cm, ldc, last, k0 == 0);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace dsv3::cpu
+
+#else  // built without the flags (not x86-64): the dispatcher never selects this.
+
+namespace dsv3::cpu {
+void MatMulAvx512(const float*, int64_t, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t) {}
+}  // namespace dsv3::cpu
+
+#endif
