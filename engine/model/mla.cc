@@ -153,10 +153,14 @@ void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vecto
 // The form a chunk of T queries over S keys uses: the forced one, or for kAuto the one with
 // fewer multiply-adds per head (absorbed: fold W_uk into T queries, scores and weighted sum
 // over C-wide latents, W_uv on T outputs; naive: expand S keys and values, then attention
-// at the head widths).
+// at the head widths). A single query is always absorbed: it reads kv_b where it is stored,
+// while the expanded form needs kv_b in float32 (a whole matrix converted per layer when the
+// checkpoint stores it quantized: ~0.5 ms a layer for the first token of a sequence, where the
+// FLOP counts, S = 1, differ by 2%).
 AttnImpl ChooseAttnForm(const ModelConfig& c, AttnImpl impl, int64_t T, int64_t S) {
   const int64_t nope = c.qk_nope_head_dim, R = c.qk_rope_head_dim, vd = c.v_head_dim, C = c.kv_lora_rank;
   if (impl != AttnImpl::kAuto) return impl;
+  if (T == 1) return AttnImpl::kAbsorb;
   const int64_t absorbed = T * nope * C + T * S * (C + R) + T * S * C + T * C * vd;
   const int64_t naive = S * C * (nope + vd) + T * S * (nope + R) + T * S * vd;
   return naive < absorbed ? AttnImpl::kNaive : AttnImpl::kAbsorb;

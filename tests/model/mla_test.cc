@@ -26,7 +26,7 @@ ModelConfig V3Attention() {
 
 TEST(ChooseAttnFormTest, DecodeAndShortChunksUseTheAbsorbedForm) {
   const ModelConfig c = V3Attention();
-  for (int64_t S : {2, 100, 4096, 131072}) EXPECT_EQ(ChooseAttnForm(c, AttnImpl::kAuto, 1, S), AttnImpl::kAbsorb) << S;
+  for (int64_t S : {1, 2, 100, 4096, 131072}) EXPECT_EQ(ChooseAttnForm(c, AttnImpl::kAuto, 1, S), AttnImpl::kAbsorb) << S;
   EXPECT_EQ(ChooseAttnForm(c, AttnImpl::kAuto, 16, 4096), AttnImpl::kAbsorb);
 }
 
