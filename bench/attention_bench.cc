@@ -32,6 +32,10 @@ void BM_MultiQuery(benchmark::State& state) {
     state.SkipWithError("CPU lacks AVX2");
     return;
   }
+  if (kernel == LinearKernel::kAvx512 && !GetCpuFeatures().HasAvx512VnniSet()) {
+    state.SkipWithError("CPU lacks AVX-512");
+    return;
+  }
   SetLinearKernel(kernel);
   const auto queries = Random(M * (weighted_sum ? S : C)), cache = Random(S * C);
   std::vector<float> out(static_cast<size_t>(M * (weighted_sum ? C : S)));
@@ -51,7 +55,8 @@ void BM_MultiQuery(benchmark::State& state) {
 
 void Args(benchmark::internal::Benchmark* b) {
   for (int op : {0, 1})
-    for (int k : {static_cast<int>(LinearKernel::kReference), static_cast<int>(LinearKernel::kAvx2)}) {
+    for (int k : {static_cast<int>(LinearKernel::kReference), static_cast<int>(LinearKernel::kAvx2),
+                  static_cast<int>(LinearKernel::kAvx512)}) {
       b->Args({op, k, 6, 4096, 256});
       b->Args({op, k, 12, 128, 256});  // one decode span of bench-v3-mini: 12 heads, 128 positions
       b->Args({op, k, 12, 128, 32});   // its rope part
