@@ -17,12 +17,7 @@ namespace dsv3::cpu {
 
 namespace {
 
-constexpr int64_t kStrip = 16;  // MatMulRhs::kStrip
-constexpr int64_t kRows = 6;    // rows of a per tile
-// A block of k: one strip's [kKc, 16] floats (16 KB) stay in L1 while every row tile of the
-// row block passes over them; the row block's [kMc, kKc] of a (~72 KB) stays in L2.
-constexpr int64_t kKc = 256;
-constexpr int64_t kMc = 72;
+#include "engine/kernels/cpu/matmul_blocks.inc"
 
 // The mask of the first `cols` of 8 lanes.
 inline __m256i LaneMask(int64_t cols) {
@@ -70,8 +65,8 @@ void Tile(const float* a, int64_t lda, const float* strip, int64_t kb, float* c,
   }
 }
 
-void TileRows(int64_t rows, const float* a, int64_t lda, const float* strip, int64_t kb, float* c, int64_t ldc,
-              int64_t cols, bool first) {
+void StripTile(int64_t rows, int64_t, const float* a, int64_t lda, const float* strip, int64_t, int64_t kb, float* c,
+               int64_t ldc, int64_t cols, bool first) {
   switch (rows) {
     case 6: Tile<6>(a, lda, strip, kb, c, ldc, cols, first); break;
     case 5: Tile<5>(a, lda, strip, kb, c, ldc, cols, first); break;
@@ -86,26 +81,7 @@ void TileRows(int64_t rows, const float* a, int64_t lda, const float* strip, int
 
 void MatMulAvx2(const float* a, int64_t M, int64_t K, int64_t lda, const float* b, int64_t bK, int64_t N, float* c,
                 int64_t ldc) {
-  const int64_t strips = (N + kStrip - 1) / kStrip;
-  if (K <= 0) {  // an empty sum: zeros
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) c[m * ldc + n] = 0.0f;
-    return;
-  }
-  for (int64_t k0 = 0; k0 < K; k0 += kKc) {
-    const int64_t kb = K - k0 < kKc ? K - k0 : kKc;
-    for (int64_t m0 = 0; m0 < M; m0 += kMc) {
-      const int64_t m1 = M - m0 < kMc ? M : m0 + kMc;
-      for (int64_t j = 0; j < strips; ++j) {
-        const float* strip = b + (j * bK + k0) * kStrip;
-        const int64_t cols = N - j * kStrip < kStrip ? N - j * kStrip : kStrip;
-        for (int64_t m = m0; m < m1; m += kRows) {
-          const int64_t rows = m1 - m < kRows ? m1 - m : kRows;
-          TileRows(rows, a + m * lda + k0, lda, strip, kb, c + m * ldc + j * kStrip, ldc, cols, k0 == 0);
-        }
-      }
-    }
-  }
+  MatMulBlocks<1>(a, M, K, lda, b, bK, N, c, ldc);
 }
 
 }  // namespace dsv3::cpu

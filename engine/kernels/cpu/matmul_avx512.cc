@@ -17,12 +17,7 @@ namespace dsv3::cpu {
 
 namespace {
 
-constexpr int64_t kStrip = 16;  // MatMulRhs::kStrip
-constexpr int64_t kRows = 6;    // rows of a per tile
-// matmul_avx2.cc's blocking: a k block of two strips is 32 KB and stays in L1 while every row
-// tile of the row block passes over it.
-constexpr int64_t kKc = 256;
-constexpr int64_t kMc = 72;
+#include "engine/kernels/cpu/matmul_blocks.inc"
 
 // c[R, S strips] (first k block: =, later ones: the chain continues from c) of a[R, kb] · the
 // strips at strip and strip + stride; the last strip holds `cols` columns (mask `last`).
@@ -73,37 +68,21 @@ void TileRows(int64_t rows, const float* a, int64_t lda, const float* strip, int
   }
 }
 
+void StripTile(int64_t rows, int64_t strips, const float* a, int64_t lda, const float* strip, int64_t stride,
+               int64_t kb, float* c, int64_t ldc, int64_t cols, bool first) {
+  const __mmask16 last = static_cast<__mmask16>((1u << cols) - 1);
+  if (strips == 2) {
+    TileRows<2>(rows, a, lda, strip, stride, kb, c, ldc, last, first);
+  } else {
+    TileRows<1>(rows, a, lda, strip, stride, kb, c, ldc, last, first);
+  }
+}
+
 }  // namespace
 
 void MatMulAvx512(const float* a, int64_t M, int64_t K, int64_t lda, const float* b, int64_t bK, int64_t N, float* c,
                   int64_t ldc) {
-  const int64_t strips = (N + kStrip - 1) / kStrip;
-  if (K <= 0) {  // an empty sum: zeros
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) c[m * ldc + n] = 0.0f;
-    return;
-  }
-  for (int64_t k0 = 0; k0 < K; k0 += kKc) {
-    const int64_t kb = K - k0 < kKc ? K - k0 : kKc;
-    for (int64_t m0 = 0; m0 < M; m0 += kMc) {
-      const int64_t m1 = M - m0 < kMc ? M : m0 + kMc;
-      for (int64_t j = 0; j < strips; j += 2) {
-        const int64_t pair = strips - j < 2 ? 1 : 2;
-        const float* strip = b + (j * bK + k0) * kStrip;
-        const int64_t cols = N - (j + pair - 1) * kStrip < kStrip ? N - (j + pair - 1) * kStrip : kStrip;
-        const __mmask16 last = static_cast<__mmask16>((1u << cols) - 1);
-        for (int64_t m = m0; m < m1; m += kRows) {
-          const int64_t rows = m1 - m < kRows ? m1 - m : kRows;
-          float* cm = c + m * ldc + j * kStrip;
-          if (pair == 2) {
-            TileRows<2>(rows, a + m * lda + k0, lda, strip, bK * kStrip, kb, cm, ldc, last, k0 == 0);
-          } else {
-            TileRows<1>(rows, a + m * lda + k0, lda, strip, bK * kStrip, kb, cm, ldc, last, k0 == 0);
-          }
-        }
-      }
-    }
-  }
+  MatMulBlocks<2>(a, M, K, lda, b, bK, N, c, ldc);
 }
 
 }  // namespace dsv3::cpu
