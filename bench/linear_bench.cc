@@ -153,6 +153,7 @@ void LinearArgs(benchmark::internal::Benchmark* b) {
           b->Args({dt, k, 16384, 1536, 4, threads, a});
           b->Args({dt, k, 1536, 1536, 128, threads, a});  // o_proj-sized, prefill
           b->Args({dt, k, 1152, 384, 128, threads, a});   // q_b_proj-sized (short K), prefill
+          b->Args({dt, k, 512, 16384, 64, threads, a});   // DeepSeek-V3's o_proj depth (deep K), prefill
         }
       }
     }

@@ -613,14 +613,14 @@ template <typename Convert>
 void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
               int64_t ldy, bool accumulate, float* scratch, bool wide, const Convert& convert) {
   const bool fp8 = w.kind == WeightKind::kF8E4M3;
-  const int64_t K = w.cols, Kp = (K + 7) & ~int64_t{7}, max_block = GemmTokenBlock(K);
+  const int64_t K = w.cols, Kp = (K + 7) & ~int64_t{7}, max_block = GemmTokenBlock(K, wide);
   // Token blocks of equal size, a multiple of four where the cap allows: 48 tokens at K = 1536
   // (cap 42, a prefill's routed expert) went as 42 + 6, and the 6 as a four-token tile and a
   // two-token one at half its rate (one such matrix, one thread: 137 -> 144 GFLOP/s).
   const int64_t nblocks = T > max_block ? (T + max_block - 1) / max_block : 1;
   int64_t block = ((T + nblocks - 1) / nblocks + 3) & ~int64_t{3};
   if (block > max_block) block = max_block;
-  const int64_t panel = fp8 ? GemmFp8PanelRows(K) : GemmPanelRows(K);
+  const int64_t panel = fp8 ? GemmFp8PanelRows(K, wide) : GemmPanelRows(K, wide);
   float* wt = scratch;
   float* xs = scratch + panel * Kp;
   // Each weight row is read and converted once per call (a panel of rows at a time), then

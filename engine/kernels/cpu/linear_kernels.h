@@ -52,23 +52,36 @@ inline int64_t GemvMaxTokens(const RawWeight& w, bool avx512_gemm = false) {
   }
 }
 
+// Deep matrices (K > kGemmDeepK) on the AVX-512 tiles (`wide`): GemmPanel8Avx512 walks their
+// columns kGemmChunkColumns at a time for a whole block of tokens, so a tile's part stays in L1
+// while the tokens pass and only their activations come from L2. Their panels hold at least
+// one eight-row tile and their token blocks kGemmDeepTokens: by the 384 KiB / 256 KiB rule a
+// 16384-deep o_proj (DeepSeek-V3's) got 4-row panels, all on the AVX2 tiles, and 4-token blocks.
+constexpr int64_t kGemmDeepK = 2048;
+constexpr int64_t kGemmChunkColumns = 512;
+constexpr int64_t kGemmDeepTokens = 32;
 // Rows the GEMM converts to float32 at once (a panel of about 384 KiB, so that it and a block
-// of activations stay in L2), a multiple of 4 in [4, 64].
-inline int64_t GemmPanelRows(int64_t K) {
+// of activations stay in L2), a multiple of 4 in [4, 64] (deep and wide: at least 8).
+inline int64_t GemmPanelRows(int64_t K, bool wide = false) {
   const int64_t rows = (384 * 1024) / (((K + 7) / 8) * 8 * 4) / 4 * 4;
-  return rows < 4 ? 4 : rows > 64 ? 64 : rows;
+  const int64_t least = wide && K > kGemmDeepK ? 8 : 4;
+  return rows < least ? least : rows > 64 ? 64 : rows;
 }
 // Tokens the GEMM meets a panel with at once (their activations stay in L2 next to it), >= 3.
-inline int64_t GemmTokenBlock(int64_t K) {
+inline int64_t GemmTokenBlock(int64_t K, bool wide = false) {
+  if (wide && K > kGemmDeepK) return kGemmDeepTokens;
   const int64_t tokens = (256 * 1024) / (K * 4 > 0 ? K * 4 : 1);
   return tokens < 3 ? 3 : tokens;
 }
 // FP8 panels may be twice as tall (up to one 128-row scale block), so that each block's
 // activations are scaled once per token block rather than once per panel.
-inline int64_t GemmFp8PanelRows(int64_t K) { return 2 * GemmPanelRows(K); }
-// Floats of per-thread scratch the GEMM needs for K features: the converted panel, and one
-// token block of FP8's scaled activations.
-inline int64_t GemmScratchFloats(int64_t K) { return (GemmFp8PanelRows(K) + GemmTokenBlock(K)) * ((K + 7) / 8) * 8; }
+inline int64_t GemmFp8PanelRows(int64_t K, bool wide = false) { return 2 * GemmPanelRows(K, wide); }
+// Floats of per-thread scratch the GEMM needs for K features (either tile family): the
+// converted panel, and one token block of FP8's scaled activations.
+inline int64_t GemmScratchFloats(int64_t K) {
+  const int64_t panel = GemmFp8PanelRows(K, true), block = GemmTokenBlock(K, false), deep = GemmTokenBlock(K, true);
+  return (panel + (block > deep ? block : deep)) * ((K + 7) / 8) * 8;  // wide panels are the taller
+}
 
 // ---- Int8 activations for INT8 and INT4 weights (linear_q8.cc, linear_q8_avx2.cc) -------------
 // As llama.cpp's Q8_0: each token's activations are quantized in blocks of kActBlock columns,
