@@ -285,21 +285,23 @@ TEST_F(LinearKernelTest, Avx2ConvertsEveryWeightExactlyAsDequantizeRows) {
 TEST_F(LinearKernelTest, Avx512PanelGivesDequantizeRowsAndTheGemvBits) {
   if (!GetCpuFeatures().HasAvx512VnniSet()) GTEST_SKIP() << "no AVX-512 (" << GetCpuFeatures().ToString() << ")";
   SetLinearKernel(LinearKernel::kAvx512);
-  const int64_t rows = 45, cols = 96;
+  const int64_t kRows = 45, cols = 96;
   std::vector<std::pair<std::string, OwnedWeight>> weights;
-  weights.emplace_back("BF16", MakeWeight(DType::kBF16, rows, cols, 71));
-  weights.emplace_back("F8_E4M3 8x8", MakeWeight(DType::kF8E4M3, rows, cols, 72, 8));
-  weights.emplace_back("F8_E4M3 128x128", MakeWeight(DType::kF8E4M3, rows, cols, 73, 128));
-  weights.emplace_back("int8 5x24 blocks", MakeIntWeight(false, rows, cols, 74, 24, true, 5));
-  weights.emplace_back("int8 per channel", MakeIntWeight(false, rows, cols, 75, cols, true));
-  weights.emplace_back("int4 g8 zero points", MakeIntWeight(true, rows, cols, 76, 8, false));
-  weights.emplace_back("int4 g32", MakeIntWeight(true, rows, cols, 77, 32, true));
-  weights.emplace_back("int4 g64, K 2048", MakeIntWeight(true, rows, 2048, 78, 64, true));
-  weights.emplace_back("BF16, K 4100", MakeWeight(DType::kBF16, rows, 4100, 79));
-  weights.emplace_back("F8_E4M3 128x128, K 4224", MakeWeight(DType::kF8E4M3, rows, 4224, 80, 128));
-  weights.emplace_back("int8 per channel, K 4096", MakeIntWeight(false, rows, 4096, 81, 4096, true));
+  weights.emplace_back("BF16", MakeWeight(DType::kBF16, kRows, cols, 71));
+  weights.emplace_back("F8_E4M3 8x8", MakeWeight(DType::kF8E4M3, kRows, cols, 72, 8));
+  weights.emplace_back("F8_E4M3 128x128", MakeWeight(DType::kF8E4M3, kRows, cols, 73, 128));
+  weights.emplace_back("int8 5x24 blocks", MakeIntWeight(false, kRows, cols, 74, 24, true, 5));
+  weights.emplace_back("int8 per channel", MakeIntWeight(false, kRows, cols, 75, cols, true));
+  weights.emplace_back("int4 g8 zero points", MakeIntWeight(true, kRows, cols, 76, 8, false));
+  weights.emplace_back("int4 g32", MakeIntWeight(true, kRows, cols, 77, 32, true));
+  weights.emplace_back("int4 g64, K 2048", MakeIntWeight(true, kRows, 2048, 78, 64, true));
+  weights.emplace_back("BF16, K 4100", MakeWeight(DType::kBF16, kRows, 4100, 79));
+  weights.emplace_back("F8_E4M3 128x128, K 4224", MakeWeight(DType::kF8E4M3, kRows, 4224, 80, 128));
+  weights.emplace_back("int8 per channel, K 4096", MakeIntWeight(false, kRows, 4096, 81, 4096, true));
+  // Deep FP8 panels are 64 rows: two in the first 128-row scale block, a third in the next.
+  weights.emplace_back("F8_E4M3 128x128, 150 rows, K 2056", MakeWeight(DType::kF8E4M3, 150, 2056, 82, 128));
   for (const auto& [name, w] : weights) {
-    const int64_t K = w.m.cols();
+    const int64_t rows = w.m.rows(), K = w.m.cols();
     if (K == cols) {  // unit vectors: one token per column
       std::vector<float> expected(static_cast<size_t>(rows * K));
       DequantizeRows(w.m, 0, rows, expected.data());
