@@ -23,10 +23,6 @@ namespace {
 #include "engine/kernels/cpu/isa_common.inc"
 #include "engine/kernels/cpu/isa_avx512.inc"
 
-// Eight floats in both halves (one vbroadcastf64x4 from memory).
-inline __m512 Twice8(const float* p) {
-  return _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_loadu_pd(reinterpret_cast<const double*>(p))));
-}
 // Eight floats of row a in lanes 0-7 and of row b in lanes 8-15.
 inline __m512 PairRows(const float* a, const float* b) {
   return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_loadu_pd(reinterpret_cast<const double*>(a))),
@@ -40,7 +36,7 @@ __attribute__((always_inline)) inline void QuadSteps(__m512 (&acc)[NQ][2], const
   for (int64_t c = 0; c < C; c += 8) {
     const __m512 k01 = PairRows(keys + c, keys + C + c), k23 = PairRows(keys + 2 * C + c, keys + 3 * C + c);
     for (int j = 0; j < NQ; ++j) {
-      const __m512 qv = Twice8(q[j] + c);
+      const __m512 qv = TwiceAt(q[j] + c);
       acc[j][0] = _mm512_fmadd_ps(qv, k01, acc[j][0]);
       acc[j][1] = _mm512_fmadd_ps(qv, k23, acc[j][1]);
     }
@@ -136,7 +132,7 @@ void WeightedColumns(const float* p, int64_t ldp, const float* vals, int64_t S, 
   __m512 acc[N];
   for (int i = 0; i < N; ++i) acc[i] = _mm512_setzero_ps();
   for (int64_t s = 0; s < S; ++s) {
-    const __m512 v = kEight ? Twice8(vals + s * C + c0) : _mm512_loadu_ps(vals + s * C + c0);
+    const __m512 v = kEight ? TwiceAt(vals + s * C + c0) : _mm512_loadu_ps(vals + s * C + c0);
     for (int i = 0; i < N; ++i) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(p[i * ldp + s]), v, acc[i]);
   }
   for (int i = 0; i < N; ++i) {

@@ -141,7 +141,7 @@ void Panel8(const float* wt, int64_t K, int64_t k0, int64_t k1, const float* x, 
   };
   for (int64_t k = k0; k < k8; k += 8) {
     __m512 xv[N];
-    for (int j = 0; j < N; ++j) xv[j] = Twice(_mm256_loadu_ps(x + j * ldx + k));  // one vbroadcastf64x4 from memory
+    for (int j = 0; j < N; ++j) xv[j] = TwiceAt(x + j * ldx + k);
     step(k, xv);
   }
   if (k8 < k1) {  // K's tail: the panel is zero-padded; the activations past K read as zero
@@ -341,7 +341,7 @@ void RowChains(const float* q, const RawWeight& w, int64_t r, __m512* acc) {
         if (R == 4) z23 = PairOf(z_tab[c2], z_tab[d], g);
       }
     }
-    const __m512 qv = Twice(_mm256_loadu_ps(q + c));
+    const __m512 qv = TwiceAt(q + c);
     acc[0] = _mm512_fmadd_ps(qv, EightOfTwo<F>(row[0], row[b], c, s01, z01), acc[0]);
     if (R == 4) acc[1] = _mm512_fmadd_ps(qv, EightOfTwo<F>(row[c2], row[d], c, s23, z23), acc[1]);
   }
