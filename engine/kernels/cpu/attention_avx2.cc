@@ -295,10 +295,7 @@ void MultiQueryScoresTwoPartAvx2(const float* q1, int64_t ldq1, const float* key
 
 void MultiQueryWeightedSumAvx2(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
                                float* out) {
-  int64_t m = 0;
-  for (; m + 3 <= M; m += 3) WeightedSumQueries<3>(p + m * ldp, ldp, vals, S, C, out + m * C);
-  if (M - m == 2) WeightedSumQueries<2>(p + m * ldp, ldp, vals, S, C, out + m * C);
-  if (M - m == 1) WeightedSumQueries<1>(p + m * ldp, ldp, vals, S, C, out + m * C);
+  QueryTiles<3>(M, [&]<int N>(int64_t m) { WeightedSumQueries<N>(p + m * ldp, ldp, vals, S, C, out + m * C); });
 }
 
 }  // namespace dsv3::cpu
