@@ -67,14 +67,7 @@ void Tile(const float* a, int64_t lda, const float* strip, int64_t kb, float* c,
 
 void StripTile(int64_t rows, int64_t, const float* a, int64_t lda, const float* strip, int64_t, int64_t kb, float* c,
                int64_t ldc, int64_t cols, bool first) {
-  switch (rows) {
-    case 6: Tile<6>(a, lda, strip, kb, c, ldc, cols, first); break;
-    case 5: Tile<5>(a, lda, strip, kb, c, ldc, cols, first); break;
-    case 4: Tile<4>(a, lda, strip, kb, c, ldc, cols, first); break;
-    case 3: Tile<3>(a, lda, strip, kb, c, ldc, cols, first); break;
-    case 2: Tile<2>(a, lda, strip, kb, c, ldc, cols, first); break;
-    case 1: Tile<1>(a, lda, strip, kb, c, ldc, cols, first); break;
-  }
+  ForRows(rows, [&]<int R>() { Tile<R>(a, lda, strip, kb, c, ldc, cols, first); });
 }
 
 }  // namespace

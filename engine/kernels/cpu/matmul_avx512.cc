@@ -55,26 +55,13 @@ void Tile(const float* a, int64_t lda, const float* strip, int64_t stride, int64
     }
 }
 
-template <int S>
-void TileRows(int64_t rows, const float* a, int64_t lda, const float* strip, int64_t stride, int64_t kb, float* c,
-              int64_t ldc, __mmask16 last, bool first) {
-  switch (rows) {
-    case 6: Tile<6, S>(a, lda, strip, stride, kb, c, ldc, last, first); break;
-    case 5: Tile<5, S>(a, lda, strip, stride, kb, c, ldc, last, first); break;
-    case 4: Tile<4, S>(a, lda, strip, stride, kb, c, ldc, last, first); break;
-    case 3: Tile<3, S>(a, lda, strip, stride, kb, c, ldc, last, first); break;
-    case 2: Tile<2, S>(a, lda, strip, stride, kb, c, ldc, last, first); break;
-    case 1: Tile<1, S>(a, lda, strip, stride, kb, c, ldc, last, first); break;
-  }
-}
-
 void StripTile(int64_t rows, int64_t strips, const float* a, int64_t lda, const float* strip, int64_t stride,
                int64_t kb, float* c, int64_t ldc, int64_t cols, bool first) {
   const __mmask16 last = static_cast<__mmask16>((1u << cols) - 1);
   if (strips == 2) {
-    TileRows<2>(rows, a, lda, strip, stride, kb, c, ldc, last, first);
+    ForRows(rows, [&]<int R>() { Tile<R, 2>(a, lda, strip, stride, kb, c, ldc, last, first); });
   } else {
-    TileRows<1>(rows, a, lda, strip, stride, kb, c, ldc, last, first);
+    ForRows(rows, [&]<int R>() { Tile<R, 1>(a, lda, strip, stride, kb, c, ldc, last, first); });
   }
 }
 
