@@ -415,7 +415,7 @@ void GemmPanel8Avx512(const float* wt, int64_t K, const float* x, int64_t ldx, i
   // (16 KB of the tile stays in L1 while the token quads pass; whole, the tile came from L2 for
   // every quad). 512 x 16384, 64 tokens, one thread: BF16 63 -> 130 GFLOP/s, INT4 (K 18432)
   // 77 -> 142, FP8 78 -> 129 (with the panels and token blocks linear_kernels.h gives deep K).
-  const int64_t chunk = K > kGemmDeepK ? kGemmChunkColumns : K;
+  const int64_t chunk = GemmDeep(K, true) ? kGemmChunkColumns : K;
   alignas(64) __m512 carry[4 * kGemmDeepTokens];  // blocks of at most kGemmDeepTokens when carried
   const int64_t block = chunk < K ? kGemmDeepTokens : T;
   for (int64_t t0 = 0; t0 < T; t0 += block) {

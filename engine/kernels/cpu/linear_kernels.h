@@ -60,16 +60,17 @@ inline int64_t GemvMaxTokens(const RawWeight& w, bool avx512_gemm = false) {
 constexpr int64_t kGemmDeepK = 2048;
 constexpr int64_t kGemmChunkColumns = 512;
 constexpr int64_t kGemmDeepTokens = 32;
+inline bool GemmDeep(int64_t K, bool wide) { return wide && K > kGemmDeepK; }
 // Rows the GEMM converts to float32 at once (a panel of about 384 KiB, so that it and a block
 // of activations stay in L2), a multiple of 4 in [4, 64] (deep and wide: at least 8).
 inline int64_t GemmPanelRows(int64_t K, bool wide = false) {
   const int64_t rows = (384 * 1024) / (((K + 7) / 8) * 8 * 4) / 4 * 4;
-  const int64_t least = wide && K > kGemmDeepK ? 8 : 4;
+  const int64_t least = GemmDeep(K, wide) ? 8 : 4;
   return rows < least ? least : rows > 64 ? 64 : rows;
 }
 // Tokens the GEMM meets a panel with at once (their activations stay in L2 next to it), >= 3.
 inline int64_t GemmTokenBlock(int64_t K, bool wide = false) {
-  if (wide && K > kGemmDeepK) return kGemmDeepTokens;
+  if (GemmDeep(K, wide)) return kGemmDeepTokens;
   const int64_t tokens = (256 * 1024) / (K * 4 > 0 ? K * 4 : 1);
   return tokens < 3 ? 3 : tokens;
 }
@@ -80,7 +81,7 @@ inline int64_t GemmTokenBlock(int64_t K, bool wide = false) {
 // tokens, one thread, 16-row panels 98-110 GFLOP/s, 64-row 128-143).
 constexpr int64_t kGemmDeepFp8Rows = 64;
 inline int64_t GemmFp8PanelRows(int64_t K, bool wide = false) {
-  return wide && K > kGemmDeepK ? kGemmDeepFp8Rows : 2 * GemmPanelRows(K, wide);
+  return GemmDeep(K, wide) ? kGemmDeepFp8Rows : 2 * GemmPanelRows(K, wide);
 }
 // Floats of per-thread scratch the GEMM needs for K features (either tile family): the
 // converted panel, and one token block of FP8's scaled activations.
