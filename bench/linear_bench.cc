@@ -146,6 +146,8 @@ void LinearArgs(benchmark::internal::Benchmark* b) {
           continue;
         for (int threads : {1, 2}) {
           b->Args({dt, k, 512, 1536, 1, threads, a});     // one routed expert's gate, decode
+          b->Args({dt, k, 1536, 512, 1, threads, a});     // and its down (short K), decode
+          b->Args({dt, k, 1152, 384, 1, threads, a});     // q_b_proj-sized (K a step and a tail), decode
           b->Args({dt, k, 64, 1536, 1, threads, a});      // L2-resident: the kernel's arithmetic alone
           b->Args({dt, k, 16384, 1536, 1, threads, a});   // an eighth of the lm_head, decode
           b->Args({dt, k, 129280, 1536, 1, threads, a});  // the whole lm_head: far beyond the caches

@@ -30,6 +30,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace dsv3::cpu {
 
@@ -353,12 +354,27 @@ void QGemm(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, f
 
 // ---- INT4, one token: rows in pairs, sixteen blocks of a row per step -----------------------
 
+// A row's last step when its blocks are not a multiple of sixteen (bench-v3-mini's q_b and
+// o_proj have K = 384 and 768: 12 and 8 blocks), the same for every row of a call: its masks, and
+// the token's d and Σq with zeros past the row's blocks, worked out once per call (per row, the
+// masks' arithmetic had been most of such a step's instructions).
+struct Int4Tail {
+  alignas(64) float d[16];
+  alignas(64) int32_t sum[16];
+  __mmask64 weights[4];   // each of the step's four vectors: the bytes of its blocks
+  __mmask16 groups = 0;   // the step's groups (StepGroups, groups of one, two or four blocks)
+  __mmask16 lanes = 0;    // its blocks
+  bool lone = false;      // an odd count's last block, stored alone
+};
+
 // One row against the token: where its weights, groups and the activations are.
 struct Int4RowArgs {
   const uint8_t* row;
   const uint16_t* scale;
   const uint8_t* zero;  // null: 8
   const int8_t* q;      // the token's activations (pair layout), its d and Σq per block
+  const int8_t* fours;  // the same, each four blocks' evens then their odds (FourBlockActs)
+  const Int4Tail* tail;
   const float* d;
   const int32_t* sum;
   int64_t per_group, nb;
@@ -390,9 +406,9 @@ __attribute__((always_inline)) inline void StepGroups(const Int4RowArgs& a, int6
     } else {
       *zero = _mm512_set1_epi32(8);
     }
-  } else if (kPerGroup == 1 || kPerGroup == 2 || kPerGroup == 4) {  // n < 16
-    const int64_t g0 = b0 / kPerGroup, groups = (n + kPerGroup - 1) / kPerGroup;
-    const __mmask16 have = static_cast<__mmask16>((1u << groups) - 1), lanes = static_cast<__mmask16>((1u << n) - 1);
+  } else if (kPerGroup == 1 || kPerGroup == 2 || kPerGroup == 4) {  // n < 16: the row's tail
+    const int64_t g0 = b0 / kPerGroup;
+    const __mmask16 have = a.tail->groups, lanes = a.tail->lanes;
     __m512 s = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(have, s16 + g0));
     __m512i z = z8 ? _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(have, z8 + g0)) : _mm512_set1_epi32(8);
     if (kPerGroup > 1) {  // lane i takes group i / kPerGroup
@@ -426,28 +442,20 @@ __attribute__((always_inline)) inline void Int4Step(const Int4RowArgs& a, int64_
   const __m512i low4 = _mm512_set1_epi8(0x0f);
   // An odd block count's last block is stored alone (evens, then odds): it is summed on its
   // own below, and the vectors take the blocks before it.
-  const bool lone = !kFull && (a.nb & 1) && b0 + n == a.nb;
-  const int64_t vec_blocks = lone ? n - 1 : n;  // even
+  const bool lone = !kFull && a.tail->lone;
   __m512i part[4];
   for (int v = 0; v < 4; ++v) {
-    // Blocks b .. b+3: 64 bytes of the row; their activations are two pairs, 128 bytes.
-    const int64_t b = b0 + 4 * v, have = vec_blocks - 4 * v;  // blocks of this vector present
+    // Blocks b .. b+3: 64 bytes of the row against their evens and odds, 64 bytes each.
+    const int64_t b = b0 + 4 * v;
     if (ahead && b < a.nb) _mm_prefetch(reinterpret_cast<const char*>(ahead + b * 16), _MM_HINT_T0);
-    __m512i wv, x0, x1;
-    const int8_t* x = a.q + b * kActBlock;
+    __m512i wv;
     if (kFull) {
       wv = _mm512_loadu_si512(a.row + b * 16);
-      x0 = _mm512_loadu_si512(x);
-      x1 = _mm512_loadu_si512(x + 64);
-    } else {  // a missing block's weights are zero and its activations unread
-      const __mmask64 all = ~__mmask64{0};
-      wv = _mm512_maskz_loadu_epi8(have >= 4 ? all : have <= 0 ? 0 : (__mmask64{1} << (16 * have)) - 1, a.row + b * 16);
-      x0 = _mm512_maskz_loadu_epi8(have >= 2 ? all : 0, x);
-      x1 = _mm512_maskz_loadu_epi8(have >= 4 ? all : 0, x + 64);
+    } else {  // a missing block's weights are zero (its activations in `fours` are too)
+      wv = _mm512_maskz_loadu_epi8(a.tail->weights[v], a.row + b * 16);
     }
     const __m512i lo = _mm512_and_si512(wv, low4), hi = _mm512_and_si512(_mm512_srli_epi16(wv, 4), low4);
-    // (b, b+1) evens, (b, b+1) odds | (b+2, b+3) evens, odds -> all four evens | all odds.
-    const __m512i evens = _mm512_shuffle_i64x2(x0, x1, 0x44), odds = _mm512_shuffle_i64x2(x0, x1, 0xee);
+    const __m512i evens = _mm512_load_si512(a.fours + 32 * b), odds = _mm512_load_si512(a.fours + 32 * b + 64);
     part[v] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, evens), hi, odds);
   }
   __m512 scale;
@@ -475,11 +483,12 @@ __attribute__((always_inline)) inline void Int4Step(const Int4RowArgs& a, int64_
     dv = _mm512_loadu_ps(a.d + b0);
     sv = _mm512_loadu_si512(a.sum + b0);
   } else {  // lanes past the row's last block: d = 0, Σq = 0 (their sums are 0 too)
-    const __mmask16 present = static_cast<__mmask16>((1u << n) - 1);
-    dv = _mm512_maskz_loadu_ps(present, a.d + b0);
-    sv = _mm512_maskz_loadu_epi32(present, a.sum + b0);
+    dv = _mm512_load_ps(a.tail->d);
+    sv = _mm512_load_si512(a.tail->sum);
   }
-  const __m512 exact = _mm512_cvtepi32_ps(_mm512_sub_epi32(dot, _mm512_mullo_epi32(zero, sv)));
+  // zero · Σq in one vpmaddwd: both fit 16 bits (zero <= 15, |Σq| <= 32 · 127), zero's high
+  // half is 0, so each lane's pair of products is zero · Σq + 0 exactly.
+  const __m512 exact = _mm512_cvtepi32_ps(_mm512_sub_epi32(dot, _mm512_madd_epi16(zero, sv)));
   const __m512 sd = _mm512_mul_ps(scale, dv);
   *acc = _mm256_fmadd_ps(Low8(exact), Low8(sd), *acc);
   if (kFull || n > 8) *acc = _mm256_fmadd_ps(High8(exact), High8(sd), *acc);
@@ -491,7 +500,8 @@ __attribute__((always_inline)) inline void Int4Step(const Int4RowArgs& a, int64_
 // ahead: the first of R rows to fetch into cache as these are read (null for none).
 template <int R, int kPerGroup>
 __attribute__((always_inline)) inline void Int4Rows1(const RawWeight& w, int64_t r, const QuantizedActs& qa,
-                                                     const uint8_t* ahead, float* out) {
+                                                     const int8_t* fours, const Int4Tail& tail, const uint8_t* ahead,
+                                                     float* out) {
   const int64_t nb = qa.K / kActBlock;
   Int4RowArgs a[R];
   __m256 acc[R];
@@ -501,6 +511,8 @@ __attribute__((always_inline)) inline void Int4Rows1(const RawWeight& w, int64_t
     a[i].scale = w.scale16 + (r + i) * w.scale_cols;
     a[i].zero = w.zero ? w.zero + (r + i) * w.scale_cols : nullptr;
     a[i].q = qa.q;
+    a[i].fours = fours;
+    a[i].tail = &tail;
     a[i].d = qa.d;
     a[i].sum = qa.sum;
     a[i].per_group = w.block_in / kActBlock;
@@ -523,8 +535,53 @@ __attribute__((always_inline)) inline void Int4Rows1(const RawWeight& w, int64_t
   }
 }
 
+// The token's activations as Int4Step takes them: for blocks 4v .. 4v+3, 64 bytes of their evens
+// then 64 of their odds (the pair layout holds each two blocks' evens then their odds), so that
+// the shuffles are done once per call, not once per row. An odd count's last block is left out
+// (Int4Step sums it alone); the blocks run to whole steps of sixteen, zero past the row's.
+const int8_t* FourBlockActs(const QuantizedActs& a) {
+  struct alignas(64) Line {
+    int8_t bytes[64];
+  };
+  thread_local std::vector<Line> fours;
+  const int64_t nb = a.K / kActBlock, vec_blocks = nb & ~int64_t{1}, steps = (nb + 15) / 16;
+  fours.assign(static_cast<size_t>(8 * steps), Line{});
+  int8_t* out = fours.data()->bytes;
+  for (int64_t b = 0; b < vec_blocks; b += 4) {
+    const int8_t* x = a.q + b * kActBlock;
+    const __m512i x0 = _mm512_loadu_si512(x);
+    const __m512i x1 = vec_blocks - b >= 4 ? _mm512_loadu_si512(x + 64) : _mm512_setzero_si512();
+    _mm512_store_si512(out + 32 * b, _mm512_shuffle_i64x2(x0, x1, 0x44));
+    _mm512_store_si512(out + 32 * b + 64, _mm512_shuffle_i64x2(x0, x1, 0xee));
+  }
+  return out;
+}
+
+// The tail of rows of nb blocks against the token a (see Int4Tail); nothing when nb is a
+// multiple of sixteen.
+Int4Tail RowTail(const QuantizedActs& a, int64_t per_group) {
+  Int4Tail t;
+  const int64_t nb = a.K / kActBlock, b0 = nb / 16 * 16, n = nb - b0;
+  t.lone = nb & 1;
+  const int64_t vec_blocks = t.lone ? n - 1 : n;  // the blocks the vectors take (even)
+  for (int v = 0; v < 4; ++v) {
+    const int64_t have = vec_blocks - 4 * v;
+    t.weights[v] = have >= 4 ? ~__mmask64{0} : have <= 0 ? 0 : (__mmask64{1} << (16 * have)) - 1;
+  }
+  const int64_t groups = per_group > 0 ? (n + per_group - 1) / per_group : 0;
+  t.groups = static_cast<__mmask16>((1u << groups) - 1);
+  t.lanes = static_cast<__mmask16>((1u << n) - 1);
+  for (int64_t i = 0; i < 16; ++i) {
+    t.d[i] = i < n ? a.d[b0 + i] : 0.0f;
+    t.sum[i] = i < n ? a.sum[b0 + i] : 0;
+  }
+  return t;
+}
+
 template <int kPerGroup>
 void Int4Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, bool accumulate) {
+  const int8_t* fours = FourBlockActs(a);
+  const Int4Tail tail = RowTail(a, w.block_in / kActBlock);
   auto store = [&](int64_t r, float v) { y[r] = accumulate ? y[r] + v : v; };
   // Each pair of rows fetches the scales and zero points of the rows kAhead on (and its steps
   // their weights).
@@ -539,13 +596,13 @@ void Int4Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t 
   int64_t r = r0;
   for (; r + 2 <= r1; r += 2) {
     float out[2];
-    Int4Rows1<2, kPerGroup>(w, r, a, ahead(r, 2), out);
+    Int4Rows1<2, kPerGroup>(w, r, a, fours, tail, ahead(r, 2), out);
     store(r, out[0]);
     store(r + 1, out[1]);
   }
   if (r < r1) {
     float out;
-    Int4Rows1<1, kPerGroup>(w, r, a, ahead(r, 1), &out);
+    Int4Rows1<1, kPerGroup>(w, r, a, fours, tail, ahead(r, 1), &out);
     store(r, out);
   }
 }
