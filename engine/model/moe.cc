@@ -79,20 +79,34 @@ void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64
   for (int64_t e = 0; e < c.n_routed_experts; ++e)
     offset[e + 1] = offset[e] + static_cast<int64_t>(s->per_expert[e].size());
   const int64_t picks = offset[c.n_routed_experts];
-  const int64_t column_grain = picks >= kParallelPicks ? 8 : D;
-  ParallelFor(D, column_grain, [&](int64_t d0, int64_t d1) {
-    for (int64_t e = 0; e < c.n_routed_experts; ++e)
-      for (size_t j = 0; j < s->per_expert[e].size(); ++j)
-        std::memcpy(s->gathered.data() + (offset[e] + static_cast<int64_t>(j)) * D + d0,
-                    x + s->per_expert[e][j].first * D + d0, static_cast<size_t>(d1 - d0) * sizeof(float));
-  });
   const bool shared = !w.shared.gate_proj.empty();
   const int64_t Ws = shared ? w.shared.gate_proj.rows() : 0;
   float* shared_gate = s->gate_buf.data() + picks * I;
   float* shared_up = s->up_buf.data() + picks * I;
 
-  // gate and up of every active expert (and the shared ones) in one parallel region.
-  PrepareInputs(w, offset, x, N, s->gathered.data(), D, &MlpWeights::gate_proj, s);
+  // gate and up of every active expert (and the shared ones) in one parallel region. One token
+  // (a decode step) is every active expert's one row: x itself, prepared once for the routed
+  // experts (copying it for each and preparing each copy in a parallel region had taken ~8 us
+  // a layer, ~1% of a bench-v3-mini INT4 token).
+  const bool one_token = N == 1;
+  if (one_token) {
+    if (s->inputs.size() < 2) s->inputs.resize(2);
+    if (shared) s->inputs[0].Prepare(x, N, w.shared.gate_proj);
+    for (int64_t e = 0; e < c.n_routed_experts; ++e)
+      if (offset[e + 1] > offset[e]) {
+        s->inputs[1].Prepare(x, N, w.experts[e].gate_proj);  // their format (another one's redoes it)
+        break;
+      }
+  } else {
+    const int64_t column_grain = picks >= kParallelPicks ? 8 : D;
+    ParallelFor(D, column_grain, [&](int64_t d0, int64_t d1) {
+      for (int64_t e = 0; e < c.n_routed_experts; ++e)
+        for (size_t j = 0; j < s->per_expert[e].size(); ++j)
+          std::memcpy(s->gathered.data() + (offset[e] + static_cast<int64_t>(j)) * D + d0,
+                      x + s->per_expert[e][j].first * D + d0, static_cast<size_t>(d1 - d0) * sizeof(float));
+    });
+    PrepareInputs(w, offset, x, N, s->gathered.data(), D, &MlpWeights::gate_proj, s);
+  }
   jobs.clear();
   if (shared) {
     jobs.push_back({&s->inputs[0], &w.shared.gate_proj, shared_gate});
@@ -100,8 +114,9 @@ void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64
   }
   for (int64_t e = 0; e < c.n_routed_experts; ++e) {
     if (offset[e + 1] == offset[e]) continue;
-    jobs.push_back({&s->inputs[1 + e], &w.experts[e].gate_proj, s->gate_buf.data() + offset[e] * I});
-    jobs.push_back({&s->inputs[1 + e], &w.experts[e].up_proj, s->up_buf.data() + offset[e] * I});
+    const LinearInput* in = &s->inputs[one_token ? 1 : 1 + e];
+    jobs.push_back({in, &w.experts[e].gate_proj, s->gate_buf.data() + offset[e] * I});
+    jobs.push_back({in, &w.experts[e].up_proj, s->up_buf.data() + offset[e] * I});
   }
   LinearJobs(jobs, kRowBlock);
   SiluMul(s->gate_buf.data(), s->up_buf.data(), picks * I);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include <nlohmann/json.hpp>
 
@@ -18,6 +19,7 @@
 #include "engine/model/moe.h"
 #include "engine/model/moe_gate.h"
 #include "tests/testing/testing.h"
+#include "tests/testing/weights.h"
 
 namespace dsv3 {
 namespace {
@@ -407,49 +409,62 @@ TEST(MoeGate, GreedySoftmaxDoesNotRenormalize) {
 // A token's MoE output is its shared experts' output plus each routed expert's, weighted, added
 // in expert order (DeepSeek's reference loops over experts), whichever tokens share a step and
 // however the sum is split: each expert here runs on the token alone (the fast kernels give one
-// token the bits of many), and the step's token counts take both the inline and parallel sums.
+// token the bits of many), and the step's token counts take both the inline and parallel sums
+// and a decode step's one token (its experts share one prepared x), with float32 experts and
+// with INT4 ones (which take x quantized to int8).
 TEST(MoeForward, EachTokenAddsItsExpertsInExpertOrderAfterTheSharedOnes) {
   if (!GetCpuFeatures().HasAvx2Set()) GTEST_SKIP() << "needs the fast kernels (" << GetCpuFeatures().ToString() << ")";
-  ModelConfig c = NoauxTcRouter();
-  c.hidden_size = 40;
-  c.moe_intermediate_size = 24;
-  c.n_shared_experts = 1;
-  const int64_t D = c.hidden_size, I = c.moe_intermediate_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
-  std::vector<std::vector<float>> store;
-  store.reserve(64);
-  const auto matrix = [&](int64_t rows, int64_t cols, float scale) {
-    store.push_back(testing::RandomNormal(rows * cols, scale, static_cast<uint32_t>(store.size() + 1)));
-    WeightMatrix m;
-    m.w = TensorView{store.back().data(), DType::kF32, Shape{rows, cols}};
-    return m;
-  };
-  const auto mlp = [&]() { return MlpWeights{matrix(I, D, 0.3f), matrix(I, D, 0.3f), matrix(D, I, 0.3f)}; };
-  MoeWeights w;
-  w.gate = matrix(E, D, 0.5f);
-  for (int64_t e = 0; e < E; ++e) w.experts.push_back(mlp());
-  w.shared = mlp();
-  SetLinearKernel(LinearKernel::kAvx2);
-  for (int64_t N : {int64_t{3}, int64_t{37}}) {
-    const std::vector<float> x = testing::RandomNormal(N * D, 1.0f, 99 + static_cast<uint32_t>(N));
-    MoeScratch s;
-    s.Reserve(c, N);
-    std::vector<float> out(static_cast<size_t>(N * D));
-    MoeForward(c, w, x.data(), N, &s, out.data());
-    std::vector<float> gate(static_cast<size_t>(I)), up(static_cast<size_t>(I)), y(static_cast<size_t>(D)),
-        want(static_cast<size_t>(D));
-    for (int64_t t = 0; t < N; ++t) {
-      MlpForward(w.shared, x.data() + t * D, 1, gate.data(), up.data(), want.data(), false);
-      std::vector<std::pair<int32_t, float>> picks;
-      for (int64_t i = 0; i < k; ++i) picks.push_back({s.indices[t * k + i], s.weights[t * k + i]});
-      std::sort(picks.begin(), picks.end());
-      for (const auto& [e, gw] : picks) {
-        MlpForward(w.experts[e], x.data() + t * D, 1, gate.data(), up.data(), y.data(), false);
-        for (int64_t d = 0; d < D; ++d) want[d] += gw * y[d];
+  for (const bool int4 : {false, true}) {
+    ModelConfig c = NoauxTcRouter();
+    c.hidden_size = int4 ? 64 : 40;  // INT4 takes int8 activations in whole blocks of 32
+    c.moe_intermediate_size = int4 ? 32 : 24;
+    c.n_shared_experts = 1;
+    const int64_t D = c.hidden_size, I = c.moe_intermediate_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
+    std::vector<testing::OwnedWeight> store;
+    store.reserve(128);
+    const auto matrix = [&](int64_t rows, int64_t cols, float scale, bool quantized) {
+      const uint32_t seed = static_cast<uint32_t>(store.size() + 1);
+      if (quantized) {
+        store.push_back(testing::MakeIntWeight(true, rows, cols, seed, 32, false));
+      } else {
+        testing::OwnedWeight o;
+        std::vector<float> v = testing::RandomNormal(rows * cols, scale, seed);
+        o.bytes.resize(v.size() * sizeof(float));
+        std::memcpy(o.bytes.data(), v.data(), o.bytes.size());
+        o.m.w = TensorView{o.bytes.data(), DType::kF32, Shape{rows, cols}};
+        store.push_back(std::move(o));
       }
-      for (int64_t d = 0; d < D; ++d) ASSERT_EQ(out[t * D + d], want[d]) << "N=" << N << " token " << t << " element " << d;
+      return store.back().m;
+    };
+    const auto mlp = [&]() { return MlpWeights{matrix(I, D, 0.3f, int4), matrix(I, D, 0.3f, int4), matrix(D, I, 0.3f, int4)}; };
+    MoeWeights w;
+    w.gate = matrix(E, D, 0.5f, false);
+    for (int64_t e = 0; e < E; ++e) w.experts.push_back(mlp());
+    w.shared = mlp();
+    SetLinearKernel(int4 ? LinearKernel::kAuto : LinearKernel::kAvx2);  // INT4: AVX-512 VNNI where present
+    for (int64_t N : {int64_t{1}, int64_t{3}, int64_t{37}}) {
+      const std::vector<float> x = testing::RandomNormal(N * D, 1.0f, 99 + static_cast<uint32_t>(N));
+      MoeScratch s;
+      s.Reserve(c, N);
+      std::vector<float> out(static_cast<size_t>(N * D));
+      MoeForward(c, w, x.data(), N, &s, out.data());
+      std::vector<float> gate(static_cast<size_t>(I)), up(static_cast<size_t>(I)), y(static_cast<size_t>(D)),
+          want(static_cast<size_t>(D));
+      for (int64_t t = 0; t < N; ++t) {
+        MlpForward(w.shared, x.data() + t * D, 1, gate.data(), up.data(), want.data(), false);
+        std::vector<std::pair<int32_t, float>> picks;
+        for (int64_t i = 0; i < k; ++i) picks.push_back({s.indices[t * k + i], s.weights[t * k + i]});
+        std::sort(picks.begin(), picks.end());
+        for (const auto& [e, gw] : picks) {
+          MlpForward(w.experts[e], x.data() + t * D, 1, gate.data(), up.data(), y.data(), false);
+          for (int64_t d = 0; d < D; ++d) want[d] += gw * y[d];
+        }
+        for (int64_t d = 0; d < D; ++d)
+          ASSERT_EQ(out[t * D + d], want[d]) << (int4 ? "int4" : "f32") << " N=" << N << " token " << t << " element " << d;
+      }
     }
+    SetLinearKernel(LinearKernel::kAuto);
   }
-  SetLinearKernel(LinearKernel::kAuto);
 }
 
 TEST(Cuda, DeviceDiscoveryNeverFailsWithoutAGpu) {
