@@ -158,6 +158,10 @@ TEST_F(LinearKernelTest, ResultsDoNotDependOnThreadSplit) {
   weights.emplace_back("BF16", MakeWeight(DType::kBF16, 103, 96, 11));
   // FP8 in DeepSeek's 128-row blocks: many tokens go out in pieces of whole blocks.
   weights.emplace_back("F8_E4M3", MakeWeight(DType::kF8E4M3, 300, 96, 13, 128));
+  // Pieces hold >= 64 KB of weights times tokens: one token splits only a larger matrix (these
+  // 1,100 rows of 192 bytes go in four pieces, INT4's 3,000 in three).
+  weights.emplace_back("BF16 1100 rows", MakeWeight(DType::kBF16, 1100, 96, 14));
+  weights.emplace_back("int4 3000 rows", MakeIntWeight(true, 3000, 96, 15, 32, false));
   for (const auto& [name, w] : weights) {
     const int64_t rows = w.m.rows();
     for (int64_t T : {1, 3, 8, 21}) {

@@ -39,6 +39,13 @@ constexpr int64_t kTileRows = 64;
 // enough that both threads get work on the 512-row expert matrices. (Prefill's GEMM measured
 // no better with 128-row pieces, which convert fewer, taller panels.)
 constexpr int64_t kFastGrain = 32;
+// A piece holds at least this many weight bytes times tokens (in whole grains): each piece is
+// a claim in the pool's share, a call through it and a kernel's start, some 20-40 ns, and a
+// decode step's lm_head (129,280 INT4 rows) had gone in 4,040 pieces of 32 rows. 64 KB streams
+// for ~2 us on one thread, still fine grains for the balance (bench-v3-mini INT4, tg128: lm_head
+// 2.02-2.20 -> 1.86-2.08 ms a token; 256 KB pieces left attention's small matrices unbalanced).
+// A prefill's pieces are far above it.
+constexpr int64_t kMinPieceBytes = 64 * 1024;
 
 std::atomic<LinearKernel> g_forced{LinearKernel::kAuto};
 std::atomic<LinearCounters*> g_counters{nullptr};
@@ -84,6 +91,14 @@ cpu::RawWeight Raw(const WeightMatrix& w) {
   return r;
 }
 
+// The bytes of w: its weights, scales and zero points.
+uint64_t WeightBytes(const WeightMatrix& w) {
+  uint64_t bytes = w.w.nbytes();
+  for (const TensorView* side : {&w.scale_inv, &w.scale, &w.zero})
+    if (!side->empty()) bytes += side->nbytes();
+  return bytes;
+}
+
 // This thread's slot of the counters (threads take slots in the order they first count).
 LinearCounters::Slot& CounterSlot(LinearCounters* c) {
   static std::atomic<int> next_slot{0};
@@ -96,9 +111,7 @@ void Count(const WeightMatrix& w, int64_t T, int64_t r0, int64_t r1, int layout)
   LinearCounters* c = g_counters.load(std::memory_order_relaxed);
   if (c == nullptr) return;
   const int64_t rows = r1 - r0, in = w.cols();
-  uint64_t bytes = static_cast<uint64_t>(w.w.nbytes()) * rows / std::max<int64_t>(1, w.rows());
-  for (const TensorView* side : {&w.scale_inv, &w.scale, &w.zero})
-    if (!side->empty()) bytes += static_cast<uint64_t>(side->nbytes()) * rows / std::max<int64_t>(1, w.rows());
+  const uint64_t bytes = WeightBytes(w) * rows / std::max<int64_t>(1, w.rows());
   LinearCounters::Slot& slot = CounterSlot(c);
   slot.weight_bytes.fetch_add(bytes, std::memory_order_relaxed);
   slot.flops.fetch_add(static_cast<uint64_t>(2 * T * rows * in), std::memory_order_relaxed);
@@ -284,6 +297,9 @@ void LinearJobs(const std::vector<LinearJob>& jobs, int64_t min_piece_rows) {
     if (p.as_prepared) Count(*j.w, j.in->T, 0, j.w->rows(), j.in->layout);
     const bool fast = j.in->layout != 0 || (UsesAvx2Kernels(Resolve()) && cpu::Avx2Supports(p.raw));
     p.piece_rows = std::max({min_piece_rows, fast ? kFastGrain : kTileRows, MinPieceRows(*j.w, j.in->T)});
+    const int64_t row_work = std::max<int64_t>(1, static_cast<int64_t>(WeightBytes(*j.w)) / j.w->rows() * j.in->T);
+    const int64_t grains = (kMinPieceBytes / row_work + p.piece_rows - 1) / p.piece_rows;  // rounded up
+    p.piece_rows *= std::max<int64_t>(1, grains);
     p.pieces = (j.w->rows() + p.piece_rows - 1) / p.piece_rows;
     pieces += p.pieces;
     parts.back() = p;
