@@ -20,8 +20,9 @@ thread_local bool tls_in_parallel = false;
 // percent of a token. So a thread that has just finished work spins for a short while
 // (kSpinSeconds) before it sleeps: back-to-back regions find it awake, and an idle pool still
 // costs no CPU. Publishing a region and waking sleepers follow the classic pattern: the
-// publisher bumps `generation_` then reads `sleepers_`; a sleeper counts itself in `sleepers_`
-// then re-reads `generation_` (both sequentially consistent), so one of them sees the other.
+// publisher bumps the region's generation then reads `sleepers_`; a sleeper counts itself in
+// `sleepers_` then re-reads the generation (both sequentially consistent), so one of them sees
+// the other.
 class Pool {
  public:
   explicit Pool(int n) : n_(std::max(1, n)) {

@@ -29,6 +29,7 @@
     defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -583,12 +584,15 @@ void Int4Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t 
   const int8_t* fours = FourBlockActs(a);
   const Int4Tail tail = RowTail(a, w.block_in / kActBlock);
   auto store = [&](int64_t r, float v) { y[r] = accumulate ? y[r] + v : v; };
-  // Each pair of rows fetches the scales and zero points of the rows kAhead on (and its steps
-  // their weights).
-  constexpr int64_t kAhead = 8;
+  // Each pair of rows fetches the scales and zero points of the rows `ahead_rows` on (and its
+  // steps their weights): 8 rows, and at least 6 KB ahead for short rows. A MoE decode step's
+  // down projections (K = 512, 304-byte rows) had fetched 2.4 KB ahead: its seven matrices from
+  // DRAM on 2 threads, alternated call by call, 90.7-97.2 -> 82.8-86.4 us.
+  constexpr int64_t kAheadRows = 8, kAheadBytes = 6144;
+  const int64_t ahead_rows = std::max<int64_t>(kAheadRows, (kAheadBytes + w.row_bytes - 1) / w.row_bytes);
   auto ahead = [&](int64_t r, int64_t count) -> const uint8_t* {
-    if (r + kAhead + count > w.rows) return nullptr;
-    const int64_t n = r + kAhead, sc = w.scale_cols;
+    if (r + ahead_rows + count > w.rows) return nullptr;
+    const int64_t n = r + ahead_rows, sc = w.scale_cols;
     PrefetchLines(w.scale16 + n * sc, w.scale16 + (n + count) * sc);
     if (w.zero) PrefetchLines(w.zero + n * sc, w.zero + (n + count) * sc);
     return static_cast<const uint8_t*>(w.data) + n * w.row_bytes;
