@@ -146,7 +146,8 @@ struct LinearJob {
   bool accumulate = false;
 };
 // Runs every job in one parallel region: each matrix is cut into row pieces (32 or 64 rows by
-// kernel family, whole FP8 blocks for a GEMM, or min_piece_rows if larger) and all the pieces
+// kernel family, whole FP8 blocks for a GEMM, or min_piece_rows if larger; as many of those as
+// make 64 KB of weights times tokens, linear.cc's kMinPieceBytes) and all the pieces
 // are balanced over the pool together, so at batch 1 no thread waits at the end of each small
 // matrix (a MoE step's experts, the products of LinearSameInput). Linear is one job. Each y is
 // bitwise what Linear would write.
