@@ -128,6 +128,9 @@ struct LinearInput {
   std::vector<float> d;
   std::vector<int32_t> sum;
   std::vector<uint16_t> h;
+  // One token's layout 2 regrouped for the AVX-512 INT4 decode (64 bytes of slack for its
+  // alignment); empty when not made.
+  std::vector<int8_t> fours;
   // x (contiguous [T, K]) as w's kernels read it under `activations` (callers on worker
   // threads pass their step's CurrentLinearActivations()).
   void Prepare(const float* x, int64_t T, const WeightMatrix& w, LinearActivations activations);

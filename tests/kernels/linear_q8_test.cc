@@ -259,6 +259,33 @@ TEST_F(LinearQ8Test, PreparedInputMatchesPerCallQuantization) {
 // Against exact float32 activations: x is replaced by q·d with |x - q·d| <= d/2 per element,
 // so each output moves by at most sum_k |w[r,k]|·d(k)/2, plus the float32 rounding of the
 // two sums (K·eps·sum|x·w| each side).
+// One token's INT4 activations are regrouped for the AVX-512 decode when the input is prepared
+// (LinearInput::fours); an input prepared while another family was forced has none, and the
+// kernel then regroups them itself: the same bits either way, for a row tail, a lone odd block
+// and whole steps.
+TEST_F(LinearQ8Test, OneTokenPreparedForAnyKernelFamilyGivesTheSameBits) {
+  if (!GetCpuFeatures().HasAvx512VnniSet()) GTEST_SKIP() << "no AVX-512 VNNI here (" << GetCpuFeatures().ToString() << ")";
+  for (const int64_t K : {int64_t{96}, int64_t{544}, int64_t{1536}}) {
+    OwnedWeight w = MakeIntWeight(true, 37, K, 70 + static_cast<uint32_t>(K), 32, false, 1);
+    const auto x = Activations(K, 71);
+    std::vector<float> twin(37), regrouped(37), here(37);
+    SetLinearKernel(LinearKernel::kReference);
+    Linear(x.data(), 1, w.m, twin.data());
+    LinearInput in;
+    SetLinearKernel(LinearKernel::kAvx512);
+    in.Prepare(x.data(), 1, w.m);
+    EXPECT_FALSE(in.fours.empty()) << "K=" << K;
+    LinearRows(in, w.m, 0, 37, regrouped.data(), 37, false);
+    SetLinearKernel(LinearKernel::kAvx2);
+    in.Prepare(x.data(), 1, w.m);
+    EXPECT_TRUE(in.fours.empty()) << "K=" << K;
+    SetLinearKernel(LinearKernel::kAvx512);
+    LinearRows(in, w.m, 0, 37, here.data(), 37, false);
+    EXPECT_EQ(regrouped, twin) << "K=" << K;
+    EXPECT_EQ(here, twin) << "K=" << K;
+  }
+}
+
 TEST_F(LinearQ8Test, DistanceToFloatActivationsWithinTheQuantizationStep) {
   uint32_t seed = 80;
   for (const Case& c : Cases()) {

@@ -186,6 +186,12 @@ int LayoutFor(const cpu::RawWeight& raw, LinearActivations activations) {
   return cpu::WantsNibbleOrder(raw) ? 2 : 1;
 }
 
+// The 64-byte aligned start of a LinearInput's `fours` (allocated with 63 bytes of slack).
+const int8_t* FoursAt(const std::vector<int8_t>& fours) {
+  const uintptr_t at = (reinterpret_cast<uintptr_t>(fours.data()) + 63) & ~uintptr_t{63};
+  return reinterpret_cast<const int8_t*>(at);
+}
+
 cpu::QuantizedActs View(const LinearInput& in) {
   cpu::QuantizedActs a;
   a.q = in.q.data();
@@ -193,6 +199,7 @@ cpu::QuantizedActs View(const LinearInput& in) {
   a.sum = in.sum.data();
   a.T = in.T;
   a.K = in.K;
+  a.fours = in.fours.empty() ? nullptr : FoursAt(in.fours);
   return a;
 }
 
@@ -390,6 +397,7 @@ void LinearInput::Prepare(const float* x_in, int64_t T_in, const WeightMatrix& w
   const cpu::RawWeight raw = Raw(w);
   layout = LayoutFor(raw, activations);
   this->activations = activations;
+  fours.clear();
   if (layout == 0 || layout == 4) return;  // x as it is
   if (layout == 3) {
     const int64_t Kh = cpu::Bf16ActCols(K);
@@ -419,6 +427,12 @@ void LinearInput::Prepare(const float* x_in, int64_t T_in, const WeightMatrix& w
       cpu::QuantizeActsReference(x + t * K, K, nibbles, qt, dt, st);
     }
   });
+  // A decode token meets INT4 rows on AVX-512 in one call per piece of every matrix it goes to:
+  // its activations are regrouped for those steps once, here.
+  if (nibbles && T == 1 && Resolve() == LinearKernel::kAvx512) {
+    fours.resize(static_cast<size_t>(cpu::FourBlockBytes(K) + 63));
+    cpu::FourBlockActsAvx512(q.data(), K, const_cast<int8_t*>(FoursAt(fours)));
+  }
 }
 
 void LinearRows(const LinearInput& in, const WeightMatrix& w, int64_t r0, int64_t r1, float* y, int64_t ldy,

@@ -110,6 +110,9 @@ struct QuantizedActs {
   const float* d = nullptr;      // [T, K / kActBlock]
   const int32_t* sum = nullptr;  // [T, K / kActBlock]
   int64_t T = 0, K = 0;
+  // One token's INT4 activations as the AVX-512 decode steps take them (FourBlockActsAvx512),
+  // 64-byte aligned; null where not prepared (the kernel then lays them out per call).
+  const int8_t* fours = nullptr;
 };
 // Whether w can take int8 activations: INT8 or INT4 with whole blocks (K and block_in
 // multiples of kActBlock, scales present).
@@ -124,6 +127,13 @@ void QLinearReference(const QuantizedActs& a, const RawWeight& w, int64_t r0, in
                       bool accumulate);
 void QLinearAvx2(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
                  bool accumulate);
+// One token's nibble-order q[K] regrouped for the AVX-512 INT4 decode: for blocks 4v .. 4v+3,
+// 64 bytes of their evens then 64 of their odds (the pair order holds each two blocks' evens
+// then their odds); an odd count's last block is left out (the kernel sums it alone), and the
+// groups run to whole steps of sixteen blocks, zero past K. out: FourBlockBytes(K) bytes,
+// 64-byte aligned.
+inline int64_t FourBlockBytes(int64_t K) { return (K / kActBlock + 15) / 16 * 512; }
+void FourBlockActsAvx512(const int8_t* q, int64_t K, int8_t* out);
 // The same with AVX-512 VNNI (linear_q8_avx512.cc; CpuFeatures::HasAvx512VnniSet), the same bits.
 // scratch: QLinearAvx512ScratchBytes(w, T) bytes of this thread's, 64-byte aligned (null when 0).
 void QLinearAvx512(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,

@@ -374,7 +374,7 @@ struct Int4RowArgs {
   const uint16_t* scale;
   const uint8_t* zero;  // null: 8
   const int8_t* q;      // the token's activations (pair layout), its d and Σq per block
-  const int8_t* fours;  // the same, each four blocks' evens then their odds (FourBlockActs)
+  const int8_t* fours;  // the same, each four blocks' evens then their odds (FourBlockActsAvx512)
   const Int4Tail* tail;
   const float* d;
   const int32_t* sum;
@@ -536,26 +536,18 @@ __attribute__((always_inline)) inline void Int4Rows1(const RawWeight& w, int64_t
   }
 }
 
-// The token's activations as Int4Step takes them: for blocks 4v .. 4v+3, 64 bytes of their evens
-// then 64 of their odds (the pair layout holds each two blocks' evens then their odds), so that
-// the shuffles are done once per call, not once per row. An odd count's last block is left out
-// (Int4Step sums it alone); the blocks run to whole steps of sixteen, zero past the row's.
+// The token's activations as Int4Step takes them: as prepared (LinearInput lays them out once
+// per input: per call, a decode token's ~4,000 INT4 pieces each did it again), else laid out
+// here, in this thread's buffer.
 const int8_t* FourBlockActs(const QuantizedActs& a) {
+  if (a.fours != nullptr) return a.fours;
   struct alignas(64) Line {
     int8_t bytes[64];
   };
   thread_local std::vector<Line> fours;
-  const int64_t nb = a.K / kActBlock, vec_blocks = nb & ~int64_t{1}, steps = (nb + 15) / 16;
-  fours.assign(static_cast<size_t>(8 * steps), Line{});
-  int8_t* out = fours.data()->bytes;
-  for (int64_t b = 0; b < vec_blocks; b += 4) {
-    const int8_t* x = a.q + b * kActBlock;
-    const __m512i x0 = _mm512_loadu_si512(x);
-    const __m512i x1 = vec_blocks - b >= 4 ? _mm512_loadu_si512(x + 64) : _mm512_setzero_si512();
-    _mm512_store_si512(out + 32 * b, _mm512_shuffle_i64x2(x0, x1, 0x44));
-    _mm512_store_si512(out + 32 * b + 64, _mm512_shuffle_i64x2(x0, x1, 0xee));
-  }
-  return out;
+  fours.resize(static_cast<size_t>(FourBlockBytes(a.K) / 64));
+  FourBlockActsAvx512(a.q, a.K, fours.data()->bytes);
+  return fours.data()->bytes;
 }
 
 // The tail of rows of nb blocks against the token a (see Int4Tail); nothing when nb is a
@@ -622,6 +614,18 @@ void Int4Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t 
 
 }  // namespace
 
+void FourBlockActsAvx512(const int8_t* q, int64_t K, int8_t* out) {
+  const int64_t nb = K / kActBlock, vec_blocks = nb & ~int64_t{1};
+  for (int64_t b = 0; b < vec_blocks; b += 4) {
+    const __m512i x0 = _mm512_loadu_si512(q + b * kActBlock);
+    const __m512i x1 = vec_blocks - b >= 4 ? _mm512_loadu_si512(q + b * kActBlock + 64) : _mm512_setzero_si512();
+    _mm512_store_si512(out + 32 * b, _mm512_shuffle_i64x2(x0, x1, 0x44));
+    _mm512_store_si512(out + 32 * b + 64, _mm512_shuffle_i64x2(x0, x1, 0xee));
+  }
+  for (int64_t i = (vec_blocks + 3) / 4 * 128; i < FourBlockBytes(K); i += 64)
+    _mm512_store_si512(out + i, _mm512_setzero_si512());
+}
+
 void QLinearAvx512(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
                    bool accumulate, uint8_t* scratch) {
   if (r0 >= r1 || a.T <= 0) return;
@@ -651,6 +655,7 @@ void QLinearAvx512(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64
 #else  // built without the flags (not x86-64): the dispatcher never selects this.
 
 namespace dsv3::cpu {
+void FourBlockActsAvx512(const int8_t*, int64_t, int8_t*) {}
 void QLinearAvx512(const QuantizedActs&, const RawWeight&, int64_t, int64_t, float*, int64_t, bool, uint8_t*) {}
 }  // namespace dsv3::cpu
 
