@@ -91,6 +91,12 @@ void WeightedColumns3x4(const float* p, int64_t ldp, const float* vals, int64_t 
     for (int j = 0; j < 4; ++j) _mm512_storeu_ps(out + i * C + c0 + 16 * j, rows[i][j]);
 }
 
+// a0 += w · x0, a1 += w · x1: one query's row of WeightedColumns6x2.
+inline void Fma2(__m512 w, __m512 x0, __m512 x1, __m512& a0, __m512& a1) {
+  a0 = _mm512_fmadd_ps(w, x0, a0);
+  a1 = _mm512_fmadd_ps(w, x1, a1);
+}
+
 // Six queries x 32 columns: each row's two vectors feed six FMAs apiece, where 3 x 4 fed three
 // (the cached rows of a span come from L2, and at three FMAs per 64-byte load the tile waited
 // on them). a<i><j>: query i, columns 16j..16j+15.
@@ -102,24 +108,12 @@ void WeightedColumns6x2(const float* p, int64_t ldp, const float* vals, int64_t 
     const float* v = vals + s * C + c0;
     __m512 x0 = _mm512_loadu_ps(v), x1 = _mm512_loadu_ps(v + 16);
     asm("" : "+v"(x0), "+v"(x1));  // each vector loaded once (GCC folded a load into every FMA)
-    __m512 w = _mm512_set1_ps(p[s]);
-    a00 = _mm512_fmadd_ps(w, x0, a00);
-    a01 = _mm512_fmadd_ps(w, x1, a01);
-    w = _mm512_set1_ps(p[ldp + s]);
-    a10 = _mm512_fmadd_ps(w, x0, a10);
-    a11 = _mm512_fmadd_ps(w, x1, a11);
-    w = _mm512_set1_ps(p[2 * ldp + s]);
-    a20 = _mm512_fmadd_ps(w, x0, a20);
-    a21 = _mm512_fmadd_ps(w, x1, a21);
-    w = _mm512_set1_ps(p[3 * ldp + s]);
-    a30 = _mm512_fmadd_ps(w, x0, a30);
-    a31 = _mm512_fmadd_ps(w, x1, a31);
-    w = _mm512_set1_ps(p[4 * ldp + s]);
-    a40 = _mm512_fmadd_ps(w, x0, a40);
-    a41 = _mm512_fmadd_ps(w, x1, a41);
-    w = _mm512_set1_ps(p[5 * ldp + s]);
-    a50 = _mm512_fmadd_ps(w, x0, a50);
-    a51 = _mm512_fmadd_ps(w, x1, a51);
+    Fma2(_mm512_set1_ps(p[s]), x0, x1, a00, a01);
+    Fma2(_mm512_set1_ps(p[ldp + s]), x0, x1, a10, a11);
+    Fma2(_mm512_set1_ps(p[2 * ldp + s]), x0, x1, a20, a21);
+    Fma2(_mm512_set1_ps(p[3 * ldp + s]), x0, x1, a30, a31);
+    Fma2(_mm512_set1_ps(p[4 * ldp + s]), x0, x1, a40, a41);
+    Fma2(_mm512_set1_ps(p[5 * ldp + s]), x0, x1, a50, a51);
   }
   const __m512 rows[6][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
   for (int i = 0; i < 6; ++i)
