@@ -135,6 +135,8 @@ struct LinearInput {
   // threads pass their step's CurrentLinearActivations()).
   void Prepare(const float* x, int64_t T, const WeightMatrix& w, LinearActivations activations);
   void Prepare(const float* x, int64_t T, const WeightMatrix& w) { Prepare(x, T, w, CurrentLinearActivations()); }
+  // Whether this is the form Prepare would give x for w (under the same activations).
+  bool PreparedFor(const WeightMatrix& w) const;
 };
 // LinearRows on a prepared input: the form it was prepared in decides (an input prepared
 // for another format still works: x is then quantized again for this one).

@@ -85,18 +85,26 @@ void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64
   float* shared_up = s->up_buf.data() + picks * I;
 
   // gate and up of every active expert (and the shared ones) in one parallel region. One token
-  // (a decode step) is every active expert's one row: x itself, prepared once for the routed
-  // experts (copying it for each and preparing each copy in a parallel region had taken ~8 us
-  // a layer, ~1% of a bench-v3-mini INT4 token).
+  // (a decode step) is every active expert's one row: x itself, prepared once, for the shared
+  // experts and the routed ones unless their formats differ (copying it for each expert and
+  // preparing each copy in a parallel region had taken ~8 us a layer, ~1% of a bench-v3-mini
+  // INT4 token). Routed experts of another format than the first active one's redo it.
   const bool one_token = N == 1;
+  const LinearInput* routed_input = nullptr;  // one token: every routed expert's
   if (one_token) {
     if (s->inputs.size() < 2) s->inputs.resize(2);
     if (shared) s->inputs[0].Prepare(x, N, w.shared.gate_proj);
-    for (int64_t e = 0; e < c.n_routed_experts; ++e)
-      if (offset[e + 1] > offset[e]) {
-        s->inputs[1].Prepare(x, N, w.experts[e].gate_proj);  // their format (another one's redoes it)
-        break;
+    int64_t first = 0;  // the first active routed expert
+    while (first < c.n_routed_experts && offset[first + 1] == offset[first]) ++first;
+    if (first < c.n_routed_experts) {
+      const WeightMatrix& gate = w.experts[first].gate_proj;
+      if (shared && s->inputs[0].PreparedFor(gate)) {
+        routed_input = &s->inputs[0];
+      } else {
+        s->inputs[1].Prepare(x, N, gate);
+        routed_input = &s->inputs[1];
       }
+    }
   } else {
     const int64_t column_grain = picks >= kParallelPicks ? 8 : D;
     ParallelFor(D, column_grain, [&](int64_t d0, int64_t d1) {
@@ -114,7 +122,7 @@ void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64
   }
   for (int64_t e = 0; e < c.n_routed_experts; ++e) {
     if (offset[e + 1] == offset[e]) continue;
-    const LinearInput* in = &s->inputs[one_token ? 1 : 1 + e];
+    const LinearInput* in = one_token ? routed_input : &s->inputs[1 + e];
     jobs.push_back({in, &w.experts[e].gate_proj, s->gate_buf.data() + offset[e] * I});
     jobs.push_back({in, &w.experts[e].up_proj, s->up_buf.data() + offset[e] * I});
   }

@@ -410,11 +410,13 @@ TEST(MoeGate, GreedySoftmaxDoesNotRenormalize) {
 // in expert order (DeepSeek's reference loops over experts), whichever tokens share a step and
 // however the sum is split: each expert here runs on the token alone (the fast kernels give one
 // token the bits of many), and the step's token counts take both the inline and parallel sums
-// and a decode step's one token (its experts share one prepared x), with float32 experts and
-// with INT4 ones (which take x quantized to int8).
+// and a decode step's one token (its experts share one prepared x), with float32 experts, with
+// INT4 ones (which take x quantized to int8), and with INT4 routed experts beside float32
+// shared ones (whose x is prepared in another form).
 TEST(MoeForward, EachTokenAddsItsExpertsInExpertOrderAfterTheSharedOnes) {
   if (!GetCpuFeatures().HasAvx2Set()) GTEST_SKIP() << "needs the fast kernels (" << GetCpuFeatures().ToString() << ")";
-  for (const bool int4 : {false, true}) {
+  for (const int formats : {0, 1, 2}) {  // 0: all float32, 1: all INT4, 2: INT4 routed, float32 shared
+    const bool int4 = formats > 0;
     ModelConfig c = NoauxTcRouter();
     c.hidden_size = int4 ? 64 : 40;  // INT4 takes int8 activations in whole blocks of 32
     c.moe_intermediate_size = int4 ? 32 : 24;
@@ -436,11 +438,11 @@ TEST(MoeForward, EachTokenAddsItsExpertsInExpertOrderAfterTheSharedOnes) {
       }
       return store.back().m;
     };
-    const auto mlp = [&]() { return MlpWeights{matrix(I, D, 0.3f, int4), matrix(I, D, 0.3f, int4), matrix(D, I, 0.3f, int4)}; };
+    const auto mlp = [&](bool q) { return MlpWeights{matrix(I, D, 0.3f, q), matrix(I, D, 0.3f, q), matrix(D, I, 0.3f, q)}; };
     MoeWeights w;
     w.gate = matrix(E, D, 0.5f, false);
-    for (int64_t e = 0; e < E; ++e) w.experts.push_back(mlp());
-    w.shared = mlp();
+    for (int64_t e = 0; e < E; ++e) w.experts.push_back(mlp(int4));
+    w.shared = mlp(formats == 1);
     SetLinearKernel(int4 ? LinearKernel::kAuto : LinearKernel::kAvx2);  // INT4: AVX-512 VNNI where present
     for (int64_t N : {int64_t{1}, int64_t{3}, int64_t{37}}) {
       const std::vector<float> x = testing::RandomNormal(N * D, 1.0f, 99 + static_cast<uint32_t>(N));
@@ -460,7 +462,7 @@ TEST(MoeForward, EachTokenAddsItsExpertsInExpertOrderAfterTheSharedOnes) {
           for (int64_t d = 0; d < D; ++d) want[d] += gw * y[d];
         }
         for (int64_t d = 0; d < D; ++d)
-          ASSERT_EQ(out[t * D + d], want[d]) << (int4 ? "int4" : "f32") << " N=" << N << " token " << t << " element " << d;
+          ASSERT_EQ(out[t * D + d], want[d]) << "formats " << formats << " N=" << N << " token " << t << " element " << d;
       }
     }
     SetLinearKernel(LinearKernel::kAuto);

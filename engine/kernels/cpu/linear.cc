@@ -300,7 +300,7 @@ void LinearJobs(const std::vector<LinearJob>& jobs, int64_t min_piece_rows) {
     Part p{Raw(*j.w), true, 1, pieces, 0};
     parts.push_back(p);
     if (j.in->T <= 0) continue;  // no pieces: nothing read
-    p.as_prepared = j.in->layout == 0 || j.in->layout == LayoutFor(p.raw, j.in->activations);
+    p.as_prepared = j.in->layout == 0 || j.in->PreparedFor(*j.w);
     if (p.as_prepared) Count(*j.w, j.in->T, 0, j.w->rows(), j.in->layout);
     const bool fast = j.in->layout != 0 || (UsesAvx2Kernels(Resolve()) && cpu::Avx2Supports(p.raw));
     p.piece_rows = std::max({min_piece_rows, fast ? kFastGrain : kTileRows, MinPieceRows(*j.w, j.in->T)});
@@ -435,11 +435,13 @@ void LinearInput::Prepare(const float* x_in, int64_t T_in, const WeightMatrix& w
   }
 }
 
+bool LinearInput::PreparedFor(const WeightMatrix& w) const { return layout == LayoutFor(Raw(w), activations); }
+
 void LinearRows(const LinearInput& in, const WeightMatrix& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
                 bool accumulate) {
   if (r0 >= r1 || in.T <= 0) return;
   const cpu::RawWeight raw = Raw(w);
-  if (in.layout != 0 && in.layout != LayoutFor(raw, in.activations)) {
+  if (in.layout != 0 && !in.PreparedFor(w)) {
     // Prepared for another format: prepare again for this one (which then fits).
     thread_local LinearInput again;
     again.Prepare(in.x, in.T, w, in.activations);
