@@ -5,6 +5,7 @@
 // quantization step allows.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdint>
@@ -260,9 +261,9 @@ TEST_F(LinearQ8Test, PreparedInputMatchesPerCallQuantization) {
 // so each output moves by at most sum_k |w[r,k]|·d(k)/2, plus the float32 rounding of the
 // two sums (K·eps·sum|x·w| each side).
 // One token's INT4 activations are regrouped for the AVX-512 decode when the input is prepared
-// (LinearInput::fours); an input prepared while another family was forced has none, and the
-// kernel then regroups them itself: the same bits either way, for a row tail, a lone odd block
-// and whole steps.
+// (LinearInput::fours), whichever kernel family is forced at the time, and multiplied under
+// AVX-512 they give the twin's bits, for a row tail, a lone odd block and whole steps; the
+// kernel handed a token without them (a caller of its own) gives them too, through AVX2.
 TEST_F(LinearQ8Test, OneTokenPreparedForAnyKernelFamilyGivesTheSameBits) {
   if (!GetCpuFeatures().HasAvx512VnniSet()) GTEST_SKIP() << "no AVX-512 VNNI here (" << GetCpuFeatures().ToString() << ")";
   for (const int64_t K : {int64_t{96}, int64_t{544}, int64_t{1536}}) {
@@ -271,18 +272,21 @@ TEST_F(LinearQ8Test, OneTokenPreparedForAnyKernelFamilyGivesTheSameBits) {
     std::vector<float> twin(37), regrouped(37), here(37);
     SetLinearKernel(LinearKernel::kReference);
     Linear(x.data(), 1, w.m, twin.data());
+    for (const LinearKernel prepared_under : {LinearKernel::kAvx512, LinearKernel::kAvx2, LinearKernel::kReference}) {
+      LinearInput in;
+      SetLinearKernel(prepared_under);
+      in.Prepare(x.data(), 1, w.m);
+      EXPECT_FALSE(in.fours.empty()) << "K=" << K << " " << LinearKernelName(prepared_under);
+      SetLinearKernel(LinearKernel::kAvx512);
+      std::fill(regrouped.begin(), regrouped.end(), -1.0f);
+      LinearRows(in, w.m, 0, 37, regrouped.data(), 37, false);
+      EXPECT_EQ(regrouped, twin) << "K=" << K << " prepared under " << LinearKernelName(prepared_under);
+    }
     LinearInput in;
-    SetLinearKernel(LinearKernel::kAvx512);
     in.Prepare(x.data(), 1, w.m);
-    EXPECT_FALSE(in.fours.empty()) << "K=" << K;
-    LinearRows(in, w.m, 0, 37, regrouped.data(), 37, false);
-    SetLinearKernel(LinearKernel::kAvx2);
-    in.Prepare(x.data(), 1, w.m);
-    EXPECT_TRUE(in.fours.empty()) << "K=" << K;
-    SetLinearKernel(LinearKernel::kAvx512);
+    in.fours.clear();  // as a caller that quantizes by itself would hand it over
     LinearRows(in, w.m, 0, 37, here.data(), 37, false);
-    EXPECT_EQ(regrouped, twin) << "K=" << K;
-    EXPECT_EQ(here, twin) << "K=" << K;
+    EXPECT_EQ(here, twin) << "K=" << K << " without the regrouped activations";
   }
 }
 

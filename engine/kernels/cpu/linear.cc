@@ -428,8 +428,9 @@ void LinearInput::Prepare(const float* x_in, int64_t T_in, const WeightMatrix& w
     }
   });
   // A decode token meets INT4 rows on AVX-512 in one call per piece of every matrix it goes to:
-  // its activations are regrouped for those steps once, here.
-  if (nibbles && T == 1 && Resolve() == LinearKernel::kAvx512) {
+  // its activations are regrouped for those steps once, here (whichever family is forced now:
+  // an input may be prepared under one and multiplied under another).
+  if (nibbles && T == 1 && GetCpuFeatures().HasAvx512VnniSet()) {
     fours.resize(static_cast<size_t>(cpu::FourBlockBytes(K) + 63));
     cpu::FourBlockActsAvx512(q.data(), K, const_cast<int8_t*>(FoursAt(fours)));
   }

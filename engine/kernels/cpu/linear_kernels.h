@@ -111,7 +111,8 @@ struct QuantizedActs {
   const int32_t* sum = nullptr;  // [T, K / kActBlock]
   int64_t T = 0, K = 0;
   // One token's INT4 activations as the AVX-512 decode steps take them (FourBlockActsAvx512),
-  // 64-byte aligned; null where not prepared (the kernel then lays them out per call).
+  // 64-byte aligned: LinearInput::Prepare makes them wherever the CPU has AVX-512 VNNI. Without
+  // them QLinearAvx512 hands one INT4 token to QLinearAvx2 (the same bits).
   const int8_t* fours = nullptr;
 };
 // Whether w can take int8 activations: INT8 or INT4 with whole blocks (K and block_in

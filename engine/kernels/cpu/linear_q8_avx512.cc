@@ -29,9 +29,7 @@
     defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cstdint>
-#include <vector>
 
 namespace dsv3::cpu {
 
@@ -536,20 +534,6 @@ __attribute__((always_inline)) inline void Int4Rows1(const RawWeight& w, int64_t
   }
 }
 
-// The token's activations as Int4Step takes them: as prepared (LinearInput lays them out once
-// per input: per call, a decode token's ~4,000 INT4 pieces each did it again), else laid out
-// here, in this thread's buffer.
-const int8_t* FourBlockActs(const QuantizedActs& a) {
-  if (a.fours != nullptr) return a.fours;
-  struct alignas(64) Line {
-    int8_t bytes[64];
-  };
-  thread_local std::vector<Line> fours;
-  fours.resize(static_cast<size_t>(FourBlockBytes(a.K) / 64));
-  FourBlockActsAvx512(a.q, a.K, fours.data()->bytes);
-  return fours.data()->bytes;
-}
-
 // The tail of rows of nb blocks against the token a (see Int4Tail); nothing when nb is a
 // multiple of sixteen.
 Int4Tail RowTail(const QuantizedActs& a, int64_t per_group) {
@@ -573,7 +557,7 @@ Int4Tail RowTail(const QuantizedActs& a, int64_t per_group) {
 
 template <int kPerGroup>
 void Int4Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, bool accumulate) {
-  const int8_t* fours = FourBlockActs(a);
+  const int8_t* fours = a.fours;  // regrouped once, when the token was prepared
   const Int4Tail tail = RowTail(a, w.block_in / kActBlock);
   auto store = [&](int64_t r, float v) { y[r] = accumulate ? y[r] + v : v; };
   // Each pair of rows fetches the scales and zero points of the rows `ahead_rows` on (and its
@@ -581,7 +565,8 @@ void Int4Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t 
   // down projections (K = 512, 304-byte rows) had fetched 2.4 KB ahead: its seven matrices from
   // DRAM on 2 threads, alternated call by call, 90.7-97.2 -> 82.8-86.4 us.
   constexpr int64_t kAheadRows = 8, kAheadBytes = 6144;
-  const int64_t ahead_rows = std::max<int64_t>(kAheadRows, (kAheadBytes + w.row_bytes - 1) / w.row_bytes);
+  const int64_t rows_for_bytes = (kAheadBytes + w.row_bytes - 1) / w.row_bytes;
+  const int64_t ahead_rows = rows_for_bytes > kAheadRows ? rows_for_bytes : kAheadRows;
   auto ahead = [&](int64_t r, int64_t count) -> const uint8_t* {
     if (r + ahead_rows + count > w.rows) return nullptr;
     const int64_t n = r + ahead_rows, sc = w.scale_cols;
@@ -637,9 +622,10 @@ void QLinearAvx512(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64
     }
   } else if (w.kind == WeightKind::kI8) {
     Int8Rows(a, w, r0, r1, y, ldy, accumulate);
-  } else if (w.kind == WeightKind::kInt4 && a.T > 1) {
+  } else if (w.kind == WeightKind::kInt4 && (a.T > 1 || a.fours == nullptr)) {
     // A few tokens: AVX2's pairs of tokens sharing each unpack measured faster than this
     // file's steps (INT4 g32 16384 x 1536, 8 tokens, 1 thread: 140 against 92-103 GFLOP/s).
+    // One token without its regrouped activations (QuantizedActs::fours) goes there too.
     QLinearAvx2(a, w, r0, r1, y, ldy, accumulate);
   } else if (w.kind == WeightKind::kInt4) {
     switch (w.block_in / kActBlock) {
