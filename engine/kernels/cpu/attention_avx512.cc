@@ -60,6 +60,20 @@ void ScoreTile(const float* const* q1, const float* keys1, int64_t C1, const flo
 
 #include "engine/kernels/cpu/attention_scores.inc"
 
+// Sixteen cached floats at p, loaded once into a register: without the barrier GCC folded the
+// load into every FMA that takes them (three or six loads of the same line).
+inline __m512 LoadOnce(const float* p) {
+  __m512 x = _mm512_loadu_ps(p);
+  asm("" : "+v"(x));
+  return x;
+}
+// a_i += w_i · x for three queries: one value vector of WeightedColumns3x4.
+inline void Fma3(__m512 x, __m512 w0, __m512 w1, __m512 w2, __m512& a0, __m512& a1, __m512& a2) {
+  a0 = _mm512_fmadd_ps(w0, x, a0);
+  a1 = _mm512_fmadd_ps(w1, x, a1);
+  a2 = _mm512_fmadd_ps(w2, x, a2);
+}
+
 // Three queries x 64 columns of the output over every cached row, the twelve accumulators named
 // (see attention_avx2.cc's WeightedColumns3x4). a<i><j>: query i, columns 16j..16j+15.
 void WeightedColumns3x4(const float* p, int64_t ldp, const float* vals, int64_t S, int64_t C, int64_t c0,
@@ -69,22 +83,10 @@ void WeightedColumns3x4(const float* p, int64_t ldp, const float* vals, int64_t 
   for (int64_t s = 0; s < S; ++s) {
     const float* v = vals + s * C + c0;
     const __m512 w0 = _mm512_set1_ps(p[s]), w1 = _mm512_set1_ps(p[ldp + s]), w2 = _mm512_set1_ps(p[2 * ldp + s]);
-    __m512 x = _mm512_loadu_ps(v); asm("" : "+v"(x));
-    a00 = _mm512_fmadd_ps(w0, x, a00);
-    a10 = _mm512_fmadd_ps(w1, x, a10);
-    a20 = _mm512_fmadd_ps(w2, x, a20);
-    x = _mm512_loadu_ps(v + 16); asm("" : "+v"(x));
-    a01 = _mm512_fmadd_ps(w0, x, a01);
-    a11 = _mm512_fmadd_ps(w1, x, a11);
-    a21 = _mm512_fmadd_ps(w2, x, a21);
-    x = _mm512_loadu_ps(v + 32); asm("" : "+v"(x));
-    a02 = _mm512_fmadd_ps(w0, x, a02);
-    a12 = _mm512_fmadd_ps(w1, x, a12);
-    a22 = _mm512_fmadd_ps(w2, x, a22);
-    x = _mm512_loadu_ps(v + 48); asm("" : "+v"(x));
-    a03 = _mm512_fmadd_ps(w0, x, a03);
-    a13 = _mm512_fmadd_ps(w1, x, a13);
-    a23 = _mm512_fmadd_ps(w2, x, a23);
+    Fma3(LoadOnce(v), w0, w1, w2, a00, a10, a20);
+    Fma3(LoadOnce(v + 16), w0, w1, w2, a01, a11, a21);
+    Fma3(LoadOnce(v + 32), w0, w1, w2, a02, a12, a22);
+    Fma3(LoadOnce(v + 48), w0, w1, w2, a03, a13, a23);
   }
   const __m512 rows[3][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}, {a20, a21, a22, a23}};
   for (int i = 0; i < 3; ++i)
@@ -106,8 +108,7 @@ void WeightedColumns6x2(const float* p, int64_t ldp, const float* vals, int64_t 
          a40 = a00, a41 = a00, a50 = a00, a51 = a00;
   for (int64_t s = 0; s < S; ++s) {
     const float* v = vals + s * C + c0;
-    __m512 x0 = _mm512_loadu_ps(v), x1 = _mm512_loadu_ps(v + 16);
-    asm("" : "+v"(x0), "+v"(x1));  // each vector loaded once (GCC folded a load into every FMA)
+    const __m512 x0 = LoadOnce(v), x1 = LoadOnce(v + 16);
     Fma2(_mm512_set1_ps(p[s]), x0, x1, a00, a01);
     Fma2(_mm512_set1_ps(p[ldp + s]), x0, x1, a10, a11);
     Fma2(_mm512_set1_ps(p[2 * ldp + s]), x0, x1, a20, a21);
