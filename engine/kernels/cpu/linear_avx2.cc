@@ -621,6 +621,9 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
   int64_t block = ((T + nblocks - 1) / nblocks + 3) & ~int64_t{3};
   if (block > max_block) block = max_block;
   const int64_t panel = fp8 ? GemmFp8PanelRows(K, wide) : GemmPanelRows(K, wide);
+  // Wide tiles of these formats are converted by linear_avx512.cc (one 64-byte store a pair's
+  // eight columns).
+  const bool pairs512 = wide && PanelPairsAvx512Takes(w);
   float* wt = scratch;
   float* xs = scratch + panel * Kp;
   // Each weight row is read and converted once per call (a panel of rows at a time), then
@@ -637,12 +640,18 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
     // Four rows a call: half of a wide tile (its pairs 0-1 or 2-3), or a plain tile.
     for (int64_t r = p0; r < p1; r += 4) {
       const bool paired = wide && (r - p0) / 8 * 8 + 8 <= p1 - p0;
+      if (paired && pairs512) {
+        ConvertPanelPairsAvx512(w, r, 2, wt + (r - p0) * Kp, Kp);
+        continue;
+      }
       convert(r, static_cast<int>(p1 - r < 4 ? p1 - r : 4), wt + (r - p0) * Kp, PanelLayout{Kp, paired});
     }
     // The next panel's stored rows are fetched into L2 while this one computes, a share before
     // each microkernel call: converting straight from DRAM left the FMAs idle (a fifth of a
     // BF16 prefill's time sat on the conversion's loads). Whole lines, from the one holding
-    // the next panel's first byte.
+    // the next panel's first byte. Not for pairs512: the AVX-512 converter fetches a pair of
+    // rows ahead as it goes, and the bursts here then only cost (MoE GEMMs of 64 experts x 48
+    // tokens, 2 threads, alternated: INT4 and INT8 2-5% faster without them).
     const uintptr_t rows_at = reinterpret_cast<uintptr_t>(w.data);
     const uintptr_t ahead_begin = (rows_at + p1 * w.row_bytes) & ~uintptr_t{63};
     const char* ahead = reinterpret_cast<const char*>(ahead_begin);
@@ -652,7 +661,7 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
     // INT4 MoE GEMMs 2.29 -> 2.17 s over 33 layer steps, alternated).
     const int64_t ahead_end = p1 < r1 ? panel_end(p1) : (w.rows - p1 < p1 - p0 ? w.rows : p1 + (p1 - p0));
     const int64_t ahead_lines =
-        ahead_end > p1 ? static_cast<int64_t>(rows_at + ahead_end * w.row_bytes - ahead_begin + 63) / 64 : 0;
+        !pairs512 && ahead_end > p1 ? static_cast<int64_t>(rows_at + ahead_end * w.row_bytes - ahead_begin + 63) / 64 : 0;
     const int64_t tile = wide ? 8 : 4;
     const int64_t calls = ((p1 - p0 + tile - 1) / tile) * ((T + block - 1) / block);
     const int64_t lines_per_call = (ahead_lines + calls - 1) / calls;

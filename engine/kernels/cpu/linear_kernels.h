@@ -216,6 +216,11 @@ void GemmAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
 // zero-padded) take turns eight columns at a time, from wt + 2p·roundup(K, 8).
 void GemmPanel8Avx512(const float* wt, int64_t K, const float* x, int64_t ldx, int64_t T, float* y, int64_t ldy,
                       bool accumulate);
+// Rows [r, r + 2·pairs) of w as GemmAvx2's paired panel rows (pair p from dst + 2p·Kp), the
+// values its own converters write, with AVX-512 (linear_avx512.cc), for the weights
+// PanelPairsAvx512Takes: BF16, FP8, INT8 and INT4 with K and the groups whole 8-column steps.
+bool PanelPairsAvx512Takes(const RawWeight& w);
+void ConvertPanelPairsAvx512(const RawWeight& w, int64_t r, int pairs, float* dst, int64_t Kp);
 // WeightRowScores / WeightRowsWeightedSum (ops.h) for weights Avx2Supports with cols % 8 == 0:
 // the rows converted in registers to the values DequantizeRows (ops.h) writes, with the bits
 // MultiQueryScoresAvx2 / MultiQueryWeightedSumAvx2 give (M = 1) over those float32 rows.
