@@ -301,6 +301,11 @@ void LogSoftmax(const float* logits, int64_t n, float* out);
 // Embedding lookup: row `id` of a [V, D] table of any float dtype into dst.
 void EmbeddingRow(const TensorView& table, int64_t id, float* dst);
 
+// y[i] += a · x[i] over n elements, the product rounded before the sum (no fused multiply-add,
+// as a plain loop compiled without FMA): the MoE's weighted sum of its experts' rows. The AVX2
+// path gives those bits eight at a time.
+void AddScaled(float* y, const float* x, float a, int64_t n);
+
 // Dot product of two float arrays.
 float Dot(const float* a, const float* b, int64_t n);
 

@@ -143,6 +143,8 @@ void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64
 
   // Weighted sum in expert order, as the reference adds them, a token at a time: its row of out
   // stays in L1 for its k rows (walking experts, each row came back k times from L3 or DRAM).
+  // AddScaled, eight at a time: the plain loop here (-O2 does not vectorize it) took ~1.8 ms of
+  // a 512-token prefill's MoE layer.
   std::vector<std::pair<int64_t, float>>& rows = s->picked_rows;
   std::vector<int64_t>& filled = s->picks_placed;
   filled.assign(static_cast<size_t>(N), 0);
@@ -154,11 +156,7 @@ void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64
   ParallelFor(N, picks >= kParallelPicks ? 1 : N, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       float* dst = out + t * D;
-      for (int64_t i = 0; i < k; ++i) {
-        const float* src = s->expert_out.data() + rows[t * k + i].first * D;
-        const float gw = rows[t * k + i].second;
-        for (int64_t d = 0; d < D; ++d) dst[d] += gw * src[d];
-      }
+      for (int64_t i = 0; i < k; ++i) AddScaled(dst, s->expert_out.data() + rows[t * k + i].first * D, rows[t * k + i].second, D);
     }
   });
 }

@@ -134,6 +134,33 @@ TEST_F(ElementwiseOpsTest, SoftmaxAvx2GivesTheBitsOfItsStepsOneByOne) {
   }
 }
 
+// The MoE's weighted sum: y += a · x with the product rounded before the sum, on either path
+// (the AVX2 one eight at a time, its last n % 8 alone), at lengths around the vector width.
+// Fused multiply-adds would give other bits for some of these elements.
+TEST_F(ElementwiseOpsTest, AddScaledRoundsTheProductOnEveryPath) {
+  std::vector<LinearKernel> kernels = {LinearKernel::kReference};
+  if (GetCpuFeatures().HasAvx2Set()) kernels.push_back(LinearKernel::kAvx2);
+  uint32_t seed = 80;
+  for (int64_t n : {0, 1, 7, 8, 9, 1539}) {
+    const auto x = testing::RandomNormal(n, 1.0f, seed++), y = testing::RandomNormal(n, 1.0f, seed++);
+    const float a = 0.3728f;
+    std::vector<float> want(y);
+    int fused_differs = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      volatile float product = a * x[i];  // rounded here, whatever the compiler may contract
+      want[i] = y[i] + product;
+      fused_differs += std::fma(a, x[i], y[i]) != want[i];
+    }
+    if (n > 1000) EXPECT_GT(fused_differs, 0) << "the data cannot tell a fused multiply-add apart";
+    for (LinearKernel k : kernels) {
+      SetLinearKernel(k);
+      std::vector<float> got(y);
+      AddScaled(got.data(), x.data(), a, n);
+      EXPECT_TRUE(SameBits(got, want)) << "n=" << n << " kernel " << static_cast<int>(k);
+    }
+  }
+}
+
 // Decode attention's partials take softmax's first step alone: the AVX2 path's products are
 // the reference's bits and its maximum the same value, for lengths around the vector width
 // (0: -inf), with -inf and NaN entries passed over.

@@ -282,6 +282,24 @@ void SiluMulAvx2(float* gate, const float* up, int64_t n) {
   }
 }
 
+void AddScaledAvx2(float* y, const float* x, float a, int64_t n) {
+  // The barriers keep each product rounded on its own: compiled with -mfma, GCC would fuse the
+  // multiply and the add (vector intrinsics are plain arithmetic to it), which the scalar loop
+  // it must match does not.
+  const __m256 av = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 p = _mm256_mul_ps(av, _mm256_loadu_ps(x + i));
+    __asm__("" : "+x"(p));
+    _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), p));
+  }
+  for (; i < n; ++i) {
+    __m128 p = _mm_mul_ss(_mm_set_ss(a), _mm_set_ss(x[i]));
+    __asm__("" : "+x"(p));
+    y[i] = _mm_cvtss_f32(_mm_add_ss(_mm_set_ss(y[i]), p));
+  }
+}
+
 void MultiQueryScoresAvx2(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
                           float* scores, int64_t lds, bool accumulate) {
   Scores<false>(q, ldq, keys, C, q, ldq, keys, 0, M, S, scores, lds, accumulate);
@@ -311,6 +329,7 @@ float ExpShiftedSumAvx2(float*, int64_t, float) { return 0.0f; }
 void SoftmaxAvx2(float*, int64_t, float) {}
 float ScaleMaxAvx2(float*, int64_t, float) { return 0.0f; }
 void SiluMulAvx2(float*, const float*, int64_t) {}
+void AddScaledAvx2(float*, const float*, float, int64_t) {}
 }  // namespace dsv3::cpu
 
 #endif

@@ -271,6 +271,8 @@ void SoftmaxAvx2(float* x, int64_t n, float scale);
 float ScaleMaxAvx2(float* x, int64_t n, float scale);
 // SiluMul (ops.h) with AVX2 + FMA, its exp ExpShiftedSumAvx2's (attention_avx2.cc).
 void SiluMulAvx2(float* gate, const float* up, int64_t n);
+// AddScaled (ops.h) with AVX2, the same bits (attention_avx2.cc).
+void AddScaledAvx2(float* y, const float* x, float a, int64_t n);
 // FLOPs of a register-only FMA loop on this thread for about `seconds` (the matrix peak that
 // the roofline in `dsv3 bench` compares prefill against).
 double FmaPeakFlopsAvx2(double seconds);

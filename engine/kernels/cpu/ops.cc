@@ -43,6 +43,11 @@ void RmsNorm(const float* x, const TensorView& weight, int64_t T, int64_t D, flo
   });
 }
 
+void AddScaled(float* y, const float* x, float a, int64_t n) {
+  if (UsesAvx2Kernels(ActiveLinearKernel())) return cpu::AddScaledAvx2(y, x, a, n);
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
 void SiluMul(float* gate, const float* up, int64_t n) {
   const bool avx2 = UsesAvx2Kernels(ActiveLinearKernel());
   ParallelFor(n, kElementGrain, [&](int64_t i0, int64_t i1) {
