@@ -388,6 +388,34 @@ TEST(MoeGate, Bf16BiasRoutesAsItsFloat32Values) {
   for (int64_t t = 0; t < N; ++t) EXPECT_EQ(idx16[t * 2], 7) << "token " << t;
 }
 
+// A prefill's tokens are routed on every thread: each gets what RouteOne gives it alone from its
+// logits, whatever the thread count.
+TEST(MoeGate, TokensRouteAsEachAloneOnAnyThreadCount) {
+  const ModelConfig c = NoauxTcRouter();
+  const int64_t E = 8, D = 16, N = 200, k = 2;
+  const auto gate = testing::RandomNormal(E * D, 1.0f, 91), x = testing::RandomNormal(N * D, 1.0f, 92);
+  MoeWeights w;
+  w.gate.w = TensorView{gate.data(), DType::kF32, Shape{E, D}};
+  RouterScratch s;
+  s.Reserve(c, N);
+  for (int threads : {1, 2, 3}) {
+    SetNumThreads(threads);
+    std::vector<int32_t> idx(N * k);
+    std::vector<float> wt(N * k);
+    RouteTokens(c, w, x.data(), N, &s, idx.data(), wt.data());
+    for (int64_t t = 0; t < N; ++t) {
+      int32_t want_idx[2];
+      float want_w[2];
+      RouteOne(c, s.logits.data() + t * E, nullptr, want_idx, want_w);
+      for (int64_t i = 0; i < k; ++i) {
+        ASSERT_EQ(idx[t * k + i], want_idx[i]) << threads << " threads, token " << t;
+        ASSERT_EQ(wt[t * k + i], want_w[i]) << threads << " threads, token " << t;
+      }
+    }
+  }
+  SetNumThreads(0);
+}
+
 TEST(MoeGate, GreedySoftmaxDoesNotRenormalize) {
   ModelConfig c;
   c.n_routed_experts = 4;
