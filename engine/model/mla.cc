@@ -194,17 +194,22 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
   } else {
     LinearSameInput(x, N, {{&w.q_proj, q}, {&w.kv_a_proj_with_mqa, kv_a}});
   }
+  // A chunk's tokens in parallel (a 512-token prefill's took 0.4-0.8 ms a layer on one
+  // thread); a decode step's one token inline.
+  constexpr int64_t kTokensPerChunk = 32;
   for (const SeqChunk& ch : chunks) {
     float* kv_cache = cache->kv(layer, ch.slot);
     float* pe_cache = cache->pe(layer, ch.slot);
-    for (int64_t t = 0; t < ch.n; ++t) {
-      const int64_t row = ch.offset + t, pos = ch.start_pos + t;
-      float* kvr = kv_a + row * (C + R);
-      RmsNorm(kvr, w.kv_a_layernorm, 1, C, eps, kv_cache + pos * C);
-      std::memcpy(pe_cache + pos * R, kvr + C, R * sizeof(float));
-      rope.Apply(pe_cache + pos * R, pos);
-      for (int64_t h = 0; h < H; ++h) rope.Apply(q + row * H * qk + h * qk + nope, pos);
-    }
+    ParallelFor(ch.n, kTokensPerChunk, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t row = ch.offset + t, pos = ch.start_pos + t;
+        float* kvr = kv_a + row * (C + R);
+        RmsNorm(kvr, w.kv_a_layernorm, 1, C, eps, kv_cache + pos * C);
+        std::memcpy(pe_cache + pos * R, kvr + C, R * sizeof(float));
+        rope.Apply(pe_cache + pos * R, pos);
+        for (int64_t h = 0; h < H; ++h) rope.Apply(q + row * H * qk + h * qk + nope, pos);
+      }
+    });
   }
 
   const float scale = static_cast<float>(c.SoftmaxScale());
