@@ -66,6 +66,14 @@ int64_t SpanCount(int64_t S, int64_t H) {
   return std::min<int64_t>(max_spans, (S + kMinSpanRows - 1) / kMinSpanRows);
 }
 
+// Below kMinSpanRows + 1 cached positions a chunk has one span, which ran on one thread while
+// the other waited (bench-v3-mini, depth < 128: ~13 us a layer). Its heads then go as two
+// groups, when the halves keep every query's bits: the multi-query kernels (AVX2, AVX-512)
+// give a query the same bits whatever else shares its call, except across 16 queries, where
+// the scores take another path; so H < 16 or H >= 32 (DeepSeek-V3's 128: 64 + 64). Like the
+// spans, the groups depend only on the cache length and the head count.
+int64_t HeadGroups(int64_t spans, int64_t H) { return spans == 1 && H > 1 && (H < 16 || H >= 32) ? 2 : 1; }
+
 void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vector<const SeqChunk*>& chunks,
                           int64_t layer, LatentKvCache* cache, const WeightMatrix& kv_b, float scale, MlaScratch* s,
                           float* attn) {
@@ -85,30 +93,37 @@ void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vecto
   });
   // The partials of every span, in balanced pieces: at depth each thread walks many spans, and
   // a thread slowed by a neighbour on a shared machine no longer holds the other at the join
-  // (a span's partial lands in its own slot, whichever thread computes it).
-  std::vector<int64_t> first_span(static_cast<size_t>(n + 1), 0);
-  for (int64_t i = 0; i < n; ++i) first_span[i + 1] = first_span[i] + SpanCount(chunks[i]->start_pos + 1, H);
+  // (a span's partial lands in its own slot, whichever thread computes it). Jobs are (span,
+  // head group), a chunk's spans in order, each span's groups (HeadGroups) in turn.
+  std::vector<int64_t> first_span(static_cast<size_t>(n + 1), 0), first_job(static_cast<size_t>(n + 1), 0);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t spans = SpanCount(chunks[i]->start_pos + 1, H);
+    first_span[i + 1] = first_span[i] + spans;
+    first_job[i + 1] = first_job[i] + spans * HeadGroups(spans, H);
+  }
   s->decode_parts.resize(static_cast<size_t>(first_span[n] * part));
-  ParallelForBalanced(first_span[n], 1, [&](int64_t j0, int64_t j1) {
+  ParallelForBalanced(first_job[n], 1, [&](int64_t j0, int64_t j1) {
     thread_local std::vector<float> scores;
     int64_t flops = 0;  // the scores and weighted sums, for `dsv3 bench` (CountFlops)
     for (int64_t j = j0; j < j1; ++j) {
-      const int64_t i = std::upper_bound(first_span.begin(), first_span.end(), j) - first_span.begin() - 1;
+      const int64_t i = std::upper_bound(first_job.begin(), first_job.end(), j) - first_job.begin() - 1;
       const SeqChunk& ch = *chunks[i];
-      const int64_t S = ch.start_pos + 1, spans = first_span[i + 1] - first_span[i], k = j - first_span[i];
+      const int64_t S = ch.start_pos + 1, spans = first_span[i + 1] - first_span[i], groups = HeadGroups(spans, H);
+      const int64_t k = (j - first_job[i]) / groups, g = (j - first_job[i]) % groups;
+      const int64_t h0 = H * g / groups, h1 = H * (g + 1) / groups, nh = h1 - h0;  // this job's heads
       const int64_t a = S * k / spans, len = S * (k + 1) / spans - a;
       // The sliding window hides the positions before lo (probability exactly 0).
       const int64_t lo = c.sliding_window > 0 ? std::max<int64_t>(0, ch.start_pos - c.sliding_window + 1) : 0;
       const float* qa = s->decode_q.data() + i * H * (C + R);
       const float* latents = cache->kv(layer, ch.slot) + a * C;
-      float* part_j = s->decode_parts.data() + j * part;
-      float *m = part_j, *l = part_j + H;
-      scores.resize(static_cast<size_t>(H * len));
-      MultiQueryScoresTwoPart(qa, C, latents, C, qa + H * C, R, cache->pe(layer, ch.slot) + a * R, R, H, len,
-                              scores.data(), len);
+      float* part_k = s->decode_parts.data() + (first_span[i] + k) * part;  // the span's slot
+      float *m = part_k, *l = part_k + H;
+      scores.resize(static_cast<size_t>(nh * len));
+      MultiQueryScoresTwoPart(qa + h0 * C, C, latents, C, qa + H * C + h0 * R, R, cache->pe(layer, ch.slot) + a * R, R,
+                              nh, len, scores.data(), len);
       const int64_t hidden = std::clamp<int64_t>(lo - a, 0, len);  // the span's positions before lo
-      for (int64_t h = 0; h < H; ++h) {
-        float* row = scores.data() + h * len;
+      for (int64_t h = h0; h < h1; ++h) {
+        float* row = scores.data() + (h - h0) * len;
         std::fill(row, row + hidden, -INFINITY);
         m[h] = ScaleAndMax(row + hidden, len - hidden, scale);
         if (m[h] == -INFINITY) {  // the whole span is outside the window
@@ -118,8 +133,8 @@ void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vecto
           l[h] = ExpShiftedSum(row, len, m[h]);
         }
       }
-      MultiQueryWeightedSum(scores.data(), H, len, latents, len, C, part_j + 2 * H);
-      flops += 2 * H * len * (2 * C + R);
+      MultiQueryWeightedSum(scores.data(), nh, len, latents, len, C, part_k + 2 * H + h0 * C);
+      flops += 2 * nh * len * (2 * C + R);
     }
     CountFlops(static_cast<uint64_t>(flops));
   });

@@ -176,6 +176,45 @@ TEST_F(MultiQueryTest, Avx512GivesTheAvx2Bits) {
   }
 }
 
+// Decode attention splits a lone span's heads in two groups (mla.cc's HeadGroups) trusting
+// that the AVX2 and AVX-512 products give a query the same bits whatever shares its call, as
+// long as the call stays on the same side of 16 queries (from 16 the scores are a GEMM): every
+// split of 12 and 15 queries, and halves of 32, 40 and 128, against the whole call.
+TEST_F(MultiQueryTest, QueriesSplitOnTheSameSideOfSixteenKeepTheirBits) {
+  std::vector<LinearKernel> kernels = {LinearKernel::kAvx2};
+  if (GetCpuFeatures().HasAvx512VnniSet()) kernels.push_back(LinearKernel::kAvx512);
+  const int64_t C = 256, R = 32, S = 77;
+  uint32_t seed = 700;
+  for (LinearKernel k : kernels) {
+    SetLinearKernel(k);
+    for (int64_t M : {12, 15, 32, 40, 128}) {
+      const auto q = Random(M * C, seed++), q2 = Random(M * R, seed++), keys = Random(S * C, seed++);
+      const auto keys2 = Random(S * R, seed++);
+      std::vector<float> scores(M * S), sums(M * C);
+      MultiQueryScoresTwoPart(q.data(), C, keys.data(), C, q2.data(), R, keys2.data(), R, M, S, scores.data(), S);
+      MultiQueryWeightedSum(scores.data(), M, S, keys.data(), S, C, sums.data());
+      std::vector<int64_t> cuts;
+      if (M < 16) {
+        for (int64_t a = 1; a < M; ++a) cuts.push_back(a);
+      } else {
+        cuts.push_back(M / 2);
+      }
+      for (int64_t a : cuts) {
+        std::vector<float> split_scores(M * S), split_sums(M * C);
+        for (auto [m0, m1] : {std::pair<int64_t, int64_t>{0, a}, {a, M}}) {
+          MultiQueryScoresTwoPart(q.data() + m0 * C, C, keys.data(), C, q2.data() + m0 * R, R, keys2.data(), R, m1 - m0,
+                                  S, split_scores.data() + m0 * S, S);
+          MultiQueryWeightedSum(scores.data() + m0 * S, m1 - m0, S, keys.data(), S, C, split_sums.data() + m0 * C);
+        }
+        const std::string what = "kernel " + std::to_string(static_cast<int>(k)) + ", " + std::to_string(M) +
+                                 " queries cut at " + std::to_string(a);
+        ASSERT_EQ(split_scores, scores) << what;
+        ASSERT_EQ(split_sums, sums) << what;
+      }
+    }
+  }
+}
+
 // Decode's absorbed attention reads kv_b as stored: rows of a weight, converted to float32,
 // must give the bits the multi-query products give over DequantizeRows' float32 rows, for
 // every format, row counts around the 4-row score tiles, widths around the 32-column value
