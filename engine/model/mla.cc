@@ -43,7 +43,8 @@ void MaskedSoftmax(float* scores, int64_t rows, int64_t S, int64_t start_pos, in
 // One-query chunks (decode) split the cache, not the heads, between jobs: a job is a span of
 // one chunk's cached positions with all H heads stacked, so each cached row is read once per
 // token (with the heads split, every thread streamed the whole cache: at depth that, not the
-// arithmetic, was decode attention's cost). A span leaves each head a partial softmax: its
+// arithmetic, was decode attention's cost; a lone span's heads go as two groups, HeadGroups
+// below, since its few rows stay in cache). A span leaves each head a partial softmax: its
 // largest score m, l = Σ exp(score - m) and o = Σ exp(score - m) · latent. The partials are
 // merged in span order, and the spans depend only on the cache length and the head count, so
 // the result depends neither on the thread count nor on the batch.
