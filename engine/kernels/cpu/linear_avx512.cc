@@ -396,9 +396,10 @@ void WithRowFormat(const RawWeight& w, const Fn& fn) {
 // linear_avx2.cc): both rows' columns [k, k + 8) converted in one vector and written with one
 // 64-byte store, the values linear_avx2.cc's converters write (FP8 unscaled: E4M3ToF32 · 2^-8,
 // times 1). The next pair's rows are fetched into L1 a line per 64 bytes converted, past the
-// panel and the call too (LinearJobs hands a thread a matrix's pieces in order). Two 32-byte
-// stores a vector and the loads left to the hardware held a prefill's conversion near a
-// quarter of its MoE GEMM time.
+// panel and the call too (LinearJobs hands a thread a matrix's pieces in order). With two
+// 32-byte stores a vector and the loads left to the hardware, skipping the conversion
+// altogether made a prefill's MoE GEMMs (64 experts x 48 tokens, 2 threads) ~19% faster; now
+// ~4%.
 template <RowFormat F>
 void PanelPairs(const RawWeight& w, int64_t r, int pairs, float* dst, int64_t Kp) {
   const int64_t K = w.cols, bi = F == RowFormat::kBF16 ? K : w.block_in;
