@@ -100,7 +100,7 @@ void Transformer::Forward(const int32_t* tokens, const std::vector<SeqChunk>& ch
     RmsNorm(h, lw.input_layernorm, N, D, eps, xn);
     MlaForward(c, lw.attn, L, xn, chunks, N, rope_, &cache_, options_.attn_impl, &mla_, branch,
                kv_b_f32_.empty() ? nullptr : kv_b_f32_[L].data());
-    for (int64_t i = 0; i < N * D; ++i) h[i] += branch[i];
+    AddScaled(h, branch, 1.0f, N * D);  // the residual: 1 · branch is exact
     clock.Mark(&StageSeconds::attention);
 
     RmsNorm(h, lw.post_attention_layernorm, N, D, eps, xn);
@@ -109,7 +109,7 @@ void Transformer::Forward(const int32_t* tokens, const std::vector<SeqChunk>& ch
     } else {
       MlpForward(lw.mlp, xn, N, ffn_gate_.data(), ffn_up_.data(), branch, false);
     }
-    for (int64_t i = 0; i < N * D; ++i) h[i] += branch[i];
+    AddScaled(h, branch, 1.0f, N * D);  // the residual: 1 · branch is exact
     clock.Mark(lw.is_moe ? &StageSeconds::moe : &StageSeconds::dense_mlp);
     if (trace) {
       trace->hidden.emplace_back(h, h + N * D);

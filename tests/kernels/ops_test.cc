@@ -135,13 +135,14 @@ TEST_F(ElementwiseOpsTest, SoftmaxAvx2GivesTheBitsOfItsStepsOneByOne) {
 }
 
 // The MoE's weighted sum: y += a · x with the product rounded before the sum, on either path
-// (the AVX2 one eight at a time, its last n % 8 alone), at lengths around the vector width.
+// (the AVX2 one eight at a time, its last n % 8 alone), at lengths around the vector width and
+// one split across the threads, on 1 and 2 threads; with a = 1, the residual add, a plain sum.
 // Fused multiply-adds would give other bits for some of these elements.
 TEST_F(ElementwiseOpsTest, AddScaledRoundsTheProductOnEveryPath) {
   std::vector<LinearKernel> kernels = {LinearKernel::kReference};
   if (GetCpuFeatures().HasAvx2Set()) kernels.push_back(LinearKernel::kAvx2);
   uint32_t seed = 80;
-  for (int64_t n : {0, 1, 7, 8, 9, 1539}) {
+  for (int64_t n : {0, 1, 7, 8, 9, 1539, 100003}) {  // the last split across the threads
     const auto x = testing::RandomNormal(n, 1.0f, seed++), y = testing::RandomNormal(n, 1.0f, seed++);
     const float a = 0.3728f;
     std::vector<float> want(y);
@@ -152,11 +153,18 @@ TEST_F(ElementwiseOpsTest, AddScaledRoundsTheProductOnEveryPath) {
       fused_differs += std::fma(a, x[i], y[i]) != want[i];
     }
     if (n > 1000) EXPECT_GT(fused_differs, 0) << "the data cannot tell a fused multiply-add apart";
+    std::vector<float> sum(y);  // a = 1: the residual add, the plain sum's bits
+    for (int64_t i = 0; i < n; ++i) sum[i] += x[i];
     for (LinearKernel k : kernels) {
       SetLinearKernel(k);
-      std::vector<float> got(y);
-      AddScaled(got.data(), x.data(), a, n);
-      EXPECT_TRUE(SameBits(got, want)) << "n=" << n << " kernel " << static_cast<int>(k);
+      for (int threads : {1, 2}) {
+        SetNumThreads(threads);
+        std::vector<float> got(y), got_sum(y);
+        AddScaled(got.data(), x.data(), a, n);
+        AddScaled(got_sum.data(), x.data(), 1.0f, n);
+        EXPECT_TRUE(SameBits(got, want)) << "n=" << n << " kernel " << static_cast<int>(k) << ", " << threads << " threads";
+        EXPECT_TRUE(SameBits(got_sum, sum)) << "n=" << n << " a = 1, kernel " << static_cast<int>(k);
+      }
     }
   }
 }
