@@ -236,6 +236,18 @@ __attribute__((always_inline)) inline __m512 EightOfTwo(const uint8_t* a, const 
 // time: a masked load (vmovdqu16 with a mask) here stalled each row behind the stores of the
 // one before, and cold rows then streamed at a few GB/s (12 heads' INT4 rows from DRAM, one
 // thread: 30 -> 16 us).
+// Row r's group g as RowGroups' tables hold it: its scale (FP8: 256 · scale) and, INT4, its zero
+// point (the stored one or 8).
+template <RowFormat F>
+float GroupScale(const RawWeight& w, int64_t r, int64_t g) {
+  if (F == RowFormat::kInt4) return _cvtsh_ss(w.scale16[r * w.scale_cols + g]);
+  const float s = w.scale[(r / w.block_out) * w.scale_cols + g];
+  return F == RowFormat::kFp8 ? s * 256.0f : s;
+}
+inline float GroupZero(const RawWeight& w, int64_t r, int64_t g) {
+  return w.zero ? static_cast<float>(w.zero[r * w.scale_cols + g]) : 8.0f;
+}
+
 template <RowFormat F>
 void RowGroups(const RawWeight& w, int64_t r, int64_t g0, int64_t n, float* s, float* z) {
   const bool int4 = F == RowFormat::kInt4;
@@ -256,12 +268,8 @@ void RowGroups(const RawWeight& w, int64_t r, int64_t g0, int64_t n, float* s, f
     }
   }
   for (; g < n; ++g) {
-    if (int4) {
-      s[g] = _cvtsh_ss(w.scale16[base + g]);
-      z[g] = w.zero ? static_cast<float>(w.zero[base + g]) : 8.0f;
-    } else {
-      s[g] = F == RowFormat::kFp8 ? w.scale[base + g] * 256.0f : w.scale[base + g];
-    }
+    s[g] = GroupScale<F>(w, r, g0 + g);
+    if (int4) z[g] = GroupZero(w, r, g0 + g);
   }
 }
 
@@ -311,10 +319,10 @@ void RowsWeightedSum512(const float* p, const RawWeight& w, int64_t r0, int64_t 
   if (c0 < C) WeightedColumns16<F, 1, true>(p, w, r0, S, c0, out);  // C % 16 == 8
 }
 
-// Both halves' scales (or zero points) at group g: row a's in lanes 0-7, row b's in 8-15.
-inline __m512 PairOf(const float* a, const float* b, int64_t g) {
-  return _mm512_mask_broadcastss_ps(_mm512_set1_ps(a[g]), 0xff00, _mm_load_ss(b + g));
-}
+// a in lanes 0-7, b in lanes 8-15: a pair of rows' scales (or zero points).
+inline __m512 Pair(float a, float b) { return _mm512_mask_broadcastss_ps(_mm512_set1_ps(a), 0xff00, _mm_set_ss(b)); }
+// Both halves' scales (or zero points) at group g of two rows' tables.
+inline __m512 PairOf(const float* a, const float* b, int64_t g) { return Pair(a[g], b[g]); }
 
 // The 8-lane chains of R = 4 rows from r (two pairs) or R = 1 row (paired with itself, the
 // high half unused) over every column: acc[0] rows (r, r+1), acc[1] rows (r+2, r+3).
@@ -412,17 +420,10 @@ void PanelPairs(const RawWeight& w, int64_t r, int pairs, float* dst, int64_t Kp
     float* d = dst + p * 2 * Kp;
     for (int64_t k0 = 0, g = 0; k0 < K; k0 += bi, ++g) {
       const int64_t k1 = k0 + bi < K ? k0 + bi : K;
-      __m512 s = _mm512_set1_ps(1.0f), z = _mm512_setzero_ps();
-      if (F == RowFormat::kInt4) {
-        s = _mm512_mask_broadcastss_ps(_mm512_set1_ps(_cvtsh_ss(w.scale16[ra * w.scale_cols + g])), 0xff00,
-                                       _mm_set_ss(_cvtsh_ss(w.scale16[rb * w.scale_cols + g])));
-        const float za = w.zero ? static_cast<float>(w.zero[ra * w.scale_cols + g]) : 8.0f;
-        const float zb = w.zero ? static_cast<float>(w.zero[rb * w.scale_cols + g]) : 8.0f;
-        z = _mm512_mask_broadcastss_ps(_mm512_set1_ps(za), 0xff00, _mm_set_ss(zb));
-      } else if (F == RowFormat::kInt8) {
-        s = _mm512_mask_broadcastss_ps(_mm512_set1_ps(w.scale[(ra / w.block_out) * w.scale_cols + g]), 0xff00,
-                                       _mm_set_ss(w.scale[(rb / w.block_out) * w.scale_cols + g]));
-      }
+      // FP8's panel is unscaled (its scale goes on the activations): 1, and no zero point.
+      const bool scaled = F == RowFormat::kInt4 || F == RowFormat::kInt8;
+      const __m512 s = scaled ? Pair(GroupScale<F>(w, ra, g), GroupScale<F>(w, rb, g)) : _mm512_set1_ps(1.0f);
+      const __m512 z = F == RowFormat::kInt4 ? Pair(GroupZero(w, ra, g), GroupZero(w, rb, g)) : _mm512_setzero_ps();
       for (int64_t k = k0; k < k1; k += 8) {
         const int64_t at = k / 8 * step_bytes;
         if (at % 64 == 0) {
