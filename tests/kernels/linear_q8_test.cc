@@ -62,6 +62,8 @@ std::vector<Case> Cases() {
           {"int4 g64 44 blocks", true, 9, 1408, 64, false, 1},
           {"int4 g128 40 blocks", true, 4, 1280, 128, false, 1},
           {"int8 g32 17 blocks", false, 21, 544, 32, true, 1},
+          // INT8 decode takes two blocks per step: groups of three blocks change inside a step.
+          {"int8 g96", false, 18, 576, 96, true, 1},
           // The INT8 GEMM's 32-row tiles: one of 31 rows (its second vector one lane short).
           {"int8 per channel 63 rows", false, 63, 256, 256, true, 1}};
 }

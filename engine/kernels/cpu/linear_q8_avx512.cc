@@ -12,7 +12,8 @@
 //     b0+8..b0+15, each chain in block order as the twin has it.
 //   - INT8: the signed weights go in the unsigned operand as w + 128 (w xor 0x80), and
 //     128 · Σq comes off the block sum afterwards; lanes are (row, token) as in the AVX2
-//     tiles, each an fma chain over the blocks in order.
+//     tiles, each an fma chain over the blocks in order. One token (Int8Decode): sixteen rows
+//     a vector, each row's two blocks in one 512-bit vpdpbusd.
 //   - INT8 and INT4, several tokens (QGemmMinTokens): a GEMM (QGemm) whose lanes are sixteen
 //     rows of one token, so that a lane's eight vpdpbusd over a block leave its exact sum with
 //     nothing to add across lanes (the tiles spend more on their sum trees than on the
@@ -351,6 +352,96 @@ void QGemm(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, f
   }
 }
 
+// ---- INT8, one token: sixteen rows a vector ----------------------------------------------
+// Each row's 64 bytes (two blocks) meet the token's 64 activations in one 512-bit vpdpbusd,
+// where linear_q8_int8.inc's tiles take 32 bytes of eight rows per 256-bit one and spend more on
+// their sum trees than on the products. Sixteen rows' vectors reduce to two vectors of exact
+// block sums, a lane per row (SixteenRowSums), and each block then takes the contract's one
+// fma in block order, as the tiles' lanes do: the same bits.
+
+// v[m]: row m's partial sums of blocks b (lanes 0-7) and b + 1 (lanes 8-15). out[h]: block
+// b + h's sums, lane m for row m. Unpacks and adds pair the rows (1, 2), then 128-bit lane
+// shuffles bring each block's two halves and the four row quads together (3, 4).
+inline void SixteenRowSums(const __m512i* v, __m512i* out) {
+  __m512i p[8], s[4];
+  for (int i = 0; i < 8; ++i)  // per 128-bit lane: rows (2i, 2i + 1, 2i, 2i + 1)
+    p[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
+  for (int j = 0; j < 4; ++j)  // 128-bit lane L: rows 4j..4j+3, the sum of L's four products of each
+    s[j] = _mm512_add_epi32(_mm512_unpacklo_epi64(p[2 * j], p[2 * j + 1]), _mm512_unpackhi_epi64(p[2 * j], p[2 * j + 1]));
+  // Lanes 0 + 1 are block b, 2 + 3 block b + 1: [rows 4j.. block b, block b + 1, rows 4j + 4.. b, b + 1].
+  __m512i q[2];
+  for (int j = 0; j < 2; ++j)
+    q[j] = _mm512_add_epi32(_mm512_shuffle_i32x4(s[2 * j], s[2 * j + 1], 0x88), _mm512_shuffle_i32x4(s[2 * j], s[2 * j + 1], 0xdd));
+  out[0] = _mm512_shuffle_i32x4(q[0], q[1], 0x88);
+  out[1] = _mm512_shuffle_i32x4(q[0], q[1], 0xdd);
+}
+
+// Each row's line this far ahead is fetched as a step reads the row (and at a tile's end the
+// next tile's first lines). Fetched front to back, as the eight-row tiles fetch theirs, the
+// next tile lay sixteen whole rows ahead, out of L1 for long rows: 24 matrices of 4 MB from
+// DRAM, 2 threads, K = 7168, the eight-row tiles 69 GB/s, sixteen rows fetched so 58, so 83.
+constexpr int64_t kInt8Ahead = 512;
+
+// Rows [r0, r1) against the one token, sixteen at a time (past r1: row r1 - 1 again, not
+// stored), two blocks a step.
+void Int8Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, bool accumulate) {
+  const int64_t nb = a.K / kActBlock, per_group = w.block_in / kActBlock, groups = (nb + per_group - 1) / per_group;
+  const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+  const int64_t ahead = kInt8Ahead < w.row_bytes ? kInt8Ahead : w.row_bytes;
+  for (int64_t r = r0; r < r1; r += 16) {
+    const uint8_t* row[16];
+    SixteenRows(w, r, r1, row);
+    const bool next = r + 16 <= r1;  // fetch the next sixteen rows' starts at the end of these
+    alignas(64) float table[16][16];  // groups g0..g0+15, a lane per row
+    int64_t g0 = -16;
+    __m512 acc = _mm512_setzero_ps(), scale = acc;
+    for (int64_t b = 0; b < nb; b += 2) {
+      if (const int64_t at = b * kActBlock + ahead; at < w.row_bytes) {
+        for (int m = 0; m < 16; ++m) _mm_prefetch(reinterpret_cast<const char*>(row[m] + at), _MM_HINT_T0);
+      } else if (next) {
+        for (int m = 0; m < 16; ++m)
+          _mm_prefetch(reinterpret_cast<const char*>(row[m] + 16 * w.row_bytes + at - w.row_bytes), _MM_HINT_T0);
+      }
+      const bool pair = b + 1 < nb;
+      const __m512i xq = pair ? _mm512_loadu_si512(a.q + b * kActBlock)
+                              : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q + b * kActBlock)));
+      __m512i v[16];  // a lone last block: lanes 8-15 meet zero activations
+      for (int m = 0; m < 16; ++m) {
+        const __m512i wv = pair ? _mm512_loadu_si512(row[m] + b * kActBlock)
+                                : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[m] + b * kActBlock)));
+        v[m] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(wv, bias), xq);
+      }
+      __m512i sums[2];
+      SixteenRowSums(v, sums);
+      for (int h = 0; h < (pair ? 2 : 1); ++h) {
+        const int64_t blk = b + h;
+        if (blk % per_group == 0) {  // a new weight group: its scale per lane
+          const int64_t g = blk / per_group;
+          if (g >= g0 + 16) {  // the next sixteen groups of the sixteen rows, transposed
+            g0 = g;
+            const int64_t n = groups - g0 < 16 ? groups - g0 : 16;
+            __m512i sc[16];
+            for (int m = 0; m < 16; ++m) {
+              const int64_t rr = TileRow(r, m, r1), srow = w.block_out == 1 ? rr : rr / w.block_out;
+              sc[m] = _mm512_maskz_loadu_epi32(static_cast<__mmask16>((1u << n) - 1), w.scale + srow * w.scale_cols + g0);
+            }
+            Transpose16(sc);
+            for (int k = 0; k < n; ++k) _mm512_store_si512(table[k], sc[k]);
+          }
+          scale = _mm512_load_ps(table[g - g0]);
+        }
+        // Σ (w + 128) q = Σ w q + 128 Σq
+        const __m512i exact = _mm512_sub_epi32(sums[h], _mm512_set1_epi32(128 * a.sum[blk]));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(scale, _mm512_set1_ps(a.d[blk])), acc);
+      }
+    }
+    const int64_t left = r1 - r;
+    const __mmask16 keep = static_cast<__mmask16>(left >= 16 ? 0xffff : (1u << left) - 1);
+    if (accumulate) acc = _mm512_add_ps(_mm512_maskz_loadu_ps(keep, y + r), acc);
+    _mm512_mask_storeu_ps(y + r, keep, acc);
+  }
+}
+
 // ---- INT4, one token: rows in pairs, sixteen blocks of a row per step -----------------------
 
 // A row's last step when its blocks are not a multiple of sixteen (bench-v3-mini's q_b and
@@ -620,6 +711,8 @@ void QLinearAvx512(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64
     } else {
       QGemm<true>(a, w, r0, r1, y, ldy, accumulate, scratch);
     }
+  } else if (w.kind == WeightKind::kI8 && a.T == 1) {
+    Int8Decode(a, w, r0, r1, y, accumulate);
   } else if (w.kind == WeightKind::kI8) {
     Int8Rows(a, w, r0, r1, y, ldy, accumulate);
   } else if (w.kind == WeightKind::kInt4 && (a.T > 1 || a.fours == nullptr)) {
