@@ -469,9 +469,14 @@ void GemmPanel8Avx512(const float* wt, int64_t K, const float* x, int64_t ldx, i
       const auto part = [&]<int N>(int64_t t) {
         Panel8<N>(wt, K, k0, k1, x + t * ldx, ldx, carry + 4 * (t - t0), y + t * ldy, ldy, accumulate);
       };
+      // Six tokens a pass (24 accumulators, six broadcasts and one panel vector live: 31
+      // registers), so each panel vector, read from L2, serves six fmas where it served four: 64
+      // experts' gate, up and down at 48 tokens, 2 threads, interleaved: +2-5% for every format.
       int64_t t = t0;
-      for (; t + 4 <= t1; t += 4) part.template operator()<4>(t);
+      for (; t + 6 <= t1; t += 6) part.template operator()<6>(t);
       switch (t1 - t) {
+        case 5: part.template operator()<5>(t); break;
+        case 4: part.template operator()<4>(t); break;
         case 3: part.template operator()<3>(t); break;
         case 2: part.template operator()<2>(t); break;
         case 1: part.template operator()<1>(t); break;
