@@ -157,58 +157,7 @@ void WeightedSumQueries(const float* p, int64_t ldp, const float* vals, int64_t 
   }
 }
 
-// attention_avx2.cc's Exp on sixteen lanes: the same operations in the same order, so each
-// lane has the bits it has there. ExpShiftedSum of 4096 scores, one thread, hot: 1.41 -> 0.78
-// us (a decode step at depth 4096 takes 144 of them, ~1% of its time: not measurable in
-// bench-v3-mini's tg64 @ d4096, where the span products dominate).
-inline __m512 Exp16(__m512 x) {
-  const __m512 lo = _mm512_set1_ps(-87.3365f), hi = _mm512_set1_ps(88.3762f);
-  const __mmask16 underflow = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
-  x = _mm512_min_ps(hi, _mm512_max_ps(lo, x));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  const __m512i pow2n = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-  return _mm512_maskz_mov_ps(static_cast<__mmask16>(~underflow), _mm512_mul_ps(p, _mm512_castsi512_ps(pow2n)));
-}
-
 }  // namespace
-
-float ExpShiftedSumAvx512(float* x, int64_t n, float shift) {
-  // The sum stays eight lanes wide, each group of eight added in order as the AVX2 loop adds
-  // them; the last n % 8 go through the vector code with -inf padding (exp 0), as there.
-  const __m512 s = _mm512_set1_ps(shift);
-  __m256 sum = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m512 e = Exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), s));
-    _mm512_storeu_ps(x + i, e);
-    sum = _mm256_add_ps(_mm256_add_ps(sum, Low8(e)), High8(e));
-  }
-  if (i + 8 <= n) {
-    const __m256 e = Low8(Exp16(_mm512_sub_ps(_mm512_castps256_ps512(_mm256_loadu_ps(x + i)), s)));
-    _mm256_storeu_ps(x + i, e);
-    sum = _mm256_add_ps(sum, e);
-    i += 8;
-  }
-  if (i < n) {
-    alignas(32) float buf[8];
-    for (int j = 0; j < 8; ++j) buf[j] = i + j < n ? x[i + j] : -__builtin_inff();
-    const __m256 e = Low8(Exp16(_mm512_sub_ps(_mm512_castps256_ps512(_mm256_load_ps(buf)), s)));
-    _mm256_store_ps(buf, e);
-    for (int64_t j = 0; i + j < n; ++j) x[i + j] = buf[j];
-    sum = _mm256_add_ps(sum, e);
-  }
-  return HorizontalSum(sum);
-}
 
 void MultiQueryScoresAvx512(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
                             float* scores, int64_t lds, bool accumulate) {
@@ -242,7 +191,6 @@ void MultiQueryScoresAvx512(const float*, int64_t, int64_t, const float*, int64_
 void MultiQueryScoresTwoPartAvx512(const float*, int64_t, const float*, int64_t, const float*, int64_t, const float*,
                                    int64_t, int64_t, int64_t, float*, int64_t) {}
 void MultiQueryWeightedSumAvx512(const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*) {}
-float ExpShiftedSumAvx512(float*, int64_t, float) { return 0.0f; }
 }  // namespace dsv3::cpu
 
 #endif

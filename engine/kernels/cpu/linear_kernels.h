@@ -265,9 +265,6 @@ void GemmAvx2WithScratch(const float* x, int64_t T, int64_t ldx, const RawWeight
 double FmaPeakFlopsAvx512(double seconds);
 // ExpShiftedSum (ops.h) with AVX2 + FMA (attention_avx2.cc).
 float ExpShiftedSumAvx2(float* x, int64_t n, float shift);
-// ExpShiftedSumAvx2's exponentials sixteen at a time and its sum in its order: the same bits
-// (attention_avx512.cc; the avx512 family).
-float ExpShiftedSumAvx512(float* x, int64_t n, float shift);
 // SoftmaxInPlace (ops.h) with AVX2 + FMA, the same bits (attention_avx2.cc).
 void SoftmaxAvx2(float* x, int64_t n, float scale);
 // ScaleAndMax (ops.h) with AVX2: the same products and maximum (attention_avx2.cc).
