@@ -36,9 +36,9 @@ inline __m512 Fp8Tiny16(__m128i q) {
 }
 
 constexpr int kTileRows = 8;  // four pairs of rows
-// Each row's line this far ahead is fetched as the row is read, and at the tile's end the next
-// tile's first lines. The next tile fetched front to back instead (12 KB ahead for K = 1536, 56
-// KB for DeepSeek-V3's 7168) had run too far ahead for L1: the lm_head's 129,280 x 1536 from
+// How far ahead each row is fetched as it is read (FetchRowsAhead). The next tile fetched front
+// to back instead (12 KB ahead for K = 1536, 56 KB for DeepSeek-V3's 7168) had run too far
+// ahead for L1: the lm_head's 129,280 x 1536 from
 // DRAM, 2 threads, interleaved, 42-46 -> 56-58 GB/s (512 bytes ahead: 49-52); 24 matrices of 4
 // MB, K = 1536 45-50 -> 55-57, K = 7168 50-54 -> 57-58, K = 18432 46 -> 55.
 constexpr int64_t kFp8Ahead = 1024;
@@ -54,22 +54,13 @@ bool Fp8Tile(const RawWeight& w, int64_t r, const float* x, int64_t next, float*
   for (int i = 0; i < kTileRows; ++i) q[i] = static_cast<const uint8_t*>(w.data) + (r + i) * w.row_bytes;
   __m512 acc[kTileRows / 2];  // pair p: lanes 0-7 row 2p, lanes 8-15 row 2p+1
   for (int p = 0; p < kTileRows / 2; ++p) acc[p] = _mm512_setzero_ps();
-  const int64_t ahead = kFp8Ahead < w.row_bytes ? kFp8Ahead : w.row_bytes;
   for (int64_t k0 = 0, g = 0; k0 < K; k0 += bi, ++g) {
     const int64_t k1 = k0 + bi < K ? k0 + bi : K;
     // fl(x · scale · 2^120), as Fp8Tiny::ActScale, in both halves.
     const __m256 s = _mm256_set1_ps(scales[g] * 0x1p120f);
     int64_t k = k0;
     for (; k + 16 <= k1; k += 16) {
-      if ((k & 63) < 16) {  // once per 64 bytes of a row
-        const int64_t at = k + ahead;
-        if (at < w.row_bytes) {
-          for (int i = 0; i < kTileRows; ++i) _mm_prefetch(reinterpret_cast<const char*>(q[i]) + at, _MM_HINT_T0);
-        } else if (next != 0) {
-          for (int i = 0; i < kTileRows; ++i)
-            _mm_prefetch(reinterpret_cast<const char*>(q[i]) + next + at - w.row_bytes, _MM_HINT_T0);
-        }
-      }
+      if ((k & 63) < 16) FetchRowsAhead(q, kTileRows, k, kFp8Ahead, w.row_bytes, next);  // per 64 bytes of a row
       const __m256 x0 = _mm256_mul_ps(_mm256_loadu_ps(x + k), s), x1 = _mm256_mul_ps(_mm256_loadu_ps(x + k + 8), s);
       const __m512 xlo = Twice(x0), xhi = Twice(x1);
       for (int p = 0; p < kTileRows / 2; ++p) {

@@ -68,8 +68,8 @@ void StoreSums(__m512 (&acc)[R][N], float* y, int64_t ldy, bool accumulate) {
 
 inline __m512bh Bh(__m512i v) { return reinterpret_cast<__m512bh>(v); }
 
-// A decode step's tiles fetch each row's line this far ahead as they read it, and at their end
-// the next tile's first lines: fetching the same column of the next tile's rows, 24 KB on for
+// How far ahead a decode step's tiles fetch each row as they read it (FetchRowsAhead): fetching
+// the same column of the next tile's rows, 24 KB on for
 // eight rows of 1536, had run too far for L1. bench-v3-mini tg64 with --activations bf16, 2
 // threads, alternated with the old binary: BF16 44.5 / 43.7 / 44.8 -> 45.8 / 45.6 / 46.6 tok/s,
 // FP8 (Fp8Tile) 54.5 / 56.7 / 54.6 -> 56.8 / 57.1 / 58.8.
@@ -78,7 +78,7 @@ constexpr int64_t kRowAhead = 1024;
 // Rows w[0..R) (K columns each) against tokens x[0..N) (rows Kh apart, zero-padded).
 // prefetch: bytes from a row to the row read after this tile's (0: none). Each 64 bytes read
 // fetch the line as far ahead, so the next rows stream in spread over this pass; or, ahead,
-// each row's line kRowAhead bytes on (past its end, the next row's).
+// each row's line kRowAhead bytes on (FetchRowsAhead).
 template <int R, int N>
 void Tile(const uint16_t* const* w, int64_t K, const uint16_t* x, int64_t Kh, float* y, int64_t ldy, bool accumulate,
           int64_t prefetch, bool ahead = false) {
@@ -89,12 +89,9 @@ void Tile(const uint16_t* const* w, int64_t K, const uint16_t* x, int64_t Kh, fl
   const auto step = [&](int64_t k, bool fetch) __attribute__((always_inline)) {
     __m512bh xv[N];
     for (int j = 0; j < N; ++j) xv[j] = Bh(_mm512_loadu_si512(x + j * Kh + k));
+    if (fetch && ahead) FetchRowsAhead(w, R, 2 * k, kRowAhead, 2 * K, prefetch);  // a step is 64 bytes a row
     for (int i = 0; i < R; ++i) {
-      if (fetch) {
-        const int64_t row = 2 * K, at = 2 * k + (kRowAhead < row ? kRowAhead : row);
-        const int64_t to = !ahead ? 2 * k + prefetch : at < row ? at : prefetch + at - row;
-        _mm_prefetch(reinterpret_cast<const char*>(w[i]) + to, _MM_HINT_T0);
-      }
+      if (fetch && !ahead) _mm_prefetch(reinterpret_cast<const char*>(w[i] + k) + prefetch, _MM_HINT_T0);
       const __m512bh wv = Bh(_mm512_loadu_si512(w[i] + k));
       for (int j = 0; j < N; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], wv, xv[j]);
     }
@@ -186,13 +183,9 @@ void Fp8Tile(const uint8_t* const* q, int64_t K, int64_t row_bytes, const uint16
   __m512 acc[R][N];
   for (int i = 0; i < R; ++i)
     for (int j = 0; j < N; ++j) acc[i][j] = _mm512_setzero_ps();
-  const int64_t ahead = kRowAhead < row_bytes ? kRowAhead : row_bytes;
   const int64_t K32 = K & ~int64_t{31};
   const auto step = [&](int64_t k, bool whole) __attribute__((always_inline)) {
-    if ((k & 63) < 32) {  // once per 64 bytes of a row
-      const int64_t at = k + ahead, to = at < row_bytes ? at : R * row_bytes + at - row_bytes;
-      for (int i = 0; i < R; ++i) _mm_prefetch(reinterpret_cast<const char*>(q[i]) + to, _MM_HINT_T0);
-    }
+    if ((k & 63) < 32) FetchRowsAhead(q, R, k, kRowAhead, row_bytes, R * row_bytes);  // per 64 bytes of a row
     const __mmask32 m = static_cast<__mmask32>((uint64_t{1} << (K - k < 32 ? K - k : 0)) - 1);
     __m512bh xv[N];
     for (int j = 0; j < N; ++j) xv[j] = Bh(_mm512_loadu_si512(x + j * Kh + k));

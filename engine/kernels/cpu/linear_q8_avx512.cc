@@ -376,10 +376,10 @@ inline void SixteenRowSums(const __m512i* v, __m512i* out) {
   out[1] = _mm512_shuffle_i32x4(q[0], q[1], 0xdd);
 }
 
-// Each row's line this far ahead is fetched as a step reads the row (and at a tile's end the
-// next tile's first lines). Fetched front to back, as the eight-row tiles fetch theirs, the
-// next tile lay sixteen whole rows ahead, out of L1 for long rows: 24 matrices of 4 MB from
-// DRAM, 2 threads, K = 7168, the eight-row tiles 69 GB/s, sixteen rows fetched so 58, so 83.
+// How far ahead each row is fetched as a step reads it (FetchRowsAhead). Fetched front to back,
+// as the eight-row tiles fetch theirs, the next tile lay sixteen whole rows ahead, out of L1 for
+// long rows: 24 matrices of 4 MB from DRAM, 2 threads, K = 7168, the eight-row tiles 69 GB/s,
+// sixteen rows fetched so 58, so 83 (1 KB ahead: even with 512 B).
 constexpr int64_t kInt8Ahead = 512;
 
 // Rows [r0, r1) against the one token, sixteen at a time (past r1: row r1 - 1 again, not
@@ -387,21 +387,15 @@ constexpr int64_t kInt8Ahead = 512;
 void Int8Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, bool accumulate) {
   const int64_t nb = a.K / kActBlock, per_group = w.block_in / kActBlock, groups = (nb + per_group - 1) / per_group;
   const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
-  const int64_t ahead = kInt8Ahead < w.row_bytes ? kInt8Ahead : w.row_bytes;
   for (int64_t r = r0; r < r1; r += 16) {
     const uint8_t* row[16];
     SixteenRows(w, r, r1, row);
-    const bool next = r + 16 <= r1;  // fetch the next sixteen rows' starts at the end of these
+    const int64_t next = r + 16 <= r1 ? 16 * w.row_bytes : 0;  // the next sixteen rows
     alignas(64) float table[16][16];  // groups g0..g0+15, a lane per row
     int64_t g0 = -16;
     __m512 acc = _mm512_setzero_ps(), scale = acc;
     for (int64_t b = 0; b < nb; b += 2) {
-      if (const int64_t at = b * kActBlock + ahead; at < w.row_bytes) {
-        for (int m = 0; m < 16; ++m) _mm_prefetch(reinterpret_cast<const char*>(row[m] + at), _MM_HINT_T0);
-      } else if (next) {
-        for (int m = 0; m < 16; ++m)
-          _mm_prefetch(reinterpret_cast<const char*>(row[m] + 16 * w.row_bytes + at - w.row_bytes), _MM_HINT_T0);
-      }
+      FetchRowsAhead(row, 16, b * kActBlock, kInt8Ahead, w.row_bytes, next);
       const bool pair = b + 1 < nb;
       const __m512i xq = pair ? _mm512_loadu_si512(a.q + b * kActBlock)
                               : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q + b * kActBlock)));
