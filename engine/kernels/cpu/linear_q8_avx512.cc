@@ -113,6 +113,27 @@ inline void SixteenRows(const RawWeight& w, int64_t r, int64_t r1, const uint8_t
   for (int m = 0; m < 16; ++m) row[m] = static_cast<const uint8_t*>(w.data) + TileRow(r, m, r1) * w.row_bytes;
 }
 
+// Groups [g0, g0 + n) (n <= 16) of the sixteen rows from r (past r1: row r1 - 1 again),
+// transposed: sc[k] lane m is row m's scale of group g0 + k (float), and for INT4 z[k] lane m its
+// zero point (int32; 8 in every lane without them). z is not written for INT8.
+void SixteenRowsGroups(const RawWeight& w, int64_t r, int64_t r1, int64_t g0, int64_t n, __m512i* sc, __m512i* z) {
+  const bool int4 = w.kind == WeightKind::kInt4;
+  const __mmask16 have = static_cast<__mmask16>((1u << n) - 1);
+  for (int m = 0; m < 16; ++m) {
+    const int64_t rr = TileRow(r, m, r1);
+    if (int4) {
+      sc[m] = _mm512_castps_si512(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(have, w.scale16 + rr * w.scale_cols + g0)));
+      z[m] = w.zero ? _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(have, w.zero + rr * w.scale_cols + g0))
+                    : _mm512_set1_epi32(8);  // the same in every lane: no transpose needed
+    } else {
+      const int64_t srow = w.block_out == 1 ? rr : rr / w.block_out;
+      sc[m] = _mm512_maskz_loadu_epi32(have, w.scale + srow * w.scale_cols + g0);
+    }
+  }
+  Transpose16(sc);
+  if (int4 && w.zero) Transpose16(z);
+}
+
 // Each block's scales (and zero points) of rows [r, r + 32) (past r1: row r1 - 1 again): the
 // rows' groups sixteen at a time, transposed to a vector per group.
 void PackBlockScales(const RawWeight& w, int64_t r, int64_t r1, const GemmTile& t) {
@@ -121,21 +142,8 @@ void PackBlockScales(const RawWeight& w, int64_t r, int64_t r1, const GemmTile& 
   for (int v = 0; v < 2; ++v)
     for (int64_t g0 = 0; g0 < groups; g0 += 16) {
       const int64_t n = groups - g0 < 16 ? groups - g0 : 16;
-      const __mmask16 have = static_cast<__mmask16>((1u << n) - 1);
       __m512i sc[16], z[16];
-      for (int m = 0; m < 16; ++m) {
-        const int64_t rr = TileRow(r, 16 * v + m, r1);
-        if (int4) {
-          sc[m] = _mm512_castps_si512(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(have, w.scale16 + rr * w.scale_cols + g0)));
-          z[m] = w.zero ? _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(have, w.zero + rr * w.scale_cols + g0))
-                        : _mm512_set1_epi32(8);  // the same in every lane: no transpose needed
-        } else {
-          const int64_t srow = w.block_out == 1 ? rr : rr / w.block_out;
-          sc[m] = _mm512_maskz_loadu_epi32(have, w.scale + srow * w.scale_cols + g0);
-        }
-      }
-      Transpose16(sc);
-      if (w.zero) Transpose16(z);
+      SixteenRowsGroups(w, r + 16 * v, r1, g0, n, sc, z);
       for (int64_t k = 0; k < n; ++k)  // group g0 + k: its blocks
         for (int64_t b = (g0 + k) * per_group; b < nb && b < (g0 + k + 1) * per_group; ++b) {
           _mm512_store_si512(t.scale + b * kQGemmRows + 16 * v, sc[k]);
@@ -415,11 +423,7 @@ void Int8Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t 
             g0 = g;
             const int64_t n = groups - g0 < 16 ? groups - g0 : 16;
             __m512i sc[16];
-            for (int m = 0; m < 16; ++m) {
-              const int64_t rr = TileRow(r, m, r1), srow = w.block_out == 1 ? rr : rr / w.block_out;
-              sc[m] = _mm512_maskz_loadu_epi32(static_cast<__mmask16>((1u << n) - 1), w.scale + srow * w.scale_cols + g0);
-            }
-            Transpose16(sc);
+            SixteenRowsGroups(w, r, r1, g0, n, sc, nullptr);
             for (int k = 0; k < n; ++k) _mm512_store_si512(table[k], sc[k]);
           }
           scale = _mm512_load_ps(table[g - g0]);
