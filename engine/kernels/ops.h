@@ -119,15 +119,15 @@ class ScopedDecodeStep {
 struct LinearInput {
   const float* x = nullptr;
   int64_t T = 0, K = 0;
-  // 0: float rows only; 1: int8, column order; 2: int8, INT4 nibble order; 3: bf16 (rows of
-  // roundup(K, 32), zero-padded); 4: float rows for FP8's bf16 products (the kernel scales and
-  // rounds them per row block)
+  // 0: float rows only; 1: int8, column order; 2: int8, INT4 nibble order; 3: bf16, rounded
+  // by each thread that runs rows of it into a buffer of its own (linear.cc's Bf16Acts); 4:
+  // float rows for FP8's bf16 products (the kernel scales and rounds them per row block)
   int layout = 0;
   LinearActivations activations = LinearActivations::kF32;  // what Prepare was given
+  uint64_t generation = 0;  // which Prepare this is, process-wide (layout 3's rounded rows follow it)
   std::vector<int8_t> q;
   std::vector<float> d;
   std::vector<int32_t> sum;
-  std::vector<uint16_t> h;
   // One token's layout 2 regrouped for the AVX-512 INT4 decode (64 bytes of slack for its
   // alignment); empty when not made.
   std::vector<int8_t> fours;

@@ -411,6 +411,43 @@ TEST_F(LinearBf16Test, LinearGivesTheTwinWhateverTheSplit) {
   }
 }
 
+// Each thread rounds a prepared input's activations into a buffer of its own (linear.cc's
+// Bf16Acts), kept while the input stays the same: an input prepared again, even over the same
+// float rows with new values, is rounded again, and jobs on different inputs in one region each
+// read their own.
+TEST_F(LinearBf16Test, EveryPreparedInputRoundedAgain) {
+  const int64_t R = 70, K = 96, T = 9;
+  OwnedWeight w = MakeWeight(DType::kBF16, R, K, 13, 128);
+  const auto x1 = Activations(T * K, 14), x2 = Activations(T * K, 15);
+  const std::vector<float> want1 = Twin(x1, T, w.m), want2 = Twin(x2, T, w.m);
+  ASSERT_NE(want1, want2);
+  SetLinearActivations(LinearActivations::kBf16);
+  std::vector<LinearKernel> families = {LinearKernel::kReference};
+  if (HasKernel()) families.push_back(LinearKernel::kAvx512);
+  for (LinearKernel k : families) {
+    SetLinearKernel(k);
+    for (int threads : {1, 2}) {
+      SetNumThreads(threads);
+      const std::string where = std::string(LinearKernelName(k)) + ", " + std::to_string(threads) + " threads";
+      std::vector<float> rows = x1, y(T * R);
+      LinearInput a, b;
+      a.Prepare(rows.data(), T, w.m);
+      LinearRows(a, w.m, 0, R, y.data(), R, false);
+      EXPECT_EQ(y, want1) << where;
+      rows = x2;  // the same float rows, new values
+      a.Prepare(rows.data(), T, w.m);
+      LinearRows(a, w.m, 0, R, y.data(), R, false);
+      EXPECT_EQ(y, want2) << where << ": prepared again";
+      b.Prepare(x1.data(), T, w.m);
+      std::vector<float> y1(T * R), y2(T * R), y3(T * R);
+      LinearJobs({{&b, &w.m, y1.data()}, {&a, &w.m, y2.data()}, {&b, &w.m, y3.data()}}, 1);
+      EXPECT_EQ(y1, want1) << where;
+      EXPECT_EQ(y2, want2) << where;
+      EXPECT_EQ(y3, want1) << where;
+    }
+  }
+}
+
 // Against exact float32 activations: each activation moves by at most 2^-8 of itself, and
 // both sums round K times, so |y_bf16 - y_f32| <= (2^-8 + 2K · 2^-24) · Σ|w x| (with a little
 // slack for the lanes' tree).

@@ -228,15 +228,15 @@ void Bf16LinearAvx512(const uint16_t* xh, int64_t T, const RawWeight& w, int64_t
   for (int64_t t0 = 0; t0 < T; t0 += block) {
     const int64_t nt = T - t0 < block ? T - t0 : block;
     for (int64_t r = r0; r < r1;) {
-      const uint16_t* rows[6];
-      const int n = static_cast<int>(r1 - r < 6 ? r1 - r : 6);
-      for (int i = 0; i < 6; ++i)
+      const uint16_t* rows[kBf16TileRows];
+      const int n = static_cast<int>(r1 - r < kBf16TileRows ? r1 - r : kBf16TileRows);
+      for (int i = 0; i < kBf16TileRows; ++i)
         rows[i] = reinterpret_cast<const uint16_t*>(base + (r + (i < n ? i : 0)) * w.row_bytes);
       const uint16_t* xb = xh + t0 * Kh;
       float* yb = y + t0 * ldy + r;
       r += n;
       // Whole tiles fetch the next tile's rows (none past r1); a short one is the last.
-      const int64_t prefetch = n == 6 && r + 6 <= r1 ? 6 * w.row_bytes : 0;
+      const int64_t prefetch = n == kBf16TileRows && r + kBf16TileRows <= r1 ? kBf16TileRows * w.row_bytes : 0;
       SixRowsTokens(n, rows, K, xb, Kh, nt, yb, ldy, accumulate, prefetch);
     }
   }

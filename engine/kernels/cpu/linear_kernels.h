@@ -180,6 +180,9 @@ void Bf16LinearReference(const uint16_t* xh, int64_t T, const RawWeight& w, int6
                          int64_t ldy, bool accumulate);
 void Bf16LinearAvx512(const uint16_t* xh, int64_t T, const RawWeight& w, int64_t r0, int64_t r1, float* y,
                       int64_t ldy, bool accumulate);
+// Bf16LinearAvx512 takes more than one token's rows kBf16TileRows at a time (callers cut
+// pieces in multiples of it: a shorter last tile runs at about half the speed).
+constexpr int64_t kBf16TileRows = 6;
 // FP8 weights the same way, by 128-row scale block (or block_out): the block's activations
 // x · (scale · 256) rounded to bf16 as above (one float32 product, then RoundToBf16), against
 // the weights as bf16 u = e4m3(q) · 2^-8 (exact: Fp8Format's vcvtph2ps values, so 0x7f reads
