@@ -286,7 +286,9 @@ void BM_WeightRows(benchmark::State& state) {
 
 void WeightRowsArgs(benchmark::internal::Benchmark* b) {
   for (int dt : {static_cast<int>(DType::kBF16), static_cast<int>(DType::kF8E4M3), kInt8PerChannel, kInt4Group32})
-    for (int k : {static_cast<int>(LinearKernel::kReference), static_cast<int>(LinearKernel::kAvx2)}) b->Args({dt, k});
+    for (int k : {static_cast<int>(LinearKernel::kReference), static_cast<int>(LinearKernel::kAvx2),
+                  static_cast<int>(LinearKernel::kAvx512)})
+      b->Args({dt, k});
 }
 BENCHMARK(BM_WeightRows)->Apply(WeightRowsArgs)->UseRealTime()->MinTime(0.2);
 
