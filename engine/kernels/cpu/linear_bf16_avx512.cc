@@ -305,10 +305,10 @@ void Fp8Bf16LinearAvx512(const float* x, int64_t T, const RawWeight& w, int64_t 
           _mm512_storeu_si512(panel + i * Kh + k, reinterpret_cast<__m512i>(v));
         }
       }
-      const uint16_t* rows[6];
-      for (int64_t r = 0; r < n; r += 6) {
-        const int m = static_cast<int>(n - r < 6 ? n - r : 6);
-        for (int i = 0; i < 6; ++i) rows[i] = panel + (r + (i < m ? i : 0)) * Kh;
+      const uint16_t* rows[kBf16TileRows];
+      for (int64_t r = 0; r < n; r += kBf16TileRows) {
+        const int m = static_cast<int>(n - r < kBf16TileRows ? n - r : kBf16TileRows);
+        for (int i = 0; i < kBf16TileRows; ++i) rows[i] = panel + (r + (i < m ? i : 0)) * Kh;
         SixRowsTokens(m, rows, Kh, xs, Kh, T, y + p0 + r, ldy, accumulate, 0);
       }
     }
