@@ -302,8 +302,9 @@ void LogSoftmax(const float* logits, int64_t n, float* out);
 void EmbeddingRow(const TensorView& table, int64_t id, float* dst);
 
 // y[i] += a · x[i] over n elements, the product rounded before the sum (no fused multiply-add,
-// as a plain loop compiled without FMA): the MoE's weighted sum of its experts' rows, and with
-// a = 1 (an exact product) the residual adds. The AVX2 path gives those bits eight at a time;
+// as a plain loop compiled without FMA): the MoE's weighted sum of its experts' rows, decode
+// attention's merge of its spans' partial outputs, and with a = 1 (an exact product) the
+// residual adds. The AVX2 path gives those bits eight at a time;
 // long arrays are split across the threads.
 void AddScaled(float* y, const float* x, float a, int64_t n);
 

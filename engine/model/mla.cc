@@ -155,8 +155,9 @@ void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vecto
         if (pk[h] == -INFINITY) continue;  // the whole span is outside the window
         const float f = std::exp(pk[h] - top);
         sum += f * pk[H + h];
-        const float* ok = pk + 2 * H + h * C;
-        for (int64_t x = 0; x < C; ++x) merged[x] += f * ok[x];
+        // Eight at a time on the AVX2 path, each product rounded before its sum as this loop
+        // had it: at depth 4096 (32 spans a head) the merge took ~20 us a layer more one by one.
+        AddScaled(merged.data(), pk + 2 * H + h * C, f, C);
       }
       for (int64_t x = 0; x < C; ++x) merged[x] /= sum;
       WeightRowScores(merged.data(), kv_b, h * (nope + vd) + nope, vd, attn + chunks[i]->offset * H * vd + h * vd);
