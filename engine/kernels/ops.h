@@ -124,7 +124,7 @@ struct LinearInput {
   // float rows for FP8's bf16 products (the kernel scales and rounds them per row block)
   int layout = 0;
   LinearActivations activations = LinearActivations::kF32;  // what Prepare was given
-  uint64_t generation = 0;  // which Prepare this is, process-wide (layout 3's rounded rows follow it)
+  uint64_t generation = 0;  // layout 3: which Prepare this is, process-wide (the rounded rows follow it)
   std::vector<int8_t> q;
   std::vector<float> d;
   std::vector<int32_t> sum;
