@@ -461,7 +461,6 @@ struct Int4RowArgs {
   const uint16_t* scale;
   const uint8_t* zero;  // null: 8
   const int8_t* q;      // the token's activations (pair layout), its d and Σq per block
-  const int8_t* fours;  // the same, each four blocks' evens then their odds (FourBlockActsAvx512)
   const Int4Tail* tail;
   const float* d;
   const int32_t* sum;
@@ -598,7 +597,6 @@ __attribute__((always_inline)) inline void Int4Rows1(const RawWeight& w, int64_t
     a[i].scale = w.scale16 + (r + i) * w.scale_cols;
     a[i].zero = w.zero ? w.zero + (r + i) * w.scale_cols : nullptr;
     a[i].q = qa.q;
-    a[i].fours = fours;
     a[i].tail = &tail;
     a[i].d = qa.d;
     a[i].sum = qa.sum;
