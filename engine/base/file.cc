@@ -70,6 +70,18 @@ StatusOr<MappedFile> MappedFile::Open(const std::string& path) {
   return m;
 }
 
+bool PopulateMapping(const void* p, size_t n) {
+  if (p == nullptr || n == 0) return true;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + n;
+#ifdef MADV_POPULATE_READ
+  return madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ) == 0;
+#else
+  return false;
+#endif
+}
+
 StatusOr<std::string> ReadFile(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {

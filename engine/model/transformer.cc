@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 
+#include "engine/base/file.h"
 #include "engine/kernels/ops.h"
 #include "engine/model/mlp.h"
 
@@ -61,6 +62,9 @@ Transformer::Transformer(const ModelConfig& config, const ModelWeights& weights,
     }
   }
   if (config.first_k_dense_replace < config.num_hidden_layers) moe_.Reserve(config, N);
+  // The embedding is read a row per token, so its pages would fault in one by one as new
+  // tokens come (see PopulateMapping); every other weight is read whole by the first step.
+  PopulateMapping(weights.embed_tokens.data, weights.embed_tokens.nbytes());
 }
 
 int64_t Transformer::WorkspaceBytes() const {
