@@ -3,9 +3,9 @@
 // malloc's memory gets 4 KiB pages, while the weights a decode step streams are mapped with 2
 // MiB pages (MappedFile), and on 4 KiB pages a stream is slower: each page is a TLB miss (a
 // nested page walk under a hypervisor) and the hardware prefetchers stop at its end. On this
-// project's Zen 5 VM two threads read 512 MiB at 45-56 GB/s from 4 KiB pages and 49-60 GB/s
-// from 2 MiB ones (12 of 14 alternated pairs faster, by 6-14%). Advice only: where the kernel
-// has no THP the buffer works on 4 KiB pages.
+// project's Zen 5 VM a 256-bit read loop on two threads, alternating between two 512 MiB
+// buffers, read 45-56 GB/s from 4 KiB pages and 49-60 GB/s from 2 MiB ones (12 of 14 pairs
+// faster, by 6-14%). Advice only: where the kernel has no THP the buffer works on 4 KiB pages.
 #pragma once
 
 #include <cstddef>

@@ -17,8 +17,9 @@ namespace dsv3 {
 
 double MeasureReadBandwidth(int64_t bytes, int repeats) {
   const int64_t n = std::max<int64_t>(1, bytes / 8);
-  // On 2 MiB pages, as the weights are mapped (HugePageBuffer says why it matters): a buffer
-  // from malloc had 4 KiB pages and read 6-14% slower, so rooflines came out that much low.
+  // On 2 MiB pages, as the weights are mapped (HugePageBuffer says why it matters): the
+  // vector this was had 4 KiB pages and read slower (BM_ReadBandwidth/2, five alternated
+  // pairs: +1-22%, most ~6%), so rooflines came out that much low.
   HugePageBuffer mem(static_cast<size_t>(n) * 8);
   std::vector<uint64_t> fallback;  // where the kernel refuses the mapping
   if (mem.empty()) fallback.resize(static_cast<size_t>(n));
