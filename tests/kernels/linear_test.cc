@@ -283,9 +283,12 @@ TEST_F(LinearKernelTest, Avx2ConvertsEveryWeightExactlyAsDequantizeRows) {
 // against random activations each token gets the one-token GEMV's bits, at every token count
 // (odd ones leave a token alone in the last sum; 53 and 70 at K = 2048 make two and three token
 // blocks), through strides and accumulation, with rows past the last whole eight-row tile left
-// to the AVX2 tiles. INT8 in 5-row scale blocks: a pair of rows may straddle two. Deep K
-// (linear_kernels.h's kGemmDeepK: the tile's columns in parts, accumulators carried between
-// them, 32-token blocks), with a K % 8 tail in the last part.
+// to the AVX2 tiles. INT4 groups of whole 32-column steps (g32, g64, g96, with and without zero
+// points; 24 groups a row at K 1536, two batches of the scales) take the converter's 32-column
+// path, g8 its eight-column one. INT8 in 5-row scale
+// blocks: a pair of rows may straddle two. Deep K (linear_kernels.h's kGemmDeepK: the tile's
+// columns in parts, accumulators carried between them, 32-token blocks), with a K % 8 tail in
+// the last part.
 TEST_F(LinearKernelTest, Avx512PanelGivesDequantizeRowsAndTheGemvBits) {
   if (!GetCpuFeatures().HasAvx512VnniSet()) GTEST_SKIP() << "no AVX-512 (" << GetCpuFeatures().ToString() << ")";
   SetLinearKernel(LinearKernel::kAvx512);
@@ -298,7 +301,10 @@ TEST_F(LinearKernelTest, Avx512PanelGivesDequantizeRowsAndTheGemvBits) {
   weights.emplace_back("int8 per channel", MakeIntWeight(false, kRows, cols, 75, cols, true));
   weights.emplace_back("int4 g8 zero points", MakeIntWeight(true, kRows, cols, 76, 8, false));
   weights.emplace_back("int4 g32", MakeIntWeight(true, kRows, cols, 77, 32, true));
+  weights.emplace_back("int4 g32 zero points", MakeIntWeight(true, kRows, cols, 83, 32, false));
+  weights.emplace_back("int4 g96 zero points", MakeIntWeight(true, kRows, cols, 84, 96, false));
   weights.emplace_back("int4 g64, K 2048", MakeIntWeight(true, kRows, 2048, 78, 64, true));
+  weights.emplace_back("int4 g64 zero points, K 1536", MakeIntWeight(true, kRows, 1536, 85, 64, false));
   weights.emplace_back("BF16, K 4100", MakeWeight(DType::kBF16, kRows, 4100, 79));
   weights.emplace_back("F8_E4M3 128x128, K 4224", MakeWeight(DType::kF8E4M3, kRows, 4224, 80, 128));
   weights.emplace_back("int8 per channel, K 4096", MakeIntWeight(false, kRows, 4096, 81, 4096, true));
