@@ -444,6 +444,35 @@ __attribute__((always_inline)) inline void Int4Group(const uint8_t* a, const uin
   }
 }
 
+// Columns [k0, k1) (a multiple of 32) of FP8 or INT8 rows a and b into the paired panel, as
+// EightOfTwo writes them: each 32 columns' bytes of both rows loaded once and each eight
+// columns' quadwords picked for both rows by one permute (EightOfTwo loads and unpacks them per
+// eight columns). FP8's panel takes no scale (its scale goes on the activations): its
+// multiply by one is left out, the same values. next: as in Int4Group.
+template <RowFormat F>
+__attribute__((always_inline)) inline void ByteGroup(const uint8_t* a, const uint8_t* b, int64_t k0, int64_t k1,
+                                                      const char* next, int64_t row_bytes, __m512 s, float* d) {
+  for (int64_t k = k0; k < k1; k += 32) {
+    if (k % 64 == 0) {
+      _mm_prefetch(next + k, _MM_HINT_T0);
+      _mm_prefetch(next + row_bytes + k, _MM_HINT_T0);
+    }
+    const __m512i ab = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + k))),
+                                          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + k)), 1);
+    for (int j = 0; j < 4; ++j) {
+      // Row a's eight bytes j, then row b's.
+      const __m128i q = _mm512_castsi512_si128(_mm512_permutexvar_epi64(_mm512_setr_epi64(j, 4 + j, 0, 0, 0, 0, 0, 0), ab));
+      __m512 v;
+      if constexpr (F == RowFormat::kInt8) {
+        v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), s);
+      } else {
+        v = _mm512_cvtph_ps(_mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(q), 7), _mm256_set1_epi16(int16_t(0xbfff))));
+      }
+      _mm512_storeu_ps(d + 2 * (k + 8 * j), v);
+    }
+  }
+}
+
 template <RowFormat F>
 void PanelPairs(const RawWeight& w, int64_t r, int pairs, float* dst, int64_t Kp) {
   const int64_t K = w.cols, bi = F == RowFormat::kBF16 ? K : w.block_in;
@@ -485,6 +514,12 @@ void PanelPairs(const RawWeight& w, int64_t r, int pairs, float* dst, int64_t Kp
       const bool scaled = F == RowFormat::kInt4 || F == RowFormat::kInt8;
       const __m512 s = scaled ? Pair(GroupScale<F>(w, ra, g), GroupScale<F>(w, rb, g)) : _mm512_set1_ps(1.0f);
       const __m512 z = F == RowFormat::kInt4 ? Pair(GroupZero(w, ra, g), GroupZero(w, rb, g)) : _mm512_setzero_ps();
+      if constexpr (F == RowFormat::kFp8 || F == RowFormat::kInt8) {
+        if ((k1 - k0) % 32 == 0) {
+          ByteGroup<F>(a, b, k0, k1, next, w.row_bytes, s, d);
+          continue;
+        }
+      }
       for (int64_t k = k0; k < k1; k += 8) {
         const int64_t at = k / 8 * step_bytes;
         if (at % 64 == 0) {
