@@ -403,14 +403,6 @@ void WithRowFormat(const RawWeight& w, const Fn& fn) {
   }
 }
 
-// Rows [r, r + 2·pairs) of w as the GEMM's paired float32 panel (PanelLayout in
-// linear_avx2.cc): both rows' columns [k, k + 8) converted in one vector and written with one
-// 64-byte store, the values linear_avx2.cc's converters write (FP8 unscaled: E4M3ToF32 · 2^-8,
-// times 1). The next pair's rows are fetched into L1 a line per 64 bytes converted, past the
-// panel and the call too (LinearJobs hands a thread a matrix's pieces in order). With two
-// 32-byte stores a vector and the loads left to the hardware, skipping the conversion
-// altogether made a prefill's MoE GEMMs (64 experts x 48 tokens, 2 threads) ~19% faster; now
-// ~4%.
 // Columns [k0, k1) of INT4 rows a and b (one group, a multiple of 32 columns) into the paired
 // panel at d, as EightOfTwo writes them: each 32 columns' 16 bytes of both rows loaded once and
 // each eight columns' dwords picked for both rows by one permute (per eight columns EightOfTwo
@@ -473,6 +465,14 @@ __attribute__((always_inline)) inline void ByteGroup(const uint8_t* a, const uin
   }
 }
 
+// Rows [r, r + 2·pairs) of w as the GEMM's paired float32 panel (PanelLayout in
+// linear_avx2.cc): both rows' columns [k, k + 8) converted in one vector and written with one
+// 64-byte store, the values linear_avx2.cc's converters write (FP8 unscaled: E4M3ToF32 · 2^-8,
+// times 1). The next pair's rows are fetched into L1 a line per 64 bytes converted, past the
+// panel and the call too (LinearJobs hands a thread a matrix's pieces in order). With two
+// 32-byte stores a vector and the loads left to the hardware, skipping the conversion
+// altogether made a prefill's MoE GEMMs (64 experts x 48 tokens, 2 threads) ~19% faster; now
+// ~4%. Whole groups of 32-column steps go 32 columns at a time (Int4Group, ByteGroup).
 template <RowFormat F>
 void PanelPairs(const RawWeight& w, int64_t r, int pairs, float* dst, int64_t Kp) {
   const int64_t K = w.cols, bi = F == RowFormat::kBF16 ? K : w.block_in;
