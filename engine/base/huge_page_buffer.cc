@@ -16,7 +16,7 @@ HugePageBuffer::HugePageBuffer(size_t bytes) {
   const uintptr_t begin = reinterpret_cast<uintptr_t>(p), end = begin + mapped + kHugePageBytes;
   const uintptr_t aligned = (begin + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
   if (aligned > begin) munmap(p, aligned - begin);
-  if (end > aligned + mapped) munmap(reinterpret_cast<void*>(aligned + mapped), end - (aligned + mapped));
+  munmap(reinterpret_cast<void*>(aligned + mapped), end - (aligned + mapped));  // aligned - begin < one huge page
 #ifdef MADV_HUGEPAGE
   madvise(reinterpret_cast<void*>(aligned), mapped, MADV_HUGEPAGE);
 #endif
