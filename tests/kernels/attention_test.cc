@@ -139,16 +139,17 @@ TEST_F(MultiQueryTest, WeightedSumMatchesTheReference) {
 }
 
 // The avx512 family's multi-query products give the AVX2 bits: every score and every output
-// element (and the padding past them, untouched) equal, over query counts around the 3-query
-// tiles (and the weighted sum's 6-query ones), key counts around the 4-key quads, widths with a
-// 32-column remainder of 16 or 8 or a C % 8 tail (which goes to AVX2), and both score forms
-// with accumulate on and off.
+// element (and the padding past them, untouched) equal, over every query count below 16 (the
+// scores' query pairs, their six-pair tiles and a lone last query; the weighted sum's 6-query
+// tiles), key counts around the 4-key quads, widths with a 32-column remainder of 16 or 8, a
+// C % 8 tail or rows too wide for the pairs (those go to AVX2), and both score forms with
+// accumulate on and off.
 TEST_F(MultiQueryTest, Avx512GivesTheAvx2Bits) {
   if (!GetCpuFeatures().HasAvx512VnniSet()) GTEST_SKIP() << "CPU lacks AVX-512 VNNI";
   uint32_t seed = 500;
-  for (int64_t C : {256, 48, 40, 37}) {
+  for (int64_t C : {256, 48, 40, 37, 1000}) {
     for (int64_t C2 : {32, 8, 5}) {
-      for (int64_t M : {1, 2, 3, 4, 5, 6, 7, 12, 15}) {
+      for (int64_t M : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}) {
         for (int64_t S : {1, 4, 7, 13, 130}) {
           const int64_t ldq = C + 3, ldq2 = C2 + 1, lds = S + 2;
           const auto q = Random(M * ldq, seed++), q2 = Random(M * ldq2, seed++), keys = Random(S * C, seed++);

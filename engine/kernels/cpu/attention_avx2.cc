@@ -182,7 +182,47 @@ inline __m256 Exp(__m256 x) {
   return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n)));
 }
 
-#include "engine/kernels/cpu/attention_scores.inc"
+#include "engine/kernels/cpu/attention_tiles.inc"
+
+// Keys [0, S4) (S4 a multiple of four, at most the S cached rows), four at a time, each read
+// once for all queries. Decode reads the cache from DRAM once per token: the rows two steps
+// ahead are fetched (the hardware prefetchers alone left this loop at half the read
+// bandwidth), one chunk before each query tile rather than all at once (a burst of prefetches
+// fills the miss buffers and stalls the loop): each of part one's four rows, then part two's four.
+// Queries go three a tile (ScoreTile's 4x3), then QueryTiles' smaller ones.
+template <bool kTwo>
+void ScoreQuads(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2, int64_t ldq2,
+                const float* keys2, int64_t C2, int64_t M, int64_t S4, int64_t S, float* scores, int64_t lds,
+                bool accumulate) {
+  for (int64_t s = 0; s < S4; s += 4) {
+    const float* key1 = keys1 + s * C1;
+    const float* key2 = kTwo ? keys2 + s * C2 : nullptr;
+    const bool fetch = s + 12 <= S;
+    constexpr int kChunks = kTwo ? 5 : 4;
+    int fetched = 0;  // chunks fetched so far
+    const auto fetch_chunk = [&] {
+      const char* ahead = fetched < 4 ? reinterpret_cast<const char*>(key1 + (8 + fetched) * C1)
+                                      : reinterpret_cast<const char*>(key2 + 8 * C2);
+      const int64_t bytes = fetched < 4 ? C1 * 4 : 4 * C2 * 4;
+      for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
+      ++fetched;
+    };
+    const auto tile = [&]<int NQ>(int64_t m) __attribute__((always_inline)) {
+      if (fetch && fetched < kChunks) fetch_chunk();
+      const float* qs1[NQ];
+      const float* qs2[NQ];
+      float* outs[NQ];
+      for (int j = 0; j < NQ; ++j) {
+        qs1[j] = q1 + (m + j) * ldq1;
+        qs2[j] = q2 + (m + j) * ldq2;
+        outs[j] = scores + (m + j) * lds + s;
+      }
+      ScoreTile<NQ, kTwo>(qs1, key1, C1, qs2, key2, C2, outs, accumulate);
+    };
+    QueryTiles<3>(M, tile);
+    while (fetch && fetched < kChunks) fetch_chunk();
+  }
+}
 
 // scores[m * lds + s] (+)= q1[m] · keys1[s] (+ q2[m] · keys2[s] for kTwo).
 template <bool kTwo>

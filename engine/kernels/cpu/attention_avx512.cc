@@ -1,12 +1,12 @@
 // attention_avx2.cc's multi-query products with 512-bit vectors (compiled with -mavx512f
 // -mavx512bw -mavx512vl for this file only; attention.cc calls it for the avx512 family), the
-// same bits: the scores hold two key rows per vector, eight columns each, so each (query, key)
-// pair still runs AVX2's 8-lane chain over the columns (part one, then part two) and its hadd
-// tree over four keys; the weighted sum takes sixteen columns per vector, each element still
+// same bits: the scores hold two queries per vector against one key, eight columns each, so each
+// (query, key) pair still runs AVX2's 8-lane chain over the columns (part one, then part two)
+// and its hadd tree over four keys; the weighted sum takes sixteen columns per vector, each element still
 // one fma chain over the cached rows in order. Decode over the latent cache is these two
 // products (12 heads x 256 + 32 columns per cached row on bench-v3-mini), so at depth they,
 // not the weights, set the attention's time. What this file does not cover (a column tail of
-// C % 8, the last S % 4 keys) goes to the AVX2 functions, which give those bits by definition.
+// C % 8, the last S % 4 keys, rows too wide for the query pairs) goes to the AVX2 functions, which give those bits by definition.
 //
 // As in linear_avx2.cc, no standard-library templates or shared inline functions here.
 #include "engine/kernels/cpu/linear_kernels.h"
@@ -23,42 +23,138 @@ namespace {
 #include "engine/kernels/cpu/isa_common.inc"
 #include "engine/kernels/cpu/isa_avx512.inc"
 
-// Eight floats of row a in lanes 0-7 and of row b in lanes 8-15.
-inline __m512 PairRows(const float* a, const float* b) {
-  return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_loadu_pd(reinterpret_cast<const double*>(a))),
-                                             _mm256_loadu_pd(reinterpret_cast<const double*>(b)), 1));
-}
+#include "engine/kernels/cpu/attention_tiles.inc"
 
-// acc[j][0] += q[j] · keys rows (0, 1), acc[j][1] += rows (2, 3), eight columns at a time.
-template <int NQ>
-__attribute__((always_inline)) inline void QuadSteps(__m512 (&acc)[NQ][2], const float* const* q, const float* keys,
-                                                     int64_t C) {
-  for (int64_t c = 0; c < C; c += 8) {
-    const __m512 k01 = PairRows(keys + c, keys + C + c), k23 = PairRows(keys + 2 * C + c, keys + 3 * C + c);
-    for (int j = 0; j < NQ; ++j) {
-      const __m512 qv = TwiceAt(q[j] + c);
-      acc[j][0] = _mm512_fmadd_ps(qv, k01, acc[j][0]);
-      acc[j][1] = _mm512_fmadd_ps(qv, k23, acc[j][1]);
+// The scores hold two queries per vector against one key: pair p's vector holds eight columns
+// of query 2p in lanes 0-7 and the same columns of query 2p + 1 in lanes 8-15 (queries are
+// copied so once per call, PairQueries), and a key's eight columns go to both halves by one
+// broadcast from memory. Each lane still runs AVX2's 8-lane chain of its (query, key) pair over
+// the columns, part one then part two, and its four keys' hadd tree (QuadSums): the AVX2 bits.
+// A tile of six pairs and four keys takes ten loads per 24 FMAs; the previous tile, two keys a
+// vector, took ten loads and two inserts per twelve, and reached ~63% of the FMA peak from L2.
+// The pairs of up to 16 queries at a time fit this many floats (DeepSeek-V3's 512 + 64 columns
+// take 18 KB); wider rows go to the AVX2 function.
+constexpr int64_t kPairQueries = 16, kPairFloats = kPairQueries * 1024;
+
+// Queries [m0, m0 + n) as pairs at `pairs`, each pair 2W floats (W = C1 + C2): columns [c, c + 8)
+// of part one at 2c, of part two at 2(C1 + c), the even query's then the odd one's (a lone last
+// query is paired with itself; its copy's scores are not stored).
+void PairQueries(const float* q1, int64_t ldq1, int64_t C1, const float* q2, int64_t ldq2, int64_t C2, int64_t n,
+                 float* pairs) {
+  const int64_t W = C1 + C2;
+  for (int64_t p = 0; p < (n + 1) / 2; ++p) {
+    const int64_t a = 2 * p, b = 2 * p + 1 < n ? 2 * p + 1 : 2 * p;
+    float* d = pairs + p * 2 * W;
+    for (int64_t c = 0; c < C1; c += 8) {
+      _mm256_storeu_ps(d + 2 * c, _mm256_loadu_ps(q1 + a * ldq1 + c));
+      _mm256_storeu_ps(d + 2 * c + 8, _mm256_loadu_ps(q1 + b * ldq1 + c));
+    }
+    for (int64_t c = 0; c < C2; c += 8) {
+      _mm256_storeu_ps(d + 2 * (C1 + c), _mm256_loadu_ps(q2 + a * ldq2 + c));
+      _mm256_storeu_ps(d + 2 * (C1 + c) + 8, _mm256_loadu_ps(q2 + b * ldq2 + c));
     }
   }
 }
 
-// Four key rows x NQ queries: attention_avx2.cc's ScoreTile (C1, C2 multiples of 8).
-template <int NQ, bool kTwo>
-void ScoreTile(const float* const* q1, const float* keys1, int64_t C1, const float* const* q2, const float* keys2,
-               int64_t C2, float* const* out, bool accumulate) {
-  __m512 acc[NQ][2];
-  for (int j = 0; j < NQ; ++j) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
-  QuadSteps<NQ>(acc, q1, keys1, C1);
-  if (kTwo) QuadSteps<NQ>(acc, q2, keys2, C2);
-  for (int j = 0; j < NQ; ++j) {
-    __m128 d = QuadSums(acc[j][0], acc[j][1]);  // key i's sum in lane i
-    if (accumulate) d = _mm_add_ps(d, _mm_loadu_ps(out[j]));
-    _mm_storeu_ps(out[j], d);
+// acc[p][i] += pair p · key row i over C columns (pairs: the part's columns, pair p 2W floats
+// on). ahead: four rows to fetch into L1 as these are read, a line of each per 64 bytes read
+// (null for none): spread so, a burst of prefetches filled the miss buffers and stalled the loop.
+template <int P>
+__attribute__((always_inline)) inline void PairSteps(__m512 (&acc)[P][4], const float* pairs, int64_t W, const float* keys,
+                                                     int64_t C, const float* ahead) {
+  for (int64_t c = 0; c < C; c += 8) {
+    if (ahead && c % 16 == 0)
+      for (int i = 0; i < 4; ++i) _mm_prefetch(reinterpret_cast<const char*>(ahead + i * C + c), _MM_HINT_T0);
+    const __m512 k0 = TwiceAt(keys + c), k1 = TwiceAt(keys + C + c), k2 = TwiceAt(keys + 2 * C + c),
+                 k3 = TwiceAt(keys + 3 * C + c);
+    for (int p = 0; p < P; ++p) {
+      const __m512 qv = _mm512_loadu_ps(pairs + p * 2 * W + 2 * c);
+      acc[p][0] = _mm512_fmadd_ps(qv, k0, acc[p][0]);
+      acc[p][1] = _mm512_fmadd_ps(qv, k1, acc[p][1]);
+      acc[p][2] = _mm512_fmadd_ps(qv, k2, acc[p][2]);
+      acc[p][3] = _mm512_fmadd_ps(qv, k3, acc[p][3]);
+    }
   }
 }
 
-#include "engine/kernels/cpu/attention_scores.inc"
+// Four key rows x P pairs (queries m0 .. m0 + 2P - 1 of n): each query's four scores stored (or
+// added) consecutively at its row of out.
+template <int P, bool kTwo>
+void PairTile(const float* pairs, int64_t C1, const float* keys1, int64_t C2, const float* keys2, int64_t m0, int64_t n,
+              float* out, int64_t lds, bool accumulate, const float* ahead1, const float* ahead2) {
+  const int64_t W = C1 + C2;
+  __m512 acc[P][4];
+  for (int p = 0; p < P; ++p) acc[p][0] = acc[p][1] = acc[p][2] = acc[p][3] = _mm512_setzero_ps();
+  PairSteps<P>(acc, pairs, W, keys1, C1, ahead1);
+  if (kTwo) PairSteps<P>(acc, pairs + 2 * C1, W, keys2, C2, ahead2);
+  for (int p = 0; p < P; ++p) {
+    // Keys 0 | 1 and 2 | 3 of the even query (the low halves), then of the odd one.
+    const __m512 even01 = _mm512_shuffle_f32x4(acc[p][0], acc[p][1], 0x44), even23 = _mm512_shuffle_f32x4(acc[p][2], acc[p][3], 0x44);
+    const __m512 odd01 = _mm512_shuffle_f32x4(acc[p][0], acc[p][1], 0xee), odd23 = _mm512_shuffle_f32x4(acc[p][2], acc[p][3], 0xee);
+    for (int h = 0; h < 2 && m0 + 2 * p + h < n; ++h) {
+      float* o = out + (m0 + 2 * p + h) * lds;
+      __m128 d = h == 0 ? QuadSums(even01, even23) : QuadSums(odd01, odd23);
+      if (accumulate) d = _mm_add_ps(d, _mm_loadu_ps(o));
+      _mm_storeu_ps(o, d);
+    }
+  }
+}
+
+// Keys [0, S4) (S4 a multiple of four, at most the S cached rows) against n <= kPairQueries
+// queries, four keys at a time, each read once for all of them (decode reads the cache from
+// DRAM once per token): pairs six at a time, then one tile of the rest. The first tile fetches
+// the rows two steps ahead (the hardware prefetchers alone had left this loop at half the read
+// bandwidth).
+template <bool kTwo>
+void PairScores(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2, int64_t ldq2,
+                const float* keys2, int64_t C2, int64_t n, int64_t S4, int64_t S, float* scores, int64_t lds,
+                bool accumulate) {
+  alignas(64) float pairs[kPairFloats];
+  PairQueries(q1, ldq1, C1, q2, ldq2, C2, n, pairs);
+  const int64_t W = C1 + C2, np = (n + 1) / 2;
+  for (int64_t s = 0; s < S4; s += 4) {
+    const float* key1 = keys1 + s * C1;
+    const float* key2 = kTwo ? keys2 + s * C2 : nullptr;
+    const bool fetch = s + 12 <= S;
+    int64_t p = 0;
+    const auto tile = [&]<int P>() __attribute__((always_inline)) {
+      const bool first = p == 0 && fetch;
+      PairTile<P, kTwo>(pairs + p * 2 * W, C1, key1, C2, key2, 2 * p, n, scores + s, lds, accumulate,
+                        first ? key1 + 8 * C1 : nullptr, first && kTwo ? key2 + 8 * C2 : nullptr);
+      p += P;
+    };
+    for (; np - p >= 6;) tile.template operator()<6>();
+    switch (np - p) {
+      case 5: tile.template operator()<5>(); break;
+      case 4: tile.template operator()<4>(); break;
+      case 3: tile.template operator()<3>(); break;
+      case 2: tile.template operator()<2>(); break;
+      case 1: tile.template operator()<1>(); break;
+      default: break;
+    }
+  }
+}
+
+// MultiQueryScoresAvx2's bits for queries in groups of kPairQueries: the multiples of four of
+// keys here, the rest (and widths not a multiple of 8, or too wide for the pairs) there.
+template <bool kTwo>
+void Scores(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2, int64_t ldq2,
+            const float* keys2, int64_t C2, int64_t M, int64_t S, float* scores, int64_t lds, bool accumulate) {
+  const bool fits = C1 % 8 == 0 && C2 % 8 == 0 && kPairQueries * (C1 + C2) <= kPairFloats;
+  const int64_t S4 = fits ? S & ~int64_t{3} : 0;
+  for (int64_t m = 0; m < M && S4 > 0; m += kPairQueries) {
+    const int64_t n = M - m < kPairQueries ? M - m : kPairQueries;
+    PairScores<kTwo>(q1 + m * ldq1, ldq1, keys1, C1, q2 + m * ldq2, ldq2, keys2, C2, n, S4, S, scores + m * lds, lds,
+                     accumulate);
+  }
+  if (S4 == S) return;
+  if (kTwo) {
+    MultiQueryScoresTwoPartAvx2(q1, ldq1, keys1 + S4 * C1, C1, q2, ldq2, keys2 + S4 * C2, C2, M, S - S4, scores + S4,
+                                lds);
+  } else {
+    MultiQueryScoresAvx2(q1, M, ldq1, keys1 + S4 * C1, S - S4, C1, scores + S4, lds, accumulate);
+  }
+}
 
 // Sixteen cached floats at p, loaded once into a register: without the barrier GCC folded the
 // load into every FMA that takes them (three or six loads of the same line).
@@ -161,19 +257,13 @@ void WeightedSumQueries(const float* p, int64_t ldp, const float* vals, int64_t 
 
 void MultiQueryScoresAvx512(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
                             float* scores, int64_t lds, bool accumulate) {
-  const int64_t S4 = C % 8 == 0 ? S & ~int64_t{3} : 0;
-  ScoreQuads<false, 6>(q, ldq, keys, C, q, ldq, keys, 0, M, S4, S, scores, lds, accumulate);
-  if (S4 < S) MultiQueryScoresAvx2(q, M, ldq, keys + S4 * C, S - S4, C, scores + S4, lds, accumulate);
+  Scores<false>(q, ldq, keys, C, q, ldq, nullptr, 0, M, S, scores, lds, accumulate);
 }
 
 void MultiQueryScoresTwoPartAvx512(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2,
                                    int64_t ldq2, const float* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
                                    int64_t lds) {
-  const int64_t S4 = C1 % 8 == 0 && C2 % 8 == 0 ? S & ~int64_t{3} : 0;
-  ScoreQuads<true, 6>(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S4, S, scores, lds, false);
-  if (S4 < S)
-    MultiQueryScoresTwoPartAvx2(q1, ldq1, keys1 + S4 * C1, C1, q2, ldq2, keys2 + S4 * C2, C2, M, S - S4, scores + S4,
-                                lds);
+  Scores<true>(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds, false);
 }
 
 void MultiQueryWeightedSumAvx512(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
