@@ -5,8 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <new>
 
-#include "engine/base/line_aligned.h"
+#include "engine/base/huge_page_buffer.h"
 
 namespace dsv3 {
 
@@ -15,23 +16,34 @@ class LatentKvCache {
   LatentKvCache() = default;
   LatentKvCache(int64_t layers, int64_t slots, int64_t max_len, int64_t kv_lora_rank, int64_t rope_dim)
       : layers_(layers), slots_(slots), max_len_(max_len), rank_(kv_lora_rank), rope_(rope_dim),
-        kv_(static_cast<size_t>(layers * slots * max_len * kv_lora_rank)),
-        pe_(static_cast<size_t>(layers * slots * max_len * rope_dim)) {}
+        kv_floats_(layers * slots * max_len * kv_lora_rank),
+        pe_offset_((kv_floats_ + kLineFloats - 1) / kLineFloats * kLineFloats),
+        buffer_(static_cast<size_t>(pe_offset_ + layers * slots * max_len * rope_dim) * sizeof(float)) {
+    if (buffer_.empty() && pe_offset_ + layers * slots * max_len * rope_dim > 0) throw std::bad_alloc();
+  }
 
   // [max_len, kv_lora_rank] rows for one layer and slot.
-  float* kv(int64_t layer, int64_t slot) { return kv_.data() + (layer * slots_ + slot) * max_len_ * rank_; }
+  float* kv(int64_t layer, int64_t slot) { return floats() + (layer * slots_ + slot) * max_len_ * rank_; }
   // [max_len, rope_dim] rows.
-  float* pe(int64_t layer, int64_t slot) { return pe_.data() + (layer * slots_ + slot) * max_len_ * rope_; }
+  float* pe(int64_t layer, int64_t slot) { return floats() + pe_offset_ + (layer * slots_ + slot) * max_len_ * rope_; }
 
   int64_t slots() const { return slots_; }
   int64_t max_len() const { return max_len_; }
-  int64_t bytes() const { return static_cast<int64_t>((kv_.size() + pe_.size()) * sizeof(float)); }
+  int64_t bytes() const {
+    return (kv_floats_ + layers_ * slots_ * max_len_ * rope_) * static_cast<int64_t>(sizeof(float));
+  }
 
  private:
+  static constexpr int64_t kLineFloats = 16;
+  float* floats() { return static_cast<float*>(buffer_.data()); }
+
   int64_t layers_ = 0, slots_ = 0, max_len_ = 0, rank_ = 0, rope_ = 0;
-  // On cache lines, so rows whose width is a multiple of 16 floats (every DeepSeek config) are
-  // too: decode's 256-bit loads of a cached row never straddle two lines.
-  LineAlignedFloats kv_, pe_;
+  int64_t kv_floats_ = 0, pe_offset_ = 0;  // the rope keys start on the line after the latents
+  // Both caches in one zeroed mapping on 2 MiB pages (HugePageBuffer), so on cache lines: rows
+  // whose width is a multiple of 16 floats (every DeepSeek config) are too, and decode's 256-bit
+  // loads of a row never straddle two lines. Decode at depth streams the cache once per token:
+  // on 4 KiB pages the hardware prefetchers stop at every page and each page is a TLB miss.
+  HugePageBuffer buffer_;
 };
 
 }  // namespace dsv3

@@ -44,13 +44,15 @@ TEST(ChooseAttnFormTest, ForcedFormsAreKept) {
 }
 
 // Every layer's and slot's cache rows start on a 64-byte line when the widths are multiples of
-// 16 floats (256-bit loads of a row then never straddle two lines), and stay where they were
-// when the cache moves into its owner.
+// 16 floats (256-bit loads of a row then never straddle two lines), the cache starts on a 2 MiB
+// page boundary (its mapping asks for 2 MiB pages), and the rows stay where they were when the
+// cache moves into its owner.
 TEST(LatentKvCacheTest, RowsStartOnCacheLinesAndSurviveAMove) {
   for (int trial = 0; trial < 4; ++trial) {  // a few heap states
     std::vector<char> shift(static_cast<size_t>(trial * 8 + 1));
     LatentKvCache made(3, 2, 5, 256, 32);
     const float* first = made.kv(0, 0);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(first) % (uintptr_t{2} << 20), 0u);
     for (int64_t layer = 0; layer < 3; ++layer) {
       for (int64_t slot = 0; slot < 2; ++slot) {
         EXPECT_EQ(reinterpret_cast<uintptr_t>(made.kv(layer, slot)) % 64, 0u) << layer << "," << slot;
