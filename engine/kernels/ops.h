@@ -128,8 +128,8 @@ struct LinearInput {
   std::vector<int8_t> q;
   std::vector<float> d;
   std::vector<int32_t> sum;
-  // One token's layout 2 regrouped for the AVX-512 INT4 decode (64 bytes of slack for its
-  // alignment); empty when not made.
+  // Each token's layout 2 regrouped for the AVX-512 INT4 decode, up to kInt4DecodeTokensMax
+  // tokens (64 bytes of slack for the alignment); empty when not made.
   std::vector<int8_t> fours;
   // x (contiguous [T, K]) as w's kernels read it under `activations` (callers on worker
   // threads pass their step's CurrentLinearActivations()).

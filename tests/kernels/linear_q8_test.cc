@@ -262,33 +262,38 @@ TEST_F(LinearQ8Test, PreparedInputMatchesPerCallQuantization) {
 // Against exact float32 activations: x is replaced by q·d with |x - q·d| <= d/2 per element,
 // so each output moves by at most sum_k |w[r,k]|·d(k)/2, plus the float32 rounding of the
 // two sums (K·eps·sum|x·w| each side).
-// One token's INT4 activations are regrouped for the AVX-512 decode when the input is prepared
-// (LinearInput::fours), whichever kernel family is forced at the time, and multiplied under
-// AVX-512 they give the twin's bits, for a row tail, a lone odd block and whole steps; the
-// kernel handed a token without them (a caller of its own) gives them too, through AVX2.
-TEST_F(LinearQ8Test, OneTokenPreparedForAnyKernelFamilyGivesTheSameBits) {
+// A decode step's INT4 activations (one token, or a batch of up to kInt4DecodeTokensMax) are
+// regrouped for the AVX-512 decode when the input is prepared (LinearInput::fours), whichever
+// kernel family is forced at the time, and multiplied under AVX-512 they give the twin's bits,
+// for a row tail, a lone odd block and whole steps, one token or several (their steps shared,
+// four tokens at a time); the kernel handed tokens without them (a caller of its own) gives them
+// too, through AVX2.
+TEST_F(LinearQ8Test, DecodeTokensPreparedForAnyKernelFamilyGiveTheSameBits) {
   if (!GetCpuFeatures().HasAvx512VnniSet()) GTEST_SKIP() << "no AVX-512 VNNI here (" << GetCpuFeatures().ToString() << ")";
   for (const int64_t K : {int64_t{96}, int64_t{544}, int64_t{1536}}) {
     OwnedWeight w = MakeIntWeight(true, 37, K, 70 + static_cast<uint32_t>(K), 32, false, 1);
-    const auto x = Activations(K, 71);
-    std::vector<float> twin(37), regrouped(37), here(37);
-    SetLinearKernel(LinearKernel::kReference);
-    Linear(x.data(), 1, w.m, twin.data());
-    for (const LinearKernel prepared_under : {LinearKernel::kAvx512, LinearKernel::kAvx2, LinearKernel::kReference}) {
+    for (const int64_t T : {int64_t{1}, int64_t{3}, cpu::kInt4DecodeTokensMax}) {
+      const auto x = Activations(T * K, 71 + static_cast<uint32_t>(T));
+      const std::string what = "K=" + std::to_string(K) + " T=" + std::to_string(T);
+      std::vector<float> twin(static_cast<size_t>(T * 37)), regrouped(twin.size()), here(twin.size());
+      SetLinearKernel(LinearKernel::kReference);
+      Linear(x.data(), T, w.m, twin.data());
+      for (const LinearKernel prepared_under : {LinearKernel::kAvx512, LinearKernel::kAvx2, LinearKernel::kReference}) {
+        LinearInput in;
+        SetLinearKernel(prepared_under);
+        in.Prepare(x.data(), T, w.m);
+        EXPECT_FALSE(in.fours.empty()) << what << " " << LinearKernelName(prepared_under);
+        SetLinearKernel(LinearKernel::kAvx512);
+        std::fill(regrouped.begin(), regrouped.end(), -1.0f);
+        LinearRows(in, w.m, 0, 37, regrouped.data(), 37, false);
+        EXPECT_EQ(regrouped, twin) << what << " prepared under " << LinearKernelName(prepared_under);
+      }
       LinearInput in;
-      SetLinearKernel(prepared_under);
-      in.Prepare(x.data(), 1, w.m);
-      EXPECT_FALSE(in.fours.empty()) << "K=" << K << " " << LinearKernelName(prepared_under);
-      SetLinearKernel(LinearKernel::kAvx512);
-      std::fill(regrouped.begin(), regrouped.end(), -1.0f);
-      LinearRows(in, w.m, 0, 37, regrouped.data(), 37, false);
-      EXPECT_EQ(regrouped, twin) << "K=" << K << " prepared under " << LinearKernelName(prepared_under);
+      in.Prepare(x.data(), T, w.m);
+      in.fours.clear();  // as a caller that quantizes by itself would hand it over
+      LinearRows(in, w.m, 0, 37, here.data(), 37, false);
+      EXPECT_EQ(here, twin) << what << " without the regrouped activations";
     }
-    LinearInput in;
-    in.Prepare(x.data(), 1, w.m);
-    in.fours.clear();  // as a caller that quantizes by itself would hand it over
-    LinearRows(in, w.m, 0, 37, here.data(), 37, false);
-    EXPECT_EQ(here, twin) << "K=" << K << " without the regrouped activations";
   }
 }
 

@@ -455,12 +455,14 @@ void LinearInput::Prepare(const float* x_in, int64_t T_in, const WeightMatrix& w
       cpu::QuantizeActsReference(x + t * K, K, nibbles, qt, dt, st);
     }
   });
-  // A decode token meets INT4 rows on AVX-512 in one call per piece of every matrix it goes to:
-  // its activations are regrouped for those steps once, here (whichever family is forced now:
+  // Decode tokens meet INT4 rows on AVX-512 in one call per piece of every matrix they go to:
+  // their activations are regrouped for those steps once, here (whichever family is forced now:
   // an input may be prepared under one and multiplied under another).
-  if (nibbles && T == 1 && GetCpuFeatures().HasAvx512VnniSet()) {
-    fours.resize(static_cast<size_t>(cpu::FourBlockBytes(K) + 63));
-    cpu::FourBlockActsAvx512(q.data(), K, const_cast<int8_t*>(FoursAt(fours)));
+  if (nibbles && T <= cpu::kInt4DecodeTokensMax && GetCpuFeatures().HasAvx512VnniSet()) {
+    const int64_t bytes = cpu::FourBlockBytes(K);
+    fours.resize(static_cast<size_t>(T * bytes + 63));
+    for (int64_t t = 0; t < T; ++t)
+      cpu::FourBlockActsAvx512(q.data() + t * K, K, const_cast<int8_t*>(FoursAt(fours)) + t * bytes);
   }
 }
 

@@ -110,9 +110,10 @@ struct QuantizedActs {
   const float* d = nullptr;      // [T, K / kActBlock]
   const int32_t* sum = nullptr;  // [T, K / kActBlock]
   int64_t T = 0, K = 0;
-  // One token's INT4 activations as the AVX-512 decode steps take them (FourBlockActsAvx512),
-  // 64-byte aligned: LinearInput::Prepare makes them wherever the CPU has AVX-512 VNNI. Without
-  // them QLinearAvx512 hands one INT4 token to QLinearAvx2 (the same bits).
+  // The tokens' INT4 activations as the AVX-512 decode steps take them (FourBlockActsAvx512),
+  // FourBlockBytes(K) per token, 64-byte aligned: LinearInput::Prepare makes them for up to
+  // kInt4DecodeTokensMax tokens wherever the CPU has AVX-512 VNNI. Without them QLinearAvx512
+  // hands those tokens to QLinearAvx2 (the same bits).
   const int8_t* fours = nullptr;
 };
 // Whether w can take int8 activations: INT8 or INT4 with whole blocks (K and block_in
@@ -147,10 +148,15 @@ void QLinearAvx512(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64
 // scales and INT4 zero points). Where it starts to win, 64 experts x (gate, up, down) from
 // DRAM, 2 threads, alternated with the tiles: INT8 at 3 tokens (8.5 -> 8.0 ms, 8 tokens 13.2
 // -> 7.2; at 2 the tiles stream faster, 4.3-4.5 against 5.1-5.5); INT4, whose one-token steps
-// and AVX2 pairs stream well, at 8 (9.0 -> 8.6 ms, 10 tokens 12.0 -> 9.8; 4 tokens 4.8 against
-// 6.6).
+// stream well, at 9: up to 8 tokens take those steps with each step's weights unpacked once
+// for four tokens (bench-v3-mini-int4-h tg32 x8, alternated: 209 / 215 tok/s through the GEMM,
+// 233 / 234 so; at 12 tokens even, at 16 the GEMM 276 / 289 against 253 / 258).
 constexpr int64_t kQGemmRows = 32;
-inline int64_t QGemmMinTokens(const RawWeight& w) { return w.kind == WeightKind::kInt4 ? 8 : 3; }
+inline int64_t QGemmMinTokens(const RawWeight& w) { return w.kind == WeightKind::kInt4 ? 9 : 3; }
+// INT4 with 2 .. this many tokens (a batch decoding together, below QGemmMinTokens) takes the
+// one-token decode steps, each step's weights unpacked once for up to four tokens
+// (Int4DecodeTokens); the AVX2 pairs of tokens had taken them.
+constexpr int64_t kInt4DecodeTokensMax = 8;
 inline int64_t QLinearAvx512ScratchBytes(const RawWeight& w, int64_t T) {
   if ((w.kind != WeightKind::kI8 && w.kind != WeightKind::kInt4) || T < QGemmMinTokens(w)) return 0;
   return kQGemmRows * w.cols + kQGemmRows * 8 * (w.cols / kActBlock);

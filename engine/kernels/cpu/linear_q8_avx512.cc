@@ -9,7 +9,9 @@
 //     pairs of blocks are regrouped to match (vshufi64x2). Sixteen blocks reduce to one vector
 //     of exact block sums in block order, the zero point comes off as z · Σq, and the float
 //     steps go eight blocks at a time onto the eight chains, blocks b0..b0+7 and then
-//     b0+8..b0+15, each chain in block order as the twin has it.
+//     b0+8..b0+15, each chain in block order as the twin has it. A few tokens (a batch
+//     decoding together, up to kInt4DecodeTokensMax) take the same steps, each step's weights
+//     unpacked and its scales converted once for up to four tokens (Int4DecodeTokens).
 //   - INT8: the signed weights go in the unsigned operand as w + 128 (w xor 0x80), and
 //     128 · Σq comes off the block sum afterwards; lanes are (row, token) as in the AVX2
 //     tiles, each an fma chain over the blocks in order. One token (Int8Decode): sixteen rows
@@ -519,20 +521,18 @@ __attribute__((always_inline)) inline void StepGroups(const Int4RowArgs& a, int6
   }
 }
 
-// Blocks [b0, b0 + n) of the row (n = 16 when kFull; b0 a multiple of 16) onto its chains.
-// ahead: a row to fetch into cache as this one is read, a line per 64 bytes read (null for
-// none). Spread so, not in a burst at the start of each step: with bursts, sixteen 4096 x 1536
-// INT4 g32 matrices streamed from DRAM on one thread at 9 GB/s, spread at 32.
-template <int kPerGroup, bool kFull>
-__attribute__((always_inline)) inline void Int4Step(const Int4RowArgs& a, int64_t b0, int64_t n, const uint8_t* ahead,
-                                                    __m256* acc, const __m512i* acts) {
+// The row's blocks [b0, b0 + 16) (b0 a multiple of 16; !kFull: the row's last, fewer), unpacked
+// for the steps: lo[v] and hi[v], the low and high nibbles of blocks b0 + 4v .. b0 + 4v + 3 (a
+// missing block's are zero). ahead: a row to fetch into cache as this one is read, a line per
+// 64 bytes read (null for none). Spread so, not in a burst at the start of each step: with
+// bursts, sixteen 4096 x 1536 INT4 g32 matrices streamed from DRAM on one thread at 9 GB/s,
+// spread at 32.
+template <bool kFull>
+__attribute__((always_inline)) inline void Int4Weights(const Int4RowArgs& a, int64_t b0, const uint8_t* ahead,
+                                                       __m512i* lo, __m512i* hi) {
   const __m512i low4 = _mm512_set1_epi8(0x0f);
-  // An odd block count's last block is stored alone (evens, then odds): it is summed on its
-  // own below, and the vectors take the blocks before it.
-  const bool lone = !kFull && a.tail->lone;
-  __m512i part[4];
   for (int v = 0; v < 4; ++v) {
-    // Blocks b .. b+3: 64 bytes of the row against their evens and odds, 64 bytes each.
+    // Blocks b .. b+3: 64 bytes of the row, for their evens and odds.
     const int64_t b = b0 + 4 * v;
     if (ahead && b < a.nb) _mm_prefetch(reinterpret_cast<const char*>(ahead + b * 16), _MM_HINT_T0);
     __m512i wv;
@@ -541,14 +541,20 @@ __attribute__((always_inline)) inline void Int4Step(const Int4RowArgs& a, int64_
     } else {  // a missing block's weights are zero (its activations in `fours` are too)
       wv = _mm512_maskz_loadu_epi8(a.tail->weights[v], a.row + b * 16);
     }
-    const __m512i lo = _mm512_and_si512(wv, low4), hi = _mm512_and_si512(_mm512_srli_epi16(wv, 4), low4);
-    part[v] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, acts[2 * v]), hi, acts[2 * v + 1]);
+    lo[v] = _mm512_and_si512(wv, low4);
+    hi[v] = _mm512_and_si512(_mm512_srli_epi16(wv, 4), low4);
   }
-  __m512 scale;
-  __m512i zero;
-  StepGroups<kPerGroup>(a, b0, n, &scale, &zero);
-  // part[v] holds block b0+4v+i in 128-bit lane i (four partial sums). Two rounds of
-  // unpack-and-add leave lane i as the sums of blocks (i, 4+i, 8+i, 12+i); one permute puts
+}
+
+// One token's partial sums of blocks [b0, b0 + n) of the row (n = 16 when kFull) onto its
+// chains: part[v] holds block b0+4v+i's in 128-bit lane i (four vpdpbusd sums each), scale and
+// zero come from StepGroups. An odd block count's last block is stored alone (evens, then
+// odds): it is summed on its own here, and the vectors took the blocks before it.
+template <bool kFull>
+__attribute__((always_inline)) inline void Int4Finish(const Int4RowArgs& a, int64_t b0, int64_t n, const __m512i* part,
+                                                      __m512 scale, __m512i zero, __m256* acc) {
+  const bool lone = !kFull && a.tail->lone;
+  // Two rounds of unpack-and-add leave lane i as the sums of blocks (i, 4+i, 8+i, 12+i); one permute puts
   // them in block order.
   const __m512i in_order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   const __m512i t01 = _mm512_add_epi32(_mm512_unpacklo_epi32(part[0], part[1]), _mm512_unpackhi_epi32(part[0], part[1]));
@@ -578,6 +584,32 @@ __attribute__((always_inline)) inline void Int4Step(const Int4RowArgs& a, int64_
   const __m512 sd = _mm512_mul_ps(scale, dv);
   *acc = _mm256_fmadd_ps(Low8(exact), Low8(sd), *acc);
   if (kFull || n > 8) *acc = _mm256_fmadd_ps(High8(exact), High8(sd), *acc);
+}
+
+// Blocks [b0, b0 + n) of the row (n = 16 when kFull; b0 a multiple of 16) against one token,
+// each vector unpacked as it meets the token (holding all eight unpacked vectors, as the
+// several-token steps do, cost a one-token 1536 x 512 ~12% from cache).
+template <int kPerGroup, bool kFull>
+__attribute__((always_inline)) inline void Int4Step(const Int4RowArgs& a, int64_t b0, int64_t n, const uint8_t* ahead,
+                                                    __m256* acc, const __m512i* acts) {
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  __m512i part[4];
+  for (int v = 0; v < 4; ++v) {
+    const int64_t b = b0 + 4 * v;
+    if (ahead && b < a.nb) _mm_prefetch(reinterpret_cast<const char*>(ahead + b * 16), _MM_HINT_T0);
+    __m512i wv;
+    if (kFull) {
+      wv = _mm512_loadu_si512(a.row + b * 16);
+    } else {
+      wv = _mm512_maskz_loadu_epi8(a.tail->weights[v], a.row + b * 16);
+    }
+    const __m512i lo = _mm512_and_si512(wv, low4), hi = _mm512_and_si512(_mm512_srli_epi16(wv, 4), low4);
+    part[v] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, acts[2 * v]), hi, acts[2 * v + 1]);
+  }
+  __m512 scale;
+  __m512i zero;
+  StepGroups<kPerGroup>(a, b0, n, &scale, &zero);
+  Int4Finish<kFull>(a, b0, n, part, scale, zero, acc);
 }
 
 // R rows from r against the token: out[i] = ((c0 + c4) + (c2 + c6)) + ((c1 + c5) + (c3 + c7))
@@ -696,6 +728,98 @@ void Int4Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t 
   }
 }
 
+// ---- INT4, a few tokens (a batch decoding together): each row step unpacked once --------------
+
+// One row r against kT tokens (tok[t]: token t alone, its regrouped activations in fours; tails
+// its Int4Tail): each step's weights are unpacked and its scales converted once, then every
+// token's vpdpbusd sums and float steps are exactly a one-token step's, so each token gets the
+// bits it would alone (Int4Decode's, the twin's). ahead: as in Int4Rows1 (null for none).
+template <int kT, int kPerGroup>
+__attribute__((always_inline)) inline void Int4RowTokens(const RawWeight& w, int64_t r, const QuantizedActs* tok,
+                                                         const Int4Tail* tails, const uint8_t* ahead, float* out) {
+  const int64_t nb = tok[0].K / kActBlock;
+  Int4RowArgs a[kT];
+  __m256 acc[kT];
+  for (int t = 0; t < kT; ++t) {
+    a[t].row = static_cast<const uint8_t*>(w.data) + r * w.row_bytes;
+    a[t].scale = w.scale16 + r * w.scale_cols;
+    a[t].zero = w.zero ? w.zero + r * w.scale_cols : nullptr;
+    a[t].q = tok[t].q;
+    a[t].tail = &tails[t];
+    a[t].d = tok[t].d;
+    a[t].sum = tok[t].sum;
+    a[t].per_group = w.block_in / kActBlock;
+    a[t].nb = nb;
+    acc[t] = _mm256_setzero_ps();
+  }
+  if (ahead) _mm_prefetch(reinterpret_cast<const char*>(ahead + w.row_bytes - 1), _MM_HINT_T0);
+  const auto step = [&]<bool kFull>(int64_t b0, int64_t n) __attribute__((always_inline)) {
+    __m512i lo[4], hi[4];
+    Int4Weights<kFull>(a[0], b0, ahead, lo, hi);
+    __m512 scale;
+    __m512i zero;
+    StepGroups<kPerGroup>(a[0], b0, n, &scale, &zero);
+    for (int t = 0; t < kT; ++t) {
+      const int8_t* fours = tok[t].fours + 32 * b0;
+      __m512i part[4];
+      for (int v = 0; v < 4; ++v) {
+        const __m512i evens = _mm512_load_si512(fours + 128 * v), odds = _mm512_load_si512(fours + 128 * v + 64);
+        part[v] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[v], evens), hi[v], odds);
+      }
+      Int4Finish<kFull>(a[t], b0, n, part, scale, zero, &acc[t]);
+    }
+  };
+  int64_t b0 = 0;
+  for (; b0 + 16 <= nb; b0 += 16) step.template operator()<true>(b0, 16);
+  if (b0 < nb) step.template operator()<false>(b0, nb - b0);
+  for (int t = 0; t < kT; ++t) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[t]), _mm256_extractf128_ps(acc[t], 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    out[t] = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+  }
+}
+
+// Rows [r0, r1) against a's tokens (2 .. kInt4DecodeTokensMax, each with its regrouped activations),
+// up to four tokens per pass over a row (its bytes stay in L1 for the next four).
+template <int kPerGroup>
+void Int4DecodeTokens(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
+                      bool accumulate) {
+  const int64_t T = a.T, nb = a.K / kActBlock;
+  QuantizedActs tok[kInt4DecodeTokensMax];
+  Int4Tail tails[kInt4DecodeTokensMax];
+  for (int64_t t = 0; t < T; ++t) {
+    tok[t] = {a.q + t * a.K, a.d + t * nb, a.sum + t * nb, 1, a.K, a.fours + t * FourBlockBytes(a.K)};
+    tails[t] = RowTail(tok[t], w.block_in / kActBlock);
+  }
+  // As Int4Decode: each row fetches the row ahead_rows on (8 rows, or 6 KB for short rows).
+  const int64_t rows_for_bytes = (6144 + w.row_bytes - 1) / w.row_bytes, sc = w.scale_cols;
+  const int64_t ahead_rows = rows_for_bytes > 8 ? rows_for_bytes : 8;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* ahead = nullptr;
+    if (r + ahead_rows < w.rows) {
+      const int64_t n = r + ahead_rows;
+      PrefetchLines(w.scale16 + n * sc, w.scale16 + (n + 1) * sc);
+      if (w.zero) PrefetchLines(w.zero + n * sc, w.zero + (n + 1) * sc);
+      ahead = static_cast<const uint8_t*>(w.data) + n * w.row_bytes;
+    }
+    for (int64_t t0 = 0; t0 < T; t0 += 4) {
+      float out[4];
+      const int64_t n = T - t0 < 4 ? T - t0 : 4;
+      const uint8_t* fetch = t0 == 0 ? ahead : nullptr;
+      switch (n) {
+        case 4: Int4RowTokens<4, kPerGroup>(w, r, tok + t0, tails + t0, fetch, out); break;
+        case 3: Int4RowTokens<3, kPerGroup>(w, r, tok + t0, tails + t0, fetch, out); break;
+        case 2: Int4RowTokens<2, kPerGroup>(w, r, tok + t0, tails + t0, fetch, out); break;
+        default: Int4RowTokens<1, kPerGroup>(w, r, tok + t0, tails + t0, fetch, out); break;
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        float* o = y + (t0 + i) * ldy + r;
+        *o = accumulate ? *o + out[i] : out[i];
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void FourBlockActsAvx512(const int8_t* q, int64_t K, int8_t* out) {
@@ -723,6 +847,13 @@ void QLinearAvx512(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64
     Int8Decode(a, w, r0, r1, y, accumulate);
   } else if (w.kind == WeightKind::kI8) {
     Int8Rows(a, w, r0, r1, y, ldy, accumulate);
+  } else if (w.kind == WeightKind::kInt4 && a.T > 1 && a.T <= kInt4DecodeTokensMax && a.fours != nullptr) {
+    switch (w.block_in / kActBlock) {
+      case 1: Int4DecodeTokens<1>(a, w, r0, r1, y, ldy, accumulate); return;
+      case 2: Int4DecodeTokens<2>(a, w, r0, r1, y, ldy, accumulate); return;
+      case 4: Int4DecodeTokens<4>(a, w, r0, r1, y, ldy, accumulate); return;
+      default: Int4DecodeTokens<0>(a, w, r0, r1, y, ldy, accumulate); return;
+    }
   } else if (w.kind == WeightKind::kInt4 && (a.T > 1 || a.fours == nullptr)) {
     // A few tokens: AVX2's pairs of tokens sharing each unpack measured faster than this
     // file's steps (INT4 g32 16384 x 1536, 8 tokens, 1 thread: 140 against 92-103 GFLOP/s).
