@@ -390,10 +390,12 @@ TEST_F(LinearKernelTest, Fp8DecodeTakesEveryByteAndLargeActivations) {
   }
 }
 
-// With AVX-512, FP8's one-token GEMV holds two rows per vector, each lane on AVX2's chain: the
-// same bits as kAvx2 for tiles whole and cut (rows past a block of rows, the last rows), K with
-// a group's last eight columns alone or a K % 8 tail (left to AVX2), activations whose scaled
-// form overflows (the tile redone), NaN, strides, accumulation and both thread counts.
+// With AVX-512, FP8's decode GEMV holds two rows per vector, each lane on AVX2's chain, and
+// converts each weight once for up to three tokens: the same bits as kAvx2 for one token and
+// for several (passes of three, two and one), tiles whole and cut (rows past a block of rows,
+// the last rows), K with a group's last eight columns alone or a K % 8 tail (left to AVX2),
+// activations whose scaled form overflows on one token (its pass redone), NaN, strides,
+// accumulation and both thread counts.
 TEST_F(LinearKernelTest, Avx512Fp8DecodeGivesAvx2Bits) {
   if (!GetCpuFeatures().HasAvx512VnniSet()) GTEST_SKIP() << "no AVX-512 (" << GetCpuFeatures().ToString() << ")";
   uint32_t seed = 90;
@@ -401,24 +403,27 @@ TEST_F(LinearKernelTest, Avx512Fp8DecodeGivesAvx2Bits) {
     for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{300, 1536}, {37, 264}, {16, 136}, {9, 83}}) {
       OwnedWeight w = MakeWeight(DType::kF8E4M3, rows, cols, seed++, block);
       for (float magnitude : {1.0f, 1e5f, 1e30f, std::numeric_limits<float>::quiet_NaN()}) {
-        std::vector<float> x = RandomVector(cols, seed++);
-        x[static_cast<size_t>(cols / 2)] *= magnitude;  // one large (or NaN) activation
-        for (int threads : {1, 2}) {
-          SetNumThreads(threads);
-          const int64_t ldy = rows + 3, r0 = 3, r1 = rows - 2;
-          std::vector<float> y2(static_cast<size_t>(rows)), y5(y2.size()), rows2(static_cast<size_t>(ldy), 0.5f), rows5 = rows2;
-          SetLinearKernel(LinearKernel::kAvx2);
-          Linear(x.data(), 1, w.m, y2.data());
-          LinearRows(x.data(), 1, w.m, r0, r1, rows2.data(), ldy, true);
-          SetLinearKernel(LinearKernel::kAvx512);
-          Linear(x.data(), 1, w.m, y5.data());
-          LinearRows(x.data(), 1, w.m, r0, r1, rows5.data(), ldy, true);
-          const std::string what = "block " + std::to_string(block) + " " + std::to_string(rows) + "x" +
-                                   std::to_string(cols) + " |x| ~ " + std::to_string(magnitude);
-          ASSERT_EQ(std::memcmp(y2.data(), y5.data(), y2.size() * sizeof(float)), 0) << what;
-          ASSERT_EQ(std::memcmp(rows2.data(), rows5.data(), rows2.size() * sizeof(float)), 0) << what << " rows";
-          if (magnitude == 1.0f)
-            for (float v : y5) ASSERT_TRUE(std::isfinite(v)) << what;
+        for (int64_t T : {1, 2, 5, 8}) {
+          std::vector<float> x = RandomVector(T * cols, seed++);
+          x[static_cast<size_t>(T / 2 * cols + cols / 2)] *= magnitude;  // one large (or NaN) activation
+          for (int threads : {1, 2}) {
+            SetNumThreads(threads);
+            const int64_t ldy = rows + 3, r0 = 3, r1 = rows - 2;
+            std::vector<float> y2(static_cast<size_t>(T * rows)), y5(y2.size()), rows2(static_cast<size_t>(T * ldy), 0.5f),
+                rows5 = rows2;
+            SetLinearKernel(LinearKernel::kAvx2);
+            Linear(x.data(), T, w.m, y2.data());
+            LinearRows(x.data(), T, w.m, r0, r1, rows2.data(), ldy, true);
+            SetLinearKernel(LinearKernel::kAvx512);
+            Linear(x.data(), T, w.m, y5.data());
+            LinearRows(x.data(), T, w.m, r0, r1, rows5.data(), ldy, true);
+            const std::string what = "block " + std::to_string(block) + " " + std::to_string(rows) + "x" +
+                                     std::to_string(cols) + " T=" + std::to_string(T) + " |x| ~ " + std::to_string(magnitude);
+            ASSERT_EQ(std::memcmp(y2.data(), y5.data(), y2.size() * sizeof(float)), 0) << what;
+            ASSERT_EQ(std::memcmp(rows2.data(), rows5.data(), rows2.size() * sizeof(float)), 0) << what << " rows";
+            if (magnitude == 1.0f)
+              for (float v : y5) ASSERT_TRUE(std::isfinite(v)) << what;
+          }
         }
       }
     }

@@ -1,7 +1,7 @@
 // Float-activation Linear kernels with AVX-512 (compiled with -mavx512f -mavx512bw -mavx512vl
 // -mavx512vnni for this file only; linear.cc calls it after checking the CPU), and the peaks
 // `dsv3 bench` measures for this family (machine_probe.h). The FP8 decode GEMV, one
-// token (on AVX2 it is compute-bound below the memory bandwidth: ~16-22 GB/s a thread on Zen 5,
+// token or a batch's few (on AVX2 it is compute-bound below the memory bandwidth: ~16-22 GB/s a thread on Zen 5,
 // where two threads can read ~60, since each 8 weights take a convert, a shift, a mask and an
 // fma), and the GEMM's microkernel over its float32 panel. A 512-bit vector holds eight columns
 // of two rows, so each instruction does twice the work, and every lane still runs
@@ -43,17 +43,23 @@ constexpr int kTileRows = 8;  // four pairs of rows
 // MB, K = 1536 45-50 -> 55-57, K = 7168 50-54 -> 57-58, K = 18432 46 -> 55.
 constexpr int64_t kFp8Ahead = 1024;
 
-// Rows [r, r + 8) (in one block of rows) against one token: out[i] is row r + i's sum, or
-// false when a sum is not finite (a scaled activation may have overflowed: the caller redoes
-// the tile with GemvAvx2, which falls back to the exact form). next: bytes from a row to the
-// same row of the next tile, whose first lines to fetch (0: none).
-bool Fp8Tile(const RawWeight& w, int64_t r, const float* x, int64_t next, float* out) {
+// Rows [r, r + 8) (in one block of rows) against N tokens (x: token t's activations at
+// x + t·ldx): out[8t + i] is row r + i's sum for token t, or false when a sum is not finite (a
+// scaled activation may have overflowed: the caller redoes the tile with GemvAvx2, which falls
+// back to the exact form). Each sixteen weights are converted once for the N tokens; every
+// token's chains are a one-token tile's. next: bytes from a row to the same row of the next
+// tile, whose first lines to fetch (0: none).
+// A call of its own (not inlined into Fp8Decode: inlined, the one-token tile ran ~8% slower).
+template <int N>
+__attribute__((noinline)) bool Fp8Tile(const RawWeight& w, int64_t r, const float* x, int64_t ldx, int64_t next,
+                                       float* out) {
   const int64_t K = w.cols, bi = w.block_in;
   const float* scales = w.scale + (r / w.block_out) * w.scale_cols;
   const uint8_t* q[kTileRows];
   for (int i = 0; i < kTileRows; ++i) q[i] = static_cast<const uint8_t*>(w.data) + (r + i) * w.row_bytes;
-  __m512 acc[kTileRows / 2];  // pair p: lanes 0-7 row 2p, lanes 8-15 row 2p+1
-  for (int p = 0; p < kTileRows / 2; ++p) acc[p] = _mm512_setzero_ps();
+  __m512 acc[N][kTileRows / 2];  // pair p: lanes 0-7 row 2p, lanes 8-15 row 2p+1
+  for (int t = 0; t < N; ++t)
+    for (int p = 0; p < kTileRows / 2; ++p) acc[t][p] = _mm512_setzero_ps();
   for (int64_t k0 = 0, g = 0; k0 < K; k0 += bi, ++g) {
     const int64_t k1 = k0 + bi < K ? k0 + bi : K;
     // fl(x · scale · 2^120), as Fp8Tiny::ActScale, in both halves.
@@ -61,44 +67,76 @@ bool Fp8Tile(const RawWeight& w, int64_t r, const float* x, int64_t next, float*
     int64_t k = k0;
     for (; k + 16 <= k1; k += 16) {
       if ((k & 63) < 16) FetchRowsAhead(q, kTileRows, k, kFp8Ahead, w.row_bytes, next);  // per 64 bytes of a row
-      const __m256 x0 = _mm256_mul_ps(_mm256_loadu_ps(x + k), s), x1 = _mm256_mul_ps(_mm256_loadu_ps(x + k + 8), s);
-      const __m512 xlo = Twice(x0), xhi = Twice(x1);
+      __m512 xlo[N], xhi[N];
+      for (int t = 0; t < N; ++t) {
+        xlo[t] = Twice(_mm256_mul_ps(_mm256_loadu_ps(x + t * ldx + k), s));
+        xhi[t] = Twice(_mm256_mul_ps(_mm256_loadu_ps(x + t * ldx + k + 8), s));
+      }
       for (int p = 0; p < kTileRows / 2; ++p) {
         const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q[2 * p] + k));
         const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q[2 * p + 1] + k));
-        acc[p] = _mm512_fmadd_ps(xlo, Fp8Tiny16(_mm_unpacklo_epi64(a, b)), acc[p]);
-        acc[p] = _mm512_fmadd_ps(xhi, Fp8Tiny16(_mm_unpackhi_epi64(a, b)), acc[p]);
+        const __m512 wlo = Fp8Tiny16(_mm_unpacklo_epi64(a, b)), whi = Fp8Tiny16(_mm_unpackhi_epi64(a, b));
+        for (int t = 0; t < N; ++t) {
+          acc[t][p] = _mm512_fmadd_ps(xlo[t], wlo, acc[t][p]);
+          acc[t][p] = _mm512_fmadd_ps(xhi[t], whi, acc[t][p]);
+        }
       }
     }
     if (k < k1) {  // block_in % 16 == 8: eight columns left in the group
-      const __m256 x0 = _mm256_mul_ps(_mm256_loadu_ps(x + k), s);
-      const __m512 xlo = Twice(x0);
+      __m512 xlo[N];
+      for (int t = 0; t < N; ++t) xlo[t] = Twice(_mm256_mul_ps(_mm256_loadu_ps(x + t * ldx + k), s));
       for (int p = 0; p < kTileRows / 2; ++p) {
         const __m128i a = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q[2 * p] + k));
         const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q[2 * p + 1] + k));
-        acc[p] = _mm512_fmadd_ps(xlo, Fp8Tiny16(_mm_unpacklo_epi64(a, b)), acc[p]);
+        const __m512 wlo = Fp8Tiny16(_mm_unpacklo_epi64(a, b));
+        for (int t = 0; t < N; ++t) acc[t][p] = _mm512_fmadd_ps(xlo[t], wlo, acc[t][p]);
       }
     }
   }
   bool finite = true;
-  for (int p = 0; p < kTileRows / 2; ++p) {
-    out[2 * p] = HorizontalSum(Low8(acc[p]));
-    out[2 * p + 1] = HorizontalSum(High8(acc[p]));
-    finite = finite && __builtin_isfinite(out[2 * p]) && __builtin_isfinite(out[2 * p + 1]);
-  }
+  for (int t = 0; t < N; ++t)
+    for (int p = 0; p < kTileRows / 2; ++p) {
+      float* o = out + t * kTileRows + 2 * p;
+      o[0] = HorizontalSum(Low8(acc[t][p]));
+      o[1] = HorizontalSum(High8(acc[t][p]));
+      finite = finite && __builtin_isfinite(o[0]) && __builtin_isfinite(o[1]);
+    }
   return finite;
 }
 
-void Fp8Decode(const float* x, const RawWeight& w, int64_t r0, int64_t r1, float* y, bool accumulate) {
+// Tokens up to this many take Fp8Tile's several-token tiles (GemvMaxTokens' 8 in passes of up
+// to three: more spill the accumulators).
+constexpr int kFp8TileTokens = 3;
+
+// Rows [r0, r1) against T tokens, eight rows at a time, up to three tokens per pass over them
+// (the rows stay in L1 for the next pass, which fetches nothing ahead).
+void Fp8Decode(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
+               int64_t ldy, bool accumulate) {
   for (int64_t r = r0; r < r1; r += kTileRows) {
     const bool whole = r + kTileRows <= r1 && r / w.block_out == (r + kTileRows - 1) / w.block_out;
-    float out[kTileRows];
-    if (!whole || !Fp8Tile(w, r, x, kTileRows * w.row_bytes, out)) {
-      const int64_t end = r + kTileRows < r1 ? r + kTileRows : r1;
-      GemvAvx2(x, 1, w.cols, w, r, end, y, 1, accumulate);
+    const int64_t end = r + kTileRows < r1 ? r + kTileRows : r1;
+    if (!whole) {
+      GemvAvx2(x, T, ldx, w, r, end, y, ldy, accumulate);
       continue;
     }
-    for (int i = 0; i < kTileRows; ++i) y[r + i] = accumulate ? y[r + i] + out[i] : out[i];
+    for (int64_t t0 = 0; t0 < T; t0 += kFp8TileTokens) {
+      const int64_t n = T - t0 < kFp8TileTokens ? T - t0 : kFp8TileTokens;
+      const float* xt = x + t0 * ldx;
+      const int64_t next = t0 == 0 ? kTileRows * w.row_bytes : 0;
+      float out[kFp8TileTokens * kTileRows];
+      const bool finite = n == 3   ? Fp8Tile<3>(w, r, xt, ldx, next, out)
+                          : n == 2 ? Fp8Tile<2>(w, r, xt, ldx, next, out)
+                                   : Fp8Tile<1>(w, r, xt, ldx, next, out);
+      if (!finite) {
+        GemvAvx2(xt, n, ldx, w, r, end, y + t0 * ldy, ldy, accumulate);
+        continue;
+      }
+      for (int64_t t = 0; t < n; ++t)
+        for (int i = 0; i < kTileRows; ++i) {
+          float* o = y + (t0 + t) * ldy + r + i;
+          *o = accumulate ? *o + out[t * kTileRows + i] : out[t * kTileRows + i];
+        }
+    }
   }
 }
 
@@ -584,8 +622,8 @@ void GemmPanel8Avx512(const float* wt, int64_t K, const float* x, int64_t ldx, i
 
 void GemvAvx512(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
                 int64_t ldy, bool accumulate) {
-  if (w.kind == WeightKind::kF8E4M3 && T == 1 && w.cols % 8 == 0 && w.block_in % 8 == 0) {
-    Fp8Decode(x, w, r0, r1, y, accumulate);
+  if (w.kind == WeightKind::kF8E4M3 && w.cols % 8 == 0 && w.block_in % 8 == 0) {
+    Fp8Decode(x, T, ldx, w, r0, r1, y, ldy, accumulate);
     return;
   }
   GemvAvx2(x, T, ldx, w, r0, r1, y, ldy, accumulate);
