@@ -390,18 +390,19 @@ TEST_F(LinearKernelTest, Fp8DecodeTakesEveryByteAndLargeActivations) {
   }
 }
 
-// With AVX-512, FP8's decode GEMV holds two rows per vector, each lane on AVX2's chain, and
-// converts each weight once for up to three tokens: the same bits as kAvx2 for one token and
-// for several (passes of three, two and one), tiles whole and cut (rows past a block of rows,
-// the last rows), K with a group's last eight columns alone or a K % 8 tail (left to AVX2),
-// activations whose scaled form overflows on one token (its pass redone), NaN, strides,
-// accumulation and both thread counts.
-TEST_F(LinearKernelTest, Avx512Fp8DecodeGivesAvx2Bits) {
+// With AVX-512, the FP8 decode GEMV (and BF16's with several tokens) holds two rows per
+// vector, each lane on AVX2's chain, and converts each weight once for up to three tokens: the
+// same bits as kAvx2 for one token and for several (passes of three, two and one), tiles whole
+// and cut (rows past a block of rows, the last rows), K with a group's (or the row's) last
+// eight columns alone or a K % 8 tail (left to AVX2), activations whose scaled form overflows
+// on one token (FP8: its pass redone), NaN, strides, accumulation and both thread counts.
+TEST_F(LinearKernelTest, Avx512DecodeTilesGiveAvx2Bits) {
   if (!GetCpuFeatures().HasAvx512VnniSet()) GTEST_SKIP() << "no AVX-512 (" << GetCpuFeatures().ToString() << ")";
   uint32_t seed = 90;
-  for (int64_t block : {8, 24, 128}) {
+  for (const auto& [dtype, block] : std::vector<std::pair<DType, int64_t>>{
+           {DType::kF8E4M3, 8}, {DType::kF8E4M3, 24}, {DType::kF8E4M3, 128}, {DType::kBF16, 128}}) {
     for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{300, 1536}, {37, 264}, {16, 136}, {9, 83}}) {
-      OwnedWeight w = MakeWeight(DType::kF8E4M3, rows, cols, seed++, block);
+      OwnedWeight w = MakeWeight(dtype, rows, cols, seed++, block);
       for (float magnitude : {1.0f, 1e5f, 1e30f, std::numeric_limits<float>::quiet_NaN()}) {
         for (int64_t T : {1, 2, 5, 8}) {
           std::vector<float> x = RandomVector(T * cols, seed++);
@@ -417,7 +418,7 @@ TEST_F(LinearKernelTest, Avx512Fp8DecodeGivesAvx2Bits) {
             SetLinearKernel(LinearKernel::kAvx512);
             Linear(x.data(), T, w.m, y5.data());
             LinearRows(x.data(), T, w.m, r0, r1, rows5.data(), ldy, true);
-            const std::string what = "block " + std::to_string(block) + " " + std::to_string(rows) + "x" +
+            const std::string what = std::string(DTypeName(dtype)) + " block " + std::to_string(block) + " " + std::to_string(rows) + "x" +
                                      std::to_string(cols) + " T=" + std::to_string(T) + " |x| ~ " + std::to_string(magnitude);
             ASSERT_EQ(std::memcmp(y2.data(), y5.data(), y2.size() * sizeof(float)), 0) << what;
             ASSERT_EQ(std::memcmp(rows2.data(), rows5.data(), rows2.size() * sizeof(float)), 0) << what << " rows";

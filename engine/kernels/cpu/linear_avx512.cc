@@ -41,7 +41,7 @@ constexpr int kTileRows = 8;  // four pairs of rows
 // ahead for L1: the lm_head's 129,280 x 1536 from
 // DRAM, 2 threads, interleaved, 42-46 -> 56-58 GB/s (512 bytes ahead: 49-52); 24 matrices of 4
 // MB, K = 1536 45-50 -> 55-57, K = 7168 50-54 -> 57-58, K = 18432 46 -> 55.
-constexpr int64_t kFp8Ahead = 1024;
+constexpr int64_t kTileAhead = 1024;
 
 // Rows [r, r + 8) (in one block of rows) against N tokens (x: token t's activations at
 // x + t·ldx): out[8t + i] is row r + i's sum for token t, or false when a sum is not finite (a
@@ -49,7 +49,7 @@ constexpr int64_t kFp8Ahead = 1024;
 // back to the exact form). Each sixteen weights are converted once for the N tokens; every
 // token's chains are a one-token tile's. next: bytes from a row to the same row of the next
 // tile, whose first lines to fetch (0: none).
-// A call of its own (not inlined into Fp8Decode: inlined, the one-token tile ran ~8% slower).
+// A call of its own (not inlined into TileDecode: inlined, the one-token tile ran ~8% slower).
 template <int N>
 __attribute__((noinline)) bool Fp8Tile(const RawWeight& w, int64_t r, const float* x, int64_t ldx, int64_t next,
                                        float* out) {
@@ -66,7 +66,7 @@ __attribute__((noinline)) bool Fp8Tile(const RawWeight& w, int64_t r, const floa
     const __m256 s = _mm256_set1_ps(scales[g] * 0x1p120f);
     int64_t k = k0;
     for (; k + 16 <= k1; k += 16) {
-      if ((k & 63) < 16) FetchRowsAhead(q, kTileRows, k, kFp8Ahead, w.row_bytes, next);  // per 64 bytes of a row
+      if ((k & 63) < 16) FetchRowsAhead(q, kTileRows, k, kTileAhead, w.row_bytes, next);  // per 64 bytes of a row
       __m512 xlo[N], xhi[N];
       for (int t = 0; t < N; ++t) {
         xlo[t] = Twice(_mm256_mul_ps(_mm256_loadu_ps(x + t * ldx + k), s));
@@ -104,29 +104,89 @@ __attribute__((noinline)) bool Fp8Tile(const RawWeight& w, int64_t r, const floa
   return finite;
 }
 
-// Tokens up to this many take Fp8Tile's several-token tiles (GemvMaxTokens' 8 in passes of up
-// to three: more spill the accumulators).
-constexpr int kFp8TileTokens = 3;
+// Rows [r, r + 8) of BF16 against N tokens (x: token t's at x + t·ldx; K % 8 == 0): out[8t + i]
+// is row r + i's sum for token t, GemvAvx2's (each lane's chain over k = j mod 8 in order, then
+// HorizontalSum). Each sixteen columns of a pair of rows are widened once for the N tokens.
+// next: as in Fp8Tile.
+template <int N>
+__attribute__((noinline)) void Bf16Tile(const RawWeight& w, int64_t r, const float* x, int64_t ldx, int64_t next,
+                                        float* out) {
+  const int64_t K = w.cols;
+  const uint8_t* q[kTileRows];
+  for (int i = 0; i < kTileRows; ++i) q[i] = static_cast<const uint8_t*>(w.data) + (r + i) * w.row_bytes;
+  const auto widen = [](__m256i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16)); };
+  __m512 acc[N][kTileRows / 2];  // pair p: lanes 0-7 row 2p, lanes 8-15 row 2p+1
+  for (int t = 0; t < N; ++t)
+    for (int p = 0; p < kTileRows / 2; ++p) acc[t][p] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    if ((2 * k & 63) < 32) FetchRowsAhead(q, kTileRows, 2 * k, kTileAhead, w.row_bytes, next);  // per 64 bytes of a row
+    __m512 xlo[N], xhi[N];
+    for (int t = 0; t < N; ++t) {
+      xlo[t] = TwiceAt(x + t * ldx + k);
+      xhi[t] = TwiceAt(x + t * ldx + k + 8);
+    }
+    for (int p = 0; p < kTileRows / 2; ++p) {
+      const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[2 * p] + 2 * k));
+      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[2 * p + 1] + 2 * k));
+      const __m512 wlo = widen(_mm256_permute2x128_si256(a, b, 0x20)), whi = widen(_mm256_permute2x128_si256(a, b, 0x31));
+      for (int t = 0; t < N; ++t) {
+        acc[t][p] = _mm512_fmadd_ps(xlo[t], wlo, acc[t][p]);
+        acc[t][p] = _mm512_fmadd_ps(xhi[t], whi, acc[t][p]);
+      }
+    }
+  }
+  if (k < K) {  // K % 16 == 8: the last eight columns
+    __m512 xlo[N];
+    for (int t = 0; t < N; ++t) xlo[t] = TwiceAt(x + t * ldx + k);
+    for (int p = 0; p < kTileRows / 2; ++p) {
+      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q[2 * p] + 2 * k));
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q[2 * p + 1] + 2 * k));
+      const __m512 wlo = widen(_mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1));
+      for (int t = 0; t < N; ++t) acc[t][p] = _mm512_fmadd_ps(xlo[t], wlo, acc[t][p]);
+    }
+  }
+  for (int t = 0; t < N; ++t)
+    for (int p = 0; p < kTileRows / 2; ++p) {
+      out[t * kTileRows + 2 * p] = HorizontalSum(Low8(acc[t][p]));
+      out[t * kTileRows + 2 * p + 1] = HorizontalSum(High8(acc[t][p]));
+    }
+}
 
-// Rows [r0, r1) against T tokens, eight rows at a time, up to three tokens per pass over them
-// (the rows stay in L1 for the next pass, which fetches nothing ahead).
-void Fp8Decode(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
-               int64_t ldy, bool accumulate) {
+// Tokens up to this many take the several-token tiles in one pass (GemvMaxTokens' 8 go in
+// passes of up to three: more spill the accumulators).
+constexpr int kTileTokens = 3;
+
+// Rows [r0, r1) against T tokens, eight rows at a time (FP8: inside one block of rows), up to
+// three tokens per pass over them (the rows stay in L1 for the next pass, which fetches nothing
+// ahead). Cut tiles, and FP8 passes whose scaled activations overflowed, go to GemvAvx2.
+template <bool kFp8>
+void TileDecode(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
+                int64_t ldy, bool accumulate) {
   for (int64_t r = r0; r < r1; r += kTileRows) {
-    const bool whole = r + kTileRows <= r1 && r / w.block_out == (r + kTileRows - 1) / w.block_out;
+    const bool whole = r + kTileRows <= r1 && (!kFp8 || r / w.block_out == (r + kTileRows - 1) / w.block_out);
     const int64_t end = r + kTileRows < r1 ? r + kTileRows : r1;
     if (!whole) {
       GemvAvx2(x, T, ldx, w, r, end, y, ldy, accumulate);
       continue;
     }
-    for (int64_t t0 = 0; t0 < T; t0 += kFp8TileTokens) {
-      const int64_t n = T - t0 < kFp8TileTokens ? T - t0 : kFp8TileTokens;
+    for (int64_t t0 = 0; t0 < T; t0 += kTileTokens) {
+      const int64_t n = T - t0 < kTileTokens ? T - t0 : kTileTokens;
       const float* xt = x + t0 * ldx;
       const int64_t next = t0 == 0 ? kTileRows * w.row_bytes : 0;
-      float out[kFp8TileTokens * kTileRows];
-      const bool finite = n == 3   ? Fp8Tile<3>(w, r, xt, ldx, next, out)
-                          : n == 2 ? Fp8Tile<2>(w, r, xt, ldx, next, out)
-                                   : Fp8Tile<1>(w, r, xt, ldx, next, out);
+      float out[kTileTokens * kTileRows];
+      bool finite = true;
+      if constexpr (kFp8) {
+        finite = n == 3   ? Fp8Tile<3>(w, r, xt, ldx, next, out)
+                 : n == 2 ? Fp8Tile<2>(w, r, xt, ldx, next, out)
+                          : Fp8Tile<1>(w, r, xt, ldx, next, out);
+      } else if (n == 3) {
+        Bf16Tile<3>(w, r, xt, ldx, next, out);
+      } else if (n == 2) {
+        Bf16Tile<2>(w, r, xt, ldx, next, out);
+      } else {
+        Bf16Tile<1>(w, r, xt, ldx, next, out);
+      }
       if (!finite) {
         GemvAvx2(xt, n, ldx, w, r, end, y + t0 * ldy, ldy, accumulate);
         continue;
@@ -623,7 +683,13 @@ void GemmPanel8Avx512(const float* wt, int64_t K, const float* x, int64_t ldx, i
 void GemvAvx512(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
                 int64_t ldy, bool accumulate) {
   if (w.kind == WeightKind::kF8E4M3 && w.cols % 8 == 0 && w.block_in % 8 == 0) {
-    Fp8Decode(x, T, ldx, w, r0, r1, y, ldy, accumulate);
+    TileDecode<true>(x, T, ldx, w, r0, r1, y, ldy, accumulate);
+    return;
+  }
+  // One BF16 token streams at the memory's rate on AVX2 (a shift converts eight weights); a
+  // batch's few were bound by the FMAs there.
+  if (w.kind == WeightKind::kBF16 && T > 1 && w.cols % 8 == 0) {
+    TileDecode<false>(x, T, ldx, w, r0, r1, y, ldy, accumulate);
     return;
   }
   GemvAvx2(x, T, ldx, w, r0, r1, y, ldy, accumulate);
