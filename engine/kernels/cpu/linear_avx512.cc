@@ -153,8 +153,8 @@ __attribute__((noinline)) void Bf16Tile(const RawWeight& w, int64_t r, const flo
     }
 }
 
-// Tokens up to this many take the several-token tiles in one pass (GemvMaxTokens' 8 go in
-// passes of up to three: more spill the accumulators).
+// Tokens per pass of the several-token tiles (GemvMaxTokens' 8 go as 3 + 3 + 2): three tokens
+// times four pairs of rows are twelve accumulators, as the AVX2 tiles' four rows times three.
 constexpr int kTileTokens = 3;
 
 // Rows [r0, r1) against T tokens, eight rows at a time (FP8: inside one block of rows), up to
