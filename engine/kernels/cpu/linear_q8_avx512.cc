@@ -521,33 +521,30 @@ __attribute__((always_inline)) inline void StepGroups(const Int4RowArgs& a, int6
   }
 }
 
-// The row's blocks [b0, b0 + 16) (b0 a multiple of 16; !kFull: the row's last, fewer), unpacked
-// for the steps: lo[v] and hi[v], the low and high nibbles of blocks b0 + 4v .. b0 + 4v + 3 (a
-// missing block's are zero). ahead: a row to fetch into cache as this one is read, a line per
+// Vector v of the row's step from block b0 (b0 a multiple of 16; !kFull: the row's last step,
+// fewer blocks), unpacked: lo and hi, the low and high nibbles of blocks b0 + 4v .. b0 + 4v + 3
+// (a missing block's are zero). ahead: a row to fetch into cache as this one is read, a line per
 // 64 bytes read (null for none). Spread so, not in a burst at the start of each step: with
 // bursts, sixteen 4096 x 1536 INT4 g32 matrices streamed from DRAM on one thread at 9 GB/s,
 // spread at 32.
 template <bool kFull>
-__attribute__((always_inline)) inline void Int4Weights(const Int4RowArgs& a, int64_t b0, const uint8_t* ahead,
-                                                       __m512i* lo, __m512i* hi) {
+__attribute__((always_inline)) inline void Int4Vector(const Int4RowArgs& a, int64_t b0, int v, const uint8_t* ahead,
+                                                      __m512i* lo, __m512i* hi) {
   const __m512i low4 = _mm512_set1_epi8(0x0f);
-  for (int v = 0; v < 4; ++v) {
-    // Blocks b .. b+3: 64 bytes of the row, for their evens and odds.
-    const int64_t b = b0 + 4 * v;
-    if (ahead && b < a.nb) _mm_prefetch(reinterpret_cast<const char*>(ahead + b * 16), _MM_HINT_T0);
-    __m512i wv;
-    if (kFull) {
-      wv = _mm512_loadu_si512(a.row + b * 16);
-    } else {  // a missing block's weights are zero (its activations in `fours` are too)
-      wv = _mm512_maskz_loadu_epi8(a.tail->weights[v], a.row + b * 16);
-    }
-    lo[v] = _mm512_and_si512(wv, low4);
-    hi[v] = _mm512_and_si512(_mm512_srli_epi16(wv, 4), low4);
+  const int64_t b = b0 + 4 * v;  // blocks b .. b+3: 64 bytes of the row, for their evens and odds
+  if (ahead && b < a.nb) _mm_prefetch(reinterpret_cast<const char*>(ahead + b * 16), _MM_HINT_T0);
+  __m512i wv;
+  if (kFull) {
+    wv = _mm512_loadu_si512(a.row + b * 16);
+  } else {  // a missing block's weights are zero (its activations in `fours` are too)
+    wv = _mm512_maskz_loadu_epi8(a.tail->weights[v], a.row + b * 16);
   }
+  *lo = _mm512_and_si512(wv, low4);
+  *hi = _mm512_and_si512(_mm512_srli_epi16(wv, 4), low4);
 }
 
 // One token's partial sums of blocks [b0, b0 + n) of the row (n = 16 when kFull) onto its
-// chains: part[v] holds block b0+4v+i's in 128-bit lane i (four vpdpbusd sums each), scale and
+// chains: part[v] (from Int4Vector's lo and hi) holds block b0+4v+i's in 128-bit lane i (four vpdpbusd sums each), scale and
 // zero come from StepGroups. An odd block count's last block is stored alone (evens, then
 // odds): it is summed on its own here, and the vectors took the blocks before it.
 template <bool kFull>
@@ -592,18 +589,10 @@ __attribute__((always_inline)) inline void Int4Finish(const Int4RowArgs& a, int6
 template <int kPerGroup, bool kFull>
 __attribute__((always_inline)) inline void Int4Step(const Int4RowArgs& a, int64_t b0, int64_t n, const uint8_t* ahead,
                                                     __m256* acc, const __m512i* acts) {
-  const __m512i low4 = _mm512_set1_epi8(0x0f);
   __m512i part[4];
   for (int v = 0; v < 4; ++v) {
-    const int64_t b = b0 + 4 * v;
-    if (ahead && b < a.nb) _mm_prefetch(reinterpret_cast<const char*>(ahead + b * 16), _MM_HINT_T0);
-    __m512i wv;
-    if (kFull) {
-      wv = _mm512_loadu_si512(a.row + b * 16);
-    } else {
-      wv = _mm512_maskz_loadu_epi8(a.tail->weights[v], a.row + b * 16);
-    }
-    const __m512i lo = _mm512_and_si512(wv, low4), hi = _mm512_and_si512(_mm512_srli_epi16(wv, 4), low4);
+    __m512i lo, hi;
+    Int4Vector<kFull>(a, b0, v, ahead, &lo, &hi);
     part[v] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, acts[2 * v]), hi, acts[2 * v + 1]);
   }
   __m512 scale;
@@ -755,7 +744,7 @@ __attribute__((always_inline)) inline void Int4RowTokens(const RawWeight& w, int
   if (ahead) _mm_prefetch(reinterpret_cast<const char*>(ahead + w.row_bytes - 1), _MM_HINT_T0);
   const auto step = [&]<bool kFull>(int64_t b0, int64_t n) __attribute__((always_inline)) {
     __m512i lo[4], hi[4];
-    Int4Weights<kFull>(a[0], b0, ahead, lo, hi);
+    for (int v = 0; v < 4; ++v) Int4Vector<kFull>(a[0], b0, v, ahead, &lo[v], &hi[v]);
     __m512 scale;
     __m512i zero;
     StepGroups<kPerGroup>(a[0], b0, n, &scale, &zero);
