@@ -675,25 +675,35 @@ Int4Tail RowTail(const QuantizedActs& a, int64_t per_group) {
   return t;
 }
 
+// The rows a decode step fetches as it reads rows [r, r + count): count rows `rows` on, their
+// scales and zero points now (a line per call) and their weights by the steps (the pointer
+// returned; null past the matrix). 8 rows, and at least 6 KB ahead for short rows: a MoE decode
+// step's down projections (K = 512, 304-byte rows) had fetched 2.4 KB ahead: its seven
+// matrices from DRAM on 2 threads, alternated call by call, 90.7-97.2 -> 82.8-86.4 us.
+struct RowsAhead {
+  static constexpr int64_t kRows = 8, kBytes = 6144;
+  explicit RowsAhead(const RawWeight& w) : w(w), rows(RowsFor(w.row_bytes)) {}
+  static int64_t RowsFor(int64_t row_bytes) {
+    const int64_t for_bytes = (kBytes + row_bytes - 1) / row_bytes;
+    return for_bytes > kRows ? for_bytes : kRows;
+  }
+  const uint8_t* operator()(int64_t r, int64_t count) const {
+    if (r + rows + count > w.rows) return nullptr;
+    const int64_t n = r + rows, sc = w.scale_cols;
+    PrefetchLines(w.scale16 + n * sc, w.scale16 + (n + count) * sc);
+    if (w.zero) PrefetchLines(w.zero + n * sc, w.zero + (n + count) * sc);
+    return static_cast<const uint8_t*>(w.data) + n * w.row_bytes;
+  }
+  const RawWeight& w;
+  const int64_t rows;
+};
+
 template <int kPerGroup>
 void Int4Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, bool accumulate) {
   const int8_t* fours = a.fours;  // regrouped once, when the token was prepared
   const Int4Tail tail = RowTail(a, w.block_in / kActBlock);
   auto store = [&](int64_t r, float v) { y[r] = accumulate ? y[r] + v : v; };
-  // Each pair of rows fetches the scales and zero points of the rows `ahead_rows` on (and its
-  // steps their weights): 8 rows, and at least 6 KB ahead for short rows. A MoE decode step's
-  // down projections (K = 512, 304-byte rows) had fetched 2.4 KB ahead: its seven matrices from
-  // DRAM on 2 threads, alternated call by call, 90.7-97.2 -> 82.8-86.4 us.
-  constexpr int64_t kAheadRows = 8, kAheadBytes = 6144;
-  const int64_t rows_for_bytes = (kAheadBytes + w.row_bytes - 1) / w.row_bytes;
-  const int64_t ahead_rows = rows_for_bytes > kAheadRows ? rows_for_bytes : kAheadRows;
-  auto ahead = [&](int64_t r, int64_t count) -> const uint8_t* {
-    if (r + ahead_rows + count > w.rows) return nullptr;
-    const int64_t n = r + ahead_rows, sc = w.scale_cols;
-    PrefetchLines(w.scale16 + n * sc, w.scale16 + (n + count) * sc);
-    if (w.zero) PrefetchLines(w.zero + n * sc, w.zero + (n + count) * sc);
-    return static_cast<const uint8_t*>(w.data) + n * w.row_bytes;
-  };
+  const RowsAhead ahead(w);
   int64_t r = r0;
   // Rows shorter than a step (a tail alone: bench-v3-mini's q_b, K = 384) go four at a time;
   // rows with whole steps keep two (four spilled there: 512 x 1536 from cache 8.2 -> 12.1 us,
@@ -780,17 +790,9 @@ void Int4DecodeTokens(const QuantizedActs& a, const RawWeight& w, int64_t r0, in
     tok[t] = {a.q + t * a.K, a.d + t * nb, a.sum + t * nb, 1, a.K, a.fours + t * FourBlockBytes(a.K)};
     tails[t] = RowTail(tok[t], w.block_in / kActBlock);
   }
-  // As Int4Decode: each row fetches the row ahead_rows on (8 rows, or 6 KB for short rows).
-  const int64_t rows_for_bytes = (6144 + w.row_bytes - 1) / w.row_bytes, sc = w.scale_cols;
-  const int64_t ahead_rows = rows_for_bytes > 8 ? rows_for_bytes : 8;
+  const RowsAhead rows_ahead(w);
   for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* ahead = nullptr;
-    if (r + ahead_rows < w.rows) {
-      const int64_t n = r + ahead_rows;
-      PrefetchLines(w.scale16 + n * sc, w.scale16 + (n + 1) * sc);
-      if (w.zero) PrefetchLines(w.zero + n * sc, w.zero + (n + 1) * sc);
-      ahead = static_cast<const uint8_t*>(w.data) + n * w.row_bytes;
-    }
+    const uint8_t* ahead = rows_ahead(r, 1);
     for (int64_t t0 = 0; t0 < T; t0 += 4) {
       float out[4];
       const int64_t n = T - t0 < 4 ? T - t0 : 4;
