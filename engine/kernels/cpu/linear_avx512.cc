@@ -43,52 +43,75 @@ constexpr int kTileRows = 8;  // four pairs of rows
 // MB, K = 1536 45-50 -> 55-57, K = 7168 50-54 -> 57-58, K = 18432 46 -> 55.
 constexpr int64_t kTileAhead = 1024;
 
-// Rows [r, r + 8) (in one block of rows) against N tokens (x: token t's activations at
-// x + t·ldx): out[8t + i] is row r + i's sum for token t, or false when a sum is not finite (a
-// scaled activation may have overflowed: the caller redoes the tile with GemvAvx2, which falls
-// back to the exact form). Each sixteen weights are converted once for the N tokens; every
-// token's chains are a one-token tile's. next: bytes from a row to the same row of the next
-// tile, whose first lines to fetch (0: none).
+// Rows [r, r + 8) against N tokens (x: token t's activations at x + t·ldx): out[8t + i] is row
+// r + i's sum for token t, GemvAvx2's (each lane's chain over k = j mod 8 in order, then
+// HorizontalSum). Each sixteen weights are converted once for the N tokens; every token's
+// chains are a one-token tile's. FP8 (kFp8; the rows in one block of rows): e4m3 as
+// Fp8Tiny16 against the activations scaled per group, false when a sum is not finite (a scaled
+// activation may have overflowed: the caller redoes the tile with GemvAvx2, which falls back
+// to the exact form). BF16: widened by a shift, the row one group. next: bytes from a row to
+// the same row of the next tile, whose first lines to fetch (0: none).
 // A call of its own (not inlined into TileDecode: inlined, the one-token tile ran ~8% slower).
-template <int N>
-__attribute__((noinline)) bool Fp8Tile(const RawWeight& w, int64_t r, const float* x, int64_t ldx, int64_t next,
-                                       float* out) {
-  const int64_t K = w.cols, bi = w.block_in;
-  const float* scales = w.scale + (r / w.block_out) * w.scale_cols;
+template <bool kFp8, int N>
+__attribute__((noinline)) bool DecodeTile(const RawWeight& w, int64_t r, const float* x, int64_t ldx, int64_t next,
+                                          float* out) {
+  constexpr int64_t kBytes = kFp8 ? 1 : 2;  // a weight's
+  const int64_t K = w.cols, bi = kFp8 ? w.block_in : K;
+  const float* scales = kFp8 ? w.scale + (r / w.block_out) * w.scale_cols : nullptr;
   const uint8_t* q[kTileRows];
   for (int i = 0; i < kTileRows; ++i) q[i] = static_cast<const uint8_t*>(w.data) + (r + i) * w.row_bytes;
+  const auto widen = [](__m256i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16)); };
   __m512 acc[N][kTileRows / 2];  // pair p: lanes 0-7 row 2p, lanes 8-15 row 2p+1
   for (int t = 0; t < N; ++t)
     for (int p = 0; p < kTileRows / 2; ++p) acc[t][p] = _mm512_setzero_ps();
   for (int64_t k0 = 0, g = 0; k0 < K; k0 += bi, ++g) {
     const int64_t k1 = k0 + bi < K ? k0 + bi : K;
-    // fl(x · scale · 2^120), as Fp8Tiny::ActScale, in both halves.
-    const __m256 s = _mm256_set1_ps(scales[g] * 0x1p120f);
+    // FP8: fl(x · scale · 2^120), as Fp8Tiny::ActScale, in both halves; BF16: x.
+    const __m256 s = _mm256_set1_ps(kFp8 ? scales[g] * 0x1p120f : 1.0f);
+    const auto act = [&](const float* p) { return kFp8 ? Twice(_mm256_mul_ps(_mm256_loadu_ps(p), s)) : TwiceAt(p); };
     int64_t k = k0;
     for (; k + 16 <= k1; k += 16) {
-      if ((k & 63) < 16) FetchRowsAhead(q, kTileRows, k, kTileAhead, w.row_bytes, next);  // per 64 bytes of a row
+      const int64_t at = kBytes * k;
+      if ((at & 63) < 16 * kBytes) FetchRowsAhead(q, kTileRows, at, kTileAhead, w.row_bytes, next);  // per 64 bytes of a row
       __m512 xlo[N], xhi[N];
       for (int t = 0; t < N; ++t) {
-        xlo[t] = Twice(_mm256_mul_ps(_mm256_loadu_ps(x + t * ldx + k), s));
-        xhi[t] = Twice(_mm256_mul_ps(_mm256_loadu_ps(x + t * ldx + k + 8), s));
+        xlo[t] = act(x + t * ldx + k);
+        xhi[t] = act(x + t * ldx + k + 8);
       }
       for (int p = 0; p < kTileRows / 2; ++p) {
-        const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q[2 * p] + k));
-        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q[2 * p + 1] + k));
-        const __m512 wlo = Fp8Tiny16(_mm_unpacklo_epi64(a, b)), whi = Fp8Tiny16(_mm_unpackhi_epi64(a, b));
+        __m512 wlo, whi;  // columns [k, k + 8), then [k + 8, k + 16), of rows 2p | 2p + 1
+        if constexpr (kFp8) {
+          const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q[2 * p] + at));
+          const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q[2 * p + 1] + at));
+          wlo = Fp8Tiny16(_mm_unpacklo_epi64(a, b));
+          whi = Fp8Tiny16(_mm_unpackhi_epi64(a, b));
+        } else {
+          const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[2 * p] + at));
+          const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[2 * p + 1] + at));
+          wlo = widen(_mm256_permute2x128_si256(a, b, 0x20));
+          whi = widen(_mm256_permute2x128_si256(a, b, 0x31));
+        }
         for (int t = 0; t < N; ++t) {
           acc[t][p] = _mm512_fmadd_ps(xlo[t], wlo, acc[t][p]);
           acc[t][p] = _mm512_fmadd_ps(xhi[t], whi, acc[t][p]);
         }
       }
     }
-    if (k < k1) {  // block_in % 16 == 8: eight columns left in the group
+    if (k < k1) {  // a group (or row) of 16n + 8 columns: its last eight
+      const int64_t at = kBytes * k;
       __m512 xlo[N];
-      for (int t = 0; t < N; ++t) xlo[t] = Twice(_mm256_mul_ps(_mm256_loadu_ps(x + t * ldx + k), s));
+      for (int t = 0; t < N; ++t) xlo[t] = act(x + t * ldx + k);
       for (int p = 0; p < kTileRows / 2; ++p) {
-        const __m128i a = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q[2 * p] + k));
-        const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q[2 * p + 1] + k));
-        const __m512 wlo = Fp8Tiny16(_mm_unpacklo_epi64(a, b));
+        __m512 wlo;
+        if constexpr (kFp8) {
+          const __m128i a = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q[2 * p] + at));
+          const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q[2 * p + 1] + at));
+          wlo = Fp8Tiny16(_mm_unpacklo_epi64(a, b));
+        } else {
+          const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q[2 * p] + at));
+          const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q[2 * p + 1] + at));
+          wlo = widen(_mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1));
+        }
         for (int t = 0; t < N; ++t) acc[t][p] = _mm512_fmadd_ps(xlo[t], wlo, acc[t][p]);
       }
     }
@@ -99,58 +122,9 @@ __attribute__((noinline)) bool Fp8Tile(const RawWeight& w, int64_t r, const floa
       float* o = out + t * kTileRows + 2 * p;
       o[0] = HorizontalSum(Low8(acc[t][p]));
       o[1] = HorizontalSum(High8(acc[t][p]));
-      finite = finite && __builtin_isfinite(o[0]) && __builtin_isfinite(o[1]);
+      if constexpr (kFp8) finite = finite && __builtin_isfinite(o[0]) && __builtin_isfinite(o[1]);
     }
   return finite;
-}
-
-// Rows [r, r + 8) of BF16 against N tokens (x: token t's at x + t·ldx; K % 8 == 0): out[8t + i]
-// is row r + i's sum for token t, GemvAvx2's (each lane's chain over k = j mod 8 in order, then
-// HorizontalSum). Each sixteen columns of a pair of rows are widened once for the N tokens.
-// next: as in Fp8Tile.
-template <int N>
-__attribute__((noinline)) void Bf16Tile(const RawWeight& w, int64_t r, const float* x, int64_t ldx, int64_t next,
-                                        float* out) {
-  const int64_t K = w.cols;
-  const uint8_t* q[kTileRows];
-  for (int i = 0; i < kTileRows; ++i) q[i] = static_cast<const uint8_t*>(w.data) + (r + i) * w.row_bytes;
-  const auto widen = [](__m256i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16)); };
-  __m512 acc[N][kTileRows / 2];  // pair p: lanes 0-7 row 2p, lanes 8-15 row 2p+1
-  for (int t = 0; t < N; ++t)
-    for (int p = 0; p < kTileRows / 2; ++p) acc[t][p] = _mm512_setzero_ps();
-  int64_t k = 0;
-  for (; k + 16 <= K; k += 16) {
-    if ((2 * k & 63) < 32) FetchRowsAhead(q, kTileRows, 2 * k, kTileAhead, w.row_bytes, next);  // per 64 bytes of a row
-    __m512 xlo[N], xhi[N];
-    for (int t = 0; t < N; ++t) {
-      xlo[t] = TwiceAt(x + t * ldx + k);
-      xhi[t] = TwiceAt(x + t * ldx + k + 8);
-    }
-    for (int p = 0; p < kTileRows / 2; ++p) {
-      const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[2 * p] + 2 * k));
-      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[2 * p + 1] + 2 * k));
-      const __m512 wlo = widen(_mm256_permute2x128_si256(a, b, 0x20)), whi = widen(_mm256_permute2x128_si256(a, b, 0x31));
-      for (int t = 0; t < N; ++t) {
-        acc[t][p] = _mm512_fmadd_ps(xlo[t], wlo, acc[t][p]);
-        acc[t][p] = _mm512_fmadd_ps(xhi[t], whi, acc[t][p]);
-      }
-    }
-  }
-  if (k < K) {  // K % 16 == 8: the last eight columns
-    __m512 xlo[N];
-    for (int t = 0; t < N; ++t) xlo[t] = TwiceAt(x + t * ldx + k);
-    for (int p = 0; p < kTileRows / 2; ++p) {
-      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q[2 * p] + 2 * k));
-      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q[2 * p + 1] + 2 * k));
-      const __m512 wlo = widen(_mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1));
-      for (int t = 0; t < N; ++t) acc[t][p] = _mm512_fmadd_ps(xlo[t], wlo, acc[t][p]);
-    }
-  }
-  for (int t = 0; t < N; ++t)
-    for (int p = 0; p < kTileRows / 2; ++p) {
-      out[t * kTileRows + 2 * p] = HorizontalSum(Low8(acc[t][p]));
-      out[t * kTileRows + 2 * p + 1] = HorizontalSum(High8(acc[t][p]));
-    }
 }
 
 // Tokens per pass of the several-token tiles (GemvMaxTokens' 8 go as 3 + 3 + 2): three tokens
@@ -175,19 +149,10 @@ void TileDecode(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int6
       const float* xt = x + t0 * ldx;
       const int64_t next = t0 == 0 ? kTileRows * w.row_bytes : 0;
       float out[kTileTokens * kTileRows];
-      bool finite = true;
-      if constexpr (kFp8) {
-        finite = n == 3   ? Fp8Tile<3>(w, r, xt, ldx, next, out)
-                 : n == 2 ? Fp8Tile<2>(w, r, xt, ldx, next, out)
-                          : Fp8Tile<1>(w, r, xt, ldx, next, out);
-      } else if (n == 3) {
-        Bf16Tile<3>(w, r, xt, ldx, next, out);
-      } else if (n == 2) {
-        Bf16Tile<2>(w, r, xt, ldx, next, out);
-      } else {
-        Bf16Tile<1>(w, r, xt, ldx, next, out);
-      }
-      if (!finite) {
+      const bool finite = n == 3   ? DecodeTile<kFp8, 3>(w, r, xt, ldx, next, out)
+                          : n == 2 ? DecodeTile<kFp8, 2>(w, r, xt, ldx, next, out)
+                                   : DecodeTile<kFp8, 1>(w, r, xt, ldx, next, out);
+      if (!finite) {  // FP8 only
         GemvAvx2(xt, n, ldx, w, r, end, y + t0 * ldy, ldy, accumulate);
         continue;
       }
