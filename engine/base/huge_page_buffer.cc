@@ -3,16 +3,18 @@
 #include <sys/mman.h>
 
 #include <cstdint>
+#include <new>
 
 namespace dsv3 {
 
 HugePageBuffer::HugePageBuffer(size_t bytes) {
   if (bytes == 0) return;
+  if (bytes > SIZE_MAX / 2) throw std::bad_alloc();  // the rounding below would wrap
   const size_t mapped = (bytes + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
   // mmap aligns to 4 KiB only: map one huge page more, then unmap what lies outside the
   // aligned range.
   void* p = mmap(nullptr, mapped + kHugePageBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) return;
+  if (p == MAP_FAILED) throw std::bad_alloc();
   const uintptr_t begin = reinterpret_cast<uintptr_t>(p), end = begin + mapped + kHugePageBytes;
   const uintptr_t aligned = (begin + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
   if (aligned > begin) munmap(p, aligned - begin);

@@ -15,7 +15,8 @@ namespace dsv3 {
 class HugePageBuffer {
  public:
   HugePageBuffer() = default;
-  // `bytes` of zeroed memory; empty() when the kernel refuses the mapping.
+  // `bytes` of zeroed memory (empty() for 0). Throws std::bad_alloc where the kernel refuses
+  // the mapping (no memory left, or a size past the address space), as new would.
   explicit HugePageBuffer(size_t bytes);
   ~HugePageBuffer();
   HugePageBuffer(const HugePageBuffer&) = delete;

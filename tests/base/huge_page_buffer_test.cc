@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <new>
 #include <string>
 #include <utility>
 
@@ -57,6 +58,13 @@ TEST(HugePageBufferTest, ZeroedAlignedAndWritable) {
   b[bytes - 1] = 7;
   EXPECT_EQ(b[bytes - 1], 7);
   EXPECT_TRUE(HugePageBuffer(0).empty());
+}
+
+// A mapping the kernel refuses throws, as new would, rather than leaving its caller a buffer to
+// check: far past any address space, and past what the rounding to 2 MiB can hold.
+TEST(HugePageBufferTest, RefusedMappingThrows) {
+  EXPECT_THROW(HugePageBuffer(size_t{1} << 62), std::bad_alloc);
+  EXPECT_THROW(HugePageBuffer(SIZE_MAX - 5), std::bad_alloc);
 }
 
 TEST(HugePageBufferTest, AdvisedForHugePages) {
