@@ -143,6 +143,11 @@ struct LinearInput {
 void LinearRows(const LinearInput& in, const WeightMatrix& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
                 bool accumulate);
 
+// Asks the CPU to bring rows [r0, r1) of w, with their scales and zero points, into L2 (a
+// prefetch hint per cache line, nothing waited for): for a few rows a thread reads next, after
+// work that is not bound by memory (MLA's decode step: its heads' kv_b rows).
+void FetchWeightRows(const WeightMatrix& w, int64_t r0, int64_t r1);
+
 // One product of LinearJobs: y[in->T, w->rows()] = in · w->ᵀ (or y += with accumulate).
 struct LinearJob {
   const LinearInput* in;

@@ -75,23 +75,91 @@ int64_t SpanCount(int64_t S, int64_t H) {
 // spans, the groups depend only on the cache length and the head count.
 int64_t HeadGroups(int64_t spans, int64_t H) { return spans == 1 && H > 1 && (H < 16 || H >= 32) ? 2 : 1; }
 
+// Head h of one-query chunk i: its absorbed query (W_uk folded into q_nope, from kv_b as stored)
+// and its rope part, into decode_q's [H, C] then [H, R] of the chunk.
+void AbsorbHead(const ModelConfig& c, const float* q, const SeqChunk& ch, int64_t i, int64_t h, const WeightMatrix& kv_b,
+                float* decode_q) {
+  const int64_t H = c.num_attention_heads, nope = c.qk_nope_head_dim, R = c.qk_rope_head_dim;
+  const int64_t qk = c.qk_head_dim(), vd = c.v_head_dim, C = c.kv_lora_rank;
+  const float* qh = q + ch.offset * H * qk + h * qk;
+  float* qa = decode_q + i * H * (C + R);
+  WeightRowsWeightedSum(qh, kv_b, h * (nope + vd), nope, qa + h * C);  // AbsorbUk, from kv_b as stored
+  std::memcpy(qa + H * C + h * R, qh + nope, static_cast<size_t>(R) * sizeof(float));
+}
+
+// Span k of `spans` over chunk ch's cached positions, heads [h0, h1) (its absorbed queries at
+// qa): the partial softmax of each head into part_k (m[H], l[H], o[H, C]). Returns its FLOPs.
+int64_t AttendSpan(const ModelConfig& c, const SeqChunk& ch, int64_t layer, LatentKvCache* cache,
+                   const float* qa, int64_t k, int64_t spans, int64_t h0, int64_t h1, float scale, float* part_k) {
+  const int64_t H = c.num_attention_heads, R = c.qk_rope_head_dim, C = c.kv_lora_rank, nh = h1 - h0;
+  thread_local std::vector<float> scores;
+  const int64_t S = ch.start_pos + 1, a = S * k / spans, len = S * (k + 1) / spans - a;
+  // The sliding window hides the positions before lo (probability exactly 0).
+  const int64_t lo = c.sliding_window > 0 ? std::max<int64_t>(0, ch.start_pos - c.sliding_window + 1) : 0;
+  const float* latents = cache->kv(layer, ch.slot) + a * C;
+  float *m = part_k, *l = part_k + H;
+  scores.resize(static_cast<size_t>(nh * len));
+  MultiQueryScoresTwoPart(qa + h0 * C, C, latents, C, qa + H * C + h0 * R, R, cache->pe(layer, ch.slot) + a * R, R, nh,
+                          len, scores.data(), len);
+  const int64_t hidden = std::clamp<int64_t>(lo - a, 0, len);  // the span's positions before lo
+  for (int64_t h = h0; h < h1; ++h) {
+    float* row = scores.data() + (h - h0) * len;
+    std::fill(row, row + hidden, -INFINITY);
+    m[h] = ScaleAndMax(row + hidden, len - hidden, scale);
+    if (m[h] == -INFINITY) {  // the whole span is outside the window
+      std::fill(row, row + len, 0.0f);
+      l[h] = 0.0f;
+    } else {
+      l[h] = ExpShiftedSum(row, len, m[h]);
+    }
+  }
+  MultiQueryWeightedSum(scores.data(), nh, len, latents, len, C, part_k + 2 * H + h0 * C);
+  return 2 * nh * len * (2 * C + R);
+}
+
+// Head h: the partials of a chunk's `spans` spans (at parts, each `part` floats) merged in
+// order, then W_uv, into o[vd].
+void MergeHead(const ModelConfig& c, const float* parts, int64_t spans, int64_t h, const WeightMatrix& kv_b, float* o) {
+  const int64_t H = c.num_attention_heads, nope = c.qk_nope_head_dim, vd = c.v_head_dim, C = c.kv_lora_rank;
+  const int64_t part = H * (C + 2);
+  thread_local std::vector<float> merged;
+  merged.resize(static_cast<size_t>(C));
+  float top = -INFINITY;
+  // While the maxima are read, each span's output row for this head is asked for: half of
+  // them come from the other core, which computed those spans, and the merge below had
+  // waited on them one by one (depth 4096, INT4-h, four pairs: 46-52 -> 40-43 us a layer).
+  for (int64_t k = 0; k < spans; ++k) {
+    top = std::max(top, parts[k * part + h]);
+    for (int64_t x = 0; x < C; x += 16) __builtin_prefetch(parts + k * part + 2 * H + h * C + x, 0, 3);
+  }
+  float sum = 0.0f;
+  std::fill(merged.begin(), merged.end(), 0.0f);
+  for (int64_t k = 0; k < spans; ++k) {
+    const float* pk = parts + k * part;
+    if (pk[h] == -INFINITY) continue;  // the whole span is outside the window
+    const float f = std::exp(pk[h] - top);
+    sum += f * pk[H + h];
+    // Eight at a time on the AVX2 path, each product rounded before its sum as this loop
+    // had it: at depth 4096 (32 spans a head) the merge took ~12 us a layer more one by one.
+    AddScaled(merged.data(), pk + 2 * H + h * C, f, C);
+  }
+  for (int64_t x = 0; x < C; ++x) merged[x] /= sum;
+  WeightRowScores(merged.data(), kv_b, h * (nope + vd) + nope, vd, o);
+}
+
 void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vector<const SeqChunk*>& chunks,
                           int64_t layer, LatentKvCache* cache, const WeightMatrix& kv_b, float scale, MlaScratch* s,
-                          float* attn) {
-  const int64_t H = c.num_attention_heads, nope = c.qk_nope_head_dim, R = c.qk_rope_head_dim;
-  const int64_t qk = c.qk_head_dim(), vd = c.v_head_dim, C = c.kv_lora_rank, n = static_cast<int64_t>(chunks.size());
+                          float* attn, bool absorbed = false) {
+  const int64_t H = c.num_attention_heads, R = c.qk_rope_head_dim;
+  const int64_t vd = c.v_head_dim, C = c.kv_lora_rank, n = static_cast<int64_t>(chunks.size());
   const int64_t part = H * (C + 2);  // per span: m[H], l[H], o[H, C]
   // Absorbed queries [H, C] then rope queries [H, R], per chunk.
-  s->decode_q.resize(static_cast<size_t>(n * H * (C + R)));
-  ParallelFor(n * H, 1, [&](int64_t j0, int64_t j1) {
-    for (int64_t j = j0; j < j1; ++j) {
-      const int64_t i = j / H, h = j % H;
-      const float* qh = q + chunks[i]->offset * H * qk + h * qk;
-      float* qa = s->decode_q.data() + i * H * (C + R);
-      WeightRowsWeightedSum(qh, kv_b, h * (nope + vd), nope, qa + h * C);  // AbsorbUk, from kv_b as stored
-      std::memcpy(qa + H * C + h * R, qh + nope, static_cast<size_t>(R) * sizeof(float));
-    }
-  });
+  if (!absorbed) {
+    s->decode_q.resize(static_cast<size_t>(n * H * (C + R)));
+    ParallelFor(n * H, 1, [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j) AbsorbHead(c, q, *chunks[j / H], j / H, j % H, kv_b, s->decode_q.data());
+    });
+  }
   // The partials of every span, in balanced pieces: at depth each thread walks many spans, and
   // a thread slowed by a neighbour on a shared machine no longer holds the other at the join
   // (a span's partial lands in its own slot, whichever thread computes it). Jobs are (span,
@@ -104,71 +172,62 @@ void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vecto
   }
   s->decode_parts.resize(static_cast<size_t>(first_span[n] * part));
   ParallelForBalanced(first_job[n], 1, [&](int64_t j0, int64_t j1) {
-    thread_local std::vector<float> scores;
     int64_t flops = 0;  // the scores and weighted sums, for `dsv3 bench` (CountFlops)
     for (int64_t j = j0; j < j1; ++j) {
       const int64_t i = std::upper_bound(first_job.begin(), first_job.end(), j) - first_job.begin() - 1;
-      const SeqChunk& ch = *chunks[i];
-      const int64_t S = ch.start_pos + 1, spans = first_span[i + 1] - first_span[i], groups = HeadGroups(spans, H);
+      const int64_t spans = first_span[i + 1] - first_span[i], groups = HeadGroups(spans, H);
       const int64_t k = (j - first_job[i]) / groups, g = (j - first_job[i]) % groups;
-      const int64_t h0 = H * g / groups, h1 = H * (g + 1) / groups, nh = h1 - h0;  // this job's heads
-      const int64_t a = S * k / spans, len = S * (k + 1) / spans - a;
-      // The sliding window hides the positions before lo (probability exactly 0).
-      const int64_t lo = c.sliding_window > 0 ? std::max<int64_t>(0, ch.start_pos - c.sliding_window + 1) : 0;
-      const float* qa = s->decode_q.data() + i * H * (C + R);
-      const float* latents = cache->kv(layer, ch.slot) + a * C;
-      float* part_k = s->decode_parts.data() + (first_span[i] + k) * part;  // the span's slot
-      float *m = part_k, *l = part_k + H;
-      scores.resize(static_cast<size_t>(nh * len));
-      MultiQueryScoresTwoPart(qa + h0 * C, C, latents, C, qa + H * C + h0 * R, R, cache->pe(layer, ch.slot) + a * R, R,
-                              nh, len, scores.data(), len);
-      const int64_t hidden = std::clamp<int64_t>(lo - a, 0, len);  // the span's positions before lo
-      for (int64_t h = h0; h < h1; ++h) {
-        float* row = scores.data() + (h - h0) * len;
-        std::fill(row, row + hidden, -INFINITY);
-        m[h] = ScaleAndMax(row + hidden, len - hidden, scale);
-        if (m[h] == -INFINITY) {  // the whole span is outside the window
-          std::fill(row, row + len, 0.0f);
-          l[h] = 0.0f;
-        } else {
-          l[h] = ExpShiftedSum(row, len, m[h]);
-        }
-      }
-      MultiQueryWeightedSum(scores.data(), nh, len, latents, len, C, part_k + 2 * H + h0 * C);
-      flops += 2 * nh * len * (2 * C + R);
+      flops += AttendSpan(c, *chunks[i], layer, cache, s->decode_q.data() + i * H * (C + R), k, spans, H * g / groups,
+                          H * (g + 1) / groups, scale, s->decode_parts.data() + (first_span[i] + k) * part);
     }
     CountFlops(static_cast<uint64_t>(flops));
   });
   // Each (chunk, head): its spans merged in order, then W_uv.
   ParallelFor(n * H, 1, [&](int64_t j0, int64_t j1) {
-    thread_local std::vector<float> merged;
-    merged.resize(static_cast<size_t>(C));
     for (int64_t j = j0; j < j1; ++j) {
-      const int64_t i = j / H, h = j % H, spans = first_span[i + 1] - first_span[i];
-      const float* parts = s->decode_parts.data() + first_span[i] * part;
-      float top = -INFINITY;
-      // While the maxima are read, each span's output row for this head is asked for: half of
-      // them come from the other core, which computed those spans, and the merge below had
-      // waited on them one by one (depth 4096, INT4-h, four pairs: 46-52 -> 40-43 us a layer).
-      for (int64_t k = 0; k < spans; ++k) {
-        top = std::max(top, parts[k * part + h]);
-        for (int64_t x = 0; x < C; x += 16) __builtin_prefetch(parts + k * part + 2 * H + h * C + x, 0, 3);
-      }
-      float sum = 0.0f;
-      std::fill(merged.begin(), merged.end(), 0.0f);
-      for (int64_t k = 0; k < spans; ++k) {
-        const float* pk = parts + k * part;
-        if (pk[h] == -INFINITY) continue;  // the whole span is outside the window
-        const float f = std::exp(pk[h] - top);
-        sum += f * pk[H + h];
-        // Eight at a time on the AVX2 path, each product rounded before its sum as this loop
-        // had it: at depth 4096 (32 spans a head) the merge took ~12 us a layer more one by one.
-        AddScaled(merged.data(), pk + 2 * H + h * C, f, C);
-      }
-      for (int64_t x = 0; x < C; ++x) merged[x] /= sum;
-      WeightRowScores(merged.data(), kv_b, h * (nope + vd) + nope, vd, attn + chunks[i]->offset * H * vd + h * vd);
+      const int64_t i = j / H, h = j % H;
+      MergeHead(c, s->decode_parts.data() + first_span[i] * part, first_span[i + 1] - first_span[i], h, kv_b,
+                attn + chunks[i]->offset * H * vd + h * vd);
     }
   });
+}
+
+// A decode step of one sequence (one token, absorbed, q through q_a and q_b), from the normed
+// q_a and the cached latent on: each thread takes a group of heads through its rows of q_b, rope,
+// W_uk and, while the cache is one span, the scores, the softmax and W_uv. One parallel region
+// where the general path takes four (q_b, W_uk, the spans, the merge) with rope between them on
+// one thread; each head's products are the general path's calls, so the bits are its bits.
+// Each group's kv_b rows (W_uk and W_uv) are asked into L2 as it starts: q_b's stream hides
+// their misses, which the weighted sums and scores over them had waited on head by head.
+void DecodeOneQuery(const ModelConfig& c, const MlaWeights& w, int64_t layer, const SeqChunk& ch,
+                    const RopeTable& rope, LatentKvCache* cache, float scale, MlaScratch* s, float* q, float* attn) {
+  const int64_t H = c.num_attention_heads, nope = c.qk_nope_head_dim, R = c.qk_rope_head_dim;
+  const int64_t qk = c.qk_head_dim(), vd = c.v_head_dim, C = c.kv_lora_rank, pos = ch.start_pos;
+  const int64_t spans = SpanCount(pos + 1, H);
+  // One span: its head groups are HeadGroups' (the span's bits depend on them); more: the spans
+  // and the merge run after this region as in AttendOneQueryChunks.
+  const bool whole = spans == 1 && HeadGroups(1, H) == 2;
+  const int64_t groups = whole ? 2 : std::clamp<int64_t>(NumThreads(), 1, H);
+  s->q_b_in.Prepare(s->q_a.data(), 1, w.q_b_proj);
+  s->decode_q.resize(static_cast<size_t>(H * (C + R)));
+  if (whole) s->decode_parts.resize(static_cast<size_t>(H * (C + 2)));
+  ParallelFor(groups, 1, [&](int64_t g0, int64_t g1) {
+    int64_t flops = 0;
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t h0 = H * g / groups, h1 = H * (g + 1) / groups;
+      FetchWeightRows(w.kv_b_proj, h0 * (nope + vd), h1 * (nope + vd));
+      LinearRows(s->q_b_in, w.q_b_proj, h0 * qk, h1 * qk, q, H * qk, false);
+      for (int64_t h = h0; h < h1; ++h) {
+        rope.Apply(q + h * qk + nope, pos);
+        AbsorbHead(c, q, ch, 0, h, w.kv_b_proj, s->decode_q.data());
+      }
+      if (!whole) continue;
+      flops += AttendSpan(c, ch, layer, cache, s->decode_q.data(), 0, 1, h0, h1, scale, s->decode_parts.data());
+      for (int64_t h = h0; h < h1; ++h) MergeHead(c, s->decode_parts.data(), 1, h, w.kv_b_proj, attn + h * vd);
+    }
+    if (whole) CountFlops(static_cast<uint64_t>(flops));
+  });
+  if (!whole) AttendOneQueryChunks(c, q, {&ch}, layer, cache, w.kv_b_proj, scale, s, attn, /*absorbed=*/true);
 }
 
 }  // namespace
@@ -210,10 +269,12 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
   // products of x go together.
   float* q = s->q.data();
   float* kv_a = s->kv_a.data();
+  const bool one_token = N == 1 && c.q_lora_rank > 0 && chunks.size() == 1 && chunks[0].n == 1 &&
+                         ChooseAttnForm(c, impl, 1, chunks[0].start_pos + 1) == AttnImpl::kAbsorb;
   if (c.q_lora_rank > 0) {
     LinearSameInput(x, N, {{&w.q_a_proj, s->q_a.data()}, {&w.kv_a_proj_with_mqa, kv_a}});
     RmsNorm(s->q_a.data(), w.q_a_layernorm, N, c.q_lora_rank, eps, s->q_a.data());
-    Linear(s->q_a.data(), N, w.q_b_proj, q);
+    if (!one_token) Linear(s->q_a.data(), N, w.q_b_proj, q);
   } else {
     LinearSameInput(x, N, {{&w.q_proj, q}, {&w.kv_a_proj_with_mqa, kv_a}});
   }
@@ -230,6 +291,7 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
         RmsNorm(kvr, w.kv_a_layernorm, 1, C, eps, kv_cache + pos * C);
         std::memcpy(pe_cache + pos * R, kvr + C, R * sizeof(float));
         rope.Apply(pe_cache + pos * R, pos);
+        if (one_token) continue;  // q comes later (DecodeOneQuery)
         for (int64_t h = 0; h < H; ++h) rope.Apply(q + row * H * qk + h * qk + nope, pos);
       }
     });
@@ -237,6 +299,11 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
 
   const float scale = static_cast<float>(c.SoftmaxScale());
   float* attn = s->attn_out.data();
+  if (one_token) {
+    DecodeOneQuery(c, w, layer, chunks[0], rope, cache, scale, s, q, attn);
+    Linear(attn, N, w.o_proj, out);
+    return;
+  }
   std::vector<const SeqChunk*> one_query, others;
   for (const SeqChunk& ch : chunks)
     (ch.n == 1 && ChooseAttnForm(c, impl, 1, ch.start_pos + 1) == AttnImpl::kAbsorb ? one_query : others).push_back(&ch);

@@ -41,6 +41,7 @@ AttnImpl ChooseAttnForm(const ModelConfig& c, AttnImpl impl, int64_t T, int64_t 
 struct MlaScratch {
   std::vector<float> q_a, q, kv_a, attn_out, kv_b_f32;
   std::vector<float> decode_q, decode_parts;  // one-query chunks: absorbed queries, span partials
+  LinearInput q_b_in;                          // a decode step's normed q_a, prepared for q_b
   void Reserve(const ModelConfig& c, int64_t max_tokens);
 };
 

@@ -1,16 +1,23 @@
 // Which MLA form a chunk runs in: the absorbed latent form for decode and short chunks over a
 // long cache, expanded K/V for long prefills (DeepSeek-V3 dimensions), and forced forms as
-// asked; and where the latent cache's rows lie. (That both forms give the same logits is
-// golden_test's AbsorbedAndNaiveAgree.)
+// asked; where the latent cache's rows lie; and that a decode step of one sequence (its own
+// path) gives the bits the same step gets beside another sequence (the general path). (That
+// both forms give the same logits is golden_test's AbsorbedAndNaiveAgree.)
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
 #include <utility>
 #include <vector>
 
+#include "engine/base/threads.h"
 #include "engine/model/config.h"
 #include "engine/model/kv_cache.h"
 #include "engine/model/mla.h"
+#include "engine/model/rope.h"
+#include "tests/testing/weights.h"
 
 namespace dsv3 {
 namespace {
@@ -66,6 +73,94 @@ TEST(LatentKvCacheTest, RowsStartOnCacheLinesAndSurviveAMove) {
     EXPECT_EQ(owner.kv(0, 0), first);
     EXPECT_EQ(owner.kv(2, 1)[4 * 256 + 255], 1.0f);
     EXPECT_EQ(owner.pe(2, 1)[4 * 32 + 31], 2.0f);
+  }
+}
+
+
+// A layer of MLA with H heads (q through q_a and q_b), its matrices random in one format (F32,
+// or INT4 in groups of 32 with zero points, as `dsv3 quantize` writes them).
+struct MlaLayer {
+  ModelConfig c;
+  std::vector<testing::OwnedWeight> owned;
+  std::vector<float> q_norm, kv_norm;
+  MlaWeights w;
+
+  MlaLayer(int64_t H, bool int4) {
+    c.hidden_size = 64;
+    c.num_attention_heads = H;
+    c.q_lora_rank = 32;
+    c.kv_lora_rank = 64;
+    c.qk_nope_head_dim = 16;
+    c.qk_rope_head_dim = 8;
+    c.v_head_dim = 16;
+    c.max_position_embeddings = 512;
+    owned.reserve(5);
+    uint32_t seed = 11;
+    const auto make = [&](int64_t rows, int64_t cols) {
+      owned.push_back(int4 ? testing::MakeIntWeight(true, rows, cols, seed++, 32, false)
+                           : testing::MakeWeight(DType::kF32, rows, cols, seed++));
+      return owned.back().m;
+    };
+    const int64_t D = c.hidden_size, C = c.kv_lora_rank;
+    w.q_a_proj = make(c.q_lora_rank, D);
+    w.q_b_proj = make(H * c.qk_head_dim(), c.q_lora_rank);
+    w.kv_a_proj_with_mqa = make(C + c.qk_rope_head_dim, D);
+    w.kv_b_proj = make(H * (c.qk_nope_head_dim + c.v_head_dim), C);
+    w.o_proj = make(D, H * c.v_head_dim);
+    q_norm.assign(static_cast<size_t>(c.q_lora_rank), 1.25f);
+    kv_norm.assign(static_cast<size_t>(C), 0.75f);
+    w.q_a_layernorm = TensorView{q_norm.data(), DType::kF32, Shape{c.q_lora_rank}};
+    w.kv_a_layernorm = TensorView{kv_norm.data(), DType::kF32, Shape{C}};
+  }
+};
+
+std::vector<float> Random(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+// Positions below 129 are one span of the cache (the one-sequence step then runs the attention
+// itself, per head group), 140 makes two (its spans and merge go as in the general path); 4
+// heads split into two groups, 16 stay one.
+TEST(MlaDecodeTest, OneSequenceStepGivesTheBitsOfTheSameStepInABatch) {
+  for (const bool int4 : {false, true}) {
+    for (const int64_t H : {4, 16}) {
+      const MlaLayer layer(H, int4);
+      const ModelConfig& c = layer.c;
+      const int64_t D = c.hidden_size;
+      const RopeTable rope(c, 512);
+      for (const int64_t P : {20, 140}) {
+        for (const int threads : {1, 2}) {
+          SetNumThreads(threads);
+          const std::string where = std::string(int4 ? "int4" : "f32") + " H " + std::to_string(H) + " P " +
+                                    std::to_string(P) + " threads " + std::to_string(threads);
+          LatentKvCache cache(1, 3, 256, c.kv_lora_rank, c.qk_rope_head_dim);
+          MlaScratch s;
+          s.Reserve(c, P);
+          std::vector<float> out(static_cast<size_t>(P * D));
+          // Slots 0 and 1 hold the same P positions, slot 2 others.
+          const std::vector<float> prefix = Random(P * D, 1), other = Random(P * D, 2);
+          for (int64_t slot = 0; slot < 3; ++slot)
+            MlaForward(c, layer.w, 0, (slot < 2 ? prefix : other).data(), {SeqChunk{slot, 0, P, 0}}, P, rope, &cache,
+                       AttnImpl::kAuto, &s, out.data());
+          // The next token alone in slot 0, then in slot 1 beside slot 2's.
+          std::vector<float> step = Random(2 * D, 3), alone(static_cast<size_t>(D)), batch(static_cast<size_t>(2 * D));
+          MlaForward(c, layer.w, 0, step.data(), {SeqChunk{0, P, 1, 0}}, 1, rope, &cache, AttnImpl::kAuto, &s,
+                     alone.data());
+          MlaForward(c, layer.w, 0, step.data(), {SeqChunk{1, P, 1, 0}, SeqChunk{2, P, 1, 1}}, 2, rope, &cache,
+                     AttnImpl::kAuto, &s, batch.data());
+          EXPECT_EQ(std::memcmp(alone.data(), batch.data(), static_cast<size_t>(D) * sizeof(float)), 0) << where;
+          EXPECT_NE(alone[0], batch[D]) << where << ": the other sequence's row";
+          // The step wrote the same cache row for slots 0 and 1.
+          EXPECT_EQ(std::memcmp(cache.kv(0, 0) + P * c.kv_lora_rank, cache.kv(0, 1) + P * c.kv_lora_rank,
+                                static_cast<size_t>(c.kv_lora_rank) * sizeof(float)), 0) << where;
+        }
+      }
+      SetNumThreads(0);
+    }
   }
 }
 

@@ -492,6 +492,31 @@ void LinearRows(const float* x, int64_t T, const WeightMatrix& w, int64_t r0, in
   LinearRows(in, w, r0, r1, y, ldy, accumulate);
 }
 
+void FetchWeightRows(const WeightMatrix& w, int64_t r0, int64_t r1) {
+  // Every line of [begin, end), from begin's own line (a tensor sits at any offset in the file).
+  const auto fetch = [](const void* begin, const void* end) {
+    const uintptr_t e = reinterpret_cast<uintptr_t>(end);
+    for (uintptr_t a = reinterpret_cast<uintptr_t>(begin) & ~uintptr_t{63}; a < e; a += 64)
+      __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 2);  // prefetcht1: into L2
+  };
+  // Rows [a, b) of a view whose first dimension is the rows (or the blocks of rows).
+  const auto rows_of = [&](const TensorView& t, int64_t a, int64_t b) {
+    if (t.empty() || a >= b) return;
+    const size_t row_bytes = t.nbytes() / static_cast<size_t>(t.shape[0]);
+    const char* base = static_cast<const char*>(t.data);
+    fetch(base + a * row_bytes, base + b * row_bytes);
+  };
+  if (r0 >= r1) return;
+  rows_of(w.w, r0, r1);
+  if (w.w.dtype == DType::kU8) {  // INT4: a scale (and zero point) row per weight row
+    rows_of(w.scale, r0, r1);
+    rows_of(w.zero, r0, r1);
+  } else {  // FP8 and INT8: a scale row per block of rows
+    const TensorView& scales = w.w.dtype == DType::kF8E4M3 ? w.scale_inv : w.scale;
+    rows_of(scales, r0 / w.block_out, (r1 + w.block_out - 1) / w.block_out);
+  }
+}
+
 void cpu::GemmAvx2WithScratch(const float* x, int64_t T, int64_t ldx, const cpu::RawWeight& w, int64_t r0,
                               int64_t r1, float* y, int64_t ldy, bool accumulate, bool avx512_tiles) {
   float* scratch = reinterpret_cast<float*>(KernelScratch(cpu::GemmScratchFloats(w.cols) * 4));
