@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <random>
 
 #include <nlohmann/json.hpp>
 
@@ -414,6 +415,72 @@ TEST(MoeGate, TokensRouteAsEachAloneOnAnyThreadCount) {
     }
   }
   SetNumThreads(0);
+}
+
+// The router's rule spelled with sorts: scores, selection scores, group scores (the sum of a
+// group's two best, largest first), the best groups, the best experts in them, ties to the lower
+// index throughout.
+void RouteBySorting(const ModelConfig& c, const float* logits, const float* bias, int32_t* indices, float* weights) {
+  const int64_t E = c.n_routed_experts, G = c.n_group, per = E / G;
+  std::vector<float> score(E), select(E);
+  for (int64_t e = 0; e < E; ++e) {
+    score[e] = 1.0f / (1.0f + std::exp(-logits[e]));
+    select[e] = score[e] + (bias ? bias[e] : 0.0f);
+  }
+  const auto best_first = [](const std::vector<float>& v) {
+    std::vector<int32_t> order(v.size());
+    for (size_t i = 0; i < v.size(); ++i) order[i] = static_cast<int32_t>(i);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return v[a] > v[b]; });
+    return order;
+  };
+  std::vector<float> group(G);
+  for (int64_t g = 0; g < G; ++g) {
+    const std::vector<float> members(select.begin() + g * per, select.begin() + (g + 1) * per);
+    const auto order = best_first(members);
+    group[g] = members[order[0]] + members[order[1]];
+  }
+  const auto groups = best_first(group);
+  std::vector<float> masked(E, -INFINITY);
+  for (int64_t i = 0; i < c.topk_group; ++i)
+    for (int64_t e = groups[i] * per; e < (groups[i] + 1) * per; ++e) masked[e] = select[e];
+  const auto experts = best_first(masked);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < c.num_experts_per_tok; ++i) {
+    indices[i] = experts[i];
+    weights[i] = score[experts[i]];
+    sum += weights[i];
+  }
+  for (int64_t i = 0; i < c.num_experts_per_tok; ++i)
+    weights[i] = weights[i] / sum * static_cast<float>(c.routed_scaling_factor);
+}
+
+// RouteOne against the sorted spelling at DeepSeek-V3's shape (256 experts, 8 groups, 4 kept, 8
+// picked) and bench-v3-mini's (64, 8, 4, 6), with logits from five values so that scores, group
+// sums and selections tie often, with and without a bias.
+TEST(MoeGate, RoutesAsTheSortedRuleWithTies) {
+  ModelConfig c = NoauxTcRouter();
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> level(-2, 2);
+  for (const auto& [E, k] : {std::pair<int64_t, int64_t>{256, 8}, {64, 6}}) {
+    c.n_routed_experts = E;
+    c.num_experts_per_tok = k;
+    c.n_group = 8;
+    c.topk_group = 4;
+    std::vector<float> logits(static_cast<size_t>(E)), bias(static_cast<size_t>(E));
+    for (int trial = 0; trial < 300; ++trial) {
+      for (int64_t e = 0; e < E; ++e) {
+        logits[e] = 0.5f * static_cast<float>(level(rng));
+        bias[e] = 0.25f * static_cast<float>(level(rng) % 2);
+      }
+      const float* b = trial % 2 ? bias.data() : nullptr;
+      std::vector<int32_t> got_idx(k), want_idx(k);
+      std::vector<float> got_w(k), want_w(k);
+      RouteOne(c, logits.data(), b, got_idx.data(), got_w.data());
+      RouteBySorting(c, logits.data(), b, want_idx.data(), want_w.data());
+      ASSERT_EQ(got_idx, want_idx) << E << " experts, trial " << trial;
+      ASSERT_EQ(got_w, want_w) << E << " experts, trial " << trial;
+    }
+  }
 }
 
 TEST(MoeGate, GreedySoftmaxDoesNotRenormalize) {
