@@ -269,6 +269,8 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
   // products of x go together.
   float* q = s->q.data();
   float* kv_a = s->kv_a.data();
+  // A decode step of one sequence (its token row 0) goes through DecodeOneQuery after q_a and
+  // kv_a: q_b, the query's rope and the attention in one region per group of heads.
   const bool one_token = N == 1 && c.q_lora_rank > 0 && chunks.size() == 1 && chunks[0].n == 1 &&
                          ChooseAttnForm(c, impl, 1, chunks[0].start_pos + 1) == AttnImpl::kAbsorb;
   if (c.q_lora_rank > 0) {
