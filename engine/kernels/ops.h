@@ -144,8 +144,9 @@ void LinearRows(const LinearInput& in, const WeightMatrix& w, int64_t r0, int64_
                 bool accumulate);
 
 // Asks the CPU to bring rows [r0, r1) of w, with their scales and zero points, into L2 (a
-// prefetch hint per cache line, nothing waited for): for a few rows a thread reads next, after
-// work that is not bound by memory (MLA's decode step: its heads' kv_b rows).
+// prefetch hint per cache line, nothing waited for): for rows a thread will read soon, fetched
+// while it streams something else (MLA's decode step asks for its heads' kv_b rows before it
+// streams its rows of q_b).
 void FetchWeightRows(const WeightMatrix& w, int64_t r0, int64_t r1);
 
 // One product of LinearJobs: y[in->T, w->rows()] = in · w->ᵀ (or y += with accumulate).

@@ -511,7 +511,7 @@ void FetchWeightRows(const WeightMatrix& w, int64_t r0, int64_t r1) {
   if (w.w.dtype == DType::kU8) {  // INT4: a scale (and zero point) row per weight row
     rows_of(w.scale, r0, r1);
     rows_of(w.zero, r0, r1);
-  } else {  // FP8 and INT8: a scale row per block of rows
+  } else {  // FP8 and INT8: a scale row per block of rows (BF16 and F32: no scales)
     const TensorView& scales = w.w.dtype == DType::kF8E4M3 ? w.scale_inv : w.scale;
     rows_of(scales, r0 / w.block_out, (r1 + w.block_out - 1) / w.block_out);
   }
