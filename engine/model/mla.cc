@@ -77,8 +77,8 @@ int64_t HeadGroups(int64_t spans, int64_t H) { return spans == 1 && H > 1 && (H 
 
 // Head h of one-query chunk i: its absorbed query (W_uk folded into q_nope, from kv_b as stored)
 // and its rope part, into decode_q's [H, C] then [H, R] of the chunk.
-void AbsorbHead(const ModelConfig& c, const float* q, const SeqChunk& ch, int64_t i, int64_t h, const WeightMatrix& kv_b,
-                float* decode_q) {
+void AbsorbHead(const ModelConfig& c, const float* q, const SeqChunk& ch, int64_t i, int64_t h,
+                const WeightMatrix& kv_b, float* decode_q) {
   const int64_t H = c.num_attention_heads, nope = c.qk_nope_head_dim, R = c.qk_rope_head_dim;
   const int64_t qk = c.qk_head_dim(), vd = c.v_head_dim, C = c.kv_lora_rank;
   const float* qh = q + ch.offset * H * qk + h * qk;

@@ -7,7 +7,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,6 +16,7 @@
 #include "engine/model/kv_cache.h"
 #include "engine/model/mla.h"
 #include "engine/model/rope.h"
+#include "tests/testing/testing.h"
 #include "tests/testing/weights.h"
 
 namespace dsv3 {
@@ -76,7 +76,6 @@ TEST(LatentKvCacheTest, RowsStartOnCacheLinesAndSurviveAMove) {
   }
 }
 
-
 // A layer of MLA with H heads (q through q_a and q_b), its matrices random in one format (F32,
 // or INT4 in groups of 32 with zero points, as `dsv3 quantize` writes them).
 struct MlaLayer {
@@ -114,14 +113,6 @@ struct MlaLayer {
   }
 };
 
-std::vector<float> Random(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
 // Positions below 129 are one span of the cache (the one-sequence step then runs the attention
 // itself, per head group), 140 makes two (its spans and merge go as in the general path); 4
 // heads split into two groups, 16 stay one.
@@ -142,12 +133,14 @@ TEST(MlaDecodeTest, OneSequenceStepGivesTheBitsOfTheSameStepInABatch) {
           s.Reserve(c, P);
           std::vector<float> out(static_cast<size_t>(P * D));
           // Slots 0 and 1 hold the same P positions, slot 2 others.
-          const std::vector<float> prefix = Random(P * D, 1), other = Random(P * D, 2);
+          const std::vector<float> prefix = testing::RandomNormal(P * D, 1.0f, 1);
+          const std::vector<float> other = testing::RandomNormal(P * D, 1.0f, 2);
           for (int64_t slot = 0; slot < 3; ++slot)
             MlaForward(c, layer.w, 0, (slot < 2 ? prefix : other).data(), {SeqChunk{slot, 0, P, 0}}, P, rope, &cache,
                        AttnImpl::kAuto, &s, out.data());
           // The next token alone in slot 0, then in slot 1 beside slot 2's.
-          std::vector<float> step = Random(2 * D, 3), alone(static_cast<size_t>(D)), batch(static_cast<size_t>(2 * D));
+          const std::vector<float> step = testing::RandomNormal(2 * D, 1.0f, 3);
+          std::vector<float> alone(static_cast<size_t>(D)), batch(static_cast<size_t>(2 * D));
           MlaForward(c, layer.w, 0, step.data(), {SeqChunk{0, P, 1, 0}}, 1, rope, &cache, AttnImpl::kAuto, &s,
                      alone.data());
           MlaForward(c, layer.w, 0, step.data(), {SeqChunk{1, P, 1, 0}, SeqChunk{2, P, 1, 1}}, 2, rope, &cache,
