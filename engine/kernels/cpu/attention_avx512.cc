@@ -102,7 +102,7 @@ void PairTile(const float* pairs, int64_t C1, const float* keys1, int64_t C2, co
 
 // Keys [0, S4) (S4 a multiple of four, at most the S cached rows) against n <= kPairQueries
 // queries, four keys at a time, each read once for all of them (decode reads the cache from
-// DRAM once per token): pairs six at a time, then one tile of the rest. The first tile fetches
+// DRAM once per token): pairs six at a time, then QueryTiles' smaller tiles. The first tile fetches
 // the rows two steps ahead (the hardware prefetchers alone had left this loop at half the read
 // bandwidth).
 template <bool kTwo>
@@ -116,22 +116,12 @@ void PairScores(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, c
     const float* key1 = keys1 + s * C1;
     const float* key2 = kTwo ? keys2 + s * C2 : nullptr;
     const bool fetch = s + 12 <= S;
-    int64_t p = 0;
-    const auto tile = [&]<int P>() __attribute__((always_inline)) {
+    const auto tile = [&]<int P>(int64_t p) __attribute__((always_inline)) {
       const bool first = p == 0 && fetch;
       PairTile<P, kTwo>(pairs + p * 2 * W, C1, key1, C2, key2, 2 * p, n, scores + s, lds, accumulate,
                         first ? key1 + 8 * C1 : nullptr, first && kTwo ? key2 + 8 * C2 : nullptr);
-      p += P;
     };
-    for (; np - p >= 6;) tile.template operator()<6>();
-    switch (np - p) {
-      case 5: tile.template operator()<5>(); break;
-      case 4: tile.template operator()<4>(); break;
-      case 3: tile.template operator()<3>(); break;
-      case 2: tile.template operator()<2>(); break;
-      case 1: tile.template operator()<1>(); break;
-      default: break;
-    }
+    QueryTiles<6>(np, tile);
   }
 }
 
