@@ -838,25 +838,26 @@ void QLinearAvx512(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64
     Int8Decode(a, w, r0, r1, y, accumulate);
   } else if (w.kind == WeightKind::kI8) {
     Int8Rows(a, w, r0, r1, y, ldy, accumulate);
-  } else if (w.kind == WeightKind::kInt4 && a.T > 1 && a.T <= kInt4DecodeTokensMax && a.fours != nullptr) {
+  } else if (w.kind == WeightKind::kInt4 && a.T <= kInt4DecodeTokensMax && a.fours != nullptr) {
+    // One token through Int4Decode, 2 .. kInt4DecodeTokensMax through Int4DecodeTokens.
+    const auto decode = [&]<int kPerGroup>() {
+      if (a.T == 1) {
+        Int4Decode<kPerGroup>(a, w, r0, r1, y, accumulate);
+      } else {
+        Int4DecodeTokens<kPerGroup>(a, w, r0, r1, y, ldy, accumulate);
+      }
+    };
     switch (w.block_in / kActBlock) {
-      case 1: Int4DecodeTokens<1>(a, w, r0, r1, y, ldy, accumulate); return;
-      case 2: Int4DecodeTokens<2>(a, w, r0, r1, y, ldy, accumulate); return;
-      case 4: Int4DecodeTokens<4>(a, w, r0, r1, y, ldy, accumulate); return;
-      default: Int4DecodeTokens<0>(a, w, r0, r1, y, ldy, accumulate); return;
+      case 1: decode.template operator()<1>(); return;
+      case 2: decode.template operator()<2>(); return;
+      case 4: decode.template operator()<4>(); return;
+      default: decode.template operator()<0>(); return;
     }
-  } else if (w.kind == WeightKind::kInt4 && (a.T > 1 || a.fours == nullptr)) {
-    // A few tokens: AVX2's pairs of tokens sharing each unpack measured faster than this
-    // file's steps (INT4 g32 16384 x 1536, 8 tokens, 1 thread: 140 against 92-103 GFLOP/s).
-    // One token without its regrouped activations (QuantizedActs::fours) goes there too.
-    QLinearAvx2(a, w, r0, r1, y, ldy, accumulate);
   } else if (w.kind == WeightKind::kInt4) {
-    switch (w.block_in / kActBlock) {
-      case 1: Int4Decode<1>(a, w, r0, r1, y, accumulate); return;
-      case 2: Int4Decode<2>(a, w, r0, r1, y, accumulate); return;
-      case 4: Int4Decode<4>(a, w, r0, r1, y, accumulate); return;
-      default: Int4Decode<0>(a, w, r0, r1, y, accumulate); return;
-    }
+    // Tokens without their regrouped activations (QuantizedActs::fours: a caller that quantized
+    // them itself), or more than the decode steps take without the GEMM's scratch: AVX2's pairs
+    // of tokens, the same bits.
+    QLinearAvx2(a, w, r0, r1, y, ldy, accumulate);
   }
 }
 
