@@ -185,6 +185,15 @@ TEST(CudaOps, LinearSeesExactDeviceWeights) {
   CheckExactDeviceWeights(MakeWeight(DType::kF8E4M3, 70, 150, 8, 32, 64));
 }
 
+// The elementwise kernels cap their grid at 65535 blocks of 256 threads (16.8M elements) and
+// loop over the rest. 4100 x 4200 = 17.2M weights (and as many activations: x is 4200 x 4200)
+// take the dequantize and the rounding kernels into a second round, with partial 128-blocks
+// at both edges, as a DeepSeek-V3 expert (2048 x 7168) or its attention matrices would not.
+TEST(CudaOps, LinearSeesExactDeviceWeightsPastOneGridStride) {
+  DSV3_REQUIRE_GPU();
+  CheckExactDeviceWeights(MakeWeight(DType::kF8E4M3, 4100, 4200, 9));
+}
+
 // Sum of squares: D nonnegative terms, relative error gamma(D) on each side; the square root
 // halves a relative error, so 1/rms is off by gamma(D)/2 per side. /D and +eps round once each
 // (also halved by the root: u32 together), sqrt and 1/· once each, the two multiplies once

@@ -105,6 +105,33 @@ TEST_F(ElementwiseOpsTest, SiluMulMatchesOneThreadAndAPlainLoop) {
   EXPECT_TRUE(std::isnan(nan[0]));
 }
 
+// Gates far below zero take exp(-gate) to the top of float32's range and past it: the AVX2
+// path must follow std::exp there too (finite up to 88.72, then +inf, so silu is -0), within
+// the same 8 ulp relative and with no absolute slack (its results are ~1e-37 and 0). The
+// check the CUDA twin runs found the clamped exp giving g / 2.4e38 for gate -100.
+TEST_F(ElementwiseOpsTest, SiluMulAvx2FollowsExpToOverflow) {
+  if (!GetCpuFeatures().HasAvx2Set()) GTEST_SKIP() << "CPU lacks AVX2+FMA+F16C";
+  const std::vector<float> gate = {-80.0f,  -88.3f,  -88.38f, -88.4f, -88.5f,  -88.7f,  -88.72f, -88.73f,
+                                   -88.75f, -89.0f,  -89.5f,  -100.0f, -1e4f,  -3e38f,  -INFINITY};
+  for (const float sign : {1.0f, -1.0f}) {
+    const std::vector<float> up(gate.size(), 0.75f * sign);
+    std::vector<float> plain(gate);
+    for (size_t i = 0; i < gate.size(); ++i) plain[i] = plain[i] / (1.0f + std::exp(-plain[i])) * up[i];
+    SetLinearKernel(LinearKernel::kAvx2);
+    std::vector<float> g(gate);
+    SiluMul(g.data(), up.data(), static_cast<int64_t>(g.size()));
+    SetLinearKernel(LinearKernel::kAuto);
+    for (size_t i = 0; i < gate.size(); ++i) {
+      if (plain[i] == 0.0f || std::isnan(plain[i])) {
+        EXPECT_TRUE(SameBits({g[i]}, {plain[i]})) << "gate " << gate[i] << ": " << g[i] << " vs " << plain[i];
+      } else {
+        EXPECT_LE(std::fabs(g[i] - plain[i]), 8 * std::ldexp(std::fabs(plain[i]), -23))
+            << "gate " << gate[i] << ": " << g[i] << " vs " << plain[i];
+      }
+    }
+  }
+}
+
 // The AVX2 softmax vectorizes the max and the products: the same bits as those steps one
 // element at a time around the same exponentials (ExpShiftedSum), for lengths around the
 // vector width, -inf entries (probability 0) and a scale.

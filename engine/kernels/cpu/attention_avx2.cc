@@ -160,15 +160,18 @@ void WeightedSumQueries(const float* p, int64_t ldp, const float* vals, int64_t 
 
 // exp(x) as Cephes' expf: n = round(x·log2 e), r = x - n·ln 2 (ln 2 in two parts, so r is
 // exact), e^r by a degree-5 polynomial, times 2^n built in the exponent bits. Within 3 ulp of
-// std::exp for x in [-87.3, 88.3]; below that 0 (e^-87.3 is the smallest normal float), above
-// it clamped (callers pass x <= 0). NaN stays NaN: the clamps return their second operand
-// when one is NaN, and the underflow test is false for it.
+// std::exp for x in [-87.3, 88.72]; below that 0 (e^-87.3 is the smallest normal float), above
+// it +inf, as std::exp overflows (SiluMul passes -gate, which is large for very negative
+// gates: a clamp there gave g / 2.4e38 where std::exp gives g / inf = -0). NaN stays NaN: the
+// clamps return their second operand when one is NaN, and the range tests are false for it.
+// n = 128 (x past 88.38) has no exponent field: 2^127 and one more doubling, exact or +inf;
+// every other x multiplies by exactly 1 there, so the softmax's x <= 0 keeps its bits.
 inline __m256 Exp(__m256 x) {
-  const __m256 lo = _mm256_set1_ps(-87.3365f), hi = _mm256_set1_ps(88.3762f);
+  const __m256 lo = _mm256_set1_ps(-87.3365f), hi = _mm256_set1_ps(89.0f);  // hi: n = 128
   const __m256 underflow = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
   x = _mm256_min_ps(hi, _mm256_max_ps(lo, x));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
   r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
   __m256 p = _mm256_set1_ps(1.9875691500e-4f);
@@ -178,8 +181,11 @@ inline __m256 Exp(__m256 x) {
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
   p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256 top = _mm256_cmp_ps(n, _mm256_set1_ps(127.0f), _CMP_GT_OQ);
+  n = _mm256_min_ps(n, _mm256_set1_ps(127.0f));
   const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n)));
+  const __m256 twice = _mm256_blendv_ps(_mm256_set1_ps(1.0f), _mm256_set1_ps(2.0f), top);
+  return _mm256_andnot_ps(underflow, _mm256_mul_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(pow2n)), twice));
 }
 
 #include "engine/kernels/cpu/attention_tiles.inc"
