@@ -135,8 +135,10 @@ TEST_F(BenchCliTest, Int8ActivationFlopsAreReportedAndCounted) {
 }
 
 // --activations bf16 (tiny-v3's weights are BF16): every step's products count as bf16 FLOPs,
-// against a vdpbf16ps loop's peak (two products and two additions a lane: above the FMA
-// peak). CPUs without AVX-512 BF16 refuse the option as a usage error that says why.
+// against a vdpbf16ps loop's peak (two products and two additions a lane; above the FMA peak
+// on Zen 5, below it on a Sapphire or Emerald Rapids Xeon: machine_probe_test says why), which
+// the roofline's compute time uses. CPUs without AVX-512 BF16 refuse the option as a usage
+// error that says why.
 TEST_F(BenchCliTest, Bf16ActivationFlopsCountAgainstTheBf16Peak) {
   auto r = testing::RunDsv3({"bench", "--model-path", dir_.path() + "/m", "--prompt-len", "4", "--gen-len", "3",
                              "--threads", "1", "--repetitions", "1", "--probe-mib", "8", "--activations", "bf16",
@@ -155,7 +157,7 @@ TEST_F(BenchCliTest, Bf16ActivationFlopsCountAgainstTheBf16Peak) {
     EXPECT_GT(bf16, 0.0) << row.dump();
     EXPECT_LT(bf16, flops) << "attention's products stay float32: " << row.dump();
     EXPECT_EQ(row["int8_flops_per_token"].get<double>(), 0.0) << row.dump();
-    EXPECT_GT(row["peak_bf16_flops"].get<double>(), row["peak_flops"].get<double>()) << row.dump();
+    EXPECT_GT(row["peak_bf16_flops"].get<double>(), 0.0) << row.dump();
     const double memory_s = row["bytes_per_token"].get<double>() / row["read_bandwidth_bytes_per_s"].get<double>();
     const double compute_s = (flops - bf16) / row["peak_flops"].get<double>() + bf16 / row["peak_bf16_flops"].get<double>();
     EXPECT_NEAR(row["roofline_ts"].get<double>() * std::max(memory_s, compute_s), 1.0, 1e-9) << row.dump();
