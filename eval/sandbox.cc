@@ -5,8 +5,10 @@
 // Process layout per run:
 //   bwrap mode:    dsv3 -> [setsid, rlimits, setuid nobody] bwrap -> bwrap init (pid 1 of a
 //                  new pid namespace) -> prlimit --nproc=N -> exec python3 program.py
-//   unshare/none:  dsv3 -> [setsid, rlimits, unshare] intermediary -> python3 (pid 1 of the
-//                  new pid namespace in unshare mode)
+//   unshare mode:  dsv3 -> [setsid, rlimits, unshare] intermediary -> init (pid 1 of the new
+//                  pid namespace: as root builds bwrap's file system, /proc and loopback, then
+//                  as nobody waits) -> [own user namespace] prlimit --nproc=N -> python3
+//   none:          dsv3 -> [setsid, rlimits] intermediary -> python3
 // Both report the pid of the namespace's first process on fd 3 as {"child-pid": N} (bwrap's
 // --info-fd format); killing that process makes the kernel kill the whole namespace, and
 // its parent (bwrap or the intermediary) exits only after the namespace is empty.
@@ -16,10 +18,14 @@
 #include <grp.h>
 #include <poll.h>
 #include <pwd.h>
+#include <net/if.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -115,18 +121,22 @@ std::string CaptureTrusted(const std::vector<std::string>& args) {
   return out;
 }
 
-// Itoa for the child side (snprintf is not async-signal-safe).
-void WriteChildPid(int fd, pid_t pid) {
+// Itoa for the child side (snprintf is not async-signal-safe): writes v's digits at buf[pos],
+// returns the position after them.
+int AppendNumber(char* buf, int pos, unsigned v) {
   char num[24];
   int len = 0;
-  unsigned v = static_cast<unsigned>(pid);
   do {
     num[len++] = static_cast<char>('0' + v % 10);
     v /= 10;
   } while (v);
-  char buf[64] = "{\"child-pid\": ";
-  int pos = static_cast<int>(std::strlen(buf));
   while (len) buf[pos++] = num[--len];
+  return pos;
+}
+
+void WriteChildPid(int fd, pid_t pid) {
+  char buf[64] = "{\"child-pid\": ";
+  int pos = AppendNumber(buf, static_cast<int>(std::strlen(buf)), static_cast<unsigned>(pid));
   buf[pos++] = '}';
   buf[pos++] = '\n';
   (void)!::write(fd, buf, pos);
@@ -152,7 +162,7 @@ struct ChildPlan {
   SandboxMode mode;
   std::vector<std::string> args, env;
   std::vector<char*> argv, envp;
-  std::string dir;
+  std::string dir, parent;  // the sample's directory and the sandbox's, which holds it
   int uid = -1, gid = -1;
   rlim_t as = 0, cpu = 0, fsize = 0;
   int out_w = -1, info_w = -1, null_fd = -1;
@@ -164,6 +174,121 @@ struct ChildPlan {
     envp.push_back(nullptr);
   }
 };
+
+// mkdir -p on the child side: each directory along the absolute `path`; existing ones are fine.
+bool MakeDirs(const std::string& path) {
+  char buf[4096];
+  if (path.size() >= sizeof buf) {
+    errno = ENAMETOOLONG;
+    return false;
+  }
+  for (size_t i = 1; i <= path.size(); ++i) {
+    if (i < path.size() && path[i] != '/') continue;
+    std::memcpy(buf, path.data(), i);
+    buf[i] = '\0';
+    if (::mkdir(buf, 0755) != 0 && errno != EEXIST) return false;
+  }
+  return true;
+}
+
+bool WriteFile(const char* path, const char* text, int len) {
+  const int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool ok = ::write(fd, text, len) == len;
+  ::close(fd);
+  return ok;
+}
+
+// Unshare mode, in pid 1 of the sample's namespaces, still root: the file system bwrap mode
+// builds (everything read-only and nosuid; /tmp and the sandbox's parent directory masked by
+// empty tmpfs, so other samples' directories and the host's /tmp are not there; the sample's
+// own directory writable), a /proc of the sample's pid namespace, and the loopback up (as
+// bwrap brings it up: a connection to the host's ports is refused, not unroutable). The mount
+// namespace is made private first, so none of it reaches the host.
+void IsolateAsRoot(const ChildPlan& p) {
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ChildFail("making the mounts private");
+  const int dir_fd = ::open(p.dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);  // before /tmp hides it
+  if (dir_fd < 0) ChildFail("opening the private directory");
+  if (::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k") != 0)
+    ChildFail("tmpfs on /tmp");
+  if (!MakeDirs(p.parent) ||
+      ::mount("tmpfs", p.parent.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0711,size=64k") != 0)
+    ChildFail("tmpfs on the sandbox directory");
+  char fd_path[64] = "/proc/self/fd/";
+  fd_path[AppendNumber(fd_path, static_cast<int>(std::strlen(fd_path)), static_cast<unsigned>(dir_fd))] = '\0';
+  if (!MakeDirs(p.dir) || ::mount(fd_path, p.dir.c_str(), nullptr, MS_BIND, nullptr) != 0)
+    ChildFail("binding the private directory");
+  ::close(dir_fd);
+  mount_attr read_only{};
+  read_only.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID;
+  if (::mount_setattr(AT_FDCWD, "/", AT_RECURSIVE, &read_only, sizeof read_only) != 0)
+    ChildFail("making / read-only (mount_setattr: Linux 5.12 or later)");
+  mount_attr writable{};
+  writable.attr_clr = MOUNT_ATTR_RDONLY;
+  if (::mount_setattr(AT_FDCWD, p.dir.c_str(), 0, &writable, sizeof writable) != 0)
+    ChildFail("making the private directory writable");
+  if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) ChildFail("mounting /proc");
+  // The working directory was entered before the bind: it is still the read-only one beneath.
+  if (::chdir(p.dir.c_str()) != 0) ChildFail("chdir");
+  const int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ifreq lo{};
+  std::memcpy(lo.ifr_name, "lo", 3);
+  if (s < 0 || ::ioctl(s, SIOCGIFFLAGS, &lo) != 0) ChildFail("reading the loopback's flags");
+  lo.ifr_flags = static_cast<short>(lo.ifr_flags | IFF_UP);
+  if (::ioctl(s, SIOCSIFFLAGS, &lo) != 0) ChildFail("bringing the loopback up");
+  ::close(s);
+}
+
+// Unshare mode, as the sandbox user: a user namespace of the sample's own in which that user
+// maps to itself. The kernel counts RLIMIT_NPROC per user namespace, so the limit then counts
+// this sample's processes only (as in bwrap mode); without it every sample, all nobody,
+// shared one budget and a fork bomb in one made fork fail in its neighbours.
+void OwnUserNamespace(int uid, int gid) {
+  ::prctl(PR_SET_DUMPABLE, 1);  // setuid gave /proc/self to root; the maps must be ours to write
+  if (::unshare(CLONE_NEWUSER) != 0) ChildFail("user namespace");
+  char map[64];
+  int len = AppendNumber(map, 0, static_cast<unsigned>(uid));
+  map[len++] = ' ';
+  len = AppendNumber(map, len, static_cast<unsigned>(uid));
+  std::memcpy(map + len, " 1\n", 3);
+  if (!WriteFile("/proc/self/uid_map", map, len + 3)) ChildFail("uid_map");
+  if (!WriteFile("/proc/self/setgroups", "deny", 4)) ChildFail("setgroups");
+  len = AppendNumber(map, 0, static_cast<unsigned>(gid));
+  map[len++] = ' ';
+  len = AppendNumber(map, len, static_cast<unsigned>(gid));
+  std::memcpy(map + len, " 1\n", 3);
+  if (!WriteFile("/proc/self/gid_map", map, len + 3)) ChildFail("gid_map");
+}
+
+// Unshare mode's pid 1, as bwrap's init: isolates the namespace, becomes the sandbox user,
+// runs the program as its pid 2 and reaps every process until the program exits, then exits
+// with its status (128+S for a signal S), which makes the kernel kill whatever the program
+// left in the namespace. The program must not be pid 1: the kernel shields a namespace's
+// init from its own members' signals, so a program that killed itself would live on; the
+// init is shielded the same way from the program, which can signal it (same user) to no effect.
+[[noreturn]] void RunInit(const ChildPlan& p) {
+  IsolateAsRoot(p);
+  if (!DropPrivileges(p.uid, p.gid)) ChildFail("dropping to the sandbox user");
+  const pid_t program = ::fork();
+  if (program < 0) ChildFail("fork");
+  if (program == 0) {
+    OwnUserNamespace(p.uid, p.gid);
+    ::execve(p.argv[0], p.argv.data(), p.envp.data());
+    ChildFail("exec python");
+  }
+  int status = 0;
+  for (;;) {
+    int s = 0;
+    const pid_t done = ::waitpid(-1, &s, 0);
+    if (done == program) {
+      status = s;
+      break;
+    }
+    if (done < 0 && errno != EINTR) ChildFail("waitpid");
+  }
+  if (WIFSIGNALED(status)) ::_exit(128 + WTERMSIG(status));
+  ::_exit(WEXITSTATUS(status));
+}
 
 [[noreturn]] void RunChild(const ChildPlan& p) {
   ::setsid();  // own process group: the parent's last resort is kill(-pgid)
@@ -190,7 +315,7 @@ struct ChildPlan {
     ChildFail("exec bwrap");
   }
   if (p.mode == SandboxMode::kUnshare &&
-      ::unshare(CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS) != 0)
+      ::unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS) != 0)
     ChildFail("unshare");
   // An intermediary, so a program that kills its parent kills this process, not dsv3.
   pid_t pid = ::fork();
@@ -198,6 +323,7 @@ struct ChildPlan {
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     ::close(3);
+    if (p.mode == SandboxMode::kUnshare) RunInit(p);
     if (!DropPrivileges(p.uid, p.gid)) ChildFail("dropping to the sandbox user");
     ::execve(p.argv[0], p.argv.data(), p.envp.data());
     ChildFail("exec python");
@@ -394,6 +520,7 @@ ExecResult Sandbox::Run(const std::string& program) const {
   ChildPlan plan;
   plan.mode = mode_;
   plan.dir = dir;
+  plan.parent = parent_;
   plan.uid = run_uid_;
   plan.gid = run_gid_;
   plan.as = static_cast<rlim_t>(options_.memory_bytes);

@@ -2,7 +2,8 @@
 // program, isolated from the network, the file system and each other, under time, memory,
 // process and output limits, with nothing left running afterwards.
 //
-// How each guarantee is made (bubblewrap mode, the default; see sandbox.cc for details):
+// How each guarantee is made (bubblewrap mode, the default; see sandbox.cc for details; the
+// unshare fallback for root without bwrap builds the same namespaces, mounts and init itself):
 //   network    bwrap --unshare-net: a fresh network namespace with only a down loopback.
 //   files      --ro-bind / /, a tmpfs masking /tmp and the sandbox parent dir, and one
 //              private directory bound read-write as cwd, HOME and TMPDIR; /dev read-only.
@@ -38,8 +39,9 @@ const char* VerdictName(Verdict v);  // "passed", "failed", "timed_out", "error"
 enum class SandboxMode {
   kAuto,        // bubblewrap, else unshare(2); never falls back to no isolation
   kBubblewrap,  // bwrap: network, mount, pid, user, ipc, uts namespaces
-  kUnshare,     // unshare(CLONE_NEWNET|CLONE_NEWPID|...) + setuid(nobody): no mount
-                // isolation, so writes are limited only by nobody's file permissions
+  kUnshare,     // root without bwrap: unshare(2) mount, network, pid, ipc and uts namespaces
+                // and bwrap's file system, loopback and init built by dsv3, the program as
+                // nobody in a user namespace of its own: the same guarantees as kBubblewrap
   kNone,        // plain fork/exec with rlimits: only with an explicit --unsafe-no-sandbox
 };
 const char* SandboxModeName(SandboxMode m);
