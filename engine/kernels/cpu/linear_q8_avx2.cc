@@ -92,6 +92,20 @@ struct Int4RowArgs {
   int64_t per_group;         // blocks per group
 };
 
+// Lane I of a chunk's block-by-block groups (lanes at or past n stay 0): group *g's F16 scale
+// and zero point (8 without zero points) into lane I, then *g moves on when its blocks are done.
+template <int I>
+__attribute__((always_inline)) inline void PutLaneGroup(const uint16_t* s16, const uint8_t* z8, int64_t n, int64_t* g,
+                                                        int64_t* left, int64_t per_group, __m128i* s, __m128i* z) {
+  if (I >= n) return;
+  *s = _mm_insert_epi16(*s, s16[*g], I);
+  *z = _mm_insert_epi8(*z, z8 ? z8[*g] : 8, I);
+  if (--*left == 0) {
+    ++*g;
+    *left = per_group;
+  }
+}
+
 // Scale and zero point of blocks [b0, b0 + n) of the row, lane i = block b0 + i (lanes past n:
 // scale 0, zero point 0). Only the groups the blocks use are read.
 template <GroupStep kStep, int N>
@@ -123,15 +137,23 @@ __attribute__((always_inline)) inline void ChunkGroups(const Int4RowArgs<N>& a, 
     *scale = _mm256_set1_ps(_cvtsh_ss(s16[g0]));
     *zero = _mm256_set1_epi32(z8 ? z8[g0] : 8);
   } else {
-    alignas(32) float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    alignas(32) int32_t z[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t g = (b0 + i) / a.per_group;
-      s[i] = _cvtsh_ss(s16[g]);
-      z[i] = z8 ? z8[g] : 8;
-    }
-    *scale = _mm256_load_ps(s);
-    *zero = _mm256_load_si256(reinterpret_cast<const __m256i*>(z));
+    // Block by block, each lane's F16 scale and zero point put into a register lane, then
+    // widened as the other steps do (the same floats). Stored to the stack one by one and
+    // loaded as vectors, they stalled the chunk on store forwarding, and a division per lane
+    // found the groups: a q_b-sized row (K = 384: a chunk and a tail of four blocks) ran at
+    // 4 GB/s where rows of whole chunks ran at 11-14.
+    __m128i s = _mm_setzero_si128(), z = _mm_setzero_si128();
+    int64_t g = b0 / a.per_group, left = a.per_group - b0 % a.per_group;
+    PutLaneGroup<0>(s16, z8, n, &g, &left, a.per_group, &s, &z);
+    PutLaneGroup<1>(s16, z8, n, &g, &left, a.per_group, &s, &z);
+    PutLaneGroup<2>(s16, z8, n, &g, &left, a.per_group, &s, &z);
+    PutLaneGroup<3>(s16, z8, n, &g, &left, a.per_group, &s, &z);
+    PutLaneGroup<4>(s16, z8, n, &g, &left, a.per_group, &s, &z);
+    PutLaneGroup<5>(s16, z8, n, &g, &left, a.per_group, &s, &z);
+    PutLaneGroup<6>(s16, z8, n, &g, &left, a.per_group, &s, &z);
+    PutLaneGroup<7>(s16, z8, n, &g, &left, a.per_group, &s, &z);
+    *scale = _mm256_cvtph_ps(s);
+    *zero = _mm256_cvtepu8_epi32(z);
   }
 }
 
@@ -183,14 +205,11 @@ __attribute__((always_inline)) inline void Int4Chunk(const Int4RowArgs<N>& a, in
       dv = _mm256_loadu_ps(a.d[j] + b0);
       sv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum[j] + b0));
     } else {  // lanes past the row's last block: d = 0, Σq = 0 (their sums are 0 too)
-      alignas(32) float dt[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      alignas(32) int32_t st[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      for (int64_t i = 0; i < n; ++i) {
-        dt[i] = a.d[j][b0 + i];
-        st[i] = a.sum[j][b0 + i];
-      }
-      dv = _mm256_load_ps(dt);
-      sv = _mm256_load_si256(reinterpret_cast<const __m256i*>(st));
+      // Masked loads (lanes off the mask read as 0 and never fault), not the stack copies that
+      // stalled on store forwarding.
+      const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      dv = _mm256_maskload_ps(a.d[j] + b0, lanes);
+      sv = _mm256_maskload_epi32(a.sum[j] + b0, lanes);
     }
     const __m256i exact = _mm256_sub_epi32(dot, _mm256_mullo_epi32(zero, sv));
     acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact), _mm256_mul_ps(scale, dv), acc[j]);
