@@ -66,7 +66,8 @@ class SandboxTest : public ::testing::TestWithParam<SandboxMode> {
     o.timeout_s = 2.0;  // shorter than the default 3 s: the sleeping programs set the pace
     o.workers = 4;
     auto sb = Sandbox::Create(o);
-    if (!sb.ok()) GTEST_SKIP() << "no " << SandboxModeName(GetParam()) << " sandbox on this machine: " << sb.status().message();
+    if (!sb.ok())
+      GTEST_SKIP() << "no " << SandboxModeName(GetParam()) << " sandbox on this machine: " << sb.status().message();
     sandbox_ = std::move(sb).value();
   }
   std::unique_ptr<Sandbox> sandbox_;

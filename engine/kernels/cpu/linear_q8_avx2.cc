@@ -207,7 +207,8 @@ __attribute__((always_inline)) inline void Int4Chunk(const Int4RowArgs<N>& a, in
     } else {  // lanes past the row's last block: d = 0, Σq = 0 (their sums are 0 too)
       // Masked loads (lanes off the mask read as 0 and never fault), not the stack copies that
       // stalled on store forwarding.
-      const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      const __m256i lanes =
+          _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
       dv = _mm256_maskload_ps(a.d[j] + b0, lanes);
       sv = _mm256_maskload_epi32(a.sum[j] + b0, lanes);
     }
