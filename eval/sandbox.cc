@@ -239,6 +239,16 @@ void IsolateAsRoot(const ChildPlan& p) {
   ::close(s);
 }
 
+// "id id 1\n" into /proc/self/uid_map or gid_map: the id maps to itself, one id.
+bool WriteIdMap(const char* path, int id) {
+  char map[64];
+  int len = AppendNumber(map, 0, static_cast<unsigned>(id));
+  map[len++] = ' ';
+  len = AppendNumber(map, len, static_cast<unsigned>(id));
+  std::memcpy(map + len, " 1\n", 3);
+  return WriteFile(path, map, len + 3);
+}
+
 // Unshare mode, as the sandbox user: a user namespace of the sample's own in which that user
 // maps to itself. The kernel counts RLIMIT_NPROC per user namespace, so the limit then counts
 // this sample's processes only (as in bwrap mode); without it every sample, all nobody,
@@ -246,18 +256,9 @@ void IsolateAsRoot(const ChildPlan& p) {
 void OwnUserNamespace(int uid, int gid) {
   ::prctl(PR_SET_DUMPABLE, 1);  // setuid gave /proc/self to root; the maps must be ours to write
   if (::unshare(CLONE_NEWUSER) != 0) ChildFail("user namespace");
-  char map[64];
-  int len = AppendNumber(map, 0, static_cast<unsigned>(uid));
-  map[len++] = ' ';
-  len = AppendNumber(map, len, static_cast<unsigned>(uid));
-  std::memcpy(map + len, " 1\n", 3);
-  if (!WriteFile("/proc/self/uid_map", map, len + 3)) ChildFail("uid_map");
-  if (!WriteFile("/proc/self/setgroups", "deny", 4)) ChildFail("setgroups");
-  len = AppendNumber(map, 0, static_cast<unsigned>(gid));
-  map[len++] = ' ';
-  len = AppendNumber(map, len, static_cast<unsigned>(gid));
-  std::memcpy(map + len, " 1\n", 3);
-  if (!WriteFile("/proc/self/gid_map", map, len + 3)) ChildFail("gid_map");
+  if (!WriteIdMap("/proc/self/uid_map", uid)) ChildFail("uid_map");
+  if (!WriteFile("/proc/self/setgroups", "deny", 4)) ChildFail("setgroups");  // gid_map needs it
+  if (!WriteIdMap("/proc/self/gid_map", gid)) ChildFail("gid_map");
 }
 
 // Unshare mode's pid 1, as bwrap's init: isolates the namespace, becomes the sandbox user,
