@@ -10,11 +10,11 @@ namespace dsv3 {
 
 namespace {
 
-// Indices of the k largest of v[0, n) (k <= n), largest first; ties go to the lower index. One
-// pass keeping the best k in order (an element passes only those it exceeds, so an equal one
-// stays behind the earlier index), for a router's few picks from 8-256 scores: RouteOne at
-// bench-v3-mini's 64 experts (8 groups, 4 kept, 6 picked), hot, 2.04 -> 1.45 us a token against
-// partial_sort over an index array.
+// Indices of the k largest of v[0, n) (1 <= k <= n: the config checks it), largest first; ties
+// go to the lower index. One pass keeping the best k in order (an element passes only those it
+// exceeds, so an equal one stays behind the earlier index), for a router's few picks from
+// 8-256 scores: RouteOne at bench-v3-mini's 64 experts (8 groups, 4 kept, 6 picked), hot, 2.04
+// -> 1.45 us a token against partial_sort over an index array.
 void TopK(const float* v, int64_t n, int64_t k, int32_t* out) {
   int64_t have = 0;
   for (int64_t i = 0; i < n; ++i) {

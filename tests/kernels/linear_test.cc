@@ -410,16 +410,17 @@ TEST_F(LinearKernelTest, Avx512DecodeTilesGiveAvx2Bits) {
           for (int threads : {1, 2}) {
             SetNumThreads(threads);
             const int64_t ldy = rows + 3, r0 = 3, r1 = rows - 2;
-            std::vector<float> y2(static_cast<size_t>(T * rows)), y5(y2.size()), rows2(static_cast<size_t>(T * ldy), 0.5f),
-                rows5 = rows2;
+            std::vector<float> y2(static_cast<size_t>(T * rows)), y5(y2.size());
+            std::vector<float> rows2(static_cast<size_t>(T * ldy), 0.5f), rows5 = rows2;
             SetLinearKernel(LinearKernel::kAvx2);
             Linear(x.data(), T, w.m, y2.data());
             LinearRows(x.data(), T, w.m, r0, r1, rows2.data(), ldy, true);
             SetLinearKernel(LinearKernel::kAvx512);
             Linear(x.data(), T, w.m, y5.data());
             LinearRows(x.data(), T, w.m, r0, r1, rows5.data(), ldy, true);
-            const std::string what = std::string(DTypeName(dtype)) + " block " + std::to_string(block) + " " + std::to_string(rows) + "x" +
-                                     std::to_string(cols) + " T=" + std::to_string(T) + " |x| ~ " + std::to_string(magnitude);
+            const std::string what = std::string(DTypeName(dtype)) + " block " + std::to_string(block) + " " +
+                                     std::to_string(rows) + "x" + std::to_string(cols) + " T=" + std::to_string(T) +
+                                     " |x| ~ " + std::to_string(magnitude);
             ASSERT_EQ(std::memcmp(y2.data(), y5.data(), y2.size() * sizeof(float)), 0) << what;
             ASSERT_EQ(std::memcmp(rows2.data(), rows5.data(), rows2.size() * sizeof(float)), 0) << what << " rows";
             if (magnitude == 1.0f)

@@ -1,10 +1,10 @@
 // Float-activation Linear kernels with AVX-512 (compiled with -mavx512f -mavx512bw -mavx512vl
 // -mavx512vnni for this file only; linear.cc calls it after checking the CPU), and the peaks
-// `dsv3 bench` measures for this family (machine_probe.h). The FP8 decode GEMV, one
-// token or a batch's few (on AVX2 it is compute-bound below the memory bandwidth: ~16-22 GB/s a thread on Zen 5,
-// where two threads can read ~60, since each 8 weights take a convert, a shift, a mask and an
-// fma), and the GEMM's microkernel over its float32 panel. A 512-bit vector holds eight columns
-// of two rows, so each instruction does twice the work, and every lane still runs
+// `dsv3 bench` measures for this family (machine_probe.h). The FP8 decode GEMV, one token or
+// a batch's few (on AVX2 it is compute-bound below the memory bandwidth: ~16-22 GB/s a thread
+// on Zen 5, where two threads can read ~60, since each 8 weights take a convert, a shift, a
+// mask and an fma), and the GEMM's microkernel over its float32 panel. A 512-bit vector holds
+// eight columns of two rows, so each instruction does twice the work, and every lane still runs
 // linear_avx2.cc's chain (lane j of a row takes k = j mod 8, in order, then the same horizontal
 // sum): the bits are GemvAvx2's and GemmAvx2's. Everything else goes to GemvAvx2. Also decode's
 // rows of kv_b in place of attention's keys and values (WeightRowScores, WeightRowsWeightedSum),
@@ -72,7 +72,8 @@ __attribute__((noinline)) bool DecodeTile(const RawWeight& w, int64_t r, const f
     int64_t k = k0;
     for (; k + 16 <= k1; k += 16) {
       const int64_t at = kBytes * k;
-      if ((at & 63) < 16 * kBytes) FetchRowsAhead(q, kTileRows, at, kTileAhead, w.row_bytes, next);  // per 64 bytes of a row
+      // Once per 64 bytes of a row.
+      if ((at & 63) < 16 * kBytes) FetchRowsAhead(q, kTileRows, at, kTileAhead, w.row_bytes, next);
       __m512 xlo[N], xhi[N];
       for (int t = 0; t < N; ++t) {
         xlo[t] = act(x + t * ldx + k);

@@ -544,9 +544,10 @@ __attribute__((always_inline)) inline void Int4Vector(const Int4RowArgs& a, int6
 }
 
 // One token's partial sums of blocks [b0, b0 + n) of the row (n = 16 when kFull) onto its
-// chains: part[v] (from Int4Vector's lo and hi) holds block b0+4v+i's in 128-bit lane i (four vpdpbusd sums each), scale and
-// zero come from StepGroups. An odd block count's last block is stored alone (evens, then
-// odds): it is summed on its own here, and the vectors took the blocks before it.
+// chains: part[v] (from Int4Vector's lo and hi) holds block b0+4v+i's in 128-bit lane i (four
+// vpdpbusd sums each), scale and zero come from StepGroups. An odd block count's last block is
+// stored alone (evens, then odds): it is summed on its own here, and the vectors took the
+// blocks before it.
 template <bool kFull>
 __attribute__((always_inline)) inline void Int4Finish(const Int4RowArgs& a, int64_t b0, int64_t n, const __m512i* part,
                                                       __m512 scale, __m512i zero, __m256* acc) {
