@@ -32,9 +32,11 @@ struct RawWeight {
 // L1 beside three tokens' activations where the GEMM's 24 KB float32 rows do not (2 threads,
 // BF16 512 x 1536: GEMV 1.36x at 9 tokens, 1.27x at 16, 1.10x at 48, 0.97x at 96; 4096 x
 // 1536: 1.13x at 32, 0.97x at 64): a prefill's routed experts (~48 tokens each at 512) and
-// decode batches of up to 48 sequences. INT8 and INT4 with float32 activations take 4: their
-// dequantization in registers costs more per weight, and at 8 tokens the panel, converted
-// once, wins (INT4 g32 16384 x 1536, 2 threads: GEMV 1.5x slower).
+// decode batches of up to 48 sequences (rechecked on Zen 3, AVX2, BM_ExpertStream BF16 at 48
+// tokens, four alternated rounds: GEMV 128.4 / 118.5, GEMM 124.7 / 110.1 GFLOP/s best / median).
+// INT8 and INT4 with float32 activations take 4: their dequantization in registers costs more
+// per weight, and at 8 tokens the panel, converted once, wins (INT4 g32 16384 x 1536, 2
+// threads: GEMV 1.5x slower).
 // With the avx512 family's GEMM (twice the FMAs per instruction, GemmPanel8Avx512) BF16 and F16
 // take 8 as well: bench-v3-mini BF16 pp512 on Zen 5, alternated, 282 / 297 -> 307 / 327 / 326 /
 // 342 tok/s, while a decode step of eight sequences still did better on the GEMV (tg16 x8: GEMM
