@@ -138,6 +138,34 @@ TEST_F(MultiQueryTest, WeightedSumMatchesTheReference) {
   }
 }
 
+// The AVX2 weighted sum walks the rows in blocks (16 KB of them: 16 rows at C = 256, 64 at
+// C = 64), each output carried from block to block: every output element must still be one fma
+// chain over the rows in order, from zero, for row counts around and across the blocks and
+// every query tile. (Whole 8-column groups: the C % 8 tail is the compiler's scalar loop.)
+TEST_F(MultiQueryTest, WeightedSumIsOneFmaChainOverTheRows) {
+  SetLinearKernel(LinearKernel::kAvx2);
+  uint32_t seed = 900;
+  for (int64_t C : {256, 64}) {
+    for (int64_t M : {1, 2, 3, 5, 12}) {
+      for (int64_t S : {0, 1, 15, 16, 17, 64, 65, 100, 300}) {
+        const int64_t ldp = S + 3;
+        const auto p = Random(M * ldp, seed++), vals = Random(S * C, seed++);
+        std::vector<float> got(static_cast<size_t>(M * C + 4), -7.0f);
+        MultiQueryWeightedSum(p.data(), M, ldp, vals.data(), S, C, got.data());
+        const std::string what = "C=" + std::to_string(C) + " M=" + std::to_string(M) + " S=" + std::to_string(S);
+        for (int64_t m = 0; m < M; ++m) {
+          for (int64_t c = 0; c < C; ++c) {
+            float want = 0.0f;
+            for (int64_t s = 0; s < S; ++s) want = std::fma(p[m * ldp + s], vals[s * C + c], want);
+            ASSERT_EQ(got[m * C + c], want) << what << " m=" << m << " c=" << c;
+          }
+        }
+        for (size_t i = M * C; i < got.size(); ++i) ASSERT_EQ(got[i], -7.0f) << what << ": wrote past M x C";
+      }
+    }
+  }
+}
+
 // The avx512 family's multi-query products give the AVX2 bits: every score and every output
 // element (and the padding past them, untouched) equal, over every query count below 16 (the
 // scores' query pairs, their six-pair tiles and a lone last query; the weighted sum's 6-query
