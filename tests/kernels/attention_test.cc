@@ -164,6 +164,11 @@ TEST_F(MultiQueryTest, WeightedSumIsOneFmaChainOverTheRows) {
       }
     }
   }
+  // No columns: nothing to write (and no block of zero-width rows to size).
+  const auto p = Random(12, seed), vals = Random(4, seed + 1);
+  std::vector<float> none(4, -7.0f);
+  MultiQueryWeightedSum(p.data(), 3, 4, vals.data(), 4, 0, none.data());
+  EXPECT_EQ(none, std::vector<float>(4, -7.0f));
 }
 
 // The avx512 family's multi-query products give the AVX2 bits: every score and every output

@@ -377,6 +377,7 @@ void MultiQueryWeightedSumAvx2(const float* p, int64_t M, int64_t ldp, const flo
   // unchanged): walked whole, the rows came from L2 or further again for every tile of queries
   // (one thread, 200 runs paired with the unblocked loop, median: 12 queries x 128 rows x 256,
   // 63 -> 78 GFLOP/s; x 4096 rows, 48 -> 72; 32 KB blocks were no faster than none, 8 KB ~6% short of 16).
+  if (C <= 0) return;  // no columns to write
   const int64_t rows = C * 4 < 16384 ? 16384 / (C * 4) : 1;
   for (int64_t s0 = 0; s0 == 0 || s0 < S; s0 += rows) {
     const int64_t n = S - s0 < rows ? S - s0 : rows;
