@@ -378,7 +378,8 @@ void MultiQueryWeightedSumAvx2(const float* p, int64_t M, int64_t ldp, const flo
   // (one thread, 200 runs paired with the unblocked loop, median: 12 queries x 128 rows x 256,
   // 63 -> 78 GFLOP/s; x 4096 rows, 48 -> 72; 32 KB blocks were no faster than none, 8 KB ~6% short of 16).
   if (C <= 0) return;  // no columns to write
-  const int64_t rows = C * 4 < 16384 ? 16384 / (C * 4) : 1;
+  constexpr int64_t kBlockBytes = 16 * 1024;
+  const int64_t rows = C * 4 < kBlockBytes ? kBlockBytes / (C * 4) : 1;
   for (int64_t s0 = 0; s0 == 0 || s0 < S; s0 += rows) {
     const int64_t n = S - s0 < rows ? S - s0 : rows;
     QueryTiles<3>(M, [&]<int N>(int64_t m) {
