@@ -95,5 +95,31 @@ void BM_ArgMax(benchmark::State& state) {
 }
 BENCHMARK(BM_ArgMax)->Arg(129280)->UseRealTime()->MinTime(0.2);
 
+// One sampled token over DeepSeek-V3's 129280 logits at temperature 0.8 (HumanEval's pass@k
+// sampling, `dsv3 generate --temperature`). Args: top_k (0: none), top_p in hundredths, and the
+// logits: 0 flat (N(0, 2), as an untrained checkpoint's), 1 peaked (the same plus 12 on ten
+// tokens: most of the mass on a few, as a trained model's).
+void BM_SamplerNext(benchmark::State& state) {
+  const int64_t n = 129280;
+  SamplingParams p;
+  p.temperature = 0.8f;
+  p.top_k = state.range(0);
+  p.top_p = static_cast<float>(state.range(1)) / 100.0f;
+  auto logits = Random(n, 2.0f);
+  if (state.range(2) == 1)
+    for (int64_t i = 0; i < 10; ++i) logits[static_cast<size_t>((i * 7919 + 13) % n)] += 12.0f;
+  Sampler sampler(p, 0);
+  for (auto _ : state) benchmark::DoNotOptimize(sampler.Next(logits.data(), n));
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * n);
+}
+BENCHMARK(BM_SamplerNext)
+    ->Args({0, 100, 0})
+    ->Args({0, 95, 0})
+    ->Args({0, 100, 1})
+    ->Args({0, 95, 1})
+    ->Args({40, 95, 1})
+    ->UseRealTime()
+    ->MinTime(0.2);
+
 }  // namespace
 }  // namespace dsv3

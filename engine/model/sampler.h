@@ -26,7 +26,10 @@ class Sampler {
  private:
   SamplingParams p_;
   std::mt19937_64 rng_;
-  std::vector<std::pair<float, int32_t>> cand_;
+  // Candidates a walk past the first ones sorts at least (Next).
+  static constexpr int64_t kFirstSorted = 64;
+  std::vector<std::pair<float, int32_t>> cand_;  // (logit / temperature, token), sorted as walked
+  std::vector<float> scaled_, exp_;              // by token: logit / temperature, exp(that - max)
 };
 
 }  // namespace dsv3
