@@ -1,7 +1,8 @@
 // Microbenchmarks of the operators a decode step runs on the calling thread while the other
 // waits (a step's few elements stay below the pool's grain): SiluMul over the picked experts'
-// intermediate rows, RmsNorm of one token with a BF16 weight, ArgMax over the vocabulary.
-// Sizes are bench-v3-mini's (and DeepSeek-V3's vocabulary); one thread.
+// intermediate rows, RmsNorm of one token with a BF16 weight, ArgMax over the vocabulary; and
+// what scoring and sampling do with each row of logits. Sizes are bench-v3-mini's (and
+// DeepSeek-V3's vocabulary); one thread unless said.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -94,6 +95,33 @@ void BM_ArgMax(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * n);
 }
 BENCHMARK(BM_ArgMax)->Arg(129280)->UseRealTime()->MinTime(0.2);
+
+// Scoring's log-partition of one row of DeepSeek-V3's 129280 logits (every scored position
+// takes one). Args: kernel (1 reference: std::exp in double, as scoring did inline; 2 AVX2),
+// threads.
+void BM_LogSumExp(benchmark::State& state) {
+  const auto kernel = static_cast<LinearKernel>(state.range(0));
+  if (kernel == LinearKernel::kAvx2 && !GetCpuFeatures().HasAvx2Set()) {
+    state.SkipWithError("CPU lacks AVX2");
+    return;
+  }
+  const int64_t n = 129280;
+  SetNumThreads(static_cast<int>(state.range(1)));
+  SetLinearKernel(kernel);
+  const auto logits = Random(n, 2.0f);
+  const float m = *std::max_element(logits.begin(), logits.end());
+  for (auto _ : state) benchmark::DoNotOptimize(LogSumExpShifted(logits.data(), n, m));
+  SetLinearKernel(LinearKernel::kAuto);
+  SetNumThreads(0);
+  state.SetLabel(LinearKernelName(kernel));
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * n);
+}
+BENCHMARK(BM_LogSumExp)
+    ->Args({static_cast<int64_t>(LinearKernel::kReference), 1})
+    ->Args({static_cast<int64_t>(LinearKernel::kAvx2), 1})
+    ->Args({static_cast<int64_t>(LinearKernel::kAvx2), 2})
+    ->UseRealTime()
+    ->MinTime(0.2);
 
 // One sampled token over DeepSeek-V3's 129280 logits at temperature 0.8 (HumanEval's pass@k
 // sampling, `dsv3 generate --temperature`). Args: top_k (0: none), top_p in hundredths, and the

@@ -195,13 +195,11 @@ StatusOr<std::vector<ScoreResult>> Model::Score(const std::vector<ScoreRequest>&
       const ScoreRequest& r = requests[which[pi]];
       ScoreResult& res = results[which[pi]];
       const int32_t target = r.tokens[pos + 1];
-      float m = row[0];
-      for (int64_t v = 1; v < V; ++v) m = std::max(m, row[v]);
-      double sum = 0.0;
-      for (int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(row[v] - m));
+      const int32_t best = ArgMax(row, V);
+      const float m = row[best];  // the largest logit (NaN if row[0] is)
       const size_t j = static_cast<size_t>(pos + 1 - r.score_from);
-      res.logprobs[j] = static_cast<float>(row[target] - m - std::log(sum));
-      res.greedy[j] = ArgMax(row, V) == target;
+      res.logprobs[j] = static_cast<float>(row[target] - m - LogSumExpShifted(row, V, m));
+      res.greedy[j] = best == target;
     });
   }
   for (auto& res : results) {

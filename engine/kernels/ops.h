@@ -304,6 +304,16 @@ float ExpShiftedSum(float* x, int64_t n, float shift);
 // log_softmax of one row of logits into out (may alias).
 void LogSoftmax(const float* logits, int64_t n, float* out);
 
+// log Σ_i exp(x[i] - shift) over n >= 1 elements, in double: a row of logits' log-partition
+// (shift its maximum, so no term overflows), which scoring takes for every position it scores.
+// The AVX2 path takes each exp from ExpShiftedSum's polynomial (float, within 3 ulp of std::exp)
+// and adds them in double; the reference path std::exp in double, as scoring had one element
+// at a time (~0.8 ms for DeepSeek-V3's 129280 logits, on one thread). Rows are summed in fixed
+// chunks of kLogSumExpChunk, in parallel, the chunks' sums added in order: the result does not
+// depend on the thread count. A NaN gives NaN; -inf terms add nothing.
+constexpr int64_t kLogSumExpChunk = 16384;
+double LogSumExpShifted(const float* x, int64_t n, float shift);
+
 // Embedding lookup: row `id` of a [V, D] table of any float dtype into dst.
 void EmbeddingRow(const TensorView& table, int64_t id, float* dst);
 

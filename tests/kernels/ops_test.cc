@@ -227,5 +227,37 @@ TEST_F(ElementwiseOpsTest, ScaleAndMaxAvx2MatchesItsReference) {
   SetLinearKernel(LinearKernel::kAuto);
 }
 
+// Scoring's log-partition: every path within a few float ulps (in relative terms) of the sum
+// of double exponentials, the same bits for any thread count (fixed chunks, added in order),
+// for lengths around the vector width and the chunk; -inf adds nothing, NaN gives NaN.
+TEST_F(ElementwiseOpsTest, LogSumExpShiftedFollowsTheDoubleSumOnEveryPath) {
+  std::vector<LinearKernel> kernels = {LinearKernel::kReference};
+  if (GetCpuFeatures().HasAvx2Set()) kernels.push_back(LinearKernel::kAvx2);
+  uint32_t seed = 80;
+  for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{9}, int64_t{100}, kLogSumExpChunk + 3, int64_t{129280}}) {
+    auto x = testing::RandomNormal(n, 3.0f, seed++);
+    if (n > 5) x[5] = -std::numeric_limits<float>::infinity();
+    const float m = *std::max_element(x.begin(), x.end());
+    double exact = 0.0;
+    for (float v : x) exact += std::exp(static_cast<double>(v) - static_cast<double>(m));
+    for (LinearKernel k : kernels) {
+      SetLinearKernel(k);
+      SetNumThreads(1);
+      const double one = LogSumExpShifted(x.data(), n, m);
+      SetNumThreads(2);
+      const double two = LogSumExpShifted(x.data(), n, m);
+      EXPECT_EQ(std::memcmp(&one, &two, sizeof one), 0) << "n=" << n << " " << LinearKernelName(k);
+      // 3 ulp of float per exponential (the AVX2 polynomial), and the float subtraction's rounding
+      EXPECT_NEAR(one, std::log(exact), 1e-6) << "n=" << n << " " << LinearKernelName(k);
+      if (n == 1) EXPECT_EQ(one, 0.0);  // exp(0) = 1 on every path
+    }
+    x[n / 2] = std::numeric_limits<float>::quiet_NaN();
+    for (LinearKernel k : kernels) {
+      SetLinearKernel(k);
+      EXPECT_TRUE(std::isnan(LogSumExpShifted(x.data(), n, m))) << "n=" << n << " " << LinearKernelName(k);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace dsv3

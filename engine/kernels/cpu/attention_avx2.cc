@@ -291,6 +291,26 @@ float ExpShiftedSumAvx2(float* x, int64_t n, float shift) {
   return HorizontalSum(sum);
 }
 
+double SumExpShiftedAvx2(const float* x, int64_t n, float shift) {
+  // Two chains of four doubles (the low and the high half of each eight exps), added at the end.
+  const __m256 s = _mm256_set1_ps(shift);
+  __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+  const auto add = [&](__m256 e) {
+    lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+    hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+  };
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) add(Exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), s)));
+  if (i < n) {  // the last n % 8, the padding lanes -inf: 0
+    alignas(32) float buf[8];
+    for (int j = 0; j < 8; ++j) buf[j] = i + j < n ? x[i + j] : -__builtin_inff();
+    add(Exp(_mm256_sub_ps(_mm256_load_ps(buf), s)));
+  }
+  alignas(32) double lanes[4];
+  _mm256_store_pd(lanes, _mm256_add_pd(lo, hi));
+  return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
+
 float ScaleMaxAvx2(float* x, int64_t n, float scale) {
   // max(x, m) keeps m for a NaN x, as std::max(m, x) does; the max of the rest does not
   // depend on the order.
@@ -398,6 +418,7 @@ void MultiQueryScoresTwoPartAvx2(const float*, int64_t, const float*, int64_t, c
                                  int64_t, int64_t, int64_t, float*, int64_t) {}
 void MultiQueryWeightedSumAvx2(const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*) {}
 float ExpShiftedSumAvx2(float*, int64_t, float) { return 0.0f; }
+double SumExpShiftedAvx2(const float*, int64_t, float) { return 0.0; }
 void SoftmaxAvx2(float*, int64_t, float) {}
 float ScaleMaxAvx2(float*, int64_t, float) { return 0.0f; }
 void SiluMulAvx2(float*, const float*, int64_t) {}

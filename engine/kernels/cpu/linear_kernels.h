@@ -276,6 +276,9 @@ void GemmAvx2WithScratch(const float* x, int64_t T, int64_t ldx, const RawWeight
 double FmaPeakFlopsAvx512(double seconds);
 // ExpShiftedSum (ops.h) with AVX2 + FMA (attention_avx2.cc).
 float ExpShiftedSumAvx2(float* x, int64_t n, float shift);
+// Σ exp(x[i] - shift) in double, each exp ExpShiftedSumAvx2's, x left as it is
+// (LogSumExpShifted's chunks; attention_avx2.cc).
+double SumExpShiftedAvx2(const float* x, int64_t n, float shift);
 // SoftmaxInPlace (ops.h) with AVX2 + FMA, the same bits (attention_avx2.cc).
 void SoftmaxAvx2(float* x, int64_t n, float scale);
 // ScaleAndMax (ops.h) with AVX2: the same products and maximum (attention_avx2.cc).

@@ -124,6 +124,30 @@ float ExpShiftedSum(float* x, int64_t n, float shift) {
   return sum;
 }
 
+double LogSumExpShifted(const float* x, int64_t n, float shift) {
+  const bool avx2 = UsesAvx2Kernels(ActiveLinearKernel());
+  const int64_t chunks = (n + kLogSumExpChunk - 1) / kLogSumExpChunk;
+  thread_local std::vector<double> partial;  // per chunk, on the calling thread's scratch
+  partial.assign(static_cast<size_t>(chunks), 0.0);
+  double* sums = partial.data();
+  ParallelFor(chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const float* xc = x + c * kLogSumExpChunk;
+      const int64_t m = std::min(kLogSumExpChunk, n - c * kLogSumExpChunk);
+      if (avx2) {
+        sums[c] = cpu::SumExpShiftedAvx2(xc, m, shift);
+        continue;
+      }
+      double sum = 0.0;
+      for (int64_t i = 0; i < m; ++i) sum += std::exp(static_cast<double>(xc[i] - shift));
+      sums[c] = sum;
+    }
+  });
+  double total = 0.0;
+  for (int64_t c = 0; c < chunks; ++c) total += sums[c];
+  return std::log(total);
+}
+
 void LogSoftmax(const float* logits, int64_t n, float* out) {
   float m = -INFINITY;
   for (int64_t i = 0; i < n; ++i) m = std::max(m, logits[i]);
