@@ -88,8 +88,10 @@ class Model {
   Status Logits(const std::vector<int32_t>& ids, int64_t decode_from, std::vector<float>* logits,
                 ForwardTrace* trace = nullptr);
 
-  // Batched scoring; requests that share a prefix with what a cache slot already holds
-  // reuse it (the 5-shot MMLU context is computed once, not once per choice).
+  // Batched scoring; requests that share a prefix with what a cache slot already holds, or
+  // with another request, reuse it (the 5-shot MMLU context is computed once, not once per
+  // choice; requests are ordered so that those sharing a prefix run one after another in a
+  // slot, and a wave's requests that share one compute it once and copy it).
   StatusOr<std::vector<ScoreResult>> Score(const std::vector<ScoreRequest>& requests);
 
   StatusOr<std::vector<GenerateResult>> Generate(const std::vector<std::vector<int32_t>>& prompts,
@@ -103,6 +105,9 @@ class Model {
   // on_row(pending index, position, logits row) for positions whose logits are wanted.
   void Feed(std::vector<Pending>& pending, const std::function<void(size_t, int64_t, const float*)>& on_row);
   int64_t PickSlot(const std::vector<int32_t>& tokens, const std::vector<bool>& taken) const;
+  // Within one wave: a sequence that shares a prefix with an earlier one of the wave, longer
+  // than its own slot holds, gets the prefix copied from that one's slot once it is computed.
+  void SharePrefixes(std::vector<Pending>& pending);
 
   ModelConfig config_;
   ModelOptions options_;

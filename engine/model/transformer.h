@@ -57,6 +57,8 @@ class Transformer {
   const ModelConfig& config() const { return config_; }
   const TransformerOptions& options() const { return options_; }
   const LatentKvCache& cache() const { return cache_; }
+  // Positions [0, n) of cache slot `from` into slot `to` (LatentKvCache::CopyPrefix).
+  void CopyCachePrefix(int64_t from, int64_t to, int64_t n) { cache_.CopyPrefix(from, to, n); }
   int64_t WorkspaceBytes() const;
 
  private:

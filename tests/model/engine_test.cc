@@ -213,14 +213,61 @@ TEST_F(EngineTest, ScoringReusesPrefixesAndStaysExact) {
   auto model = Load(0, 2, 16);  // 2 slots, small steps: reuse across waves
   auto batched = model->Score(reqs);
   ASSERT_TRUE(batched.ok());
-  // The first wave computes the 30-token context in both slots (31 tokens minus the last,
-  // which needs no logits, = 30 each); the second wave finds it cached and recomputes only the
-  // last context position for each choice.
-  EXPECT_EQ(model->tokens_fed(), 2 * 30 + 2 * 1);
+  // The first wave computes the context once (its first 29 positions: the 30th gives the first
+  // choice's logits) and copies it into the other slot, then each of its two choices feeds
+  // the last context position; the second wave finds the context cached in both slots and
+  // feeds only that position for each choice (31 tokens minus the last, which needs no logits).
+  EXPECT_EQ(model->tokens_fed(), 29 + 2 * 1 + 2 * 1);
   for (size_t i = 0; i < reqs.size(); ++i) {
     auto fresh = Load(0, 1)->Score({reqs[i]});
     ASSERT_TRUE(fresh.ok());
     EXPECT_NEAR(batched.value()[i].sum, fresh.value()[0].sum, 2e-5) << i;
+  }
+}
+
+TEST_F(EngineTest, ScoringRunsRequestsThatShareAContextInOneSlot) {
+  // Two unrelated 30-token contexts, four choices each, given as A A B B A A B B to 2 slots.
+  // In that order every wave held one context's two choices and evicted the other's: each
+  // context computed twice (29 positions, then the last for each choice). Sorted and cut into
+  // one run per slot, each slot scores one context's four choices in turn: 30 + 3 each.
+  std::vector<int32_t> a = Ids(30), b = Ids(30, 499);
+  std::vector<ScoreRequest> reqs;
+  for (int k = 0; k < 2; ++k)
+    for (const auto* ctx : {&a, &b})
+      for (int32_t choice : {11, 22}) {
+        ScoreRequest r{*ctx, 30};
+        r.tokens.push_back(choice + 7 * k);
+        reqs.push_back(r);
+      }
+  auto model = Load(0, 2, 16);
+  auto batched = model->Score(reqs);
+  ASSERT_TRUE(batched.ok());
+  EXPECT_EQ(model->tokens_fed(), 2 * (30 + 3));
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    auto fresh = Load(0, 1)->Score({reqs[i]});
+    ASSERT_TRUE(fresh.ok());
+    EXPECT_NEAR(batched.value()[i].sum, fresh.value()[0].sum, 2e-5) << i;
+  }
+}
+
+TEST_F(EngineTest, SamplesOfOnePromptComputeItOnce) {
+  // Four samples of a 40-token prompt in one wave of 4 slots: the prompt's first 39 positions
+  // once, copied to the other slots, then each sample's last prompt position and 2 decode steps.
+  GenerateParams p;
+  p.max_new_tokens = 3;
+  p.sampling = {0.9f, 1.0f, 0, 5};
+  const auto prompt = Ids(40);
+  auto model = Load(0, 4);
+  auto four = model->Generate({prompt, prompt, prompt, prompt}, p);
+  ASSERT_TRUE(four.ok());
+  EXPECT_EQ(model->tokens_fed(), 39 + 4 * 1 + 4 * 2);
+  // Each sample as its own stream would draw it alone.
+  for (size_t i = 0; i < 4; ++i) {
+    GenerateParams one = p;
+    one.streams = {i};
+    auto alone = Load(0, 1)->Generate({prompt}, one);
+    ASSERT_TRUE(alone.ok());
+    EXPECT_EQ(four.value()[i].tokens, alone.value()[0].tokens) << i;
   }
 }
 
