@@ -53,6 +53,23 @@ TEST(DType, BF16RoundsToNearestEven) {
   EXPECT_TRUE(std::isnan(BF16ToF32(F32ToBF16(NAN))));
 }
 
+// Every F16 bit pattern against its definition: (-1)^s · 2^(e-15) · (1 + m/1024), subnormals
+// 2^-14 · m/1024, e = 31 infinity or NaN.
+TEST(DType, F16ToF32FollowsTheDefinitionForEveryValue) {
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    const int sign = (h >> 15) & 1, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    const float got = F16ToF32(static_cast<uint16_t>(h));
+    if (e == 31 && m != 0) {
+      EXPECT_TRUE(std::isnan(got)) << h;
+      continue;
+    }
+    double want = e == 31 ? INFINITY : e == 0 ? std::ldexp(m / 1024.0, -14) : std::ldexp(1.0 + m / 1024.0, e - 15);
+    if (sign) want = -want;
+    ASSERT_EQ(got, static_cast<float>(want)) << h;
+    ASSERT_EQ(std::signbit(got), sign == 1) << h;
+  }
+}
+
 TEST(DType, F16RoundTripsEveryFiniteValue) {
   for (uint32_t h = 0; h < 0x10000; ++h) {
     if ((h & 0x7c00) == 0x7c00) continue;  // inf/NaN
