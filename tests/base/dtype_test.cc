@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <random>
 #include <vector>
 
 #include "engine/base/dtype.h"
@@ -42,6 +43,41 @@ TEST(DType, E4M3EveryCodeRoundTrips) {
   EXPECT_EQ(F32ToE4M3(1000.0f), 0x7e);   // saturates, as a clamped cast does
   EXPECT_EQ(F32ToE4M3(1.0625f), 0x38);   // halfway between 1 and 1.125: ties to even
   EXPECT_EQ(F32ToE4M3(1.1875f), 0x3a);   // halfway between 1.125 and 1.25: to even (1.25)
+}
+
+// F32ToE4M3 against the nearest of the 127 positive e4m3 values (ties to the even code), found
+// by search: around every value and every midpoint (one ulp either side), across the
+// subnormals, and at random magnitudes, both signs.
+TEST(DType, F32ToE4M3RoundsToTheNearestValue) {
+  std::vector<float> pos;
+  for (int c = 0; c <= 0x7e; ++c) pos.push_back(E4M3ToF32(static_cast<uint8_t>(c)));
+  const auto nearest = [&](float f) -> uint8_t {
+    if (std::isnan(f)) return 0x7f;
+    const uint8_t sign = std::signbit(f) ? 0x80 : 0;
+    const float a = std::fabs(f);
+    if (a >= 448.0f) return sign | 0x7e;
+    int best = 0;
+    for (int c = 1; c <= 0x7e; ++c) {
+      const double d = std::fabs(static_cast<double>(pos[c]) - a), db = std::fabs(static_cast<double>(pos[best]) - a);
+      if (d < db || (d == db && (c & 1) == 0)) best = c;
+    }
+    return sign | static_cast<uint8_t>(best);
+  };
+  std::vector<float> probes = {0.0f, 1e-30f, 1e-45f, 447.9f, 448.0f, 464.0f, 1e30f, INFINITY};
+  for (int c = 0; c <= 0x7e; ++c) {
+    const float v = pos[c];
+    for (float x : {v, std::nextafter(v, 0.0f), std::nextafter(v, 1e9f)}) probes.push_back(x);
+    if (c < 0x7e) {
+      const float mid = static_cast<float>((static_cast<double>(v) + pos[c + 1]) / 2);  // exact: a few bits
+      for (float x : {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1e9f)}) probes.push_back(x);
+    }
+  }
+  std::mt19937 rng(17);
+  std::uniform_real_distribution<float> exponent(-12.0f, 9.5f);
+  for (int i = 0; i < 20000; ++i) probes.push_back(std::exp2(exponent(rng)));
+  for (float x : probes)
+    for (float v : {x, -x}) ASSERT_EQ(F32ToE4M3(v), nearest(v)) << v;
+  EXPECT_EQ(F32ToE4M3(NAN), 0x7f);
 }
 
 TEST(DType, BF16RoundsToNearestEven) {
