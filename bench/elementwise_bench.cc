@@ -27,17 +27,39 @@ std::vector<float> Random(int64_t n, float stddev) {
   return v;
 }
 
+// Runs a benchmark body on `kernel` with `threads` threads, then puts both back and labels the
+// run; false (the run marked skipped) where the CPU lacks the kernel.
+class KernelScope {
+ public:
+  KernelScope(benchmark::State& state, LinearKernel kernel, int threads) : state_(state), kernel_(kernel) {
+    ok_ = kernel != LinearKernel::kAvx2 || GetCpuFeatures().HasAvx2Set();
+    if (!ok_) {
+      state.SkipWithError("CPU lacks AVX2");
+      return;
+    }
+    SetNumThreads(threads);
+    SetLinearKernel(kernel);
+  }
+  ~KernelScope() {
+    if (!ok_) return;
+    SetLinearKernel(LinearKernel::kAuto);
+    SetNumThreads(0);
+    state_.SetLabel(LinearKernelName(kernel_));
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  benchmark::State& state_;
+  LinearKernel kernel_;
+  bool ok_ = false;
+};
+
 // Args: kernel (LinearKernel: 1 reference = std::exp, 2 AVX2), elements. 4096 = a decode
 // step's six routed experts and two shared ones (moe intermediate 512).
 void BM_SiluMul(benchmark::State& state) {
-  const auto kernel = static_cast<LinearKernel>(state.range(0));
-  if (kernel == LinearKernel::kAvx2 && !GetCpuFeatures().HasAvx2Set()) {
-    state.SkipWithError("CPU lacks AVX2");
-    return;
-  }
+  KernelScope scope(state, static_cast<LinearKernel>(state.range(0)), 1);
+  if (!scope.ok()) return;
   const int64_t n = state.range(1);
-  SetNumThreads(1);
-  SetLinearKernel(kernel);
   // SiluMul writes in place: each iteration takes the next of kCopies fresh copies of the
   // gate, all refilled (untimed) once every kCopies iterations.
   constexpr int64_t kCopies = 64;
@@ -55,9 +77,6 @@ void BM_SiluMul(benchmark::State& state) {
     SiluMul(g, up.data(), n);
     benchmark::DoNotOptimize(g);
   }
-  SetLinearKernel(LinearKernel::kAuto);
-  SetNumThreads(0);
-  state.SetLabel(LinearKernelName(kernel));
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * n);
 }
 BENCHMARK(BM_SiluMul)
@@ -100,20 +119,12 @@ BENCHMARK(BM_ArgMax)->Arg(129280)->UseRealTime()->MinTime(0.2);
 // takes one). Args: kernel (1 reference: std::exp in double, as scoring did inline; 2 AVX2),
 // threads.
 void BM_LogSumExp(benchmark::State& state) {
-  const auto kernel = static_cast<LinearKernel>(state.range(0));
-  if (kernel == LinearKernel::kAvx2 && !GetCpuFeatures().HasAvx2Set()) {
-    state.SkipWithError("CPU lacks AVX2");
-    return;
-  }
+  KernelScope scope(state, static_cast<LinearKernel>(state.range(0)), static_cast<int>(state.range(1)));
+  if (!scope.ok()) return;
   const int64_t n = 129280;
-  SetNumThreads(static_cast<int>(state.range(1)));
-  SetLinearKernel(kernel);
   const auto logits = Random(n, 2.0f);
   const float m = *std::max_element(logits.begin(), logits.end());
   for (auto _ : state) benchmark::DoNotOptimize(LogSumExpShifted(logits.data(), n, m));
-  SetLinearKernel(LinearKernel::kAuto);
-  SetNumThreads(0);
-  state.SetLabel(LinearKernelName(kernel));
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * n);
 }
 BENCHMARK(BM_LogSumExp)
