@@ -52,10 +52,10 @@ __attribute__((optimize("O3"))) void DivideBy(const float* __restrict x, int64_t
 // top-k its first k, selected with a heap; without, the candidates whose unnormalized
 // probability e is at least 2^-10 of the total (at most 1024; e is monotone in the logit, so
 // they are the order's first ones), the others appended only when a walk runs past them and
-// then sorted eight times further each time. The e are
-// ExpShiftedSum's exp(logit / temperature - max) (ops.h, vectorized); the masses are summed in
-// walk order, except the total without top-k (the nucleus's denominator, and the draw's range
-// without top-p), summed in token order in four chains before any sorting.
+// then sorted eight times further each time. The e are ExpShiftedSum's exp(logit /
+// temperature - max) (ops.h, vectorized); the masses are summed in walk order, except the
+// total without top-k (the nucleus's denominator, and the draw's range without top-p), summed
+// in token order in four chains before any sorting.
 int32_t Sampler::Next(const float* logits, int64_t n) {
   if (p_.temperature <= 0.0f) return ArgMax(logits, n);
   scaled_.resize(static_cast<size_t>(n));
