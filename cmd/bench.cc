@@ -200,24 +200,29 @@ int RunBench(int argc, char** argv) {
 
   const int64_t probe_bytes = opts.Get<int64_t>("probe-mib") << 20;
   if (probe_bytes <= 0) return ReportError("bench", Status::Invalid("--probe-mib must be >= 1"));
-  // Ceilings per thread count, measured before the model loads, the read bandwidth again after
-  // each test, and all of them after the runs; the higher reading is kept, since a shared
-  // machine only ever makes a probe slower. (Probed only before and after, a run on this EPYC,
-  // whose bandwidth moved between 33 and 65 GB/s within minutes, printed 112% of a roofline
-  // whose two probes had both met a slow phase.)
+  // Ceilings per thread count, measured before the model loads, again after each test (the
+  // read bandwidth only where the peak RSS can be reset), and all of them after the runs; the
+  // higher reading is kept, since a shared machine only ever makes a probe slower. (Probed only
+  // before and after, a run on this EPYC, whose bandwidth moved between 33 and 65 GB/s within
+  // minutes, printed 112% of a roofline whose two probes had both met a slow phase; with the
+  // compute peaks probed only then, an FP8 pp512 printed 94% of an FMA peak read at 116 of ~200
+  // GFLOP/s.)
   struct Ceiling {
     // bytes/s, FLOP/s, int8 products/s (0: at the FMA peak), bf16 FLOP/s (0: none measured)
     double read = 0, flops = 0, int8 = 0, bf16 = 0;
   };
   std::map<int64_t, Ceiling> ceiling;  // per thread count
+  auto probe_compute = [&](Ceiling& c) {  // on the current thread count
+    c.flops = std::max(c.flops, MeasurePeakFlops(0.3));
+    c.int8 = std::max(c.int8, MeasurePeakInt8Ops(0.3));
+    if (GetLinearActivations() == LinearActivations::kBf16) c.bf16 = std::max(c.bf16, MeasurePeakBf16Flops(0.3));
+  };
   auto probe = [&]() {
     for (int64_t nt : threads.value()) {
       SetNumThreads(static_cast<int>(nt));
       Ceiling& c = ceiling[NumThreads()];
       c.read = std::max(c.read, MeasureReadBandwidth(probe_bytes));
-      c.flops = std::max(c.flops, MeasurePeakFlops(0.3));
-      c.int8 = std::max(c.int8, MeasurePeakInt8Ops(0.3));
-      if (GetLinearActivations() == LinearActivations::kBf16) c.bf16 = std::max(c.bf16, MeasurePeakBf16Flops(0.3));
+      probe_compute(c);
     }
   };
   probe();
@@ -333,12 +338,13 @@ int RunBench(int argc, char** argv) {
         };
         if (P > 0) row("pp" + std::to_string(P), P, pp, pp_work, pp_tokens, 0, pp_stages);
         if (G > 1) row("tg" + std::to_string(G), G, tg, tg_work, tg_tokens, cache_bytes, tg_stages);
+        Ceiling& c = ceiling[used_threads];
         if (probe_between) {
           peak_rss = std::max(peak_rss, PeakRssBytes());
-          Ceiling& c = ceiling[used_threads];
           c.read = std::max(c.read, MeasureReadBandwidth(probe_bytes));
           ResetPeakRss();
         }
+        probe_compute(c);  // allocates nothing: after every test
       }
     }
   }
