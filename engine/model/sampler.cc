@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #include "engine/kernels/ops.h"
 
@@ -40,6 +42,38 @@ namespace {
 // out[i] = x[i] / t. Its own loop, vectorized: one division at a time took ~40% of a draw.
 __attribute__((optimize("O3"))) void DivideBy(const float* __restrict x, int64_t n, float t, float* __restrict out) {
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] / t;
+}
+
+// Sorts v[from, end) by logit, largest first, keeping their order among equal logits (Next
+// hands them over in token order, so ties go to the lower token, as by_logit orders them): a
+// stable least-significant-digit radix sort, three passes of 11 bits over each logit's bits
+// mapped to an unsigned order (-0 read as +0, which compares equal to it). An untrained
+// model's flat logits need most of the order: std::sort of 129280 took ~11 ms.
+void SortByLogitStable(std::vector<std::pair<float, int32_t>>* v, size_t from,
+                       std::vector<std::pair<uint32_t, int32_t>>* keys, std::vector<std::pair<uint32_t, int32_t>>* tmp) {
+  const size_t n = v->size() - from;
+  keys->resize(n);
+  tmp->resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const float f = (*v)[from + i].first + 0.0f;
+    uint32_t b;
+    std::memcpy(&b, &f, sizeof b);
+    const uint32_t up = (b & 0x80000000u) ? ~b : (b | 0x80000000u);  // increases with f
+    (*keys)[i] = {~up, static_cast<int32_t>(i)};                       // decreases with f
+  }
+  std::pair<uint32_t, int32_t>* src = keys->data();
+  std::pair<uint32_t, int32_t>* dst = tmp->data();
+  for (int shift = 0; shift < 32; shift += 11) {
+    size_t count[2048 + 1] = {};
+    for (size_t i = 0; i < n; ++i) ++count[((src[i].first >> shift) & 2047) + 1];
+    for (int d = 0; d < 2048; ++d) count[d + 1] += count[d];
+    for (size_t i = 0; i < n; ++i) dst[count[(src[i].first >> shift) & 2047]++] = src[i];
+    std::swap(src, dst);
+  }
+  // src: positions in sorted order; gather through dst's storage, then copy back.
+  std::vector<std::pair<float, int32_t>> sorted(n);
+  for (size_t i = 0; i < n; ++i) sorted[i] = (*v)[from + static_cast<size_t>(src[i].second)];
+  std::copy(sorted.begin(), sorted.end(), v->begin() + static_cast<std::ptrdiff_t>(from));
 }
 
 }  // namespace
@@ -105,16 +139,29 @@ int32_t Sampler::Next(const float* logits, int64_t n) {
   }
   int64_t sorted = static_cast<int64_t>(cand_.size());  // cand_[0, sorted) are the largest, in order
   // Extends the sorted prefix past position i, where the walk has `reached` of the mass it
-  // needs: under an eighth (an untrained model's flat logits) sorts all of it at once.
+  // needs: a heap's partial sort for a few more (the first kFirstSorted, then eight times as
+  // many up to kMaxPartialSort), else all of the rest by radix (under an eighth reached: an
+  // untrained model's flat logits, which need most of the order).
+  bool rest_in_token_order = false;  // appended, and not yet partly sorted
   const auto sort_past = [&](int64_t i, double reached) {
-    if (static_cast<int64_t>(cand_.size()) < n)  // the rest, once
+    if (static_cast<int64_t>(cand_.size()) < n) {  // the rest, once
       for (int64_t j = 0; j < n; ++j)
         if (!(e_of[j] >= tau)) cand_.push_back({s[j], static_cast<int32_t>(j)});
+      rest_in_token_order = true;
+    }
     int64_t want = std::max({kFirstSorted, 8 * sorted, i + 1});
-    if (want * 8 >= n || reached < 0.125) want = n;
+    if (want > kMaxPartialSort || want * 8 >= n || reached < 0.125) want = n;
     if (want == n) {
-      std::sort(cand_.begin() + sorted, cand_.end(), by_logit);
+      if (!rest_in_token_order) {  // a partial sort moved the rest: back to token order first
+        std::vector<uint8_t> placed(static_cast<size_t>(n), 0);
+        for (int64_t j = 0; j < sorted; ++j) placed[cand_[j].second] = 1;
+        cand_.resize(static_cast<size_t>(sorted));
+        for (int64_t j = 0; j < n; ++j)
+          if (!placed[j]) cand_.push_back({s[j], static_cast<int32_t>(j)});
+      }
+      SortByLogitStable(&cand_, static_cast<size_t>(sorted), &keys_, &keys_tmp_);
     } else {
+      rest_in_token_order = false;
       std::partial_sort(cand_.begin() + sorted, cand_.begin() + want, cand_.end(), by_logit);
     }
     sorted = want;

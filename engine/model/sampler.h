@@ -26,10 +26,11 @@ class Sampler {
  private:
   SamplingParams p_;
   std::mt19937_64 rng_;
-  // Candidates a walk past the first ones sorts at least (Next).
-  static constexpr int64_t kFirstSorted = 64;
+  // Candidates a walk past the first ones sorts at least, and at most by partial sorts (Next).
+  static constexpr int64_t kFirstSorted = 64, kMaxPartialSort = 512;
   std::vector<std::pair<float, int32_t>> cand_;  // (logit / temperature, token), sorted as walked
   std::vector<float> scaled_, exp_;              // by token: logit / temperature, exp(that - max)
+  std::vector<std::pair<uint32_t, int32_t>> keys_, keys_tmp_;  // the radix sort's (Next)
 };
 
 }  // namespace dsv3
