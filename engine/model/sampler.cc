@@ -47,33 +47,36 @@ __attribute__((optimize("O3"))) void DivideBy(const float* __restrict x, int64_t
 // Sorts v[from, end) by logit, largest first, keeping their order among equal logits (Next
 // hands them over in token order, so ties go to the lower token, as by_logit orders them): a
 // stable least-significant-digit radix sort, three passes of 11 bits over each logit's bits
-// mapped to an unsigned order (-0 read as +0, which compares equal to it). An untrained
+// mapped to an unsigned order (-0 read as +0, which compares equal to it), their histograms
+// counted in one read. Scratch: the caller's, kept between calls. An untrained
 // model's flat logits need most of the order: std::sort of 129280 took ~11 ms.
 void SortByLogitStable(std::vector<std::pair<float, int32_t>>* v, size_t from,
-                       std::vector<std::pair<uint32_t, int32_t>>* keys, std::vector<std::pair<uint32_t, int32_t>>* tmp) {
+                       std::vector<std::pair<uint32_t, int32_t>>* keys, std::vector<std::pair<uint32_t, int32_t>>* tmp,
+                       std::vector<std::pair<float, int32_t>>* gathered) {
+  constexpr int kBits = 11, kBuckets = 1 << kBits, kPasses = (32 + kBits - 1) / kBits;
   const size_t n = v->size() - from;
   keys->resize(n);
   tmp->resize(n);
+  size_t count[kPasses][kBuckets + 1] = {};  // every pass's histogram from one read of the keys
   for (size_t i = 0; i < n; ++i) {
     const float f = (*v)[from + i].first + 0.0f;
     uint32_t b;
     std::memcpy(&b, &f, sizeof b);
-    const uint32_t up = (b & 0x80000000u) ? ~b : (b | 0x80000000u);  // increases with f
-    (*keys)[i] = {~up, static_cast<int32_t>(i)};                       // decreases with f
+    const uint32_t key = ~((b & 0x80000000u) ? ~b : (b | 0x80000000u));  // decreases with f
+    (*keys)[i] = {key, static_cast<int32_t>(i)};
+    for (int p = 0; p < kPasses; ++p) ++count[p][((key >> (p * kBits)) & (kBuckets - 1)) + 1];
   }
   std::pair<uint32_t, int32_t>* src = keys->data();
   std::pair<uint32_t, int32_t>* dst = tmp->data();
-  for (int shift = 0; shift < 32; shift += 11) {
-    size_t count[2048 + 1] = {};
-    for (size_t i = 0; i < n; ++i) ++count[((src[i].first >> shift) & 2047) + 1];
-    for (int d = 0; d < 2048; ++d) count[d + 1] += count[d];
-    for (size_t i = 0; i < n; ++i) dst[count[(src[i].first >> shift) & 2047]++] = src[i];
+  for (int p = 0; p < kPasses; ++p) {
+    size_t* at = count[p];
+    for (int d = 0; d < kBuckets; ++d) at[d + 1] += at[d];
+    for (size_t i = 0; i < n; ++i) dst[at[(src[i].first >> (p * kBits)) & (kBuckets - 1)]++] = src[i];
     std::swap(src, dst);
   }
-  // src: positions in sorted order; gather through dst's storage, then copy back.
-  std::vector<std::pair<float, int32_t>> sorted(n);
-  for (size_t i = 0; i < n; ++i) sorted[i] = (*v)[from + static_cast<size_t>(src[i].second)];
-  std::copy(sorted.begin(), sorted.end(), v->begin() + static_cast<std::ptrdiff_t>(from));
+  gathered->resize(n);  // src: positions in sorted order
+  for (size_t i = 0; i < n; ++i) (*gathered)[i] = (*v)[from + static_cast<size_t>(src[i].second)];
+  std::copy(gathered->begin(), gathered->end(), v->begin() + static_cast<std::ptrdiff_t>(from));
 }
 
 }  // namespace
@@ -159,7 +162,7 @@ int32_t Sampler::Next(const float* logits, int64_t n) {
         for (int64_t j = 0; j < n; ++j)
           if (!placed[j]) cand_.push_back({s[j], static_cast<int32_t>(j)});
       }
-      SortByLogitStable(&cand_, static_cast<size_t>(sorted), &keys_, &keys_tmp_);
+      SortByLogitStable(&cand_, static_cast<size_t>(sorted), &keys_, &keys_tmp_, &gathered_);
     } else {
       rest_in_token_order = false;
       std::partial_sort(cand_.begin() + sorted, cand_.begin() + want, cand_.end(), by_logit);

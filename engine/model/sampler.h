@@ -31,6 +31,7 @@ class Sampler {
   std::vector<std::pair<float, int32_t>> cand_;  // (logit / temperature, token), sorted as walked
   std::vector<float> scaled_, exp_;              // by token: logit / temperature, exp(that - max)
   std::vector<std::pair<uint32_t, int32_t>> keys_, keys_tmp_;  // the radix sort's (Next)
+  std::vector<std::pair<float, int32_t>> gathered_;
 };
 
 }  // namespace dsv3
