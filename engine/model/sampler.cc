@@ -89,7 +89,7 @@ void SortByLogitStable(std::vector<std::pair<float, int32_t>>* v, size_t from,
 // top-k its first k, selected with a heap; without, the candidates whose unnormalized
 // probability e is at least 2^-10 of the total (at most 1024; e is monotone in the logit, so
 // they are the order's first ones), the others appended only when a walk runs past them and
-// then sorted eight times further each time. The e are ExpShiftedSum's exp(logit /
+// then sorted as far as it goes (sort_past below). The e are ExpShiftedSum's exp(logit /
 // temperature - max) (ops.h, vectorized); the masses are summed in walk order, except the
 // total without top-k (the nucleus's denominator, and the draw's range without top-p), summed
 // in token order in four chains before any sorting.
