@@ -25,6 +25,12 @@ double Seconds(std::chrono::steady_clock::time_point a) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
 }
 
+// How many leading tokens a and b share.
+int64_t CommonPrefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  const size_t n = std::min(a.size(), b.size());
+  return std::mismatch(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(n), b.begin()).first - a.begin();
+}
+
 // The order requests run in, `slots` a wave: sorted by their tokens (requests that share a
 // prefix side by side, identical ones in their given order), cut into `slots` runs of
 // consecutive ones, wave w taking the w-th of every run. A run's requests then follow one
@@ -180,11 +186,7 @@ void Model::SharePrefixes(std::vector<Pending>& pending) {
     for (size_t j = 0; j < i; ++j) {
       const Pending& q = pending[j];
       if (leader[j] >= 0) continue;
-      const std::vector<int32_t>& a = *p.tokens;
-      const std::vector<int32_t>& b = *q.tokens;
-      const int64_t cap = std::min({p.want_from, q.want_from, q.end, static_cast<int64_t>(std::min(a.size(), b.size()))});
-      int64_t common = 0;
-      while (common < cap && a[common] == b[common]) ++common;
+      const int64_t common = std::min({CommonPrefix(*p.tokens, *q.tokens), p.want_from, q.want_from, q.end});
       if (common >= p.next + kMinSharedTokens && common > length[i]) {
         leader[i] = static_cast<int64_t>(j);
         length[i] = common;
@@ -214,19 +216,17 @@ void Model::SharePrefixes(std::vector<Pending>& pending) {
   }
 }
 
-int64_t Model::PickSlot(const std::vector<int32_t>& tokens, const std::vector<bool>& taken) const {
+int64_t Model::PickSlot(const std::vector<int32_t>& tokens, const std::vector<bool>& taken, int64_t* common) const {
   int64_t best = -1, best_len = -1;
   for (int64_t s = 0; s < static_cast<int64_t>(slot_tokens_.size()); ++s) {
     if (taken[s]) continue;
-    const auto& cached = slot_tokens_[s];
-    const int64_t n = std::min(cached.size(), tokens.size());
-    int64_t common = 0;
-    while (common < n && cached[common] == tokens[common]) ++common;
-    if (common > best_len) {
+    const int64_t len = CommonPrefix(slot_tokens_[s], tokens);
+    if (len > best_len) {
       best = s;
-      best_len = common;
+      best_len = len;
     }
   }
+  *common = best_len;
   return best;
 }
 
@@ -253,11 +253,9 @@ StatusOr<std::vector<ScoreResult>> Model::Score(const std::vector<ScoreRequest>&
     for (size_t o = wave; o < end; ++o) {
       const size_t i = order[o];
       const auto& r = requests[i];
-      const int64_t slot = PickSlot(r.tokens, taken);
-      taken[slot] = true;
-      const auto& cached = slot_tokens_[slot];
       int64_t common = 0;
-      while (common < static_cast<int64_t>(std::min(cached.size(), r.tokens.size())) && cached[common] == r.tokens[common]) ++common;
+      const int64_t slot = PickSlot(r.tokens, taken, &common);
+      taken[slot] = true;
       const int64_t T = static_cast<int64_t>(r.tokens.size());
       pending.push_back({slot, &r.tokens, std::min(common, r.score_from - 1), T - 1, r.score_from - 1});
       which.push_back(i);
@@ -314,12 +312,10 @@ StatusOr<std::vector<GenerateResult>> Model::Generate(const std::vector<std::vec
     std::vector<int32_t> next_token(n, -1);
     for (size_t i = 0; i < n; ++i) {
       samplers.emplace_back(params.sampling, params.streams.empty() ? which[i] : params.streams[which[i]]);
-      const int64_t slot = PickSlot(seqs[i], taken);
-      taken[slot] = true;
-      const auto& cached = slot_tokens_[slot];
-      const int64_t T = static_cast<int64_t>(seqs[i].size());
       int64_t common = 0;
-      while (common < std::min<int64_t>(cached.size(), T) && cached[common] == seqs[i][common]) ++common;
+      const int64_t slot = PickSlot(seqs[i], taken, &common);
+      taken[slot] = true;
+      const int64_t T = static_cast<int64_t>(seqs[i].size());
       pending[i] = {slot, &seqs[i], std::min(common, T - 1), T, T - 1};
     }
     auto sample = [&](size_t i, int64_t, const float* row) { next_token[i] = samplers[i].Next(row, V); };

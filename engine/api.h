@@ -104,7 +104,8 @@ class Model {
   // Feeds every pending sequence's tokens, packing several sequences per step, and calls
   // on_row(pending index, position, logits row) for positions whose logits are wanted.
   void Feed(std::vector<Pending>& pending, const std::function<void(size_t, int64_t, const float*)>& on_row);
-  int64_t PickSlot(const std::vector<int32_t>& tokens, const std::vector<bool>& taken) const;
+  // The untaken slot whose cache shares the longest prefix with tokens; *common: its length.
+  int64_t PickSlot(const std::vector<int32_t>& tokens, const std::vector<bool>& taken, int64_t* common) const;
   // Within one wave: a sequence that shares a prefix with an earlier one of the wave, longer
   // than its own slot holds, gets the prefix copied from that one's slot once it is computed.
   void SharePrefixes(std::vector<Pending>& pending);
