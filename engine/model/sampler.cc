@@ -145,26 +145,21 @@ int32_t Sampler::Next(const float* logits, int64_t n) {
   // needs: a heap's partial sort for a few more (the first kFirstSorted, then eight times as
   // many up to kMaxPartialSort), else all of the rest by radix (under an eighth reached: an
   // untrained model's flat logits, which need most of the order).
-  bool rest_in_token_order = false;  // appended, and not yet partly sorted
   const auto sort_past = [&](int64_t i, double reached) {
-    if (static_cast<int64_t>(cand_.size()) < n) {  // the rest, once
-      for (int64_t j = 0; j < n; ++j)
-        if (!(e_of[j] >= tau)) cand_.push_back({s[j], static_cast<int32_t>(j)});
-      rest_in_token_order = true;
-    }
     int64_t want = std::max({kFirstSorted, 8 * sorted, i + 1});
     if (want > kMaxPartialSort || want * 8 >= n || reached < 0.125) want = n;
+    // cand_[sorted, n): every other candidate, in token order (the radix sort keeps that order
+    // among equal logits), whether missing or moved by a partial sort before.
+    if (want == n || static_cast<int64_t>(cand_.size()) < n) {
+      placed_.assign(static_cast<size_t>(n), 0);
+      for (int64_t j = 0; j < sorted; ++j) placed_[cand_[j].second] = 1;
+      cand_.resize(static_cast<size_t>(sorted));
+      for (int64_t j = 0; j < n; ++j)
+        if (!placed_[j]) cand_.push_back({s[j], static_cast<int32_t>(j)});
+    }
     if (want == n) {
-      if (!rest_in_token_order) {  // a partial sort moved the rest: back to token order first
-        std::vector<uint8_t> placed(static_cast<size_t>(n), 0);
-        for (int64_t j = 0; j < sorted; ++j) placed[cand_[j].second] = 1;
-        cand_.resize(static_cast<size_t>(sorted));
-        for (int64_t j = 0; j < n; ++j)
-          if (!placed[j]) cand_.push_back({s[j], static_cast<int32_t>(j)});
-      }
       SortByLogitStable(&cand_, static_cast<size_t>(sorted), &keys_, &keys_tmp_, &gathered_);
     } else {
-      rest_in_token_order = false;
       std::partial_sort(cand_.begin() + sorted, cand_.begin() + want, cand_.end(), by_logit);
     }
     sorted = want;

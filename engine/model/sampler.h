@@ -32,6 +32,7 @@ class Sampler {
   std::vector<float> scaled_, exp_;              // by token: logit / temperature, exp(that - max)
   std::vector<std::pair<uint32_t, int32_t>> keys_, keys_tmp_;  // the radix sort's (Next)
   std::vector<std::pair<float, int32_t>> gathered_;
+  std::vector<uint8_t> placed_;  // by token: among the sorted prefix (Next)
 };
 
 }  // namespace dsv3
