@@ -253,10 +253,11 @@ TEST_F(MultiQueryTest, QueriesSplitOnTheSameSideOfSixteenKeepTheirBits) {
 // must give the bits the multi-query products give over DequantizeRows' float32 rows, for
 // every format, row counts around the 4-row score tiles, widths around the 32-column value
 // tiles (and one with a C % 8 tail, which the scalar DequantizeRows converts), rows starting inside
-// the matrix, and the reference kernels too.
+// the matrix, and the reference kernels too. C = 2048 gives INT4 64 groups a row, so its AVX2
+// loops take the 64 rows in blocks (2048 groups at a time: 32 rows) and carry the sums across.
 TEST_F(MultiQueryTest, WeightRowsMatchTheProductsOverDequantizedRows) {
   using testing::OwnedWeight;
-  for (int64_t C : {256, 288, 40, 83}) {
+  for (int64_t C : {256, 288, 40, 83, 2048}) {
     std::vector<std::pair<std::string, OwnedWeight>> weights;
     weights.emplace_back("F32", testing::MakeWeight(DType::kF32, 70, C, 1));
     weights.emplace_back("BF16", testing::MakeWeight(DType::kBF16, 70, C, 2));
