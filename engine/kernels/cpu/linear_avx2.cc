@@ -858,65 +858,98 @@ void RowsWeightedSum(const float* p, int64_t C, int64_t r0, int64_t S, float* ou
   }
 }
 
-// ---- INT4 rows of kv_b, with the per-row work taken out of the loops ----------------------------
-// The same products as RowScores / RowsWeightedSum over ScaledColumns<Int4Format>, in the same
+// ---- Scaled rows of kv_b (INT4, FP8, INT8), with the per-row work taken out of the loops ------
+// The same products as RowScores / RowsWeightedSum over the column loaders above, in the same
 // order, so the same bits. Those fetched each row's group (its address from r · row_bytes, its
-// F16 scale widened in a scalar register and broadcast, its zero point) for every eight to
-// thirty-two columns, and that scalar work, not the arithmetic, set their pace: kv_b's 12 x
-// (64 + 64) rows x 256 of bench-v3-mini at ~2 multiply-adds a cycle (BM_WeightRows int4 62-77
-// us on one thread, BF16 28-36). Here a block of rows' scales and zero points is widened to
-// float32 eight at a time first, and the rows are walked by pointer: 40-53 us. (In a decode
-// step the rows come from DRAM, and W_uk and W_uv of a layer took 97 -> 84 us of the two
-// threads' time.)
+// scale: for INT4 an F16 widened in a scalar register and broadcast, for FP8 and INT8 a row
+// block found by a division) for every eight to thirty-two columns, and that scalar work, not
+// the arithmetic, set their pace: kv_b's 12 x (64 + 64) rows x 256 of bench-v3-mini at ~2
+// multiply-adds a cycle (BM_WeightRows, one thread: INT4 62-77 us, FP8 62-110, INT8 38-50,
+// BF16 28-36). Here a block of rows' scales (and INT4 zero points) is read into float32 first,
+// INT4's eight at a time, and the rows are walked by pointer: INT4 40-53 us, INT8 31-35, FP8
+// unchanged (62-69: its e4m3 conversion is the cost there). In a decode step the rows come
+// from DRAM: INT4-h's W_uk and W_uv took 97 -> 84 us a layer of the two threads' time.
 
-// Rows' groups widened per call: at most this many of them (rows x groups) at a time.
-constexpr int64_t kInt4GroupTable = 2048;
+// Rows' groups read per call: at most this many of them (rows x groups) at a time.
+constexpr int64_t kRowGroupTable = 2048;
 
-// Scales and zero points (8 without them) of rows [r, r + n), all groups, row-major [n, G].
-inline void Int4GroupFloats(const RawWeight& w, int64_t r, int64_t n, float* s, float* z) {
-  const int64_t count = n * w.scale_cols;
-  const uint16_t* s16 = w.scale16 + r * w.scale_cols;
-  const uint8_t* z8 = w.zero ? w.zero + r * w.scale_cols : nullptr;
-  int64_t i = 0;
-  for (; i + 8 <= count; i += 8) {
-    _mm256_storeu_ps(s + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s16 + i))));
-    _mm256_storeu_ps(z + i, z8 ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(z8 + i))))
-                               : _mm256_set1_ps(8.0f));
+// How each format's rows convert (the values DequantizeRows writes): Table fills the scale
+// (and zero point) of rows [r, r + n), every group, row-major [n, G] as the loaders' At would
+// give it; Eight converts columns [k, k + 8) of a row as their Load does.
+struct Int4Rows8 {
+  static void Table(const RawWeight& w, int64_t r, int64_t n, float* s, float* z) {
+    const int64_t count = n * w.scale_cols;
+    const uint16_t* s16 = w.scale16 + r * w.scale_cols;
+    const uint8_t* z8 = w.zero ? w.zero + r * w.scale_cols : nullptr;
+    int64_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+      _mm256_storeu_ps(s + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s16 + i))));
+      _mm256_storeu_ps(z + i, z8 ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(z8 + i))))
+                                 : _mm256_set1_ps(8.0f));
+    }
+    for (; i < count; ++i) {
+      s[i] = _cvtsh_ss(s16[i]);
+      z[i] = z8 ? static_cast<float>(z8[i]) : 8.0f;
+    }
   }
-  for (; i < count; ++i) {
-    s[i] = _cvtsh_ss(s16[i]);
-    z[i] = z8 ? static_cast<float>(z8[i]) : 8.0f;
+  static __m256 Eight(const uint8_t* row, int64_t k, __m256 s, __m256 z) {
+    return Int4Format::Apply(Int4Format::Load8(row, k), s, z);
   }
-}
+};
+// FP8 and INT8: a float scale per block of rows and columns (no zero points).
+template <typename F>
+struct BlockScaledRows8 {
+  static void Table(const RawWeight& w, int64_t r, int64_t n, float* s, float*) {
+    for (int64_t i = 0; i < n; ++i) {
+      const float* row_scales = w.scale + ((r + i) / w.block_out) * w.scale_cols;
+      for (int64_t g = 0; g < w.scale_cols; ++g) s[i * w.scale_cols + g] = Scale(row_scales, g);
+    }
+  }
+  static float Scale(const float* row_scales, int64_t g) {
+    if constexpr (F::kFp8) {
+      return Fp8Format::ActScale(row_scales, g);  // Fp8Columns' scale: the products see E4M3 · 2^-8
+    } else {
+      return row_scales[g];
+    }
+  }
+  static __m256 Eight(const uint8_t* row, int64_t k, __m256 s, __m256) {
+    if constexpr (F::kFp8) {
+      return _mm256_mul_ps(Fp8Format::Load8(row, k), s);
+    } else {
+      return Int8Format::Apply(Int8Format::Load8(row, k), s, s);  // z unused: no zero points
+    }
+  }
+};
+struct Fp8Kind { static constexpr bool kFp8 = true; };
+struct Int8Kind { static constexpr bool kFp8 = false; };
+// Whether a policy's rows have zero points, as a type (WithRowsPolicy).
+template <bool kHas>
+struct ZeroPoints { static constexpr bool value = kHas; };
 
-// Columns [k, k + 8) of an INT4 row as DequantizeRows gives them: (u - z) · s.
-inline __m256 Int4Eight(const uint8_t* row, int64_t k, __m256 s, __m256 z) {
-  return Int4Format::Apply(Int4Format::Load8(row, k), s, z);
-}
-
-// Whether w takes these loops: INT4 of whole groups, four rows' groups within the table.
-inline bool Int4RowsFit(const RawWeight& w) {
-  return w.kind == WeightKind::kInt4 && w.block_in > 0 && w.cols % w.block_in == 0 && w.scale_cols > 0 &&
-         4 * w.scale_cols <= kInt4GroupTable;
+// Whether w takes these loops: INT4, FP8 or INT8 of whole groups, four rows' groups within the
+// table.
+inline bool ScaledRowsFit(const RawWeight& w) {
+  const bool scaled = w.kind == WeightKind::kInt4 || w.kind == WeightKind::kF8E4M3 || w.kind == WeightKind::kI8;
+  return scaled && w.block_in > 0 && w.cols % w.block_in == 0 && w.scale_cols > 0 && 4 * w.scale_cols <= kRowGroupTable;
 }
 
 // Rows per block of the group table, a multiple of four (RowScores' tiles start at multiples
 // of four).
-inline int64_t Int4TableRows(const RawWeight& w) { return (kInt4GroupTable / w.scale_cols) & ~int64_t{3}; }
+inline int64_t TableRows(const RawWeight& w) { return (kRowGroupTable / w.scale_cols) & ~int64_t{3}; }
 
 // scores[i] = q · W[r0 + i] as RowScores: rows four at a time (two at a time with zero points,
 // whose four rows' scales, zero points and accumulators would not fit the registers) and
 // reduced as ScoreTile reduces them, the last S % 4 alone.
-template <bool kZero>
-void Int4RowScoresImpl(const float* q, const RawWeight& w, int64_t r0, int64_t S, float* scores) {
+template <typename P, bool kZero>
+void TableRowScores(const float* q, const RawWeight& w, int64_t r0, int64_t S, float* scores) {
   constexpr int kRows = kZero ? 2 : 4;
-  const int64_t C = w.cols, G = w.scale_cols, bi = w.block_in, rb = w.row_bytes, block = Int4TableRows(w);
-  alignas(32) float s_f[kInt4GroupTable], z_f[kInt4GroupTable];
+  const int64_t C = w.cols, G = w.scale_cols, bi = w.block_in, rb = w.row_bytes, block = TableRows(w);
+  alignas(32) float s_f[kRowGroupTable], z_f[kRowGroupTable];
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
-  const __m256 eight = _mm256_set1_ps(8.0f);
+  const __m256 eight = _mm256_set1_ps(8.0f);  // INT4 without zero points
   for (int64_t b0 = 0; b0 < S; b0 += block) {
     const int64_t n = S - b0 < block ? S - b0 : block;
-    Int4GroupFloats(w, r0 + b0, n, s_f, z_f);
+    P::Table(w, r0 + b0, n, s_f, z_f);
     int64_t i = 0;
     for (; i + 4 <= n; i += 4) {
       __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -937,7 +970,7 @@ void Int4RowScoresImpl(const float* q, const RawWeight& w, int64_t r0, int64_t S
           for (const int64_t end = (g + 1) * bi; c < end; c += 8) {
             const __m256 qv = _mm256_loadu_ps(q + c);
             for (int j = 0; j < kRows; ++j)
-              acc[half + j] = _mm256_fmadd_ps(qv, Int4Eight(row[j], c, sv[j], zv[j]), acc[half + j]);
+              acc[half + j] = _mm256_fmadd_ps(qv, P::Eight(row[j], c, sv[j], zv[j]), acc[half + j]);
           }
         }
       }
@@ -948,9 +981,9 @@ void Int4RowScoresImpl(const float* q, const RawWeight& w, int64_t r0, int64_t S
       const uint8_t* row = base + (r0 + b0 + i) * rb;
       __m256 acc = _mm256_setzero_ps();
       for (int64_t c = 0, g = 0; c < C; ++g) {
-        const __m256 sv = _mm256_broadcast_ss(s_f + i * G + g), zv = _mm256_broadcast_ss(z_f + i * G + g);
+        const __m256 sv = _mm256_broadcast_ss(s_f + i * G + g), zv = kZero ? _mm256_broadcast_ss(z_f + i * G + g) : eight;
         for (const int64_t end = (g + 1) * bi; c < end; c += 8)
-          acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), Int4Eight(row, c, sv, zv), acc);
+          acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), P::Eight(row, c, sv, zv), acc);
       }
       scores[b0 + i] = HorizontalSum(acc) + 0.0f;  // as RowScores
     }
@@ -960,15 +993,15 @@ void Int4RowScoresImpl(const float* q, const RawWeight& w, int64_t r0, int64_t S
 // out[0:C] = Σ_i p[i] · W[r0 + i] as RowsWeightedSum (block_in % 32 == 0, so C too): 32 columns,
 // one group, in registers over the rows, each element one fma chain in row order, carried in
 // `out` from one block of rows to the next.
-template <bool kZero>
-void Int4RowsWeightedSumImpl(const float* p, const RawWeight& w, int64_t r0, int64_t S, float* out) {
-  const int64_t C = w.cols, G = w.scale_cols, bi = w.block_in, rb = w.row_bytes, block = Int4TableRows(w);
-  alignas(32) float s_f[kInt4GroupTable], z_f[kInt4GroupTable];
+template <typename P, bool kZero>
+void TableRowsWeightedSum(const float* p, const RawWeight& w, int64_t r0, int64_t S, float* out) {
+  const int64_t C = w.cols, G = w.scale_cols, bi = w.block_in, rb = w.row_bytes, block = TableRows(w);
+  alignas(32) float s_f[kRowGroupTable], z_f[kRowGroupTable];
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   const __m256 eight = _mm256_set1_ps(8.0f);
   for (int64_t b0 = 0; b0 < S; b0 += block) {
     const int64_t n = S - b0 < block ? S - b0 : block;
-    Int4GroupFloats(w, r0 + b0, n, s_f, z_f);
+    P::Table(w, r0 + b0, n, s_f, z_f);
     for (int64_t c0 = 0; c0 < C; c0 += 32) {
       const int64_t g = c0 / bi;
       __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -982,16 +1015,32 @@ void Int4RowsWeightedSumImpl(const float* p, const RawWeight& w, int64_t r0, int
       for (int64_t i = 0; i < n; ++i, row += rb) {
         const __m256 ps = _mm256_broadcast_ss(p + b0 + i), sv = _mm256_broadcast_ss(s_f + i * G + g);
         const __m256 zv = kZero ? _mm256_broadcast_ss(z_f + i * G + g) : eight;
-        a0 = _mm256_fmadd_ps(ps, Int4Eight(row, c0, sv, zv), a0);
-        a1 = _mm256_fmadd_ps(ps, Int4Eight(row, c0 + 8, sv, zv), a1);
-        a2 = _mm256_fmadd_ps(ps, Int4Eight(row, c0 + 16, sv, zv), a2);
-        a3 = _mm256_fmadd_ps(ps, Int4Eight(row, c0 + 24, sv, zv), a3);
+        a0 = _mm256_fmadd_ps(ps, P::Eight(row, c0, sv, zv), a0);
+        a1 = _mm256_fmadd_ps(ps, P::Eight(row, c0 + 8, sv, zv), a1);
+        a2 = _mm256_fmadd_ps(ps, P::Eight(row, c0 + 16, sv, zv), a2);
+        a3 = _mm256_fmadd_ps(ps, P::Eight(row, c0 + 24, sv, zv), a3);
       }
       _mm256_storeu_ps(out + c0, a0);
       _mm256_storeu_ps(out + c0 + 8, a1);
       _mm256_storeu_ps(out + c0 + 16, a2);
       _mm256_storeu_ps(out + c0 + 24, a3);
     }
+  }
+}
+
+// fn(policy, has_zero) for w's scaled format (ScaledRowsFit(w)).
+template <typename Fn>
+void WithRowsPolicy(const RawWeight& w, const Fn& fn) {
+  if (w.kind == WeightKind::kInt4) {
+    if (w.zero) {
+      fn(Int4Rows8{}, ZeroPoints<true>{});
+    } else {
+      fn(Int4Rows8{}, ZeroPoints<false>{});
+    }
+  } else if (w.kind == WeightKind::kF8E4M3) {
+    fn(BlockScaledRows8<Fp8Kind>{}, ZeroPoints<false>{});
+  } else {
+    fn(BlockScaledRows8<Int8Kind>{}, ZeroPoints<false>{});
   }
 }
 
@@ -1030,13 +1079,20 @@ void GemvAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
 }
 
 void WeightRowScoresAvx2(const float* q, const RawWeight& w, int64_t r0, int64_t S, float* scores) {
-  if (Int4RowsFit(w)) return w.zero ? Int4RowScoresImpl<true>(q, w, r0, S, scores) : Int4RowScoresImpl<false>(q, w, r0, S, scores);
+  if (ScaledRowsFit(w)) {
+    return WithRowsPolicy(w, [&](auto policy, auto zero) {
+      TableRowScores<decltype(policy), decltype(zero)::value>(q, w, r0, S, scores);
+    });
+  }
   WithColumnLoader(w, [&](const auto& loader) { RowScores(q, w.cols, r0, S, scores, loader); });
 }
 
 void WeightRowsWeightedSumAvx2(const float* p, const RawWeight& w, int64_t r0, int64_t S, float* out) {
-  if (Int4RowsFit(w) && w.block_in % 32 == 0)
-    return w.zero ? Int4RowsWeightedSumImpl<true>(p, w, r0, S, out) : Int4RowsWeightedSumImpl<false>(p, w, r0, S, out);
+  if (ScaledRowsFit(w) && w.block_in % 32 == 0) {
+    return WithRowsPolicy(w, [&](auto policy, auto zero) {
+      TableRowsWeightedSum<decltype(policy), decltype(zero)::value>(p, w, r0, S, out);
+    });
+  }
   WithColumnLoader(w, [&](const auto& loader) { RowsWeightedSum(p, w.cols, r0, S, out, loader); });
 }
 
