@@ -868,7 +868,8 @@ void RowsWeightedSum(const float* p, int64_t C, int64_t r0, int64_t S, float* ou
 // BF16 28-36). Here a block of rows' scales (and INT4 zero points) is read into float32 first,
 // INT4's eight at a time, and the rows are walked by pointer: INT4 40-53 us, INT8 31-35, FP8
 // unchanged (62-69: its e4m3 conversion is the cost there). In a decode step the rows come
-// from DRAM: INT4-h's W_uk and W_uv took 97 -> 84 us a layer of the two threads' time.
+// from DRAM: INT4-h's W_uk and W_uv took 97-109 -> 83-88 us a layer of the two threads' time
+// (three alternated pairs), the rest of it mostly their misses.
 
 // Rows' groups read per call: at most this many of them (rows x groups) at a time.
 constexpr int64_t kRowGroupTable = 2048;
