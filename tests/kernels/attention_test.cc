@@ -253,11 +253,15 @@ TEST_F(MultiQueryTest, QueriesSplitOnTheSameSideOfSixteenKeepTheirBits) {
 // must give the bits the multi-query products give over DequantizeRows' float32 rows, for
 // every format, row counts around the 4-row score tiles, widths around the 32-column value
 // tiles (and one with a C % 8 tail, which the scalar DequantizeRows converts), rows starting inside
-// the matrix, and the reference kernels too. C = 2048 gives INT4 64 groups a row, so its AVX2
-// loops take the 64 rows in blocks (2048 groups at a time: 32 rows) and carry the sums across.
+// the matrix, and the reference kernels too. The AVX2 loops of the scaled formats read scales
+// into a table of 2048 and take the groups in windows (512 for the scores' four rows, 256 for
+// the weighted sum): C = 2048 gives INT4 and INT8 blocks of 32 64 groups a row, so the weighted
+// sum takes the 64 rows in blocks of 32 and carries the sums across; C = 2344 gives FP8 blocks
+// of 8 a last window of 37 groups, carried across blocks of rows and ending in an 8-column
+// tail; C = 16416 gives INT4 g32 513 groups and FP8 blocks of 8 2052, several windows for both.
 TEST_F(MultiQueryTest, WeightRowsMatchTheProductsOverDequantizedRows) {
   using testing::OwnedWeight;
-  for (int64_t C : {256, 288, 40, 83, 2048}) {
+  for (int64_t C : {256, 288, 40, 83, 2048, 2344, 16416}) {
     std::vector<std::pair<std::string, OwnedWeight>> weights;
     weights.emplace_back("F32", testing::MakeWeight(DType::kF32, 70, C, 1));
     weights.emplace_back("BF16", testing::MakeWeight(DType::kBF16, 70, C, 2));

@@ -108,7 +108,6 @@ struct Fp8Tiny {
 // INT8: float(q) · scale.
 struct Int8Format : ByteRows {
   static constexpr int kGemvRows = 8;
-  static constexpr bool kRowScorePairs = false;  // RowScores: a scale per row, four rows fit
   static int64_t ByteOffset(int64_t k) { return k; }
   static float Scale(const RawWeight& w, int64_t r, int64_t g) { return w.scale[(r / w.block_out) * w.scale_cols + g]; }
   static float Zero(const RawWeight&, int64_t, int64_t) { return 0.0f; }
@@ -129,7 +128,6 @@ struct Int8Format : ByteRows {
 // start at even k (multiples of 8), so on a byte.
 struct Int4Format : ByteRows {
   static constexpr int kGemvRows = 4;
-  static constexpr bool kRowScorePairs = true;  // RowScores: a scale and a zero point per row
   static int64_t ByteOffset(int64_t k) { return k / 2; }
   static float Scale(const RawWeight& w, int64_t r, int64_t g) {
     return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(w.scale16[r * w.scale_cols + g])));
@@ -709,141 +707,48 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
 // The products are MultiQueryScores' / MultiQueryWeightedSum's for one query
 // (attention_avx2.cc), in the same order, over the rows as DequantizeRows writes them, so
 // the bits are those over a float32 copy, without writing one: converting a head's rows into
-// a buffer first (64 KB for bench-v3-mini's 64 x 256) was bound by the stores.
-//
-// A loader gives group g of row r (At: its address and scale, once per group of `cols`
-// columns) and then columns [k, k+8) of it (Load): the values DequantizeRows (ops.h) writes
-// (the panel converters' arithmetic; FP8: e4m3 times its block scale, one rounding).
+// a buffer first (64 KB for bench-v3-mini's 64 x 256) was bound by the stores. Scores take rows
+// four at a time as ScoreTile reduces them (hadd pairs), the last S % 4 as ScoreRow does
+// (HorizontalSum); weighted sums 32 (then 8) output columns in registers over the rows, each
+// element one fma chain in row order, as WeightedColumns.
 
+// BF16, F16 and F32 rows (WithRowFactory's make_row(r).Load8(k)).
 template <typename MakeRow>
-struct PlainColumns {
-  static constexpr bool kPairs = false;  // RowScores: four rows a pass
-  const MakeRow& make_row;
-  int64_t cols;  // one group: the whole row
-  auto At(int64_t r, int64_t) const { return make_row(r); }
-  template <typename Row>
-  __m256 Load(const Row& row, int64_t k) const { return row.Load8(k); }
-};
-
-struct Fp8Columns {
-  static constexpr bool kPairs = false;
-  const RawWeight& w;
-  int64_t cols;
-  struct Group {
-    const uint8_t* q;
-    __m256 s;
-  };
-  Group At(int64_t r, int64_t g) const {
-    const float* scales = w.scale + (r / w.block_out) * w.scale_cols;
-    return {Fp8Format::Row(w, r), _mm256_set1_ps(Fp8Format::ActScale(scales, g))};
-  }
-  __m256 Load(const Group& at, int64_t k) const { return _mm256_mul_ps(Fp8Format::Load8(at.q, k), at.s); }
-};
-
-template <typename F>
-struct ScaledColumns {
-  static constexpr bool kPairs = F::kRowScorePairs;
-  const RawWeight& w;
-  int64_t cols;
-  struct Group {
-    const uint8_t* q;
-    __m256 s, z;
-  };
-  Group At(int64_t r, int64_t g) const {
-    return {F::Row(w, r), _mm256_set1_ps(F::Scale(w, r, g)), _mm256_set1_ps(F::Zero(w, r, g))};
-  }
-  __m256 Load(const Group& at, int64_t k) const { return F::Apply(F::Load8(at.q, k), at.s, at.z); }
-};
-
-// Calls fn(loader) for w's format (cols % 8 == 0; scaled formats' block_in % 8 == 0).
-template <typename Fn>
-void WithColumnLoader(const RawWeight& w, const Fn& fn) {
-  switch (w.kind) {
-    case WeightKind::kF8E4M3: fn(Fp8Columns{w, w.block_in}); return;
-    case WeightKind::kI8: fn(ScaledColumns<Int8Format>{w, w.block_in}); return;
-    case WeightKind::kInt4: fn(ScaledColumns<Int4Format>{w, w.block_in}); return;
-    default:
-      WithRowFactory(w, [&](const auto& make_row) { fn(PlainColumns<decltype(make_row)>{make_row, w.cols}); });
-  }
-}
-
-// scores[s] = q · W[r0 + s]: rows four at a time as ScoreTile reduces them (hadd pairs), the
-// last S % 4 as ScoreRow does (HorizontalSum).
-template <typename Loader>
-void RowScores(const float* q, int64_t C, int64_t r0, int64_t S, float* scores, const Loader& ld) {
-  // Two rows per pass over q (two passes a quad) or four: each row's chain is the same either
-  // way. INT4 takes two: with a group's scale and zero point per row and the nibble shifts,
-  // four rows and their accumulators did not fit in sixteen registers, and GCC kept an
-  // accumulator on the stack, its fma chain through a store and a load every eight columns
-  // (kv_b's 12 heads x 64 W_uv rows x 256, one thread, 100 runs paired: best 3.5 -> 4.3 GB/s;
-  // the medians swing with this VM's neighbours, 0.92-1.16x). The four-row loop is written out:
-  // one lambda for both, templated on the row count, ran INT4 ~6% slower (best 4.35 -> 4.09).
-  const auto pass = [&](int64_t r, __m256& x0, __m256& x1) {
-    for (int64_t c = 0, g = 0; c < C; ++g) {
-      const auto a0 = ld.At(r, g), a1 = ld.At(r + 1, g);
-      for (const int64_t end = (g + 1) * ld.cols < C ? (g + 1) * ld.cols : C; c < end; c += 8) {
-        const __m256 qv = _mm256_loadu_ps(q + c);
-        x0 = _mm256_fmadd_ps(qv, ld.Load(a0, c), x0);
-        x1 = _mm256_fmadd_ps(qv, ld.Load(a1, c), x1);
-      }
-    }
-  };
+void PlainRowScores(const float* q, int64_t C, int64_t r0, int64_t S, float* scores, const MakeRow& make_row) {
   int64_t s = 0;
   for (; s + 4 <= S; s += 4) {
+    const auto w0 = make_row(r0 + s), w1 = make_row(r0 + s + 1), w2 = make_row(r0 + s + 2), w3 = make_row(r0 + s + 3);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    if (Loader::kPairs) {
-      pass(r0 + s, acc[0], acc[1]);
-      pass(r0 + s + 2, acc[2], acc[3]);
-    } else {
-      for (int64_t c = 0, g = 0; c < C; ++g) {
-        const auto a0 = ld.At(r0 + s, g), a1 = ld.At(r0 + s + 1, g), a2 = ld.At(r0 + s + 2, g),
-                   a3 = ld.At(r0 + s + 3, g);
-        for (const int64_t end = (g + 1) * ld.cols < C ? (g + 1) * ld.cols : C; c < end; c += 8) {
-          const __m256 qv = _mm256_loadu_ps(q + c);
-          acc[0] = _mm256_fmadd_ps(qv, ld.Load(a0, c), acc[0]);
-          acc[1] = _mm256_fmadd_ps(qv, ld.Load(a1, c), acc[1]);
-          acc[2] = _mm256_fmadd_ps(qv, ld.Load(a2, c), acc[2]);
-          acc[3] = _mm256_fmadd_ps(qv, ld.Load(a3, c), acc[3]);
-        }
-      }
+    for (int64_t c = 0; c < C; c += 8) {
+      const __m256 qv = _mm256_loadu_ps(q + c);
+      acc[0] = _mm256_fmadd_ps(qv, w0.Load8(c), acc[0]);
+      acc[1] = _mm256_fmadd_ps(qv, w1.Load8(c), acc[1]);
+      acc[2] = _mm256_fmadd_ps(qv, w2.Load8(c), acc[2]);
+      acc[3] = _mm256_fmadd_ps(qv, w3.Load8(c), acc[3]);
     }
     const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
     _mm_storeu_ps(scores + s, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
   }
   for (; s < S; ++s) {
+    const auto w = make_row(r0 + s);
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t c = 0, g = 0; c < C; ++g) {
-      const auto at = ld.At(r0 + s, g);
-      for (const int64_t end = (g + 1) * ld.cols < C ? (g + 1) * ld.cols : C; c < end; c += 8)
-        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), ld.Load(at, c), acc);
-    }
+    for (int64_t c = 0; c < C; c += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), w.Load8(c), acc);
     scores[s] = HorizontalSum(acc) + 0.0f;  // ScoreRow adds its (empty) tail: -0 becomes +0 there too
   }
 }
 
-// out[0:C] = Σ_s p[s] · W[r0 + s]: 32 (then 8) columns in registers over every row, each
-// element one fma chain in row order, as WeightedColumns.
-template <typename Loader>
-void RowsWeightedSum(const float* p, int64_t C, int64_t r0, int64_t S, float* out, const Loader& ld) {
+template <typename MakeRow>
+void PlainRowsWeightedSum(const float* p, int64_t C, int64_t r0, int64_t S, float* out, const MakeRow& make_row) {
   int64_t c0 = 0;
   for (; c0 + 32 <= C; c0 += 32) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    const int64_t g0 = c0 / ld.cols, g3 = (c0 + 24) / ld.cols;
     for (int64_t s = 0; s < S; ++s) {
       const __m256 ps = _mm256_broadcast_ss(p + s);
-      const auto at = ld.At(r0 + s, g0);
-      if (g0 == g3) {  // the four vectors in one group
-        a0 = _mm256_fmadd_ps(ps, ld.Load(at, c0), a0);
-        a1 = _mm256_fmadd_ps(ps, ld.Load(at, c0 + 8), a1);
-        a2 = _mm256_fmadd_ps(ps, ld.Load(at, c0 + 16), a2);
-        a3 = _mm256_fmadd_ps(ps, ld.Load(at, c0 + 24), a3);
-      } else {
-        const int64_t r = r0 + s;
-        a0 = _mm256_fmadd_ps(ps, ld.Load(at, c0), a0);
-        a1 = _mm256_fmadd_ps(ps, ld.Load(ld.At(r, (c0 + 8) / ld.cols), c0 + 8), a1);
-        a2 = _mm256_fmadd_ps(ps, ld.Load(ld.At(r, (c0 + 16) / ld.cols), c0 + 16), a2);
-        a3 = _mm256_fmadd_ps(ps, ld.Load(ld.At(r, g3), c0 + 24), a3);
-      }
+      const auto w = make_row(r0 + s);
+      a0 = _mm256_fmadd_ps(ps, w.Load8(c0), a0);
+      a1 = _mm256_fmadd_ps(ps, w.Load8(c0 + 8), a1);
+      a2 = _mm256_fmadd_ps(ps, w.Load8(c0 + 16), a2);
+      a3 = _mm256_fmadd_ps(ps, w.Load8(c0 + 24), a3);
     }
     _mm256_storeu_ps(out + c0, a0);
     _mm256_storeu_ps(out + c0 + 8, a1);
@@ -852,45 +757,44 @@ void RowsWeightedSum(const float* p, int64_t C, int64_t r0, int64_t S, float* ou
   }
   for (; c0 < C; c0 += 8) {
     __m256 a = _mm256_setzero_ps();
-    for (int64_t s = 0; s < S; ++s)
-      a = _mm256_fmadd_ps(_mm256_broadcast_ss(p + s), ld.Load(ld.At(r0 + s, c0 / ld.cols), c0), a);
+    for (int64_t s = 0; s < S; ++s) a = _mm256_fmadd_ps(_mm256_broadcast_ss(p + s), make_row(r0 + s).Load8(c0), a);
     _mm256_storeu_ps(out + c0, a);
   }
 }
 
-// ---- Scaled rows of kv_b (INT4, FP8, INT8), with the per-row work taken out of the loops ------
-// The same products as RowScores / RowsWeightedSum over the column loaders above, in the same
-// order, so the same bits. Those fetched each row's group (its address from r · row_bytes, its
-// scale: for INT4 an F16 widened in a scalar register and broadcast, for FP8 and INT8 a row
-// block found by a division) for every eight to thirty-two columns, and that scalar work, not
-// the arithmetic, set their pace: kv_b's 12 x (64 + 64) rows x 256 of bench-v3-mini at ~2
-// multiply-adds a cycle (BM_WeightRows, one thread: INT4 62-77 us, FP8 62-110, INT8 38-50,
-// BF16 28-36). Here a block of rows' scales (and INT4 zero points) is read into float32 first,
-// INT4's eight at a time, and the rows are walked by pointer: INT4 40-53 us, INT8 31-35, FP8
-// unchanged (62-69: its e4m3 conversion is the cost there). In a decode step the rows come
-// from DRAM: INT4-h's W_uk and W_uv took 97-109 -> 83-88 us a layer of the two threads' time
-// (three alternated pairs), the rest of it mostly their misses.
+// INT4, FP8 and INT8 rows: their scales (and INT4 zero points) for a block of rows and groups
+// are read into float32 tables first, INT4's F16 scales eight at a time, and the rows are
+// walked by pointer. Fetching each row's group inside the loops (its address from
+// r · row_bytes, its scale widened in a scalar register or found through a division by
+// block_out) had set their pace, not the arithmetic: kv_b's 12 x (64 + 64) rows x 256 of
+// bench-v3-mini at ~2 multiply-adds a cycle (BM_WeightRows, one thread: INT4 62-77 us, INT8
+// 38-50, BF16 28-36); with the tables INT4 40-53 us, INT8 31-35, FP8 unchanged (62-69: its
+// e4m3 conversion is the cost there). In a decode step the rows come from DRAM: INT4-h's W_uk
+// and W_uv took 97-109 -> 83-88 us a layer of the two threads' time (three alternated pairs),
+// the rest of it mostly their misses.
 
-// Rows' groups read per call: at most this many of them (rows x groups) at a time.
+// Floats per table (rows x groups); a call takes the groups in windows that fit it.
 constexpr int64_t kRowGroupTable = 2048;
 
 // How each format's rows convert (the values DequantizeRows writes): Table fills the scale
-// (and zero point) of rows [r, r + n), every group, row-major [n, G] as the loaders' At would
-// give it; Eight converts columns [k, k + 8) of a row as their Load does.
+// (and zero point) of rows [r, r + n) and groups [g0, g0 + m), row-major [n, m]; Eight converts
+// columns [k, k + 8) of a row, which lie in one group (block_in % 8 == 0).
 struct Int4Rows8 {
-  static void Table(const RawWeight& w, int64_t r, int64_t n, float* s, float* z) {
-    const int64_t count = n * w.scale_cols;
-    const uint16_t* s16 = w.scale16 + r * w.scale_cols;
-    const uint8_t* z8 = w.zero ? w.zero + r * w.scale_cols : nullptr;
-    int64_t i = 0;
-    for (; i + 8 <= count; i += 8) {
-      _mm256_storeu_ps(s + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s16 + i))));
-      _mm256_storeu_ps(z + i, z8 ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(z8 + i))))
-                                 : _mm256_set1_ps(8.0f));
-    }
-    for (; i < count; ++i) {
-      s[i] = _cvtsh_ss(s16[i]);
-      z[i] = z8 ? static_cast<float>(z8[i]) : 8.0f;
+  static void Table(const RawWeight& w, int64_t r, int64_t n, int64_t g0, int64_t m, float* s, float* z) {
+    for (int64_t i = 0; i < n; ++i) {
+      const uint16_t* s16 = w.scale16 + (r + i) * w.scale_cols + g0;
+      const uint8_t* z8 = w.zero ? w.zero + (r + i) * w.scale_cols + g0 : nullptr;
+      float *si = s + i * m, *zi = z + i * m;
+      int64_t g = 0;
+      for (; g + 8 <= m; g += 8) {
+        _mm256_storeu_ps(si + g, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s16 + g))));
+        _mm256_storeu_ps(zi + g, z8 ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(z8 + g))))
+                                    : _mm256_set1_ps(8.0f));
+      }
+      for (; g < m; ++g) {
+        si[g] = _cvtsh_ss(s16[g]);
+        zi[g] = z8 ? static_cast<float>(z8[g]) : 8.0f;
+      }
     }
   }
   static __m256 Eight(const uint8_t* row, int64_t k, __m256 s, __m256 z) {
@@ -900,15 +804,15 @@ struct Int4Rows8 {
 // FP8 and INT8: a float scale per block of rows and columns (no zero points).
 template <typename F>
 struct BlockScaledRows8 {
-  static void Table(const RawWeight& w, int64_t r, int64_t n, float* s, float*) {
+  static void Table(const RawWeight& w, int64_t r, int64_t n, int64_t g0, int64_t m, float* s, float*) {
     for (int64_t i = 0; i < n; ++i) {
       const float* row_scales = w.scale + ((r + i) / w.block_out) * w.scale_cols;
-      for (int64_t g = 0; g < w.scale_cols; ++g) s[i * w.scale_cols + g] = Scale(row_scales, g);
+      for (int64_t g = 0; g < m; ++g) s[i * m + g] = Scale(row_scales, g0 + g);
     }
   }
   static float Scale(const float* row_scales, int64_t g) {
     if constexpr (F::kFp8) {
-      return Fp8Format::ActScale(row_scales, g);  // Fp8Columns' scale: the products see E4M3 · 2^-8
+      return Fp8Format::ActScale(row_scales, g);  // the products see E4M3 · 2^-8 (Fp8Format)
     } else {
       return row_scales[g];
     }
@@ -927,109 +831,113 @@ struct Int8Kind { static constexpr bool kFp8 = false; };
 template <bool kHas>
 struct ZeroPoints { static constexpr bool value = kHas; };
 
-// Whether w takes these loops: INT4, FP8 or INT8 of whole groups, four rows' groups within the
-// table.
-inline bool ScaledRowsFit(const RawWeight& w) {
-  const bool scaled = w.kind == WeightKind::kInt4 || w.kind == WeightKind::kF8E4M3 || w.kind == WeightKind::kI8;
-  return scaled && w.block_in > 0 && w.cols % w.block_in == 0 && w.scale_cols > 0 && 4 * w.scale_cols <= kRowGroupTable;
-}
-
-// Rows per block of the group table, a multiple of four (RowScores' tiles start at multiples
-// of four).
-inline int64_t TableRows(const RawWeight& w) { return (kRowGroupTable / w.scale_cols) & ~int64_t{3}; }
-
-// scores[i] = q · W[r0 + i] as RowScores: rows four at a time (two at a time with zero points,
-// whose four rows' scales, zero points and accumulators would not fit the registers) and
-// reduced as ScoreTile reduces them, the last S % 4 alone.
+// scores[i] = q · W[r0 + i]: rows four at a time (two at a time with zero points, whose four
+// rows' scales, zero points and accumulators would not fit the registers), each quad's groups
+// a window of the table at a time.
 template <typename P, bool kZero>
 void TableRowScores(const float* q, const RawWeight& w, int64_t r0, int64_t S, float* scores) {
   constexpr int kRows = kZero ? 2 : 4;
-  const int64_t C = w.cols, G = w.scale_cols, bi = w.block_in, rb = w.row_bytes, block = TableRows(w);
+  const int64_t C = w.cols, G = w.scale_cols, bi = w.block_in, rb = w.row_bytes;
+  const int64_t window = G < kRowGroupTable / 4 ? G : kRowGroupTable / 4;
   alignas(32) float s_f[kRowGroupTable], z_f[kRowGroupTable];
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   const __m256 eight = _mm256_set1_ps(8.0f);  // INT4 without zero points
-  for (int64_t b0 = 0; b0 < S; b0 += block) {
-    const int64_t n = S - b0 < block ? S - b0 : block;
-    P::Table(w, r0 + b0, n, s_f, z_f);
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-      __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-      for (int64_t half = 0; half < 4; half += kRows) {
-        const uint8_t* row[kRows];
-        const float *sr[kRows], *zr[kRows];
-        for (int j = 0; j < kRows; ++j) {
-          row[j] = base + (r0 + b0 + i + half + j) * rb;
-          sr[j] = s_f + (i + half + j) * G;
-          zr[j] = z_f + (i + half + j) * G;
-        }
-        for (int64_t c = 0, g = 0; c < C; ++g) {
-          __m256 sv[kRows], zv[kRows];
-          for (int j = 0; j < kRows; ++j) {
-            sv[j] = _mm256_broadcast_ss(sr[j] + g);
-            zv[j] = kZero ? _mm256_broadcast_ss(zr[j] + g) : eight;
-          }
-          for (const int64_t end = (g + 1) * bi; c < end; c += 8) {
-            const __m256 qv = _mm256_loadu_ps(q + c);
-            for (int j = 0; j < kRows; ++j)
-              acc[half + j] = _mm256_fmadd_ps(qv, P::Eight(row[j], c, sv[j], zv[j]), acc[half + j]);
-          }
-        }
+  // acc[j] += row r + j's columns of groups [g0, g0 + m), j < R, its table row j0 + j.
+  const auto groups = [&]<int R>(int64_t r, int64_t j0, int64_t g0, int64_t m, __m256* acc) __attribute__((always_inline)) {
+    const uint8_t* row[R];
+    for (int j = 0; j < R; ++j) row[j] = base + (r + j) * rb;
+    for (int64_t g = 0; g < m; ++g) {
+      __m256 sv[R], zv[R];
+      for (int j = 0; j < R; ++j) {
+        sv[j] = _mm256_broadcast_ss(s_f + (j0 + j) * m + g);
+        zv[j] = kZero ? _mm256_broadcast_ss(z_f + (j0 + j) * m + g) : eight;
       }
-      const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
-      _mm_storeu_ps(scores + b0 + i, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
-    }
-    for (; i < n; ++i) {
-      const uint8_t* row = base + (r0 + b0 + i) * rb;
-      __m256 acc = _mm256_setzero_ps();
-      for (int64_t c = 0, g = 0; c < C; ++g) {
-        const __m256 sv = _mm256_broadcast_ss(s_f + i * G + g), zv = kZero ? _mm256_broadcast_ss(z_f + i * G + g) : eight;
-        for (const int64_t end = (g + 1) * bi; c < end; c += 8)
-          acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), P::Eight(row, c, sv, zv), acc);
+      const int64_t c1 = (g0 + g + 1) * bi < C ? (g0 + g + 1) * bi : C;
+      for (int64_t c = (g0 + g) * bi; c < c1; c += 8) {
+        const __m256 qv = _mm256_loadu_ps(q + c);
+        for (int j = 0; j < R; ++j) acc[j] = _mm256_fmadd_ps(qv, P::Eight(row[j], c, sv[j], zv[j]), acc[j]);
       }
-      scores[b0 + i] = HorizontalSum(acc) + 0.0f;  // as RowScores
     }
+  };
+  int64_t s = 0;
+  for (; s + 4 <= S; s += 4) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t g0 = 0; g0 < G; g0 += window) {
+      const int64_t m = G - g0 < window ? G - g0 : window;
+      P::Table(w, r0 + s, 4, g0, m, s_f, z_f);
+      for (int64_t j0 = 0; j0 < 4; j0 += kRows) groups.template operator()<kRows>(r0 + s + j0, j0, g0, m, acc + j0);
+    }
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+    _mm_storeu_ps(scores + s, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+  }
+  for (; s < S; ++s) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t g0 = 0; g0 < G; g0 += window) {
+      const int64_t m = G - g0 < window ? G - g0 : window;
+      P::Table(w, r0 + s, 1, g0, m, s_f, z_f);
+      groups.template operator()<1>(r0 + s, 0, g0, m, &acc);
+    }
+    scores[s] = HorizontalSum(acc) + 0.0f;  // as PlainRowScores
   }
 }
 
-// out[0:C] = Σ_i p[i] · W[r0 + i] as RowsWeightedSum (block_in % 32 == 0, so C too): 32 columns,
-// one group, in registers over the rows, each element one fma chain in row order, carried in
-// `out` from one block of rows to the next.
+// out[0:C] = Σ_i p[i] · W[r0 + i]: per window of groups, per block of rows that fits the
+// table, 32 then 8 columns in registers over the rows, each element's chain carried in `out`
+// from one block of rows to the next.
 template <typename P, bool kZero>
 void TableRowsWeightedSum(const float* p, const RawWeight& w, int64_t r0, int64_t S, float* out) {
-  const int64_t C = w.cols, G = w.scale_cols, bi = w.block_in, rb = w.row_bytes, block = TableRows(w);
+  const int64_t C = w.cols, G = w.scale_cols, bi = w.block_in, rb = w.row_bytes;
+  const int64_t window = G <= 256 ? G : 256;  // of >= 8 columns: whole 32-column chunks
   alignas(32) float s_f[kRowGroupTable], z_f[kRowGroupTable];
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   const __m256 eight = _mm256_set1_ps(8.0f);
-  for (int64_t b0 = 0; b0 < S; b0 += block) {
-    const int64_t n = S - b0 < block ? S - b0 : block;
-    P::Table(w, r0 + b0, n, s_f, z_f);
-    for (int64_t c0 = 0; c0 < C; c0 += 32) {
-      const int64_t g = c0 / bi;
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-      if (b0 > 0) {
-        a0 = _mm256_loadu_ps(out + c0);
-        a1 = _mm256_loadu_ps(out + c0 + 8);
-        a2 = _mm256_loadu_ps(out + c0 + 16);
-        a3 = _mm256_loadu_ps(out + c0 + 24);
+  for (int64_t g0 = 0; g0 < G; g0 += window) {
+    const int64_t m = G - g0 < window ? G - g0 : window, block = kRowGroupTable / m;
+    const int64_t c_end = (g0 + m) * bi < C ? (g0 + m) * bi : C;
+    for (int64_t b0 = 0; b0 < S; b0 += block) {
+      const int64_t n = S - b0 < block ? S - b0 : block;
+      P::Table(w, r0 + b0, n, g0, m, s_f, z_f);
+      const uint8_t* first = base + (r0 + b0) * rb;
+      int64_t c0 = g0 * bi;
+      for (; c0 + 32 <= c_end; c0 += 32) {
+        int64_t g[4];  // each vector's group in the window
+        for (int j = 0; j < 4; ++j) g[j] = (c0 + 8 * j) / bi - g0;
+        __m256 a[4];
+        for (int j = 0; j < 4; ++j) a[j] = b0 > 0 ? _mm256_loadu_ps(out + c0 + 8 * j) : _mm256_setzero_ps();
+        const uint8_t* row = first;
+        if (g[0] == g[3]) {  // one group for the four vectors (block_in % 32 == 0: every chunk)
+          for (int64_t i = 0; i < n; ++i, row += rb) {
+            const __m256 ps = _mm256_broadcast_ss(p + b0 + i), sv = _mm256_broadcast_ss(s_f + i * m + g[0]);
+            const __m256 zv = kZero ? _mm256_broadcast_ss(z_f + i * m + g[0]) : eight;
+            for (int j = 0; j < 4; ++j) a[j] = _mm256_fmadd_ps(ps, P::Eight(row, c0 + 8 * j, sv, zv), a[j]);
+          }
+        } else {
+          for (int64_t i = 0; i < n; ++i, row += rb) {
+            const __m256 ps = _mm256_broadcast_ss(p + b0 + i);
+            for (int j = 0; j < 4; ++j) {
+              const __m256 sv = _mm256_broadcast_ss(s_f + i * m + g[j]);
+              const __m256 zv = kZero ? _mm256_broadcast_ss(z_f + i * m + g[j]) : eight;
+              a[j] = _mm256_fmadd_ps(ps, P::Eight(row, c0 + 8 * j, sv, zv), a[j]);
+            }
+          }
+        }
+        for (int j = 0; j < 4; ++j) _mm256_storeu_ps(out + c0 + 8 * j, a[j]);
       }
-      const uint8_t* row = base + (r0 + b0) * rb;
-      for (int64_t i = 0; i < n; ++i, row += rb) {
-        const __m256 ps = _mm256_broadcast_ss(p + b0 + i), sv = _mm256_broadcast_ss(s_f + i * G + g);
-        const __m256 zv = kZero ? _mm256_broadcast_ss(z_f + i * G + g) : eight;
-        a0 = _mm256_fmadd_ps(ps, P::Eight(row, c0, sv, zv), a0);
-        a1 = _mm256_fmadd_ps(ps, P::Eight(row, c0 + 8, sv, zv), a1);
-        a2 = _mm256_fmadd_ps(ps, P::Eight(row, c0 + 16, sv, zv), a2);
-        a3 = _mm256_fmadd_ps(ps, P::Eight(row, c0 + 24, sv, zv), a3);
+      for (; c0 < c_end; c0 += 8) {
+        const int64_t g = c0 / bi - g0;
+        __m256 a = b0 > 0 ? _mm256_loadu_ps(out + c0) : _mm256_setzero_ps();
+        const uint8_t* row = first;
+        for (int64_t i = 0; i < n; ++i, row += rb) {
+          const __m256 zv = kZero ? _mm256_broadcast_ss(z_f + i * m + g) : eight;
+          a = _mm256_fmadd_ps(_mm256_broadcast_ss(p + b0 + i), P::Eight(row, c0, _mm256_broadcast_ss(s_f + i * m + g), zv), a);
+        }
+        _mm256_storeu_ps(out + c0, a);
       }
-      _mm256_storeu_ps(out + c0, a0);
-      _mm256_storeu_ps(out + c0 + 8, a1);
-      _mm256_storeu_ps(out + c0 + 16, a2);
-      _mm256_storeu_ps(out + c0 + 24, a3);
     }
   }
 }
 
-// fn(policy, has_zero) for w's scaled format (ScaledRowsFit(w)).
+// fn(policy, zero points) for w's scaled format (INT4, FP8, INT8).
 template <typename Fn>
 void WithRowsPolicy(const RawWeight& w, const Fn& fn) {
   if (w.kind == WeightKind::kInt4) {
@@ -1043,6 +951,10 @@ void WithRowsPolicy(const RawWeight& w, const Fn& fn) {
   } else {
     fn(BlockScaledRows8<Int8Kind>{}, ZeroPoints<false>{});
   }
+}
+
+inline bool ScaledRows(const RawWeight& w) {
+  return w.kind == WeightKind::kInt4 || w.kind == WeightKind::kF8E4M3 || w.kind == WeightKind::kI8;
 }
 
 #include "engine/kernels/cpu/peak_chains.inc"
@@ -1080,21 +992,21 @@ void GemvAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
 }
 
 void WeightRowScoresAvx2(const float* q, const RawWeight& w, int64_t r0, int64_t S, float* scores) {
-  if (ScaledRowsFit(w)) {
+  if (ScaledRows(w)) {
     return WithRowsPolicy(w, [&](auto policy, auto zero) {
       TableRowScores<decltype(policy), decltype(zero)::value>(q, w, r0, S, scores);
     });
   }
-  WithColumnLoader(w, [&](const auto& loader) { RowScores(q, w.cols, r0, S, scores, loader); });
+  WithRowFactory(w, [&](const auto& make_row) { PlainRowScores(q, w.cols, r0, S, scores, make_row); });
 }
 
 void WeightRowsWeightedSumAvx2(const float* p, const RawWeight& w, int64_t r0, int64_t S, float* out) {
-  if (ScaledRowsFit(w) && w.block_in % 32 == 0) {
+  if (ScaledRows(w)) {
     return WithRowsPolicy(w, [&](auto policy, auto zero) {
       TableRowsWeightedSum<decltype(policy), decltype(zero)::value>(p, w, r0, S, out);
     });
   }
-  WithColumnLoader(w, [&](const auto& loader) { RowsWeightedSum(p, w.cols, r0, S, out, loader); });
+  WithRowFactory(w, [&](const auto& make_row) { PlainRowsWeightedSum(p, w.cols, r0, S, out, make_row); });
 }
 
 void GemmAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
