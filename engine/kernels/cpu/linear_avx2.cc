@@ -202,6 +202,39 @@ inline __m256 LoadTail(const float* x, int64_t k, int64_t K) {
 
 inline void Store(float* y, float v, bool accumulate) { *y = accumulate ? *y + v : v; }
 
+// y[0..3] (+)= HorizontalSum(a), (b), (c), (d): the four reduced side by side, each with the same
+// adds in the same order as HorizontalSum's (lanes i + (i + 4), then 0 + 2 and 1 + 3, then
+// those two), in under half the instructions of four HorizontalSums and their stores. Tiles end
+// with these sums after every K-long pass: BF16 experts (512 x 1536, 2 threads, three alternated
+// pairs) streamed 10-17% faster at 48 tokens (2.02-2.19 -> 2.35-2.39 GB/s) and ~10% at one
+// (21.1-21.7 -> 23.2-26.4 GB/s); the GEMM's 4 x 3 microkernel 1-5% (K = 384-1536, one thread).
+inline void StoreSums4(__m256 a, __m256 b, __m256 c, __m256 d, float* y, bool accumulate) {
+  // Lanes i + (i + 4) of each, as [a | b] and [c | d] in 128-bit halves.
+  const __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+  const __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
+  // Lanes 0 + 2 and 1 + 3, as [a c | b d] in 64-bit pairs.
+  const __m256d ab2 = _mm256_castps_pd(ab), cd2 = _mm256_castps_pd(cd);
+  const __m256 pairs = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(ab2, cd2)),
+                                     _mm256_castpd_ps(_mm256_unpackhi_pd(ab2, cd2)));
+  // Each pair's two: a, c, b, d in lanes 0, 2, 4, 6.
+  const __m256 sums = _mm256_add_ps(pairs, _mm256_movehdup_ps(pairs));
+  __m128 v = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(sums, _mm256_setr_epi32(0, 4, 2, 6, 0, 4, 2, 6)));
+  if (accumulate) v = _mm_add_ps(_mm_loadu_ps(y), v);
+  _mm_storeu_ps(y, v);
+}
+
+// A tile's outputs: y[j * ldy + i] (+)= HorizontalSum(acc[i][j]), rows four at a time.
+template <int R, int N>
+__attribute__((always_inline)) inline void StoreTileSums(const __m256 (&acc)[R][N], float* y, int64_t ldy,
+                                                         bool accumulate) {
+  for (int j = 0; j < N; ++j) {
+    int i = 0;
+    for (; i + 4 <= R; i += 4)
+      StoreSums4(acc[i][j], acc[i + 1][j], acc[i + 2][j], acc[i + 3][j], y + j * ldy + i, accumulate);
+    for (; i < R; ++i) Store(y + j * ldy + i, HorizontalSum(acc[i][j]), accumulate);
+  }
+}
+
 // A compile-time int as a value (std::integral_constant, without the standard library here).
 template <int V>
 struct IntConstant {
@@ -244,8 +277,7 @@ void DotRows(const Row* rows, const float* x, int64_t ldx, int64_t K, float* y, 
       for (int j = 0; j < N; ++j) acc[i][j] = _mm256_fmadd_ps(xv[j], wv, acc[i][j]);
     }
   }
-  for (int j = 0; j < N; ++j)
-    for (int i = 0; i < R; ++i) Store(y + j * ldy + i, HorizontalSum(acc[i][j]), accumulate);
+  StoreTileSums(acc, y, ldy, accumulate);
 }
 
 // Rows [r, r+n) (n <= R) against tokens [0, T): whole tiles of R rows meet three tokens at a
@@ -333,8 +365,7 @@ void ScaledDotRows(const RawWeight& w, int64_t r, const float* x, int64_t ldx, f
       for (int j = 0; j < N; ++j) acc[i][j] = _mm256_fmadd_ps(xv[j], wv, acc[i][j]);
     }
   }
-  for (int j = 0; j < N; ++j)
-    for (int i = 0; i < R; ++i) Store(y + j * ldy + i, HorizontalSum(acc[i][j]), accumulate);
+  StoreTileSums(acc, y, ldy, accumulate);
 }
 
 // One token: tiles of F::kGemvRows rows; several: four rows against three tokens at a time,
@@ -578,6 +609,8 @@ void MicroKernel(const float* wt, int64_t K, const float* x, int64_t ldx, float*
   __m256 acc[M][N];
   for (int i = 0; i < M; ++i)
     for (int j = 0; j < N; ++j) acc[i][j] = _mm256_setzero_ps();
+  // Two steps an iteration: one thread, a 4 x 3 tile over 48 tokens from L1/L2, 1-5% faster.
+#pragma GCC unroll 2
   for (int64_t k = 0; k < K8; k += 8) {
     __m256 xv[N];
     for (int j = 0; j < N; ++j) xv[j] = _mm256_loadu_ps(x + j * ldx + k);
@@ -592,8 +625,7 @@ void MicroKernel(const float* wt, int64_t K, const float* x, int64_t ldx, float*
       for (int i = 0; i < M; ++i) acc[i][j] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(wt + i * Kp + K8), acc[i][j]);
     }
   }
-  for (int j = 0; j < N; ++j)
-    for (int i = 0; i < M; ++i) Store(y + j * ldy + i, HorizontalSum(acc[i][j]), accumulate);
+  StoreTileSums(acc, y, ldy, accumulate);
 }
 
 template <int M>
