@@ -264,9 +264,13 @@ void DotRows(const Row* rows, const float* x, int64_t ldx, int64_t K, float* y, 
       for (int j = 0; j < N; ++j) acc[i][j] = _mm256_fmadd_ps(xv[j], wv, acc[i][j]);
     }
   };
+  // Two steps an iteration: BM_ExpertStream BF16 decode (2 threads, seven alternated pairs, each
+  // faster) 15.1-20.8 -> 20.8-27.4 GB/s.
   if (prefetch != 0) {
+#pragma GCC unroll 2
     for (int64_t k = 0; k < K8; k += 8) step(k, true);
   } else {
+#pragma GCC unroll 2
     for (int64_t k = 0; k < K8; k += 8) step(k, false);
   }
   if (K8 < K) {
