@@ -837,8 +837,8 @@ struct Int4Rows8 {
     return Int4Format::Apply(Int4Format::Load8(row, k), s, z);
   }
 };
-// FP8 and INT8: a float scale per block of rows and columns (no zero points).
-template <typename F>
+// FP8 (kFp8) and INT8: a float scale per block of rows and columns (no zero points).
+template <bool kFp8>
 struct BlockScaledRows8 {
   static void Table(const RawWeight& w, int64_t r, int64_t n, int64_t g0, int64_t m, float* s, float*) {
     for (int64_t i = 0; i < n; ++i) {
@@ -847,25 +847,20 @@ struct BlockScaledRows8 {
     }
   }
   static float Scale(const float* row_scales, int64_t g) {
-    if constexpr (F::kFp8) {
+    if constexpr (kFp8) {
       return Fp8Format::ActScale(row_scales, g);  // the products see E4M3 · 2^-8 (Fp8Format)
     } else {
       return row_scales[g];
     }
   }
   static __m256 Eight(const uint8_t* row, int64_t k, __m256 s, __m256) {
-    if constexpr (F::kFp8) {
+    if constexpr (kFp8) {
       return _mm256_mul_ps(Fp8Format::Load8(row, k), s);
     } else {
       return Int8Format::Apply(Int8Format::Load8(row, k), s, s);  // z unused: no zero points
     }
   }
 };
-struct Fp8Kind { static constexpr bool kFp8 = true; };
-struct Int8Kind { static constexpr bool kFp8 = false; };
-// Whether a policy's rows have zero points, as a type (WithRowsPolicy).
-template <bool kHas>
-struct ZeroPoints { static constexpr bool value = kHas; };
 
 // scores[i] = q · W[r0 + i]: rows four at a time (two at a time with zero points, whose four
 // rows' scales, zero points and accumulators would not fit the registers), each quad's groups
@@ -973,19 +968,19 @@ void TableRowsWeightedSum(const float* p, const RawWeight& w, int64_t r0, int64_
   }
 }
 
-// fn(policy, zero points) for w's scaled format (INT4, FP8, INT8).
+// fn(policy, zero points: IntConstant<1> or <0>) for w's scaled format (INT4, FP8, INT8).
 template <typename Fn>
 void WithRowsPolicy(const RawWeight& w, const Fn& fn) {
   if (w.kind == WeightKind::kInt4) {
     if (w.zero) {
-      fn(Int4Rows8{}, ZeroPoints<true>{});
+      fn(Int4Rows8{}, IntConstant<1>{});
     } else {
-      fn(Int4Rows8{}, ZeroPoints<false>{});
+      fn(Int4Rows8{}, IntConstant<0>{});
     }
   } else if (w.kind == WeightKind::kF8E4M3) {
-    fn(BlockScaledRows8<Fp8Kind>{}, ZeroPoints<false>{});
+    fn(BlockScaledRows8<true>{}, IntConstant<0>{});
   } else {
-    fn(BlockScaledRows8<Int8Kind>{}, ZeroPoints<false>{});
+    fn(BlockScaledRows8<false>{}, IntConstant<0>{});
   }
 }
 
@@ -1030,7 +1025,7 @@ void GemvAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
 void WeightRowScoresAvx2(const float* q, const RawWeight& w, int64_t r0, int64_t S, float* scores) {
   if (ScaledRows(w)) {
     return WithRowsPolicy(w, [&](auto policy, auto zero) {
-      TableRowScores<decltype(policy), decltype(zero)::value>(q, w, r0, S, scores);
+      TableRowScores<decltype(policy), decltype(zero)::value != 0>(q, w, r0, S, scores);
     });
   }
   WithRowFactory(w, [&](const auto& make_row) { PlainRowScores(q, w.cols, r0, S, scores, make_row); });
@@ -1039,7 +1034,7 @@ void WeightRowScoresAvx2(const float* q, const RawWeight& w, int64_t r0, int64_t
 void WeightRowsWeightedSumAvx2(const float* p, const RawWeight& w, int64_t r0, int64_t S, float* out) {
   if (ScaledRows(w)) {
     return WithRowsPolicy(w, [&](auto policy, auto zero) {
-      TableRowsWeightedSum<decltype(policy), decltype(zero)::value>(p, w, r0, S, out);
+      TableRowsWeightedSum<decltype(policy), decltype(zero)::value != 0>(p, w, r0, S, out);
     });
   }
   WithRowFactory(w, [&](const auto& make_row) { PlainRowsWeightedSum(p, w.cols, r0, S, out, make_row); });
