@@ -61,6 +61,13 @@ std::vector<Case> Cases() {
           {"int4 g32 zero points 31 blocks", true, 5, 992, 32, false, 1},
           {"int4 g64 44 blocks", true, 9, 1408, 64, false, 1},
           {"int4 g128 40 blocks", true, 4, 1280, 128, false, 1},
+          // A tail of four blocks (half an AVX2 decode step) for each group step: g32 symmetric
+          // and g64 above (384, 1408 columns), g32 with zero points, g128 with and without, g256
+          // (its last group the tail's alone, half full).
+          {"int4 g32 zero points 12 blocks", true, 5, 384, 32, false, 1},
+          {"int4 g128 12 blocks", true, 7, 384, 128, false, 1},
+          {"int4 g128 symmetric 12 blocks", true, 6, 384, 128, true, 1},
+          {"int4 g256 20 blocks", true, 5, 640, 256, false, 1},
           {"int8 g32 17 blocks", false, 21, 544, 32, true, 1},
           // INT8 decode takes two blocks per step: groups of three blocks change inside a step.
           {"int8 g96", false, 18, 576, 96, true, 1},

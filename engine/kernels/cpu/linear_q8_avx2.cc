@@ -157,9 +157,49 @@ __attribute__((always_inline)) inline void ChunkGroups(const Int4RowArgs<N>& a, 
   }
 }
 
-// Blocks [b0, b0 + n) (n = 8 when kFull) of the row into acc[j], lane i = chain b0 + i.
-template <int N, GroupStep kStep, bool kFull>
+// The groups of a half chunk (blocks [b0, b0 + 4), the tail of a row of 8m + 4 blocks, as
+// q_b's 384 columns on bench-v3-mini or V2-Lite's 1408-column down_proj): the loads of
+// ChunkGroups read exactly those blocks' scales and zero points; lanes 4-7 get scale 0, as
+// ChunkGroups<kEach> gives lanes past the row's end. kStep is not kEach.
+template <GroupStep kStep, int N>
+__attribute__((always_inline)) inline void HalfChunkGroups(const Int4RowArgs<N>& a, int64_t b0, __m256* scale,
+                                                           __m256i* zero) {
+  const uint16_t* s16 = a.scale;
+  const uint8_t* z8 = a.zero;
+  if (kStep == GroupStep::kOne) {
+    *scale = _mm256_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s16 + b0)));
+    if (z8) {
+      int32_t z4;
+      __builtin_memcpy(&z4, z8 + b0, 4);
+      *zero = _mm256_cvtepu8_epi32(_mm_cvtsi32_si128(z4));
+    }
+  } else if (kStep == GroupStep::kTwo) {
+    const __m256i pick = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);  // lanes 4-7: the zeros of lanes 2, 3
+    const int64_t g0 = b0 >> 1;
+    *scale = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si32(s16 + g0)), pick);
+    if (z8) {
+      uint16_t z2;
+      __builtin_memcpy(&z2, z8 + g0, 2);
+      *zero = _mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi32_si128(z2)), pick);
+    }
+  } else if (kStep == GroupStep::kFour) {
+    const __m256i pick = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);  // lanes 4-7: the zero of lane 1
+    const int64_t g0 = b0 >> 2;
+    *scale = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_cvtsi32_si128(s16[g0])), pick);
+    if (z8) *zero = _mm256_permutevar8x32_epi32(_mm256_zextsi128_si256(_mm_cvtsi32_si128(z8[g0])), pick);
+  } else {
+    const int64_t g0 = b0 / a.per_group;
+    *scale = _mm256_blend_ps(_mm256_set1_ps(_cvtsh_ss(s16[g0])), _mm256_setzero_ps(), 0xf0);
+    if (z8) *zero = _mm256_set1_epi32(z8[g0]);
+  }
+  if (!z8) *zero = _mm256_set1_epi32(8);  // lanes 4-7 meet sums of 0
+}
+
+// Blocks [b0, b0 + n) of the row into acc[j], lane i = chain b0 + i. kBlocks: 8 (a whole chunk,
+// n = 8), 4 (a half chunk, n = 4) or 0 (any n < 8, lane by lane).
+template <int N, GroupStep kStep, int kBlocks>
 __attribute__((always_inline)) inline void Int4Chunk(const Int4RowArgs<N>& a, int64_t b0, int64_t n, __m256* acc) {
+  constexpr bool kFull = kBlocks == 8, kHalf = kBlocks == 4 && kStep != GroupStep::kEach;
   const __m256i low4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
   // Blocks b0+2i and b0+2i+1: per token, each block's sixteen sums of four products
   // (|.| <= 4 · 15 · 127 = 7620, int16).
@@ -193,7 +233,11 @@ __attribute__((always_inline)) inline void Int4Chunk(const Int4RowArgs<N>& a, in
   pairs(3, s1);
   __m256 scale;
   __m256i zero;
-  ChunkGroups<kFull ? kStep : GroupStep::kEach>(a, b0, n, &scale, &zero);
+  if constexpr (kHalf) {
+    HalfChunkGroups<kStep>(a, b0, &scale, &zero);
+  } else {
+    ChunkGroups<kFull ? kStep : GroupStep::kEach>(a, b0, n, &scale, &zero);
+  }
   // The tree leaves blocks in lanes (0, 2, 4, 6, 1, 3, 5, 7); this puts them in order.
   const __m256i in_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   for (int j = 0; j < N; ++j) {
@@ -204,6 +248,9 @@ __attribute__((always_inline)) inline void Int4Chunk(const Int4RowArgs<N>& a, in
     if (kFull) {
       dv = _mm256_loadu_ps(a.d[j] + b0);
       sv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum[j] + b0));
+    } else if (kHalf) {  // lanes 4-7: d = 0, Σq = 0
+      dv = _mm256_zextps128_ps256(_mm_loadu_ps(a.d[j] + b0));
+      sv = _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.sum[j] + b0)));
     } else {  // lanes past the row's last block: d = 0, Σq = 0 (their sums are 0 too)
       // Masked loads (lanes off the mask read as 0 and never fault), not the stack copies that
       // stalled on store forwarding.
@@ -217,11 +264,19 @@ __attribute__((always_inline)) inline void Int4Chunk(const Int4RowArgs<N>& a, in
   }
 }
 
+// What follows a row's whole chunks (its block count mod 8), known per call: nothing, a half
+// chunk, or any count (checked row by row). Rows without a tail then carry no tail code.
+enum class Int4Tail : int { kNone, kHalf, kAny };
+
+inline Int4Tail Int4TailOf(int64_t blocks) {
+  return blocks % 8 == 0 ? Int4Tail::kNone : blocks % 8 == 4 ? Int4Tail::kHalf : Int4Tail::kAny;
+}
+
 // Row r against N tokens (the activations' rows tokens[j]): out[j] = the twin's
 // ((c0 + c4) + (c2 + c6)) + ((c1 + c5) + (c3 + c7)), where lane i of the accumulator is the
 // chain c_i over blocks b = i (mod 8). ahead: a row to fetch into cache as this one is read
 // (null for none).
-template <int N, GroupStep kStep>
+template <int N, GroupStep kStep, Int4Tail kTail>
 __attribute__((always_inline)) inline void Int4Row(const RawWeight& w, int64_t r, const QuantizedActs& qa,
                                                    const int64_t* tokens, const uint8_t* ahead, float* out) {
   const int64_t nb = qa.K / kActBlock;
@@ -246,11 +301,15 @@ __attribute__((always_inline)) inline void Int4Row(const RawWeight& w, int64_t r
       _mm_prefetch(reinterpret_cast<const char*>(ahead + b0 * 16), _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(ahead + b0 * 16 + 64), _MM_HINT_T0);
     }
-    Int4Chunk<N, kStep, true>(a, b0, 8, acc);
+    Int4Chunk<N, kStep, 8>(a, b0, 8, acc);
   }
-  if (b0 < nb) {
+  if (kTail != Int4Tail::kNone && b0 < nb) {
     if (ahead) PrefetchLines(ahead + b0 * 16, ahead + nb * 16);
-    Int4Chunk<N, kStep, false>(a, b0, nb - b0, acc);
+    if (kTail == Int4Tail::kHalf) {
+      Int4Chunk<N, kStep, 4>(a, b0, 4, acc);
+    } else {
+      Int4Chunk<N, kStep, 0>(a, b0, nb - b0, acc);
+    }
   }
   for (int j = 0; j < N; ++j) {
     __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[j]), _mm256_extractf128_ps(acc[j], 1));  // c_i + c_(i+4)
@@ -259,7 +318,7 @@ __attribute__((always_inline)) inline void Int4Row(const RawWeight& w, int64_t r
   }
 }
 
-template <GroupStep kStep>
+template <GroupStep kStep, Int4Tail kTail>
 void Int4Rows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
               bool accumulate) {
   auto store = [&](int64_t r, int64_t t, float v) {
@@ -280,7 +339,7 @@ void Int4Rows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1
     const int64_t token = 0;
     for (int64_t r = r0; r < r1; ++r) {
       float out;
-      Int4Row<1, kStep>(w, r, a, &token, ahead(r), &out);
+      Int4Row<1, kStep, kTail>(w, r, a, &token, ahead(r), &out);
       store(r, 0, out);
     }
     return;
@@ -297,15 +356,37 @@ void Int4Rows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1
         float out[2];
         if (t + 1 < t1) {
           const int64_t tokens[2] = {t, t + 1};
-          Int4Row<2, kStep>(w, r, a, tokens, t == t0 ? next : nullptr, out);
+          Int4Row<2, kStep, kTail>(w, r, a, tokens, t == t0 ? next : nullptr, out);
           store(r, t, out[0]);
           store(r, t + 1, out[1]);
         } else {
-          Int4Row<1, kStep>(w, r, a, &t, t == t0 ? next : nullptr, out);
+          Int4Row<1, kStep, kTail>(w, r, a, &t, t == t0 ? next : nullptr, out);
           store(r, t, out[0]);
         }
       }
     }
+  }
+}
+
+template <GroupStep kStep>
+void Int4RowsWithTail(Int4Tail tail, const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y,
+                      int64_t ldy, bool accumulate) {
+  switch (tail) {
+    case Int4Tail::kNone: Int4Rows<kStep, Int4Tail::kNone>(a, w, r0, r1, y, ldy, accumulate); return;
+    case Int4Tail::kHalf: Int4Rows<kStep, Int4Tail::kHalf>(a, w, r0, r1, y, ldy, accumulate); return;
+    case Int4Tail::kAny: Int4Rows<kStep, Int4Tail::kAny>(a, w, r0, r1, y, ldy, accumulate); return;
+  }
+}
+
+void Int4RowsFor(GroupStep step, Int4Tail tail, const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1,
+                 float* y, int64_t ldy, bool accumulate) {
+  switch (step) {
+    case GroupStep::kOne: Int4RowsWithTail<GroupStep::kOne>(tail, a, w, r0, r1, y, ldy, accumulate); return;
+    case GroupStep::kTwo: Int4RowsWithTail<GroupStep::kTwo>(tail, a, w, r0, r1, y, ldy, accumulate); return;
+    case GroupStep::kFour: Int4RowsWithTail<GroupStep::kFour>(tail, a, w, r0, r1, y, ldy, accumulate); return;
+    case GroupStep::kWhole: Int4RowsWithTail<GroupStep::kWhole>(tail, a, w, r0, r1, y, ldy, accumulate); return;
+    // Groups that do not divide a chunk evenly go block by block anyway: one tail form serves.
+    case GroupStep::kEach: Int4Rows<GroupStep::kEach, Int4Tail::kAny>(a, w, r0, r1, y, ldy, accumulate); return;
   }
 }
 
@@ -380,13 +461,7 @@ void QLinearAvx2(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t
   if (w.kind == WeightKind::kI8) {
     Int8Rows(a, w, r0, r1, y, ldy, accumulate);
   } else if (w.kind == WeightKind::kInt4) {
-    switch (GroupStepFor(w.block_in / kActBlock)) {
-      case GroupStep::kOne: Int4Rows<GroupStep::kOne>(a, w, r0, r1, y, ldy, accumulate); return;
-      case GroupStep::kTwo: Int4Rows<GroupStep::kTwo>(a, w, r0, r1, y, ldy, accumulate); return;
-      case GroupStep::kFour: Int4Rows<GroupStep::kFour>(a, w, r0, r1, y, ldy, accumulate); return;
-      case GroupStep::kWhole: Int4Rows<GroupStep::kWhole>(a, w, r0, r1, y, ldy, accumulate); return;
-      case GroupStep::kEach: Int4Rows<GroupStep::kEach>(a, w, r0, r1, y, ldy, accumulate); return;
-    }
+    Int4RowsFor(GroupStepFor(w.block_in / kActBlock), Int4TailOf(a.K / kActBlock), a, w, r0, r1, y, ldy, accumulate);
   }
 }
 
