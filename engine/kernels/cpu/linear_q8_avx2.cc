@@ -106,35 +106,65 @@ __attribute__((always_inline)) inline void PutLaneGroup(const uint16_t* s16, con
   }
 }
 
+// The first kCount F16 scales (or U8 zero points) at p in the low lanes of a vector, the rest
+// zero; exactly those bytes are read.
+template <int kCount>
+__attribute__((always_inline)) inline __m128i LoadHalves(const uint16_t* p) {
+  if constexpr (kCount == 8) {
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  } else if constexpr (kCount == 4) {
+    return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  } else if constexpr (kCount == 2) {
+    return _mm_loadu_si32(p);
+  } else {
+    return _mm_cvtsi32_si128(p[0]);
+  }
+}
+template <int kCount>
+__attribute__((always_inline)) inline __m128i LoadBytes(const uint8_t* p) {
+  if constexpr (kCount == 8) {
+    return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  } else if constexpr (kCount == 4) {
+    return _mm_loadu_si32(p);
+  } else if constexpr (kCount == 2) {
+    uint16_t v;
+    __builtin_memcpy(&v, p, 2);
+    return _mm_cvtsi32_si128(v);
+  } else {
+    return _mm_cvtsi32_si128(p[0]);
+  }
+}
+
 // Scale and zero point of blocks [b0, b0 + n) of the row, lane i = block b0 + i (lanes past n:
-// scale 0, zero point 0). Only the groups the blocks use are read.
-template <GroupStep kStep, int N>
+// scale 0, zero point 0 or 8, which meet block sums of 0). Only the groups the blocks use are
+// read. kHalf: n = 4, a half chunk (the tail of a row of 8m + 4 blocks, as bench-v3-mini's q_b
+// with 384 columns or V2-Lite's 1408-column down_proj): the same loads, half as wide, where
+// kEach's lane-by-lane inserts and masked loads had cost a tail about as much as a whole chunk.
+template <GroupStep kStep, bool kHalf, int N>
 __attribute__((always_inline)) inline void ChunkGroups(const Int4RowArgs<N>& a, int64_t b0, int64_t n, __m256* scale,
                                                        __m256i* zero) {
   const uint16_t* s16 = a.scale;
   const uint8_t* z8 = a.zero;
+  constexpr int kLanes = kHalf ? 4 : 8;  // blocks, so groups: kLanes / (blocks a group)
   if (kStep == GroupStep::kOne) {
-    *scale = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s16 + b0)));
-    *zero = z8 ? _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(z8 + b0))) : _mm256_set1_epi32(8);
-  } else if (kStep == GroupStep::kTwo) {
+    *scale = _mm256_cvtph_ps(LoadHalves<kLanes>(s16 + b0));
+    *zero = z8 ? _mm256_cvtepu8_epi32(LoadBytes<kLanes>(z8 + b0)) : _mm256_set1_epi32(8);
+  } else if (kStep == GroupStep::kTwo) {  // a half chunk's lanes 4-7 pick lanes 2 and 3: zero
     const __m256i pick = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
     const int64_t g0 = b0 >> 1;
-    *scale = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s16 + g0))), pick);
-    *zero = z8 ? _mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(_mm_loadu_si32(z8 + g0)), pick) : _mm256_set1_epi32(8);
-  } else if (kStep == GroupStep::kFour) {
+    *scale = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(LoadHalves<kLanes / 2>(s16 + g0)), pick);
+    *zero = z8 ? _mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(LoadBytes<kLanes / 2>(z8 + g0)), pick)
+               : _mm256_set1_epi32(8);
+  } else if (kStep == GroupStep::kFour) {  // a half chunk's lanes 4-7 pick lane 1: zero
     const __m256i pick = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
     const int64_t g0 = b0 >> 2;
-    *scale = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si32(s16 + g0)), pick);
-    if (z8) {
-      uint16_t z2;
-      __builtin_memcpy(&z2, z8 + g0, 2);
-      *zero = _mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi32_si128(z2)), pick);
-    } else {
-      *zero = _mm256_set1_epi32(8);
-    }
+    *scale = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(LoadHalves<kLanes / 4>(s16 + g0)), pick);
+    *zero = z8 ? _mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(LoadBytes<kLanes / 4>(z8 + g0)), pick)
+               : _mm256_set1_epi32(8);
   } else if (kStep == GroupStep::kWhole) {
     const int64_t g0 = b0 / a.per_group;
     *scale = _mm256_set1_ps(_cvtsh_ss(s16[g0]));
+    if (kHalf) *scale = _mm256_blend_ps(*scale, _mm256_setzero_ps(), 0xf0);
     *zero = _mm256_set1_epi32(z8 ? z8[g0] : 8);
   } else {
     // Block by block, each lane's F16 scale and zero point put into a register lane, then
@@ -155,44 +185,6 @@ __attribute__((always_inline)) inline void ChunkGroups(const Int4RowArgs<N>& a, 
     *scale = _mm256_cvtph_ps(s);
     *zero = _mm256_cvtepu8_epi32(z);
   }
-}
-
-// The groups of a half chunk (blocks [b0, b0 + 4), the tail of a row of 8m + 4 blocks, as
-// q_b's 384 columns on bench-v3-mini or V2-Lite's 1408-column down_proj): the loads of
-// ChunkGroups read exactly those blocks' scales and zero points; lanes 4-7 get scale 0, as
-// ChunkGroups<kEach> gives lanes past the row's end. kStep is not kEach.
-template <GroupStep kStep, int N>
-__attribute__((always_inline)) inline void HalfChunkGroups(const Int4RowArgs<N>& a, int64_t b0, __m256* scale,
-                                                           __m256i* zero) {
-  const uint16_t* s16 = a.scale;
-  const uint8_t* z8 = a.zero;
-  if (kStep == GroupStep::kOne) {
-    *scale = _mm256_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s16 + b0)));
-    if (z8) {
-      int32_t z4;
-      __builtin_memcpy(&z4, z8 + b0, 4);
-      *zero = _mm256_cvtepu8_epi32(_mm_cvtsi32_si128(z4));
-    }
-  } else if (kStep == GroupStep::kTwo) {
-    const __m256i pick = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);  // lanes 4-7: the zeros of lanes 2, 3
-    const int64_t g0 = b0 >> 1;
-    *scale = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si32(s16 + g0)), pick);
-    if (z8) {
-      uint16_t z2;
-      __builtin_memcpy(&z2, z8 + g0, 2);
-      *zero = _mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi32_si128(z2)), pick);
-    }
-  } else if (kStep == GroupStep::kFour) {
-    const __m256i pick = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);  // lanes 4-7: the zero of lane 1
-    const int64_t g0 = b0 >> 2;
-    *scale = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_cvtsi32_si128(s16[g0])), pick);
-    if (z8) *zero = _mm256_permutevar8x32_epi32(_mm256_zextsi128_si256(_mm_cvtsi32_si128(z8[g0])), pick);
-  } else {
-    const int64_t g0 = b0 / a.per_group;
-    *scale = _mm256_blend_ps(_mm256_set1_ps(_cvtsh_ss(s16[g0])), _mm256_setzero_ps(), 0xf0);
-    if (z8) *zero = _mm256_set1_epi32(z8[g0]);
-  }
-  if (!z8) *zero = _mm256_set1_epi32(8);  // lanes 4-7 meet sums of 0
 }
 
 // Blocks [b0, b0 + n) of the row into acc[j], lane i = chain b0 + i. kBlocks: 8 (a whole chunk,
@@ -233,11 +225,7 @@ __attribute__((always_inline)) inline void Int4Chunk(const Int4RowArgs<N>& a, in
   pairs(3, s1);
   __m256 scale;
   __m256i zero;
-  if constexpr (kHalf) {
-    HalfChunkGroups<kStep>(a, b0, &scale, &zero);
-  } else {
-    ChunkGroups<kFull ? kStep : GroupStep::kEach>(a, b0, n, &scale, &zero);
-  }
+  ChunkGroups<kFull || kHalf ? kStep : GroupStep::kEach, kHalf>(a, b0, n, &scale, &zero);
   // The tree leaves blocks in lanes (0, 2, 4, 6, 1, 3, 5, 7); this puts them in order.
   const __m256i in_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   for (int j = 0; j < N; ++j) {
