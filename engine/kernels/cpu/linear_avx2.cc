@@ -120,6 +120,8 @@ struct Int8Format : ByteRows {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + k))));
   }
   static float Unscaled(const uint8_t* q, int64_t k) { return static_cast<float>(static_cast<int8_t>(q[k])); }
+  template <typename T>  // float or __m256
+  static T Offset(T, T z) { return z; }  // no zero points: Apply ignores it
   static __m256 Apply(__m256 u, __m256 s, __m256) { return _mm256_mul_ps(u, s); }
   static float ApplyScalar(float u, float s, float) { return u * s; }
 };
@@ -153,7 +155,14 @@ struct Int4Format : ByteRows {
     const uint8_t byte = q[k >> 1];
     return static_cast<float>((k & 1) ? (byte >> 4) : (byte & 0xf));
   }
-  static __m256 Apply(__m256 u, __m256 s, __m256 z) { return _mm256_mul_ps(_mm256_sub_ps(u, z), s); }
+  // (u - z) · s as one fma, u · s - zs with zs = Offset(s, z) = z · s once per group: z · s is
+  // exact (an 8-bit integer times F16's 11-bit significand), and so is (u - z) · s (at most 19
+  // bits), so the fma's one rounding leaves ApplyScalar's value, without its subtraction. Only
+  // a zero can differ, +0 where u = z gave -0 for a zero scale, and no product sum can tell
+  // (an fma chain from +0 never holds -0); a non-finite scale gives NaN throughout.
+  template <typename T>  // float or __m256
+  static T Offset(T s, T z) { return z * s; }
+  static __m256 Apply(__m256 u, __m256 s, __m256 zs) { return _mm256_fmsub_ps(u, s, zs); }
   static float ApplyScalar(float u, float s, float z) { return (u - z) * s; }
 };
 
@@ -339,10 +348,10 @@ void ScaledDotRows(const RawWeight& w, int64_t r, const float* x, int64_t ldx, f
   }
   for (int64_t k0 = 0, g = 0; k0 < K8; k0 += bi, ++g) {
     const int64_t k1 = k0 + bi < K8 ? k0 + bi : K8;
-    float s[R], z[R];
+    float s[R], zs[R];
     for (int i = 0; i < R; ++i) {
       s[i] = F::Scale(w, r + i, g);
-      z[i] = F::Zero(w, r + i, g);
+      zs[i] = F::Offset(s[i], F::Zero(w, r + i, g));
     }
     // Eight columns from k: each row's weights converted and scaled once for the N tokens.
     const auto eight = [&](int64_t k, bool fetch) __attribute__((always_inline)) {
@@ -350,7 +359,7 @@ void ScaledDotRows(const RawWeight& w, int64_t r, const float* x, int64_t ldx, f
       for (int j = 0; j < N; ++j) xv[j] = _mm256_loadu_ps(x + j * ldx + k);
       for (int i = 0; i < R; ++i) {
         if (fetch) _mm_prefetch(reinterpret_cast<const char*>(q[i] + prefetch + F::ByteOffset(k)), _MM_HINT_T0);
-        const __m256 wv = F::Apply(F::Load8(q[i], k), _mm256_set1_ps(s[i]), _mm256_set1_ps(z[i]));
+        const __m256 wv = F::Apply(F::Load8(q[i], k), _mm256_set1_ps(s[i]), _mm256_set1_ps(zs[i]));
         for (int j = 0; j < N; ++j) acc[i][j] = _mm256_fmadd_ps(xv[j], wv, acc[i][j]);
       }
     };
@@ -560,15 +569,15 @@ void ConvertScaledRows(const RawWeight& w, int64_t r, int n, float* dst, const P
     float* d = layout.Row(dst, i);
     for (int64_t k0 = 0, g = 0; k0 < K8; k0 += bi, ++g) {
       const int64_t k1 = k0 + bi < K8 ? k0 + bi : K8;
-      const __m256 s = _mm256_set1_ps(F::Scale(w, r + i, g)), z = _mm256_set1_ps(F::Zero(w, r + i, g));
+      const __m256 s = _mm256_set1_ps(F::Scale(w, r + i, g)), zs = F::Offset(s, _mm256_set1_ps(F::Zero(w, r + i, g)));
       int64_t k = k0;
       for (; k + 16 <= k1; k += 16) {
         __m256 a, b;
         F::Load16(q, k, &a, &b);
-        _mm256_storeu_ps(d + layout.At(k), F::Apply(a, s, z));
-        _mm256_storeu_ps(d + layout.At(k + 8), F::Apply(b, s, z));
+        _mm256_storeu_ps(d + layout.At(k), F::Apply(a, s, zs));
+        _mm256_storeu_ps(d + layout.At(k + 8), F::Apply(b, s, zs));
       }
-      if (k < k1) _mm256_storeu_ps(d + layout.At(k), F::Apply(F::Load8(q, k), s, z));
+      if (k < k1) _mm256_storeu_ps(d + layout.At(k), F::Apply(F::Load8(q, k), s, zs));
     }
     if (K8 < K) _mm256_storeu_ps(d + layout.At(K8), LoadWeightTail(ScaledTailRow<F>{&w, r + i}, K8, K));
   }
@@ -833,8 +842,10 @@ struct Int4Rows8 {
       }
     }
   }
-  static __m256 Eight(const uint8_t* row, int64_t k, __m256 s, __m256 z) {
-    return Int4Format::Apply(Int4Format::Load8(row, k), s, z);
+  // zs: Offset(s, z), once per row and group.
+  static __m256 Offset(__m256 s, __m256 z) { return Int4Format::Offset(s, z); }
+  static __m256 Eight(const uint8_t* row, int64_t k, __m256 s, __m256 zs) {
+    return Int4Format::Apply(Int4Format::Load8(row, k), s, zs);
   }
 };
 // FP8 (kFp8) and INT8: a float scale per block of rows and columns (no zero points).
@@ -853,6 +864,7 @@ struct BlockScaledRows8 {
       return row_scales[g];
     }
   }
+  static __m256 Offset(__m256, __m256 z) { return z; }  // no zero points
   static __m256 Eight(const uint8_t* row, int64_t k, __m256 s, __m256) {
     if constexpr (kFp8) {
       return _mm256_mul_ps(Fp8Format::Load8(row, k), s);
@@ -881,7 +893,7 @@ void TableRowScores(const float* q, const RawWeight& w, int64_t r0, int64_t S, f
       __m256 sv[R], zv[R];
       for (int j = 0; j < R; ++j) {
         sv[j] = _mm256_broadcast_ss(s_f + (j0 + j) * m + g);
-        zv[j] = kZero ? _mm256_broadcast_ss(z_f + (j0 + j) * m + g) : eight;
+        zv[j] = P::Offset(sv[j], kZero ? _mm256_broadcast_ss(z_f + (j0 + j) * m + g) : eight);
       }
       const int64_t c1 = (g0 + g + 1) * bi < C ? (g0 + g + 1) * bi : C;
       for (int64_t c = (g0 + g) * bi; c < c1; c += 8) {
@@ -939,7 +951,7 @@ void TableRowsWeightedSum(const float* p, const RawWeight& w, int64_t r0, int64_
         if (g[0] == g[3]) {  // one group for the four vectors (block_in % 32 == 0: every chunk)
           for (int64_t i = 0; i < n; ++i, row += rb) {
             const __m256 ps = _mm256_broadcast_ss(p + b0 + i), sv = _mm256_broadcast_ss(s_f + i * m + g[0]);
-            const __m256 zv = kZero ? _mm256_broadcast_ss(z_f + i * m + g[0]) : eight;
+            const __m256 zv = P::Offset(sv, kZero ? _mm256_broadcast_ss(z_f + i * m + g[0]) : eight);
             for (int j = 0; j < 4; ++j) a[j] = _mm256_fmadd_ps(ps, P::Eight(row, c0 + 8 * j, sv, zv), a[j]);
           }
         } else {
@@ -947,7 +959,7 @@ void TableRowsWeightedSum(const float* p, const RawWeight& w, int64_t r0, int64_
             const __m256 ps = _mm256_broadcast_ss(p + b0 + i);
             for (int j = 0; j < 4; ++j) {
               const __m256 sv = _mm256_broadcast_ss(s_f + i * m + g[j]);
-              const __m256 zv = kZero ? _mm256_broadcast_ss(z_f + i * m + g[j]) : eight;
+              const __m256 zv = P::Offset(sv, kZero ? _mm256_broadcast_ss(z_f + i * m + g[j]) : eight);
               a[j] = _mm256_fmadd_ps(ps, P::Eight(row, c0 + 8 * j, sv, zv), a[j]);
             }
           }
@@ -959,8 +971,9 @@ void TableRowsWeightedSum(const float* p, const RawWeight& w, int64_t r0, int64_
         __m256 a = b0 > 0 ? _mm256_loadu_ps(out + c0) : _mm256_setzero_ps();
         const uint8_t* row = first;
         for (int64_t i = 0; i < n; ++i, row += rb) {
-          const __m256 zv = kZero ? _mm256_broadcast_ss(z_f + i * m + g) : eight;
-          a = _mm256_fmadd_ps(_mm256_broadcast_ss(p + b0 + i), P::Eight(row, c0, _mm256_broadcast_ss(s_f + i * m + g), zv), a);
+          const __m256 sv = _mm256_broadcast_ss(s_f + i * m + g);
+          const __m256 zv = P::Offset(sv, kZero ? _mm256_broadcast_ss(z_f + i * m + g) : eight);
+          a = _mm256_fmadd_ps(_mm256_broadcast_ss(p + b0 + i), P::Eight(row, c0, sv, zv), a);
         }
         _mm256_storeu_ps(out + c0, a);
       }
