@@ -890,15 +890,15 @@ void TableRowScores(const float* q, const RawWeight& w, int64_t r0, int64_t S, f
     const uint8_t* row[R];
     for (int j = 0; j < R; ++j) row[j] = base + (r + j) * rb;
     for (int64_t g = 0; g < m; ++g) {
-      __m256 sv[R], zv[R];
+      __m256 sv[R], zs[R];
       for (int j = 0; j < R; ++j) {
         sv[j] = _mm256_broadcast_ss(s_f + (j0 + j) * m + g);
-        zv[j] = P::Offset(sv[j], kZero ? _mm256_broadcast_ss(z_f + (j0 + j) * m + g) : eight);
+        zs[j] = P::Offset(sv[j], kZero ? _mm256_broadcast_ss(z_f + (j0 + j) * m + g) : eight);
       }
       const int64_t c1 = (g0 + g + 1) * bi < C ? (g0 + g + 1) * bi : C;
       for (int64_t c = (g0 + g) * bi; c < c1; c += 8) {
         const __m256 qv = _mm256_loadu_ps(q + c);
-        for (int j = 0; j < R; ++j) acc[j] = _mm256_fmadd_ps(qv, P::Eight(row[j], c, sv[j], zv[j]), acc[j]);
+        for (int j = 0; j < R; ++j) acc[j] = _mm256_fmadd_ps(qv, P::Eight(row[j], c, sv[j], zs[j]), acc[j]);
       }
     }
   };
@@ -951,16 +951,16 @@ void TableRowsWeightedSum(const float* p, const RawWeight& w, int64_t r0, int64_
         if (g[0] == g[3]) {  // one group for the four vectors (block_in % 32 == 0: every chunk)
           for (int64_t i = 0; i < n; ++i, row += rb) {
             const __m256 ps = _mm256_broadcast_ss(p + b0 + i), sv = _mm256_broadcast_ss(s_f + i * m + g[0]);
-            const __m256 zv = P::Offset(sv, kZero ? _mm256_broadcast_ss(z_f + i * m + g[0]) : eight);
-            for (int j = 0; j < 4; ++j) a[j] = _mm256_fmadd_ps(ps, P::Eight(row, c0 + 8 * j, sv, zv), a[j]);
+            const __m256 zs = P::Offset(sv, kZero ? _mm256_broadcast_ss(z_f + i * m + g[0]) : eight);
+            for (int j = 0; j < 4; ++j) a[j] = _mm256_fmadd_ps(ps, P::Eight(row, c0 + 8 * j, sv, zs), a[j]);
           }
         } else {
           for (int64_t i = 0; i < n; ++i, row += rb) {
             const __m256 ps = _mm256_broadcast_ss(p + b0 + i);
             for (int j = 0; j < 4; ++j) {
               const __m256 sv = _mm256_broadcast_ss(s_f + i * m + g[j]);
-              const __m256 zv = P::Offset(sv, kZero ? _mm256_broadcast_ss(z_f + i * m + g[j]) : eight);
-              a[j] = _mm256_fmadd_ps(ps, P::Eight(row, c0 + 8 * j, sv, zv), a[j]);
+              const __m256 zs = P::Offset(sv, kZero ? _mm256_broadcast_ss(z_f + i * m + g[j]) : eight);
+              a[j] = _mm256_fmadd_ps(ps, P::Eight(row, c0 + 8 * j, sv, zs), a[j]);
             }
           }
         }
@@ -972,8 +972,8 @@ void TableRowsWeightedSum(const float* p, const RawWeight& w, int64_t r0, int64_
         const uint8_t* row = first;
         for (int64_t i = 0; i < n; ++i, row += rb) {
           const __m256 sv = _mm256_broadcast_ss(s_f + i * m + g);
-          const __m256 zv = P::Offset(sv, kZero ? _mm256_broadcast_ss(z_f + i * m + g) : eight);
-          a = _mm256_fmadd_ps(_mm256_broadcast_ss(p + b0 + i), P::Eight(row, c0, sv, zv), a);
+          const __m256 zs = P::Offset(sv, kZero ? _mm256_broadcast_ss(z_f + i * m + g) : eight);
+          a = _mm256_fmadd_ps(_mm256_broadcast_ss(p + b0 + i), P::Eight(row, c0, sv, zs), a);
         }
         _mm256_storeu_ps(out + c0, a);
       }
