@@ -252,19 +252,11 @@ __attribute__((always_inline)) inline void Int4Chunk(const Int4RowArgs<N>& a, in
   }
 }
 
-// What follows a row's whole chunks (its block count mod 8), known per call: nothing, a half
-// chunk, or any count (checked row by row). Rows without a tail then carry no tail code.
-enum class Int4Tail : int { kNone, kHalf, kAny };
-
-inline Int4Tail Int4TailOf(int64_t blocks) {
-  return blocks % 8 == 0 ? Int4Tail::kNone : blocks % 8 == 4 ? Int4Tail::kHalf : Int4Tail::kAny;
-}
-
 // Row r against N tokens (the activations' rows tokens[j]): out[j] = the twin's
 // ((c0 + c4) + (c2 + c6)) + ((c1 + c5) + (c3 + c7)), where lane i of the accumulator is the
 // chain c_i over blocks b = i (mod 8). ahead: a row to fetch into cache as this one is read
 // (null for none).
-template <int N, GroupStep kStep, Int4Tail kTail>
+template <int N, GroupStep kStep>
 __attribute__((always_inline)) inline void Int4Row(const RawWeight& w, int64_t r, const QuantizedActs& qa,
                                                    const int64_t* tokens, const uint8_t* ahead, float* out) {
   const int64_t nb = qa.K / kActBlock;
@@ -291,9 +283,9 @@ __attribute__((always_inline)) inline void Int4Row(const RawWeight& w, int64_t r
     }
     Int4Chunk<N, kStep, 8>(a, b0, 8, acc);
   }
-  if (kTail != Int4Tail::kNone && b0 < nb) {
+  if (b0 < nb) {
     if (ahead) PrefetchLines(ahead + b0 * 16, ahead + nb * 16);
-    if (kTail == Int4Tail::kHalf) {
+    if (nb - b0 == 4) {
       Int4Chunk<N, kStep, 4>(a, b0, 4, acc);
     } else {
       Int4Chunk<N, kStep, 0>(a, b0, nb - b0, acc);
@@ -306,7 +298,7 @@ __attribute__((always_inline)) inline void Int4Row(const RawWeight& w, int64_t r
   }
 }
 
-template <GroupStep kStep, Int4Tail kTail>
+template <GroupStep kStep>
 void Int4Rows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
               bool accumulate) {
   auto store = [&](int64_t r, int64_t t, float v) {
@@ -327,7 +319,7 @@ void Int4Rows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1
     const int64_t token = 0;
     for (int64_t r = r0; r < r1; ++r) {
       float out;
-      Int4Row<1, kStep, kTail>(w, r, a, &token, ahead(r), &out);
+      Int4Row<1, kStep>(w, r, a, &token, ahead(r), &out);
       store(r, 0, out);
     }
     return;
@@ -344,37 +336,15 @@ void Int4Rows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1
         float out[2];
         if (t + 1 < t1) {
           const int64_t tokens[2] = {t, t + 1};
-          Int4Row<2, kStep, kTail>(w, r, a, tokens, t == t0 ? next : nullptr, out);
+          Int4Row<2, kStep>(w, r, a, tokens, t == t0 ? next : nullptr, out);
           store(r, t, out[0]);
           store(r, t + 1, out[1]);
         } else {
-          Int4Row<1, kStep, kTail>(w, r, a, &t, t == t0 ? next : nullptr, out);
+          Int4Row<1, kStep>(w, r, a, &t, t == t0 ? next : nullptr, out);
           store(r, t, out[0]);
         }
       }
     }
-  }
-}
-
-template <GroupStep kStep>
-void Int4RowsWithTail(Int4Tail tail, const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y,
-                      int64_t ldy, bool accumulate) {
-  switch (tail) {
-    case Int4Tail::kNone: Int4Rows<kStep, Int4Tail::kNone>(a, w, r0, r1, y, ldy, accumulate); return;
-    case Int4Tail::kHalf: Int4Rows<kStep, Int4Tail::kHalf>(a, w, r0, r1, y, ldy, accumulate); return;
-    case Int4Tail::kAny: Int4Rows<kStep, Int4Tail::kAny>(a, w, r0, r1, y, ldy, accumulate); return;
-  }
-}
-
-void Int4RowsFor(GroupStep step, Int4Tail tail, const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1,
-                 float* y, int64_t ldy, bool accumulate) {
-  switch (step) {
-    case GroupStep::kOne: Int4RowsWithTail<GroupStep::kOne>(tail, a, w, r0, r1, y, ldy, accumulate); return;
-    case GroupStep::kTwo: Int4RowsWithTail<GroupStep::kTwo>(tail, a, w, r0, r1, y, ldy, accumulate); return;
-    case GroupStep::kFour: Int4RowsWithTail<GroupStep::kFour>(tail, a, w, r0, r1, y, ldy, accumulate); return;
-    case GroupStep::kWhole: Int4RowsWithTail<GroupStep::kWhole>(tail, a, w, r0, r1, y, ldy, accumulate); return;
-    // Groups that do not divide a chunk evenly go block by block anyway: one tail form serves.
-    case GroupStep::kEach: Int4Rows<GroupStep::kEach, Int4Tail::kAny>(a, w, r0, r1, y, ldy, accumulate); return;
   }
 }
 
@@ -449,7 +419,13 @@ void QLinearAvx2(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t
   if (w.kind == WeightKind::kI8) {
     Int8Rows(a, w, r0, r1, y, ldy, accumulate);
   } else if (w.kind == WeightKind::kInt4) {
-    Int4RowsFor(GroupStepFor(w.block_in / kActBlock), Int4TailOf(a.K / kActBlock), a, w, r0, r1, y, ldy, accumulate);
+    switch (GroupStepFor(w.block_in / kActBlock)) {
+      case GroupStep::kOne: Int4Rows<GroupStep::kOne>(a, w, r0, r1, y, ldy, accumulate); return;
+      case GroupStep::kTwo: Int4Rows<GroupStep::kTwo>(a, w, r0, r1, y, ldy, accumulate); return;
+      case GroupStep::kFour: Int4Rows<GroupStep::kFour>(a, w, r0, r1, y, ldy, accumulate); return;
+      case GroupStep::kWhole: Int4Rows<GroupStep::kWhole>(a, w, r0, r1, y, ldy, accumulate); return;
+      case GroupStep::kEach: Int4Rows<GroupStep::kEach>(a, w, r0, r1, y, ldy, accumulate); return;
+    }
   }
 }
 
