@@ -106,8 +106,8 @@ __attribute__((always_inline)) inline void PutLaneGroup(const uint16_t* s16, con
   }
 }
 
-// The first kCount F16 scales (or U8 zero points) at p in the low lanes of a vector, the rest
-// zero; exactly those bytes are read.
+// The first kCount F16 scales (LoadHalves) or U8 zero points (LoadBytes) at p in the low lanes
+// of a vector, the rest zero; exactly those bytes are read.
 template <int kCount>
 __attribute__((always_inline)) inline __m128i LoadHalves(const uint16_t* p) {
   if constexpr (kCount == 8) {
