@@ -165,8 +165,9 @@ void LinearArgs(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_Linear)->Apply(LinearArgs)->UseRealTime()->MinTime(0.2);
 
-// Args: dtype (as BM_Linear), tokens, threads, activations. A MoE layer's routed-expert matrices (512 x
-// 1536, as bench-v3-mini's gate and up projections), each at its own address and together
+// Args: dtype (as BM_Linear), tokens, threads, activations[, down]. A MoE layer's routed-expert
+// matrices (512 x 1536, as bench-v3-mini's gate and up projections; down 1: 1536 x 512, its down
+// projections, whose short rows stream differently), each at its own address and together
 // over 64 MB, so every pass reads them from DRAM as a decoding or prefilling model does: the
 // figure includes what a matrix-sized stream costs at its start and its end, which BM_Linear's
 // one cache-resident or lm_head-sized matrix does not show. tokens: 1 (decode) or ~48 (the
@@ -175,7 +176,8 @@ BENCHMARK(BM_Linear)->Apply(LinearArgs)->UseRealTime()->MinTime(0.2);
 // --activations int8-all; BF16 and FP8 also under --activations bf16).
 void BM_ExpertStream(benchmark::State& state) {
   const int format = static_cast<int>(state.range(0));
-  const int64_t rows = 512, cols = 1536, T = state.range(1);
+  const bool down = state.range(4) != 0;
+  const int64_t rows = down ? 1536 : 512, cols = down ? 512 : 1536, T = state.range(1);
   const auto activations = static_cast<LinearActivations>(state.range(3));
   if (SkipIfCpuLacks(state, LinearKernel::kAuto, activations)) return;
   SetNumThreads(static_cast<int>(state.range(2)));
@@ -199,7 +201,8 @@ void BM_ExpertStream(benchmark::State& state) {
   }
   SetLinearActivations(LinearActivations::kInt8);
   const bool named = format >= kInt8PerChannel || activations == LinearActivations::kBf16;
-  state.SetLabel(FormatName(format) + (named ? std::string(" x") + LinearActivationsName(activations) : std::string()));
+  state.SetLabel(FormatName(format) + (named ? std::string(" x") + LinearActivationsName(activations) : std::string()) +
+                (down ? " down" : ""));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * experts * matrix_bytes);
   state.counters["FLOPS"] = benchmark::Counter(static_cast<double>(2 * T * rows * cols * experts) * state.iterations(),
                                                benchmark::Counter::kIsRate);
@@ -208,10 +211,11 @@ void BM_ExpertStream(benchmark::State& state) {
 void ExpertArgs(benchmark::internal::Benchmark* b) {
   for (int dt : {static_cast<int>(DType::kBF16), static_cast<int>(DType::kF8E4M3), kInt8PerChannel, kInt4Group32})
     for (int64_t T : {1, 48}) {
-      b->Args({dt, T, 2, static_cast<int>(T == 1 ? LinearActivations::kInt8 : LinearActivations::kF32)});
-      if (T > 1 && dt >= kInt8PerChannel) b->Args({dt, T, 2, static_cast<int>(LinearActivations::kInt8)});
+      b->Args({dt, T, 2, static_cast<int>(T == 1 ? LinearActivations::kInt8 : LinearActivations::kF32), 0});
+      if (T == 1) b->Args({dt, T, 2, static_cast<int>(LinearActivations::kInt8), 1});
+      if (T > 1 && dt >= kInt8PerChannel) b->Args({dt, T, 2, static_cast<int>(LinearActivations::kInt8), 0});
       if (dt == static_cast<int>(DType::kBF16) || dt == static_cast<int>(DType::kF8E4M3))
-        b->Args({dt, T, 2, static_cast<int>(LinearActivations::kBf16)});
+        b->Args({dt, T, 2, static_cast<int>(LinearActivations::kBf16), 0});
     }
 }
 BENCHMARK(BM_ExpertStream)->Apply(ExpertArgs)->UseRealTime()->MinTime(0.5);

@@ -186,6 +186,7 @@ struct Fp8UnscaledRow {
 
 template <typename L>
 struct PlainRow {
+  static constexpr int kBytes = L::kBytes;  // a weight's
   const void* p;
   __m256 Load8(int64_t k) const { return L::Load8(p, k); }
   float Scalar(int64_t k) const { return L::Scalar(p, k); }
@@ -252,32 +253,62 @@ struct IntConstant {
 
 // ---- GEMV: weights converted in registers, each read and converted once for all tokens ---------
 
+// How far a GEMV tile's rows fetch ahead. The hardware prefetchers alone leave a GEMV of eight
+// interleaved row streams well short of the memory bandwidth, so each row fetches what its
+// stream (row i of this tile, then row i of the next tile, ...) reads kRowStreamAhead bytes
+// later: `near` bytes on, in the same row, for columns below `split`, then `far` bytes on, in a
+// later tile's row i. near = 0: no fetching.
+// 3 KB a stream (24 KB for a tile of eight rows, beside the activations in L1): the distance
+// had been one row on each stream (the next tile), which for short rows was too close to hide
+// DRAM's latency (a 512-column BF16 row: 1 KB) and for long ones so far that a tile's fetched
+// lines left L1 before their use (4096 columns: 64 KB a tile). One token, 2 threads, 256 MB of
+// BF16 rows from DRAM, in-process against the one-row distance in both orders: time 0.89 / 0.89
+// at 512 columns (1.12 / 1.07 the other way round, 1 and 2 threads), 0.92 at 768, 0.85 / 0.80
+// at 2048, 0.80-0.89 at 4096 (1.23 / 1.29), 0.95 at 384, even at 1024, 1536 (3 KB already)
+// and 7168; 2 KB and 4 KB a stream were each worse at one end.
+constexpr int64_t kRowStreamAhead = 3072;
+struct RowLookahead {
+  int64_t near = 0, far = 0, split = 0;
+};
+inline RowLookahead RowStreamLookahead(int64_t row_bytes, int64_t tile_rows, int64_t weight_bytes) {
+  const int64_t rows_on = kRowStreamAhead / row_bytes, rest = kRowStreamAhead % row_bytes;
+  RowLookahead a;
+  a.near = rows_on * tile_rows * row_bytes + rest;
+  a.far = (rows_on + 1) * tile_rows * row_bytes + rest - row_bytes;
+  a.split = ((row_bytes - rest) / weight_bytes) & ~int64_t{7};
+  return a;
+}
+
 // R rows against N tokens (x rows ldx apart, y rows ldy apart): each weight vector is loaded
 // and converted once for all N, which at a decode step of several sequences had been redone
-// per token. prefetch: bytes from a row to the row read next (the next chunk of rows), 0 for
-// none. The hardware prefetchers alone leave a GEMV of eight interleaved row streams well
-// short of the memory bandwidth.
+// per token. ahead: where each row fetches (RowStreamLookahead), none for RowLookahead{}.
 template <int R, int N, typename Row>
 void DotRows(const Row* rows, const float* x, int64_t ldx, int64_t K, float* y, int64_t ldy, bool accumulate,
-             int64_t prefetch) {
+             RowLookahead ahead) {
   __m256 acc[R][N];
   for (int i = 0; i < R; ++i)
     for (int j = 0; j < N; ++j) acc[i][j] = _mm256_setzero_ps();
   const int64_t K8 = K & ~int64_t{7};
+  int64_t fetch_bytes = ahead.near;
   const auto step = [&](int64_t k, bool fetch) __attribute__((always_inline)) {
     __m256 xv[N];
     for (int j = 0; j < N; ++j) xv[j] = _mm256_loadu_ps(x + j * ldx + k);
     for (int i = 0; i < R; ++i) {
-      if (fetch) rows[i].Prefetch(k, prefetch);
+      if (fetch) rows[i].Prefetch(k, fetch_bytes);
       const __m256 wv = rows[i].Load8(k);
       for (int j = 0; j < N; ++j) acc[i][j] = _mm256_fmadd_ps(xv[j], wv, acc[i][j]);
     }
   };
   // Two steps an iteration: BM_ExpertStream BF16 decode (2 threads, seven alternated pairs, each
   // faster) 15.1-20.8 -> 20.8-27.4 GB/s.
-  if (prefetch != 0) {
+  if (ahead.near != 0) {
+    const int64_t split = ahead.split < K8 ? ahead.split : K8;
+    int64_t k = 0;
 #pragma GCC unroll 2
-    for (int64_t k = 0; k < K8; k += 8) step(k, true);
+    for (; k < split; k += 8) step(k, true);
+    fetch_bytes = ahead.far;
+#pragma GCC unroll 2
+    for (; k < K8; k += 8) step(k, true);
   } else {
 #pragma GCC unroll 2
     for (int64_t k = 0; k < K8; k += 8) step(k, false);
@@ -295,20 +326,21 @@ void DotRows(const Row* rows, const float* x, int64_t ldx, int64_t K, float* y, 
 
 // Rows [r, r+n) (n <= R) against tokens [0, T): whole tiles of R rows meet three tokens at a
 // time (twelve accumulators, as the GEMM's microkernel), then two, then one; a tile's
-// first pass prefetches the next tile's rows.
+// first pass fetches ahead.
 template <int R, typename Row>
 void DotRowsAllTokens(const Row* rows, int n, const float* x, int64_t T, int64_t ldx, int64_t K, float* y,
-                      int64_t ldy, bool accumulate, int64_t prefetch) {
+                      int64_t ldy, bool accumulate, RowLookahead ahead) {
   if (n < R) {
     for (int64_t t = 0; t < T; ++t)
-      for (int i = 0; i < n; ++i) DotRows<1, 1>(rows + i, x + t * ldx, ldx, K, y + t * ldy + i, ldy, accumulate, 0);
+      for (int i = 0; i < n; ++i)
+        DotRows<1, 1>(rows + i, x + t * ldx, ldx, K, y + t * ldy + i, ldy, accumulate, RowLookahead{});
     return;
   }
   int64_t t = 0;
   for (; t + 3 <= T; t += 3)
-    DotRows<R, 3>(rows, x + t * ldx, ldx, K, y + t * ldy, ldy, accumulate, t == 0 ? prefetch : 0);
-  if (T - t == 2) DotRows<R, 2>(rows, x + t * ldx, ldx, K, y + t * ldy, ldy, accumulate, t == 0 ? prefetch : 0);
-  if (T - t == 1) DotRows<R, 1>(rows, x + t * ldx, ldx, K, y + t * ldy, ldy, accumulate, t == 0 ? prefetch : 0);
+    DotRows<R, 3>(rows, x + t * ldx, ldx, K, y + t * ldy, ldy, accumulate, t == 0 ? ahead : RowLookahead{});
+  if (T - t == 2) DotRows<R, 2>(rows, x + t * ldx, ldx, K, y + t * ldy, ldy, accumulate, t == 0 ? ahead : RowLookahead{});
+  if (T - t == 1) DotRows<R, 1>(rows, x + t * ldx, ldx, K, y + t * ldy, ldy, accumulate, t == 0 ? ahead : RowLookahead{});
 }
 
 template <typename MakeRow>
@@ -319,11 +351,12 @@ void GemvRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
   // several: four rows, met by three tokens at a time (twelve chains).
   const auto tiles = [&](auto tile) {
     constexpr int kR = decltype(tile)::value;
+    const RowLookahead ahead = RowStreamLookahead(w.row_bytes, kR, Row::kBytes);
     for (int64_t r = r0; r < r1; r += kR) {
       const int n = static_cast<int>(r1 - r < kR ? r1 - r : kR);
       Row rows[kR];
       for (int i = 0; i < n; ++i) rows[i] = make_row(r + i);
-      DotRowsAllTokens<kR>(rows, n, x, T, ldx, w.cols, y + r, ldy, accumulate, w.row_bytes * kR);
+      DotRowsAllTokens<kR>(rows, n, x, T, ldx, w.cols, y + r, ldy, accumulate, ahead);
     }
   };
   if (T == 1) {
