@@ -101,6 +101,23 @@ TEST_F(LinearKernelTest, Avx2MatchesReferenceForEveryFormatAndShape) {
   }
 }
 
+// A weight with no columns (an empty product) gives zeros on every kernel family, one token and
+// several: the AVX2 GEMV's fetch distance divides by the row's bytes, and a zero there had to
+// mean "nothing to fetch", not a division by zero.
+TEST_F(LinearKernelTest, WeightWithoutColumnsGivesZeros) {
+  for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
+    OwnedWeight w = MakeWeight(dt, 9, 0, 5);
+    for (int64_t T : {1, 3}) {
+      for (const LinearKernel kernel : {LinearKernel::kReference, LinearKernel::kAuto}) {
+        SetLinearKernel(kernel);
+        std::vector<float> y(static_cast<size_t>(T * 9), 7.0f);
+        Linear(nullptr, T, w.m, y.data());
+        for (float v : y) ASSERT_EQ(v, 0.0f) << DTypeName(dt) << " T=" << T << " " << LinearKernelName(kernel);
+      }
+    }
+  }
+}
+
 TEST_F(LinearKernelTest, Avx2MatchesReferenceForIntegerFormats) {
   struct Case {
     bool int4;

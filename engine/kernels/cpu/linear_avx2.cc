@@ -271,6 +271,7 @@ struct RowLookahead {
   int64_t near = 0, far = 0, split = 0;
 };
 inline RowLookahead RowStreamLookahead(int64_t row_bytes, int64_t tile_rows, int64_t weight_bytes) {
+  if (row_bytes <= 0) return RowLookahead{};  // no columns: nothing to read or fetch
   const int64_t rows_on = kRowStreamAhead / row_bytes, rest = kRowStreamAhead % row_bytes;
   RowLookahead a;
   a.near = rows_on * tile_rows * row_bytes + rest;
