@@ -229,35 +229,41 @@ TEST_F(LinearKernelTest, ResultsDoNotDependOnTokenCount) {
 }
 
 // FP8's block scale multiplies the activations once per block of rows (GEMV tiles of eight rows,
-// GEMM panels), so tiles that straddle two blocks and row ranges that start inside one take
-// other paths. Blocks of 8 and 24 rows/columns (24: groups of 16-column steps plus an 8-column
-// one), K with a tail: every range and token count gives the bits of the whole matrix, and
-// stays close to the reference.
+// groups of up to 16 rows for 4-8 tokens, GEMM panels), so tiles that straddle two blocks and row
+// ranges that start inside one take other paths. Blocks of 8 and 24 rows/columns (24: groups of
+// 16-column steps plus an 8-column one), K with a tail, short (83) and over three of the 4-8
+// token path's 512-column chunks (1163): every range and token count gives the bits of the whole
+// matrix and of each token alone, and stays close to the reference.
 TEST_F(LinearKernelTest, Fp8RowRangesAndTokenCountsAcrossScaleBlocks) {
   SetLinearKernel(LinearKernel::kAvx2);
-  const int64_t rows = 45, cols = 83;
-  for (int64_t block : {8, 24}) {
-    OwnedWeight w = MakeWeight(DType::kF8E4M3, rows, cols, 40 + static_cast<uint32_t>(block), block);
-    for (int64_t T : {1, 4, 5, 11}) {
-      const auto x = RandomVector(T * cols, 50 + static_cast<uint32_t>(T));
-      std::vector<float> whole(static_cast<size_t>(T * rows)), ref(whole.size());
-      Linear(x.data(), T, w.m, whole.data());
-      SetLinearKernel(LinearKernel::kReference);
-      Linear(x.data(), T, w.m, ref.data());
-      SetLinearKernel(LinearKernel::kAvx2);
-      const std::string what = "block " + std::to_string(block) + " T=" + std::to_string(T);
-      ExpectClose(x, w.m, T, whole, ref, what);
-      for (const auto& [r0, r1] : std::vector<std::pair<int64_t, int64_t>>{{3, 41}, {5, 13}, {7, 8}, {16, 45}}) {
-        std::vector<float> part(static_cast<size_t>(T * rows), -7.0f);
-        LinearRows(x.data(), T, w.m, r0, r1, part.data(), rows, false);
-        for (int64_t t = 0; t < T; ++t)
-          for (int64_t r = r0; r < r1; ++r)
-            ASSERT_EQ(part[t * rows + r], whole[t * rows + r]) << what << " rows [" << r0 << "," << r1 << ") row " << r;
-      }
-      for (int64_t t = 0; t < T; ++t) {
-        std::vector<float> one(static_cast<size_t>(rows));
-        Linear(x.data() + t * cols, 1, w.m, one.data());
-        for (int64_t r = 0; r < rows; ++r) ASSERT_EQ(one[r], whole[t * rows + r]) << what << " token " << t << " row " << r;
+  const int64_t rows = 45;
+  for (const int64_t cols : {83, 1163}) {
+    for (int64_t block : {8, 24}) {
+      OwnedWeight w = MakeWeight(DType::kF8E4M3, rows, cols, 40 + static_cast<uint32_t>(block), block);
+      for (int64_t T : {1, 4, 5, 7, 8, 11}) {
+        const auto x = RandomVector(T * cols, 50 + static_cast<uint32_t>(T));
+        std::vector<float> whole(static_cast<size_t>(T * rows)), ref(whole.size());
+        Linear(x.data(), T, w.m, whole.data());
+        SetLinearKernel(LinearKernel::kReference);
+        Linear(x.data(), T, w.m, ref.data());
+        SetLinearKernel(LinearKernel::kAvx2);
+        const std::string what =
+            "K " + std::to_string(cols) + " block " + std::to_string(block) + " T=" + std::to_string(T);
+        ExpectClose(x, w.m, T, whole, ref, what);
+        for (const auto& [r0, r1] : std::vector<std::pair<int64_t, int64_t>>{{3, 41}, {5, 13}, {7, 8}, {16, 45}}) {
+          std::vector<float> part(static_cast<size_t>(T * rows), -7.0f);
+          LinearRows(x.data(), T, w.m, r0, r1, part.data(), rows, false);
+          for (int64_t t = 0; t < T; ++t)
+            for (int64_t r = r0; r < r1; ++r)
+              ASSERT_EQ(part[t * rows + r], whole[t * rows + r])
+                  << what << " rows [" << r0 << "," << r1 << ") row " << r;
+        }
+        for (int64_t t = 0; t < T; ++t) {
+          std::vector<float> one(static_cast<size_t>(rows));
+          Linear(x.data() + t * cols, 1, w.m, one.data());
+          for (int64_t r = 0; r < rows; ++r)
+            ASSERT_EQ(one[r], whole[t * rows + r]) << what << " token " << t << " row " << r;
+        }
       }
     }
   }
