@@ -541,14 +541,16 @@ void Fp8DotRows(const RawWeight& w, int64_t r, const float* x, int64_t ldx, floa
 // once for all N and meets N sums and activations read from L1: the columns go kFp8ChunkColumns
 // at a time, the tokens' activations for a chunk scaled once (16 KB at eight tokens) while up
 // to kFp8GroupRows rows pass, each row's sums carried between chunks (the same chain per row and
-// token, so the same bits). FP8 16384 x 1536 from DRAM, 2 threads, in-process against the tiles:
-// time 0.86 at 4 tokens, 0.94 at 5, 0.81 at 6, 0.62 at 7, 0.75 at 8 (one thread from L3: 0.86,
-// 0.88, -, -, 0.64); at 2 and 3 tokens 1.60 and 1.13, which stay on the tiles. Rows [r, r + n) lie in
+// token, so the same bits). FP8 16384 x 1536 from DRAM, 2 threads, in-process against the tiles,
+// with groups of 16 rows: time 0.86 at 4 tokens, 0.94 at 5, 0.81 at 6, 0.62 at 7, 0.75 at 8 (one
+// thread from L3: 0.86, 0.88, -, -, 0.64); at 2 and 3 tokens 1.60 and 1.13, which stay on the
+// tiles. Groups of 64 rows scale a block's activations a quarter as often: 16-row groups took
+// 1.05-1.10 their time at 4-8 tokens, both orders (128 rows: no further gain). Rows [r, r + n) lie in
 // one block of block_out rows; the next n rows' bytes are fetched in storage order, an equal
 // share per row and chunk. A sum the scaled activations may have overflowed (not finite) is
 // redone with Fp8Format, as Fp8DotRows does.
 constexpr int64_t kFp8ChunkColumns = 512;
-constexpr int kFp8GroupRows = 16;
+constexpr int kFp8GroupRows = 64;
 constexpr int64_t kFp8ManyTokens = 4;
 template <int N>
 void Fp8RowGroupTokens(const RawWeight& w, int64_t r, int n, const float* x, int64_t ldx, float* y, int64_t ldy,
@@ -564,13 +566,14 @@ void Fp8RowGroupTokens(const RawWeight& w, int64_t r, int n, const float* x, int
   for (int64_t c = 0, unit = 0; c < chunks; ++c) {
     const int64_t c0 = c * kFp8ChunkColumns, c1 = K8 - c0 > kFp8ChunkColumns ? c0 + kFp8ChunkColumns : K8;
     // The chunk's activations times their group's scale (block_in is a multiple of 8).
-    for (int64_t k = c0; k < c1; k += 8) {
-      const __m256 sv = _mm256_set1_ps(Fp8Tiny::ActScale(scales, k / bi));
-      for (int j = 0; j < N; ++j) _mm256_store_ps(xs[j] + (k - c0), _mm256_mul_ps(_mm256_loadu_ps(x + j * ldx + k), sv));
+    for (int64_t k = c0; k < c1;) {
+      const int64_t g = k / bi, g_end = (g + 1) * bi < c1 ? (g + 1) * bi : c1;
+      const __m256 sv = _mm256_set1_ps(Fp8Tiny::ActScale(scales, g));
+      for (; k < g_end; k += 8)
+        for (int j = 0; j < N; ++j) _mm256_store_ps(xs[j] + (k - c0), _mm256_mul_ps(_mm256_loadu_ps(x + j * ldx + k), sv));
     }
     for (int i = 0; i < n; ++i, ++unit) {
-      if (fetch)
-        for (const char* f = next + unit * span, *f_end = f + span; f < f_end; f += 64) _mm_prefetch(f, _MM_HINT_T0);
+      if (fetch) PrefetchLines(next + unit * span, next + (unit + 1) * span);
       const uint8_t* q = Fp8Format::Row(w, r + i);
       __m256 acc[N];
       for (int j = 0; j < N; ++j) acc[j] = c == 0 ? _mm256_setzero_ps() : carry[i][j];
