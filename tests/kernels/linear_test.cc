@@ -229,7 +229,7 @@ TEST_F(LinearKernelTest, ResultsDoNotDependOnTokenCount) {
 }
 
 // FP8's block scale multiplies the activations once per block of rows (GEMV tiles of eight rows,
-// groups of up to 16 rows for 4-8 tokens, GEMM panels), so tiles that straddle two blocks and row
+// groups of up to 64 rows for 4-8 tokens, GEMM panels), so tiles that straddle two blocks and row
 // ranges that start inside one take other paths. Blocks of 8 and 24 rows/columns (24: groups of
 // 16-column steps plus an 8-column one), K with a tail, short (83) and over three of the 4-8
 // token path's 512-column chunks (1163): every range and token count gives the bits of the whole
