@@ -534,6 +534,28 @@ void Fp8DotRows(const RawWeight& w, int64_t r, const float* x, int64_t ldx, floa
     if (redo & (1u << j)) Fp8DotRowsWith<Fp8Format, R, 1>(w, r, x + j * ldx, ldx, y + j * ldy, ldy, accumulate, 0);
 }
 
+// xs[t · ld + (k - c0)] = fl(x[t, k] · s), s = F::ActScale of column k's group in block row rb,
+// for columns [c0, c1) of nt tokens (x rows ldx apart): the activations an FP8 block of rows
+// multiplies, for the GEMM's panel (Fp8Format, every column) and for a column chunk of
+// Fp8RowGroupTokens (Fp8Tiny).
+template <typename F>
+void ScaleFp8Columns(const RawWeight& w, int64_t rb, const float* x, int64_t ldx, int64_t nt, int64_t c0, int64_t c1,
+                     float* xs, int64_t ld) {
+  const int64_t bi = w.block_in;
+  const float* scales = w.scale + rb * w.scale_cols;
+  for (int64_t t = 0; t < nt; ++t) {
+    const float* xt = x + t * ldx;
+    float* d = xs + t * ld;
+    for (int64_t k = c0; k < c1;) {
+      const int64_t g = k / bi, g_end = (g + 1) * bi < c1 ? (g + 1) * bi : c1;
+      const float sv = F::ActScale(scales, g);
+      const __m256 s = _mm256_set1_ps(sv);
+      for (; k + 8 <= g_end; k += 8) _mm256_storeu_ps(d + (k - c0), _mm256_mul_ps(_mm256_loadu_ps(xt + k), s));
+      for (; k < g_end; ++k) d[k - c0] = xt[k] * sv;
+    }
+  }
+}
+
 // A decode step of four to eight sequences (an eval's generation batch is eight) as rows against
 // all N tokens at once: the 4-row x 3-token tile converted each row once per three tokens, and
 // its twelve sums, three scaled activations, the weight, the scale and the e4m3 mask (17
@@ -565,13 +587,7 @@ void Fp8RowGroupTokens(const RawWeight& w, int64_t r, int n, const float* x, int
   const bool fetch = r + 2 * n <= w.rows;
   for (int64_t c = 0, unit = 0; c < chunks; ++c) {
     const int64_t c0 = c * kFp8ChunkColumns, c1 = K8 - c0 > kFp8ChunkColumns ? c0 + kFp8ChunkColumns : K8;
-    // The chunk's activations times their group's scale (block_in is a multiple of 8).
-    for (int64_t k = c0; k < c1;) {
-      const int64_t g = k / bi, g_end = (g + 1) * bi < c1 ? (g + 1) * bi : c1;
-      const __m256 sv = _mm256_set1_ps(Fp8Tiny::ActScale(scales, g));
-      for (; k < g_end; k += 8)
-        for (int j = 0; j < N; ++j) _mm256_store_ps(xs[j] + (k - c0), _mm256_mul_ps(_mm256_loadu_ps(x + j * ldx + k), sv));
-    }
+    ScaleFp8Columns<Fp8Tiny>(w, r / w.block_out, x, ldx, N, c0, c1, xs[0], kFp8ChunkColumns);
     for (int i = 0; i < n; ++i, ++unit) {
       if (fetch) PrefetchLines(next + unit * span, next + (unit + 1) * span);
       const uint8_t* q = Fp8Format::Row(w, r + i);
@@ -642,25 +658,6 @@ void Fp8GemvRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int
         default: Fp8RowGroupTokens<8>(w, r, n, x, ldx, y + r, ldy, accumulate); break;
       }
       r += n;
-    }
-  }
-}
-
-// xs[t, k] = fl(x[t, k] · s'), s' the scale of column k's group in block row rb, for nt tokens
-// (row stride Kp): the activations an FP8 panel of that block multiplies.
-void ScaleFp8Activations(const RawWeight& w, int64_t rb, const float* x, int64_t ldx, int64_t nt, float* xs) {
-  const int64_t K = w.cols, Kp = (K + 7) & ~int64_t{7}, bi = w.block_in;
-  const float* scales = w.scale + rb * w.scale_cols;
-  for (int64_t t = 0; t < nt; ++t) {
-    const float* xt = x + t * ldx;
-    float* d = xs + t * Kp;
-    for (int64_t k0 = 0, g = 0; k0 < K; k0 += bi, ++g) {
-      const int64_t k1 = k0 + bi < K ? k0 + bi : K;
-      const float sv = Fp8Format::ActScale(scales, g);
-      const __m256 s = _mm256_set1_ps(sv);
-      int64_t k = k0;
-      for (; k + 8 <= k1; k += 8) _mm256_storeu_ps(d + k, _mm256_mul_ps(_mm256_loadu_ps(xt + k), s));
-      for (; k < k1; ++k) d[k] = xt[k] * sv;
     }
   }
 }
@@ -833,7 +830,7 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
       const float* xb = x + t0 * ldx;
       int64_t ldb = ldx;
       if (fp8) {
-        ScaleFp8Activations(w, p0 / w.block_out, xb, ldx, nt, xs);
+        ScaleFp8Columns<Fp8Format>(w, p0 / w.block_out, xb, ldx, nt, 0, K, xs, Kp);
         xb = xs;
         ldb = Kp;
       }
