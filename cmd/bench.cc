@@ -6,9 +6,10 @@
 // slower of its two floors, bytes at the read bandwidth and FLOPs at the FMA peak: decode at
 // batch 1 is bound by memory and a long prefill by compute, but a short prompt reads every
 // weight for a few tokens, and a large decode batch does many FLOPs per byte. Products with
-// int8 activations count against the int8 peak: with AVX-512 VNNI a vpdpbusd loop's, else the
-// FMA peak (AVX2 has no int8 dot-product instruction: their multiply-adds run no faster than
-// float FMAs there); products with bf16 activations (--activations bf16) against a vdpbf16ps
+// int8 activations count against the int8 peak: with AVX-512 VNNI a vpdpbusd loop's, with
+// AVX2 a vpmaddubsw loop's (32 products an instruction, four times the FMA peak on Zen 3; the
+// exact int32 sums also take vpmaddwd and adds, so kernels reach a smaller share of it);
+// products with bf16 activations (--activations bf16) against a vdpbf16ps
 // loop's peak; their shares are reported. Each test
 // also reports where its forward steps spent their time (attention, MoE, dense MLP, lm_head),
 // per token.

@@ -93,8 +93,8 @@ TEST_F(BenchCliTest, JsonHasPrefillAndDecodeRowsWithRooflines) {
 }
 
 // INT4 weights take int8 activations in decode steps: the decode rows report that share of
-// their FLOPs, which counts against the FMA peak like the rest (at batch 16 it is what makes
-// the decode step compute-bound); prefill stays float32.
+// their FLOPs, which counts against the int8 peak (at batch 16 it is what makes the decode step
+// compute-bound); prefill stays float32.
 TEST_F(BenchCliTest, Int8ActivationFlopsAreReportedAndCounted) {
   auto q = testing::RunDsv3({"quantize", "--model-path", dir_.path() + "/m", "--out", dir_.path() + "/q",
                              "--format", "int4", "--group-size", "32"});
@@ -117,9 +117,14 @@ TEST_F(BenchCliTest, Int8ActivationFlopsAreReportedAndCounted) {
       EXPECT_LT(int8_flops, flops) << "attention's products stay float32: " << row.dump();
     }
     // The int8 peak is the kernel family's: a vpdpbusd loop's with AVX-512 VNNI (64 products
-    // an instruction, far above eight-lane FMAs), else the FMA peak itself.
-    if (row["kernels"].get<std::string>().rfind("avx512", 0) == 0) {
+    // an instruction, far above eight-lane FMAs), a vpmaddubsw loop's with AVX2 (32 products an
+    // instruction: twice the FMAs' where it issues once a cycle, as on Haswell, four times on
+    // Zen 3), the FMA peak itself for the reference family.
+    const std::string kernels = row["kernels"].get<std::string>();
+    if (kernels.rfind("avx512", 0) == 0) {
       EXPECT_GT(row["peak_int8_ops"].get<double>(), 2 * row["peak_flops"].get<double>()) << row.dump();
+    } else if (kernels.rfind("avx2", 0) == 0) {
+      EXPECT_GT(row["peak_int8_ops"].get<double>(), 1.5 * row["peak_flops"].get<double>()) << row.dump();
     } else {
       EXPECT_EQ(row["peak_int8_ops"].get<double>(), row["peak_flops"].get<double>()) << row.dump();
     }
@@ -131,7 +136,7 @@ TEST_F(BenchCliTest, Int8ActivationFlopsAreReportedAndCounted) {
   j = nlohmann::json::parse(r.out);
   ASSERT_EQ(j.size(), 1u);
   EXPECT_EQ(j[0]["kernels"], "avx2 act=int8");
-  EXPECT_EQ(j[0]["peak_int8_ops"].get<double>(), j[0]["peak_flops"].get<double>()) << j[0].dump();
+  EXPECT_GT(j[0]["peak_int8_ops"].get<double>(), 1.5 * j[0]["peak_flops"].get<double>()) << j[0].dump();
 }
 
 // --activations bf16 (tiny-v3's weights are BF16): every step's products count as bf16 FLOPs,

@@ -167,6 +167,11 @@ inline int64_t QLinearAvx512ScratchBytes(const RawWeight& w, int64_t T) {
 // loop on this thread for about `seconds` (linear_avx512.cc): the int8 peak `dsv3 bench`
 // compares them against.
 double Int8PeakOpsAvx512(double seconds);
+// The same for AVX2's int8 products, a vpmaddubsw loop (linear_avx2.cc): 32 products an
+// instruction where a 256-bit FMA does 8. (Exact int32 sums need more than that instruction,
+// a vpmaddwd per one to eight of them and adds, so kernels reach a smaller share of this peak
+// than of the FMAs'.)
+double Int8PeakOpsAvx2(double seconds);
 
 // --- BF16 weights x bf16 activations (LinearActivations::kBf16) ---
 // Each token's activations are rounded to bf16 once (RoundToBf16: to nearest, ties to even,

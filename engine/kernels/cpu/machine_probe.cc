@@ -78,8 +78,10 @@ double MeasurePeakFlops(double seconds) {
 }
 
 double MeasurePeakInt8Ops(double seconds) {
-  if (ActiveLinearKernel() != LinearKernel::kAvx512) return 0.0;
-  return OnEveryThread(cpu::Int8PeakOpsAvx512, seconds);
+  const LinearKernel k = ActiveLinearKernel();
+  if (k == LinearKernel::kAvx512) return OnEveryThread(cpu::Int8PeakOpsAvx512, seconds);
+  if (UsesAvx2Kernels(k)) return OnEveryThread(cpu::Int8PeakOpsAvx2, seconds);
+  return 0.0;
 }
 
 double MeasurePeakBf16Flops(double seconds) {

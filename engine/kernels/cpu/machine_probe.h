@@ -12,9 +12,10 @@ double MeasureReadBandwidth(int64_t bytes, int repeats = 3);
 // kernel family Linear runs (256 bits, 512 for avx512); 0 when the CPU has no vector FMA
 // kernel family (the reference path has no fixed peak).
 double MeasurePeakFlops(double seconds = 0.3);
-// Int8 products per second (two per multiply-add) of a vpdpbusd loop on every pool thread for
-// about `seconds`, where Linear runs the AVX-512 VNNI family; 0 otherwise: there int8 products
-// run no faster than FMAs (AVX2 has no int8 dot product), and MeasurePeakFlops is their peak.
+// Int8 products per second (two per multiply-add) on every pool thread for about `seconds`:
+// a vpdpbusd loop's where Linear runs the AVX-512 VNNI family, a vpmaddubsw loop's where it
+// runs AVX2 (32 products an instruction); 0 for the reference family, whose int8 products
+// then count against MeasurePeakFlops.
 double MeasurePeakInt8Ops(double seconds = 0.3);
 // bf16 FLOP/s (two products and two additions a lane) of a vdpbf16ps loop on every pool thread
 // for about `seconds`, where Linear runs bf16 products on it (Bf16KernelActive, ops.h); 0
