@@ -298,6 +298,218 @@ __attribute__((always_inline)) inline void Int4Row(const RawWeight& w, int64_t r
   }
 }
 
+// ---- INT4 against several tokens: eight rows at a time, a lane per row -----------------------
+// A row at a time (Int4Row), every token pays for its sums trees: the eight blocks' sums sit in
+// sixteen int16 lanes per block pair and take unpacks, adds and a lane permute per token before
+// the scaling, ~40 vector operations per token and eight blocks. Eight rows transposed once
+// (each block's 16 bytes a row are four dwords; dword j of the eight rows in one vector, its
+// low and high nibbles split) put one row in each lane: a token's dword j of evens (odds),
+// broadcast, meets the eight rows' dword j of even (odd) columns in one vpmaddubsw, the block's
+// eight products add up in int16 (|sum| <= 8 · 2 · 15 · 127 = 30480) and one vpmaddwd leaves
+// the eight rows' exact block sums: ~30 vector operations per token and block of eight rows
+// (the broadcasts take a vector pipe each on Zen 3), where the row kernel spends ~45 on the
+// same 256 products. The zero point, scale and fma chains are the row kernel's (lane = row,
+// chain b % 8 kept per token), so the bits are its bits.
+
+// Blocks of a row group whose scales are laid out at once: 64 (2048 columns; 4 KB). Longer
+// rows go in such chunks, each token's chains carried between them.
+constexpr int64_t kGroupChunkBlocks = 64;
+// Token counts from which rows go eight at a time: with fewer, transposing each block and
+// building its scales costs more than the row kernel's trees (one thread, INT4 g32 512 x 1536,
+// in-process against the row kernel: 1.65 / 1.28 / 0.99 / 0.89 / 0.87 / 0.80 / 0.75 of its time
+// at 2 / 4 / 8 / 10 / 12 / 16 / 24 tokens).
+constexpr int64_t kInt4GroupMinTokens = 9;
+// Whether the eight-row path takes a's tokens against w: enough of them, and rows that do not
+// start a multiple of 4 KB apart, where a block's eight rows (and the next group's, fetched)
+// fall in one set of the L1 (32 KB, 8 ways): one thread, 512 rows x 64 tokens, against the row
+// kernel, K 8192 and 16384 (rows 4 and 8 KB apart) 1.00 and 1.08-1.12 of its time, K 2048 /
+// 4096 / 7168 / 18432 0.80 / 0.85 / 0.88 / 0.88.
+inline bool Int4GroupsTake(const QuantizedActs& a, const RawWeight& w) {
+  return a.T >= kInt4GroupMinTokens && w.row_bytes % 4096 != 0;
+}
+// Tokens whose chains a chunked row group carries at once (their activations stay in L2).
+constexpr int64_t kGroupTokensMax = 128;
+// Tokens whose chains sit in L1 at once (8 KB) while a chunk's blocks pass.
+constexpr int64_t kGroupTokens = 32;
+
+// Per block of a chunk, the eight rows' F32 scales and zero points (8 without), lane i = row i.
+struct Int4GroupScales {
+  __m256 scale[kGroupChunkBlocks];
+  __m256i zero[kGroupChunkBlocks];
+};
+
+// Rows [r, r + 8), blocks [b0, b0 + n): their groups' scales and zero points into c, a group
+// at a time, copied to each of its blocks.
+void GroupScales(const RawWeight& w, int64_t r, int64_t b0, int64_t n, Int4GroupScales* c) {
+  const int64_t per_group = w.block_in / kActBlock, sc = w.scale_cols;
+  for (int64_t i = 0; i < n;) {
+    const int64_t g = (b0 + i) / per_group, end = (g + 1) * per_group - b0 < n ? (g + 1) * per_group - b0 : n;
+    const uint16_t* s16 = w.scale16 + r * sc + g;
+    __m128i s = _mm_cvtsi32_si128(s16[0]);
+    s = _mm_insert_epi16(s, s16[sc], 1);
+    s = _mm_insert_epi16(s, s16[2 * sc], 2);
+    s = _mm_insert_epi16(s, s16[3 * sc], 3);
+    s = _mm_insert_epi16(s, s16[4 * sc], 4);
+    s = _mm_insert_epi16(s, s16[5 * sc], 5);
+    s = _mm_insert_epi16(s, s16[6 * sc], 6);
+    s = _mm_insert_epi16(s, s16[7 * sc], 7);
+    const __m256 scale = _mm256_cvtph_ps(s);
+    __m256i zero = _mm256_set1_epi32(8);
+    if (w.zero) {
+      const uint8_t* z8 = w.zero + r * sc + g;
+      __m128i z = _mm_cvtsi32_si128(z8[0]);
+      z = _mm_insert_epi8(z, z8[sc], 1);
+      z = _mm_insert_epi8(z, z8[2 * sc], 2);
+      z = _mm_insert_epi8(z, z8[3 * sc], 3);
+      z = _mm_insert_epi8(z, z8[4 * sc], 4);
+      z = _mm_insert_epi8(z, z8[5 * sc], 5);
+      z = _mm_insert_epi8(z, z8[6 * sc], 6);
+      z = _mm_insert_epi8(z, z8[7 * sc], 7);
+      zero = _mm256_cvtepu8_epi32(z);
+    }
+    for (; i < end; ++i) {
+      c->scale[i] = scale;
+      c->zero[i] = zero;
+    }
+  }
+}
+
+// Chunk blocks [b0, b0 + n) of rows [r, r + 8) (scales c) against tokens [t, t + nt) of a:
+// chains acc[j][b % 8] of token t + j (b0 a multiple of eight). Block by block: the rows'
+// block transposed into eight vectors held in registers while the tokens pass, so that a
+// block-token pair reads only the token's eight activation dwords, its scale, Σq and chain
+// (Zen 3 loads two vectors a cycle; with the transposed weights stored and reloaded per
+// token, ~21 loads held a pair to ~11 cycles). fetch: the next group's rows, asked for as
+// these are read (null for none).
+template <bool kZero>
+void Int4GroupTokens(const RawWeight& w, int64_t r, const Int4GroupScales& c, int64_t b0, int64_t n,
+                     const QuantizedActs& a, int64_t t, int64_t nt, const uint8_t* fetch, __m256 (*acc)[8]) {
+  const int64_t nb = a.K / kActBlock, rb = w.row_bytes;
+  const uint8_t* rows = static_cast<const uint8_t*>(w.data) + r * rb;
+  const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0f);
+  // vbroadcastss: a load alone on Zen 3, where vpbroadcastd from memory also takes a shuffle.
+  const auto dword = [](const void* x) {
+    float f;
+    __builtin_memcpy(&f, x, 4);
+    return _mm256_castps_si256(_mm256_set1_ps(f));
+  };
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t b = b0 + i;
+    if (fetch && b % 4 == 0)
+      for (int k = 0; k < 8; ++k) _mm_prefetch(reinterpret_cast<const char*>(fetch + k * rb + b * 16), _MM_HINT_T0);
+    // The block's 16 bytes of rows k and k + 4 in the halves of one vector; then dword j of
+    // rows 0-7 in lanes 0-7 (its bytes: columns 8j, 8j + 2, .. in the low nibbles, 8j + 1, ..
+    // in the high ones), split into nibbles.
+    const uint8_t* p = rows + b * 16;
+    const auto pair = [&](int k) {
+      return _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(p + (k + 4) * rb),
+                                 reinterpret_cast<const __m128i*>(p + k * rb));
+    };
+    const __m256i v04 = pair(0), v15 = pair(1), v26 = pair(2), v37 = pair(3);
+    const __m256i u0 = _mm256_unpacklo_epi32(v04, v15), u1 = _mm256_unpackhi_epi32(v04, v15);
+    const __m256i u2 = _mm256_unpacklo_epi32(v26, v37), u3 = _mm256_unpackhi_epi32(v26, v37);
+    const __m256i d0 = _mm256_unpacklo_epi64(u0, u2), d1 = _mm256_unpackhi_epi64(u0, u2);
+    const __m256i d2 = _mm256_unpacklo_epi64(u1, u3), d3 = _mm256_unpackhi_epi64(u1, u3);
+    const __m256i w0 = _mm256_and_si256(d0, low4), w1 = _mm256_and_si256(_mm256_srli_epi16(d0, 4), low4);
+    const __m256i w2 = _mm256_and_si256(d1, low4), w3 = _mm256_and_si256(_mm256_srli_epi16(d1, 4), low4);
+    const __m256i w4 = _mm256_and_si256(d2, low4), w5 = _mm256_and_si256(_mm256_srli_epi16(d2, 4), low4);
+    const __m256i w6 = _mm256_and_si256(d3, low4), w7 = _mm256_and_si256(_mm256_srli_epi16(d3, 4), low4);
+    // Block b's evens and odds (linear_kernels.h): beside its pair's, or, an odd count's last
+    // block, its own evens then odds.
+    const bool paired = (b | 1) < nb;
+    const int64_t even = paired ? (b & ~int64_t{1}) * kActBlock + (b & 1) * 16 : b * kActBlock;
+    const int64_t odd = even + (paired ? 32 : 16);
+    const __m256 scale = c.scale[i];
+    const __m256i zero = c.zero[i];
+    const int chain = static_cast<int>(i % 8);
+    for (int64_t j = 0; j < nt; ++j) {
+      const int8_t* q = a.q + (t + j) * a.K;
+      const int8_t *e = q + even, *o = q + odd;
+      // One running sum, each step's broadcast made where it is used (the barriers): GCC had
+      // hoisted all eight broadcasts ahead and spilled the weights, the scale and the ones,
+      // three loads more per token.
+      __m256i s = _mm256_maddubs_epi16(w0, dword(e));
+      const auto step = [&](__m256i wv, const int8_t* x) {
+        __asm__("" : "+x"(s));
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(wv, dword(x)));
+      };
+      step(w1, o);
+      step(w2, e + 4);
+      step(w3, o + 4);
+      step(w4, e + 8);
+      step(w5, o + 8);
+      step(w6, e + 12);
+      step(w7, o + 12);
+      const __m256i dot = _mm256_madd_epi16(s, ones);
+      const __m256i sq = dword(a.sum + (t + j) * nb + b);
+      const __m256i exact = _mm256_sub_epi32(dot, kZero ? _mm256_mullo_epi32(zero, sq) : _mm256_slli_epi32(sq, 3));
+      const __m256 sd = _mm256_mul_ps(scale, _mm256_set1_ps(a.d[(t + j) * nb + b]));
+      acc[j][chain] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact), sd, acc[j][chain]);
+    }
+  }
+}
+
+// Rows [r, r + 8) against tokens [t0, t1) (at most kGroupTokensMax when the rows take more
+// than one chunk): y[t, r + i] (+)= the twin's ((c0 + c4) + (c2 + c6)) + ((c1 + c5) + (c3 + c7)).
+// fetch: the next group's rows, read into cache with the first tokens (null for none).
+template <bool kZero>
+void Int4GroupRows(const QuantizedActs& a, const RawWeight& w, int64_t r, int64_t t0, int64_t t1, const uint8_t* fetch,
+                   float* y, int64_t ldy, bool accumulate, Int4GroupScales* c, __m256 (*carry)[8]) {
+  const int64_t nb = a.K / kActBlock;
+  alignas(32) __m256 acc[kGroupTokens][8];
+  for (int64_t b0 = 0; b0 < nb; b0 += kGroupChunkBlocks) {
+    const int64_t n = nb - b0 < kGroupChunkBlocks ? nb - b0 : kGroupChunkBlocks;
+    if (fetch) PrefetchLines(w.scale16 + (r + 8) * w.scale_cols, w.scale16 + (r + 16) * w.scale_cols);
+    GroupScales(w, r, b0, n, c);
+    const bool first = b0 == 0, last = b0 + n == nb;
+    for (int64_t ts = t0; ts < t1; ts += kGroupTokens) {
+      const int64_t nt = t1 - ts < kGroupTokens ? t1 - ts : kGroupTokens;
+      for (int64_t j = 0; j < nt; ++j)
+        for (int k = 0; k < 8; ++k) acc[j][k] = first ? _mm256_setzero_ps() : carry[ts - t0 + j][k];
+      Int4GroupTokens<kZero>(w, r, *c, b0, n, a, ts, nt, ts == t0 ? fetch : nullptr, acc);
+      for (int64_t j = 0; j < nt; ++j) {
+        if (!last) {
+          for (int k = 0; k < 8; ++k) carry[ts - t0 + j][k] = acc[j][k];
+          continue;
+        }
+        const __m256* h = acc[j];
+        const __m256 v = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(h[0], h[4]), _mm256_add_ps(h[2], h[6])),
+                                       _mm256_add_ps(_mm256_add_ps(h[1], h[5]), _mm256_add_ps(h[3], h[7])));
+        float* o = y + (ts + j) * ldy + r;
+        _mm256_storeu_ps(o, accumulate ? _mm256_add_ps(_mm256_loadu_ps(o), v) : v);
+      }
+    }
+  }
+}
+
+// Rows [r0, r1) against every token of a, eight rows at a time; returns the first row left
+// (fewer than eight).
+int64_t Int4GroupsOfRows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
+                         bool accumulate) {
+  const int64_t groups_end = r0 + (r1 - r0) / 8 * 8;
+  if (groups_end == r0) return r0;
+  alignas(32) Int4GroupScales scales;
+  const int64_t nb = a.K / kActBlock;
+  // Tokens per pass: their activations stay in L2 while the rows pass (as Int4Rows' blocks);
+  // with chunked rows, no more than the chains carried.
+  int64_t block = (256 * 1024) / a.K;
+  if (block < 1) block = 1;
+  if (nb > kGroupChunkBlocks && block > kGroupTokensMax) block = kGroupTokensMax;
+  alignas(32) __m256 carry[kGroupTokensMax][8];
+  for (int64_t t0 = 0; t0 < a.T; t0 += block) {
+    const int64_t t1 = a.T - t0 < block ? a.T : t0 + block;
+    for (int64_t r = r0; r < groups_end; r += 8) {
+      const uint8_t* fetch = t0 == 0 && r + 16 <= w.rows ? static_cast<const uint8_t*>(w.data) + (r + 8) * w.row_bytes : nullptr;
+      if (w.zero) {
+        Int4GroupRows<true>(a, w, r, t0, t1, fetch, y, ldy, accumulate, &scales, carry);
+      } else {
+        Int4GroupRows<false>(a, w, r, t0, t1, fetch, y, ldy, accumulate, &scales, carry);
+      }
+    }
+  }
+  return groups_end;
+}
+
 template <GroupStep kStep>
 void Int4Rows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
               bool accumulate) {
@@ -324,8 +536,10 @@ void Int4Rows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1
     }
     return;
   }
-  // Several tokens: a row (in L1) meets two tokens at a time, a block of tokens (whose
-  // activations stay in L2) at a time.
+  // Several tokens: eight rows at a time (Int4GroupsOfRows), the rest a row at a time, which
+  // (in L1) meets two tokens at a time, a block of tokens (whose activations stay in L2) at a
+  // time.
+  if (Int4GroupsTake(a, w)) r0 = Int4GroupsOfRows(a, w, r0, r1, y, ldy, accumulate);
   int64_t block = (256 * 1024) / a.K;
   block = block < 2 ? 2 : block & ~int64_t{1};
   for (int64_t t0 = 0; t0 < a.T; t0 += block) {
