@@ -338,35 +338,32 @@ struct Int4GroupScales {
   __m256i zero[kGroupChunkBlocks];
 };
 
+// p[0], p[stride], .., p[7 * stride] in lanes 0-7 (16-bit lanes for F16 scales, 8-bit for U8
+// zero points); lanes K on are inserted here.
+template <typename T, int K = 1>
+__attribute__((always_inline)) inline __m128i EightStrided(const T* p, int64_t stride,
+                                                           __m128i v = _mm_setzero_si128()) {
+  if constexpr (K == 1) v = _mm_cvtsi32_si128(p[0]);
+  if constexpr (K == 8) {
+    return v;
+  } else {
+    if constexpr (sizeof(T) == 2) {
+      v = _mm_insert_epi16(v, p[K * stride], K);
+    } else {
+      v = _mm_insert_epi8(v, p[K * stride], K);
+    }
+    return EightStrided<T, K + 1>(p, stride, v);
+  }
+}
+
 // Rows [r, r + 8), blocks [b0, b0 + n): their groups' scales and zero points into c, a group
 // at a time, copied to each of its blocks.
 void GroupScales(const RawWeight& w, int64_t r, int64_t b0, int64_t n, Int4GroupScales* c) {
   const int64_t per_group = w.block_in / kActBlock, sc = w.scale_cols;
   for (int64_t i = 0; i < n;) {
     const int64_t g = (b0 + i) / per_group, end = (g + 1) * per_group - b0 < n ? (g + 1) * per_group - b0 : n;
-    const uint16_t* s16 = w.scale16 + r * sc + g;
-    __m128i s = _mm_cvtsi32_si128(s16[0]);
-    s = _mm_insert_epi16(s, s16[sc], 1);
-    s = _mm_insert_epi16(s, s16[2 * sc], 2);
-    s = _mm_insert_epi16(s, s16[3 * sc], 3);
-    s = _mm_insert_epi16(s, s16[4 * sc], 4);
-    s = _mm_insert_epi16(s, s16[5 * sc], 5);
-    s = _mm_insert_epi16(s, s16[6 * sc], 6);
-    s = _mm_insert_epi16(s, s16[7 * sc], 7);
-    const __m256 scale = _mm256_cvtph_ps(s);
-    __m256i zero = _mm256_set1_epi32(8);
-    if (w.zero) {
-      const uint8_t* z8 = w.zero + r * sc + g;
-      __m128i z = _mm_cvtsi32_si128(z8[0]);
-      z = _mm_insert_epi8(z, z8[sc], 1);
-      z = _mm_insert_epi8(z, z8[2 * sc], 2);
-      z = _mm_insert_epi8(z, z8[3 * sc], 3);
-      z = _mm_insert_epi8(z, z8[4 * sc], 4);
-      z = _mm_insert_epi8(z, z8[5 * sc], 5);
-      z = _mm_insert_epi8(z, z8[6 * sc], 6);
-      z = _mm_insert_epi8(z, z8[7 * sc], 7);
-      zero = _mm256_cvtepu8_epi32(z);
-    }
+    const __m256 scale = _mm256_cvtph_ps(EightStrided(w.scale16 + r * sc + g, sc));
+    const __m256i zero = w.zero ? _mm256_cvtepu8_epi32(EightStrided(w.zero + r * sc + g, sc)) : _mm256_set1_epi32(8);
     for (; i < end; ++i) {
       c->scale[i] = scale;
       c->zero[i] = zero;
