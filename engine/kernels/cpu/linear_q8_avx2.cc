@@ -299,9 +299,9 @@ __attribute__((always_inline)) inline void Int4Row(const RawWeight& w, int64_t r
 }
 
 // ---- INT4 against several tokens: eight rows at a time, a lane per row -----------------------
-// A row at a time (Int4Row), every token pays for its sums trees: the eight blocks' sums sit in
+// A row at a time (Int4Row), every token pays for its sum trees: the eight blocks' sums sit in
 // sixteen int16 lanes per block pair and take unpacks, adds and a lane permute per token before
-// the scaling, ~40 vector operations per token and eight blocks. Eight rows transposed once
+// the scaling, ~45 vector operations per token and eight blocks. Eight rows transposed once
 // (each block's 16 bytes a row are four dwords; dword j of the eight rows in one vector, its
 // low and high nibbles split) put one row in each lane: a token's dword j of evens (odds),
 // broadcast, meets the eight rows' dword j of even (odd) columns in one vpmaddubsw, the block's
