@@ -419,12 +419,42 @@ void Int4GroupTokens(const RawWeight& w, int64_t r, const Int4GroupScales& c, in
     const __m256 scale = c.scale[i];
     const __m256i zero = c.zero[i];
     const int chain = static_cast<int>(i % 8);
-    for (int64_t j = 0; j < nt; ++j) {
+    // Tokens two at a time, each a running int16 sum whose broadcasts are made where they are
+    // used (the barriers: GCC had hoisted all eight ahead and spilled the weights, the scale and
+    // the ones, three loads more per token); the two sums are chains the core interleaves (one
+    // thread, in-process against one token at a time: 0.92-0.99 of the time at 10-128 tokens).
+    const auto finish = [&](__m256i s, int64_t j) {
+      const __m256i dot = _mm256_madd_epi16(s, ones);
+      const __m256i sq = dword(a.sum + (t + j) * nb + b);
+      const __m256i exact = _mm256_sub_epi32(dot, kZero ? _mm256_mullo_epi32(zero, sq) : _mm256_slli_epi32(sq, 3));
+      const __m256 sd = _mm256_mul_ps(scale, _mm256_set1_ps(a.d[(t + j) * nb + b]));
+      acc[j][chain] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact), sd, acc[j][chain]);
+    };
+    int64_t j = 0;
+    for (; j + 2 <= nt; j += 2) {
+      const int8_t* qa = a.q + (t + j) * a.K;
+      const int8_t* qb = qa + a.K;
+      const int8_t *ea = qa + even, *oa = qa + odd, *eb = qb + even, *ob = qb + odd;
+      __m256i sa = _mm256_maddubs_epi16(w0, dword(ea));
+      __m256i sb = _mm256_maddubs_epi16(w0, dword(eb));
+      const auto step = [&](__m256i wv, const int8_t* xa, const int8_t* xb) {
+        __asm__("" : "+x"(sa), "+x"(sb));
+        sa = _mm256_add_epi16(sa, _mm256_maddubs_epi16(wv, dword(xa)));
+        sb = _mm256_add_epi16(sb, _mm256_maddubs_epi16(wv, dword(xb)));
+      };
+      step(w1, oa, ob);
+      step(w2, ea + 4, eb + 4);
+      step(w3, oa + 4, ob + 4);
+      step(w4, ea + 8, eb + 8);
+      step(w5, oa + 8, ob + 8);
+      step(w6, ea + 12, eb + 12);
+      step(w7, oa + 12, ob + 12);
+      finish(sa, j);
+      finish(sb, j + 1);
+    }
+    for (; j < nt; ++j) {
       const int8_t* q = a.q + (t + j) * a.K;
       const int8_t *e = q + even, *o = q + odd;
-      // One running sum, each step's broadcast made where it is used (the barriers): GCC had
-      // hoisted all eight broadcasts ahead and spilled the weights, the scale and the ones,
-      // three loads more per token.
       __m256i s = _mm256_maddubs_epi16(w0, dword(e));
       const auto step = [&](__m256i wv, const int8_t* x) {
         __asm__("" : "+x"(s));
@@ -437,11 +467,7 @@ void Int4GroupTokens(const RawWeight& w, int64_t r, const Int4GroupScales& c, in
       step(w5, o + 8);
       step(w6, e + 12);
       step(w7, o + 12);
-      const __m256i dot = _mm256_madd_epi16(s, ones);
-      const __m256i sq = dword(a.sum + (t + j) * nb + b);
-      const __m256i exact = _mm256_sub_epi32(dot, kZero ? _mm256_mullo_epi32(zero, sq) : _mm256_slli_epi32(sq, 3));
-      const __m256 sd = _mm256_mul_ps(scale, _mm256_set1_ps(a.d[(t + j) * nb + b]));
-      acc[j][chain] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact), sd, acc[j][chain]);
+      finish(s, j);
     }
   }
 }
