@@ -315,17 +315,25 @@ __attribute__((always_inline)) inline void Int4Row(const RawWeight& w, int64_t r
 // rows go in such chunks, each token's chains carried between them.
 constexpr int64_t kGroupChunkBlocks = 64;
 // Token counts from which rows go eight at a time: with fewer, transposing each block and
-// building its scales costs more than the row kernel's trees (one thread, INT4 g32 512 x 1536,
-// in-process against the row kernel: 1.65 / 1.28 / 0.99 / 0.89 / 0.87 / 0.80 / 0.75 of its time
-// at 2 / 4 / 8 / 10 / 12 / 16 / 24 tokens).
-constexpr int64_t kInt4GroupMinTokens = 9;
+// building its scales costs more than the row kernel's trees. Where that is depends on the row
+// length, as the row kernel's per-row costs do (a q_b row of 384 columns ends in a half step).
+// One thread, in-process against the row kernel, ratio of the times at 2 / 4 / 6 / 8 tokens:
+// K 384 (1152 rows) 1.18 / 0.81 / 0.71 / 0.64; K 512 (1536 rows) - / 1.01 / 0.88 / 0.80; K 768
+// 1.70 / 1.11 / 0.97 / 0.87; K 1024 - / - / 1.03 / 0.92; K 1536 (512 rows) - / 1.30 / 1.08 /
+// 0.96-0.98; K 2048 and 4096 at 8: 1.03 and 1.12.
+inline int64_t Int4GroupMinTokens(int64_t K) {
+  if (K <= 384) return 4;
+  if (K <= 512) return 6;
+  if (K <= 1536) return 8;
+  return 9;
+}
 // Whether the eight-row path takes a's tokens against w: enough of them, and rows that do not
 // start a multiple of 4 KB apart, where a block's eight rows (and the next group's, fetched)
 // fall in one set of the L1 (32 KB, 8 ways): one thread, 512 rows x 64 tokens, against the row
 // kernel, K 8192 and 16384 (rows 4 and 8 KB apart) 1.00 and 1.08-1.12 of its time, K 2048 /
 // 4096 / 7168 / 18432 0.80 / 0.85 / 0.88 / 0.88.
 inline bool Int4GroupsTake(const QuantizedActs& a, const RawWeight& w) {
-  return a.T >= kInt4GroupMinTokens && w.row_bytes % 4096 != 0;
+  return a.T >= Int4GroupMinTokens(a.K) && w.row_bytes % 4096 != 0;
 }
 // Tokens whose chains a chunked row group carries at once (their activations stay in L2).
 constexpr int64_t kGroupTokensMax = 128;
