@@ -7,7 +7,9 @@
 // scaled in one float vector, giving the twin's (linear_q8.cc) fma chain lane by lane. INT4
 // nibbles are unsigned already, and their zero point comes off afterwards as z · Σq; there a
 // vector's lanes are eight blocks of one row (the twin's eight chains), so each row's scales
-// and zero points load as they are stored.
+// and zero points load as they are stored; with several tokens, eight rows transposed once are
+// a vector's lanes instead, one row each, so a token's sums need no reduction
+// (Int4GroupsOfRows).
 //
 // No standard-library templates or shared inline functions are used here (see linear_avx2.cc).
 #include "engine/kernels/cpu/linear_kernels.h"
