@@ -48,6 +48,9 @@ std::vector<Case> Cases() {
           // Twelve blocks (a step of eight, a tail of four) and 72 (nine steps).
           {"int4 g32 12 groups", true, 11, 384, 32, true, 1},
           {"int4 g32 72 groups", true, 9, 2304, 32, false, 1},
+          // Symmetric g32 over two row groups and two of the eight-row path's 64-block chunks:
+          // its scales eight groups at a time, from each chunk's first block.
+          {"int4 g32 symmetric 72 groups", true, 16, 2304, 32, true, 1},
           // INT4 decode takes eight blocks per step: groups of one, two (g64), four (g128), all
           // eight (g256), and a size that fits none of those (g96), whole steps and tails.
           {"int4 g64 24 groups", true, 19, 1536, 64, false, 1},

@@ -316,14 +316,27 @@ __attribute__((always_inline)) inline void Int4Row(const RawWeight& w, int64_t r
 // Blocks of a row group whose scales are laid out at once: 64 (2048 columns; 4 KB). Longer
 // rows go in such chunks, each token's chains carried between them.
 constexpr int64_t kGroupChunkBlocks = 64;
+// Whether GroupScales lays w's scales out eight groups at a time (a group a block, no zero
+// points: INT4 g32 symmetric), rather than a group at a time.
+inline bool VectorGroupScales(const RawWeight& w) { return w.block_in == kActBlock && w.zero == nullptr; }
 // Token counts from which rows go eight at a time: with fewer, transposing each block and
 // building its scales costs more than the row kernel's trees. Where that is depends on the row
-// length, as the row kernel's per-row costs do (a q_b row of 384 columns ends in a half step).
-// One thread, in-process against the row kernel, ratio of the times at 2 / 4 / 6 / 8 tokens:
-// K 384 (1152 rows) 1.18 / 0.81 / 0.71 / 0.64; K 512 (1536 rows) - / 1.01 / 0.88 / 0.80; K 768
-// 1.70 / 1.11 / 0.97 / 0.87; K 1024 - / - / 1.03 / 0.92; K 1536 (512 rows) - / 1.30 / 1.08 /
+// length, as the row kernel's per-row costs do (a q_b row of 384 columns ends in a half step),
+// and on how the scales are laid out. One thread, in-process against the row kernel, ratio of
+// the times at 2 / 3 / 4 / 6 / 8 tokens. Scales eight groups at a time: K 384 (1152 rows) 1.02 /
+// 0.76 / 0.70 / 0.68 / 0.59; K 512 (1536 rows) 1.09 / 0.90 / 0.80 / 0.75 / 0.70; K 768 1.23 /
+// 1.01 / 0.89 / 0.78 / 0.75; K 1024 1.28 / - / 0.96-1.05 / 0.86 / 0.80; K 1536 (512 rows) 1.34 /
+// - / 0.97-1.01 / 0.87 / 0.85; K 2048 1.45 / - / 1.03 / 0.90 / 0.89; K 4096 1.54 / - / 1.11 /
+// 0.99 / 0.98. A group at a time (g32 with the old gather): K 384 at 4 / 6 / 8 0.81 / 0.71 / 0.64;
+// K 512 1.01 / 0.88 / 0.80; K 768 1.11 / 0.97 / 0.87; K 1024 - / 1.03 / 0.92; K 1536 1.30 / 1.08 /
 // 0.96-0.98; K 2048 and 4096 at 8: 1.03 and 1.12.
-inline int64_t Int4GroupMinTokens(int64_t K) {
+inline int64_t Int4GroupMinTokens(const RawWeight& w, int64_t K) {
+  if (VectorGroupScales(w)) {
+    if (K <= 512) return 3;
+    if (K <= 1024) return 4;
+    if (K <= 2048) return 6;
+    return 8;
+  }
   if (K <= 384) return 4;
   if (K <= 512) return 6;
   if (K <= 1536) return 8;
@@ -335,7 +348,7 @@ inline int64_t Int4GroupMinTokens(int64_t K) {
 // kernel, K 8192 and 16384 (rows 4 and 8 KB apart) 1.00 and 1.08-1.12 of its time, K 2048 /
 // 4096 / 7168 / 18432 0.80 / 0.85 / 0.88 / 0.88.
 inline bool Int4GroupsTake(const QuantizedActs& a, const RawWeight& w) {
-  return a.T >= Int4GroupMinTokens(a.K) && w.row_bytes % 4096 != 0;
+  return a.T >= Int4GroupMinTokens(w, a.K) && w.row_bytes % 4096 != 0;
 }
 // Tokens whose chains a chunked row group carries at once (their activations stay in L2).
 constexpr int64_t kGroupTokensMax = 128;
@@ -366,11 +379,39 @@ __attribute__((always_inline)) inline __m128i EightStrided(const T* p, int64_t s
   }
 }
 
-// Rows [r, r + 8), blocks [b0, b0 + n): their groups' scales and zero points into c, a group
-// at a time, copied to each of its blocks.
+// Rows [r, r + 8), blocks [b0, b0 + n): their groups' scales and zero points into c. With a
+// group a block and no zero points (INT4 g32 symmetric), eight groups of the eight rows at a
+// time, loaded as stored and transposed (one thread, in-process against group by group, with
+// the path taken from two tokens: 0.75 / 0.86 / 0.88 / 0.92 of the time at 2 / 4 / 8 / 16
+// tokens, 512 x 1536); else a group at a time, copied to each of its blocks.
 void GroupScales(const RawWeight& w, int64_t r, int64_t b0, int64_t n, Int4GroupScales* c) {
   const int64_t per_group = w.block_in / kActBlock, sc = w.scale_cols;
-  for (int64_t i = 0; i < n;) {
+  int64_t i0 = 0;
+  if (VectorGroupScales(w)) {
+    for (; i0 + 8 <= n; i0 += 8) {
+      const uint16_t* s16 = w.scale16 + r * sc + b0 + i0;
+      __m128i x[8];
+      for (int k = 0; k < 8; ++k) x[k] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s16 + k * sc));
+      // Rows k (x[k]) x groups j: pairs of rows, then quads, then all eight per group.
+      __m128i p[8], q[8];
+      for (int k = 0; k < 4; ++k) {
+        p[2 * k] = _mm_unpacklo_epi16(x[2 * k], x[2 * k + 1]);
+        p[2 * k + 1] = _mm_unpackhi_epi16(x[2 * k], x[2 * k + 1]);
+      }
+      for (int k = 0; k < 2; ++k) {
+        q[4 * k] = _mm_unpacklo_epi32(p[4 * k], p[4 * k + 2]);
+        q[4 * k + 1] = _mm_unpackhi_epi32(p[4 * k], p[4 * k + 2]);
+        q[4 * k + 2] = _mm_unpacklo_epi32(p[4 * k + 1], p[4 * k + 3]);
+        q[4 * k + 3] = _mm_unpackhi_epi32(p[4 * k + 1], p[4 * k + 3]);
+      }
+      for (int j = 0; j < 4; ++j) {
+        c->scale[i0 + 2 * j] = _mm256_cvtph_ps(_mm_unpacklo_epi64(q[j], q[4 + j]));
+        c->scale[i0 + 2 * j + 1] = _mm256_cvtph_ps(_mm_unpackhi_epi64(q[j], q[4 + j]));
+      }
+      for (int k = 0; k < 8; ++k) c->zero[i0 + k] = _mm256_set1_epi32(8);
+    }
+  }
+  for (int64_t i = i0; i < n;) {
     const int64_t g = (b0 + i) / per_group, end = (g + 1) * per_group - b0 < n ? (g + 1) * per_group - b0 : n;
     const __m256 scale = _mm256_cvtph_ps(EightStrided(w.scale16 + r * sc + g, sc));
     const __m256i zero = w.zero ? _mm256_cvtepu8_epi32(EightStrided(w.zero + r * sc + g, sc)) : _mm256_set1_epi32(8);
