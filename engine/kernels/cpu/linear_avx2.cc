@@ -1214,37 +1214,9 @@ double FmaPeakFlopsAvx2(double seconds) {
 
 double Int8PeakOpsAvx2(double seconds) {
   // vpmaddubsw: 32 byte products a vector, summed in pairs (saturating; only the rate counts).
-  // Eight named chains, not ChainsPerSecond's array: GCC gives the non-destructive vpmaddubsw
-  // a fresh register each time, copies it back and spilled the array's chains to the stack
-  // every round, and those stores set the rate (~260 against ~400 GOP/s a Zen 3 core). The
-  // barriers keep the chains distinct (none folded into another) and in registers.
   const __m256i b = _mm256_set1_epi8(1);
-  __m256i a0 = _mm256_set1_epi8(3), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-  __asm__("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5), "+x"(a6), "+x"(a7));
-  const double begin = NowSeconds();
-  double elapsed = 0.0;
-  int64_t rounds = 0;
-  do {
-    for (int rep = 0; rep < 4096; ++rep) {
-      a0 = _mm256_maddubs_epi16(a0, b);
-      a1 = _mm256_maddubs_epi16(a1, b);
-      a2 = _mm256_maddubs_epi16(a2, b);
-      a3 = _mm256_maddubs_epi16(a3, b);
-      a4 = _mm256_maddubs_epi16(a4, b);
-      a5 = _mm256_maddubs_epi16(a5, b);
-      a6 = _mm256_maddubs_epi16(a6, b);
-      a7 = _mm256_maddubs_epi16(a7, b);
-      __asm__("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5), "+x"(a6), "+x"(a7));
-    }
-    rounds += 4096;
-    elapsed = NowSeconds() - begin;
-  } while (elapsed < seconds);
-  volatile int sink = _mm256_extract_epi16(
-      _mm256_add_epi16(_mm256_add_epi16(_mm256_add_epi16(a0, a1), _mm256_add_epi16(a2, a3)),
-                       _mm256_add_epi16(_mm256_add_epi16(a4, a5), _mm256_add_epi16(a6, a7))),
-      0);
-  (void)sink;
-  return static_cast<double>(rounds) * 8 * 32 * 2 / elapsed;  // 32 products a vector, 2 ops each
+  const auto products = [&](__m256i v) __attribute__((always_inline)) { return _mm256_maddubs_epi16(v, b); };
+  return ChainsPerSecond(seconds, _mm256_set1_epi8(3), products) * 32 * 2;  // 2 ops a product
 }
 
 }  // namespace dsv3::cpu
