@@ -4,12 +4,12 @@
 // vpmaddubsw (unsigned x signed bytes -> pairs summed to int16) and one vpmaddwd (pairs ->
 // int32). INT8 weights are signed, so the magnitudes go in the unsigned operand and the signs
 // move onto the activations (vpsignb); eight (row, token) block sums are reduced together and
-// scaled in one float vector, giving the twin's (linear_q8.cc) fma chain lane by lane. INT4
-// nibbles are unsigned already, and their zero point comes off afterwards as z · Σq; there a
-// vector's lanes are eight blocks of one row (the twin's eight chains), so each row's scales
-// and zero points load as they are stored; with several tokens, eight rows transposed once are
-// a vector's lanes instead, one row each, so a token's sums need no reduction
-// (Int4GroupsOfRows).
+// scaled in one float vector, giving the twin's (linear_q8.cc) fma chain lane by lane, or, with
+// several tokens, eight rows transposed once are a vector's lanes, one row each, so a token's
+// sums need no reduction (Int8GroupsOfRows). INT4 nibbles are unsigned already, and their zero
+// point comes off afterwards as z · Σq; there a vector's lanes are eight blocks of one row (the
+// twin's eight chains), so each row's scales and zero points load as they are stored; with
+// several tokens, eight rows a vector's lanes as for INT8 (Int4GroupsOfRows).
 //
 // No standard-library templates or shared inline functions are used here (see linear_avx2.cc).
 #include "engine/kernels/cpu/linear_kernels.h"
@@ -60,6 +60,118 @@ inline __m256i Int8ExactSums(__m256i sums, const int32_t* const*, int64_t) {
 }
 
 #include "engine/kernels/cpu/linear_q8_int8.inc"
+
+// ---- INT8 against several tokens: eight rows at a time, a lane per row -----------------------
+// linear_q8_int8.inc's tiles give each lane a (row, token) pair, so every block ends in sum
+// trees that bring the pair's int32 quarters together (~20 of a 4 x 2 tile's ~55 vector
+// operations per block). Eight rows transposed once per block put one row in each lane, as
+// Int4GroupTokens does: a token's dword j (four activations), broadcast, takes the signs of
+// the eight rows' dword j (vpsignb), meets their magnitudes in one vpmaddubsw (pairs <= 2 ·
+// 128 · 127, in int16), and one vpmaddwd leaves each row's exact sum of the four products;
+// eight such add up to the block's exact sums, no tree (~35 operations per token and block of
+// eight rows). The scale, the activation scale and the fma chain are the tiles' (lane = row,
+// one chain per output, blocks in order), so the bits are theirs.
+
+// Token counts from which rows go eight at a time: below, transposing each block costs more
+// than the tiles' trees, and more so on longer rows. One thread, in-process against the tiles,
+// ratio of the times at 3 / 4 / 5 / 6 / 8 tokens (odd counts favour this path: the tiles take
+// tokens in pairs): K 256 0.72 / 0.85 / 0.65 / 0.71 / 0.63; K 384 0.79 / 0.92 / 0.70 / 0.79 /
+// 0.69; K 512 0.83 / 0.95 / 0.77 / 0.84 / 0.76; K 768 0.85 / 1.02 / 0.82 / 0.87 / 0.75; K 1536
+// 0.94 / 1.09 / 0.85 / 0.95 / 0.91 (16 tokens 0.78, 48 0.60); K 2048 0.99 / 1.17 / 0.91 / 1.04 /
+// 0.92 (32: 0.71); K 7168 1.05 / 1.16 / 0.95 / 1.03 / 0.96 (32: 0.79). Longer rows stay on the
+// tiles: K 18432 (128 rows) 1.17 at 8 tokens, 1.00 at 32 (each block's eight rows and the
+// tokens' activations, all 18 KB apart, share two L1 sets).
+inline int64_t Int8GroupMinTokens(int64_t K) { return K <= 512 ? 3 : K <= 1536 ? 5 : 8; }
+constexpr int64_t kInt8GroupMaxK = 8192;
+// Whether the eight-row path takes a's tokens against w: enough of them, rows no longer than
+// kInt8GroupMaxK, and rows that do not start a multiple of 4 KB apart (where a block's eight
+// rows fall in one L1 set, as for INT4's Int4GroupsTake).
+inline bool Int8GroupsTake(const QuantizedActs& a, const RawWeight& w) {
+  return a.T >= Int8GroupMinTokens(a.K) && a.K <= kInt8GroupMaxK && w.row_bytes % 4096 != 0;
+}
+
+// Rows [r, r + 8) against tokens [t0, t1): y[t, r + i] (+)= the twin's chain. acc: t1 - t0
+// vectors of scratch. fetch: the next group's rows, read into cache as these are (null for none).
+void Int8GroupRows(const QuantizedActs& a, const RawWeight& w, int64_t r, int64_t t0, int64_t t1, const uint8_t* fetch,
+                   float* y, int64_t ldy, bool accumulate, __m256* acc) {
+  const int64_t K = a.K, nb = K / kActBlock, rb = w.row_bytes, per_group = w.block_in / kActBlock, nt = t1 - t0;
+  const uint8_t* rows = static_cast<const uint8_t*>(w.data) + r * rb;
+  const __m256i ones = _mm256_set1_epi16(1);
+  const auto dword = [](const void* x) {  // vbroadcastss: a load alone on Zen 3
+    float f;
+    __builtin_memcpy(&f, x, 4);
+    return _mm256_castps_si256(_mm256_set1_ps(f));
+  };
+  for (int64_t j = 0; j < nt; ++j) acc[j] = _mm256_setzero_ps();
+  alignas(32) __m256i signs[8];  // the block's transposed weights, vpsignb's operand from L1
+  __m256 scale = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    if (b % per_group == 0) {  // the eight rows' scales of the group
+      const int64_t g = b / per_group;
+      alignas(32) float s[8];
+      for (int i = 0; i < 8; ++i) s[i] = w.scale[((r + i) / w.block_out) * w.scale_cols + g];
+      scale = _mm256_load_ps(s);
+    }
+    if (fetch && b % 2 == 0)
+      for (int k = 0; k < 8; ++k) _mm_prefetch(reinterpret_cast<const char*>(fetch + k * rb + b * 32), _MM_HINT_T0);
+    // Dword j of rows 0-7 in lanes 0-7: the halves of rows k and k + 4 in one vector, then two
+    // rounds of unpacks (Int4GroupTokens' transpose, for each 16-byte half of the block).
+    const uint8_t* p = rows + b * 32;
+    const auto half = [&](int k, int h) {
+      return _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(p + (k + 4) * rb + h),
+                                 reinterpret_cast<const __m128i*>(p + k * rb + h));
+    };
+    __m256i m[8];
+    for (int h = 0; h < 2; ++h) {
+      const __m256i v04 = half(0, 16 * h), v15 = half(1, 16 * h), v26 = half(2, 16 * h), v37 = half(3, 16 * h);
+      const __m256i u0 = _mm256_unpacklo_epi32(v04, v15), u1 = _mm256_unpackhi_epi32(v04, v15);
+      const __m256i u2 = _mm256_unpacklo_epi32(v26, v37), u3 = _mm256_unpackhi_epi32(v26, v37);
+      signs[4 * h] = _mm256_unpacklo_epi64(u0, u2);
+      signs[4 * h + 1] = _mm256_unpackhi_epi64(u0, u2);
+      signs[4 * h + 2] = _mm256_unpacklo_epi64(u1, u3);
+      signs[4 * h + 3] = _mm256_unpackhi_epi64(u1, u3);
+    }
+    for (int i = 0; i < 8; ++i) m[i] = _mm256_abs_epi8(signs[i]);
+    for (int64_t j = 0; j < nt; ++j) {
+      const int8_t* q = a.q + (t0 + j) * K + b * kActBlock;
+      const auto four = [&](int i) {
+        __m256i s = _mm256_sign_epi8(dword(q + 4 * i), _mm256_load_si256(&signs[i]));
+        return _mm256_madd_epi16(_mm256_maddubs_epi16(m[i], s), ones);
+      };
+      const __m256i exact = _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(four(0), four(1)),
+                                                              _mm256_add_epi32(four(2), four(3))),
+                                             _mm256_add_epi32(_mm256_add_epi32(four(4), four(5)),
+                                                              _mm256_add_epi32(four(6), four(7))));
+      const __m256 sd = _mm256_mul_ps(scale, _mm256_set1_ps(a.d[(t0 + j) * nb + b]));
+      acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact), sd, acc[j]);
+    }
+  }
+  for (int64_t j = 0; j < nt; ++j) {
+    float* o = y + (t0 + j) * ldy + r;
+    _mm256_storeu_ps(o, accumulate ? _mm256_add_ps(_mm256_loadu_ps(o), acc[j]) : acc[j]);
+  }
+}
+
+// Rows [r0, r1) against every token of a, eight rows at a time when Int8GroupsTake; returns
+// the first row left (fewer than eight, or r0 when not taken).
+int64_t Int8GroupsOfRows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
+                         bool accumulate) {
+  const int64_t groups_end = r0 + (r1 - r0) / 8 * 8;
+  if (!Int8GroupsTake(a, w) || groups_end == r0) return r0;
+  // Tokens per pass: their activations stay in L2 while the rows pass.
+  constexpr int64_t kTokensMax = 256;
+  int64_t block = (256 * 1024) / a.K;
+  block = block < 1 ? 1 : block > kTokensMax ? kTokensMax : block;
+  alignas(32) __m256 acc[kTokensMax];
+  for (int64_t t0 = 0; t0 < a.T; t0 += block) {
+    const int64_t t1 = a.T - t0 < block ? a.T : t0 + block;
+    for (int64_t r = r0; r < groups_end; r += 8) {
+      const uint8_t* fetch = t0 == 0 && r + 16 <= w.rows ? static_cast<const uint8_t*>(w.data) + (r + 8) * w.row_bytes : nullptr;
+      Int8GroupRows(a, w, r, t0, t1, fetch, y, ldy, accumulate, acc);
+    }
+  }
+  return groups_end;
+}
 
 // ---- INT4: a row at a time, eight of its blocks per vector ----------------------------------
 // 32 bytes of a row are two blocks (16 bytes each: column 2i in byte i's low nibble, 2i+1 in
@@ -705,6 +817,7 @@ void QLinearAvx2(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t
                  bool accumulate) {
   if (r0 >= r1 || a.T <= 0) return;
   if (w.kind == WeightKind::kI8) {
+    if (a.T > 1) r0 = Int8GroupsOfRows(a, w, r0, r1, y, ldy, accumulate);
     Int8Rows(a, w, r0, r1, y, ldy, accumulate);
   } else if (w.kind == WeightKind::kInt4) {
     switch (GroupStepFor(w.block_in / kActBlock)) {
