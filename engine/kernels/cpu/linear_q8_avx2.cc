@@ -72,6 +72,23 @@ inline __m256i Int8ExactSums(__m256i sums, const int32_t* const*, int64_t) {
 // eight rows). The scale, the activation scale and the fma chain are the tiles' (lane = row,
 // one chain per output, blocks in order), so the bits are theirs.
 
+// The 16 bytes at p of eight rows rb bytes apart, transposed: d[j] holds dword j of rows 0-7 in
+// lanes 0-7 (rows k and k + 4 in one vector's halves, then two rounds of unpacks). A block of
+// both eight-row paths (INT8's two halves, INT4's 16 bytes).
+__attribute__((always_inline)) inline void EightRowsDwords(const uint8_t* p, int64_t rb, __m256i* d) {
+  const auto pair = [&](int k) {
+    return _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(p + (k + 4) * rb),
+                               reinterpret_cast<const __m128i*>(p + k * rb));
+  };
+  const __m256i v04 = pair(0), v15 = pair(1), v26 = pair(2), v37 = pair(3);
+  const __m256i u0 = _mm256_unpacklo_epi32(v04, v15), u1 = _mm256_unpackhi_epi32(v04, v15);
+  const __m256i u2 = _mm256_unpacklo_epi32(v26, v37), u3 = _mm256_unpackhi_epi32(v26, v37);
+  d[0] = _mm256_unpacklo_epi64(u0, u2);
+  d[1] = _mm256_unpackhi_epi64(u0, u2);
+  d[2] = _mm256_unpacklo_epi64(u1, u3);
+  d[3] = _mm256_unpackhi_epi64(u1, u3);
+}
+
 // Token counts from which rows go eight at a time: below, transposing each block costs more
 // than the tiles' trees, and more so on longer rows. One thread, in-process against the tiles,
 // ratio of the times at 3 / 4 / 5 / 6 / 8 tokens (odd counts favour this path: the tiles take
@@ -114,23 +131,10 @@ void Int8GroupRows(const QuantizedActs& a, const RawWeight& w, int64_t r, int64_
     }
     if (fetch && b % 2 == 0)
       for (int k = 0; k < 8; ++k) _mm_prefetch(reinterpret_cast<const char*>(fetch + k * rb + b * 32), _MM_HINT_T0);
-    // Dword j of rows 0-7 in lanes 0-7: the halves of rows k and k + 4 in one vector, then two
-    // rounds of unpacks (Int4GroupTokens' transpose, for each 16-byte half of the block).
-    const uint8_t* p = rows + b * 32;
-    const auto half = [&](int k, int h) {
-      return _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(p + (k + 4) * rb + h),
-                                 reinterpret_cast<const __m128i*>(p + k * rb + h));
-    };
+    // Dword j of rows 0-7 in lanes 0-7, each 16-byte half of the block in turn.
+    EightRowsDwords(rows + b * 32, rb, signs);
+    EightRowsDwords(rows + b * 32 + 16, rb, signs + 4);
     __m256i m[8];
-    for (int h = 0; h < 2; ++h) {
-      const __m256i v04 = half(0, 16 * h), v15 = half(1, 16 * h), v26 = half(2, 16 * h), v37 = half(3, 16 * h);
-      const __m256i u0 = _mm256_unpacklo_epi32(v04, v15), u1 = _mm256_unpackhi_epi32(v04, v15);
-      const __m256i u2 = _mm256_unpacklo_epi32(v26, v37), u3 = _mm256_unpackhi_epi32(v26, v37);
-      signs[4 * h] = _mm256_unpacklo_epi64(u0, u2);
-      signs[4 * h + 1] = _mm256_unpackhi_epi64(u0, u2);
-      signs[4 * h + 2] = _mm256_unpacklo_epi64(u1, u3);
-      signs[4 * h + 3] = _mm256_unpackhi_epi64(u1, u3);
-    }
     for (int i = 0; i < 8; ++i) m[i] = _mm256_abs_epi8(signs[i]);
     for (int64_t j = 0; j < nt; ++j) {
       const int8_t* q = a.q + (t0 + j) * K + b * kActBlock;
@@ -557,23 +561,15 @@ void Int4GroupTokens(const RawWeight& w, int64_t r, const Int4GroupScales& c, in
     const int64_t b = b0 + i;
     if (fetch && b % 4 == 0)
       for (int k = 0; k < 8; ++k) _mm_prefetch(reinterpret_cast<const char*>(fetch + k * rb + b * 16), _MM_HINT_T0);
-    // The block's 16 bytes of rows k and k + 4 in the halves of one vector; then dword j of
-    // rows 0-7 in lanes 0-7 (its bytes: columns 8j, 8j + 2, .. in the low nibbles, 8j + 1, ..
-    // in the high ones), split into nibbles.
-    const uint8_t* p = rows + b * 16;
-    const auto pair = [&](int k) {
-      return _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(p + (k + 4) * rb),
-                                 reinterpret_cast<const __m128i*>(p + k * rb));
-    };
-    const __m256i v04 = pair(0), v15 = pair(1), v26 = pair(2), v37 = pair(3);
-    const __m256i u0 = _mm256_unpacklo_epi32(v04, v15), u1 = _mm256_unpackhi_epi32(v04, v15);
-    const __m256i u2 = _mm256_unpacklo_epi32(v26, v37), u3 = _mm256_unpackhi_epi32(v26, v37);
-    const __m256i d0 = _mm256_unpacklo_epi64(u0, u2), d1 = _mm256_unpackhi_epi64(u0, u2);
-    const __m256i d2 = _mm256_unpacklo_epi64(u1, u3), d3 = _mm256_unpackhi_epi64(u1, u3);
-    const __m256i w0 = _mm256_and_si256(d0, low4), w1 = _mm256_and_si256(_mm256_srli_epi16(d0, 4), low4);
-    const __m256i w2 = _mm256_and_si256(d1, low4), w3 = _mm256_and_si256(_mm256_srli_epi16(d1, 4), low4);
-    const __m256i w4 = _mm256_and_si256(d2, low4), w5 = _mm256_and_si256(_mm256_srli_epi16(d2, 4), low4);
-    const __m256i w6 = _mm256_and_si256(d3, low4), w7 = _mm256_and_si256(_mm256_srli_epi16(d3, 4), low4);
+    // The block's 16 bytes of the eight rows transposed: dword j of rows 0-7 in lanes 0-7 (its
+    // bytes: columns 8j, 8j + 2, .. in the low nibbles, 8j + 1, .. in the high ones), split
+    // into nibbles.
+    __m256i d[4];
+    EightRowsDwords(rows + b * 16, rb, d);
+    const __m256i w0 = _mm256_and_si256(d[0], low4), w1 = _mm256_and_si256(_mm256_srli_epi16(d[0], 4), low4);
+    const __m256i w2 = _mm256_and_si256(d[1], low4), w3 = _mm256_and_si256(_mm256_srli_epi16(d[1], 4), low4);
+    const __m256i w4 = _mm256_and_si256(d[2], low4), w5 = _mm256_and_si256(_mm256_srli_epi16(d[2], 4), low4);
+    const __m256i w6 = _mm256_and_si256(d[3], low4), w7 = _mm256_and_si256(_mm256_srli_epi16(d[3], 4), low4);
     // Block b's evens and odds (linear_kernels.h): beside its pair's, or, an odd count's last
     // block, its own evens then odds.
     const bool paired = (b | 1) < nb;
