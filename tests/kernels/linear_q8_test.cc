@@ -223,6 +223,33 @@ TEST_F(LinearQ8Test, FastKernelsMatchTheTwinBitForBit) {
   }
 }
 
+// More tokens than the eight-row paths take in one pass (activations of 256 KB a pass: 256
+// tokens at K = 1024), so a second pass of tokens meets the same row groups: bit for bit
+// against the twin, through Linear and through LinearRows with a stride, accumulation and a
+// row range that leaves rows to the tiles.
+TEST_F(LinearQ8Test, EightRowPathsTakeTokensInSeveralPasses) {
+  for (const LinearKernel kernel : FastKernels()) {
+    for (const bool int4 : {false, true}) {
+      const int64_t rows = 21, cols = 1024, T = 300;  // 256 KB / 1 KB: passes of 256 and 44 tokens
+      OwnedWeight w = MakeIntWeight(int4, rows, cols, 70, int4 ? 32 : cols, /*symmetric=*/true, 1);
+      const auto x = Activations(T * cols, 71);
+      std::vector<float> ref(static_cast<size_t>(T * rows)), fast(ref.size());
+      SetLinearKernel(LinearKernel::kReference);
+      Linear(x.data(), T, w.m, ref.data());
+      SetLinearKernel(kernel);
+      Linear(x.data(), T, w.m, fast.data());
+      ASSERT_EQ(fast, ref) << LinearKernelName(kernel) << (int4 ? " int4" : " int8");
+      const int64_t ldy = rows + 2, r0 = 2, r1 = rows - 1;
+      std::vector<float> ref_rows(static_cast<size_t>(T * ldy), 0.25f), fast_rows = ref_rows;
+      SetLinearKernel(LinearKernel::kReference);
+      LinearRows(x.data(), T, w.m, r0, r1, ref_rows.data(), ldy, true);
+      SetLinearKernel(kernel);
+      LinearRows(x.data(), T, w.m, r0, r1, fast_rows.data(), ldy, true);
+      ASSERT_EQ(fast_rows, ref_rows) << LinearKernelName(kernel) << (int4 ? " int4" : " int8") << " rows";
+    }
+  }
+}
+
 // A token's outputs may not depend on who else is in the batch (the MoE gives each expert a
 // different token count) nor on how rows are split between threads.
 TEST_F(LinearQ8Test, ResultsDoNotDependOnTokenCountOrThreads) {
