@@ -190,7 +190,8 @@ TEST_F(LinearQ8Test, NonFiniteActivationsGiveNaNNotGarbage) {
 // The fast kernels (INT8: one token in 8 x 1 tiles, more in 4 x 2, from three tokens (K <= 512,
 // five for the 544- and 576-column cases) eight rows at a time, across the 128-row scale blocks'
 // boundary in "int8 blocks 128" and with the last rows in tiles; INT4: a row and one or two
-// tokens at a time, from nine tokens eight rows at a time with the rest a row at a time, the
+// tokens at a time, from two to eight tokens by layout and row length eight rows at a time
+// (the g64 and g32 zero-point cases from two, odd block counts included) with the rest a row at a time, the
 // 72-block case in two chunks whose chains carry over; with AVX-512 VNNI from three tokens (INT8) or eight (INT4) the GEMM's 32
 // repacked rows x up to six tokens, whose last pass here takes one to six) and the scalar
 // twin, bit for bit, through Linear and through LinearRows with a stride and accumulation.

@@ -443,9 +443,17 @@ inline bool VectorGroupScales(const RawWeight& w) { return w.block_in == kActBlo
 // 0.76 / 0.70 / 0.68 / 0.59; K 512 (1536 rows) 1.09 / 0.90 / 0.80 / 0.75 / 0.70; K 768 1.23 /
 // 1.01 / 0.89 / 0.78 / 0.75; K 1024 1.28 / - / 0.96-1.05 / 0.86 / 0.80; K 1536 (512 rows) 1.34 /
 // - / 0.97-1.01 / 0.87 / 0.85; K 2048 1.45 / - / 1.03 / 0.90 / 0.89; K 4096 1.54 / - / 1.11 /
-// 0.99 / 0.98. A group at a time (g32 with the old gather): K 384 at 4 / 6 / 8 0.81 / 0.71 / 0.64;
-// K 512 1.01 / 0.88 / 0.80; K 768 1.11 / 0.97 / 0.87; K 1024 - / 1.03 / 0.92; K 1536 1.30 / 1.08 /
-// 0.96-0.98; K 2048 and 4096 at 8: 1.03 and 1.12.
+// 0.99 / 0.98. A group at a time (zero points, `dsv3 quantize`'s default, or groups other than
+// 32), at 2 / 3 / 4 / 6 tokens (rows 768 KB in all): g32 K 384 0.81 / 0.62, K 512 0.99 / 0.91 /
+// 0.71, K 768 1.12 / 0.98 / 0.86 / 0.71, K 1024 - / 1.12 / 0.82 / 0.61, K 1536 1.25 / 1.08 / 0.82 /
+// 0.78, K 2048 1.44 / 1.28 / 0.85 / 0.78, K 4096 1.58 / 1.41 / 1.06 / 0.85 (5 tokens 1.00), K 7168
+// 1.68 / 1.27-1.42 / 1.10 / 0.81-0.90; g64 K 384 0.72 / 0.58, K 512 0.81 / 0.71 / 0.64, K 768 0.97 /
+// 0.76 / 0.64, K 1024 1.00 / 0.85 / 0.70, K 1536 1.13 / 1.04 / 0.80 / 0.69, K 2048 1.11 / 1.08 /
+// 0.72 / 0.66, K 4096 1.24-1.29 / 1.19-1.20 / 0.85 / 0.73, K 7168 1.24-1.37 / 1.20 / 0.81-0.85 /
+// 0.76; g128 K 384 0.63 / 0.51, K 512 0.77 / 0.76 / 0.59, K 768 0.88 / 0.88 / 0.68 / 0.60, K 1024
+// 0.94 / 0.99 / 0.66, K 1536 1.11 / 0.94 / 0.70 / 0.60, K 2048 1.16 / 1.00 / 0.70 / 0.64, K 4096
+// 1.17 / 1.01-1.18 / 0.82 / 0.72, K 7168 1.13-1.27 / 0.96-1.17 / 0.82-0.86 / 0.76 (a group's
+// gather serves two or four blocks there, one in g32).
 inline int64_t Int4GroupMinTokens(const RawWeight& w, int64_t K) {
   if (VectorGroupScales(w)) {
     if (K <= 512) return 3;
@@ -453,10 +461,15 @@ inline int64_t Int4GroupMinTokens(const RawWeight& w, int64_t K) {
     if (K <= 2048) return 6;
     return 8;
   }
-  if (K <= 384) return 4;
-  if (K <= 512) return 6;
-  if (K <= 1536) return 8;
-  return 9;
+  if (w.block_in == kActBlock) {  // g32 with zero points: a group each block
+    if (K <= 384) return 2;
+    if (K <= 512) return 3;
+    if (K <= 2048) return 4;
+    return 6;
+  }
+  if (K <= 512) return 2;
+  if (K <= 1024) return 3;
+  return 4;
 }
 // Whether the eight-row path takes a's tokens against w: enough of them, and rows that do not
 // start a multiple of 4 KB apart, where a block's eight rows (and the next group's, fetched)
