@@ -89,6 +89,27 @@ __attribute__((always_inline)) inline void EightRowsDwords(const uint8_t* p, int
   d[3] = _mm256_unpackhi_epi64(u1, u3);
 }
 
+// The walk of both eight-row paths: rows [r0, r0 + (r1 - r0) / 8 * 8) eight at a time against
+// a's tokens in passes whose activations stay in L2 (256 KB, at most max_tokens a pass):
+// group(r, t0, t1, fetch) for each group of rows in each pass, fetch being the next group's
+// rows on the first pass (null on later passes and at the weight's end). Returns the first row
+// left (fewer than eight of them).
+template <typename Group>
+__attribute__((always_inline)) inline int64_t EightRowGroups(const QuantizedActs& a, const RawWeight& w, int64_t r0,
+                                                             int64_t r1, int64_t max_tokens, const Group& group) {
+  const int64_t groups_end = r0 + (r1 - r0) / 8 * 8;
+  int64_t block = (256 * 1024) / a.K;
+  block = block < 1 ? 1 : block > max_tokens ? max_tokens : block;
+  for (int64_t t0 = 0; t0 < a.T && r0 < groups_end; t0 += block) {
+    const int64_t t1 = a.T - t0 < block ? a.T : t0 + block;
+    for (int64_t r = r0; r < groups_end; r += 8) {
+      const bool next = t0 == 0 && r + 16 <= w.rows;
+      group(r, t0, t1, next ? static_cast<const uint8_t*>(w.data) + (r + 8) * w.row_bytes : nullptr);
+    }
+  }
+  return groups_end;
+}
+
 // Token counts from which rows go eight at a time: below, transposing each block costs more
 // than the tiles' trees, and more so on longer rows. One thread, in-process against the tiles,
 // ratio of the times at 3 / 4 / 5 / 6 / 8 tokens (odd counts favour this path: the tiles take
@@ -122,12 +143,13 @@ void Int8GroupRows(const QuantizedActs& a, const RawWeight& w, int64_t r, int64_
   for (int64_t j = 0; j < nt; ++j) acc[j] = _mm256_setzero_ps();
   alignas(32) __m256i signs[8];  // the block's transposed weights, vpsignb's operand from L1
   __m256 scale = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    if (b % per_group == 0) {  // the eight rows' scales of the group
-      const int64_t g = b / per_group;
+  for (int64_t b = 0, g = 0, left = 0; b < nb; ++b, --left) {
+    if (left == 0) {  // a new scale group: the eight rows' scales
       alignas(32) float s[8];
       for (int i = 0; i < 8; ++i) s[i] = w.scale[((r + i) / w.block_out) * w.scale_cols + g];
       scale = _mm256_load_ps(s);
+      left = per_group;
+      ++g;
     }
     if (fetch && b % 2 == 0)
       for (int k = 0; k < 8; ++k) _mm_prefetch(reinterpret_cast<const char*>(fetch + k * rb + b * 32), _MM_HINT_T0);
@@ -156,25 +178,15 @@ void Int8GroupRows(const QuantizedActs& a, const RawWeight& w, int64_t r, int64_
   }
 }
 
-// Rows [r0, r1) against every token of a, eight rows at a time when Int8GroupsTake; returns
-// the first row left (fewer than eight, or r0 when not taken).
+// Rows [r0, r1) against every token of a, eight rows at a time; returns the first row left
+// (fewer than eight).
 int64_t Int8GroupsOfRows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
                          bool accumulate) {
-  const int64_t groups_end = r0 + (r1 - r0) / 8 * 8;
-  if (!Int8GroupsTake(a, w) || groups_end == r0) return r0;
-  // Tokens per pass: their activations stay in L2 while the rows pass.
-  constexpr int64_t kTokensMax = 256;
-  int64_t block = (256 * 1024) / a.K;
-  block = block < 1 ? 1 : block > kTokensMax ? kTokensMax : block;
+  constexpr int64_t kTokensMax = 256;  // a pass's sums, 8 KB
   alignas(32) __m256 acc[kTokensMax];
-  for (int64_t t0 = 0; t0 < a.T; t0 += block) {
-    const int64_t t1 = a.T - t0 < block ? a.T : t0 + block;
-    for (int64_t r = r0; r < groups_end; r += 8) {
-      const uint8_t* fetch = t0 == 0 && r + 16 <= w.rows ? static_cast<const uint8_t*>(w.data) + (r + 8) * w.row_bytes : nullptr;
-      Int8GroupRows(a, w, r, t0, t1, fetch, y, ldy, accumulate, acc);
-    }
-  }
-  return groups_end;
+  return EightRowGroups(a, w, r0, r1, kTokensMax, [&](int64_t r, int64_t t0, int64_t t1, const uint8_t* fetch) {
+    Int8GroupRows(a, w, r, t0, t1, fetch, y, ldy, accumulate, acc);
+  });
 }
 
 // ---- INT4: a row at a time, eight of its blocks per vector ----------------------------------
@@ -681,28 +693,17 @@ void Int4GroupRows(const QuantizedActs& a, const RawWeight& w, int64_t r, int64_
 // (fewer than eight).
 int64_t Int4GroupsOfRows(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
                          bool accumulate) {
-  const int64_t groups_end = r0 + (r1 - r0) / 8 * 8;
-  if (groups_end == r0) return r0;
   alignas(32) Int4GroupScales scales;
-  const int64_t nb = a.K / kActBlock;
-  // Tokens per pass: their activations stay in L2 while the rows pass (as Int4Rows' blocks);
-  // with chunked rows, no more than the chains carried.
-  int64_t block = (256 * 1024) / a.K;
-  if (block < 1) block = 1;
-  if (nb > kGroupChunkBlocks && block > kGroupTokensMax) block = kGroupTokensMax;
   alignas(32) __m256 carry[kGroupTokensMax][8];
-  for (int64_t t0 = 0; t0 < a.T; t0 += block) {
-    const int64_t t1 = a.T - t0 < block ? a.T : t0 + block;
-    for (int64_t r = r0; r < groups_end; r += 8) {
-      const uint8_t* fetch = t0 == 0 && r + 16 <= w.rows ? static_cast<const uint8_t*>(w.data) + (r + 8) * w.row_bytes : nullptr;
-      if (w.zero) {
-        Int4GroupRows<true>(a, w, r, t0, t1, fetch, y, ldy, accumulate, &scales, carry);
-      } else {
-        Int4GroupRows<false>(a, w, r, t0, t1, fetch, y, ldy, accumulate, &scales, carry);
-      }
+  // With chunked rows, no more tokens a pass than the chains carried.
+  const int64_t max_tokens = a.K / kActBlock > kGroupChunkBlocks ? kGroupTokensMax : a.T;
+  return EightRowGroups(a, w, r0, r1, max_tokens, [&](int64_t r, int64_t t0, int64_t t1, const uint8_t* fetch) {
+    if (w.zero) {
+      Int4GroupRows<true>(a, w, r, t0, t1, fetch, y, ldy, accumulate, &scales, carry);
+    } else {
+      Int4GroupRows<false>(a, w, r, t0, t1, fetch, y, ldy, accumulate, &scales, carry);
     }
-  }
-  return groups_end;
+  });
 }
 
 template <GroupStep kStep>
@@ -826,7 +827,7 @@ void QLinearAvx2(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t
                  bool accumulate) {
   if (r0 >= r1 || a.T <= 0) return;
   if (w.kind == WeightKind::kI8) {
-    if (a.T > 1) r0 = Int8GroupsOfRows(a, w, r0, r1, y, ldy, accumulate);
+    if (Int8GroupsTake(a, w)) r0 = Int8GroupsOfRows(a, w, r0, r1, y, ldy, accumulate);
     Int8Rows(a, w, r0, r1, y, ldy, accumulate);
   } else if (w.kind == WeightKind::kInt4) {
     switch (GroupStepFor(w.block_in / kActBlock)) {
