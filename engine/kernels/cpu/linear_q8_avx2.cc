@@ -72,6 +72,14 @@ inline __m256i Int8ExactSums(__m256i sums, const int32_t* const*, int64_t) {
 // eight rows). The scale, the activation scale and the fma chain are the tiles' (lane = row,
 // one chain per output, blocks in order), so the bits are theirs.
 
+// The four bytes at x in every dword lane. vbroadcastss: a load alone on Zen 3, where
+// vpbroadcastd from memory also takes a shuffle.
+__attribute__((always_inline)) inline __m256i BroadcastDword(const void* x) {
+  float f;
+  __builtin_memcpy(&f, x, 4);
+  return _mm256_castps_si256(_mm256_set1_ps(f));
+}
+
 // The 16 bytes at p of eight rows rb bytes apart, transposed: d[j] holds dword j of rows 0-7 in
 // lanes 0-7 (rows k and k + 4 in one vector's halves, then two rounds of unpacks). A block of
 // both eight-row paths (INT8's two halves, INT4's 16 bytes).
@@ -135,11 +143,6 @@ void Int8GroupRows(const QuantizedActs& a, const RawWeight& w, int64_t r, int64_
   const int64_t K = a.K, nb = K / kActBlock, rb = w.row_bytes, per_group = w.block_in / kActBlock, nt = t1 - t0;
   const uint8_t* rows = static_cast<const uint8_t*>(w.data) + r * rb;
   const __m256i ones = _mm256_set1_epi16(1);
-  const auto dword = [](const void* x) {  // vbroadcastss: a load alone on Zen 3
-    float f;
-    __builtin_memcpy(&f, x, 4);
-    return _mm256_castps_si256(_mm256_set1_ps(f));
-  };
   for (int64_t j = 0; j < nt; ++j) acc[j] = _mm256_setzero_ps();
   alignas(32) __m256i signs[8];  // the block's transposed weights, vpsignb's operand from L1
   __m256 scale = _mm256_setzero_ps();
@@ -161,7 +164,7 @@ void Int8GroupRows(const QuantizedActs& a, const RawWeight& w, int64_t r, int64_
     for (int64_t j = 0; j < nt; ++j) {
       const int8_t* q = a.q + (t0 + j) * K + b * kActBlock;
       const auto four = [&](int i) {
-        __m256i s = _mm256_sign_epi8(dword(q + 4 * i), _mm256_load_si256(&signs[i]));
+        __m256i s = _mm256_sign_epi8(BroadcastDword(q + 4 * i), _mm256_load_si256(&signs[i]));
         return _mm256_madd_epi16(_mm256_maddubs_epi16(m[i], s), ones);
       };
       const __m256i exact = _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(four(0), four(1)),
@@ -496,7 +499,8 @@ constexpr int64_t kGroupTokensMax = 128;
 // Tokens whose chains sit in L1 at once (8 KB) while a chunk's blocks pass.
 constexpr int64_t kGroupTokens = 32;
 
-// Per block of a chunk, the eight rows' F32 scales and zero points (8 without), lane i = row i.
+// Per block of a chunk, the eight rows' F32 scales and U8 zero points (filled only where the
+// weight has them: symmetric weights subtract 8 · Σq by a shift), lane i = row i.
 struct Int4GroupScales {
   __m256 scale[kGroupChunkBlocks];
   __m256i zero[kGroupChunkBlocks];
@@ -520,11 +524,11 @@ __attribute__((always_inline)) inline __m128i EightStrided(const T* p, int64_t s
   }
 }
 
-// Rows [r, r + 8), blocks [b0, b0 + n): their groups' scales and zero points into c. With a
-// group a block and no zero points (INT4 g32 symmetric), eight groups of the eight rows at a
-// time, loaded as stored and transposed (one thread, in-process against group by group, with
-// the path taken from two tokens: 0.75 / 0.86 / 0.88 / 0.92 of the time at 2 / 4 / 8 / 16
-// tokens, 512 x 1536); else a group at a time, copied to each of its blocks.
+// Rows [r, r + 8), blocks [b0, b0 + n): their groups' scales (and zero points, where w has
+// them) into c. With a group a block and no zero points (INT4 g32 symmetric), eight groups of
+// the eight rows at a time, loaded as stored and transposed (one thread, in-process against
+// group by group, with the path taken from two tokens: 0.75 / 0.86 / 0.88 / 0.92 of the time at
+// 2 / 4 / 8 / 16 tokens, 512 x 1536); else a group at a time, copied to each of its blocks.
 void GroupScales(const RawWeight& w, int64_t r, int64_t b0, int64_t n, Int4GroupScales* c) {
   const int64_t per_group = w.block_in / kActBlock, sc = w.scale_cols;
   int64_t i0 = 0;
@@ -549,17 +553,17 @@ void GroupScales(const RawWeight& w, int64_t r, int64_t b0, int64_t n, Int4Group
         c->scale[i0 + 2 * j] = _mm256_cvtph_ps(_mm_unpacklo_epi64(q[j], q[4 + j]));
         c->scale[i0 + 2 * j + 1] = _mm256_cvtph_ps(_mm_unpackhi_epi64(q[j], q[4 + j]));
       }
-      for (int k = 0; k < 8; ++k) c->zero[i0 + k] = _mm256_set1_epi32(8);
     }
   }
   for (int64_t i = i0; i < n;) {
     const int64_t g = (b0 + i) / per_group, end = (g + 1) * per_group - b0 < n ? (g + 1) * per_group - b0 : n;
     const __m256 scale = _mm256_cvtph_ps(EightStrided(w.scale16 + r * sc + g, sc));
-    const __m256i zero = w.zero ? _mm256_cvtepu8_epi32(EightStrided(w.zero + r * sc + g, sc)) : _mm256_set1_epi32(8);
-    for (; i < end; ++i) {
-      c->scale[i] = scale;
-      c->zero[i] = zero;
+    for (int64_t k = i; k < end; ++k) c->scale[k] = scale;
+    if (w.zero) {
+      const __m256i zero = _mm256_cvtepu8_epi32(EightStrided(w.zero + r * sc + g, sc));
+      for (int64_t k = i; k < end; ++k) c->zero[k] = zero;
     }
+    i = end;
   }
 }
 
@@ -576,12 +580,6 @@ void Int4GroupTokens(const RawWeight& w, int64_t r, const Int4GroupScales& c, in
   const int64_t nb = a.K / kActBlock, rb = w.row_bytes;
   const uint8_t* rows = static_cast<const uint8_t*>(w.data) + r * rb;
   const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0f);
-  // vbroadcastss: a load alone on Zen 3, where vpbroadcastd from memory also takes a shuffle.
-  const auto dword = [](const void* x) {
-    float f;
-    __builtin_memcpy(&f, x, 4);
-    return _mm256_castps_si256(_mm256_set1_ps(f));
-  };
   for (int64_t i = 0; i < n; ++i) {
     const int64_t b = b0 + i;
     if (fetch && b % 4 == 0)
@@ -601,7 +599,7 @@ void Int4GroupTokens(const RawWeight& w, int64_t r, const Int4GroupScales& c, in
     const int64_t even = paired ? (b & ~int64_t{1}) * kActBlock + (b & 1) * 16 : b * kActBlock;
     const int64_t odd = even + (paired ? 32 : 16);
     const __m256 scale = c.scale[i];
-    const __m256i zero = c.zero[i];
+    const __m256i zero = kZero ? c.zero[i] : _mm256_setzero_si256();  // unused without zero points
     const int chain = static_cast<int>(i % 8);
     // Tokens two at a time, each a running int16 sum whose broadcasts are made where they are
     // used (the barriers: GCC had hoisted all eight ahead and spilled the weights, the scale and
@@ -609,7 +607,7 @@ void Int4GroupTokens(const RawWeight& w, int64_t r, const Int4GroupScales& c, in
     // thread, in-process against one token at a time: 0.92-0.99 of the time at 10-128 tokens).
     const auto finish = [&](__m256i s, int64_t j) {
       const __m256i dot = _mm256_madd_epi16(s, ones);
-      const __m256i sq = dword(a.sum + (t + j) * nb + b);
+      const __m256i sq = BroadcastDword(a.sum + (t + j) * nb + b);
       const __m256i exact = _mm256_sub_epi32(dot, kZero ? _mm256_mullo_epi32(zero, sq) : _mm256_slli_epi32(sq, 3));
       const __m256 sd = _mm256_mul_ps(scale, _mm256_set1_ps(a.d[(t + j) * nb + b]));
       acc[j][chain] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact), sd, acc[j][chain]);
@@ -619,12 +617,12 @@ void Int4GroupTokens(const RawWeight& w, int64_t r, const Int4GroupScales& c, in
       const int8_t* qa = a.q + (t + j) * a.K;
       const int8_t* qb = qa + a.K;
       const int8_t *ea = qa + even, *oa = qa + odd, *eb = qb + even, *ob = qb + odd;
-      __m256i sa = _mm256_maddubs_epi16(w0, dword(ea));
-      __m256i sb = _mm256_maddubs_epi16(w0, dword(eb));
+      __m256i sa = _mm256_maddubs_epi16(w0, BroadcastDword(ea));
+      __m256i sb = _mm256_maddubs_epi16(w0, BroadcastDword(eb));
       const auto step = [&](__m256i wv, const int8_t* xa, const int8_t* xb) {
         __asm__("" : "+x"(sa), "+x"(sb));
-        sa = _mm256_add_epi16(sa, _mm256_maddubs_epi16(wv, dword(xa)));
-        sb = _mm256_add_epi16(sb, _mm256_maddubs_epi16(wv, dword(xb)));
+        sa = _mm256_add_epi16(sa, _mm256_maddubs_epi16(wv, BroadcastDword(xa)));
+        sb = _mm256_add_epi16(sb, _mm256_maddubs_epi16(wv, BroadcastDword(xb)));
       };
       step(w1, oa, ob);
       step(w2, ea + 4, eb + 4);
@@ -639,10 +637,10 @@ void Int4GroupTokens(const RawWeight& w, int64_t r, const Int4GroupScales& c, in
     for (; j < nt; ++j) {
       const int8_t* q = a.q + (t + j) * a.K;
       const int8_t *e = q + even, *o = q + odd;
-      __m256i s = _mm256_maddubs_epi16(w0, dword(e));
+      __m256i s = _mm256_maddubs_epi16(w0, BroadcastDword(e));
       const auto step = [&](__m256i wv, const int8_t* x) {
         __asm__("" : "+x"(s));
-        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(wv, dword(x)));
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(wv, BroadcastDword(x)));
       };
       step(w1, o);
       step(w2, e + 4);
