@@ -101,6 +101,10 @@ int RunCompare(int argc, char** argv) {
                 ndec = opts.Get<int64_t>("decode-tokens");
   if (positions <= 0 || seq < 2 || ndec < 0)
     return ReportError("compare", Status::Invalid("--positions must be > 0, --seq-len >= 2, --decode-tokens >= 0"));
+  if (opts.vm().count("output")) {
+    st = CheckOutputPath(opts.Get<std::string>("output"), "--output");
+    if (!st.ok()) return ReportError("compare", st);
+  }
   auto tokens = ReadTokens(opts);
   if (!tokens.ok()) return ReportError("compare", tokens.status());
   std::vector<int32_t> ids = tokens.value();
@@ -125,8 +129,18 @@ int RunCompare(int argc, char** argv) {
     st = m.Logits(win, 0, &la);
     if (st.ok()) st = r.Logits(win, 0, &lr);
     if (!st.ok()) return ReportError("compare", st);
-    for (size_t t = 0; t < win.size(); ++t)
+    for (size_t t = 0; t < win.size(); ++t) {
+      // A NaN or Inf logit (a broken weight) would make KL and top-1 meaningless, and a NaN
+      // KL compares as nothing: kl_max had read 0.
+      for (const auto& [logits, which] : {std::pair{&la, "model-path"}, std::pair{&lr, "reference"}}) {
+        const float* row = logits->data() + t * V;
+        if (!std::all_of(row, row + V, [](float v) { return std::isfinite(v); }))
+          return ReportError("compare", Status::Runtime("the --" + std::string(which) + " model's logits at position " +
+                                                        std::to_string(b + t) + " are not finite (NaN or Inf): a weight of " +
+                                                        opts.Get<std::string>(which) + " may be broken"));
+      }
       Accumulate(la.data() + t * V, lr.data() + t * V, V, t + 1 < win.size() ? win[t + 1] : -1, &s);
+    }
     std::cerr << "compare: " << s.positions << "/" << ids.size() << " positions\r" << std::flush;
   }
   std::cerr << "\n";

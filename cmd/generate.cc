@@ -35,9 +35,8 @@ int RunGenerate(int argc, char** argv) {
   gp.sampling.top_p = opts.Get<float>("top-p");
   gp.sampling.top_k = opts.Get<int64_t>("top-k");
   gp.sampling.seed = opts.Get<uint64_t>("seed");
-  if (gp.sampling.temperature < 0 || gp.sampling.top_p <= 0 || gp.sampling.top_p > 1 || gp.sampling.top_k < 0 ||
-      gp.max_new_tokens < 0)
-    return ReportError("generate", Status::Invalid("need --temperature >= 0, 0 < --top-p <= 1, --top-k >= 0, --max-new-tokens >= 0"));
+  if (Status bad = CheckSampling(gp.sampling); !bad.ok()) return ReportError("generate", bad);
+  if (gp.max_new_tokens < 0) return ReportError("generate", Status::Invalid("--max-new-tokens must be >= 0"));
 
   std::vector<int32_t> prompt;
   std::optional<Tokenizer> tokenizer;

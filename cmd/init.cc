@@ -1,5 +1,8 @@
 // dsv3 init: a random-init checkpoint in the Hugging Face layout from a YAML preset.
 #include <iostream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "cmd/commands.h"
 #include "cmd/options.h"
@@ -12,7 +15,10 @@
 namespace dsv3::cmd {
 
 namespace {
-Status CopyTokenizer(const std::string& from, const std::string& to) {
+// The tokenizer files of `from` (name, text), read before anything is written so that a bad
+// --tokenizer leaves no checkpoint behind.
+StatusOr<std::vector<std::pair<std::string, std::string>>> ReadTokenizerFiles(const std::string& from) {
+  std::vector<std::pair<std::string, std::string>> files;
   for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
     const std::string src = JoinPath(from, name);
     if (!FileExists(src)) {
@@ -20,9 +26,9 @@ Status CopyTokenizer(const std::string& from, const std::string& to) {
       continue;
     }
     ASSIGN_OR_RETURN(std::string text, ReadFile(src));
-    RETURN_IF_ERROR(WriteFileAtomic(JoinPath(to, name), text));
+    files.emplace_back(name, std::move(text));
   }
-  return Status::Ok();
+  return files;
 }
 }  // namespace
 
@@ -40,7 +46,10 @@ int RunInit(int argc, char** argv) {
   Status st = opts.Parse(argc, argv);
   if (!st.ok()) return ReportError("init", st);
   if (opts.help()) return kExitOk;
-  SetNumThreads(opts.Get<int>("threads"));
+  const int threads = opts.Get<int>("threads");
+  if (threads < 0 || threads > kMaxThreads)
+    return ReportError("init", Status::Invalid("--threads must be between 0 and " + std::to_string(kMaxThreads)));
+  SetNumThreads(threads);
   const std::string preset = opts.Has("config") ? opts.Get<std::string>("config") : "";
   if (preset.empty()) return ReportError("init", Status::Invalid("--config PRESET.yaml is required"));
   auto config = LoadYamlPreset(preset, nullptr);
@@ -55,10 +64,20 @@ int RunInit(int argc, char** argv) {
   if (scheme == "config") io.scheme = InitScheme::kConfig;
   else if (scheme == "fan-in") io.scheme = InitScheme::kFanIn;
   else return ReportError("init", Status::Invalid("--init must be config or fan-in, got \"" + scheme + "\""));
-  io.max_shard_bytes = opts.Get<uint64_t>("shard-size-mb") << 20;
+  const uint64_t shard_mb = opts.Get<uint64_t>("shard-size-mb");
+  if (shard_mb < 1 || shard_mb > (uint64_t{1} << 30))
+    return ReportError("init", Status::Invalid("--shard-size-mb must be between 1 and 2^30"));
+  io.max_shard_bytes = shard_mb << 20;
+  std::vector<std::pair<std::string, std::string>> tokenizer_files;
+  if (opts.Has("tokenizer")) {
+    auto files = ReadTokenizerFiles(opts.Get<std::string>("tokenizer"));
+    if (!files.ok()) return ReportError("init", files.status());
+    tokenizer_files = std::move(files.value());
+  }
   const std::string out = opts.Get<std::string>("out");
   st = WriteRandomCheckpoint(config.value(), out, io);
-  if (st.ok() && opts.Has("tokenizer")) st = CopyTokenizer(opts.Get<std::string>("tokenizer"), out);
+  for (const auto& [name, text] : tokenizer_files)
+    if (st.ok()) st = WriteFileAtomic(JoinPath(out, name), text);
   if (!st.ok()) return ReportError("init", st);
   const ParamCounts pc = CountParams(config.value());
   std::cerr << "wrote " << out << ": " << pc.total + pc.mtp << " parameters (" << dtype << ", seed " << io.seed << ")\n";

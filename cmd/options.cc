@@ -6,6 +6,7 @@
 #include <sstream>
 #include <vector>
 
+#include "engine/base/file.h"
 #include "engine/base/threads.h"
 #include "engine/kernels/cpu/cpu_features.h"
 #include "engine/kernels/ops.h"
@@ -85,6 +86,13 @@ std::string ScalarOrJoined(const YAML::Node& n) {
 Status OptionParser::Parse(int argc, char** argv) {
   try {
     po::parsed_options parsed = po::command_line_parser(argc, argv).options(desc_).run();  // skips argv[0]
+    // No command takes positional arguments: a stray word is most often the rest of an
+    // unquoted list (--ids 0 5 7), which would otherwise run with its first item alone.
+    for (const po::option& o : parsed.options)
+      if (o.position_key >= 0 && !o.value.empty())
+        return Status::Invalid("unexpected argument \"" + o.value.front() +
+                               "\" (a list goes in one quoted argument, as --ids \"0 5 7\"; see dsv3 " + command_ +
+                               " --help)");
     po::store(parsed, vm_);
     if (vm_.count("help")) {
       help_ = true;
@@ -93,6 +101,7 @@ Status OptionParser::Parse(int argc, char** argv) {
     }
     if (vm_.count("config") && config_is_options_file_) {
       const std::string path = vm_["config"].as<std::string>();
+      if (IsDirectory(path)) return Status::Invalid(path + ": a directory, not an options file");
       YAML::Node root;
       try {
         root = YAML::LoadFile(path);
@@ -104,20 +113,27 @@ Status OptionParser::Parse(int argc, char** argv) {
       if (!root.IsMap()) return Status::Invalid(path + ": options file must be a YAML mapping");
       std::vector<std::string> args;
       for (const auto& kv : root) {
+        if (!kv.first.IsScalar()) return Status::Invalid(path + ": option names must be plain words");
         std::string key = kv.first.as<std::string>();
         if (key == "config") return Status::Invalid(path + ": \"config\" cannot be nested");
         if (!desc_.find_nothrow(key, false))
           return Status::Invalid(path + ": unknown option \"" + key + "\" for dsv3 " + command_);
-        if (kv.second.IsScalar() && (kv.second.as<std::string>() == "true") &&
-            desc_.find(key, false).semantic()->max_tokens() == 0) {
-          args.push_back("--" + key);
-        } else if (kv.second.IsMap()) {
-          return Status::Invalid(path + ": option \"" + key + "\" must be a scalar or a list");
+        const YAML::Node& v = kv.second;
+        bool flat = v.IsScalar() || v.IsSequence();
+        for (size_t i = 0; flat && v.IsSequence() && i < v.size(); ++i) flat = v[i].IsScalar();
+        if (!flat) return Status::Invalid(path + ": option \"" + key + "\" must be a scalar or a list of scalars");
+        const bool switch_option = desc_.find(key, false).semantic()->max_tokens() == 0;
+        if (switch_option && v.IsScalar() && (v.as<std::string>() == "true" || v.as<std::string>() == "false")) {
+          if (v.as<std::string>() == "true") args.push_back("--" + key);  // false: as if absent
         } else {
-          args.push_back("--" + key + "=" + ScalarOrJoined(kv.second));
+          args.push_back("--" + key + "=" + ScalarOrJoined(v));
         }
       }
-      po::store(po::command_line_parser(args).options(desc_).run(), vm_);  // first store wins
+      try {
+        po::store(po::command_line_parser(args).options(desc_).run(), vm_);  // first store wins
+      } catch (const po::error& e) {
+        return Status::Invalid(path + ": " + e.what() + " (see dsv3 " + command_ + " --help)");
+      }
     }
     po::notify(vm_);
   } catch (const po::error& e) {
@@ -129,6 +145,7 @@ Status OptionParser::Parse(int argc, char** argv) {
 Status ApplyCommonModelOptions(const OptionParser& opts) {
   int threads = opts.Get<int>("threads");
   if (threads < 0) return Status::Invalid("--threads must be >= 0");
+  if (threads > kMaxThreads) return Status::Invalid("--threads must be at most " + std::to_string(kMaxThreads));
   if (opts.Get<int>("batch-size") < 1) return Status::Invalid("--batch-size must be >= 1");
   if (opts.Get<int>("max-seq-len") < 1) return Status::Invalid("--max-seq-len must be >= 1");
   SetNumThreads(threads);

@@ -56,6 +56,10 @@ class OptionParser {
   bool config_is_options_file_ = true;
 };
 
+// The most --threads a command takes: a pool the OS will not start part way through cannot be
+// unwound (its started threads would end the process), so absurd counts stop at parsing.
+constexpr int kMaxThreads = 1024;
+
 // Applies --threads and --device; returns a usage error for a device we cannot use.
 Status ApplyCommonModelOptions(const OptionParser& opts);
 

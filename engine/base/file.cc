@@ -114,6 +114,15 @@ bool IsDirectory(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+Status CheckOutputPath(const std::string& path, const std::string& flag) {
+  if (path.empty()) return Status::Invalid(flag + " is empty");
+  if (IsDirectory(path)) return Status::Invalid(flag + " " + path + ": a directory, not a file");
+  const size_t slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  if (!IsDirectory(dir)) return Status::Invalid(flag + " " + path + ": no directory " + dir);
+  return Status::Ok();
+}
+
 std::string JoinPath(const std::string& dir, const std::string& name) {
   if (dir.empty()) return name;
   if (dir.back() == '/') return dir + name;

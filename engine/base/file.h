@@ -46,6 +46,10 @@ bool PopulateMapping(const void* p, size_t n);
 StatusOr<std::string> ReadFile(const std::string& path);
 bool FileExists(const std::string& path);
 bool IsDirectory(const std::string& path);
+// Usage error unless `path` can name an output file (`flag` names the option): not a
+// directory, and its directory exists. Checked before long work, whose results would
+// otherwise be lost at the end.
+Status CheckOutputPath(const std::string& path, const std::string& flag);
 // Joins a directory and a file name with exactly one '/'.
 std::string JoinPath(const std::string& dir, const std::string& name);
 

@@ -306,6 +306,36 @@ Status ValidateConfig(const ModelConfig& c, const std::string& source) {
   if (c.sliding_window < 0) return bad("sliding_window", "must be null, 0 or positive");
   if (!(c.rms_norm_eps > 0)) return bad("rms_norm_eps", "must be positive");
   if (!(c.rope_theta > 0)) return bad("rope_theta", "must be positive");
+  // Upper bounds far past every published model (DeepSeek-V3: 61 layers, 256 experts, hidden
+  // 7168): a typo or a corrupt file otherwise plans tensor tables and shards of billions of
+  // entries and runs until memory or disk is gone, where it should stop at the field.
+  auto at_most = [&](const char* name, int64_t v, int64_t limit) -> Status {
+    return v <= limit ? Status::Ok() : bad(name, std::to_string(v) + " is more than dsv3 accepts (" + std::to_string(limit) + ")");
+  };
+  RETURN_IF_ERROR(at_most("num_hidden_layers", c.num_hidden_layers, 1024));
+  RETURN_IF_ERROR(at_most("n_routed_experts", c.n_routed_experts, 65536));
+  RETURN_IF_ERROR(at_most("n_shared_experts", c.n_shared_experts, 1024));
+  RETURN_IF_ERROR(at_most("hidden_size", c.hidden_size, 131072));
+  RETURN_IF_ERROR(at_most("intermediate_size", c.intermediate_size, int64_t{1} << 20));
+  RETURN_IF_ERROR(at_most("moe_intermediate_size", c.moe_intermediate_size, int64_t{1} << 20));
+  RETURN_IF_ERROR(at_most("vocab_size", c.vocab_size, int64_t{1} << 24));
+  RETURN_IF_ERROR(at_most("num_attention_heads", c.num_attention_heads, 4096));
+  RETURN_IF_ERROR(at_most("q_lora_rank", c.q_lora_rank, 65536));
+  RETURN_IF_ERROR(at_most("kv_lora_rank", c.kv_lora_rank, 65536));
+  RETURN_IF_ERROR(at_most("qk_nope_head_dim", c.qk_nope_head_dim, 65536));
+  RETURN_IF_ERROR(at_most("qk_rope_head_dim", c.qk_rope_head_dim, 65536));
+  RETURN_IF_ERROR(at_most("v_head_dim", c.v_head_dim, 65536));
+  RETURN_IF_ERROR(at_most("max_position_embeddings", c.max_position_embeddings, int64_t{1} << 30));
+  // Within those, the whole: the expert and embedding matrices alone, in floating point so it
+  // cannot overflow, below 10^14 parameters (DeepSeek-V3: ~6.7 · 10^11).
+  const double D = static_cast<double>(c.hidden_size), L = static_cast<double>(c.num_hidden_layers);
+  const double rough = 3.0 * D * L *
+                           (static_cast<double>(c.intermediate_size) +
+                            static_cast<double>(c.moe_intermediate_size) * static_cast<double>(c.n_routed_experts + c.n_shared_experts)) +
+                       2.0 * D * static_cast<double>(c.vocab_size);
+  if (rough > 1e14)
+    return Status::Invalid(source + ": the config describes about " + std::to_string(static_cast<int64_t>(rough / 1e12)) +
+                           " trillion parameters, more than dsv3 accepts (100 trillion)");
   if (c.quant_method == QuantMethod::kFp8Block && (c.quant_block_out <= 0 || c.quant_block_in <= 0))
     return bad("quantization_config.weight_block_size", "must be positive");
   if (c.quant_method != QuantMethod::kNone && (c.quant_block_out <= 0 || c.quant_block_in < 0))
@@ -386,6 +416,7 @@ StatusOr<ModelConfig> LoadHfConfig(const std::string& path) {
 }
 
 StatusOr<ModelConfig> LoadYamlPreset(const std::string& path, std::string* hf_json) {
+  if (IsDirectory(path)) return Status::Invalid(path + ": a directory, not a model preset (a .yaml file)");
   YAML::Node root;
   try {
     root = YAML::LoadFile(path);

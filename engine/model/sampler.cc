@@ -3,11 +3,25 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 
 #include "engine/kernels/ops.h"
 
 namespace dsv3 {
+
+Status CheckSampling(const SamplingParams& p, const std::string& prefix) {
+  const auto shown = [](float v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", static_cast<double>(v));
+    return std::string(buf);
+  };
+  if (!(p.temperature >= 0.0f) || std::isinf(p.temperature))
+    return Status::Invalid(prefix + "temperature must be >= 0 (0: greedy), got " + shown(p.temperature));
+  if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) return Status::Invalid(prefix + "top-p must be in (0, 1], got " + shown(p.top_p));
+  if (p.top_k < 0) return Status::Invalid(prefix + "top-k must be >= 0 (0: no limit), got " + std::to_string(p.top_k));
+  return Status::Ok();
+}
 
 // As the plain scan (best = i whenever logits[i] > logits[best]) gives: logits[0] if it is
 // NaN, else the first index of the largest non-NaN logit. The scan's one compare chain took

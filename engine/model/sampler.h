@@ -4,7 +4,10 @@
 
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
+
+#include "engine/base/status.h"
 
 namespace dsv3 {
 
@@ -14,6 +17,10 @@ struct SamplingParams {
   int64_t top_k = 0;  // 0: no limit
   uint64_t seed = 0;
 };
+
+// Usage error for settings no sampler takes (a negative or NaN temperature, top_p outside
+// (0, 1], a negative top_k), naming the options as `prefix`temperature and so on.
+Status CheckSampling(const SamplingParams& p, const std::string& prefix = "--");
 
 // Index of the largest logit (the lowest index among ties).
 int32_t ArgMax(const float* logits, int64_t n);

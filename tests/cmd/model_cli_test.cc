@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <utility>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "engine/base/file.h"
@@ -167,6 +170,108 @@ TEST(Cli, YamlOptionsApplyAndCommandLineWins) {
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), ' '), 2) << r.out;  // 3 tokens
   r = RunDsv3({"generate", "--config", dir.Join("opts.yaml"), "--ids", "1 2", "--max-new-tokens", "5"});
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), ' '), 4) << r.out;
+}
+
+// A config whose sizes are absurd stops at the field, fast (1e9 layers had planned a tensor
+// table until memory ran out, even for `info` on a config alone).
+TEST(InfoCli, AbsurdConfigSizesAreRefusedAtTheField) {
+  std::string hf;
+  ASSERT_TRUE(LoadYamlPreset(testing::SourceDir() + "/configs/models/tiny-v3.yaml", &hf).ok());
+  for (const auto& [field, value] : std::vector<std::pair<std::string, int64_t>>{
+           {"num_hidden_layers", 1000000000}, {"n_routed_experts", int64_t{1} << 31}, {"hidden_size", 1000000}}) {
+    json c = json::parse(hf);
+    c[field] = value;
+    testing::TempDir dir;
+    ASSERT_TRUE(WriteFileAtomic(dir.Join("config.json"), c.dump()).ok());
+    auto r = RunDsv3({"info", "--model-path", dir.path()});
+    EXPECT_EQ(r.exit_code, 2) << field;
+    EXPECT_NE(r.err.find("field \"" + field + "\": " + std::to_string(value) + " is more than dsv3 accepts"),
+              std::string::npos)
+        << r.err;
+  }
+}
+
+// A --tokenizer that cannot be read is found before anything is written; a directory given
+// as the preset is named as such.
+TEST(InitCli, BadTokenizerOrPresetLeavesNothingBehind) {
+  testing::TempDir dir;
+  const std::string out = dir.Join("out");
+  auto r = RunDsv3({"init", "--config", testing::SourceDir() + "/configs/models/tiny-v3.yaml", "--out", out,
+                    "--tokenizer", dir.Join("no-such-tokenizer")});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("no-such-tokenizer/tokenizer.json: no such file"), std::string::npos) << r.err;
+  EXPECT_FALSE(FileExists(out));
+  r = RunDsv3({"init", "--config", dir.path(), "--out", out});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find(dir.path() + ": a directory, not a model preset"), std::string::npos) << r.err;
+  EXPECT_FALSE(FileExists(out));
+}
+
+// What used to be ignored or to abort: words past the options (an unquoted --ids list ran
+// with its first id), options files holding nested values or naming a directory, a YAML
+// value boost rejects (named with its file), --threads past what a pool may start.
+TEST(Cli, StrayWordsAndBadOptionFilesAreUsageErrors) {
+  testing::TempDir dir;
+  ASSERT_EQ(RunDsv3({"init", "--config", testing::SourceDir() + "/configs/models/tiny-v3.yaml", "--out", dir.path()}).exit_code, 0);
+  auto r = RunDsv3({"logits", "--model-path", dir.path(), "--ids", "0", "5", "7", "--out", dir.Join("l.safetensors")});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unexpected argument \"5\""), std::string::npos) << r.err;
+  EXPECT_FALSE(FileExists(dir.Join("l.safetensors")));
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"nested.yaml", "max-new-tokens: [[1]]\n"},
+      {"key.yaml", "? [a, b]\n: 1\n"},
+      {"value.yaml", "max-new-tokens: abc\n"},
+  };
+  for (const auto& [name, text] : files) {
+    ASSERT_TRUE(WriteFileAtomic(dir.Join(name), text).ok());
+    r = RunDsv3({"generate", "--config", dir.Join(name), "--model-path", dir.path(), "--ids", "1"});
+    EXPECT_EQ(r.exit_code, 2) << name;
+    EXPECT_NE(r.err.find(dir.Join(name) + ": "), std::string::npos) << r.err;
+  }
+  r = RunDsv3({"generate", "--config", dir.path(), "--model-path", dir.path(), "--ids", "1"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find(dir.path() + ": a directory, not an options file"), std::string::npos) << r.err;
+  r = RunDsv3({"generate", "--model-path", dir.path(), "--ids", "1", "--threads", "100000"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--threads must be at most"), std::string::npos) << r.err;
+  r = RunDsv3({"generate", "--model-path", dir.path(), "--ids", "1", "--top-p", "nan"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--top-p must be in (0, 1]"), std::string::npos) << r.err;
+  // A switch set to false in YAML is a switch left off (it had been a usage error).
+  ASSERT_TRUE(WriteFileAtomic(dir.Join("off.yaml"), "ignore-eos: false\nmax-new-tokens: 2\n").ok());
+  r = RunDsv3({"generate", "--config", dir.Join("off.yaml"), "--model-path", dir.path(), "--ids", "1"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+// A NaN weight makes every logit NaN: compare says so, where its KL had read kl_max 0.
+TEST(CompareCli, NonFiniteLogitsAreAnError) {
+  testing::TempDir good, bad;
+  const std::string preset = testing::SourceDir() + "/configs/models/tiny-v3.yaml";
+  ASSERT_EQ(RunDsv3({"init", "--config", preset, "--out", good.path(), "--dtype", "f32"}).exit_code, 0);
+  ASSERT_EQ(RunDsv3({"init", "--config", preset, "--out", bad.path(), "--dtype", "f32"}).exit_code, 0);
+  const std::string path = bad.Join("model.safetensors");
+  uint64_t begin = 0;
+  {
+    auto f = SafetensorsFile::Open(path);
+    ASSERT_TRUE(f.ok());
+    const SafetensorsEntry* e = f.value()->Find("model.layers.0.mlp.gate_proj.weight");
+    ASSERT_NE(e, nullptr);
+    begin = e->begin;
+  }
+  std::string bytes = ReadFile(path).value();
+  uint64_t header = 0;
+  std::memcpy(&header, bytes.data(), 8);
+  const float nan = std::nanf("");
+  std::memcpy(bytes.data() + 8 + header + begin, &nan, sizeof nan);
+  ASSERT_TRUE(WriteFileAtomic(path, bytes).ok());
+  ASSERT_TRUE(WriteFileAtomic(good.Join("ids.txt"), "1 2 3 4 5 6").ok());
+  auto r = RunDsv3({"compare", "--model-path", bad.path(), "--reference", good.path(), "--ids-file", good.Join("ids.txt"),
+                    "--positions", "4", "--seq-len", "4", "--decode-tokens", "0"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("logits at position 0 are not finite"), std::string::npos) << r.err;
+  r = RunDsv3({"compare", "--model-path", good.path(), "--reference", good.path(), "--ids-file", good.Join("ids.txt"),
+               "--positions", "4", "--seq-len", "4", "--decode-tokens", "0"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
 }  // namespace
