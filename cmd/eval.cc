@@ -88,6 +88,8 @@ int RunEval(int argc, char** argv) {
     return opts.Has(flag) ? opts.Get<std::string>(flag) : JoinPath(data, rel);
   };
   const int64_t limit = opts.Get<int64_t>("limit");
+  if (tasks.empty()) return ReportError("eval", Status::Invalid("--tasks names no task (mmlu, humaneval, longbench, perplexity)"));
+  if (limit < 0) return ReportError("eval", Status::Invalid("--limit must be >= 0 (0: all)"));
 
   // 1. Read and validate every task's data before any model work.
   MmluTaskOptions mo{path_or("mmlu-dir", "mmlu"), SplitList(opts.Get<std::string>("subjects")),
@@ -125,6 +127,19 @@ int RunEval(int argc, char** argv) {
     }
   }
   if (ho.n_samples < 1) return ReportError("eval", Status::Invalid("--n-samples must be >= 1"));
+  // What the tasks would reject only after their model work, and where the results go,
+  // checked before any of it.
+  if (tasks.count("humaneval")) {
+    st = CheckHumanEvalOptions(ho.scoring);
+    if (st.ok() && ho.samples.empty()) st = CheckSampling(ho.sampling);
+    if (st.ok() && ho.samples.empty() && ho.max_new_tokens < 1) st = Status::Invalid("--max-gen-tokens must be >= 1");
+    if (!st.ok()) return ReportError("eval", st);
+  }
+  if (st = CheckOutputPath(opts.Get<std::string>("output"), "--output"); !st.ok()) return ReportError("eval", st);
+  if (!opts.Get<std::string>("log-samples").empty()) {
+    st = CheckOutputPath(opts.Get<std::string>("log-samples"), "--log-samples");
+    if (!st.ok()) return ReportError("eval", st);
+  }
   std::vector<HumanEvalProblem> problems;
   if (tasks.count("humaneval")) {
     auto p = LoadHumanEvalTask(ho);

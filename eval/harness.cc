@@ -13,6 +13,24 @@ namespace dsv3 {
 
 using json = nlohmann::json;
 
+namespace {
+
+// fill(result) with a cached result's fields. A cache edited by hand, or written by another
+// version, may hold a key whose result has another form: an input error naming the file,
+// not an exception out of the run.
+template <typename Fill>
+Status FromCache(const RequestCache& cache, const std::string& hit, const Fill& fill) {
+  try {
+    fill(json::parse(hit));
+  } catch (const json::exception& e) {
+    return Status::Invalid(cache.path() + ": a cached result has an unexpected form (" + e.what() +
+                           "); delete the file to start over");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Harness::Harness(Model* model, const Tokenizer* tokenizer, RequestCache* cache, HarnessOptions options)
     : model_(model), tokenizer_(tokenizer), cache_(cache), options_(options) {}
 
@@ -53,8 +71,9 @@ StatusOr<std::vector<LoglikResult>> Harness::Loglikelihood(const std::string& ta
   for (size_t i = 0; i < reqs.size(); ++i) {
     keys[i] = Key(task, json::array({"loglik", reqs[i].context, reqs[i].continuation, options_.add_bos}).dump());
     if (auto hit = cache_->Lookup(keys[i])) {
-      json j = json::parse(*hit);
-      out[i] = {j["logprob"].get<double>(), j["greedy"].get<bool>(), j["n_tokens"].get<int64_t>(), j.value("truncated", 0)};
+      RETURN_IF_ERROR(FromCache(*cache_, *hit, [&](json j) {
+        out[i] = {j["logprob"].get<double>(), j["greedy"].get<bool>(), j["n_tokens"].get<int64_t>(), j.value("truncated", 0)};
+      }));
     } else {
       todo.push_back(i);
     }
@@ -116,8 +135,9 @@ StatusOr<std::vector<GenResult>> Harness::GenerateUntil(const std::string& task,
                                      r.add_special_tokens ? static_cast<int>(*r.add_special_tokens) : -1})
                             .dump());
     if (auto hit = cache_->Lookup(keys[i])) {
-      json j = json::parse(*hit);
-      out[i] = {j["text"].get<std::string>(), j["n_tokens"].get<int64_t>(), j["finish_reason"].get<std::string>()};
+      RETURN_IF_ERROR(FromCache(*cache_, *hit, [&](json j) {
+        out[i] = {j["text"].get<std::string>(), j["n_tokens"].get<int64_t>(), j["finish_reason"].get<std::string>()};
+      }));
     } else {
       todo.push_back(i);
     }
@@ -210,9 +230,10 @@ StatusOr<RollingResult> Harness::Rolling(const std::string& task, const std::str
   out.windows = static_cast<int64_t>(reqs.size());
   const std::string key = Key(task, json::array({"rolling", text, stride, window, options_.add_bos}).dump());
   if (auto hit = cache_->Lookup(key)) {
-    json j = json::parse(*hit);
-    out.nll = j["nll"].get<double>();
-    out.tokens = j["tokens"].get<int64_t>();
+    RETURN_IF_ERROR(FromCache(*cache_, *hit, [&](json j) {
+      out.nll = j["nll"].get<double>();
+      out.tokens = j["tokens"].get<int64_t>();
+    }));
     return out;
   }
   Progress progress(task + " (windows)", out.windows);

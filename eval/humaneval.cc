@@ -64,6 +64,12 @@ StatusOr<std::vector<HumanEvalSample>> ReadHumanEvalSamples(const std::string& p
   return out;
 }
 
+Status CheckHumanEvalOptions(const HumanEvalOptions& options) {
+  for (int k : options.ks)
+    if (k < 1) return Status::Invalid("humaneval: pass@k needs k >= 1, got " + std::to_string(k));
+  return CheckSandboxOptions(options.sandbox);
+}
+
 StatusOr<HumanEvalReport> ScoreHumanEvalSamples(const std::vector<HumanEvalProblem>& problems,
                                                 const std::vector<HumanEvalSample>& samples,
                                                 const HumanEvalOptions& options,
@@ -71,8 +77,7 @@ StatusOr<HumanEvalReport> ScoreHumanEvalSamples(const std::vector<HumanEvalProbl
   const auto start = std::chrono::steady_clock::now();
   std::unordered_map<std::string, size_t> index;
   for (size_t i = 0; i < problems.size(); ++i) index.emplace(problems[i].task_id, i);
-  for (int k : options.ks)
-    if (k < 1) return Status::Invalid("humaneval: pass@k needs k >= 1, got " + std::to_string(k));
+  RETURN_IF_ERROR(CheckHumanEvalOptions(options));
 
   HumanEvalReport report;
   report.sandbox = sandbox.Describe();

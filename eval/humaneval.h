@@ -54,6 +54,10 @@ struct HumanEvalOptions {
   bool allow_missing_problems = false;
 };
 
+// Usage error for options no scoring runs with (k < 1, the sandbox's limits); the scorer
+// checks them too, this lets a caller do so before generating.
+Status CheckHumanEvalOptions(const HumanEvalOptions& options);
+
 struct HumanEvalSampleResult {
   std::string task_id;
   int64_t sample_index = 0;  // among this task's samples, in file order

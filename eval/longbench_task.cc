@@ -137,6 +137,10 @@ Status RunLongBench(Harness* h, const LongBenchTaskData& data, const LongBenchTa
       const std::string base = BaseDataset(stem);
       const int64_t max_new = data.config.maxlen.at(base);
       const int64_t budget = o.max_prompt_tokens > 0 ? o.max_prompt_tokens : h->model().options().max_seq_len - max_new;
+      if (budget < 2)  // pred.py's middle truncation keeps budget / 2 tokens from each end
+        return Status::Invalid("longbench_" + stem + " answers in up to " + std::to_string(max_new) +
+                               " tokens: --max-seq-len " + std::to_string(h->model().options().max_seq_len) +
+                               " leaves the prompt no room (give at least " + std::to_string(max_new + 2) + ")");
       std::vector<GenRequest> reqs;
       for (size_t i = 0; i < recs.size(); ++i) {
         ASSIGN_OR_RETURN(std::string prompt, FillLongBenchPrompt(data.config.prompt.at(base), recs[i]));

@@ -29,6 +29,8 @@ StatusOr<MmluTaskData> LoadMmluTask(const MmluTaskOptions& o) {
   }
   for (const auto& s : subjects) {
     ASSIGN_OR_RETURN(MmluSubjectData data, LoadMmluSubject(o.dir, s));
+    // An empty test file would score as accuracy 0 over no questions.
+    if (data.test.empty()) return Status::Invalid(MmluTestPath(o.dir, s) + ": no questions");
     if (o.limit > 0 && static_cast<int64_t>(data.test.size()) > o.limit) data.test.resize(o.limit);
     d.subjects.push_back(std::move(data));
   }

@@ -1,8 +1,11 @@
 // Perplexity of a text file with a sliding window (stride), and bits per byte, which stays
 // comparable across tokenizers.
+#include <algorithm>
 #include <cmath>
+#include <string_view>
 #include <nlohmann/json.hpp>
 
+#include "datasets/csv.h"  // IsValidUtf8
 #include "engine/base/file.h"
 #include "eval/tasks.h"
 
@@ -12,6 +15,14 @@ StatusOr<std::string> LoadPerplexityTask(const PerplexityTaskOptions& o) {
   if (o.file.empty()) return Status::Invalid("perplexity needs --perplexity-file FILE");
   ASSIGN_OR_RETURN(std::string text, ReadFile(o.file));
   if (text.empty()) return Status::Invalid(o.file + ": empty text");
+  // The text is scored as Unicode (and keys the request cache as JSON): a stray byte is an
+  // input error at its line, as in every other dataset reader.
+  for (size_t begin = 0, line = 1; begin < text.size(); ++line) {
+    const size_t end = std::min(text.find('\n', begin), text.size());
+    if (!IsValidUtf8(std::string_view(text).substr(begin, end - begin)))
+      return Status::Invalid(o.file + ":" + std::to_string(line) + ": not valid UTF-8");
+    begin = end + 1;
+  }
   return text;
 }
 

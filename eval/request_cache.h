@@ -28,6 +28,7 @@ class RequestCache {
   // Makes appended entries durable (called after each batch).
   Status Sync();
 
+  const std::string& path() const { return path_; }
   int64_t loaded() const { return loaded_; }
   bool dropped_torn_line() const { return dropped_torn_; }
 

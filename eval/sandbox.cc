@@ -390,11 +390,16 @@ std::string FormatSeconds(double s) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Sandbox>> Sandbox::Create(const SandboxOptions& options) {
+Status CheckSandboxOptions(const SandboxOptions& options) {
   if (!(options.timeout_s > 0) || options.memory_bytes <= 0 || options.max_processes <= 0 ||
       options.max_output_bytes <= 0 || options.max_file_bytes <= 0 || options.workers < 0)
     return Status::Invalid("sandbox: timeout, memory, process, output and file limits must be "
                            "positive and workers >= 0");
+  return Status::Ok();
+}
+
+StatusOr<std::unique_ptr<Sandbox>> Sandbox::Create(const SandboxOptions& options) {
+  RETURN_IF_ERROR(CheckSandboxOptions(options));
   std::unique_ptr<Sandbox> sb(new Sandbox());
   sb->options_ = options;
   if (::geteuid() == 0) sb->run_uid_ = sb->run_gid_ = kNobody;

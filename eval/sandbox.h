@@ -60,6 +60,9 @@ struct SandboxOptions {
   std::string temp_root;  // where private dirs are made; "" = $TMPDIR or /tmp
 };
 
+// Usage error for limits no sandbox runs with (Sandbox::Create checks them too).
+Status CheckSandboxOptions(const SandboxOptions& options);
+
 struct ExecResult {
   Verdict verdict = Verdict::kError;
   std::string reason;       // "" when passed; else e.g. "AssertionError", "timed out after 3 s"

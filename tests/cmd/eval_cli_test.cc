@@ -12,6 +12,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "datasets/humaneval.h"
 #include "engine/base/file.h"
@@ -176,6 +178,80 @@ TEST_F(EvalCliTest, BadDataIsReportedBeforeModelWork) {
   EXPECT_NE(r.err.find("longbench"), std::string::npos) << r.err;
   r = RunDsv3({"eval", "--model-path", model_, "--tasks", "mmlu,nosuchtask"});
   EXPECT_EQ(r.exit_code, 2);
+}
+
+// Settings the tasks would have refused only after their model work (or not at all), and
+// results paths that would have failed at the end, are usage errors up front; the model path
+// does not exist, so anything later would say so instead.
+TEST_F(EvalCliTest, SettingsAndOutputPathsAreCheckedBeforeModelWork) {
+  const std::vector<std::string> base = {"eval", "--model-path", "/nonexistent", "--data-dir",
+                                         testing::SharedDir() + "/datasets"};
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--tasks", "humaneval", "--ks", "0"}, "pass@k needs k >= 1"},
+      {{"--tasks", "humaneval", "--temperature", "-1"}, "--temperature must be >= 0"},
+      {{"--tasks", "humaneval", "--top-p", "2"}, "--top-p must be in (0, 1]"},
+      {{"--tasks", "humaneval", "--sandbox-timeout", "0"}, "sandbox: timeout"},
+      {{"--tasks", "humaneval", "--max-gen-tokens", "0"}, "--max-gen-tokens must be >= 1"},
+      {{"--tasks", ","}, "--tasks names no task"},
+      {{"--tasks", "mmlu", "--limit", "-1"}, "--limit must be >= 0"},
+      {{"--tasks", "mmlu", "--output", dir_.path()}, "a directory, not a file"},
+      {{"--tasks", "mmlu", "--log-samples", dir_.Join("no/such/log.jsonl")}, "no directory"},
+  };
+  for (const auto& [extra, message] : cases) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto r = RunDsv3(args);
+    EXPECT_EQ(r.exit_code, 2) << message;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+  }
+}
+
+// Input the tasks read that had ended in a garbage read or an abort: a --max-seq-len that
+// leaves LongBench's prompt no room (its truncation then read past the prompt), a perplexity
+// text with a byte that is not UTF-8, a cached result of another form; and an empty MMLU
+// test file, which had scored accuracy 0 over no questions.
+TEST_F(EvalCliTest, BadInputTheTasksReadIsAnErrorNotACrash) {
+  const std::string fx = testing::SourceDir() + "/tests/fixtures";
+  auto r = RunDsv3({"eval", "--model-path", model_, "--tasks", "longbench", "--longbench-dir", fx + "/longbench",
+                    "--limit", "1", "--max-seq-len", "16", "--no-cache", "--output", dir_.Join("lb.json")});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("leaves the prompt no room"), std::string::npos) << r.err;
+
+  ASSERT_TRUE(WriteFileAtomic(dir_.Join("bad.txt"), "fine line\na\xff\xfe b\n").ok());
+  r = RunDsv3({"eval", "--model-path", model_, "--tasks", "perplexity", "--perplexity-file", dir_.Join("bad.txt"),
+               "--output", dir_.Join("ppl.json")});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find(dir_.Join("bad.txt") + ":2: not valid UTF-8"), std::string::npos) << r.err;
+  EXPECT_FALSE(FileExists(dir_.Join("ppl.json.cache.jsonl")));
+
+  const std::vector<std::string> mmlu = {"eval", "--model-path", model_, "--tasks", "mmlu", "--data-dir",
+                                         testing::SharedDir() + "/datasets", "--subjects", "astronomy", "--limit", "1",
+                                         "--num-fewshot", "0", "--output", dir_.Join("m.json")};
+  r = RunDsv3(mmlu);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string cache = dir_.Join("m.json.cache.jsonl");
+  std::string entries = ReadFile(cache).value();
+  ASSERT_NE(entries.find("\"result\":{"), std::string::npos);
+  size_t at = 0;
+  while ((at = entries.find("\"result\":{", at)) != std::string::npos) {
+    const size_t end = entries.find('}', at);
+    entries.replace(at, end + 1 - at, "\"result\":\"str\"");
+    ++at;
+  }
+  ASSERT_TRUE(WriteFileAtomic(cache, entries).ok());
+  r = RunDsv3(mmlu);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find(cache + ": a cached result has an unexpected form"), std::string::npos) << r.err;
+
+  testing::TempDir data;
+  ::mkdir(data.Join("mmlu").c_str(), 0755);
+  ::mkdir(data.Join("mmlu/dev").c_str(), 0755);
+  ::mkdir(data.Join("mmlu/test").c_str(), 0755);
+  ASSERT_TRUE(WriteFileAtomic(data.Join("mmlu/dev/astronomy_dev.csv"), "q,a,b,c,d,A\n").ok());
+  ASSERT_TRUE(WriteFileAtomic(data.Join("mmlu/test/astronomy_test.csv"), "").ok());
+  r = RunDsv3({"eval", "--model-path", "/nonexistent", "--data-dir", data.path(), "--tasks", "mmlu", "--num-fewshot", "0"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("astronomy_test.csv: no questions"), std::string::npos) << r.err;
 }
 
 TEST_F(EvalCliTest, GenerateFromTextAndChatPrompt) {
