@@ -55,11 +55,13 @@ int RunInfo(int argc, char** argv) {
     file_bytes = ck.value()->TotalBytes();
     for (const auto& f : ck.value()->files())
       for (const auto& e : f->entries()) bytes_by_dtype[DTypeName(e.dtype)] += e.end - e.begin;
-  } else if (ck.status().code() != StatusCode::kNotFound) {
+  } else if (ck.status().code() != StatusCode::kNotFound || FileExists(JoinPath(dir, "model.safetensors.index.json"))) {
+    // Config only means no weight files at all; an index whose shard is missing is an error.
     return ReportError("info", ck.status());
   }
   const int64_t kv_values = c.num_hidden_layers * (c.kv_lora_rank + c.qk_rope_head_dim);
   const int64_t max_len = opts.Get<int64_t>("max-seq-len");
+  if (max_len < 1) return ReportError("info", Status::Invalid("--max-seq-len must be >= 1"));
   const std::string quant = QuantizationSummary(c);
   if (opts.Get<bool>("json")) {
     nlohmann::json j;

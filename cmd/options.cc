@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cstdio>
 #include <iostream>
 #include <sstream>
 #include <vector>
@@ -151,8 +152,13 @@ Status ApplyCommonModelOptions(const OptionParser& opts) {
   SetNumThreads(threads);
   RETURN_IF_ERROR(ApplyActivationsOption(opts.Get<std::string>("activations")));
   const std::string device = opts.Get<std::string>("device");
-  if (device != "cpu" && device.rfind("cuda", 0) != 0)
-    return Status::Invalid("--device must be cpu, cuda:N or cuda:A-B, got \"" + device + "\"");
+  int first = 0, last = 0, used = 0;
+  const bool cuda = device == "cuda" ||
+                    (std::sscanf(device.c_str(), "cuda:%d%n", &first, &used) == 1 && used == static_cast<int>(device.size()) &&
+                     first >= 0) ||
+                    (std::sscanf(device.c_str(), "cuda:%d-%d%n", &first, &last, &used) == 2 &&
+                     used == static_cast<int>(device.size()) && first >= 0 && first <= last);
+  if (device != "cpu" && !cuda) return Status::Invalid("--device must be cpu, cuda:N or cuda:A-B, got \"" + device + "\"");
   return Status::Ok();
 }
 

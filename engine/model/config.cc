@@ -306,6 +306,8 @@ Status ValidateConfig(const ModelConfig& c, const std::string& source) {
   if (c.sliding_window < 0) return bad("sliding_window", "must be null, 0 or positive");
   if (!(c.rms_norm_eps > 0)) return bad("rms_norm_eps", "must be positive");
   if (!(c.rope_theta > 0)) return bad("rope_theta", "must be positive");
+  for (const auto& [name, id] : {std::pair{"bos_token_id", c.bos_token_id}, std::pair{"eos_token_id", c.eos_token_id}})
+    if (id >= c.vocab_size) return bad(name, std::to_string(id) + " is not below vocab_size " + std::to_string(c.vocab_size));
   // Upper bounds far past every published model (DeepSeek-V3: 61 layers, 256 experts, hidden
   // 7168): a typo or a corrupt file otherwise plans tensor tables and shards of billions of
   // entries and runs until memory or disk is gone, where it should stop at the field.

@@ -1,6 +1,7 @@
 // The model subcommands end to end: info's parameter counts on the real configs, init →
 // logits/generate round trips, determinism of init, usage errors.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -189,6 +190,37 @@ TEST(InfoCli, AbsurdConfigSizesAreRefusedAtTheField) {
               std::string::npos)
         << r.err;
   }
+}
+
+// Small lies in the config or the directory that had passed: an end-of-sequence id past the
+// vocabulary, an index whose shard is missing (info had said "config only", exit 0), a
+// --device that names no device, a KV-cache length below one.
+TEST(InfoCli, MismatchesInTheDirectoryOrOptionsAreErrors) {
+  std::string hf;
+  ASSERT_TRUE(LoadYamlPreset(testing::SourceDir() + "/configs/models/tiny-v3.yaml", &hf).ok());
+  json c = json::parse(hf);
+  c["eos_token_id"] = c["vocab_size"].get<int64_t>();
+  testing::TempDir cfg;
+  ASSERT_TRUE(WriteFileAtomic(cfg.Join("config.json"), c.dump()).ok());
+  auto r = RunDsv3({"info", "--model-path", cfg.path()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("field \"eos_token_id\": 512 is not below vocab_size 512"), std::string::npos) << r.err;
+
+  testing::TempDir dir;
+  ASSERT_EQ(RunDsv3({"init", "--config", testing::SourceDir() + "/configs/models/tiny-v3.yaml", "--out", dir.path(),
+                     "--shard-size-mb", "1"}).exit_code, 0);
+  r = RunDsv3({"info", "--model-path", dir.path(), "--max-seq-len", "0"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--max-seq-len must be >= 1"), std::string::npos) << r.err;
+  for (const std::string device : {"cuda:abc", "cuda:", "cuda:-1", "cuda:7-0", "gpu"}) {
+    r = RunDsv3({"logits", "--model-path", dir.path(), "--ids", "1 2", "--device", device, "--out", dir.Join("l.safetensors")});
+    EXPECT_EQ(r.exit_code, 2) << device;
+    EXPECT_NE(r.err.find("--device must be cpu, cuda:N or cuda:A-B"), std::string::npos) << r.err;
+  }
+  ASSERT_EQ(::unlink(dir.Join("model-00002-of-00002.safetensors").c_str()), 0);
+  r = RunDsv3({"info", "--model-path", dir.path()});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("model-00002-of-00002.safetensors: no such file"), std::string::npos) << r.err;
 }
 
 // A --tokenizer that cannot be read is found before anything is written; a directory given
