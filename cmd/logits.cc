@@ -48,6 +48,10 @@ int RunLogits(int argc, char** argv) {
   ForwardTrace trace;
   st = model.value()->Logits(ids.value(), opts.Get<int64_t>("decode-from"), &logits, dump ? &trace : nullptr);
   if (!st.ok()) return ReportError("logits", st);
+  // Written as computed (they are what a debugging run wants to see), but not silently.
+  if (const int64_t bad = CountNonFinite(logits.data(), static_cast<int64_t>(logits.size())); bad > 0)
+    std::cerr << "dsv3 logits: warning: " << bad << " of " << logits.size()
+              << " logits are NaN or Inf: a weight or the input of this model is broken\n";
 
   SafetensorsWriter w;
   w.SetMetadata("format", "pt");

@@ -1,6 +1,7 @@
 #include "engine/api.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 
@@ -318,11 +319,22 @@ StatusOr<std::vector<GenerateResult>> Model::Generate(const std::vector<std::vec
       const int64_t T = static_cast<int64_t>(seqs[i].size());
       pending[i] = {slot, &seqs[i], std::min(common, T - 1), T, T - 1};
     }
-    auto sample = [&](size_t i, int64_t, const float* row) { next_token[i] = samplers[i].Next(row, V); };
+    // A NaN or infinite logit (a broken weight) has no argmax and no distribution: greedy
+    // decoding had emitted token 0 for it, step after step.
+    std::atomic<bool> non_finite{false};
+    auto sample = [&](size_t i, int64_t, const float* row) {
+      if (CountNonFinite(row, V) > 0) non_finite.store(true, std::memory_order_relaxed);
+      next_token[i] = samplers[i].Next(row, V);
+    };
+    const auto broken = [&] {
+      return Status::Runtime("the logits hold NaN or Inf values: a weight or the input of this model is broken "
+                             "(dsv3 compare against a reference, or dsv3 logits, shows where)");
+    };
     auto t0 = std::chrono::steady_clock::now();
     if (params.max_new_tokens > 0) {
       SharePrefixes(pending);
       Feed(pending, sample);
+      if (non_finite.load()) return broken();
     }
     const double prefill = Seconds(t0);
     t0 = std::chrono::steady_clock::now();
@@ -356,6 +368,7 @@ StatusOr<std::vector<GenerateResult>> Model::Generate(const std::vector<std::vec
       }
       if (!any) break;
       Feed(pending, sample);
+      if (non_finite.load()) return broken();
     }
     const double decode = Seconds(t0);
     for (size_t i = 0; i < n; ++i) {

@@ -10,6 +10,23 @@
 
 namespace dsv3 {
 
+// Vectorized at any -O (GCC's -O2 cost model leaves loops of unknown length scalar: ~100 us
+// a 129,280-logit row, ~1% of a bench-v3-mini INT4 decode step; this way ~11 us). The first
+// pass ORs a mask of the all-ones exponents (NaN, Inf); only a row that has one is counted.
+__attribute__((optimize("tree-vectorize", "vect-cost-model=dynamic"))) int64_t CountNonFinite(const float* x,
+                                                                                               int64_t n) {
+  uint32_t any = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, x + i, sizeof bits);
+    any |= (bits & 0x7f800000u) == 0x7f800000u ? 0xffffffffu : 0u;
+  }
+  if (any == 0) return 0;
+  int64_t count = 0;
+  for (int64_t i = 0; i < n; ++i) count += !std::isfinite(x[i]);
+  return count;
+}
+
 Status CheckSampling(const SamplingParams& p, const std::string& prefix) {
   const auto shown = [](float v) {
     char buf[32];

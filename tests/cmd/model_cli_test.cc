@@ -275,7 +275,8 @@ TEST(Cli, StrayWordsAndBadOptionFilesAreUsageErrors) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
-// A NaN weight makes every logit NaN: compare says so, where its KL had read kl_max 0.
+// A NaN weight makes every logit NaN: compare and generate say so (compare's KL had read
+// kl_max 0), logits warns.
 TEST(CompareCli, NonFiniteLogitsAreAnError) {
   testing::TempDir good, bad;
   const std::string preset = testing::SourceDir() + "/configs/models/tiny-v3.yaml";
@@ -304,6 +305,13 @@ TEST(CompareCli, NonFiniteLogitsAreAnError) {
   r = RunDsv3({"compare", "--model-path", good.path(), "--reference", good.path(), "--ids-file", good.Join("ids.txt"),
                "--positions", "4", "--seq-len", "4", "--decode-tokens", "0"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
+  // generate had printed token 0 for every step; logits writes them, and says so.
+  r = RunDsv3({"generate", "--model-path", bad.path(), "--ids", "1 2 3", "--max-new-tokens", "3"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("the logits hold NaN or Inf values"), std::string::npos) << r.err;
+  r = RunDsv3({"logits", "--model-path", bad.path(), "--ids", "1 2", "--out", bad.Join("l.safetensors")});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("warning: 1024 of 1024 logits are NaN or Inf"), std::string::npos) << r.err;
 }
 
 }  // namespace

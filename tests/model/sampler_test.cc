@@ -4,6 +4,8 @@
 // show), and its frequencies against the probabilities top-k and top-p leave.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -22,6 +24,28 @@ int32_t PlainArgMax(const std::vector<float>& x) {
   for (int64_t i = 1; i < static_cast<int64_t>(x.size()); ++i)
     if (x[i] > x[best]) best = i;
   return static_cast<int32_t>(best);
+}
+
+TEST(CountNonFiniteTest, CountsNanAndInfAtAnyPlace) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  for (int64_t n : {1, 3, 4, 7, 8, 9, 33, 129280}) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(i % 7) - 3.0f;
+    x[0] = std::numeric_limits<float>::max();
+    x[n - 1] = -std::numeric_limits<float>::denorm_min();
+    EXPECT_EQ(CountNonFinite(x.data(), n), 0) << n;
+    for (int64_t at : {int64_t{0}, n / 2, n - 1}) {
+      std::vector<float> y = x;
+      y[at] = nan;
+      EXPECT_EQ(CountNonFinite(y.data(), n), 1) << n << " " << at;
+      y[at] = -inf;
+      EXPECT_EQ(CountNonFinite(y.data(), n), 1) << n << " " << at;
+    }
+    std::vector<float> y = x;
+    y[0] = inf;
+    y[n - 1] = nan;
+    EXPECT_EQ(CountNonFinite(y.data(), n), n == 1 ? 1 : 2) << n;
+  }
 }
 
 TEST(ArgMaxTest, MatchesThePlainScan) {
