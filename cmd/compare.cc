@@ -19,6 +19,8 @@ namespace dsv3::cmd {
 namespace {
 
 StatusOr<std::vector<int32_t>> ReadTokens(const OptionParser& opts) {
+  if (opts.vm().count("ids-file") && opts.vm().count("text-file"))
+    return Status::Invalid("give one of --ids-file and --text-file");
   if (opts.vm().count("ids-file")) {
     const std::string path = opts.Get<std::string>("ids-file");
     ASSIGN_OR_RETURN(std::string text, ReadFile(path));

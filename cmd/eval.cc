@@ -90,6 +90,9 @@ int RunEval(int argc, char** argv) {
   const int64_t limit = opts.Get<int64_t>("limit");
   if (tasks.empty()) return ReportError("eval", Status::Invalid("--tasks names no task (mmlu, humaneval, longbench, perplexity)"));
   if (limit < 0) return ReportError("eval", Status::Invalid("--limit must be >= 0 (0: all)"));
+  if (opts.Get<int>("num-fewshot") < 0) return ReportError("eval", Status::Invalid("--num-fewshot must be >= 0"));
+  if (opts.Get<int64_t>("perplexity-stride") < 0)
+    return ReportError("eval", Status::Invalid("--perplexity-stride must be >= 0 (0: half the window)"));
 
   // 1. Read and validate every task's data before any model work.
   MmluTaskOptions mo{path_or("mmlu-dir", "mmlu"), SplitList(opts.Get<std::string>("subjects")),

@@ -194,6 +194,8 @@ TEST_F(EvalCliTest, SettingsAndOutputPathsAreCheckedBeforeModelWork) {
       {{"--tasks", "humaneval", "--max-gen-tokens", "0"}, "--max-gen-tokens must be >= 1"},
       {{"--tasks", ","}, "--tasks names no task"},
       {{"--tasks", "mmlu", "--limit", "-1"}, "--limit must be >= 0"},
+      {{"--tasks", "mmlu", "--num-fewshot", "-1"}, "--num-fewshot must be >= 0"},
+      {{"--tasks", "perplexity", "--perplexity-stride", "-1"}, "--perplexity-stride must be >= 0"},
       {{"--tasks", "mmlu", "--output", dir_.path()}, "a directory, not a file"},
       {{"--tasks", "mmlu", "--log-samples", dir_.Join("no/such/log.jsonl")}, "no directory"},
   };

@@ -305,6 +305,10 @@ TEST(CompareCli, NonFiniteLogitsAreAnError) {
   r = RunDsv3({"compare", "--model-path", good.path(), "--reference", good.path(), "--ids-file", good.Join("ids.txt"),
                "--positions", "4", "--seq-len", "4", "--decode-tokens", "0"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = RunDsv3({"compare", "--model-path", good.path(), "--reference", good.path(), "--ids-file", good.Join("ids.txt"),
+               "--text-file", good.Join("ids.txt"), "--tokenizer", good.path()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("give one of --ids-file and --text-file"), std::string::npos) << r.err;
   // generate had printed token 0 for every step; logits writes them, and says so.
   r = RunDsv3({"generate", "--model-path", bad.path(), "--ids", "1 2 3", "--max-new-tokens", "3"});
   EXPECT_EQ(r.exit_code, 1);
