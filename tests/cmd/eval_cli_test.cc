@@ -30,6 +30,13 @@ int64_t CountLines(const std::string& path) {
   return std::count(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>(), '\n');
 }
 
+// An MMLU tree under `data` with one subject, astronomy: a one-row dev split and `test_csv`.
+bool WriteAstronomy(const testing::TempDir& data, const std::string& test_csv) {
+  for (const char* d : {"mmlu", "mmlu/dev", "mmlu/test"}) ::mkdir(data.Join(d).c_str(), 0755);
+  return WriteFileAtomic(data.Join("mmlu/dev/astronomy_dev.csv"), "q,a,b,c,d,A\n").ok() &&
+         WriteFileAtomic(data.Join("mmlu/test/astronomy_test.csv"), test_csv).ok();
+}
+
 class EvalCliTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -164,11 +171,7 @@ TEST_F(EvalCliTest, HumanEvalSamplesFileScoresCanonicalSolutions) {
 
 TEST_F(EvalCliTest, BadDataIsReportedBeforeModelWork) {
   testing::TempDir data;
-  ::mkdir(data.Join("mmlu").c_str(), 0755);
-  ::mkdir(data.Join("mmlu/dev").c_str(), 0755);
-  ::mkdir(data.Join("mmlu/test").c_str(), 0755);
-  ASSERT_TRUE(WriteFileAtomic(data.Join("mmlu/dev/astronomy_dev.csv"), "q,a,b,c,d,A\n").ok());
-  ASSERT_TRUE(WriteFileAtomic(data.Join("mmlu/test/astronomy_test.csv"), "q,a,b,c,A\n").ok());
+  ASSERT_TRUE(WriteAstronomy(data, "q,a,b,c,A\n"));
   // The model path does not exist: the data error must come first.
   auto r = RunDsv3({"eval", "--model-path", "/nonexistent", "--data-dir", data.path(), "--tasks", "mmlu"});
   EXPECT_EQ(r.exit_code, 2);
@@ -246,11 +249,7 @@ TEST_F(EvalCliTest, BadInputTheTasksReadIsAnErrorNotACrash) {
   EXPECT_NE(r.err.find(cache + ": a cached result has an unexpected form"), std::string::npos) << r.err;
 
   testing::TempDir data;
-  ::mkdir(data.Join("mmlu").c_str(), 0755);
-  ::mkdir(data.Join("mmlu/dev").c_str(), 0755);
-  ::mkdir(data.Join("mmlu/test").c_str(), 0755);
-  ASSERT_TRUE(WriteFileAtomic(data.Join("mmlu/dev/astronomy_dev.csv"), "q,a,b,c,d,A\n").ok());
-  ASSERT_TRUE(WriteFileAtomic(data.Join("mmlu/test/astronomy_test.csv"), "").ok());
+  ASSERT_TRUE(WriteAstronomy(data, ""));
   r = RunDsv3({"eval", "--model-path", "/nonexistent", "--data-dir", data.path(), "--tasks", "mmlu", "--num-fewshot", "0"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("astronomy_test.csv: no questions"), std::string::npos) << r.err;
