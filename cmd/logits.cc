@@ -5,6 +5,7 @@
 
 #include "cmd/commands.h"
 #include "cmd/model_options.h"
+#include "engine/base/file.h"
 #include "engine/io/safetensors.h"
 #include "engine/model/transformer.h"
 
@@ -26,6 +27,7 @@ int RunLogits(int argc, char** argv) {
   auto ids = ParseIds(opts.Get<std::string>("ids"));
   if (!ids.ok()) return ReportError("logits", ids.status());
   st = ApplyCommonModelOptions(opts);
+  if (st.ok()) st = CheckOutputPath(opts.Get<std::string>("out"), "--out");
   if (!st.ok()) return ReportError("logits", st);
   ModelOptions mo = ModelOptionsFrom(opts);
   const std::string attention = opts.Get<std::string>("attention");

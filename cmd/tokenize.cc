@@ -118,6 +118,7 @@ Status ProcessText(const Tokenizer& tok, const Mode& mode, const std::string& te
 Status CheckCombination(const OptionParser& opts, const Mode& mode) {
   if (opts.Has("text") == opts.Has("input")) return Status::Invalid("give exactly one of --text or --input");
   if (opts.Has("input") != opts.Has("output")) return Status::Invalid("--input and --output go together");
+  if (opts.Has("output")) RETURN_IF_ERROR(CheckOutputPath(opts.Get<std::string>("output"), "--output"));
   if (mode.decode && mode.add_bos) return Status::Invalid("--add-bos applies to encoding, not --decode");
   if (!mode.decode && mode.skip_special) return Status::Invalid("--skip-special-tokens applies to --decode only");
   return Status::Ok();

@@ -194,7 +194,7 @@ TEST(InfoCli, AbsurdConfigSizesAreRefusedAtTheField) {
 
 // Small lies in the config or the directory that had passed: an end-of-sequence id past the
 // vocabulary, an index whose shard is missing (info had said "config only", exit 0), a
-// --device that names no device, a KV-cache length below one.
+// --device that names no device, a KV-cache length below one, a directory as logits' --out.
 TEST(InfoCli, MismatchesInTheDirectoryOrOptionsAreErrors) {
   std::string hf;
   ASSERT_TRUE(LoadYamlPreset(testing::SourceDir() + "/configs/models/tiny-v3.yaml", &hf).ok());
@@ -212,6 +212,9 @@ TEST(InfoCli, MismatchesInTheDirectoryOrOptionsAreErrors) {
   r = RunDsv3({"info", "--model-path", dir.path(), "--max-seq-len", "0"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--max-seq-len must be >= 1"), std::string::npos) << r.err;
+  r = RunDsv3({"logits", "--model-path", dir.path(), "--ids", "1 2", "--out", dir.path()});
+  EXPECT_EQ(r.exit_code, 2);  // had been 1, after the model's work
+  EXPECT_NE(r.err.find("--out " + dir.path() + ": a directory, not a file"), std::string::npos) << r.err;
   for (const std::string device : {"cuda:abc", "cuda:", "cuda:-1", "cuda:7-0", "gpu"}) {
     r = RunDsv3({"logits", "--model-path", dir.path(), "--ids", "1 2", "--device", device, "--out", dir.Join("l.safetensors")});
     EXPECT_EQ(r.exit_code, 2) << device;
