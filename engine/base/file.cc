@@ -16,6 +16,13 @@ namespace dsv3 {
 
 namespace {
 std::string ErrnoText() { return std::strerror(errno); }
+// Why open(path) failed, as the user's mistake (no such file, a file where a directory
+// should be) or the machine's (permissions, limits).
+Status OpenError(const std::string& path) {
+  if (errno == ENOENT) return Status::NotFound(path + ": no such file");
+  if (errno == ENOTDIR) return Status::NotFound(path + ": no such file (a part of the path is a file)");
+  return Status::Runtime(path + ": cannot open: " + ErrnoText());
+}
 }  // namespace
 
 MappedFile::~MappedFile() {
@@ -36,14 +43,15 @@ MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
 
 StatusOr<MappedFile> MappedFile::Open(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return Status::NotFound(path + ": no such file");
-    return Status::Runtime(path + ": cannot open: " + ErrnoText());
-  }
+  if (fd < 0) return OpenError(path);
   struct stat st;
   if (fstat(fd, &st) != 0) {
     ::close(fd);
     return Status::Runtime(path + ": cannot stat: " + ErrnoText());
+  }
+  if (S_ISDIR(st.st_mode)) {  // opens, then fails to map as "No such device"
+    ::close(fd);
+    return Status::Invalid(path + ": a directory, not a file");
   }
   MappedFile m;
   m.path_ = path;
@@ -84,9 +92,11 @@ bool PopulateMapping(const void* p, size_t n) {
 
 StatusOr<std::string> ReadFile(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return Status::NotFound(path + ": no such file");
-    return Status::Runtime(path + ": cannot open: " + ErrnoText());
+  if (fd < 0) return OpenError(path);
+  struct stat st;
+  if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {  // opens, then fails to read as "Is a directory"
+    ::close(fd);
+    return Status::Invalid(path + ": a directory, not a file");
   }
   std::string out;
   char buf[1 << 16];

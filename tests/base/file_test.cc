@@ -140,5 +140,28 @@ TEST(AtomicFileTest, EmptyFileCommits) {
   EXPECT_TRUE(got->empty());
 }
 
+// A directory where a file is expected, or a file where a directory is, is the user's
+// mistake and says so (exit 2), where read() and mmap() had failed as runtime errors ("Is a
+// directory", "No such device"); as does CheckOutputPath for an output.
+TEST(FileErrorsTest, DirectoriesAndFilesInTheWrongPlaceAreInputErrors) {
+  testing::TempDir dir;
+  ASSERT_TRUE(WriteFileAtomic(dir.Join("file"), "x").ok());
+  for (const auto& st : {ReadFile(dir.path()).status(), MappedFile::Open(dir.path()).status()}) {
+    EXPECT_EQ(st.code(), StatusCode::kInvalidInput);
+    EXPECT_EQ(st.message(), dir.path() + ": a directory, not a file");
+  }
+  for (const auto& st : {ReadFile(dir.Join("file/x")).status(), MappedFile::Open(dir.Join("file/x")).status()}) {
+    EXPECT_EQ(st.code(), StatusCode::kNotFound);
+    EXPECT_EQ(st.message(), dir.Join("file/x") + ": no such file (a part of the path is a file)");
+  }
+  EXPECT_EQ(ReadFile(dir.Join("none")).status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(CheckOutputPath(dir.Join("out.json"), "--output").ok());
+  EXPECT_TRUE(CheckOutputPath("relative.json", "--output").ok());
+  EXPECT_EQ(CheckOutputPath(dir.path(), "--output").message(), "--output " + dir.path() + ": a directory, not a file");
+  EXPECT_EQ(CheckOutputPath(dir.Join("no/out.json"), "--out").message(),
+            "--out " + dir.Join("no/out.json") + ": no directory " + dir.Join("no"));
+  EXPECT_EQ(CheckOutputPath("", "--output").code(), StatusCode::kInvalidInput);
+}
+
 }  // namespace
 }  // namespace dsv3
