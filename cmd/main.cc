@@ -6,6 +6,7 @@
 
 #include "cmd/commands.h"
 #include "cmd/options.h"
+#include "engine/base/signal_cleanup.h"
 
 int main(int argc, char** argv) {
   using dsv3::cmd::kCommands;
@@ -16,6 +17,7 @@ int main(int argc, char** argv) {
   }
   for (const auto* c = kCommands; c->name; ++c) {
     if (std::strcmp(argv[1], c->name)) continue;
+    dsv3::InstallSignalCleanup();  // an interrupted run removes its temp files and staging
     // Errors travel as Status; what still throws (an allocation the machine cannot give, a
     // thread it will not start) ends as an error message with the runtime exit code, never
     // as std::terminate's abort.

@@ -12,6 +12,8 @@
 #include <cstring>
 #include <random>
 
+#include "engine/base/signal_cleanup.h"
+
 namespace dsv3 {
 
 namespace {
@@ -150,6 +152,7 @@ AtomicFile::AtomicFile(std::string final_path) : final_path_(std::move(final_pat
 AtomicFile::~AtomicFile() {
   if (fd_ >= 0) ::close(fd_);
   if (!committed_ && !temp_path_.empty()) ::unlink(temp_path_.c_str());
+  UnregisterSignalCleanup(cleanup_);
 }
 
 Status AtomicFile::Open() {
@@ -161,6 +164,7 @@ Status AtomicFile::Open() {
     temp_path_.clear();
     return Status::Runtime(final_path_ + ": cannot create temp file: " + why);
   }
+  cleanup_ = RegisterSignalCleanup(temp_path_, /*directory=*/false);  // removed if the run is interrupted
   return Status::Ok();
 }
 
@@ -205,6 +209,8 @@ Status AtomicFile::Commit() {
   if (::rename(temp_path_.c_str(), final_path_.c_str()) != 0)
     return Status::Runtime(final_path_ + ": rename failed: " + ErrnoText());
   committed_ = true;
+  UnregisterSignalCleanup(cleanup_);
+  cleanup_ = -1;
   // fsync the directory so the rename itself survives a crash.
   std::string dir = final_path_.substr(0, final_path_.find_last_of('/') + 1);
   if (dir.empty()) dir = ".";

@@ -79,6 +79,7 @@ class AtomicFile {
 
   std::string final_path_, temp_path_;
   int fd_ = -1;
+  int cleanup_ = -1;  // the temp file's RegisterSignalCleanup handle
   bool committed_ = false;
   std::vector<char> pending_;  // bytes not yet written, fewer than kChunkBytes
 };

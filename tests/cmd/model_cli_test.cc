@@ -1,13 +1,19 @@
 // The model subcommands end to end: info's parameter counts on the real configs, init →
-// logits/generate round trips, determinism of init, usage errors.
+// logits/generate round trips, determinism of init, usage errors, bad input of every kind,
+// interrupted runs.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <thread>
 #include <utility>
 #include <vector>
-#include <nlohmann/json.hpp>
 
 #include "engine/base/file.h"
 #include "engine/io/safetensors.h"
@@ -319,6 +325,66 @@ TEST(CompareCli, NonFiniteLogitsAreAnError) {
   r = RunDsv3({"logits", "--model-path", bad.path(), "--ids", "1 2", "--out", bad.Join("l.safetensors")});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("warning: 1024 of 1024 logits are NaN or Inf"), std::string::npos) << r.err;
+}
+
+// Starts dsv3 with `args` (output to /dev/null) and returns its pid.
+pid_t SpawnDsv3(std::vector<std::string> args) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    std::string bin = testing::Dsv3Binary();
+    std::vector<char*> argv = {bin.data()};
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    (void)!freopen("/dev/null", "w", stdout);
+    (void)!freopen("/dev/null", "w", stderr);
+    execv(bin.c_str(), argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// The names in `dir` that contain `part`.
+std::vector<std::string> NamesWith(const std::string& dir, const std::string& part) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    if (e.path().filename().string().find(part) != std::string::npos) found.push_back(e.path().filename().string());
+  return found;
+}
+
+// Sends `sig` once `ready` holds (or after 60 s) and returns the wait status.
+template <typename Ready>
+int InterruptWhen(pid_t pid, int sig, const Ready& ready) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!ready() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  kill(pid, sig);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
+}
+
+// Ctrl-C or a kill by SIGTERM mid-write: the temp shard of init and quantize's staging
+// directory are removed (they had stayed: a 5 GB shard's temp, a whole staged checkpoint), and
+// the process still dies of the signal.
+TEST(InterruptCli, SignalsRemoveTempFilesAndStaging) {
+  testing::TempDir dir;
+  const std::string preset = testing::SourceDir() + "/configs/models/bench-v3-tiny.yaml";
+  const std::string model = dir.Join("m");
+  int status = InterruptWhen(SpawnDsv3({"init", "--config", preset, "--out", model, "--threads", "1"}), SIGTERM,
+                             [&] { return !NamesWith(model, ".tmp.").empty(); });
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << "init finished before it could be interrupted";
+  EXPECT_EQ(NamesWith(model, ".tmp."), std::vector<std::string>{});
+
+  ASSERT_EQ(RunDsv3({"init", "--config", preset, "--out", model}).exit_code, 0);
+  status = InterruptWhen(SpawnDsv3({"quantize", "--model-path", model, "--format", "int8", "--out", dir.Join("q"),
+                                    "--threads", "1"}),
+                         SIGINT, [&] {
+                           const auto stage = NamesWith(dir.path(), ".dsv3-partial");
+                           return !stage.empty() && !NamesWith(dir.Join(stage.front()), ".tmp.").empty();
+                         });
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) << "quantize finished before it could be interrupted";
+  EXPECT_EQ(NamesWith(dir.path(), ".dsv3-partial"), std::vector<std::string>{});
+  EXPECT_FALSE(FileExists(dir.Join("q")));
 }
 
 }  // namespace

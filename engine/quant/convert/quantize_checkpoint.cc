@@ -19,6 +19,7 @@
 #include <set>
 
 #include "engine/base/file.h"
+#include "engine/base/signal_cleanup.h"
 #include "engine/base/threads.h"
 #include "engine/io/checkpoint.h"
 #include "engine/kernels/ops.h"
@@ -556,6 +557,8 @@ Status QuantizeCheckpoint(const QuantizeOptions& o, QuantizeReport* rep) {
   std::error_code ec;
   fs::create_directory(stage, ec);
   if (ec) return Status::Runtime(stage + ": cannot create staging directory: " + ec.message());
+  // Ctrl-C or a kill by SIGTERM removes the stage too (signal_cleanup.h); it had stayed, GBs.
+  const int cleanup = RegisterSignalCleanup(stage, /*directory=*/true);
   Status st = WriteStage(o, c, oc, *ck, items, stage, rep);
   if (st.ok()) st = VerifyStage(c, oc, *ck, stage, items, o, rep);
   if (st.ok()) {
@@ -563,10 +566,9 @@ Status QuantizeCheckpoint(const QuantizeOptions& o, QuantizeReport* rep) {
     if (::rename(stage.c_str(), final_path.c_str()) != 0)
       st = Status::Runtime("renaming " + stage + " to " + final_path + ": " + std::strerror(errno));
   }
-  if (!st.ok()) {
-    fs::remove_all(stage, ec);
-    return st;
-  }
+  if (!st.ok()) fs::remove_all(stage, ec);
+  UnregisterSignalCleanup(cleanup);
+  if (!st.ok()) return st;
   FsyncDir(fp.parent_path().string());
   return Status::Ok();
 }
