@@ -1,6 +1,7 @@
 #include "engine/model/config.h"
 
 #include <cmath>
+#include <cstdint>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -54,7 +55,13 @@ class Reader {
       return required ? Status::Invalid(source_ + ": missing field \"" + key + "\"") : Status::Ok();
     }
     const json& v = j_[key];
-    if (v.is_number_integer()) {
+    // 2^63 and beyond would wrap (an unsigned JSON integer) or be undefined (a double cast).
+    const bool in_range = v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX)
+                          : v.is_number_float()  ? std::fabs(v.get<double>()) < 9.2e18
+                                                 : true;
+    if (v.is_number() && !in_range) {
+      return Status::Invalid(source_ + ": field \"" + key + "\" is out of range, got " + v.dump());
+    } else if (v.is_number_integer()) {
       *out = v.get<int64_t>();
     } else if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) {
       *out = static_cast<int64_t>(v.get<double>());

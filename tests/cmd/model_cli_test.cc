@@ -196,6 +196,16 @@ TEST(InfoCli, AbsurdConfigSizesAreRefusedAtTheField) {
               std::string::npos)
         << r.err;
   }
+  // Past int64: a wrapped unsigned had read as -9223372036854775808, a double cast was undefined.
+  for (const json& value : {json(uint64_t{1} << 63), json(1e30)}) {
+    json c = json::parse(hf);
+    c["hidden_size"] = value;
+    testing::TempDir dir;
+    ASSERT_TRUE(WriteFileAtomic(dir.Join("config.json"), c.dump()).ok());
+    auto r = RunDsv3({"info", "--model-path", dir.path()});
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.err.find("field \"hidden_size\" is out of range, got " + value.dump()), std::string::npos) << r.err;
+  }
 }
 
 // Small lies in the config or the directory that had passed: an end-of-sequence id past the
