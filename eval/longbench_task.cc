@@ -67,10 +67,12 @@ StatusOr<LongBenchTaskData> LoadLongBenchTask(const LongBenchTaskOptions& o) {
     const std::string path = JoinPath(from, stem + ".jsonl");
     if (!o.predictions.empty()) {
       ASSIGN_OR_RETURN(auto preds, ReadLongBenchPredictions(path));
+      if (preds.empty()) return Status::Invalid(path + ": no predictions");
       if (o.limit > 0 && static_cast<int64_t>(preds.size()) > o.limit) preds.resize(o.limit);
       d.predictions[stem] = std::move(preds);
     } else {
       ASSIGN_OR_RETURN(auto recs, ReadLongBench(path));
+      if (recs.empty()) return Status::Invalid(path + ": no records");  // found before any model work
       if (o.limit > 0 && static_cast<int64_t>(recs.size()) > o.limit) recs.resize(o.limit);
       for (const auto& r : recs) RETURN_IF_ERROR(FillLongBenchPrompt(d.config.prompt.at(base), r).status().WithPrefix(path + ":" + std::to_string(r.line) + ": "));
       d.records[stem] = std::move(recs);

@@ -253,6 +253,14 @@ TEST_F(EvalCliTest, BadInputTheTasksReadIsAnErrorNotACrash) {
   r = RunDsv3({"eval", "--model-path", "/nonexistent", "--data-dir", data.path(), "--tasks", "mmlu", "--num-fewshot", "0"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("astronomy_test.csv: no questions"), std::string::npos) << r.err;
+
+  // An empty LongBench file: its path (the error had named only the dataset, after the model loaded).
+  testing::TempDir lb;
+  ASSERT_TRUE(WriteFileAtomic(lb.Join("hotpotqa.jsonl"), "").ok());
+  r = RunDsv3({"eval", "--model-path", "/nonexistent", "--tasks", "longbench", "--longbench-dir", lb.path(),
+               "--longbench-config-dir", fx + "/longbench/config"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find(lb.Join("hotpotqa.jsonl") + ": no records"), std::string::npos) << r.err;
 }
 
 TEST_F(EvalCliTest, GenerateFromTextAndChatPrompt) {
