@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "engine/base/file.h"
@@ -125,6 +126,7 @@ StatusOr<std::vector<LoglikResult>> Harness::Loglikelihood(const std::string& ta
 }
 
 StatusOr<std::vector<GenResult>> Harness::GenerateUntil(const std::string& task, const std::vector<GenRequest>& reqs) {
+  int64_t cut_prompts = 0;  // prompts longer than the window leaves them
   std::vector<GenResult> out(reqs.size());
   std::vector<std::string> keys(reqs.size());
   std::vector<size_t> todo;
@@ -169,7 +171,10 @@ StatusOr<std::vector<GenResult>> Harness::GenerateUntil(const std::string& task,
       if (!r.add_special_tokens && options_.add_bos && tokenizer_->bos_id()) ids.insert(ids.begin(), *tokenizer_->bos_id());
       const int64_t room = model_->options().max_seq_len - r.max_new_tokens;
       if (room < 1) return Status::Invalid(task + ": --max-seq-len leaves no room for the prompt");
-      if (static_cast<int64_t>(ids.size()) > room) ids.erase(ids.begin(), ids.end() - room);  // keep the end
+      if (static_cast<int64_t>(ids.size()) > room) {  // keep the end, as lm-eval does
+        ids.erase(ids.begin(), ids.end() - room);
+        ++cut_prompts;
+      }
       prompts.push_back(std::move(ids));
       decoders.emplace_back(tokenizer_, /*skip_special_tokens=*/true);
       gp.streams.push_back(r.stream);
@@ -204,6 +209,9 @@ StatusOr<std::vector<GenResult>> Harness::GenerateUntil(const std::string& task,
     progress.Add(static_cast<int64_t>(end - c0));
     c0 = end;
   }
+  if (cut_prompts > 0)  // said, not silent: the scores are of shortened prompts
+    std::cerr << task << ": " << cut_prompts << " of " << todo.size()
+              << " prompts did not fit --max-seq-len with their answer budget and lost their beginning (as lm-eval cuts them)\n";
   return out;
 }
 

@@ -55,5 +55,25 @@ TEST_F(HarnessTest, UnbuildableRequestIsRecordedNotFatal) {
   EXPECT_EQ(r.value()[0].n_tokens, 1);
 }
 
+// A generation prompt longer than the window leaves it keeps its end, as lm-eval does, and the
+// run says how many were cut (it had been silent).
+TEST_F(HarnessTest, CutGenerationPromptsAreCounted) {
+  Harness h(model_.get(), tokenizer_.get(), cache_.get(), {});
+  std::string long_prompt;
+  for (int i = 0; i < 300; ++i) long_prompt += " word" + std::to_string(i);
+  GenRequest cut, whole;
+  cut.prompt = long_prompt;
+  cut.max_new_tokens = whole.max_new_tokens = 2;
+  whole.prompt = "def f(x):";
+  ::testing::internal::CaptureStderr();
+  auto r = h.GenerateUntil("t", {cut, whole});
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_NE(err.find("t: 1 of 2 prompts did not fit --max-seq-len"), std::string::npos) << err;
+  ::testing::internal::CaptureStderr();
+  ASSERT_TRUE(h.GenerateUntil("u", {whole}).ok());
+  EXPECT_EQ(::testing::internal::GetCapturedStderr().find("did not fit"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace dsv3
