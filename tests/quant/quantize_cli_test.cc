@@ -252,6 +252,15 @@ TEST(Quantize, KeepPatternsStayInSourcePrecision) {
   EXPECT_FALSE(ck->Has("model.layers.0.mlp.up_proj.weight_scale"));
   EXPECT_EQ(ck->View("model.layers.1.self_attn.o_proj.weight").dtype, DType::kU8);
   EXPECT_FALSE(LogitsOf(out).empty());
+  // A pattern that matches nothing (a typo, or a glob fnmatch cannot read) is refused before
+  // anything is written: it had quantized what it meant to keep.
+  for (const std::string pattern : {"*.kv_b_proj", "["}) {
+    const std::string none = tmp.Join("none");
+    r = RunDsv3({"quantize", "--model-path", src, "--out", none, "--format", "int4", "--keep", pattern});
+    EXPECT_EQ(r.exit_code, 2) << pattern;
+    EXPECT_NE(r.err.find("--keep '" + pattern + "' matches no tensor"), std::string::npos) << r.err;
+    EXPECT_FALSE(FileExists(none));
+  }
 }
 
 // fp8 and back to bf16 on every shared checkpoint: each weight within e4m3's bound of its

@@ -542,6 +542,14 @@ Status QuantizeCheckpoint(const QuantizeOptions& o, QuantizeReport* rep) {
   }
   const ModelConfig oc = OutputConfig(c, o);
   RETURN_IF_ERROR(ValidateConfig(oc, "--format"));
+  // A --keep that matches nothing is a typo that would quantize what it meant to keep.
+  for (const auto& pattern : o.keep) {
+    bool matched = false;
+    for (const auto& t : BuildTensorTable(c)) matched = matched || (ck->Has(t.name) && MatchesKeep({pattern}, t.name));
+    if (!matched)
+      return Status::Invalid("--keep '" + pattern + "' matches no tensor of the checkpoint (fnmatch on full names, as " +
+                             "'model.layers.0.*' or '*.kv_b_proj.weight')");
+  }
   const std::vector<Item> items = Plan(c, oc, *ck, lr, o);
   for (const auto& it : items) {
     if (it.kind == Item::kQuantize) ++rep->quantized;
