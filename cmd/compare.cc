@@ -135,8 +135,7 @@ int RunCompare(int argc, char** argv) {
       // A NaN or Inf logit (a broken weight) would make KL and top-1 meaningless, and a NaN
       // KL compares as nothing: kl_max had read 0.
       for (const auto& [logits, which] : {std::pair{&la, "model-path"}, std::pair{&lr, "reference"}}) {
-        const float* row = logits->data() + t * V;
-        if (!std::all_of(row, row + V, [](float v) { return std::isfinite(v); }))
+        if (CountNonFinite(logits->data() + t * V, V) > 0)
           return ReportError("compare", Status::Runtime("the --" + std::string(which) + " model's logits at position " +
                                                         std::to_string(b + t) + " are not finite (NaN or Inf): a weight of " +
                                                         opts.Get<std::string>(which) + " may be broken"));

@@ -47,8 +47,7 @@ int RunInit(int argc, char** argv) {
   if (!st.ok()) return ReportError("init", st);
   if (opts.help()) return kExitOk;
   const int threads = opts.Get<int>("threads");
-  if (threads < 0 || threads > kMaxThreads)
-    return ReportError("init", Status::Invalid("--threads must be between 0 and " + std::to_string(kMaxThreads)));
+  if (Status bad = CheckThreads(threads); !bad.ok()) return ReportError("init", bad);
   SetNumThreads(threads);
   const std::string preset = opts.Has("config") ? opts.Get<std::string>("config") : "";
   if (preset.empty()) return ReportError("init", Status::Invalid("--config PRESET.yaml is required"));

@@ -143,10 +143,15 @@ Status OptionParser::Parse(int argc, char** argv) {
   return Status::Ok();
 }
 
-Status ApplyCommonModelOptions(const OptionParser& opts) {
-  int threads = opts.Get<int>("threads");
+Status CheckThreads(int threads) {
   if (threads < 0) return Status::Invalid("--threads must be >= 0");
   if (threads > kMaxThreads) return Status::Invalid("--threads must be at most " + std::to_string(kMaxThreads));
+  return Status::Ok();
+}
+
+Status ApplyCommonModelOptions(const OptionParser& opts) {
+  int threads = opts.Get<int>("threads");
+  RETURN_IF_ERROR(CheckThreads(threads));
   if (opts.Get<int>("batch-size") < 1) return Status::Invalid("--batch-size must be >= 1");
   if (opts.Get<int>("max-seq-len") < 1) return Status::Invalid("--max-seq-len must be >= 1");
   SetNumThreads(threads);

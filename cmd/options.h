@@ -59,6 +59,8 @@ class OptionParser {
 // The most --threads a command takes: a pool the OS will not start part way through cannot be
 // unwound (its started threads would end the process), so absurd counts stop at parsing.
 constexpr int kMaxThreads = 1024;
+// Usage error unless 0 <= threads <= kMaxThreads (--threads of every command).
+Status CheckThreads(int threads);
 
 // Applies --threads and --device; returns a usage error for a device we cannot use.
 Status ApplyCommonModelOptions(const OptionParser& opts);

@@ -67,7 +67,7 @@ int RunQuantize(int argc, char** argv) {
   o.max_shard_bytes = static_cast<uint64_t>(shard_mb * (1 << 20));
   o.fail_after_tensors = opts.Get<int64_t>("fail-after-tensors");
   const int threads = opts.Get<int>("threads");
-  if (threads < 0) return ReportError("quantize", Status::Invalid("--threads must be >= 0"));
+  if (Status bad = CheckThreads(threads); !bad.ok()) return ReportError("quantize", bad);
   SetNumThreads(threads);
   o.log = [](const std::string& line) { std::cerr << "quantize: " << line << "\n"; };
 

@@ -543,9 +543,11 @@ Status QuantizeCheckpoint(const QuantizeOptions& o, QuantizeReport* rep) {
   const ModelConfig oc = OutputConfig(c, o);
   RETURN_IF_ERROR(ValidateConfig(oc, "--format"));
   // A --keep that matches nothing is a typo that would quantize what it meant to keep.
+  const std::vector<TensorSpec> table = BuildTensorTable(c);
   for (const auto& pattern : o.keep) {
-    bool matched = false;
-    for (const auto& t : BuildTensorTable(c)) matched = matched || (ck->Has(t.name) && MatchesKeep({pattern}, t.name));
+    const bool matched = std::any_of(table.begin(), table.end(), [&](const TensorSpec& t) {
+      return ck->Has(t.name) && ::fnmatch(pattern.c_str(), t.name.c_str(), 0) == 0;
+    });
     if (!matched)
       return Status::Invalid("--keep '" + pattern + "' matches no tensor of the checkpoint (fnmatch on full names, as " +
                              "'model.layers.0.*' or '*.kv_b_proj.weight')");
