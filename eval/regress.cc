@@ -88,9 +88,15 @@ StatusOr<RegressReport> CompareResults(const std::string& results_json,
   RegressReport report;
   for (auto& [task, metrics] : base.items()) {
     for (auto& [metric, value] : metrics.items()) {
-      // Only numbers are metrics; strings ("alias") and nulls (an empty LongBench-E bucket)
-      // carry nothing to compare.
-      if (!value.is_number() || IsStderrKey(metric) || IsBookkeeping(metric)) continue;
+      // Only numbers are metrics; strings ("alias") carry nothing to compare. A null (an
+      // empty LongBench-E bucket, or a NaN the baseline's run wrote as null) is a metric
+      // without a value: listed, so that the gate does not pass over it unseen.
+      if (IsStderrKey(metric) || IsBookkeeping(metric)) continue;
+      if (value.is_null()) {
+        report.not_compared.push_back(task + "/" + metric);
+        continue;
+      }
+      if (!value.is_number()) continue;
       const std::string where = "\"" + task + "\" / \"" + metric + "\"";
       if (!now.contains(task))
         return Status::Invalid(results_name + ": task \"" + task + "\" of the baseline is missing");
@@ -142,6 +148,11 @@ std::string FormatRegressTable(const RegressReport& report) {
   std::snprintf(buf, sizeof buf, "%zu metrics compared, %d regressed\n", report.rows.size(),
                 report.regressed);
   out += buf;
+  if (!report.not_compared.empty()) {
+    out += "not compared (null in the baseline):";
+    for (const auto& name : report.not_compared) out += " " + name;
+    out += "\n";
+  }
   return out;
 }
 

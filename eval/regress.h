@@ -8,7 +8,9 @@
 //         "<metric>": <number>,           //   "humaneval", "longbench_hotpotqa", "perplexity"
 //         "<metric>_stderr": <number>,    // optional standard error of <metric>
 //         "n_samples": <integer>,         // bookkeeping, not compared
-//         "<anything>": <string|null|...> // ignored (e.g. "alias")
+//         "<metric>": null,               // no value (an empty LongBench-E bucket, a NaN):
+//                                         //   listed as not compared, never judged
+//         "<anything>": <string|...>      // ignored (e.g. "alias")
 //       }, ...
 //     }, ...
 //   }
@@ -53,6 +55,9 @@ struct RegressRow {
 struct RegressReport {
   std::vector<RegressRow> rows;  // baseline order (tasks, then metrics, sorted by name)
   int regressed = 0;
+  // "task/metric" of each baseline metric that is null: nothing to judge it against, and
+  // said so in the table, since a gate that silently skips a metric guards nothing there.
+  std::vector<std::string> not_compared;
 };
 
 bool MetricLowerIsBetter(const std::string& metric);
@@ -66,7 +71,8 @@ StatusOr<RegressReport> CompareResults(const std::string& results_json,
                                        const std::string& baseline_name,
                                        const RegressOptions& opts);
 
-// Fixed-width table: metric, baseline, now, delta, allowed, verdict; then a summary line.
+// Fixed-width table: metric, baseline, now, delta, allowed, verdict; then a summary line,
+// and a line naming the baseline's null metrics when there are any.
 std::string FormatRegressTable(const RegressReport& report);
 
 }  // namespace dsv3

@@ -92,6 +92,20 @@ TEST_F(RegressCli, MalformedOrMissingExitsTwo) {
   EXPECT_EQ(last_.exit_code, 2);
 }
 
+TEST_F(RegressCli, NullBaselineMetricIsListedNotJudged) {
+  // A baseline whose run wrote pass@1 as null (a NaN) cannot gate it; the table says so.
+  const std::string baseline =
+      R"({"results": {"mmlu": {"acc": 0.60}, "humaneval": {"pass@1": null, "alias": "he"}}})";
+  EXPECT_EQ(Run(Results(0.60, 0.0, 8.0), baseline), 0) << last_.err;
+  EXPECT_NE(last_.out.find("1 metrics compared, 0 regressed"), std::string::npos) << last_.out;
+  EXPECT_NE(last_.out.find("not compared (null in the baseline): humaneval/pass@1\n"),
+            std::string::npos)
+      << last_.out;
+  // Without nulls there is no such line.
+  EXPECT_EQ(Run(Results(0.60, 0.5, 8.0)), 0) << last_.err;
+  EXPECT_EQ(last_.out.find("not compared"), std::string::npos) << last_.out;
+}
+
 TEST(Regress, Rules) {
   EXPECT_TRUE(MetricLowerIsBetter("perplexity"));
   EXPECT_TRUE(MetricLowerIsBetter("word_perplexity,none"));
