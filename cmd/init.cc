@@ -1,4 +1,8 @@
 // dsv3 init: a random-init checkpoint in the Hugging Face layout from a YAML preset.
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <iostream>
 #include <string>
 #include <utility>
@@ -77,6 +81,14 @@ int RunInit(int argc, char** argv) {
   st = WriteRandomCheckpoint(config.value(), out, io);
   for (const auto& [name, text] : tokenizer_files)
     if (st.ok()) st = WriteFileAtomic(JoinPath(out, name), text);
+  // An earlier init's tokenizer files that this one did not copy belong to that checkpoint.
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
+    bool copied = false;
+    for (const auto& file : tokenizer_files) copied |= file.first == name;
+    const std::string path = JoinPath(out, name);
+    if (st.ok() && !copied && FileExists(path) && ::unlink(path.c_str()) != 0)
+      st = Status::Runtime(path + ": cannot remove an earlier init's tokenizer file: " + std::strerror(errno));
+  }
   if (!st.ok()) return ReportError("init", st);
   const ParamCounts pc = CountParams(config.value());
   std::cerr << "wrote " << out << ": " << pc.total + pc.mtp << " parameters (" << dtype << ", seed " << io.seed << ")\n";

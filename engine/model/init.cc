@@ -3,10 +3,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <vector>
 
 #include "engine/base/file.h"
@@ -99,11 +102,43 @@ std::string ShardName(int i, int n) {
   return buf;
 }
 
+// model-NNNNN-of-NNNNN.safetensors, as ShardName writes it.
+bool IsShardName(const std::string& name) {
+  static const std::string kPattern = "model-#####-of-#####.safetensors";
+  if (name.size() != kPattern.size()) return false;
+  for (size_t i = 0; i < name.size(); ++i)
+    if (kPattern[i] == '#' ? !std::isdigit(static_cast<unsigned char>(name[i])) : name[i] != kPattern[i]) return false;
+  return true;
+}
+
 }  // namespace
+
+bool IsInitCheckpointFile(const std::string& name) {
+  return name == "config.json" || name == Checkpoint::kSingleFile || name == Checkpoint::kIndexFile ||
+         name == "tokenizer.json" || name == "tokenizer_config.json" || IsShardName(name);
+}
+
+Status CheckInitOutDir(const std::string& out_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status st = fs::status(out_dir, ec);
+  if (ec || !fs::exists(st)) return Status::Ok();  // created by the write
+  if (!fs::is_directory(st)) return Status::Invalid("--out " + out_dir + " exists and is not a directory");
+  for (fs::directory_iterator it(out_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (!IsInitCheckpointFile(name) || !it->is_regular_file())
+      return Status::Invalid("--out " + out_dir + " holds " + name +
+                             ", which is not a file of an init checkpoint; init replaces only an earlier "
+                             "init's files: choose a new or empty directory");
+  }
+  if (ec) return Status::Runtime(out_dir + ": cannot list: " + ec.message());
+  return Status::Ok();
+}
 
 Status WriteRandomCheckpoint(const ModelConfig& config, const std::string& out_dir, const InitOptions& options) {
   if (options.dtype != DType::kF32 && options.dtype != DType::kBF16)
     return Status::Invalid("init writes F32 or BF16 weights, not " + std::string(DTypeName(options.dtype)));
+  RETURN_IF_ERROR(CheckInitOutDir(out_dir));
   if (!IsDirectory(out_dir) && ::mkdir(out_dir.c_str(), 0755) != 0)
     return Status::Runtime(out_dir + ": cannot create directory: " + std::strerror(errno));
   ModelConfig c = config;
@@ -131,18 +166,28 @@ Status WriteRandomCheckpoint(const ModelConfig& config, const std::string& out_d
   const int n = static_cast<int>(shards.size());
   nlohmann::json weight_map = nlohmann::json::object();
   uint64_t total = 0;
+  std::set<std::string> written;
   for (int i = 0; i < n; ++i) {
     const std::string file = n == 1 ? Checkpoint::kSingleFile : ShardName(i, n);
     shards[i].SetMetadata("format", "pt");
     RETURN_IF_ERROR(shards[i].Write(JoinPath(out_dir, file)));
     for (const auto& name : names[i]) weight_map[name] = file;
     total += shards[i].data_bytes();
+    written.insert(file);
   }
-  if (n == 1) {
-    ::unlink(JoinPath(out_dir, Checkpoint::kIndexFile).c_str());  // a stale index would win over the new file
-  } else {
+  if (n > 1) {
     nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
     RETURN_IF_ERROR(WriteFileAtomic(JoinPath(out_dir, Checkpoint::kIndexFile), index.dump(2) + "\n"));
+    written.insert(Checkpoint::kIndexFile);
+  }
+  // An earlier init's weight files that this one did not write: a stale index would win over
+  // the new single file, and stale shards would only cost disk.
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(out_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if ((name == Checkpoint::kSingleFile || name == Checkpoint::kIndexFile || IsShardName(name)) &&
+        !written.count(name) && ::unlink(it->path().c_str()) != 0)
+      return Status::Runtime(it->path().string() + ": cannot remove an earlier init's file: " + std::strerror(errno));
   }
   return WriteFileAtomic(JoinPath(out_dir, "config.json"), ToHfConfigJson(c));
 }

@@ -29,8 +29,20 @@ struct InitOptions {
   uint64_t max_shard_bytes = 5ull << 30;  // split into model-0000K-of-0000N.safetensors above this
 };
 
-// Weights drawn per InitScheme. Writes the weights
-// first and config.json last, so a directory with a config.json is always complete.
+// The files an init checkpoint consists of: config.json, model.safetensors or
+// model-NNNNN-of-NNNNN.safetensors with model.safetensors.index.json, and the tokenizer's
+// tokenizer.json / tokenizer_config.json.
+bool IsInitCheckpointFile(const std::string& name);
+
+// init writes into a new directory, an empty one, or one that holds only an earlier init's
+// files, which it replaces (so that rerunning a command works). Anything else there is
+// refused before a byte is written: a typo such as `--out ~`, or a downloaded checkpoint's
+// directory, which holds more (generation_config.json, its modeling code, a README).
+Status CheckInitOutDir(const std::string& out_dir);
+
+// Weights drawn per InitScheme. Checks out_dir with CheckInitOutDir, writes the weights
+// first and config.json last, so a directory with a config.json is always complete, and
+// removes the weight files of an earlier init that this one did not write (its other shards).
 Status WriteRandomCheckpoint(const ModelConfig& config, const std::string& out_dir, const InitOptions& options);
 
 }  // namespace dsv3

@@ -3,6 +3,7 @@
 // interrupted runs.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -154,6 +155,36 @@ TEST(InitCli, MissingParentDirectoryIsNamedWithTheReason) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find(out + ": cannot create directory: No such file or directory"), std::string::npos) << r.err;
   EXPECT_FALSE(IsDirectory(out));
+}
+
+// Rerunning init replaces an earlier init's checkpoint (sharded -> single file, with and then
+// without a tokenizer) and leaves none of its files behind; a directory holding anything else
+// is refused before a byte is written.
+TEST(InitCli, ReplacesAnEarlierInitAndRefusesAnyOtherDirectory) {
+  testing::TempDir dir;
+  const std::string preset = testing::SourceDir() + "/configs/models/tiny-v3.yaml";
+  const std::string out = dir.Join("m");
+  ASSERT_EQ(RunDsv3({"init", "--config", preset, "--out", out, "--shard-size-mb", "1"}).exit_code, 0);
+  ASSERT_TRUE(FileExists(JoinPath(out, "model-00002-of-00002.safetensors")));
+  ASSERT_TRUE(WriteFileAtomic(JoinPath(out, "tokenizer_config.json"), "{}").ok());
+  auto r = RunDsv3({"init", "--config", preset, "--out", out, "--seed", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(FileExists(JoinPath(out, "model.safetensors")));
+  for (const char* stale : {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                            "model.safetensors.index.json", "tokenizer_config.json"})
+    EXPECT_FALSE(FileExists(JoinPath(out, stale))) << stale;
+  EXPECT_EQ(RunDsv3({"generate", "--model-path", out, "--ids", "1 2", "--max-new-tokens", "2"}).exit_code, 0);
+
+  const std::string other = dir.Join("other");
+  ASSERT_EQ(::mkdir(other.c_str(), 0755), 0);
+  ASSERT_TRUE(WriteFileAtomic(JoinPath(other, "generation_config.json"), "{}").ok());
+  r = RunDsv3({"init", "--config", preset, "--out", other});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--out " + other + " holds generation_config.json, which is not a file of an init checkpoint"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(FileExists(JoinPath(other, "model.safetensors")));
+  EXPECT_FALSE(FileExists(JoinPath(other, "config.json")));
 }
 
 TEST(Cli, UsageErrorsExitTwo) {
