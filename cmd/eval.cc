@@ -204,6 +204,8 @@ int RunEval(int argc, char** argv) {
     auto m = LoadModelFrom(opts);
     if (!m.ok()) return ReportError("eval", m.status());
     model = std::move(m.value());
+    st = CheckTokenizerFitsModel(*tokenizer, tokenizer_dir, model->config().vocab_size, model_path);
+    if (!st.ok()) return ReportError("eval", st);
     auto fp = CheckpointFingerprint(model_path);
     if (!fp.ok()) return ReportError("eval", fp.status());
     info.strings["model_path"] = model_path;

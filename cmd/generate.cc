@@ -40,20 +40,21 @@ int RunGenerate(int argc, char** argv) {
 
   std::vector<int32_t> prompt;
   std::optional<Tokenizer> tokenizer;
+  std::string tokenizer_dir;
   if (opts.Has("ids")) {
     if (opts.Get<bool>("chat")) return ReportError("generate", Status::Invalid("--chat applies to --prompt text"));
     auto ids = ParseIds(opts.Get<std::string>("ids"));
     if (!ids.ok()) return ReportError("generate", ids.status());
     prompt = ids.value();
   } else {
-    const std::string dir = opts.Has("tokenizer") ? opts.Get<std::string>("tokenizer") : opts.Get<std::string>("model-path");
-    auto tok = Tokenizer::Load(dir);
+    tokenizer_dir = opts.Has("tokenizer") ? opts.Get<std::string>("tokenizer") : opts.Get<std::string>("model-path");
+    auto tok = Tokenizer::Load(tokenizer_dir);
     if (!tok.ok()) return ReportError("generate", tok.status());
     tokenizer = std::move(tok.value());
     std::string text = opts.Get<std::string>("prompt");
     bool special = true;  // BOS as tokenizer_config.json says
     if (opts.Get<bool>("chat")) {
-      auto tmpl = ChatTemplate::Load(dir);
+      auto tmpl = ChatTemplate::Load(tokenizer_dir);
       if (!tmpl.ok()) return ReportError("generate", tmpl.status());
       auto rendered = tmpl.value().Render({{"user", text, {}}}, /*add_generation_prompt=*/true);
       if (!rendered.ok()) return ReportError("generate", rendered.status());
@@ -66,6 +67,11 @@ int RunGenerate(int argc, char** argv) {
   }
   auto model = LoadModelFrom(opts);
   if (!model.ok()) return ReportError("generate", model.status());
+  if (tokenizer) {
+    st = CheckTokenizerFitsModel(*tokenizer, tokenizer_dir, model.value()->config().vocab_size,
+                                 opts.Get<std::string>("model-path"));
+    if (!st.ok()) return ReportError("generate", st);
+  }
   if (!opts.Get<bool>("ignore-eos") && model.value()->config().eos_token_id >= 0)
     gp.stop_tokens.push_back(static_cast<int32_t>(model.value()->config().eos_token_id));
   bool first = true;

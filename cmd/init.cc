@@ -12,6 +12,7 @@
 #include "cmd/options.h"
 #include "engine/base/file.h"
 #include "engine/base/threads.h"
+#include "engine/io/tokenizer.h"
 #include "engine/model/config.h"
 #include "engine/model/init.h"
 #include "engine/model/tensor_table.h"
@@ -73,9 +74,16 @@ int RunInit(int argc, char** argv) {
   io.max_shard_bytes = shard_mb << 20;
   std::vector<std::pair<std::string, std::string>> tokenizer_files;
   if (opts.Has("tokenizer")) {
-    auto files = ReadTokenizerFiles(opts.Get<std::string>("tokenizer"));
+    const std::string from = opts.Get<std::string>("tokenizer");
+    auto files = ReadTokenizerFiles(from);
     if (!files.ok()) return ReportError("init", files.status());
     tokenizer_files = std::move(files.value());
+    // Parsed too: a tokenizer the model cannot load, or one with ids past the preset's
+    // vocab_size, would make a checkpoint no command can use with text.
+    auto tok = Tokenizer::Load(from);
+    if (!tok.ok()) return ReportError("init", tok.status());
+    st = CheckTokenizerFitsModel(tok.value(), from, config.value().vocab_size, preset);
+    if (!st.ok()) return ReportError("init", st);
   }
   const std::string out = opts.Get<std::string>("out");
   st = WriteRandomCheckpoint(config.value(), out, io);

@@ -815,6 +815,15 @@ StatusOr<std::string> Tokenizer::Decode(std::span<const int32_t> ids, bool skip_
 
 int32_t Tokenizer::vocab_size() const { return static_cast<int32_t>(impl_->id_bytes.size()); }
 
+Status CheckTokenizerFitsModel(const Tokenizer& tokenizer, const std::string& tokenizer_dir,
+                               int64_t model_vocab_size, const std::string& model_dir) {
+  if (tokenizer.vocab_size() <= model_vocab_size) return Status::Ok();
+  return Status::Invalid("the tokenizer in " + tokenizer_dir + " has ids up to " +
+                         std::to_string(tokenizer.vocab_size() - 1) + ", past the vocab_size " +
+                         std::to_string(model_vocab_size) + " of the model in " + model_dir +
+                         ": give the tokenizer the model was made with");
+}
+
 std::optional<int32_t> Tokenizer::TokenId(std::string_view token) const {
   auto it = impl_->token_to_id.find(token);
   if (it == impl_->token_to_id.end()) return std::nullopt;

@@ -88,6 +88,12 @@ class StreamDecoder {
   std::string pending_;  // bytes of a character not yet complete
 };
 
+// A tokenizer fits a model when every id it can produce is below the model's vocab_size; the
+// model may have more rows (DeepSeek-V3 pads its tokenizer's 128815 ids to 129280). Otherwise
+// the error names both directories: text would encode to ids the embedding has no row for.
+Status CheckTokenizerFitsModel(const Tokenizer& tokenizer, const std::string& tokenizer_dir,
+                               int64_t model_vocab_size, const std::string& model_dir);
+
 // Rust's String::from_utf8_lossy: each maximal invalid subpart becomes one U+FFFD.
 std::string Utf8Lossy(std::string_view bytes);
 

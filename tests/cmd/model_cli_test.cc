@@ -20,6 +20,7 @@
 #include "engine/io/safetensors.h"
 #include "engine/model/config.h"
 #include "tests/testing/testing.h"
+#include "tests/testing/tiny_tokenizer.h"
 
 namespace dsv3 {
 namespace {
@@ -185,6 +186,48 @@ TEST(InitCli, ReplacesAnEarlierInitAndRefusesAnyOtherDirectory) {
       << r.err;
   EXPECT_FALSE(FileExists(JoinPath(other, "model.safetensors")));
   EXPECT_FALSE(FileExists(JoinPath(other, "config.json")));
+}
+
+// A tokenizer with ids past the model's vocab_size is refused where the two are paired: at
+// init --tokenizer (nothing written) and at generate --tokenizer; one with fewer ids (the
+// model's rows are padding, as DeepSeek-V3's 129280 for 128815 ids) is fine.
+TEST(InitCli, TokenizerWithIdsPastTheVocabularyIsRefused) {
+  testing::TempDir dir;
+  ASSERT_TRUE(WriteFileAtomic(dir.Join("tokenizer.json"), testing::TinyTokenizerJson()).ok());  // ids 0-261
+  auto text = ReadFile(testing::SourceDir() + "/configs/models/tiny-v3.yaml");
+  ASSERT_TRUE(text.ok());
+  std::string preset = text.value();
+  const size_t at = preset.find("vocab_size: 512");
+  ASSERT_NE(at, std::string::npos);
+  preset.replace(at, 15, "vocab_size: 256");
+  ASSERT_TRUE(WriteFileAtomic(dir.Join("v256.yaml"), preset).ok());
+
+  auto r = RunDsv3({"init", "--config", dir.Join("v256.yaml"), "--out", dir.Join("small"), "--tokenizer", dir.path()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("the tokenizer in " + dir.path() + " has ids up to 261, past the vocab_size 256 of the model in " +
+                       dir.Join("v256.yaml")),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(FileExists(dir.Join("small")));
+
+  ASSERT_EQ(RunDsv3({"init", "--config", dir.Join("v256.yaml"), "--out", dir.Join("small")}).exit_code, 0);
+  r = RunDsv3({"generate", "--model-path", dir.Join("small"), "--tokenizer", dir.path(), "--prompt", "hello"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("has ids up to 261, past the vocab_size 256 of the model in " + dir.Join("small")),
+            std::string::npos)
+      << r.err;
+  r = RunDsv3({"eval", "--model-path", dir.Join("small"), "--tokenizer", dir.path(), "--tasks", "perplexity",
+               "--perplexity-file", testing::SourceDir() + "/tests/fixtures/text/perplexity.txt", "--output",
+               dir.Join("results.json")});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("has ids up to 261, past the vocab_size 256"), std::string::npos) << r.err;
+  EXPECT_FALSE(FileExists(dir.Join("results.json")));
+
+  r = RunDsv3({"init", "--config", testing::SourceDir() + "/configs/models/tiny-v3.yaml", "--out", dir.Join("big"),
+               "--tokenizer", dir.path()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = RunDsv3({"generate", "--model-path", dir.Join("big"), "--prompt", "hello", "--max-new-tokens", "2"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
 TEST(Cli, UsageErrorsExitTwo) {
