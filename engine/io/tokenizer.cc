@@ -323,6 +323,7 @@ struct Tokenizer::Impl {
   AddedMatcher added[2];             // HF matches normalized=false tokens first, then the rest
   std::vector<pcre2_code*> splits;   // pre-tokenizer Split regexes, in order
   std::vector<std::string> split_patterns;
+  std::string name;  // the tokenizer.json's path (or FromJson's name), for errors at encode time
   std::vector<int32_t> prefix, suffix;  // added by add_special_tokens
   std::string bos_token, eos_token;
   std::optional<int32_t> bos_id, eos_id;
@@ -711,7 +712,7 @@ Status PreTokenize(const Impl& impl, std::string_view piece, size_t step, Scratc
     if (rc < 0) {
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(rc, msg, sizeof msg);
-      return Status::Runtime("pre-tokenizer regex \"" + impl.split_patterns[step] +
+      return Status::Runtime(impl.name + ": pre-tokenizer regex \"" + impl.split_patterns[step] +
                              "\" failed: " + reinterpret_cast<const char*>(msg));
     }
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
@@ -739,6 +740,7 @@ StatusOr<Tokenizer> Tokenizer::Build(std::string_view tokenizer_json, const std:
                                      TokenizerOptions options) {
   auto impl = std::make_shared<Impl>();
   impl->options = options;
+  impl->name = name;
   auto parsed = ParseJson(tokenizer_json);
   RETURN_IF_ERROR(parsed.status().WithPrefix(name + ": "));
   const json root = std::move(parsed).value();

@@ -142,6 +142,19 @@ void CheckStream(const Tokenizer& tok, const std::vector<int32_t>& ids, int* emp
   EXPECT_EQ(all, Dec(tok, ids));
 }
 
+// A pattern that backtracks without end hits PCRE2's match limit: an error that names the
+// tokenizer file and the pattern, not a hang.
+TEST(TokenizerTiny, CatastrophicRegexIsAnErrorNamingTheFile) {
+  json j = TinyTokenizer();
+  j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "(a+)+$";
+  auto tok = Tokenizer::FromJson(j.dump(), "", "dir/tokenizer.json");
+  ASSERT_TRUE(tok.ok()) << tok.status().message();
+  auto ids = tok->Encode(std::string(40, 'a') + "b");
+  ASSERT_FALSE(ids.ok());
+  EXPECT_EQ(ids.status().message().rfind("dir/tokenizer.json: pre-tokenizer regex \"(a+)+$\" failed: ", 0), 0u)
+      << ids.status().message();
+}
+
 TEST(TokenizerTiny, StreamDecodeHoldsPartialCharacters) {
   Tokenizer tok = LoadTiny();
   const std::string text = "héllo 你好 😀 <|bos|> ok";  // multi-byte characters are byte tokens here
