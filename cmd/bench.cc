@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <limits>
 #include <random>
 #include <sstream>
 #include <string>
@@ -40,7 +41,9 @@ namespace dsv3::cmd {
 
 namespace {
 
-StatusOr<std::vector<int64_t>> ParseList(const std::string& name, const std::string& text, int64_t min) {
+// A comma list of integers in [min, max].
+StatusOr<std::vector<int64_t>> ParseList(const std::string& name, const std::string& text, int64_t min,
+                                         int64_t max = std::numeric_limits<int64_t>::max()) {
   std::vector<int64_t> out;
   std::stringstream ss(text);
   std::string item;
@@ -48,10 +51,11 @@ StatusOr<std::vector<int64_t>> ParseList(const std::string& name, const std::str
     try {
       size_t pos = 0;
       const long long v = std::stoll(item, &pos);
-      if (pos != item.size() || v < min) throw std::invalid_argument(item);
+      if (pos != item.size() || v < min || v > max) throw std::invalid_argument(item);
       out.push_back(v);
     } catch (...) {
-      return Status::Invalid("--" + name + ": \"" + item + "\" is not an integer >= " + std::to_string(min));
+      return Status::Invalid("--" + name + ": \"" + item + "\" is not an integer >= " + std::to_string(min) +
+                             (max < std::numeric_limits<int64_t>::max() ? " and <= " + std::to_string(max) : ""));
     }
   }
   if (out.empty()) return Status::Invalid("--" + name + ": empty list");
@@ -169,7 +173,7 @@ int RunBench(int argc, char** argv) {
   if (opts.help()) return kExitOk;
   auto depths = ParseList("depth", opts.Get<std::string>("depth"), 0);
   if (!depths.ok()) return ReportError("bench", depths.status());
-  auto threads = ParseList("threads", opts.Get<std::string>("threads"), 0);
+  auto threads = ParseList("threads", opts.Get<std::string>("threads"), 0, kMaxThreads);
   if (!threads.ok()) return ReportError("bench", threads.status());
   auto batches = ParseList("batch-size", opts.Get<std::string>("batch-size"), 1);
   if (!batches.ok()) return ReportError("bench", batches.status());
