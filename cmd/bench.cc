@@ -181,6 +181,22 @@ int RunBench(int argc, char** argv) {
   const int64_t reps = opts.Get<int64_t>("repetitions");
   if (P < 0 || G < 0 || (P == 0 && G == 0) || reps < 1)
     return ReportError("bench", Status::Invalid("need --prompt-len >= 0, --gen-len >= 0 (not both 0), --repetitions >= 1"));
+  {
+    const int64_t deepest = *std::max_element(depths.value().begin(), depths.value().end());
+    // A test past the model's context measures nothing a user runs, and a typo (--prompt-len
+    // 1000000000) would prefill for days: refused before the probes run and the cache is sized.
+    const std::string config_path = JoinPath(opts.Get<std::string>("model-path"), "config.json");
+    auto config = LoadHfConfig(config_path);
+    if (!config.ok()) return ReportError("bench", config.status());
+    const int64_t limit = config.value().max_position_embeddings;
+    int64_t positions = 0;
+    if (__builtin_add_overflow(deepest, P, &positions) || __builtin_add_overflow(positions, G, &positions) ||
+        positions > limit)
+      return ReportError("bench", Status::Invalid("--depth " + std::to_string(deepest) + " + --prompt-len " +
+                                                  std::to_string(P) + " + --gen-len " + std::to_string(G) +
+                                                  " positions are past max_position_embeddings " +
+                                                  std::to_string(limit) + " of " + config_path));
+  }
   const std::string kernels = opts.Get<std::string>("kernels");
   if (kernels == "auto") {
     SetLinearKernel(LinearKernel::kAuto);

@@ -211,11 +211,18 @@ TEST_F(BenchCliTest, TableAndUsageErrors) {
                                                        {"--kernels", "sse9"},
                                                        {"--activations", "int4"},
                                                        {"--kernels", "avx2", "--activations", "bf16"},
-                                                       {"--batch-size", "0"}}) {
+                                                       {"--batch-size", "0"},
+                                                       {"--prompt-len", "1000", "--depth", "0,24"}}) {
     std::vector<std::string> args = {"bench", "--model-path", dir_.path() + "/m"};
     args.insert(args.end(), bad.begin(), bad.end());
     EXPECT_EQ(testing::RunDsv3(args).exit_code, 2) << bad[0] << " " << bad[1] << (bad.size() > 2 ? " " + bad[2] : "");
   }
+  // Past the model's context (tiny-v3: 1024 positions), named with the file.
+  r = testing::RunDsv3({"bench", "--model-path", dir_.path() + "/m", "--prompt-len", "1000", "--depth", "0,24"});
+  EXPECT_NE(r.err.find("--depth 24 + --prompt-len 1000 + --gen-len 128 positions are past max_position_embeddings "
+                       "1024 of " + dir_.path() + "/m/config.json"),
+            std::string::npos)
+      << r.err;
 }
 
 }  // namespace
