@@ -74,6 +74,21 @@ std::string OptionParser::Usage() const {
 }
 
 namespace {
+// Boost reads "-1" as an unsigned option's 2^64 - 1 (lexical_cast wraps it). llama.cpp users
+// pass --seed -1 for a random seed, which here would be a fixed one they did not choose.
+Status CheckUnsignedValues(const po::parsed_options& parsed, const po::options_description& desc) {
+  for (const po::option& o : parsed.options) {
+    const po::option_description* d = desc.find_nothrow(o.string_key, false);
+    if (d == nullptr || dynamic_cast<const po::typed_value<uint64_t>*>(d->semantic().get()) == nullptr) continue;
+    for (const std::string& v : o.value)
+      if (v.find('-') != std::string::npos)
+        return Status::Invalid("--" + o.string_key + " must be an integer >= 0, got \"" + v + "\"" +
+                               (o.string_key == "seed" ? " (there is no random seed: pass one, e.g. --seed $RANDOM)"
+                                                       : ""));
+  }
+  return Status::Ok();
+}
+
 std::string ScalarOrJoined(const YAML::Node& n) {
   if (n.IsSequence()) {
     std::string s;
@@ -94,6 +109,7 @@ Status OptionParser::Parse(int argc, char** argv) {
         return Status::Invalid("unexpected argument \"" + o.value.front() +
                                "\" (a list goes in one quoted argument, as --ids \"0 5 7\"; see dsv3 " + command_ +
                                " --help)");
+    RETURN_IF_ERROR(CheckUnsignedValues(parsed, desc_));
     po::store(parsed, vm_);
     if (vm_.count("help")) {
       help_ = true;
@@ -131,7 +147,9 @@ Status OptionParser::Parse(int argc, char** argv) {
         }
       }
       try {
-        po::store(po::command_line_parser(args).options(desc_).run(), vm_);  // first store wins
+        const po::parsed_options from_file = po::command_line_parser(args).options(desc_).run();
+        RETURN_IF_ERROR(CheckUnsignedValues(from_file, desc_).WithPrefix(path + ": "));
+        po::store(from_file, vm_);  // first store wins
       } catch (const po::error& e) {
         return Status::Invalid(path + ": " + e.what() + " (see dsv3 " + command_ + " --help)");
       }

@@ -240,6 +240,19 @@ TEST(Cli, UsageErrorsExitTwo) {
   auto r = RunDsv3({"generate", "--config", dir.Join("opts.yaml"), "--model-path", "/x", "--ids", "1"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("unknown-key"), std::string::npos) << r.err;
+  // A negative unsigned value (llama.cpp's --seed -1) had wrapped to 2^64 - 1, silently.
+  r = RunDsv3({"generate", "--model-path", "/x", "--ids", "1", "--seed", "-1"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--seed must be an integer >= 0, got \"-1\""), std::string::npos) << r.err;
+  EXPECT_TRUE(WriteFileAtomic(dir.Join("seed.yaml"), "seed: -3\n").ok());
+  r = RunDsv3({"generate", "--config", dir.Join("seed.yaml"), "--model-path", "/x", "--ids", "1"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find(dir.Join("seed.yaml") + ": --seed must be an integer >= 0, got \"-3\""), std::string::npos)
+      << r.err;
+  r = RunDsv3({"init", "--config", testing::SourceDir() + "/configs/models/tiny-v3.yaml", "--out", dir.Join("m"),
+               "--seed=-2"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_FALSE(FileExists(dir.Join("m")));
 }
 
 TEST(Cli, YamlOptionsApplyAndCommandLineWins) {
