@@ -17,10 +17,12 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
+#include <ctime>
 #include <cstdio>
 #include <fstream>
-#include <map>
 #include <limits>
+#include <map>
 #include <random>
 #include <sstream>
 #include <string>
@@ -32,9 +34,11 @@
 #include "cmd/commands.h"
 #include "cmd/model_options.h"
 #include "engine/base/threads.h"
+#include "engine/base/version.h"
 #include "engine/kernels/cpu/cpu_features.h"
 #include "engine/kernels/cpu/machine_probe.h"
 #include "engine/kernels/ops.h"
+#include "engine/model/tensor_table.h"
 #include "engine/model/transformer.h"
 
 namespace dsv3::cmd {
@@ -62,17 +66,27 @@ StatusOr<std::vector<int64_t>> ParseList(const std::string& name, const std::str
   return out;
 }
 
+// One test's tokens/s over its repetitions: the table's median, min and max, and llama-bench's
+// mean and sample standard deviation with the samples themselves (its JSON fields).
 struct Stats {
-  double median = 0, min = 0, max = 0;
+  double median = 0, min = 0, max = 0, mean = 0, stddev = 0;
+  std::vector<double> samples;  // in run order
 };
 Stats Summarize(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
   Stats s;
+  s.samples = v;
   if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
   const size_t n = v.size();
   s.median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
   s.min = v.front();
   s.max = v.back();
+  for (double x : v) s.mean += x / static_cast<double>(n);
+  if (n > 1) {
+    double ss = 0;
+    for (double x : v) ss += (x - s.mean) * (x - s.mean);
+    s.stddev = std::sqrt(ss / static_cast<double>(n - 1));
+  }
   return s;
 }
 
@@ -144,6 +158,7 @@ struct Row {
   std::string test;
   int64_t threads = 0, depth = 0, tokens = 0, batch = 1;
   Stats tps;
+  Stats seconds;  // each repetition's run time (llama-bench's samples_ns)
   double bytes_per_token = 0, flops_per_token = 0, int8_flops_per_token = 0, bf16_flops_per_token = 0;
   double roofline_tps = 0;
   bool compute_bound = false;  // the FLOP floor is the higher one
@@ -288,7 +303,7 @@ int RunBench(int argc, char** argv) {
         if (!r.ok()) return ReportError("bench", r.status());
       }
       for (int64_t B : batches.value()) {
-        std::vector<double> pp, tg;
+        std::vector<double> pp, tg, pp_s, tg_s;  // tokens/s and seconds of each repetition
         LinearCounters::Totals pp_work, tg_work;  // one repetition's prefill and decode work
         double pp_tokens = 1, tg_tokens = 1;      // and the tokens each was for
         StageSeconds pp_stages, tg_stages;  // per token, mean over the repetitions
@@ -322,12 +337,14 @@ int RunBench(int argc, char** argv) {
           const double tokens = static_cast<double>(B);
           if (P > 0) {
             pp.push_back(tokens * static_cast<double>(P) / std::max(g.prefill_seconds, 1e-9));
+            pp_s.push_back(g.prefill_seconds);
             pp_work = at_first;
             pp_tokens = tokens * static_cast<double>(P);
             AddScaled(&pp_stages, stages_at_first, 1.0 / (tokens * static_cast<double>(P * reps)));
           }
           if (G > 1 && steps > 0) {
             tg.push_back(tokens * static_cast<double>(steps) / std::max(g.decode_seconds, 1e-9));
+            tg_s.push_back(g.decode_seconds);
             const double per_token = 1.0 / (tokens * static_cast<double>(steps * reps));
             AddScaled(&tg_stages, stages, per_token);
             AddScaled(&tg_stages, stages_at_first, -per_token);
@@ -347,9 +364,9 @@ int RunBench(int argc, char** argv) {
         const double cache_bytes = static_cast<double>(L) * tg_ctx * static_cast<double>(C + R) * sizeof(float);
         const std::string at = (B > 1 ? " x" + std::to_string(B) : "") + (depth > 0 ? " @ d" + std::to_string(depth) : "");
         const auto row = [&](const std::string& test, int64_t tokens, const std::vector<double>& tps,
-                             const LinearCounters::Totals& work, double over, double extra_bytes,
-                             const StageSeconds& st) {
-          Row r{test + at, used_threads, depth, tokens, B, Summarize(tps)};
+                             const std::vector<double>& seconds, const LinearCounters::Totals& work, double over,
+                             double extra_bytes, const StageSeconds& st) {
+          Row r{test + at, used_threads, depth, tokens, B, Summarize(tps), Summarize(seconds)};
           r.bytes_per_token = static_cast<double>(work.weight_bytes) / over + extra_bytes;
           r.flops_per_token = static_cast<double>(work.flops) / over;
           r.int8_flops_per_token = static_cast<double>(work.int8_flops) / over;
@@ -357,8 +374,8 @@ int RunBench(int argc, char** argv) {
           r.stages = st;
           rows.push_back(r);
         };
-        if (P > 0) row("pp" + std::to_string(P), P, pp, pp_work, pp_tokens, 0, pp_stages);
-        if (G > 1) row("tg" + std::to_string(G), G, tg, tg_work, tg_tokens, cache_bytes, tg_stages);
+        if (P > 0) row("pp" + std::to_string(P), P, pp, pp_s, pp_work, pp_tokens, 0, pp_stages);
+        if (G > 1) row("tg" + std::to_string(G), G, tg, tg_s, tg_work, tg_tokens, cache_bytes, tg_stages);
         Ceiling& c = ceiling[used_threads];
         if (probe_between) {
           peak_rss = std::max(peak_rss, PeakRssBytes());
@@ -397,9 +414,17 @@ int RunBench(int argc, char** argv) {
   const std::string kernel_name = std::string(LinearKernelName(ActiveLinearKernel())) + " act=" +
                                   LinearActivationsName(GetLinearActivations());
   if (opts.Get<bool>("json")) {
+    const int64_t n_params = CountParams(model.config()).total;
+    char test_time[32];
+    const std::time_t now = std::time(nullptr);
+    std::tm utc{};
+    gmtime_r(&now, &utc);
+    std::strftime(test_time, sizeof test_time, "%Y-%m-%dT%H:%M:%SZ", &utc);
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
       const bool decode = r.test.rfind("tg", 0) == 0;
+      std::vector<int64_t> samples_ns;
+      for (double sec : r.seconds.samples) samples_ns.push_back(std::llround(sec * 1e9));
       out.push_back({{"model", opts.Get<std::string>("model-path")},
                      {"model_size_bytes", model.checkpoint_bytes()},
                      {"kernels", kernel_name},
@@ -408,8 +433,23 @@ int RunBench(int argc, char** argv) {
                      {"test", r.test},
                      {"n_depth", r.depth},
                      {"n_batch", r.batch},
-                     {decode ? "n_gen" : "n_prompt", r.tokens},
-                     {"avg_ts", r.tps.median},
+                     // llama-bench's fields, with its meanings, so that its readers take these
+                     // rows as they are: avg_ts is the mean over repetitions (median_ts is the
+                     // table's figure), n_prompt and n_gen are both present (0 for the other).
+                     {"build_commit", Dsv3Version()},
+                     {"model_filename", opts.Get<std::string>("model-path")},
+                     {"model_size", model.checkpoint_bytes()},
+                     {"model_n_params", n_params},
+                     {"n_threads", r.threads},
+                     {"n_prompt", decode ? 0 : r.tokens},
+                     {"n_gen", decode ? r.tokens : 0},
+                     {"test_time", test_time},
+                     {"avg_ns", std::llround(r.seconds.mean * 1e9)},
+                     {"stddev_ns", std::llround(r.seconds.stddev * 1e9)},
+                     {"avg_ts", r.tps.mean},
+                     {"stddev_ts", r.tps.stddev},
+                     {"samples_ns", samples_ns},
+                     {"samples_ts", r.tps.samples},
                      {"median_ts", r.tps.median},
                      {"min_ts", r.tps.min},
                      {"max_ts", r.tps.max},

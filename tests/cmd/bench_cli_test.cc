@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -54,6 +56,23 @@ TEST_F(BenchCliTest, JsonHasPrefillAndDecodeRowsWithRooflines) {
   for (const auto& row : j) {
     EXPECT_GT(row["median_ts"].get<double>(), 0.0) << row.dump();
     EXPECT_LE(row["min_ts"].get<double>(), row["max_ts"].get<double>());
+    // llama-bench's fields with its meanings: avg_ts the mean of samples_ts, one sample a
+    // repetition, samples_ns each run's time for its tokens, n_prompt and n_gen both present.
+    const auto samples = row["samples_ts"].get<std::vector<double>>();
+    const auto samples_ns = row["samples_ns"].get<std::vector<int64_t>>();
+    ASSERT_EQ(samples.size(), 2u) << row.dump();
+    ASSERT_EQ(samples_ns.size(), 2u) << row.dump();
+    EXPECT_DOUBLE_EQ(row["avg_ts"].get<double>(), samples[0] / 2 + samples[1] / 2) << row.dump();
+    EXPECT_NEAR(row["stddev_ts"].get<double>(), std::abs(samples[0] - samples[1]) / std::sqrt(2.0), 1e-6 * samples[0]);
+    const bool decode = row["test"].get<std::string>().rfind("tg", 0) == 0;
+    EXPECT_EQ(row["n_prompt"].get<int64_t>(), decode ? 0 : 8) << row.dump();
+    EXPECT_EQ(row["n_gen"].get<int64_t>(), decode ? 4 : 0) << row.dump();
+    EXPECT_EQ(row["n_threads"], row["threads"]);
+    EXPECT_EQ(row["model_size"], row["model_size_bytes"]);
+    EXPECT_GT(row["model_n_params"].get<int64_t>(), 0);
+    // pp8: 8 tokens a run; tg4: the 3 decode steps after the prefill's token.
+    const double run_tokens = decode ? 3 : 8;
+    for (size_t k = 0; k < 2; ++k) EXPECT_NEAR(samples_ns[k] * samples[k] / 1e9, run_tokens, 1e-3) << row.dump();
     EXPECT_GT(row["peak_rss_bytes"].get<double>(), 0.0);
     // The checkpoint's pages read, and the share of them mapped with 2 MiB pages (none where
     // the page cache or the file system keeps 4 KiB pages): the run read weights, never more
