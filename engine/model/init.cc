@@ -123,11 +123,11 @@ Status CheckInitOutDir(const std::string& out_dir) {
   std::error_code ec;
   const fs::file_status st = fs::status(out_dir, ec);
   if (ec || !fs::exists(st)) return Status::Ok();  // created by the write
-  if (!fs::is_directory(st)) return Status::Invalid("--out " + out_dir + " exists and is not a directory");
+  if (!fs::is_directory(st)) return Status::Invalid(out_dir + " exists and is not a directory");
   for (fs::directory_iterator it(out_dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
     if (!IsInitCheckpointFile(name) || !it->is_regular_file())
-      return Status::Invalid("--out " + out_dir + " holds " + name +
+      return Status::Invalid(out_dir + " holds " + name +
                              ", which is not a file of an init checkpoint; init replaces only an earlier "
                              "init's files: choose a new or empty directory");
   }

@@ -181,7 +181,7 @@ TEST(InitCli, ReplacesAnEarlierInitAndRefusesAnyOtherDirectory) {
   ASSERT_TRUE(WriteFileAtomic(JoinPath(other, "generation_config.json"), "{}").ok());
   r = RunDsv3({"init", "--config", preset, "--out", other});
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("--out " + other + " holds generation_config.json, which is not a file of an init checkpoint"),
+  EXPECT_NE(r.err.find(other + " holds generation_config.json, which is not a file of an init checkpoint"),
             std::string::npos)
       << r.err;
   EXPECT_FALSE(FileExists(JoinPath(other, "model.safetensors")));
