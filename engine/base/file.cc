@@ -155,16 +155,34 @@ AtomicFile::~AtomicFile() {
   UnregisterSignalCleanup(cleanup_);
 }
 
+bool AtomicFile::IsTempName(const std::string& name, std::string* final_name) {
+  const size_t at = name.rfind(".tmp.");
+  if (at == std::string::npos || at == 0) return false;
+  // PID.N: two runs of digits around one dot.
+  const std::string rest = name.substr(at + 5);
+  const size_t dot = rest.find('.');
+  const auto digits = [](const std::string& t) {
+    return !t.empty() && t.find_first_not_of("0123456789") == std::string::npos;
+  };
+  if (dot == std::string::npos || !digits(rest.substr(0, dot)) || !digits(rest.substr(dot + 1))) return false;
+  if (final_name) *final_name = name.substr(0, at);
+  return true;
+}
+
 Status AtomicFile::Open() {
   std::random_device rd;
   temp_path_ = final_path_ + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(rd() % 1000000);
+  // Removed if the run is interrupted. Registered before the file exists: a signal between the
+  // two had left the temp behind (a SIGTERM sent as soon as it appeared, under ASan's slower run).
+  cleanup_ = RegisterSignalCleanup(temp_path_, /*directory=*/false);
   fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd_ < 0) {
     std::string why = ErrnoText();
+    UnregisterSignalCleanup(cleanup_);
+    cleanup_ = -1;
     temp_path_.clear();
     return Status::Runtime(final_path_ + ": cannot create temp file: " + why);
   }
-  cleanup_ = RegisterSignalCleanup(temp_path_, /*directory=*/false);  // removed if the run is interrupted
   return Status::Ok();
 }
 

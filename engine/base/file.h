@@ -74,6 +74,11 @@ class AtomicFile {
   Status Commit();
   const std::string& temp_path() const { return temp_path_; }
 
+  // Whether `name` is a temp file's name (FINAL.tmp.PID.N, as Open makes it), and if so the
+  // final name it was for. A run killed outright (SIGKILL: a caught signal removes the temp)
+  // leaves one behind.
+  static bool IsTempName(const std::string& name, std::string* final_name);
+
  private:
   Status WriteThrough(const char* p, size_t n);  // straight to the file
 

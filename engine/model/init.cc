@@ -126,7 +126,10 @@ Status CheckInitOutDir(const std::string& out_dir) {
   if (!fs::is_directory(st)) return Status::Invalid(out_dir + " exists and is not a directory");
   for (fs::directory_iterator it(out_dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (!IsInitCheckpointFile(name) || !it->is_regular_file())
+    std::string final_name;
+    const bool ours = IsInitCheckpointFile(name) ||
+                      (AtomicFile::IsTempName(name, &final_name) && IsInitCheckpointFile(final_name));
+    if (!ours || !it->is_regular_file())
       return Status::Invalid(out_dir + " holds " + name +
                              ", which is not a file of an init checkpoint; init replaces only an earlier "
                              "init's files: choose a new or empty directory");
@@ -181,12 +184,16 @@ Status WriteRandomCheckpoint(const ModelConfig& config, const std::string& out_d
     written.insert(Checkpoint::kIndexFile);
   }
   // An earlier init's weight files that this one did not write: a stale index would win over
-  // the new single file, and stale shards would only cost disk.
+  // the new single file, and stale shards would only cost disk. So would the temp files of a
+  // run killed outright.
   std::error_code ec;
   for (std::filesystem::directory_iterator it(out_dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if ((name == Checkpoint::kSingleFile || name == Checkpoint::kIndexFile || IsShardName(name)) &&
-        !written.count(name) && ::unlink(it->path().c_str()) != 0)
+    std::string final_name;
+    const bool stale = ((name == Checkpoint::kSingleFile || name == Checkpoint::kIndexFile || IsShardName(name)) &&
+                        !written.count(name)) ||
+                       (AtomicFile::IsTempName(name, &final_name) && IsInitCheckpointFile(final_name));
+    if (stale && ::unlink(it->path().c_str()) != 0)
       return Status::Runtime(it->path().string() + ": cannot remove an earlier init's file: " + std::strerror(errno));
   }
   return WriteFileAtomic(JoinPath(out_dir, "config.json"), ToHfConfigJson(c));

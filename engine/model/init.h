@@ -35,7 +35,8 @@ struct InitOptions {
 bool IsInitCheckpointFile(const std::string& name);
 
 // init writes into a new directory, an empty one, or one that holds only an earlier init's
-// files, which it replaces (so that rerunning a command works). Anything else there is
+// files (and the temp files of one killed outright), which it replaces (so that rerunning a
+// command works). Anything else there is
 // refused before a byte is written: a typo such as `--out ~`, or a downloaded checkpoint's
 // directory, which holds more (generation_config.json, its modeling code, a README).
 Status CheckInitOutDir(const std::string& out_dir);

@@ -129,6 +129,21 @@ TEST(AtomicFileTest, AbandonedWriteLeavesNothing) {
   EXPECT_FALSE(FileExists(temp));
 }
 
+// The temp names Open makes are recognized as such, with the name they were for.
+TEST(AtomicFileTest, TempNamesAreRecognized) {
+  testing::TempDir dir;
+  AtomicFile f(dir.Join("model.safetensors"));
+  ASSERT_TRUE(f.Open().ok());
+  const std::string temp = f.temp_path().substr(dir.path().size() + 1);
+  std::string final_name;
+  EXPECT_TRUE(AtomicFile::IsTempName(temp, &final_name)) << temp;
+  EXPECT_EQ(final_name, "model.safetensors");
+  EXPECT_TRUE(AtomicFile::IsTempName("config.json.tmp.123.4", &final_name));
+  EXPECT_EQ(final_name, "config.json");
+  for (const char* other : {"model.safetensors", "a.tmp.", "a.tmp.12", "a.tmp.12.", "a.tmp.x.3", "a.tmp.1.2b", ".tmp.1.2"})
+    EXPECT_FALSE(AtomicFile::IsTempName(other, &final_name)) << other;
+}
+
 TEST(AtomicFileTest, EmptyFileCommits) {
   testing::TempDir dir;
   const std::string path = dir.Join("empty.bin");

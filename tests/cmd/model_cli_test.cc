@@ -175,6 +175,11 @@ TEST(InitCli, ReplacesAnEarlierInitAndRefusesAnyOtherDirectory) {
                             "model.safetensors.index.json", "tokenizer_config.json"})
     EXPECT_FALSE(FileExists(JoinPath(out, stale))) << stale;
   EXPECT_EQ(RunDsv3({"generate", "--model-path", out, "--ids", "1 2", "--max-new-tokens", "2"}).exit_code, 0);
+  // A temp file left by a run killed outright (SIGKILL) does not stop the next, which removes it.
+  ASSERT_TRUE(WriteFileAtomic(JoinPath(out, "model.safetensors.tmp.4242.17"), "partial").ok());
+  r = RunDsv3({"init", "--config", preset, "--out", out});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(FileExists(JoinPath(out, "model.safetensors.tmp.4242.17")));
 
   const std::string other = dir.Join("other");
   ASSERT_EQ(::mkdir(other.c_str(), 0755), 0);

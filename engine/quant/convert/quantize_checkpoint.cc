@@ -564,11 +564,15 @@ Status QuantizeCheckpoint(const QuantizeOptions& o, QuantizeReport* rep) {
   const fs::path fp(final_path);
   const std::string stage =
       (fp.parent_path() / ("." + fp.filename().string() + ".dsv3-partial-" + std::to_string(::getpid()))).string();
+  // Ctrl-C or a kill by SIGTERM removes the stage too (signal_cleanup.h); it had stayed, GBs.
+  // Registered before it exists, so that no signal falls between the two.
+  const int cleanup = RegisterSignalCleanup(stage, /*directory=*/true);
   std::error_code ec;
   fs::create_directory(stage, ec);
-  if (ec) return Status::Runtime(stage + ": cannot create staging directory: " + ec.message());
-  // Ctrl-C or a kill by SIGTERM removes the stage too (signal_cleanup.h); it had stayed, GBs.
-  const int cleanup = RegisterSignalCleanup(stage, /*directory=*/true);
+  if (ec) {
+    UnregisterSignalCleanup(cleanup);
+    return Status::Runtime(stage + ": cannot create staging directory: " + ec.message());
+  }
   Status st = WriteStage(o, c, oc, *ck, items, stage, rep);
   if (st.ok()) st = VerifyStage(c, oc, *ck, stage, items, o, rep);
   if (st.ok()) {
