@@ -4,9 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
-#include <fstream>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "engine/base/file.h"
@@ -89,7 +90,7 @@ TEST_F(CorruptionTest, FileShorterThanHeaderLength) {
 
 TEST_F(CorruptionTest, HeaderLengthTwoToThe63) {
   RawFile f = ReadRaw(weights_);
-  WriteRaw(weights_, f, static_cast<int64_t>(1ull << 62) * 2 - 1);  // 2^63 - 1 (int64 max)
+  WriteRaw(weights_, f, std::numeric_limits<int64_t>::max());  // 2^63 - 1
   ExpectUsageError(Logits(), "model.safetensors", "header length");
   std::string bytes = ReadFile(weights_).value();
   uint64_t n = 1ull << 63;
@@ -162,36 +163,36 @@ TEST_F(CorruptionTest, WrongShape) {
 TEST_F(CorruptionTest, UnknownScoringFunction) {
   json c = json::parse(ReadFile(dir_.Join("config.json")).value());
   c["scoring_func"] = "relu";
-  WriteFileAtomic(dir_.Join("config.json"), c.dump());
+  ASSERT_TRUE(WriteFileAtomic(dir_.Join("config.json"), c.dump()).ok());
   ExpectUsageError(Logits(), "config.json", "scoring_func");
 }
 
 TEST_F(CorruptionTest, UnknownTopkMethodAndRopeType) {
   json c = json::parse(ReadFile(dir_.Join("config.json")).value());
   c["rope_scaling"]["type"] = "dynamic";
-  WriteFileAtomic(dir_.Join("config.json"), c.dump());
+  ASSERT_TRUE(WriteFileAtomic(dir_.Join("config.json"), c.dump()).ok());
   ExpectUsageError(Logits(), "config.json", "unknown rope type");
   c["rope_scaling"]["type"] = "yarn";
   c["topk_method"] = "sinkhorn";
-  WriteFileAtomic(dir_.Join("config.json"), c.dump());
+  ASSERT_TRUE(WriteFileAtomic(dir_.Join("config.json"), c.dump()).ok());
   ExpectUsageError(Logits(), "config.json", "topk_method");
 }
 
 TEST_F(CorruptionTest, ConfigNotJsonOrInconsistent) {
-  WriteFileAtomic(dir_.Join("config.json"), "{\"model_type\": ");
+  ASSERT_TRUE(WriteFileAtomic(dir_.Join("config.json"), "{\"model_type\": ").ok());
   ExpectUsageError(Logits(), "config.json", "not valid JSON");
   auto r = RunDsv3({"init", "--config", testing::SourceDir() + "/configs/models/tiny-v3.yaml", "--out", dir_.path()});
   ASSERT_EQ(r.exit_code, 0);
   json c = json::parse(ReadFile(dir_.Join("config.json")).value());
   c["n_group"] = 3;  // does not divide 16 experts
-  WriteFileAtomic(dir_.Join("config.json"), c.dump());
+  ASSERT_TRUE(WriteFileAtomic(dir_.Join("config.json"), c.dump()).ok());
   ExpectUsageError(Logits(), "config.json", "n_group");
 }
 
 TEST_F(CorruptionTest, ShardIndexNamesMissingTensor) {
   json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", {{"model.norm.weight", "model.safetensors"},
                                                                    {"ghost.weight", "model.safetensors"}}}};
-  WriteFileAtomic(dir_.Join("model.safetensors.index.json"), index.dump());
+  ASSERT_TRUE(WriteFileAtomic(dir_.Join("model.safetensors.index.json"), index.dump()).ok());
   ExpectUsageError(Logits(), "model.safetensors.index.json", "ghost.weight");
 }
 
