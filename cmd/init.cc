@@ -1,8 +1,4 @@
 // dsv3 init: a random-init checkpoint in the Hugging Face layout from a YAML preset.
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <iostream>
 #include <string>
 #include <utility>
@@ -72,31 +68,20 @@ int RunInit(int argc, char** argv) {
   if (shard_mb < 1 || shard_mb > (uint64_t{1} << 30))
     return ReportError("init", Status::Invalid("--shard-size-mb must be between 1 and 2^30"));
   io.max_shard_bytes = shard_mb << 20;
-  std::vector<std::pair<std::string, std::string>> tokenizer_files;
   if (opts.Has("tokenizer")) {
     const std::string from = opts.Get<std::string>("tokenizer");
     auto files = ReadTokenizerFiles(from);
     if (!files.ok()) return ReportError("init", files.status());
-    tokenizer_files = std::move(files.value());
+    io.tokenizer_files = std::move(files.value());
     // Parsed too: a tokenizer the model cannot load, or one with ids past the preset's
     // vocab_size, would make a checkpoint no command can use with text.
-    auto tok = Tokenizer::Load(from);
+    auto tok = Tokenizer::Load(from);  // its messages name each file by its path
     if (!tok.ok()) return ReportError("init", tok.status());
     st = CheckTokenizerFitsModel(tok.value(), from, config.value().vocab_size, preset);
     if (!st.ok()) return ReportError("init", st);
   }
   const std::string out = opts.Get<std::string>("out");
   st = WriteRandomCheckpoint(config.value(), out, io);
-  for (const auto& [name, text] : tokenizer_files)
-    if (st.ok()) st = WriteFileAtomic(JoinPath(out, name), text);
-  // An earlier init's tokenizer files that this one did not copy belong to that checkpoint.
-  for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
-    bool copied = false;
-    for (const auto& file : tokenizer_files) copied |= file.first == name;
-    const std::string path = JoinPath(out, name);
-    if (st.ok() && !copied && FileExists(path) && ::unlink(path.c_str()) != 0)
-      st = Status::Runtime(path + ": cannot remove an earlier init's tokenizer file: " + std::strerror(errno));
-  }
   if (!st.ok()) return ReportError("init", st);
   const ParamCounts pc = CountParams(config.value());
   std::cerr << "wrote " << out << ": " << pc.total + pc.mtp << " parameters (" << dtype << ", seed " << io.seed << ")\n";

@@ -183,15 +183,19 @@ Status WriteRandomCheckpoint(const ModelConfig& config, const std::string& out_d
     RETURN_IF_ERROR(WriteFileAtomic(JoinPath(out_dir, Checkpoint::kIndexFile), index.dump(2) + "\n"));
     written.insert(Checkpoint::kIndexFile);
   }
-  // An earlier init's weight files that this one did not write: a stale index would win over
-  // the new single file, and stale shards would only cost disk. So would the temp files of a
-  // run killed outright.
+  for (const auto& [name, text] : options.tokenizer_files) {
+    RETURN_IF_ERROR(WriteFileAtomic(JoinPath(out_dir, name), text));
+    written.insert(name);
+  }
+  written.insert("config.json");  // written last, below
+  // An earlier init's files that this one did not write: a stale index would win over the new
+  // single file, a stale tokenizer would be paired with a model it was not given for, and
+  // stale shards or a killed run's temps would only cost disk.
   std::error_code ec;
   for (std::filesystem::directory_iterator it(out_dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
     std::string final_name;
-    const bool stale = ((name == Checkpoint::kSingleFile || name == Checkpoint::kIndexFile || IsShardName(name)) &&
-                        !written.count(name)) ||
+    const bool stale = (IsInitCheckpointFile(name) && !written.count(name)) ||
                        (AtomicFile::IsTempName(name, &final_name) && IsInitCheckpointFile(final_name));
     if (stale && ::unlink(it->path().c_str()) != 0)
       return Status::Runtime(it->path().string() + ": cannot remove an earlier init's file: " + std::strerror(errno));

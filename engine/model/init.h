@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "engine/base/dtype.h"
 #include "engine/base/status.h"
@@ -27,6 +29,9 @@ struct InitOptions {
   uint64_t seed = 0;
   DType dtype = DType::kBF16;          // F32 or BF16 for every tensor (the router bias stays F32)
   uint64_t max_shard_bytes = 5ull << 30;  // split into model-0000K-of-0000N.safetensors above this
+  // (name, text) of the tokenizer's files, written beside the weights (tokenizer.json and
+  // perhaps tokenizer_config.json; none for a checkpoint used with --ids only).
+  std::vector<std::pair<std::string, std::string>> tokenizer_files;
 };
 
 // The files an init checkpoint consists of: config.json, model.safetensors or
@@ -41,9 +46,10 @@ bool IsInitCheckpointFile(const std::string& name);
 // directory, which holds more (generation_config.json, its modeling code, a README).
 Status CheckInitOutDir(const std::string& out_dir);
 
-// Weights drawn per InitScheme. Checks out_dir with CheckInitOutDir, writes the weights
-// first and config.json last, so a directory with a config.json is always complete, and
-// removes the weight files of an earlier init that this one did not write (its other shards).
+// Weights drawn per InitScheme. Checks out_dir with CheckInitOutDir, writes the weights and
+// the tokenizer's files first and config.json last, so a directory with a config.json is
+// always complete, and removes every file of an earlier init that this one did not write
+// (its other shards, its index, a tokenizer not given this time, a killed run's temps).
 Status WriteRandomCheckpoint(const ModelConfig& config, const std::string& out_dir, const InitOptions& options);
 
 }  // namespace dsv3
