@@ -397,6 +397,11 @@ constexpr int64_t kInt8Ahead = 512;
 void Int8Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, bool accumulate) {
   const int64_t nb = a.K / kActBlock, per_group = w.block_in / kActBlock, groups = (nb + per_group - 1) / per_group;
   const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+  // A scale per row (dsv3 quantize's default INT8, [rows, 1]): the sixteen rows' scales are one
+  // vector as stored, loaded with the rows, and the next rows' fetched now. Gathered and
+  // transposed as a group's (SixteenRowsGroups), that line came from DRAM at each tile's first
+  // block, after the rows' own fetches, and the load waited for it: 8% of an INT8-h decode's time.
+  const bool row_scales = groups == 1 && w.block_out == 1 && w.scale_cols == 1;
   for (int64_t r = r0; r < r1; r += 16) {
     const uint8_t* row[16];
     SixteenRows(w, r, r1, row);
@@ -404,6 +409,15 @@ void Int8Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t 
     alignas(64) float table[16][16];  // groups g0..g0+15, a lane per row
     int64_t g0 = -16;
     __m512 acc = _mm512_setzero_ps(), scale = acc;
+    if (row_scales) {  // lanes past r1 (not stored) take 0
+      const int64_t left = r1 - r;
+      scale = _mm512_maskz_loadu_ps(static_cast<__mmask16>(left >= 16 ? 0xffff : (1u << left) - 1), w.scale + r);
+      if (r + 16 < w.rows) {  // the next tile's scales: one line, or the ends of two
+        const int64_t last = r + 31 < w.rows ? r + 31 : w.rows - 1;
+        _mm_prefetch(reinterpret_cast<const char*>(w.scale + r + 16), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w.scale + last), _MM_HINT_T0);
+      }
+    }
     for (int64_t b = 0; b < nb; b += 2) {
       FetchRowsAhead(row, 16, b * kActBlock, kInt8Ahead, w.row_bytes, next);
       const bool pair = b + 1 < nb;
@@ -419,7 +433,7 @@ void Int8Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t 
       SixteenRowSums(v, sums);
       for (int h = 0; h < (pair ? 2 : 1); ++h) {
         const int64_t blk = b + h;
-        if (blk % per_group == 0) {  // a new weight group: its scale per lane
+        if (!row_scales && blk % per_group == 0) {  // a new weight group: its scale per lane
           const int64_t g = blk / per_group;
           if (g >= g0 + 16) {  // the next sixteen groups of the sixteen rows, transposed
             g0 = g;
