@@ -538,7 +538,8 @@ __attribute__((always_inline)) inline void StepGroups(const Int4RowArgs& a, int6
 // Vector v of the row's step from block b0 (b0 a multiple of 16; !kFull: the row's last step,
 // fewer blocks), unpacked: lo and hi, the low and high nibbles of blocks b0 + 4v .. b0 + 4v + 3
 // (a missing block's are zero). ahead: a row to fetch into cache as this one is read, a line per
-// 64 bytes read (null for none). Spread so, not in a burst at the start of each step: with
+// 64 bytes read (this row itself when there is none: its line is being read anyway, and a
+// whole step then needs no test per vector). Spread so, not in a burst at the start of each step: with
 // bursts, sixteen 4096 x 1536 INT4 g32 matrices streamed from DRAM on one thread at 9 GB/s,
 // spread at 32.
 template <bool kFull>
@@ -546,7 +547,7 @@ __attribute__((always_inline)) inline void Int4Vector(const Int4RowArgs& a, int6
                                                       __m512i* lo, __m512i* hi) {
   const __m512i low4 = _mm512_set1_epi8(0x0f);
   const int64_t b = b0 + 4 * v;  // blocks b .. b+3: 64 bytes of the row, for their evens and odds
-  if (ahead && b < a.nb) _mm_prefetch(reinterpret_cast<const char*>(ahead + b * 16), _MM_HINT_T0);
+  if (kFull || b < a.nb) _mm_prefetch(reinterpret_cast<const char*>(ahead + b * 16), _MM_HINT_T0);
   __m512i wv;
   if (kFull) {
     wv = _mm512_loadu_si512(a.row + b * 16);
@@ -639,7 +640,7 @@ __attribute__((always_inline)) inline void Int4Rows1(const RawWeight& w, int64_t
     a[i].per_group = w.block_in / kActBlock;
     a[i].nb = nb;
     acc[i] = _mm256_setzero_ps();
-    next[i] = ahead ? ahead + i * w.row_bytes : nullptr;
+    next[i] = ahead ? ahead + i * w.row_bytes : a[i].row;
     // The steps fetch a line per 64 bytes read, which covers every line but perhaps the
     // last: that one first.
     if (ahead) _mm_prefetch(reinterpret_cast<const char*>(next[i] + w.row_bytes - 1), _MM_HINT_T0);
@@ -769,7 +770,7 @@ __attribute__((always_inline)) inline void Int4RowTokens(const RawWeight& w, int
   if (ahead) _mm_prefetch(reinterpret_cast<const char*>(ahead + w.row_bytes - 1), _MM_HINT_T0);
   const auto step = [&]<bool kFull>(int64_t b0, int64_t n) __attribute__((always_inline)) {
     __m512i lo[4], hi[4];
-    for (int v = 0; v < 4; ++v) Int4Vector<kFull>(a[0], b0, v, ahead, &lo[v], &hi[v]);
+    for (int v = 0; v < 4; ++v) Int4Vector<kFull>(a[0], b0, v, ahead ? ahead : a[0].row, &lo[v], &hi[v]);
     __m512 scale;
     __m512i zero;
     StepGroups<kPerGroup>(a[0], b0, n, &scale, &zero);
