@@ -538,8 +538,8 @@ __attribute__((always_inline)) inline void StepGroups(const Int4RowArgs& a, int6
 // Vector v of the row's step from block b0 (b0 a multiple of 16; !kFull: the row's last step,
 // fewer blocks), unpacked: lo and hi, the low and high nibbles of blocks b0 + 4v .. b0 + 4v + 3
 // (a missing block's are zero). ahead: a row to fetch into cache as this one is read, a line per
-// 64 bytes read (this row itself when there is none: its line is being read anyway, and a
-// whole step then needs no test per vector). Spread so, not in a burst at the start of each step: with
+// 64 bytes read (this row itself when there is none: its line is being read anyway, and a whole
+// step then needs no test per vector). Spread so, not in a burst at the start of each step: with
 // bursts, sixteen 4096 x 1536 INT4 g32 matrices streamed from DRAM on one thread at 9 GB/s,
 // spread at 32.
 template <bool kFull>
