@@ -120,6 +120,14 @@ inline void SixteenRows(const RawWeight& w, int64_t r, int64_t r1, const uint8_t
 // zero point (int32; 8 in every lane without them). z is not written for INT8.
 void SixteenRowsGroups(const RawWeight& w, int64_t r, int64_t r1, int64_t g0, int64_t n, __m512i* sc, __m512i* z) {
   const bool int4 = w.kind == WeightKind::kInt4;
+  if (!int4 && w.block_out == 1 && w.scale_cols == 1) {
+    // A scale per row (dsv3 quantize's default INT8, [rows, 1]): the sixteen rows' scales are
+    // one vector as stored, no gather and no transpose.
+    const int64_t left = r1 - r;
+    const __mmask16 rows = static_cast<__mmask16>(left >= 16 ? 0xffff : (1u << left) - 1);
+    sc[0] = _mm512_mask_loadu_epi32(_mm512_castps_si512(_mm512_set1_ps(w.scale[r1 - 1])), rows, w.scale + r);
+    return;
+  }
   const __mmask16 have = static_cast<__mmask16>((1u << n) - 1);
   for (int m = 0; m < 16; ++m) {
     const int64_t rr = TileRow(r, m, r1);
@@ -397,11 +405,6 @@ constexpr int64_t kInt8Ahead = 512;
 void Int8Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, bool accumulate) {
   const int64_t nb = a.K / kActBlock, per_group = w.block_in / kActBlock, groups = (nb + per_group - 1) / per_group;
   const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
-  // A scale per row (dsv3 quantize's default INT8, [rows, 1]): the sixteen rows' scales are one
-  // vector as stored, loaded with the rows, and the next rows' fetched now. Gathered and
-  // transposed as a group's (SixteenRowsGroups), that line came from DRAM at each tile's first
-  // block, after the rows' own fetches, and the load waited for it: 8% of an INT8-h decode's time.
-  const bool row_scales = groups == 1 && w.block_out == 1 && w.scale_cols == 1;
   for (int64_t r = r0; r < r1; r += 16) {
     const uint8_t* row[16];
     SixteenRows(w, r, r1, row);
@@ -409,14 +412,12 @@ void Int8Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t 
     alignas(64) float table[16][16];  // groups g0..g0+15, a lane per row
     int64_t g0 = -16;
     __m512 acc = _mm512_setzero_ps(), scale = acc;
-    if (row_scales) {  // lanes past r1 (not stored) take 0
-      const int64_t left = r1 - r;
-      scale = _mm512_maskz_loadu_ps(static_cast<__mmask16>(left >= 16 ? 0xffff : (1u << left) - 1), w.scale + r);
-      if (r + 16 < w.rows) {  // the next tile's scales: one line, or the ends of two
-        const int64_t last = r + 31 < w.rows ? r + 31 : w.rows - 1;
-        _mm_prefetch(reinterpret_cast<const char*>(w.scale + r + 16), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w.scale + last), _MM_HINT_T0);
-      }
+    // The next tile's scale rows, fetched as this tile starts: otherwise they came from DRAM at
+    // its first block, after the rows' own fetches, and the load waited for them (a scale per
+    // row: 8% of an INT8-h decode's time).
+    if (r + 16 < w.rows) {
+      const int64_t last = r + 31 < w.rows ? r + 31 : w.rows - 1;
+      PrefetchLines(w.scale + (r + 16) / w.block_out * w.scale_cols, w.scale + (last / w.block_out + 1) * w.scale_cols);
     }
     for (int64_t b = 0; b < nb; b += 2) {
       FetchRowsAhead(row, 16, b * kActBlock, kInt8Ahead, w.row_bytes, next);
@@ -433,7 +434,7 @@ void Int8Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t 
       SixteenRowSums(v, sums);
       for (int h = 0; h < (pair ? 2 : 1); ++h) {
         const int64_t blk = b + h;
-        if (!row_scales && blk % per_group == 0) {  // a new weight group: its scale per lane
+        if (blk % per_group == 0) {  // a new weight group: its scale per lane
           const int64_t g = blk / per_group;
           if (g >= g0 + 16) {  // the next sixteen groups of the sixteen rows, transposed
             g0 = g;
