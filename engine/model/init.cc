@@ -111,6 +111,12 @@ bool IsShardName(const std::string& name) {
   return true;
 }
 
+// A temp file AtomicFile left for one of those files (a run killed outright).
+bool IsInitTempFile(const std::string& name) {
+  std::string final_name;
+  return AtomicFile::IsTempName(name, &final_name) && IsInitCheckpointFile(final_name);
+}
+
 }  // namespace
 
 bool IsInitCheckpointFile(const std::string& name) {
@@ -126,10 +132,7 @@ Status CheckInitOutDir(const std::string& out_dir) {
   if (!fs::is_directory(st)) return Status::Invalid(out_dir + " exists and is not a directory");
   for (fs::directory_iterator it(out_dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    std::string final_name;
-    const bool ours = IsInitCheckpointFile(name) ||
-                      (AtomicFile::IsTempName(name, &final_name) && IsInitCheckpointFile(final_name));
-    if (!ours || !it->is_regular_file())
+    if (!(IsInitCheckpointFile(name) || IsInitTempFile(name)) || !it->is_regular_file())
       return Status::Invalid(out_dir + " holds " + name +
                              ", which is not a file of an init checkpoint; init replaces only an earlier "
                              "init's files: choose a new or empty directory");
@@ -194,12 +197,11 @@ Status WriteRandomCheckpoint(const ModelConfig& config, const std::string& out_d
   std::error_code ec;
   for (std::filesystem::directory_iterator it(out_dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    std::string final_name;
-    const bool stale = (IsInitCheckpointFile(name) && !written.count(name)) ||
-                       (AtomicFile::IsTempName(name, &final_name) && IsInitCheckpointFile(final_name));
+    const bool stale = (IsInitCheckpointFile(name) && !written.count(name)) || IsInitTempFile(name);
     if (stale && ::unlink(it->path().c_str()) != 0)
       return Status::Runtime(it->path().string() + ": cannot remove an earlier init's file: " + std::strerror(errno));
   }
+  if (ec) return Status::Runtime(out_dir + ": cannot list for an earlier init's files: " + ec.message());
   return WriteFileAtomic(JoinPath(out_dir, "config.json"), ToHfConfigJson(c));
 }
 

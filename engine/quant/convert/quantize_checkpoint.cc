@@ -132,10 +132,13 @@ std::vector<OutTensor> QuantizedOuts(const ModelConfig& oc, const std::string& n
   return {{name, DType::kBF16, s}};
 }
 
+// One --keep glob against a full tensor name (fnmatch, no flags: '*' also spans dots).
+bool KeepMatches(const std::string& pattern, const std::string& name) {
+  return ::fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
+}
+
 bool MatchesKeep(const std::vector<std::string>& keep, const std::string& name) {
-  for (const auto& p : keep)
-    if (::fnmatch(p.c_str(), name.c_str(), 0) == 0) return true;
-  return false;
+  return std::any_of(keep.begin(), keep.end(), [&](const std::string& p) { return KeepMatches(p, name); });
 }
 
 std::vector<Item> Plan(const ModelConfig& c, const ModelConfig& oc, const Checkpoint& ck, const LoadReport& lr,
@@ -546,7 +549,7 @@ Status QuantizeCheckpoint(const QuantizeOptions& o, QuantizeReport* rep) {
   const std::vector<TensorSpec> table = BuildTensorTable(c);
   for (const auto& pattern : o.keep) {
     const bool matched = std::any_of(table.begin(), table.end(), [&](const TensorSpec& t) {
-      return ck->Has(t.name) && ::fnmatch(pattern.c_str(), t.name.c_str(), 0) == 0;
+      return ck->Has(t.name) && KeepMatches(pattern, t.name);
     });
     if (!matched)
       return Status::Invalid("--keep '" + pattern + "' matches no tensor of the checkpoint (fnmatch on full names, as " +
