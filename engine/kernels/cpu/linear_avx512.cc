@@ -315,8 +315,10 @@ inline float GroupZero(const RawWeight& w, int64_t r, int64_t g) {
   return w.zero ? static_cast<float>(w.zero[r * w.scale_cols + g]) : 8.0f;
 }
 
+// Inlined: called once a row, it had been a call that made WeightedColumns16 spill and reload
+// its sixteen accumulators around it.
 template <RowFormat F>
-void RowGroups(const RawWeight& w, int64_t r, int64_t g0, int64_t n, float* s, float* z) {
+__attribute__((always_inline)) inline void RowGroups(const RawWeight& w, int64_t r, int64_t g0, int64_t n, float* s, float* z) {
   const bool int4 = F == RowFormat::kInt4;
   const int64_t base = (int4 ? r : r / w.block_out) * w.scale_cols + g0;
   const int64_t total = (int4 ? w.rows : (w.rows + w.block_out - 1) / w.block_out) * w.scale_cols;
@@ -391,10 +393,13 @@ inline __m512 Pair(float a, float b) { return _mm512_mask_broadcastss_ps(_mm512_
 // Both halves' scales (or zero points) at group g of two rows' tables.
 inline __m512 PairOf(const float* a, const float* b, int64_t g) { return Pair(a[g], b[g]); }
 
-// The 8-lane chains of R = 4 rows from r (two pairs) or R = 1 row (paired with itself, the
-// high half unused) over every column: acc[0] rows (r, r+1), acc[1] rows (r+2, r+3).
+// The 8-lane chains of R = 8 or 4 rows from r (in pairs) or R = 1 row (paired with itself, the
+// high half unused) over every column: acc[p] holds rows (r + 2p, r + 2p + 1). Each row's chain
+// is its own, so the pairs only share the pass: eight rows keep four chains in flight where
+// four rows' two had waited on the fma's latency.
 template <RowFormat F, int R>
 void RowChains(const float* q, const RawWeight& w, int64_t r, __m512* acc) {
+  constexpr int P = R == 1 ? 1 : R / 2;  // pairs
   const int64_t C = w.cols, groups = (C + w.block_in - 1) / w.block_in;
   alignas(64) float s_tab[R][kMaxRowGroups + 16], z_tab[R][kMaxRowGroups + 16];
   const uint8_t* row[R];
@@ -402,32 +407,40 @@ void RowChains(const float* q, const RawWeight& w, int64_t r, __m512* acc) {
     row[i] = RowAt(w, r + i);
     if (F != RowFormat::kBF16) RowGroups<F>(w, r + i, 0, groups, s_tab[i], z_tab[i]);
   }
-  constexpr int b = R == 4 ? 1 : 0, c2 = R == 4 ? 2 : 0, d = R == 4 ? 3 : 0;  // the rows of the pairs
-  acc[0] = acc[1] = _mm512_setzero_ps();
-  __m512 s01 = _mm512_set1_ps(1.0f), s23 = s01, z01 = _mm512_setzero_ps(), z23 = z01;
+  const auto lo = [](int p) { return R == 1 ? 0 : 2 * p; };  // the rows of pair p
+  const auto hi = [](int p) { return R == 1 ? 0 : 2 * p + 1; };
+  __m512 s[P], z[P];
+  for (int p = 0; p < P; ++p) {
+    acc[p] = _mm512_setzero_ps();
+    s[p] = _mm512_set1_ps(1.0f);
+    z[p] = _mm512_setzero_ps();
+  }
   for (int64_t c = 0, g = -1, next = 0; c < C; c += 8) {
     if (F != RowFormat::kBF16 && c == next) {  // a new group
       ++g;
       next += w.block_in;
-      s01 = PairOf(s_tab[0], s_tab[b], g);
-      if (R == 4) s23 = PairOf(s_tab[c2], s_tab[d], g);
-      if (F == RowFormat::kInt4) {
-        z01 = PairOf(z_tab[0], z_tab[b], g);
-        if (R == 4) z23 = PairOf(z_tab[c2], z_tab[d], g);
+      for (int p = 0; p < P; ++p) {
+        s[p] = PairOf(s_tab[lo(p)], s_tab[hi(p)], g);
+        if (F == RowFormat::kInt4) z[p] = PairOf(z_tab[lo(p)], z_tab[hi(p)], g);
       }
     }
     const __m512 qv = TwiceAt(q + c);
-    acc[0] = _mm512_fmadd_ps(qv, EightOfTwo<F>(row[0], row[b], c, s01, z01), acc[0]);
-    if (R == 4) acc[1] = _mm512_fmadd_ps(qv, EightOfTwo<F>(row[c2], row[d], c, s23, z23), acc[1]);
+    for (int p = 0; p < P; ++p) acc[p] = _mm512_fmadd_ps(qv, EightOfTwo<F>(row[lo(p)], row[hi(p)], c, s[p], z[p]), acc[p]);
   }
 }
 
-// scores[s] = q · W[r0 + s]: rows four at a time with linear_avx2.cc's RowScores' hadd tree on
-// the four rows' 8-lane chains, the last S % 4 one at a time with its HorizontalSum.
+// scores[s] = q · W[r0 + s]: rows eight (then four) at a time with linear_avx2.cc's RowScores'
+// hadd tree on each four rows' 8-lane chains, the last S % 4 one at a time with its
+// HorizontalSum.
 template <RowFormat F>
 void RowScores512(const float* q, const RawWeight& w, int64_t r0, int64_t S, float* scores) {
   int64_t s = 0;
-  __m512 acc[2];
+  __m512 acc[4];
+  for (; s + 8 <= S; s += 8) {
+    RowChains<F, 8>(q, w, r0 + s, acc);
+    _mm_storeu_ps(scores + s, QuadSums(acc[0], acc[1]));
+    _mm_storeu_ps(scores + s + 4, QuadSums(acc[2], acc[3]));
+  }
   for (; s + 4 <= S; s += 4) {
     RowChains<F, 4>(q, w, r0 + s, acc);
     _mm_storeu_ps(scores + s, QuadSums(acc[0], acc[1]));
