@@ -157,25 +157,42 @@ void SafetensorsWriter::AddBytes(const std::string& name, DType dtype, const Sha
 }
 
 Status SafetensorsWriter::Write(const std::string& path) const {
+  // The data start at a multiple of kDataAlignment bytes from the file's start (the header is
+  // padded with spaces, as the format allows; a page-aligned mapping then puts them on a cache
+  // line), and the tensors whose sizes are multiples of it go first, so each of those starts
+  // on a line too (the format allows no gaps between tensors). The kernels' 64-byte loads of
+  // a row otherwise each straddle two lines. bench-v3-mini decode, 2 threads, files of the
+  // same weights with every tensor 24 bytes past a line (the 8-byte padding) and aligned, six
+  // alternated pairs: INT4 g32 5.60-7.24 -> 5.31-5.99 ms a token (each pair faster), FP8
+  // 10.65-15.65 -> 10.49-14.29 (five of six).
+  constexpr uint64_t kDataAlignment = 64;
+  const auto bytes_of = [](const Item& it) { return static_cast<uint64_t>(it.shape.numel()) * DTypeSize(it.dtype); };
+  std::vector<const Item*> order;
+  for (const auto& it : items_)
+    if (bytes_of(it) % kDataAlignment == 0) order.push_back(&it);
+  for (const auto& it : items_)
+    if (bytes_of(it) % kDataAlignment != 0) order.push_back(&it);
   json header = json::object();
   if (!metadata_.empty()) header["__metadata__"] = metadata_;
   uint64_t offset = 0;
-  for (const auto& it : items_) {
-    uint64_t bytes = static_cast<uint64_t>(it.shape.numel()) * DTypeSize(it.dtype);
+  for (const Item* item : order) {
+    const Item& it = *item;
+    const uint64_t bytes = bytes_of(it);
     json shape = json::array();
     for (int i = 0; i < it.shape.rank; ++i) shape.push_back(it.shape[i]);
     header[it.name] = {{"dtype", DTypeName(it.dtype)}, {"shape", shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   std::string text = header.dump();
-  while (text.size() % 8) text.push_back(' ');
+  while ((8 + text.size()) % kDataAlignment != 0) text.push_back(' ');
   AtomicFile out(path);
   RETURN_IF_ERROR(out.Open());
   uint64_t n = text.size();
   RETURN_IF_ERROR(out.Write(&n, 8));
   RETURN_IF_ERROR(out.Write(text.data(), text.size()));
-  for (const auto& it : items_) {
-    uint64_t expected = static_cast<uint64_t>(it.shape.numel()) * DTypeSize(it.dtype), written = 0;
+  for (const Item* item : order) {
+    const Item& it = *item;
+    uint64_t expected = bytes_of(it), written = 0;
     Sink sink = [&](const void* p, size_t k) {
       written += k;
       if (written > expected) return Status::Runtime(path + ": tensor " + it.name + " produced too many bytes");

@@ -53,9 +53,10 @@ Status ParseSafetensorsHeader(const std::string& json_text, uint64_t data_size,
                               std::vector<SafetensorsEntry>* entries,
                               std::map<std::string, std::string>* metadata);
 
-// Streams tensors to `path` in the order they were added. Each tensor's bytes come from a
-// callback that writes exactly nbytes through `sink`, so a multi-GB tensor never has to sit
-// in memory at once.
+// Streams tensors to `path` in the order they were added, those whose sizes are multiples of
+// 64 bytes first: the data start 64-byte aligned in the file, and so do those tensors. Each
+// tensor's bytes come from a callback that writes exactly nbytes through `sink`, so a
+// multi-GB tensor never has to sit in memory at once.
 class SafetensorsWriter {
  public:
   using Sink = std::function<Status(const void*, size_t)>;

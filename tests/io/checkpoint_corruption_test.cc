@@ -241,5 +241,62 @@ TEST(SafetensorsWriter, RoundTripAndNoTempLeftOnFailure) {
   EXPECT_EQ(entries, 0) << "temp file left behind";
 }
 
+// The data start 64 bytes into a line from the file's start, and the tensors whose sizes are
+// multiples of 64 bytes come first, so each of them starts on a cache line of the mapping
+// (the kernels' row loads would straddle two lines otherwise); the others follow, in the
+// order added, with no gaps, and every tensor reads back intact.
+TEST(SafetensorsWriter, TensorsWhoseSizesAreWholeLinesStartOnCacheLines) {
+  TempDir dir;
+  SafetensorsWriter w;
+  std::vector<float> odd = {1, 2, 3}, line(16), lines(64), not_lines(40);  // 12, 64, 256 and 160 bytes
+  std::vector<uint16_t> halves(96);                                          // 192 bytes
+  std::vector<uint8_t> tail = {7, 8, 9, 10, 11};
+  for (size_t i = 0; i < line.size(); ++i) line[i] = 0.5f * static_cast<float>(i);
+  for (size_t i = 0; i < lines.size(); ++i) lines[i] = -1.0f * static_cast<float>(i);
+  for (size_t i = 0; i < not_lines.size(); ++i) not_lines[i] = 0.25f * static_cast<float>(i);
+  for (size_t i = 0; i < halves.size(); ++i) halves[i] = static_cast<uint16_t>(1000 + i);
+  w.AddBytes("odd", DType::kF32, Shape{3}, odd.data());
+  w.AddBytes("line", DType::kF32, Shape{16}, line.data());
+  w.AddBytes("lines", DType::kF32, Shape{4, 16}, lines.data());
+  w.AddBytes("not_lines", DType::kF32, Shape{4, 10}, not_lines.data());
+  w.AddBytes("tail", DType::kU8, Shape{5}, tail.data());
+  w.AddBytes("halves", DType::kBF16, Shape{96}, halves.data());
+  w.SetMetadata("format", "pt");
+  ASSERT_TRUE(w.Write(dir.Join("x.safetensors")).ok());
+
+  const RawFile raw = ReadRaw(dir.Join("x.safetensors"));
+  EXPECT_EQ((8 + raw.header.size()) % 64, 0u) << "the data do not start on a line";
+  const json h = json::parse(raw.header);
+  const auto begin = [&](const char* name) { return h[name]["data_offsets"][0].get<uint64_t>(); };
+  EXPECT_EQ(begin("line"), 0u);  // whole lines first, in the order added
+  EXPECT_EQ(begin("lines"), 64u);
+  EXPECT_EQ(begin("halves"), 320u);
+  EXPECT_EQ(begin("odd"), 512u);  // then the rest, in the order added
+  EXPECT_EQ(begin("not_lines"), 524u);
+  EXPECT_EQ(begin("tail"), 684u);
+  EXPECT_EQ(raw.data.size(), 689u);
+
+  auto f = SafetensorsFile::Open(dir.Join("x.safetensors"));
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  for (const char* name : {"line", "lines", "halves"})
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(f.value()->View(*f.value()->Find(name)).data) % 64, 0u) << name;
+  const auto bytes_of = [&](const char* name) {
+    const SafetensorsEntry* e = f.value()->Find(name);
+    const auto* p = static_cast<const uint8_t*>(f.value()->View(*e).data);
+    return std::vector<uint8_t>(p, p + (e->end - e->begin));
+  };
+  const auto as_bytes = [](const auto& v) {
+    const auto* p = reinterpret_cast<const uint8_t*>(v.data());
+    return std::vector<uint8_t>(p, p + v.size() * sizeof(v[0]));
+  };
+  EXPECT_EQ(bytes_of("odd"), as_bytes(odd));
+  EXPECT_EQ(bytes_of("line"), as_bytes(line));
+  EXPECT_EQ(bytes_of("lines"), as_bytes(lines));
+  EXPECT_EQ(bytes_of("not_lines"), as_bytes(not_lines));
+  EXPECT_EQ(bytes_of("halves"), as_bytes(halves));
+  EXPECT_EQ(bytes_of("tail"), tail);
+  EXPECT_EQ(f.value()->metadata().at("format"), "pt");
+}
+
 }  // namespace
 }  // namespace dsv3
