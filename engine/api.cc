@@ -83,6 +83,8 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir, const Model
 }
 
 uint64_t Model::checkpoint_bytes() const { return checkpoint_->TotalBytes(); }
+uint64_t Model::checkpoint_tensor_bytes() const { return checkpoint_->TensorBytes(); }
+uint64_t Model::checkpoint_line_aligned_bytes() const { return checkpoint_->LineAlignedTensorBytes(); }
 int64_t Model::kv_cache_bytes() const { return transformer_->cache().bytes(); }
 
 Status Model::CheckIds(const std::vector<int32_t>& ids) const {

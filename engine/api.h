@@ -75,6 +75,9 @@ class Model {
   const std::vector<std::string>& unused_tensors() const { return unused_tensors_; }
   bool mtp_loaded() const { return mtp_loaded_; }
   uint64_t checkpoint_bytes() const;
+  // The tensors' bytes, and those of tensors whose data start on a 64-byte line (Checkpoint).
+  uint64_t checkpoint_tensor_bytes() const;
+  uint64_t checkpoint_line_aligned_bytes() const;
   int64_t kv_cache_bytes() const;
   // Tokens run through the forward pass so far (prefix reuse makes this smaller than the
   // tokens requested).

@@ -1,6 +1,7 @@
 #include "engine/io/checkpoint.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include <nlohmann/json.hpp>
 
@@ -92,6 +93,21 @@ std::vector<std::string> Checkpoint::Names() const {
 uint64_t Checkpoint::TotalBytes() const {
   uint64_t n = 0;
   for (const auto& f : files_) n += f->file_size();
+  return n;
+}
+
+uint64_t Checkpoint::TensorBytes() const {
+  uint64_t n = 0;
+  for (const auto& f : files_)
+    for (const SafetensorsEntry& e : f->entries()) n += e.end - e.begin;
+  return n;
+}
+
+uint64_t Checkpoint::LineAlignedTensorBytes() const {
+  uint64_t n = 0;
+  for (const auto& f : files_)
+    for (const SafetensorsEntry& e : f->entries())
+      if (reinterpret_cast<uintptr_t>(f->View(e).data) % 64 == 0) n += e.end - e.begin;
   return n;
 }
 

@@ -82,6 +82,12 @@ TEST_F(BenchCliTest, JsonHasPrefillAndDecodeRowsWithRooflines) {
     EXPECT_LE(mapped, row["model_size_bytes"].get<double>() + 4096) << row.dump();
     EXPECT_GE(huge, 0.0) << row.dump();
     EXPECT_LE(huge, mapped) << row.dump();
+    // The tensors' bytes, all on 64-byte lines: dsv3 init wrote the file, and every tiny-v3
+    // tensor's size is whole lines.
+    const double tensors = row["weights_tensor_bytes"].get<double>();
+    EXPECT_GT(tensors, 0.0) << row.dump();
+    EXPECT_LE(tensors, row["model_size_bytes"].get<double>()) << row.dump();
+    EXPECT_EQ(row["weights_line_aligned_bytes"].get<double>(), tensors) << row.dump();
     EXPECT_GT(row["read_bandwidth_bytes_per_s"].get<double>(), 0.0);
     // The roofline is the slower floor: bytes at the read bandwidth, FLOPs at the FMA peak
     // (tiny-v3's BF16 weights take no int8 activations).

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/base/file.h"
+#include "engine/io/checkpoint.h"
 #include "engine/io/safetensors.h"
 #include "tests/testing/testing.h"
 
@@ -75,6 +76,45 @@ class CorruptionTest : public ::testing::Test {
 TEST_F(CorruptionTest, IntactCheckpointWorks) {
   auto r = Logits();
   EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+// The tensors whose data start on a 64-byte line of the mapping, as the file's offsets place
+// them (a mapping starts on a page): all of them as dsv3 init writes the file, and as a file
+// whose header is 8 bytes longer (another writer's padding) has them, none of its whole-line
+// tensors; the tensors' bytes either way.
+TEST_F(CorruptionTest, CheckpointCountsTheTensorBytesOnCacheLines) {
+  const auto from_offsets = [&](uint64_t* total) {
+    const RawFile f = ReadRaw(weights_);
+    uint64_t aligned = 0;
+    *total = 0;
+    const json h = json::parse(f.header);
+    for (auto it = h.begin(); it != h.end(); ++it) {
+      if (it.key() == "__metadata__") continue;
+      const json& v = it.value();
+      const uint64_t begin = v["data_offsets"][0].get<uint64_t>(), bytes = v["data_offsets"][1].get<uint64_t>() - begin;
+      *total += bytes;
+      if ((8 + f.header.size() + begin) % 64 == 0) aligned += bytes;
+    }
+    return aligned;
+  };
+  uint64_t total = 0;
+  uint64_t aligned = from_offsets(&total);
+  EXPECT_EQ(aligned, total);
+  {
+    auto ck = Checkpoint::Open(dir_.path());
+    ASSERT_TRUE(ck.ok()) << ck.status().message();
+    EXPECT_EQ(ck.value()->TensorBytes(), total);
+    EXPECT_EQ(ck.value()->LineAlignedTensorBytes(), aligned);
+  }
+  RawFile f = ReadRaw(weights_);
+  f.header += std::string(8, ' ');
+  WriteRaw(weights_, f);
+  aligned = from_offsets(&total);
+  EXPECT_LT(aligned, total / 2);
+  auto ck = Checkpoint::Open(dir_.path());
+  ASSERT_TRUE(ck.ok()) << ck.status().message();
+  EXPECT_EQ(ck.value()->TensorBytes(), total);
+  EXPECT_EQ(ck.value()->LineAlignedTensorBytes(), aligned);
 }
 
 TEST_F(CorruptionTest, TruncatedFile) {
