@@ -318,7 +318,8 @@ inline float GroupZero(const RawWeight& w, int64_t r, int64_t g) {
 // Inlined: called once a row, it had been a call that made WeightedColumns16 spill and reload
 // its sixteen accumulators around it.
 template <RowFormat F>
-__attribute__((always_inline)) inline void RowGroups(const RawWeight& w, int64_t r, int64_t g0, int64_t n, float* s, float* z) {
+__attribute__((always_inline)) inline void RowGroups(const RawWeight& w, int64_t r, int64_t g0, int64_t n, float* s,
+                                                     float* z) {
   const bool int4 = F == RowFormat::kInt4;
   const int64_t base = (int4 ? r : r / w.block_out) * w.scale_cols + g0;
   const int64_t total = (int4 ? w.rows : (w.rows + w.block_out - 1) / w.block_out) * w.scale_cols;
@@ -425,7 +426,8 @@ void RowChains(const float* q, const RawWeight& w, int64_t r, __m512* acc) {
       }
     }
     const __m512 qv = TwiceAt(q + c);
-    for (int p = 0; p < P; ++p) acc[p] = _mm512_fmadd_ps(qv, EightOfTwo<F>(row[lo(p)], row[hi(p)], c, s[p], z[p]), acc[p]);
+    for (int p = 0; p < P; ++p)
+      acc[p] = _mm512_fmadd_ps(qv, EightOfTwo<F>(row[lo(p)], row[hi(p)], c, s[p], z[p]), acc[p]);
   }
 }
 
