@@ -77,7 +77,10 @@ int RunQuantize(int argc, char** argv) {
   nlohmann::json j;
   j["output"] = o.output_dir;
   j["quantization"] = rep.quantization;
-  j["tensors"] = {{"quantized", rep.quantized}, {"kept", rep.kept}, {"copied_unknown", rep.copied_unknown}};
+  j["tensors"] = {{"quantized", rep.quantized},
+                  {"as_stored", rep.as_stored},
+                  {"kept", rep.kept},
+                  {"copied_unknown", rep.copied_unknown}};
   j["bytes"] = {{"input", rep.input_bytes}, {"output", rep.output_bytes},
                 {"ratio", rep.input_bytes ? static_cast<double>(rep.output_bytes) / rep.input_bytes : 0.0}};
   j["verify"] = {{"worst_error_over_bound", rep.worst_bound_ratio}, {"worst_tensor", rep.worst_tensor},

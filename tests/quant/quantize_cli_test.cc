@@ -11,7 +11,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "engine/api.h"
@@ -238,6 +240,75 @@ TEST(Quantize, Fp8MatchesTheReleaseLayoutAndIndexRecordsSha256) {
   EXPECT_EQ(s->shape, (Shape{(e->shape[0] + 127) / 128, (e->shape[1] + 127) / 128}));
   EXPECT_EQ(ck->View("model.layers.1.mlp.gate.weight").dtype, DType::kBF16);
   EXPECT_EQ(ck->View("model.layers.3.eh_proj.weight").dtype, DType::kBF16);
+}
+
+// A checkpoint already in the format asked for (an FP8 release rewritten as FP8; INT4 g32 as
+// INT4 g32) has its projections copied byte for byte, not quantized again, and comes out with
+// its tensors on 64-byte lines; other blocks (INT4 g32 as g64) are quantized as before. One
+// FP8 matrix is first made all 1.0 (e4m3 0x38), as a release's block can be whose scale is
+// not its largest value's: quantized again it would become all 448.
+TEST(Quantize, ProjectionsAlreadyInTheFormatAreCopiedByteForByte) {
+  testing::TempDir tmp;
+  const std::string src = InitTiny(tmp);
+  const auto tensors_of = [](const testing::RunResult& r) { return json::parse(r.out)["tensors"]; };
+  const auto same_bytes = [](const std::string& a_dir, const std::string& b_dir) {
+    auto a = Checkpoint::Open(a_dir).value();
+    auto b = Checkpoint::Open(b_dir).value();
+    EXPECT_EQ(a->Names(), b->Names());
+    for (const std::string& name : a->Names()) {
+      const TensorView x = a->View(name), y = b->View(name);
+      ASSERT_EQ(x.nbytes(), y.nbytes()) << name;
+      EXPECT_EQ(std::memcmp(x.data, y.data, x.nbytes()), 0) << name << " changed";
+    }
+    EXPECT_GE(b->LineAlignedTensorBytes(), b->TensorBytes() * 9 / 10) << b_dir;
+  };
+  for (const std::vector<std::string>& format : std::vector<std::vector<std::string>>{
+           {"--format", "fp8"}, {"--format", "int4", "--group-size", "32", "--symmetric"}}) {
+    const std::string once = tmp.Join("once"), twice = tmp.Join("twice");
+    std::vector<std::string> args = {"quantize", "--model-path", src, "--out", once};
+    args.insert(args.end(), format.begin(), format.end());
+    auto r = RunDsv3(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const int64_t projections = tensors_of(r)["quantized"].get<int64_t>();
+    EXPECT_GT(projections, 0);
+    if (format[1] == "fp8") {
+      const std::string name = "model.layers.1.self_attn.o_proj.weight";
+      std::string file;
+      uint64_t begin = 0, end = 0;
+      {
+        auto ck = Checkpoint::Open(once).value();
+        const SafetensorsFile* f = nullptr;
+        const SafetensorsEntry* e = ck->Find(name, &f);
+        ASSERT_TRUE(e != nullptr && e->dtype == DType::kF8E4M3) << name;
+        file = f->path();
+        begin = e->begin;
+        end = e->end;
+      }
+      std::string raw = ReadFile(file).value();
+      uint64_t n = 0;
+      std::memcpy(&n, raw.data(), 8);
+      std::memset(raw.data() + 8 + n + begin, 0x38, end - begin);
+      std::ofstream(file, std::ios::binary | std::ios::trunc) << raw;
+    }
+    args[2] = once;
+    args[4] = twice;
+    r = RunDsv3(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(tensors_of(r)["quantized"], 0) << format[1];
+    EXPECT_EQ(tensors_of(r)["as_stored"], projections) << format[1];
+    same_bytes(once, twice);
+    if (format[1] == "int4") {  // another group size is quantized again
+      const std::string g64 = tmp.Join("g64");
+      r = RunDsv3(
+          {"quantize", "--model-path", once, "--out", g64, "--format", "int4", "--group-size", "64", "--symmetric"});
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      EXPECT_EQ(tensors_of(r)["quantized"], projections);
+      EXPECT_EQ(tensors_of(r)["as_stored"], 0);
+      fs::remove_all(g64);
+    }
+    fs::remove_all(once);
+    fs::remove_all(twice);
+  }
 }
 
 TEST(Quantize, KeepPatternsStayInSourcePrecision) {

@@ -47,9 +47,10 @@ struct OutTensor {
 };
 
 // One source tensor and what it becomes: a raw copy, a quantized projection (weight first,
-// then its scale / zero companions), or a BF16 cast of a (possibly quantized) matrix.
+// then its scale / zero companions), a projection already in the output's format (the weight
+// and its companions copied byte for byte), or a BF16 cast of a (possibly quantized) matrix.
 struct Item {
-  enum Kind { kCopy, kQuantize, kToBf16 } kind;
+  enum Kind { kCopy, kQuantize, kAsStored, kToBf16 } kind;
   std::string name;
   Shape logical;  // [out, in] of projections; the stored shape for copies
   std::vector<OutTensor> outs;
@@ -141,6 +142,22 @@ bool MatchesKeep(const std::vector<std::string>& keep, const std::string& name) 
   return std::any_of(keep.begin(), keep.end(), [&](const std::string& p) { return KeepMatches(p, name); });
 }
 
+// Whether the source holds a projection exactly as the output would: the same format, blocks
+// and zero points, and every planned tensor there with its dtype and shape. Re-quantizing it
+// would round its values again (exact only where each block's scale is its largest value's);
+// copied, an FP8 release rewritten as FP8 keeps every bit and comes out 64-byte aligned.
+bool StoredAs(const ModelConfig& c, const ModelConfig& oc, const Checkpoint& ck, const Shape& logical,
+              const std::vector<OutTensor>& outs) {
+  if (c.quant_method != oc.quant_method || c.quant_method == QuantMethod::kNone) return false;
+  if (c.quant_block_out != oc.quant_block_out || c.QuantBlockIn(logical[1]) != oc.QuantBlockIn(logical[1]))
+    return false;
+  if (c.quant_method == QuantMethod::kInt4 && c.quant_symmetric != oc.quant_symmetric) return false;
+  return std::all_of(outs.begin(), outs.end(), [&](const OutTensor& t) {
+    const SafetensorsEntry* e = ck.Find(t.name);
+    return e != nullptr && e->dtype == t.dtype && e->shape == t.shape;
+  });
+}
+
 std::vector<Item> Plan(const ModelConfig& c, const ModelConfig& oc, const Checkpoint& ck, const LoadReport& lr,
                        const QuantizeOptions& o) {
   std::vector<Item> items;
@@ -153,8 +170,8 @@ std::vector<Item> Plan(const ModelConfig& c, const ModelConfig& oc, const Checkp
     const bool quantizable = s.role == TensorRole::kProjection || (s.role == TensorRole::kLmHead && o.quantize_lm_head);
     const bool project = quantizable && !MatchesKeep(o.keep, s.name);
     if (project && o.format != QuantFormat::kBf16) {
-      it.kind = Item::kQuantize;
       it.outs = QuantizedOuts(oc, s.name, s.shape);
+      it.kind = StoredAs(c, oc, ck, s.shape, it.outs) ? Item::kAsStored : Item::kQuantize;
     } else if ((project && o.format == QuantFormat::kBf16) || IsQuantizedDtype(v.dtype)) {
       it.kind = Item::kToBf16;
       it.outs = {{s.name, DType::kBF16, s.shape}};
@@ -182,8 +199,8 @@ class ItemWriter {
       : c_(c), oc_(oc), ck_(ck), it_(it) {}
 
   Status Produce(size_t out_index, const SafetensorsWriter::Sink& sink) {
-    if (it_.kind == Item::kCopy) {
-      const TensorView v = ck_.View(it_.name);
+    if (it_.kind == Item::kCopy || it_.kind == Item::kAsStored) {
+      const TensorView v = ck_.View(it_.outs[out_index].name);
       const auto* p = static_cast<const uint8_t*>(v.data);
       for (size_t off = 0; off < v.nbytes(); off += kCopyChunk)
         RETURN_IF_ERROR(sink(p + off, std::min(kCopyChunk, v.nbytes() - off)));
@@ -311,10 +328,12 @@ Status VerifyItem(const ModelConfig& c, const ModelConfig& oc, const Checkpoint&
       return Status::Runtime(f->path() + ": tensor " + t.name + " was written as " + DTypeName(e->dtype) +
                              e->shape.ToString() + ", planned " + DTypeName(t.dtype) + t.shape.ToString());
   }
-  if (it.kind == Item::kCopy) {
-    const TensorView a = in.View(it.name), b = out.View(it.name);
-    if (std::memcmp(a.data, b.data, a.nbytes()) != 0)
-      return Status::Runtime(out.dir() + ": tensor " + it.name + " differs from its source copy");
+  if (it.kind == Item::kCopy || it.kind == Item::kAsStored) {
+    for (const auto& t : it.outs) {
+      const TensorView a = in.View(t.name), b = out.View(t.name);
+      if (std::memcmp(a.data, b.data, a.nbytes()) != 0)
+        return Status::Runtime(out.dir() + ": tensor " + t.name + " differs from its source copy");
+    }
     return Status::Ok();
   }
   const WeightMatrix src = SourceMatrix(c, in, it.name, it.logical);
@@ -558,6 +577,7 @@ Status QuantizeCheckpoint(const QuantizeOptions& o, QuantizeReport* rep) {
   const std::vector<Item> items = Plan(c, oc, *ck, lr, o);
   for (const auto& it : items) {
     if (it.kind == Item::kQuantize) ++rep->quantized;
+    else if (it.kind == Item::kAsStored) ++rep->as_stored;
     else ++rep->kept;
   }
   rep->copied_unknown = static_cast<int64_t>(lr.unused_tensors.size());

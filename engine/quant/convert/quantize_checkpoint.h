@@ -44,7 +44,9 @@ struct ShardInfo {
 };
 
 struct QuantizeReport {
-  int64_t quantized = 0, kept = 0, copied_unknown = 0;
+  // Projections quantized; already in the output's format, copied byte for byte; other tensors
+  // kept (copied or cast to BF16); tensors no table entry uses, copied.
+  int64_t quantized = 0, as_stored = 0, kept = 0, copied_unknown = 0;
   uint64_t input_bytes = 0, output_bytes = 0;
   std::vector<ShardInfo> shards;
   // Verification: the largest |ŵ - w| / bound over every quantized element (<= 1 passes),
