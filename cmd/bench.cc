@@ -390,6 +390,8 @@ int RunBench(int argc, char** argv) {
   SetStageSeconds(nullptr);
   peak_rss = std::max(peak_rss, PeakRssBytes());  // before the last probe allocates its buffer
   const WeightPages weight_pages = CheckpointPages();
+  // A row's 64-byte loads straddle two cache lines where its tensor does not start on one.
+  const uint64_t tensor_bytes = model.checkpoint_tensor_bytes(), aligned = model.checkpoint_line_aligned_bytes();
 
   probe();
   std::vector<Ceiling> ceilings;  // per row
@@ -469,8 +471,8 @@ int RunBench(int argc, char** argv) {
                      {"peak_rss_bytes", peak_rss},
                      {"weights_mapped_bytes", weight_pages.mapped},
                      {"weights_2mib_page_bytes", weight_pages.huge},
-                     {"weights_tensor_bytes", model.checkpoint_tensor_bytes()},
-                     {"weights_line_aligned_bytes", model.checkpoint_line_aligned_bytes()},
+                     {"weights_tensor_bytes", tensor_bytes},
+                     {"weights_line_aligned_bytes", aligned},
                      {"kv_cache_bytes", model.kv_cache_bytes()}});
     }
     std::printf("%s\n", out.dump(2).c_str());
@@ -518,8 +520,6 @@ int RunBench(int argc, char** argv) {
               weight_pages.huge < weight_pages.mapped / 2
                   ? " (the page cache holds the checkpoint in small pages: see README, Speed)"
                   : "");
-  // A row's 64-byte loads straddle two cache lines where its tensor does not start on one.
-  const uint64_t tensor_bytes = model.checkpoint_tensor_bytes(), aligned = model.checkpoint_line_aligned_bytes();
   std::printf("weights on 64-byte lines: %.0f%% of the tensors' bytes%s\n",
               tensor_bytes > 0 ? 100.0 * static_cast<double>(aligned) / static_cast<double>(tensor_bytes) : 0.0,
               aligned < tensor_bytes / 2 ? " (files dsv3 init and quantize write are aligned: see README, Speed)" : "");

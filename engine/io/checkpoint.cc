@@ -107,7 +107,7 @@ uint64_t Checkpoint::LineAlignedTensorBytes() const {
   uint64_t n = 0;
   for (const auto& f : files_)
     for (const SafetensorsEntry& e : f->entries())
-      if (reinterpret_cast<uintptr_t>(f->View(e).data) % 64 == 0) n += e.end - e.begin;
+      if (reinterpret_cast<uintptr_t>(f->View(e).data) % SafetensorsWriter::kDataAlignment == 0) n += e.end - e.begin;
   return n;
 }
 

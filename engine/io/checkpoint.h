@@ -29,9 +29,9 @@ class Checkpoint {
   std::vector<std::string> Names() const;
   const std::vector<std::unique_ptr<SafetensorsFile>>& files() const { return files_; }
   uint64_t TotalBytes() const;
-  // The bytes of every tensor, and of those whose data start on a 64-byte line of the mapping
-  // (the kernels' row loads straddle two lines otherwise; files dsv3 writes have them aligned,
-  // SafetensorsWriter).
+  // The bytes of every tensor, and of those whose data start on a cache line of the mapping
+  // (SafetensorsWriter::kDataAlignment; the kernels' row loads straddle two lines otherwise,
+  // and files dsv3 writes have them aligned).
   uint64_t TensorBytes() const;
   uint64_t LineAlignedTensorBytes() const;
 

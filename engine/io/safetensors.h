@@ -54,13 +54,15 @@ Status ParseSafetensorsHeader(const std::string& json_text, uint64_t data_size,
                               std::map<std::string, std::string>* metadata);
 
 // Streams tensors to `path` in the order they were added, those whose sizes are multiples of
-// 64 bytes first: the data start 64-byte aligned in the file, and so do those tensors. Each
+// kDataAlignment first: the data start that aligned in the file, and so do those tensors. Each
 // tensor's bytes come from a callback that writes exactly nbytes through `sink`, so a
 // multi-GB tensor never has to sit in memory at once.
 class SafetensorsWriter {
  public:
   using Sink = std::function<Status(const void*, size_t)>;
   using Producer = std::function<Status(const Sink&)>;
+  // A cache line: a row that starts on one is read a line at a time, not straddling two.
+  static constexpr uint64_t kDataAlignment = 64;
 
   void SetMetadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
   void Add(const std::string& name, DType dtype, const Shape& shape, Producer produce);
@@ -74,6 +76,7 @@ class SafetensorsWriter {
     std::string name;
     DType dtype;
     Shape shape;
+    uint64_t bytes;  // shape.numel() * the dtype's size
     Producer produce;
   };
   std::vector<Item> items_;
