@@ -4,10 +4,12 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "engine/base/huge_page_buffer.h"
 #include "engine/base/threads.h"
 #include "engine/kernels/cpu/cpu_features.h"
 #include "engine/kernels/cpu/machine_probe.h"
@@ -89,6 +91,48 @@ Fixture Make(int format, int64_t rows, int64_t cols, int64_t T) {
   return f;
 }
 
+// The bytes of a fixture's matrix: its weights and scales.
+int64_t MatrixBytes(const Fixture& f) {
+  return static_cast<int64_t>(f.bytes.size() + f.scale.size() * sizeof(float) + f.scale16.size() * sizeof(uint16_t));
+}
+
+// Matrices laid out as dsv3 maps a checkpoint's weights: on 2 MiB pages, each weight and scale
+// tensor on a 64-byte line. The fixtures' own vectors come from malloc, on 4 KiB pages here
+// (THP "madvise"), and streamed from there an INT4 lm_head had read at 23-24 GB/s against
+// ~58 for the same rows on 2 MiB pages: the benchmarks measured the pages, not the kernels.
+struct MappedWeights {
+  HugePageBuffer memory;
+  std::vector<WeightMatrix> w;  // copy c of fixture i at [c * fixtures + i]
+};
+
+// `copies` copies of each of the fixtures' matrices, one after another (c0 f0, c0 f1, c1 f0, ...).
+MappedWeights OnHugePages(const std::vector<const Fixture*>& fixtures, int64_t copies) {
+  const auto line = [](size_t n) { return (n + 63) / 64 * 64; };
+  size_t total = 0;
+  for (const Fixture* f : fixtures)
+    total += line(f->bytes.size()) + line(f->scale.size() * sizeof(float)) + line(f->scale16.size() * sizeof(uint16_t));
+  MappedWeights m{HugePageBuffer(total * static_cast<size_t>(copies)), {}};
+  auto* at = static_cast<uint8_t*>(m.memory.data());
+  const auto place = [&](const void* src, size_t n) {
+    void* dst = at;
+    if (n > 0) std::memcpy(dst, src, n);
+    at += line(n);
+    return dst;
+  };
+  for (int64_t c = 0; c < copies; ++c) {
+    for (const Fixture* f : fixtures) {
+      WeightMatrix w = f->w;
+      w.w.data = place(f->bytes.data(), f->bytes.size());
+      void* scale = place(f->scale.data(), f->scale.size() * sizeof(float));
+      void* scale16 = place(f->scale16.data(), f->scale16.size() * sizeof(uint16_t));
+      if (!f->scale.empty()) (f->w.scale.data == f->scale.data() ? w.scale : w.scale_inv).data = scale;
+      if (!f->scale16.empty()) w.scale.data = scale16;
+      m.w.push_back(w);
+    }
+  }
+  return m;
+}
+
 // Skips the benchmark, saying why, where the CPU lacks what `kernel` and `activations` need
 // (kAuto: the AVX2 set the engine's fast paths run on); true when it did.
 bool SkipIfCpuLacks(benchmark::State& state, LinearKernel kernel,
@@ -118,8 +162,9 @@ void BM_Linear(benchmark::State& state) {
   SetLinearKernel(kernel);
   SetLinearActivations(activations);
   Fixture f = Make(format, rows, cols, T);
+  const MappedWeights mapped = OnHugePages({&f}, 1);
   for (auto _ : state) {
-    Linear(f.x.data(), T, f.w, f.y.data());
+    Linear(f.x.data(), T, mapped.w[0], f.y.data());
     benchmark::DoNotOptimize(f.y.data());
   }
   SetLinearKernel(LinearKernel::kAuto);
@@ -183,20 +228,11 @@ void BM_ExpertStream(benchmark::State& state) {
   SetNumThreads(static_cast<int>(state.range(2)));
   SetLinearActivations(activations);
   Fixture one = Make(format, rows, cols, T);  // its activations and outputs serve every expert
-  const int64_t matrix_bytes = static_cast<int64_t>(
-      one.bytes.size() + one.scale.size() * sizeof(float) + one.scale16.size() * sizeof(uint16_t));
+  const int64_t matrix_bytes = MatrixBytes(one);
   const int64_t experts = ((int64_t{64} << 20) + matrix_bytes - 1) / matrix_bytes;
-  Fixture weights_only = one;
-  weights_only.x.clear();
-  weights_only.y.clear();
-  std::vector<Fixture> copies(static_cast<size_t>(experts), weights_only);
-  for (Fixture& f : copies) {  // point each copy's views at its own buffers
-    f.w.w.data = f.bytes.data();
-    if (!f.scale.empty()) (format == kInt8PerChannel ? f.w.scale : f.w.scale_inv).data = f.scale.data();
-    if (!f.scale16.empty()) f.w.scale.data = f.scale16.data();
-  }
+  const MappedWeights copies = OnHugePages({&one}, experts);
   for (auto _ : state) {
-    for (const Fixture& f : copies) Linear(one.x.data(), T, f.w, one.y.data());
+    for (const WeightMatrix& w : copies.w) Linear(one.x.data(), T, w, one.y.data());
     benchmark::DoNotOptimize(one.y.data());
   }
   SetLinearActivations(LinearActivations::kInt8);
@@ -230,25 +266,20 @@ void BM_SameInput(benchmark::State& state) {
   const bool fused = state.range(1) != 0;
   if (SkipIfCpuLacks(state, LinearKernel::kAuto)) return;
   SetNumThreads(2);
-  const auto bytes_of = [](const Fixture& f) {
-    return static_cast<int64_t>(f.bytes.size() + f.scale.size() * sizeof(float) + f.scale16.size() * sizeof(uint16_t));
-  };
-  std::vector<Fixture> q_a, kv_a;
-  int64_t bytes = 0;
-  while (bytes < (int64_t{64} << 20)) {
-    q_a.push_back(Make(format, 384, 1536, 1));
-    kv_a.push_back(Make(format, 288, 1536, 1));
-    bytes += bytes_of(q_a.back()) + bytes_of(kv_a.back());
-  }
-  const std::vector<float>& x = q_a[0].x;
+  const Fixture q_a = Make(format, 384, 1536, 1), kv_a = Make(format, 288, 1536, 1);
+  const int64_t pair = MatrixBytes(q_a) + MatrixBytes(kv_a);
+  const int64_t layers = ((int64_t{64} << 20) + pair - 1) / pair, bytes = layers * pair;
+  const MappedWeights mapped = OnHugePages({&q_a, &kv_a}, layers);  // each layer's q_a, then its kv_a
+  const std::vector<float>& x = q_a.x;
   std::vector<float> y_q(384), y_kv(288);
   for (auto _ : state) {
-    for (size_t l = 0; l < q_a.size(); ++l) {
+    for (int64_t l = 0; l < layers; ++l) {
+      const WeightMatrix &wq = mapped.w[static_cast<size_t>(2 * l)], &wkv = mapped.w[static_cast<size_t>(2 * l + 1)];
       if (fused) {
-        LinearSameInput(x.data(), 1, {{&q_a[l].w, y_q.data()}, {&kv_a[l].w, y_kv.data()}});
+        LinearSameInput(x.data(), 1, {{&wq, y_q.data()}, {&wkv, y_kv.data()}});
       } else {
-        Linear(x.data(), 1, q_a[l].w, y_q.data());
-        Linear(x.data(), 1, kv_a[l].w, y_kv.data());
+        Linear(x.data(), 1, wq, y_q.data());
+        Linear(x.data(), 1, wkv, y_kv.data());
       }
     }
     benchmark::DoNotOptimize(y_q.data());
