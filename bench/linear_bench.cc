@@ -98,8 +98,9 @@ int64_t MatrixBytes(const Fixture& f) {
 
 // Matrices laid out as dsv3 maps a checkpoint's weights: on 2 MiB pages, each weight and scale
 // tensor on a 64-byte line. The fixtures' own vectors come from malloc, on 4 KiB pages here
-// (THP "madvise"), and streamed from there an INT4 lm_head had read at 23-24 GB/s against
-// ~58 for the same rows on 2 MiB pages: the benchmarks measured the pages, not the kernels.
+// (THP "madvise"), and streamed from there an INT4 lm_head (2 threads, Zen 5) had read at
+// 16-31 GB/s against 47-54 for the same rows on 2 MiB pages: the benchmarks measured the
+// pages more than the kernels.
 struct MappedWeights {
   HugePageBuffer memory;
   std::vector<WeightMatrix> w;  // copy c of fixture i at [c * fixtures + i]
