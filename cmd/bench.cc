@@ -203,12 +203,14 @@ int RunBench(int argc, char** argv) {
     const std::string config_path = JoinPath(opts.Get<std::string>("model-path"), "config.json");
     auto config = LoadHfConfig(config_path);
     if (!config.ok()) return ReportError("bench", config.status());
+    // ppN fills the depth and N positions, tgN the depth and N (a one-token prompt, then N - 1
+    // tokens fed back): the runs are apart (see the repetitions below).
     const int64_t limit = config.value().max_position_embeddings;
     int64_t positions = 0;
-    if (__builtin_add_overflow(deepest, P, &positions) || __builtin_add_overflow(positions, G, &positions) ||
-        positions > limit)
-      return ReportError("bench", Status::Invalid("--depth " + std::to_string(deepest) + " + --prompt-len " +
-                                                  std::to_string(P) + " + --gen-len " + std::to_string(G) +
+    if (__builtin_add_overflow(deepest, std::max(P, G), &positions) || positions > limit)
+      return ReportError("bench", Status::Invalid("--depth " + std::to_string(deepest) + " + " +
+                                                  (P >= G ? "--prompt-len " + std::to_string(P)
+                                                          : "--gen-len " + std::to_string(G)) +
                                                   " positions are past max_position_embeddings " +
                                                   std::to_string(limit) + " of " + config_path));
   }
@@ -269,8 +271,8 @@ int RunBench(int argc, char** argv) {
 
   ModelOptions mo;
   const int64_t max_depth = *std::max_element(depths.value().begin(), depths.value().end());
-  // Each test needs depth + prompt + generated tokens, plus one so the prompt is never empty.
-  mo.max_seq_len = max_depth + std::max<int64_t>(P, 1) + G + 1;
+  // The longer test's positions (checked above), and one spare.
+  mo.max_seq_len = max_depth + std::max(P, G) + 1;
   mo.batch_size = *std::max_element(batches.value().begin(), batches.value().end());
   auto loaded = Model::Load(opts.Get<std::string>("model-path"), mo);
   if (!loaded.ok()) return ReportError("bench", loaded.status());
@@ -307,60 +309,77 @@ int RunBench(int argc, char** argv) {
         LinearCounters::Totals pp_work, tg_work;  // one repetition's prefill and decode work
         double pp_tokens = 1, tg_tokens = 1;      // and the tokens each was for
         StageSeconds pp_stages, tg_stages;  // per token, mean over the repetitions
-        // Repetition -1 is a warm-up: it maps the weight pages in and wakes the pool.
+        // Repetition -1 is a warm-up: it maps the weight pages in and wakes the pool. ppN and
+        // tgN are separate runs from the depth's context, as llama-bench's are: ppN prefills N
+        // fresh tokens (and samples one); tgN decodes N - 1 steps after a one-token prompt, so
+        // its context is the depth, not the depth and ppN's prompt (decoding after a 512-token
+        // prompt, attention alone took ~0.7 ms a token more on bench-v3-mini than from depth 0).
         for (int64_t rep = -1; rep < reps; ++rep) {
-          std::vector<std::vector<int32_t>> prompts;
-          for (int64_t b = 0; b < B; ++b) {
-            prompts.push_back(context);
-            const auto fresh = random_tokens(std::max<int64_t>(P, 1));
-            prompts.back().insert(prompts.back().end(), fresh.begin(), fresh.end());
-          }
-          GenerateParams gp;
-          gp.max_new_tokens = std::max<int64_t>(G, 1);
-          counters.Reset();
-          stages = StageSeconds{};
+          // One run of B sequences, each the context and `fresh` new tokens, generating `gen`.
+          // Returns its first sequence's result (the batch's times; every sequence decodes as
+          // many steps), with the counters and stages read when the prefill was done.
           LinearCounters::Totals at_first;
           StageSeconds stages_at_first;
-          bool first = true;
-          auto r = model.Generate(prompts, gp, [&](size_t, int32_t) {
-            if (first) {  // the prefill is done; what follows is decode
-              at_first = counters.Read();
-              stages_at_first = stages;
-              first = false;
+          const auto run = [&](int64_t fresh, int64_t gen) -> StatusOr<GenerateResult> {
+            std::vector<std::vector<int32_t>> prompts;
+            for (int64_t b = 0; b < B; ++b) {
+              prompts.push_back(context);
+              const auto tokens = random_tokens(fresh);
+              prompts.back().insert(prompts.back().end(), tokens.begin(), tokens.end());
             }
-            return true;
-          });
-          if (!r.ok()) return ReportError("bench", r.status());
-          const GenerateResult& g = r.value()[0];  // the batch's times; every sequence decodes as many steps
-          const int64_t steps = static_cast<int64_t>(g.tokens.size()) - 1;
-          if (rep < 0) continue;
+            GenerateParams gp;
+            gp.max_new_tokens = gen;
+            counters.Reset();
+            stages = StageSeconds{};
+            bool first = true;
+            auto r = model.Generate(prompts, gp, [&](size_t, int32_t) {
+              if (first) {  // the prefill is done; what follows is decode
+                at_first = counters.Read();
+                stages_at_first = stages;
+                first = false;
+              }
+              return true;
+            });
+            if (!r.ok()) return r.status();
+            return std::move(r.value()[0]);
+          };
           const double tokens = static_cast<double>(B);
           if (P > 0) {
-            pp.push_back(tokens * static_cast<double>(P) / std::max(g.prefill_seconds, 1e-9));
-            pp_s.push_back(g.prefill_seconds);
-            pp_work = at_first;
-            pp_tokens = tokens * static_cast<double>(P);
-            AddScaled(&pp_stages, stages_at_first, 1.0 / (tokens * static_cast<double>(P * reps)));
+            auto r = run(P, 1);
+            if (!r.ok()) return ReportError("bench", r.status());
+            if (rep >= 0) {
+              pp.push_back(tokens * static_cast<double>(P) / std::max(r.value().prefill_seconds, 1e-9));
+              pp_s.push_back(r.value().prefill_seconds);
+              pp_work = at_first;
+              pp_tokens = tokens * static_cast<double>(P);
+              AddScaled(&pp_stages, stages_at_first, 1.0 / (tokens * static_cast<double>(P * reps)));
+            }
           }
-          if (G > 1 && steps > 0) {
-            tg.push_back(tokens * static_cast<double>(steps) / std::max(g.decode_seconds, 1e-9));
-            tg_s.push_back(g.decode_seconds);
-            const double per_token = 1.0 / (tokens * static_cast<double>(steps * reps));
-            AddScaled(&tg_stages, stages, per_token);
-            AddScaled(&tg_stages, stages_at_first, -per_token);
-            // A step reads each weight it touches once for all B sequences.
-            const LinearCounters::Totals all = counters.Read();
-            tg_work.weight_bytes = all.weight_bytes - at_first.weight_bytes;
-            tg_work.flops = all.flops - at_first.flops;
-            tg_work.int8_flops = all.int8_flops - at_first.int8_flops;
-            tg_work.bf16_flops = all.bf16_flops - at_first.bf16_flops;
-            tg_tokens = tokens * static_cast<double>(steps);
+          if (G > 1) {
+            auto r = run(1, G);
+            if (!r.ok()) return ReportError("bench", r.status());
+            const GenerateResult& g = r.value();
+            const int64_t steps = static_cast<int64_t>(g.tokens.size()) - 1;
+            if (rep >= 0 && steps > 0) {
+              tg.push_back(tokens * static_cast<double>(steps) / std::max(g.decode_seconds, 1e-9));
+              tg_s.push_back(g.decode_seconds);
+              const double per_token = 1.0 / (tokens * static_cast<double>(steps * reps));
+              AddScaled(&tg_stages, stages, per_token);
+              AddScaled(&tg_stages, stages_at_first, -per_token);
+              // A step reads each weight it touches once for all B sequences.
+              const LinearCounters::Totals all = counters.Read();
+              tg_work.weight_bytes = all.weight_bytes - at_first.weight_bytes;
+              tg_work.flops = all.flops - at_first.flops;
+              tg_work.int8_flops = all.int8_flops - at_first.int8_flops;
+              tg_work.bf16_flops = all.bf16_flops - at_first.bf16_flops;
+              tg_tokens = tokens * static_cast<double>(steps);
+            }
           }
         }
         // The prefill's FLOPs are counted as they run (attention's in the form MLA picked for
         // each chunk: engine/model/mla.cc). A decode step also reads the latent cache (each
         // sequence its own), which the weight-byte counters do not see.
-        const double tg_ctx = static_cast<double>(depth + P) + static_cast<double>(G) / 2;
+        const double tg_ctx = static_cast<double>(depth + 1) + static_cast<double>(G) / 2;
         const double cache_bytes = static_cast<double>(L) * tg_ctx * static_cast<double>(C + R) * sizeof(float);
         const std::string at = (B > 1 ? " x" + std::to_string(B) : "") + (depth > 0 ? " @ d" + std::to_string(depth) : "");
         const auto row = [&](const std::string& test, int64_t tokens, const std::vector<double>& tps,

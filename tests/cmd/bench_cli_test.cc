@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <map>
+#include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -115,6 +117,30 @@ TEST_F(BenchCliTest, JsonHasPrefillAndDecodeRowsWithRooflines) {
     for (const char* stage : {"attention", "moe", "dense_mlp", "lm_head"}) EXPECT_GT(stages[stage].get<double>(), 0.0) << stage;
     EXPECT_LE(sum, 1.0 / row["min_ts"].get<double>()) << row.dump();
   }
+}
+
+// tgN decodes from the test's depth, as llama-bench's tgN does, not after ppN's prompt: its
+// FLOPs per token, counted as they run (attention's over the cached positions it attends to),
+// are the same whether the run also had a 64-token prefill test or none, and rise with the depth.
+TEST_F(BenchCliTest, DecodeRowsStartFromTheDepthNotThePrompt) {
+  const auto rows = [&](const std::string& prompt_len) {
+    auto r = testing::RunDsv3({"bench", "--model-path", dir_.path() + "/m", "--prompt-len", prompt_len, "--gen-len",
+                               "8", "--depth", "0,32", "--threads", "1", "--repetitions", "1", "--probe-mib", "8",
+                               "--json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::map<std::string, nlohmann::json> by_test;
+    for (const auto& row : nlohmann::json::parse(r.out)) by_test[row["test"].get<std::string>()] = row;
+    return by_test;
+  };
+  auto with_prompt = rows("64"), without = rows("0");
+  ASSERT_TRUE(with_prompt.count("pp64") && with_prompt.count("tg8") && with_prompt.count("tg8 @ d32"));
+  ASSERT_TRUE(without.count("tg8") && without.count("tg8 @ d32") && !without.count("pp64"));
+  for (const char* test : {"tg8", "tg8 @ d32"}) {
+    EXPECT_EQ(with_prompt[test]["flops_per_token"].get<double>(), without[test]["flops_per_token"].get<double>())
+        << test << ": " << with_prompt[test].dump() << "\n" << without[test].dump();
+    EXPECT_EQ(with_prompt[test]["n_depth"], without[test]["n_depth"]);
+  }
+  EXPECT_GT(without["tg8 @ d32"]["flops_per_token"].get<double>(), without["tg8"]["flops_per_token"].get<double>());
 }
 
 // INT4 weights take int8 activations in decode steps: the decode rows report that share of
@@ -237,17 +263,23 @@ TEST_F(BenchCliTest, TableAndUsageErrors) {
                                                        {"--activations", "int4"},
                                                        {"--kernels", "avx2", "--activations", "bf16"},
                                                        {"--batch-size", "0"},
-                                                       {"--prompt-len", "1000", "--depth", "0,24"}}) {
+                                                       {"--prompt-len", "1001", "--depth", "0,24"}}) {
     std::vector<std::string> args = {"bench", "--model-path", dir_.path() + "/m"};
     args.insert(args.end(), bad.begin(), bad.end());
     EXPECT_EQ(testing::RunDsv3(args).exit_code, 2) << bad[0] << " " << bad[1] << (bad.size() > 2 ? " " + bad[2] : "");
   }
-  // Past the model's context (tiny-v3: 1024 positions), named with the file.
-  r = testing::RunDsv3({"bench", "--model-path", dir_.path() + "/m", "--prompt-len", "1000", "--depth", "0,24"});
-  EXPECT_NE(r.err.find("--depth 24 + --prompt-len 1000 + --gen-len 128 positions are past max_position_embeddings "
+  // Past the model's context (tiny-v3: 1024 positions), named with the file: the depth and the
+  // longer of the two tests, which run apart (the depth, 1000 and 128 would have fit 24 + 1000).
+  r = testing::RunDsv3({"bench", "--model-path", dir_.path() + "/m", "--prompt-len", "1001", "--depth", "0,24"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--depth 24 + --prompt-len 1001 positions are past max_position_embeddings "
                        "1024 of " + dir_.path() + "/m/config.json"),
             std::string::npos)
       << r.err;
+  r = testing::RunDsv3({"bench", "--model-path", dir_.path() + "/m", "--prompt-len", "4", "--gen-len", "1001",
+                        "--depth", "24"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--depth 24 + --gen-len 1001 positions are past"), std::string::npos) << r.err;
 }
 
 }  // namespace
