@@ -313,7 +313,7 @@ int RunBench(int argc, char** argv) {
         // tgN are separate runs from the depth's context, as llama-bench's are: ppN prefills N
         // fresh tokens (and samples one); tgN decodes N - 1 steps after a one-token prompt, so
         // its context is the depth, not the depth and ppN's prompt (decoding after a 512-token
-        // prompt, attention alone took ~0.7 ms a token more on bench-v3-mini than from depth 0).
+        // prompt, attention alone took ~0.5 ms a token more on bench-v3-mini INT4-h than from 0).
         for (int64_t rep = -1; rep < reps; ++rep) {
           // One run of B sequences, each the context and `fresh` new tokens, generating `gen`.
           // Returns its first sequence's result (the batch's times; every sequence decodes as
