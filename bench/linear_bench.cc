@@ -11,6 +11,7 @@
 
 #include "engine/base/huge_page_buffer.h"
 #include "engine/base/threads.h"
+#include "engine/io/safetensors.h"
 #include "engine/kernels/cpu/cpu_features.h"
 #include "engine/kernels/cpu/machine_probe.h"
 #include "engine/kernels/ops.h"
@@ -108,7 +109,8 @@ struct MappedWeights {
 
 // `copies` copies of each of the fixtures' matrices, one after another (c0 f0, c0 f1, c1 f0, ...).
 MappedWeights OnHugePages(const std::vector<const Fixture*>& fixtures, int64_t copies) {
-  const auto line = [](size_t n) { return (n + 63) / 64 * 64; };
+  constexpr size_t kLine = SafetensorsWriter::kDataAlignment;  // where the writer puts tensors
+  const auto line = [](size_t n) { return (n + kLine - 1) / kLine * kLine; };
   size_t total = 0;
   for (const Fixture* f : fixtures)
     total += line(f->bytes.size()) + line(f->scale.size() * sizeof(float)) + line(f->scale16.size() * sizeof(uint16_t));
