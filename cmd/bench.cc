@@ -180,6 +180,7 @@ int RunBench(int argc, char** argv) {
       "repetitions", po::value<int64_t>()->default_value(5), "runs per test; median, min, max reported")(
       "kernels", po::value<std::string>()->default_value("auto"), "auto | reference | avx2 | avx512 (Linear kernels; avx512: avx2 with AVX-512 where it has kernels, the same bits)")(
       "activations", po::value<std::string>()->default_value("int8"), kActivationsHelp)(
+      "kv-cache-dtype", po::value<std::string>()->default_value("f32"), kKvCacheDtypeHelp)(
       "seed", po::value<uint64_t>()->default_value(0), "seed of the random prompt tokens")(
       "probe-mib", po::value<int64_t>()->default_value(512), "buffer of the read-bandwidth probe (>> last-level cache)")(
       "json", po::bool_switch(), "print JSON instead of the table");
@@ -236,6 +237,9 @@ int RunBench(int argc, char** argv) {
   if (GetLinearActivations() == LinearActivations::kBf16 && !Bf16KernelActive())
     return ReportError("bench", Status::Invalid("--activations bf16 runs on the avx512 kernels only, not --kernels " + kernels));
 
+  const auto kv_cache = ParseKvCacheDtype(opts.Get<std::string>("kv-cache-dtype"));
+  if (!kv_cache.ok()) return ReportError("bench", kv_cache.status());
+
   const int64_t probe_bytes = opts.Get<int64_t>("probe-mib") << 20;
   if (probe_bytes <= 0) return ReportError("bench", Status::Invalid("--probe-mib must be >= 1"));
   // Ceilings per thread count, measured before the model loads, again after each test (the
@@ -274,6 +278,7 @@ int RunBench(int argc, char** argv) {
   // The longer test's positions (checked above), and one spare.
   mo.max_seq_len = max_depth + std::max(P, G) + 1;
   mo.batch_size = *std::max_element(batches.value().begin(), batches.value().end());
+  mo.kv_cache = kv_cache.value();
   auto loaded = Model::Load(opts.Get<std::string>("model-path"), mo);
   if (!loaded.ok()) return ReportError("bench", loaded.status());
   Model& model = *loaded.value();
@@ -380,7 +385,8 @@ int RunBench(int argc, char** argv) {
         // each chunk: engine/model/mla.cc). A decode step also reads the latent cache (each
         // sequence its own), which the weight-byte counters do not see.
         const double tg_ctx = static_cast<double>(depth + 1) + static_cast<double>(G) / 2;
-        const double cache_bytes = static_cast<double>(L) * tg_ctx * static_cast<double>(C + R) * sizeof(float);
+        const double cache_bytes =
+            static_cast<double>(L) * tg_ctx * static_cast<double>((C + R) * model.kv_cache_value_bytes());
         const std::string at = (B > 1 ? " x" + std::to_string(B) : "") + (depth > 0 ? " @ d" + std::to_string(depth) : "");
         const auto row = [&](const std::string& test, int64_t tokens, const std::vector<double>& tps,
                              const std::vector<double>& seconds, const LinearCounters::Totals& work, double over,
@@ -432,8 +438,11 @@ int RunBench(int argc, char** argv) {
 
   const double gib = 1024.0 * 1024.0 * 1024.0;
   // The activations matter only for INT8/INT4 weights (and BF16 ones under bf16), but are named always.
+  // So is a bf16 KV cache (the float32 default is not, as llama-bench omits its f16 default).
+  const std::string kv_type = opts.Get<std::string>("kv-cache-dtype");
   const std::string kernel_name = std::string(LinearKernelName(ActiveLinearKernel())) + " act=" +
-                                  LinearActivationsName(GetLinearActivations());
+                                  LinearActivationsName(GetLinearActivations()) +
+                                  (kv_type == "f32" ? "" : " kv=" + kv_type);
   if (opts.Get<bool>("json")) {
     const int64_t n_params = CountParams(model.config()).total;
     char test_time[32];
@@ -454,6 +463,8 @@ int RunBench(int argc, char** argv) {
                      {"test", r.test},
                      {"n_depth", r.depth},
                      {"n_batch", r.batch},
+                     {"type_k", kv_type},  // llama-bench's names for its cache types
+                     {"type_v", kv_type},
                      // llama-bench's fields, with its meanings, so that its readers take these
                      // rows as they are: avg_ts is the mean over repetitions (median_ts is the
                      // table's figure), n_prompt and n_gen are both present (0 for the other).

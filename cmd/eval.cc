@@ -214,6 +214,7 @@ int RunEval(int argc, char** argv) {
     // What INT8/INT4 (and with bf16, BF16/FP8) weights multiply changes the scores: recorded,
     // and part of every cached request's key, so a resumed run never mixes two of them.
     info.strings["activations"] = LinearActivationsName(GetLinearActivations());
+    info.strings["kv_cache_dtype"] = opts.Get<std::string>("kv-cache-dtype");  // a bf16 cache changes them too
     const std::string cache_path =
         opts.Get<bool>("no-cache") ? "" : (opts.Has("cache") ? opts.Get<std::string>("cache") : output + ".cache.jsonl");
     auto c = RequestCache::Open(cache_path);
@@ -226,7 +227,8 @@ int RunEval(int argc, char** argv) {
     hopts.add_bos = opts.Get<bool>("add-bos");
     harness = std::make_unique<Harness>(model.get(), &*tokenizer, cache.get(), hopts);
     harness->set_fingerprint(fp.value() + "|" + info.strings["dsv3_version"] + "|" +
-                             std::to_string(opts.Get<int>("max-seq-len")) + "|" + info.strings["activations"]);
+                             std::to_string(opts.Get<int>("max-seq-len")) + "|" + info.strings["activations"] + "|" +
+                             info.strings["kv_cache_dtype"]);
   }
 
   // 3. Run the tasks in a fixed order.

@@ -9,7 +9,15 @@ ModelOptions ModelOptionsFrom(const OptionParser& opts) {
   ModelOptions o;
   o.max_seq_len = opts.Get<int>("max-seq-len");
   o.batch_size = opts.Get<int>("batch-size");
+  const auto kv = ParseKvCacheDtype(opts.Get<std::string>("kv-cache-dtype"));
+  if (kv.ok()) o.kv_cache = kv.value();
   return o;
+}
+
+StatusOr<ModelOptions::KvCache> ParseKvCacheDtype(const std::string& value) {
+  if (value == "f32") return ModelOptions::KvCache::kF32;
+  if (value == "bf16") return ModelOptions::KvCache::kBF16;
+  return Status::Invalid("--kv-cache-dtype must be f32 or bf16, got \"" + value + "\"");
 }
 
 StatusOr<std::vector<int32_t>> ParseIds(const std::string& text) {

@@ -7,6 +7,7 @@
 #include <sstream>
 #include <vector>
 
+#include "cmd/model_options.h"
 #include "engine/base/file.h"
 #include "engine/base/threads.h"
 #include "engine/kernels/cpu/cpu_features.h"
@@ -45,6 +46,7 @@ void OptionParser::AddModelOptions(bool model_path_required) {
       "max-seq-len", po::value<int>()->default_value(4096), "longest sequence (sizes the KV cache)")(
       "threads", po::value<int>()->default_value(0), "CPU threads (0: all cores)")(
       "activations", po::value<std::string>()->default_value("int8"), kActivationsHelp)(
+      "kv-cache-dtype", po::value<std::string>()->default_value("f32"), kKvCacheDtypeHelp)(
       "seed", po::value<uint64_t>()->default_value(0), "random seed");
 }
 
@@ -174,6 +176,7 @@ Status ApplyCommonModelOptions(const OptionParser& opts) {
   if (opts.Get<int>("max-seq-len") < 1) return Status::Invalid("--max-seq-len must be >= 1");
   SetNumThreads(threads);
   RETURN_IF_ERROR(ApplyActivationsOption(opts.Get<std::string>("activations")));
+  RETURN_IF_ERROR(ParseKvCacheDtype(opts.Get<std::string>("kv-cache-dtype")).status());
   const std::string device = opts.Get<std::string>("device");
   int first = 0, last = 0, used = 0;
   const bool cuda = device == "cuda" ||

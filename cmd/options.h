@@ -74,4 +74,11 @@ inline constexpr const char* kActivationsHelp =
     "f32: exact float32)";
 Status ApplyActivationsOption(const std::string& value);
 
+// --kv-cache-dtype (ModelOptions::KvCache in engine/api.h), shared by the model commands and bench
+// (model_options.h's ParseKvCacheDtype).
+inline constexpr const char* kKvCacheDtypeHelp =
+    "f32 | bf16: what the latent KV cache holds (bf16: half the memory, each cached value rounded to "
+    "bf16, as llama.cpp's -ctk/-ctv bf16; attention widens the rows back to float32 as it reads them, "
+    "which costs some decode speed at depth)";
+
 }  // namespace dsv3::cmd

@@ -75,6 +75,7 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir, const Model
     case ModelOptions::Attention::kAbsorbed: t.attn_impl = AttnImpl::kAbsorb; break;
     case ModelOptions::Attention::kNaive: t.attn_impl = AttnImpl::kNaive; break;
   }
+  t.kv_cache_dtype = options.kv_cache == ModelOptions::KvCache::kBF16 ? KvCacheDType::kBF16 : KvCacheDType::kF32;
   m->transformer_ = std::make_unique<Transformer>(m->config_, weights, t);
   m->slot_tokens_.assign(static_cast<size_t>(options.batch_size), {});
   m->logits_buf_.reset(new float[static_cast<size_t>(std::min(options.max_logit_rows, options.max_step_tokens) *
@@ -86,6 +87,7 @@ uint64_t Model::checkpoint_bytes() const { return checkpoint_->TotalBytes(); }
 uint64_t Model::checkpoint_tensor_bytes() const { return checkpoint_->TensorBytes(); }
 uint64_t Model::checkpoint_line_aligned_bytes() const { return checkpoint_->LineAlignedTensorBytes(); }
 int64_t Model::kv_cache_bytes() const { return transformer_->cache().bytes(); }
+int64_t Model::kv_cache_value_bytes() const { return transformer_->cache().value_bytes(); }
 
 Status Model::CheckIds(const std::vector<int32_t>& ids) const {
   for (size_t i = 0; i < ids.size(); ++i)

@@ -35,6 +35,10 @@ struct ModelOptions {
   // others force one (tests compare them).
   enum class Attention { kAuto, kAbsorbed, kNaive };
   Attention attention = Attention::kAuto;
+  // What the latent KV cache holds (--kv-cache-dtype): float32, attention over the exact values,
+  // or bfloat16, half the memory, each cached value rounded once (engine/model/kv_cache.h).
+  enum class KvCache { kF32, kBF16 };
+  KvCache kv_cache = KvCache::kF32;
 };
 
 // Log-likelihood of tokens[score_from:] given what precedes them.
@@ -79,6 +83,8 @@ class Model {
   uint64_t checkpoint_tensor_bytes() const;
   uint64_t checkpoint_line_aligned_bytes() const;
   int64_t kv_cache_bytes() const;
+  // Bytes per cached value: 4 (float32) or 2 (bfloat16).
+  int64_t kv_cache_value_bytes() const;
   // Tokens run through the forward pass so far (prefix reuse makes this smaller than the
   // tokens requested).
   int64_t tokens_fed() const { return tokens_fed_; }

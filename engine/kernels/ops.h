@@ -238,6 +238,9 @@ void MultiQueryScoresTwoPart(const float* q1, int64_t ldq1, const float* keys1, 
 // out[m * C : +C] = sum over s of p[m * ldp + s] · vals[s * C : +C] for m < M.
 void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
                            float* out);
+// out[i] = in[i] widened from bfloat16 to float32 (exact) for i < n: a bf16 latent cache's
+// rows, as attention reads them (LatentKvCache).
+void WidenBf16(const uint16_t* in, int64_t n, float* out);
 
 // Row-major matrix products for prefill attention, where many queries meet many keys (MLA's
 // keys and values expanded from the latent cache per head, then scores and the weighted sum):

@@ -96,11 +96,12 @@ int64_t AttendSpan(const ModelConfig& c, const SeqChunk& ch, int64_t layer, Late
   const int64_t S = ch.start_pos + 1, a = S * k / spans, len = S * (k + 1) / spans - a;
   // The sliding window hides the positions before lo (probability exactly 0).
   const int64_t lo = c.sliding_window > 0 ? std::max<int64_t>(0, ch.start_pos - c.sliding_window + 1) : 0;
-  const float* latents = cache->kv(layer, ch.slot) + a * C;
+  thread_local std::vector<float> kv_rows, pe_rows;  // a bf16 cache's span, widened
+  const float* latents = cache->KvRows(layer, ch.slot, a, len, &kv_rows);
+  const float* k_pe = cache->PeRows(layer, ch.slot, a, len, &pe_rows);
   float *m = part_k, *l = part_k + H;
   scores.resize(static_cast<size_t>(nh * len));
-  MultiQueryScoresTwoPart(qa + h0 * C, C, latents, C, qa + H * C + h0 * R, R, cache->pe(layer, ch.slot) + a * R, R, nh,
-                          len, scores.data(), len);
+  MultiQueryScoresTwoPart(qa + h0 * C, C, latents, C, qa + H * C + h0 * R, R, k_pe, R, nh, len, scores.data(), len);
   const int64_t hidden = std::clamp<int64_t>(lo - a, 0, len);  // the span's positions before lo
   for (int64_t h = h0; h < h1; ++h) {
     float* row = scores.data() + (h - h0) * len;
@@ -284,15 +285,13 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
   // thread); a decode step's one token inline.
   constexpr int64_t kTokensPerChunk = 32;
   for (const SeqChunk& ch : chunks) {
-    float* kv_cache = cache->kv(layer, ch.slot);
-    float* pe_cache = cache->pe(layer, ch.slot);
     ParallelFor(ch.n, kTokensPerChunk, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t row = ch.offset + t, pos = ch.start_pos + t;
         float* kvr = kv_a + row * (C + R);
-        RmsNorm(kvr, w.kv_a_layernorm, 1, C, eps, kv_cache + pos * C);
-        std::memcpy(pe_cache + pos * R, kvr + C, R * sizeof(float));
-        rope.Apply(pe_cache + pos * R, pos);
+        RmsNorm(kvr, w.kv_a_layernorm, 1, C, eps, kvr);
+        rope.Apply(kvr + C, pos);
+        cache->Store(layer, ch.slot, pos, kvr, kvr + C);
         if (one_token) continue;  // q comes later (DecodeOneQuery)
         for (int64_t h = 0; h < H; ++h) rope.Apply(q + row * H * qk + h * qk + nope, pos);
       }
@@ -330,8 +329,9 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
       const SeqChunk& ch = *others[j / groups];
       const int64_t g = j % groups, h0 = H * g / groups, h1 = H * (g + 1) / groups, nh = h1 - h0;
       const int64_t T = ch.n, S = ch.start_pos + ch.n;
-      const float* latents = cache->kv(layer, ch.slot);  // [S, C]
-      const float* k_pe = cache->pe(layer, ch.slot);     // [S, R]
+      thread_local std::vector<float> kv_rows, pe_rows;  // a bf16 cache's rows, widened
+      const float* latents = cache->KvRows(layer, ch.slot, 0, S, &kv_rows);  // [S, C]
+      const float* k_pe = cache->PeRows(layer, ch.slot, 0, S, &pe_rows);     // [S, R]
       const auto q_head = [&](int64_t h) { return q + ch.offset * H * qk + h * qk; };  // [T, qk], stride H·qk
       const auto w_uk = [&](int64_t h) { return wkv_b + h * (nope + vd) * C; };           // [nope, C]
       const auto w_uv = [&](int64_t h) { return wkv_b + (h * (nope + vd) + nope) * C; }; // [vd, C]

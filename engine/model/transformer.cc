@@ -43,7 +43,7 @@ Transformer::Transformer(const ModelConfig& config, const ModelWeights& weights,
       options_(options),
       rope_(config, options.max_seq_len),
       cache_(config.num_hidden_layers, options.slots, options.max_seq_len, config.kv_lora_rank,
-             config.qk_rope_head_dim) {
+             config.qk_rope_head_dim, options.kv_cache_dtype) {
   const int64_t N = options.max_step_tokens, D = config.hidden_size;
   h_.resize(static_cast<size_t>(N * D));
   xn_.resize(h_.size());

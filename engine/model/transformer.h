@@ -42,6 +42,7 @@ struct TransformerOptions {
   int64_t slots = 1;            // sequences that can be cached at once (--batch-size)
   int64_t max_step_tokens = 512;  // rows per forward step; longer prefills are split
   AttnImpl attn_impl = AttnImpl::kAuto;
+  KvCacheDType kv_cache_dtype = KvCacheDType::kF32;
 };
 
 class Transformer {

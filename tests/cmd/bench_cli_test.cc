@@ -143,6 +143,38 @@ TEST_F(BenchCliTest, DecodeRowsStartFromTheDepthNotThePrompt) {
   EXPECT_GT(without["tg8 @ d32"]["flops_per_token"].get<double>(), without["tg8"]["flops_per_token"].get<double>());
 }
 
+// --kv-cache-dtype bf16: a cache of half the bytes, named in the JSON as llama-bench names its
+// cache types (type_k, type_v) and in the table's kernels column; a decode row's bytes per token
+// count the cache it reads at two bytes a value, not four (tiny-v3 at depth 32: 3 layers x
+// (32 + 8) values x (32 + 1 + 4 / 2) positions, the mean context of tg4), the weights' bytes unchanged.
+TEST_F(BenchCliTest, Bf16KvCacheHalvesTheCacheAndItsBytesPerToken) {
+  const auto rows = [&](const std::string& kv) {
+    auto r = testing::RunDsv3({"bench", "--model-path", dir_.path() + "/m", "--prompt-len", "0", "--gen-len", "4",
+                               "--depth", "32", "--threads", "1", "--repetitions", "1", "--probe-mib", "8", "--json",
+                               "--kv-cache-dtype", kv});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return nlohmann::json::parse(r.out);
+  };
+  const nlohmann::json f32 = rows("f32"), bf16 = rows("bf16");
+  ASSERT_EQ(f32.size(), 1u);
+  ASSERT_EQ(bf16.size(), 1u);
+  EXPECT_EQ(f32[0]["type_k"], "f32");
+  EXPECT_EQ(bf16[0]["type_k"], "bf16");
+  EXPECT_EQ(bf16[0]["type_v"], "bf16");
+  EXPECT_EQ(f32[0]["kernels"].get<std::string>().find("kv="), std::string::npos);
+  EXPECT_NE(bf16[0]["kernels"].get<std::string>().find(" kv=bf16"), std::string::npos);
+  EXPECT_EQ(2 * bf16[0]["kv_cache_bytes"].get<int64_t>(), f32[0]["kv_cache_bytes"].get<int64_t>());
+  const double saved = 3 * (32 + 8) * (32 + 1 + 4 / 2.0) * 2;
+  EXPECT_DOUBLE_EQ(f32[0]["bytes_per_token"].get<double>() - bf16[0]["bytes_per_token"].get<double>(), saved)
+      << f32[0].dump() << "\n" << bf16[0].dump();
+  auto r = testing::RunDsv3({"bench", "--model-path", dir_.path() + "/m", "--kv-cache-dtype", "f16"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--kv-cache-dtype must be f32 or bf16, got \"f16\""), std::string::npos) << r.err;
+  r = testing::RunDsv3({"generate", "--model-path", dir_.path() + "/m", "--ids", "1", "--kv-cache-dtype", "fp8"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--kv-cache-dtype must be f32 or bf16"), std::string::npos) << r.err;
+}
+
 // INT4 weights take int8 activations in decode steps: the decode rows report that share of
 // their FLOPs, which counts against the int8 peak (at batch 16 it is what makes the decode step
 // compute-bound); prefill stays float32.

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <utility>
@@ -332,6 +333,31 @@ TEST_F(MultiQueryTest, ExpShiftedSumIsWithinThreeUlpOfStdExp) {
   EXPECT_LE(special[7], std::exp(-88.5) * 1.01);  // below the normal range: tiny or 0
   EXPECT_NEAR(special[8], std::exp(1.0), 3e-7 * std::exp(1.0));
   EXPECT_TRUE(std::isnan(sum));
+}
+
+// A bf16 latent cache's rows widen to float32 exactly (every value, NaN payloads and
+// subnormals included) on the AVX-512, AVX2 and scalar paths, for lengths around their steps.
+TEST_F(MultiQueryTest, WidenBf16IsExactForEveryLength) {
+  std::vector<uint16_t> in;
+  for (uint32_t v = 0; v < 0x10000; v += 37) in.push_back(static_cast<uint16_t>(v));
+  for (uint16_t v : {0x0000, 0x8000, 0x0001, 0x807f, 0x7f80, 0xff80, 0x7fc1, 0xffff, 0x3f80, 0xbf81})
+    in.push_back(v);
+  for (const LinearKernel k : {LinearKernel::kReference, LinearKernel::kAvx2, LinearKernel::kAvx512}) {
+    if (k == LinearKernel::kAvx512 && !GetCpuFeatures().HasAvx512VnniSet()) continue;
+    SetLinearKernel(k);
+    for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{7}, int64_t{8}, int64_t{9}, int64_t{16}, int64_t{23},
+                      int64_t{31}, static_cast<int64_t>(in.size())}) {
+      std::vector<float> out(static_cast<size_t>(n) + 1, 42.0f);
+      WidenBf16(in.data(), n, out.data());
+      for (int64_t i = 0; i < n; ++i) {
+        const uint32_t want = static_cast<uint32_t>(in[i]) << 16;
+        uint32_t got;
+        std::memcpy(&got, &out[i], 4);
+        ASSERT_EQ(got, want) << LinearKernelName(k) << " n " << n << " i " << i;
+      }
+      EXPECT_EQ(out[n], 42.0f) << "wrote past n " << n;
+    }
+  }
 }
 
 }  // namespace

@@ -41,7 +41,7 @@ class EngineTest : public ::testing::Test {
   }
   std::unique_ptr<Model> Load(int64_t window = 0, int64_t batch = 1, int64_t step = 256,
                               ModelOptions::Attention attention = ModelOptions::Attention::kAuto,
-                              int64_t logit_rows = 256) {
+                              int64_t logit_rows = 256, ModelOptions::KvCache kv_cache = ModelOptions::KvCache::kF32) {
     auto j = nlohmann::json::parse(ReadFile(dir_.Join("config.json")).value());
     if (window > 0) j["sliding_window"] = window;
     else j.erase("sliding_window");
@@ -52,6 +52,7 @@ class EngineTest : public ::testing::Test {
     o.max_step_tokens = step;
     o.max_logit_rows = logit_rows;
     o.attention = attention;
+    o.kv_cache = kv_cache;
     auto m = Model::Load(dir_.path(), o);
     EXPECT_TRUE(m.ok()) << m.status().message();
     return std::move(m.value());
@@ -131,6 +132,73 @@ TEST_F(EngineTest, DecodeOverSeveralCacheSpansMatchesPrefillForAnyThreadCount) {
     ASSERT_EQ(one.size(), static_cast<size_t>((T - P + 1) * V));
     EXPECT_TRUE(testing::AllClose(one.data(), two.data(), one.size(), 0.0, w + ": 1 vs 2 threads"));
     EXPECT_TRUE(testing::AllClose(prefill.data() + (P - 1) * V, one.data(), one.size(), 2e-5, w + ": decode vs prefill"));
+  }
+}
+
+// --kv-cache-dtype bf16: every path reads the rows the cache rounded, so decode (two spans past
+// 128 positions, with and without a window), the expanded and absorbed prefills and prefix
+// reuse agree as they do over a float32 cache, and the thread count changes no bit. The
+// rounding is there (the logits move from the float32 cache's) and small.
+TEST_F(EngineTest, Bf16KvCacheKeepsDecodeExpandedAndReusedPrefixesInAgreement) {
+  const int T = 220, P = 140, V = 512;
+  const auto bf16 = ModelOptions::KvCache::kBF16;
+  const auto load = [&](int64_t window, ModelOptions::Attention form = ModelOptions::Attention::kAuto) {
+    return Load(window, 1, 256, form, 256, bf16);
+  };
+  auto ids = Ids(T);
+  for (int64_t window : {0, 60}) {
+    const std::string w = "window " + std::to_string(window);
+    std::vector<float> exact, prefill, absorbed, one, two;
+    ASSERT_TRUE(Load(window)->Logits(ids, 0, &exact).ok());
+    ASSERT_TRUE(load(window, ModelOptions::Attention::kNaive)->Logits(ids, 0, &prefill).ok());
+    ASSERT_TRUE(load(window, ModelOptions::Attention::kAbsorbed)->Logits(ids, 0, &absorbed).ok());
+    SetNumThreads(1);
+    ASSERT_TRUE(load(window)->Logits(ids, P, &one).ok());
+    SetNumThreads(2);
+    ASSERT_TRUE(load(window)->Logits(ids, P, &two).ok());
+    SetNumThreads(0);
+    ASSERT_EQ(one.size(), static_cast<size_t>((T - P + 1) * V));
+    double scale = 0;
+    for (float v : exact) scale = std::max(scale, static_cast<double>(std::fabs(v)));
+    EXPECT_TRUE(testing::AllClose(one.data(), two.data(), one.size(), 0.0, w + ": 1 vs 2 threads"));
+    // The forms' float32 noise (2e-5 over a float32 cache) now and then puts a cached value on the
+    // other side of a bf16 rounding boundary, which moves it a whole bf16 step: here the forms
+    // agree to ~1e-5 of the logit scale, at most ~1e-4; a row read from the wrong place, or not
+    // widened, moves logits by a good part of it.
+    EXPECT_TRUE(testing::AllClose(prefill.data() + (P - 1) * V, one.data(), one.size(), 1e-3 * scale,
+                                  w + ": decode vs prefill"));
+    EXPECT_TRUE(testing::AllClose(prefill.data(), absorbed.data(), prefill.size(), 1e-3 * scale,
+                                  w + ": expanded vs absorbed"));
+    // Against the float32 cache, as against the goldens (golden_test): most positions within 2%
+    // of the scale (~0.4% typically here; a near-tied routing choice can flip at a few), and
+    // moved.
+    size_t near = 0;
+    double typical = 0;
+    for (int p = 0; p < T; ++p) {
+      double worst = 0;
+      for (int v = 0; v < V; ++v) worst = std::max(worst, static_cast<double>(std::fabs(prefill[p * V + v] - exact[p * V + v])));
+      near += worst <= 2e-2 * scale;
+      typical = std::max(typical, worst <= 2e-2 * scale ? worst : 0.0);
+    }
+    EXPECT_GE(near, static_cast<size_t>(T - (T + 9) / 10)) << w << ": positions within 2% of the logit scale, of " << T;
+    EXPECT_GT(typical, 1e-4) << w << ": the cached values were rounded";
+  }
+  // Scoring in two slots copies a computed context into the other (CopyPrefix) and reuses it.
+  auto ctx = Ids(30);
+  std::vector<ScoreRequest> reqs;
+  for (int32_t choice : {11, 22, 33, 44}) {
+    ScoreRequest r{ctx, 30};
+    r.tokens.push_back(choice);
+    reqs.push_back(r);
+  }
+  auto model = Load(0, 2, 16, ModelOptions::Attention::kAuto, 256, bf16);
+  auto batched = model->Score(reqs);
+  ASSERT_TRUE(batched.ok());
+  EXPECT_EQ(model->tokens_fed(), 29 + 2 * 1 + 2 * 1);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    auto fresh = Load(0, 1, 256, ModelOptions::Attention::kAuto, 256, bf16)->Score({reqs[i]});
+    ASSERT_TRUE(fresh.ok());
+    EXPECT_NEAR(batched.value()[i].sum, fresh.value()[0].sum, 2e-5) << i;
   }
 }
 

@@ -123,6 +123,40 @@ TEST_P(GoldenTest, Bf16ActivationsStayNearTheGolden) {
   }
 }
 
+// --kv-cache-dtype bf16 against DeepSeek's float32 logits: each cached latent and rope key is
+// rounded to bf16 (2^-9 of itself at most), so, as with bf16 activations, nearly every
+// position's logits stay within 2% of their scale, and they do move (the rounding is there).
+TEST_P(GoldenTest, Bf16KvCacheStaysNearTheGolden) {
+  ModelOptions o;
+  o.max_seq_len = 256;
+  o.max_step_tokens = 64;
+  o.kv_cache = ModelOptions::KvCache::kBF16;
+  auto loaded = Model::Load(dir_, o);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  Model& model = *loaded.value();
+  EXPECT_EQ(model.kv_cache_value_bytes(), 2);
+  for (int i = 0; golden_->Has("prefill." + std::to_string(i) + ".tokens"); ++i) {
+    auto ids = golden_->Ids("prefill." + std::to_string(i) + ".tokens");
+    auto want = golden_->F32("prefill." + std::to_string(i) + ".logits");
+    std::vector<float> got;
+    ASSERT_TRUE(model.Logits(ids, 0, &got).ok());
+    ASSERT_EQ(got.size(), want.size());
+    const size_t P = ids.size(), V = want.size() / P;
+    double scale = 0;
+    for (float v : want) scale = std::max(scale, static_cast<double>(std::fabs(v)));
+    size_t near = 0;
+    double typical = 0;
+    for (size_t p = 0; p < P; ++p) {
+      double worst = 0;
+      for (size_t v = 0; v < V; ++v) worst = std::max(worst, static_cast<double>(std::fabs(got[p * V + v] - want[p * V + v])));
+      near += worst <= 2e-2 * scale;
+      typical = std::max(typical, worst <= 2e-2 * scale ? worst : 0.0);
+    }
+    EXPECT_GE(near, P - (P + 9) / 10) << "prefill " << i << ": positions within 2% of the logit scale, of " << P;
+    EXPECT_GT(typical, kLogitTol) << "prefill " << i << ": the cached values were rounded";
+  }
+}
+
 TEST_P(GoldenTest, NaiveAttentionAgreesWithAbsorbed) {
   auto absorbed = Load(ModelOptions::Attention::kAbsorbed), naive = Load(ModelOptions::Attention::kNaive);
   auto ids = golden_->Ids("prefill.2.tokens");

@@ -5,6 +5,7 @@
 // both forms give the same logits is golden_test's AbsorbedAndNaiveAgree.)
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -74,6 +75,53 @@ TEST(LatentKvCacheTest, RowsStartOnCacheLinesAndSurviveAMove) {
     EXPECT_EQ(owner.kv(2, 1)[4 * 256 + 255], 1.0f);
     EXPECT_EQ(owner.pe(2, 1)[4 * 32 + 31], 2.0f);
   }
+}
+
+// --kv-cache-dtype bf16: half the bytes; each stored value rounded to nearest even (ties to the
+// even mantissa), read back widened exactly; a row's neighbours untouched; prefixes copied. The
+// float32 cache hands out its own rows, with no copy.
+TEST(LatentKvCacheTest, Bf16RowsAreTheFloat32RowsRoundedToNearestEven) {
+  constexpr int64_t C = 256, R = 32;
+  LatentKvCache f32(2, 2, 4, C, R), bf16(2, 2, 4, C, R, KvCacheDType::kBF16);
+  EXPECT_EQ(bf16.bytes() * 2, f32.bytes());
+  EXPECT_EQ(bf16.value_bytes(), 2);
+  EXPECT_EQ(f32.value_bytes(), 4);
+  EXPECT_EQ(bf16.kv(0, 0), nullptr);
+  std::vector<float> latent = testing::RandomNormal(C, 1.0f, 5), rope_key = testing::RandomNormal(R, 1.0f, 6);
+  // Halfway cases: 1 + 2^-8 lies between 1 and 1 + 2^-7 (goes to 1, the even one); 1 + 3 * 2^-8
+  // between 1 + 2^-7 and 1 + 2^-6 (goes up); just above a halfway point rounds up.
+  latent[0] = 1.00390625f;
+  latent[1] = 1.01171875f;
+  latent[2] = -1.00390637f;  // -(1 + 2^-8 + 2^-23)
+  rope_key[0] = 3.0e38f;
+  const std::vector<float> want_head = {1.0f, 1.015625f, -1.0078125f};
+  f32.Store(1, 1, 2, latent.data(), rope_key.data());
+  bf16.Store(1, 1, 2, latent.data(), rope_key.data());
+  std::vector<float> scratch, scratch_pe;
+  const float* kv = bf16.KvRows(1, 1, 0, 4, &scratch);
+  const float* pe = bf16.PeRows(1, 1, 0, 4, &scratch_pe);
+  for (int64_t i = 0; i < 3; ++i) EXPECT_EQ(kv[2 * C + i], want_head[i]) << i;
+  EXPECT_EQ(pe[2 * R], 3.00405527e38f);  // 3.0e38 to the nearest bf16
+  for (int64_t i = 0; i < C; ++i) {
+    EXPECT_LE(std::fabs(kv[2 * C + i] - latent[i]), std::ldexp(std::fabs(latent[i]), -8)) << i;  // half a bf16 step
+    EXPECT_EQ(kv[C + i], 0.0f) << "row 1, " << i;
+    EXPECT_EQ(kv[3 * C + i], 0.0f) << "row 3, " << i;
+  }
+  for (int64_t i = 1; i < R; ++i) EXPECT_LE(std::fabs(pe[2 * R + i] - rope_key[i]), std::ldexp(std::fabs(rope_key[i]), -8));
+  EXPECT_EQ(bf16.KvRows(1, 0, 2, 1, &scratch)[0], 0.0f) << "another slot";
+  EXPECT_EQ(bf16.KvRows(0, 1, 2, 1, &scratch)[0], 0.0f) << "another layer";
+  // The float32 cache: the row as given, in place.
+  std::vector<float> unused;
+  EXPECT_EQ(f32.KvRows(1, 1, 2, 1, &unused), f32.kv(1, 1) + 2 * C);
+  EXPECT_EQ(f32.PeRows(1, 1, 2, 1, &unused), f32.pe(1, 1) + 2 * R);
+  EXPECT_TRUE(unused.empty());
+  EXPECT_EQ(std::memcmp(f32.kv(1, 1) + 2 * C, latent.data(), C * sizeof(float)), 0);
+  // A prefix of three positions, into slot 0 of layer 1 (and of layer 0, where it is zeros).
+  bf16.CopyPrefix(1, 0, 3);
+  const std::vector<float> from(kv, kv + 3 * C);
+  const float* copied = bf16.KvRows(1, 0, 0, 3, &scratch);
+  EXPECT_EQ(std::vector<float>(copied, copied + 3 * C), from);
+  EXPECT_EQ(bf16.PeRows(1, 0, 2, 1, &scratch_pe)[0], 3.00405527e38f);
 }
 
 // A layer of MLA with H heads (q through q_a and q_b), its matrices random in one format (F32,

@@ -3,6 +3,7 @@
 // avx512 family), else the reference twin below (Eigen matrix products; the tests compare the two).
 #include <Eigen/Core>
 
+#include "engine/base/dtype.h"
 #include "engine/kernels/cpu/linear_kernels.h"
 #include "engine/kernels/ops.h"
 
@@ -76,6 +77,14 @@ void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const float* 
   }
   CMap P(p, M, S, Eigen::OuterStride<>(ldp)), V(vals, S, C, Eigen::OuterStride<>(C));
   MMap(out, M, C, Eigen::OuterStride<>(C)).noalias() = P * V;
+}
+
+void WidenBf16(const uint16_t* in, int64_t n, float* out) {
+  // Exact on every path; decode at depth widens each span of a bf16 cache as it attends over
+  // it, so the vector forms matter for speed only.
+  if (UseAvx512()) return cpu::WidenBf16Avx512(in, n, out);
+  if (UseAvx2()) return cpu::WidenBf16Avx2(in, n, out);
+  for (int64_t i = 0; i < n; ++i) out[i] = BF16ToF32(in[i]);
 }
 
 }  // namespace dsv3

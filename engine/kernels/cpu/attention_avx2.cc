@@ -435,6 +435,18 @@ void MultiQueryWeightedSumAvx2(const float* p, int64_t M, int64_t ldp, const flo
   }
 }
 
+void WidenBf16Avx2(const uint16_t* in, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i)));
+    _mm256_storeu_ps(out + i, _mm256_castsi256_ps(_mm256_slli_epi32(h, 16)));
+  }
+  for (; i < n; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(in[i]) << 16;
+    __builtin_memcpy(out + i, &bits, 4);
+  }
+}
+
 }  // namespace dsv3::cpu
 
 #else  // built without the flags (not x86-64): the dispatcher never selects these.
@@ -444,6 +456,7 @@ void MultiQueryScoresAvx2(const float*, int64_t, int64_t, const float*, int64_t,
 void MultiQueryScoresTwoPartAvx2(const float*, int64_t, const float*, int64_t, const float*, int64_t, const float*,
                                  int64_t, int64_t, int64_t, float*, int64_t) {}
 void MultiQueryWeightedSumAvx2(const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*) {}
+void WidenBf16Avx2(const uint16_t*, int64_t, float*) {}
 float ExpShiftedSumAvx2(float*, int64_t, float) { return 0.0f; }
 double SumExpShiftedAvx2(const float*, int64_t, float) { return 0.0; }
 void SoftmaxAvx2(float*, int64_t, float) {}

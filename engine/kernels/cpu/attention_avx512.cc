@@ -262,6 +262,15 @@ void MultiQueryWeightedSumAvx512(const float* p, int64_t M, int64_t ldp, const f
   QueryTiles<6>(M, [&]<int N>(int64_t m) { WeightedSumQueries<N>(p + m * ldp, ldp, vals, S, C, out + m * C); });
 }
 
+void WidenBf16Avx512(const uint16_t* in, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i)));
+    _mm512_storeu_ps(out + i, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
+  }
+  WidenBf16Avx2(in + i, n - i, out + i);
+}
+
 }  // namespace dsv3::cpu
 
 #else  // built without the flags (not x86-64): the dispatcher never selects these.
@@ -271,6 +280,7 @@ void MultiQueryScoresAvx512(const float*, int64_t, int64_t, const float*, int64_
 void MultiQueryScoresTwoPartAvx512(const float*, int64_t, const float*, int64_t, const float*, int64_t, const float*,
                                    int64_t, int64_t, int64_t, float*, int64_t) {}
 void MultiQueryWeightedSumAvx512(const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*) {}
+void WidenBf16Avx512(const uint16_t*, int64_t, float*) {}
 }  // namespace dsv3::cpu
 
 #endif

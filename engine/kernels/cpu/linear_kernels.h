@@ -255,6 +255,9 @@ void MultiQueryScoresTwoPartAvx2(const float* q1, int64_t ldq1, const float* key
                                  int64_t lds);
 void MultiQueryWeightedSumAvx2(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
                                float* out);
+// WidenBf16 (ops.h) eight values a step (attention_avx2.cc), and sixteen (attention_avx512.cc).
+void WidenBf16Avx2(const uint16_t* in, int64_t n, float* out);
+void WidenBf16Avx512(const uint16_t* in, int64_t n, float* out);
 // The same three with AVX-512, the AVX2 bits (attention_avx512.cc; CpuFeatures::HasAvx512VnniSet).
 void MultiQueryScoresAvx512(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
                             float* scores, int64_t lds, bool accumulate);
