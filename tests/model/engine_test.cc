@@ -136,10 +136,11 @@ TEST_F(EngineTest, DecodeOverSeveralCacheSpansMatchesPrefillForAnyThreadCount) {
 }
 
 // --kv-cache-dtype bf16: every path reads the rows the cache rounded, so decode (two spans past
-// 128 positions, with and without a window), the expanded and absorbed prefills and prefix
-// reuse agree as they do over a float32 cache, and the thread count changes no bit. The
+// 128 positions, with and without a window) and the expanded and absorbed prefills agree as
+// they do over a float32 cache (prefix reuse: ScoringReusesPrefixesAndStaysExact), and the
+// thread count changes no bit. The
 // rounding is there (the logits move from the float32 cache's) and small.
-TEST_F(EngineTest, Bf16KvCacheKeepsDecodeExpandedAndReusedPrefixesInAgreement) {
+TEST_F(EngineTest, Bf16KvCacheKeepsDecodeAndBothPrefillFormsInAgreement) {
   const int T = 220, P = 140, V = 512;
   const auto bf16 = ModelOptions::KvCache::kBF16;
   const auto load = [&](int64_t window, ModelOptions::Attention form = ModelOptions::Attention::kAuto) {
@@ -172,33 +173,9 @@ TEST_F(EngineTest, Bf16KvCacheKeepsDecodeExpandedAndReusedPrefixesInAgreement) {
     // Against the float32 cache, as against the goldens (golden_test): most positions within 2%
     // of the scale (~0.4% typically here; a near-tied routing choice can flip at a few), and
     // moved.
-    size_t near = 0;
-    double typical = 0;
-    for (int p = 0; p < T; ++p) {
-      double worst = 0;
-      for (int v = 0; v < V; ++v) worst = std::max(worst, static_cast<double>(std::fabs(prefill[p * V + v] - exact[p * V + v])));
-      near += worst <= 2e-2 * scale;
-      typical = std::max(typical, worst <= 2e-2 * scale ? worst : 0.0);
-    }
+    const auto [near, typical] = testing::CountNearPositions(prefill.data(), exact.data(), T, V, 2e-2 * scale);
     EXPECT_GE(near, static_cast<size_t>(T - (T + 9) / 10)) << w << ": positions within 2% of the logit scale, of " << T;
     EXPECT_GT(typical, 1e-4) << w << ": the cached values were rounded";
-  }
-  // Scoring in two slots copies a computed context into the other (CopyPrefix) and reuses it.
-  auto ctx = Ids(30);
-  std::vector<ScoreRequest> reqs;
-  for (int32_t choice : {11, 22, 33, 44}) {
-    ScoreRequest r{ctx, 30};
-    r.tokens.push_back(choice);
-    reqs.push_back(r);
-  }
-  auto model = Load(0, 2, 16, ModelOptions::Attention::kAuto, 256, bf16);
-  auto batched = model->Score(reqs);
-  ASSERT_TRUE(batched.ok());
-  EXPECT_EQ(model->tokens_fed(), 29 + 2 * 1 + 2 * 1);
-  for (size_t i = 0; i < reqs.size(); ++i) {
-    auto fresh = Load(0, 1, 256, ModelOptions::Attention::kAuto, 256, bf16)->Score({reqs[i]});
-    ASSERT_TRUE(fresh.ok());
-    EXPECT_NEAR(batched.value()[i].sum, fresh.value()[0].sum, 2e-5) << i;
   }
 }
 
@@ -270,6 +247,7 @@ TEST_F(EngineTest, ThreadCountDoesNotChangeResults) {
   EXPECT_TRUE(testing::AllClose(one.data(), two.data(), one.size(), 0.0, "1 vs 2 threads"));
 }
 
+// In a float32 cache and in a bf16 one (whose copied prefix is the rounded rows).
 TEST_F(EngineTest, ScoringReusesPrefixesAndStaysExact) {
   auto ctx = Ids(30);
   std::vector<ScoreRequest> reqs;
@@ -278,18 +256,23 @@ TEST_F(EngineTest, ScoringReusesPrefixesAndStaysExact) {
     r.tokens.push_back(choice);
     reqs.push_back(r);
   }
-  auto model = Load(0, 2, 16);  // 2 slots, small steps: reuse across waves
-  auto batched = model->Score(reqs);
-  ASSERT_TRUE(batched.ok());
-  // The first wave computes the context once (its first 29 positions: the 30th gives the first
-  // choice's logits) and copies it into the other slot, then each of its two choices feeds
-  // the last context position; the second wave finds the context cached in both slots and
-  // feeds only that position for each choice (31 tokens minus the last, which needs no logits).
-  EXPECT_EQ(model->tokens_fed(), 29 + 2 * 1 + 2 * 1);
-  for (size_t i = 0; i < reqs.size(); ++i) {
-    auto fresh = Load(0, 1)->Score({reqs[i]});
-    ASSERT_TRUE(fresh.ok());
-    EXPECT_NEAR(batched.value()[i].sum, fresh.value()[0].sum, 2e-5) << i;
+  for (const auto kv : {ModelOptions::KvCache::kF32, ModelOptions::KvCache::kBF16}) {
+    const auto load = [&](int64_t slots, int64_t step) {
+      return Load(0, slots, step, ModelOptions::Attention::kAuto, 256, kv);
+    };
+    auto model = load(2, 16);  // 2 slots, small steps: reuse across waves
+    auto batched = model->Score(reqs);
+    ASSERT_TRUE(batched.ok());
+    // The first wave computes the context once (its first 29 positions: the 30th gives the first
+    // choice's logits) and copies it into the other slot, then each of its two choices feeds
+    // the last context position; the second wave finds the context cached in both slots and
+    // feeds only that position for each choice (31 tokens minus the last, which needs no logits).
+    EXPECT_EQ(model->tokens_fed(), 29 + 2 * 1 + 2 * 1);
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      auto fresh = load(1, 256)->Score({reqs[i]});
+      ASSERT_TRUE(fresh.ok());
+      EXPECT_NEAR(batched.value()[i].sum, fresh.value()[0].sum, 2e-5) << i;
+    }
   }
 }
 

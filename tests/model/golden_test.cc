@@ -110,14 +110,7 @@ TEST_P(GoldenTest, Bf16ActivationsStayNearTheGolden) {
     const size_t P = ids.size(), V = want.size() / P;
     double scale = 0;
     for (float v : want) scale = std::max(scale, static_cast<double>(std::fabs(v)));
-    size_t near = 0;
-    double typical = 0;
-    for (size_t p = 0; p < P; ++p) {
-      double worst = 0;
-      for (size_t v = 0; v < V; ++v) worst = std::max(worst, static_cast<double>(std::fabs(got[p * V + v] - want[p * V + v])));
-      near += worst <= 2e-2 * scale;
-      typical = std::max(typical, worst <= 2e-2 * scale ? worst : 0.0);
-    }
+    const auto [near, typical] = testing::CountNearPositions(got.data(), want.data(), P, V, 2e-2 * scale);
     EXPECT_GE(near, P - (P + 9) / 10) << "prefill " << i << ": positions within 2% of the logit scale, of " << P;
     EXPECT_GT(typical, kLogitTol) << "prefill " << i << ": the activations were rounded";
   }
@@ -144,14 +137,7 @@ TEST_P(GoldenTest, Bf16KvCacheStaysNearTheGolden) {
     const size_t P = ids.size(), V = want.size() / P;
     double scale = 0;
     for (float v : want) scale = std::max(scale, static_cast<double>(std::fabs(v)));
-    size_t near = 0;
-    double typical = 0;
-    for (size_t p = 0; p < P; ++p) {
-      double worst = 0;
-      for (size_t v = 0; v < V; ++v) worst = std::max(worst, static_cast<double>(std::fabs(got[p * V + v] - want[p * V + v])));
-      near += worst <= 2e-2 * scale;
-      typical = std::max(typical, worst <= 2e-2 * scale ? worst : 0.0);
-    }
+    const auto [near, typical] = testing::CountNearPositions(got.data(), want.data(), P, V, 2e-2 * scale);
     EXPECT_GE(near, P - (P + 9) / 10) << "prefill " << i << ": positions within 2% of the logit scale, of " << P;
     EXPECT_GT(typical, kLogitTol) << "prefill " << i << ": the cached values were rounded";
   }

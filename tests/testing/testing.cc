@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -101,6 +102,19 @@ std::vector<float> RandomNormal(int64_t n, float stddev, uint32_t seed) {
   os << what << ": max |diff| " << worst << " > " << atol << " at index " << worst_i << " (" << a[worst_i]
      << " vs " << b[worst_i] << ")";
   return ::testing::AssertionFailure() << os.str();
+}
+
+NearPositions CountNearPositions(const float* got, const float* want, size_t positions, size_t vocab, double tol) {
+  NearPositions r;
+  for (size_t p = 0; p < positions; ++p) {
+    double worst = 0;
+    for (size_t v = 0; v < vocab; ++v)
+      worst = std::max(worst, std::fabs(static_cast<double>(got[p * vocab + v]) - want[p * vocab + v]));
+    if (worst > tol) continue;
+    ++r.near;
+    r.typical = std::max(r.typical, worst);
+  }
+  return r;
 }
 
 }  // namespace dsv3::testing

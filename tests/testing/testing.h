@@ -50,4 +50,13 @@ std::vector<float> RandomNormal(int64_t n, float stddev, uint32_t seed);
 ::testing::AssertionResult AllClose(const float* a, const float* b, int64_t n, double atol,
                                     const std::string& what = "");
 
+// For logits [positions, vocab] that may move by a rounding (bf16 activations or cache): how many
+// positions have every |got - want| <= tol, and the largest of those positions' worst
+// differences (above zero where the rounding moved them).
+struct NearPositions {
+  size_t near = 0;
+  double typical = 0;
+};
+NearPositions CountNearPositions(const float* got, const float* want, size_t positions, size_t vocab, double tol);
+
 }  // namespace dsv3::testing
