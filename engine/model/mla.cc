@@ -321,6 +321,18 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
   // the latent cache, not the weights, is what decode attention streams).
   const int64_t groups = std::min<int64_t>(H, std::max(1, NumThreads()));
   const int64_t jobs = static_cast<int64_t>(others.size()) * groups;
+  // Each chunk's cached rows [S, C] and [S, R] as float32: a bf16 cache's widened once here, not
+  // by every job (a buffer a thread would be 302 MB for DeepSeek-V3 at 128K positions).
+  std::vector<const float*> latents_of(others.size()), k_pe_of(others.size());
+  if (s->wide_kv.size() < others.size()) {
+    s->wide_kv.resize(others.size());
+    s->wide_pe.resize(others.size());
+  }
+  for (size_t i = 0; i < others.size(); ++i) {
+    const int64_t S = others[i]->start_pos + others[i]->n;
+    latents_of[i] = cache->KvRows(layer, others[i]->slot, 0, S, &s->wide_kv[i]);
+    k_pe_of[i] = cache->PeRows(layer, others[i]->slot, 0, S, &s->wide_pe[i]);
+  }
   ParallelFor(jobs, 1, [&](int64_t j0, int64_t j1) {
     // The products' FLOPs as they run, in the form each chunk takes, for `dsv3 bench`'s
     // roofline (CountFlops; Linear counts the projections itself).
@@ -329,9 +341,8 @@ void MlaForward(const ModelConfig& c, const MlaWeights& w, int64_t layer, const 
       const SeqChunk& ch = *others[j / groups];
       const int64_t g = j % groups, h0 = H * g / groups, h1 = H * (g + 1) / groups, nh = h1 - h0;
       const int64_t T = ch.n, S = ch.start_pos + ch.n;
-      thread_local std::vector<float> kv_rows, pe_rows;  // a bf16 cache's rows, widened
-      const float* latents = cache->KvRows(layer, ch.slot, 0, S, &kv_rows);  // [S, C]
-      const float* k_pe = cache->PeRows(layer, ch.slot, 0, S, &pe_rows);     // [S, R]
+      const float* latents = latents_of[j / groups];  // [S, C]
+      const float* k_pe = k_pe_of[j / groups];        // [S, R]
       const auto q_head = [&](int64_t h) { return q + ch.offset * H * qk + h * qk; };  // [T, qk], stride H·qk
       const auto w_uk = [&](int64_t h) { return wkv_b + h * (nope + vd) * C; };           // [nope, C]
       const auto w_uv = [&](int64_t h) { return wkv_b + (h * (nope + vd) + nope) * C; }; // [vd, C]

@@ -42,6 +42,8 @@ struct MlaScratch {
   std::vector<float> q_a, q, kv_a, attn_out, kv_b_f32;
   std::vector<float> decode_q, decode_parts;  // one-query chunks: absorbed queries, span partials
   LinearInput q_b_in;                          // a decode step's normed q_a, prepared for q_b
+  // Chunks of several queries over a bf16 cache: each chunk's rows widened once for all its jobs.
+  std::vector<std::vector<float>> wide_kv, wide_pe;
   void Reserve(const ModelConfig& c, int64_t max_tokens);
 };
 
