@@ -239,7 +239,7 @@ void MultiQueryScoresTwoPart(const float* q1, int64_t ldq1, const float* keys1, 
 void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
                            float* out);
 // out[i] = in[i] widened from bfloat16 to float32 (exact) for i < n: a bf16 latent cache's
-// rows, as attention reads them (LatentKvCache).
+// rows, as attention reads them (LatentKvCache), and BF16 weights' rows (DequantizeRows).
 void WidenBf16(const uint16_t* in, int64_t n, float* out);
 
 // Row-major matrix products for prefill attention, where many queries meet many keys (MLA's

@@ -13,11 +13,9 @@ void DequantizeRows(const WeightMatrix& w, int64_t r0, int64_t r1, float* dst) {
     case DType::kF32:
       std::memcpy(dst, w.w.f32() + r0 * in, static_cast<size_t>((r1 - r0) * in) * 4);
       return;
-    case DType::kBF16: {
-      const uint16_t* src = w.w.as<uint16_t>() + r0 * in;
-      for (int64_t i = 0, n = (r1 - r0) * in; i < n; ++i) dst[i] = BF16ToF32(src[i]);
+    case DType::kBF16:
+      WidenBf16(w.w.as<uint16_t>() + r0 * in, (r1 - r0) * in, dst);
       return;
-    }
     case DType::kF16: {
       const uint16_t* src = w.w.as<uint16_t>() + r0 * in;
       for (int64_t i = 0, n = (r1 - r0) * in; i < n; ++i) dst[i] = F16ToF32(src[i]);
