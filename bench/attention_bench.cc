@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "engine/base/dtype.h"
 #include "engine/kernels/cpu/cpu_features.h"
 #include "engine/kernels/ops.h"
 
@@ -68,37 +70,53 @@ BENCHMARK(BM_MultiQuery)->Apply(Args)->UseRealTime()->MinTime(0.2);
 // them: 12 layers, each a 4096 x 256 latent cache and a 4096 x 32 rope cache (57 MB in all, so
 // read from DRAM), in spans of 128 positions with all 12 heads stacked: two-part scores, the
 // softmax exponentials, the weighted sum. Arg: 1 for the two-part scores, 0 for the latent and
-// rope parts as two products. One iteration is one token's attention.
+// rope parts as two products, 2 for the two-part scores over a bf16 cache (--kv-cache-dtype
+// bf16: the same values rounded, half the bytes). One iteration is one token's attention.
 void BM_DecodeSpans(benchmark::State& state) {
   if (!GetCpuFeatures().HasAvx2Set()) {
     state.SkipWithError("CPU lacks AVX2");
     return;
   }
-  const bool two_part = state.range(0) == 1;
+  const int64_t form = state.range(0);
   constexpr int64_t kLayers = 12, kDepth = 4096, C = 256, R = 32, H = 12, kSpan = 128;
   const auto latents = Random(kLayers * kDepth * C), rope = Random(kLayers * kDepth * R), q = Random(H * (C + R));
+  std::vector<uint16_t> bf16_latents, bf16_rope;
+  if (form == 2) {
+    for (float v : latents) bf16_latents.push_back(F32ToBF16(v));
+    for (float v : rope) bf16_rope.push_back(F32ToBF16(v));
+  }
   std::vector<float> scores(static_cast<size_t>(H * kSpan)), out(static_cast<size_t>(H * C));
+  const auto span = [&](const auto* lat, const auto* pe) {
+    constexpr bool kFloat = std::is_same_v<decltype(lat), const float*>;  // form 0 or 1
+    if constexpr (kFloat) {
+      if (form == 0) {
+        MultiQueryScores(q.data(), H, C, lat, kSpan, C, scores.data(), kSpan, false);
+        MultiQueryScores(q.data() + H * C, H, R, pe, kSpan, R, scores.data(), kSpan, true);
+      }
+    }
+    if (form != 0)
+      MultiQueryScoresTwoPart(q.data(), C, lat, C, q.data() + H * C, R, pe, R, H, kSpan, scores.data(), kSpan);
+    for (int64_t h = 0; h < H; ++h) ExpShiftedSum(scores.data() + h * kSpan, kSpan, 0.0f);
+    MultiQueryWeightedSum(scores.data(), H, kSpan, lat, kSpan, C, out.data());
+  };
   for (auto _ : state) {
     for (int64_t l = 0; l < kLayers; ++l) {
       for (int64_t a = 0; a < kDepth; a += kSpan) {
-        const float* lat = latents.data() + (l * kDepth + a) * C;
-        const float* pe = rope.data() + (l * kDepth + a) * R;
-        if (two_part) {
-          MultiQueryScoresTwoPart(q.data(), C, lat, C, q.data() + H * C, R, pe, R, H, kSpan, scores.data(), kSpan);
+        const int64_t at = l * kDepth + a;
+        if (form == 2) {
+          span(bf16_latents.data() + at * C, bf16_rope.data() + at * R);
         } else {
-          MultiQueryScores(q.data(), H, C, lat, kSpan, C, scores.data(), kSpan, false);
-          MultiQueryScores(q.data() + H * C, H, R, pe, kSpan, R, scores.data(), kSpan, true);
+          span(latents.data() + at * C, rope.data() + at * R);
         }
-        for (int64_t h = 0; h < H; ++h) ExpShiftedSum(scores.data() + h * kSpan, kSpan, 0.0f);
-        MultiQueryWeightedSum(scores.data(), H, kSpan, lat, kSpan, C, out.data());
       }
     }
     benchmark::DoNotOptimize(out.data());
   }
-  state.SetLabel(two_part ? "two-part scores" : "latent and rope scores apart");
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * kLayers * kDepth * (C + R) * 4);
+  state.SetLabel(form == 0 ? "latent and rope scores apart" : form == 1 ? "two-part scores" : "two-part scores, bf16");
+  const int64_t value_bytes = form == 2 ? 2 : 4;
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * kLayers * kDepth * (C + R) * value_bytes);
 }
-BENCHMARK(BM_DecodeSpans)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+BENCHMARK(BM_DecodeSpans)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 
 // Prefill attention's MatMul products for one head of bench-v3-mini, a 256-token chunk at
 // depth 4096 (S = 4352 cached positions): keys and values from 96 latent rows at a time

@@ -238,8 +238,18 @@ void MultiQueryScoresTwoPart(const float* q1, int64_t ldq1, const float* keys1, 
 // out[m * C : +C] = sum over s of p[m * ldp + s] · vals[s * C : +C] for m < M.
 void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
                            float* out);
+// The two products over rows of a bf16 latent cache (bfloat16 bits, LatentKvCache): the bits the
+// float32 forms above give over the same rows widened by WidenBf16. The vector kernels widen
+// each row in registers as they read it (decode at depth reads half the bytes and writes no
+// float32 copy), the GEMM of 16 or more queries as it packs them (as BF16 weights); the
+// reference widens the rows into a buffer and calls the float32 forms.
+void MultiQueryScoresTwoPart(const float* q1, int64_t ldq1, const uint16_t* keys1, int64_t C1, const float* q2,
+                             int64_t ldq2, const uint16_t* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
+                             int64_t lds);
+void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const uint16_t* vals, int64_t S, int64_t C,
+                           float* out);
 // out[i] = in[i] widened from bfloat16 to float32 (exact) for i < n: a bf16 latent cache's
-// rows, as attention reads them (LatentKvCache), and BF16 weights' rows (DequantizeRows).
+// rows, as prefill attention reads them (LatentKvCache), and BF16 weights' rows (DequantizeRows).
 void WidenBf16(const uint16_t* in, int64_t n, float* out);
 
 // Row-major matrix products for prefill attention, where many queries meet many keys (MLA's

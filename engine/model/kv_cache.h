@@ -8,9 +8,8 @@
 // memory (DeepSeek-V3 at 128K context: 9.2 instead of 18.4 GB a sequence). A bf16 row is the
 // float32 row rounded to nearest even as it is stored; every reader widens it back to float32
 // (exact) and attends as over a float32 cache, the chunk that wrote the rows included, so
-// prefill and decode see the same keys. Decode widens a span of rows at a time into a buffer
-// the float32 kernels then read: at depth 4096 on bench-v3-mini that costs ~0.7-1.1 ms a token
-// more than reading the float32 cache (kernels that take bf16 rows directly would not).
+// prefill and decode see the same keys. Decode's span kernels read the bf16 rows as stored and
+// widen them in registers (ops.h); prefill widens a chunk's rows into a buffer (KvRows, PeRows).
 #pragma once
 
 #include <cstdint>
@@ -46,6 +45,14 @@ class LatentKvCache {
   // Position pos of one layer and slot: the normed latent (kv_lora_rank values) and the rotated
   // rope key (rope_dim values), rounded to bf16 in a bf16 cache.
   void Store(int64_t layer, int64_t slot, int64_t pos, const float* latent, const float* rope_key);
+
+  // A bf16 cache's rows of one layer and slot from position a, as stored (null in float32).
+  const uint16_t* kv_bf16(int64_t layer, int64_t slot, int64_t a) const {
+    return f32() ? nullptr : reinterpret_cast<const uint16_t*>(KvAt(layer, slot, a));
+  }
+  const uint16_t* pe_bf16(int64_t layer, int64_t slot, int64_t a) const {
+    return f32() ? nullptr : reinterpret_cast<const uint16_t*>(PeAt(layer, slot, a));
+  }
 
   // Rows [a, a + n) of a layer and slot as float32: in a float32 cache the rows themselves, in a
   // bf16 one widened into *scratch (resized to fit; valid until its next use).

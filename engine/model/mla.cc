@@ -96,25 +96,30 @@ int64_t AttendSpan(const ModelConfig& c, const SeqChunk& ch, int64_t layer, Late
   const int64_t S = ch.start_pos + 1, a = S * k / spans, len = S * (k + 1) / spans - a;
   // The sliding window hides the positions before lo (probability exactly 0).
   const int64_t lo = c.sliding_window > 0 ? std::max<int64_t>(0, ch.start_pos - c.sliding_window + 1) : 0;
-  thread_local std::vector<float> kv_rows, pe_rows;  // a bf16 cache's span, widened
-  const float* latents = cache->KvRows(layer, ch.slot, a, len, &kv_rows);
-  const float* k_pe = cache->PeRows(layer, ch.slot, a, len, &pe_rows);
   float *m = part_k, *l = part_k + H;
   scores.resize(static_cast<size_t>(nh * len));
-  MultiQueryScoresTwoPart(qa + h0 * C, C, latents, C, qa + H * C + h0 * R, R, k_pe, R, nh, len, scores.data(), len);
   const int64_t hidden = std::clamp<int64_t>(lo - a, 0, len);  // the span's positions before lo
-  for (int64_t h = h0; h < h1; ++h) {
-    float* row = scores.data() + (h - h0) * len;
-    std::fill(row, row + hidden, -INFINITY);
-    m[h] = ScaleAndMax(row + hidden, len - hidden, scale);
-    if (m[h] == -INFINITY) {  // the whole span is outside the window
-      std::fill(row, row + len, 0.0f);
-      l[h] = 0.0f;
-    } else {
-      l[h] = ExpShiftedSum(row, len, m[h]);
+  // latents and k_pe: the span's rows, float32 or (a bf16 cache's, as stored) bfloat16.
+  const auto attend = [&](const auto* latents, const auto* k_pe) {
+    MultiQueryScoresTwoPart(qa + h0 * C, C, latents, C, qa + H * C + h0 * R, R, k_pe, R, nh, len, scores.data(), len);
+    for (int64_t h = h0; h < h1; ++h) {
+      float* row = scores.data() + (h - h0) * len;
+      std::fill(row, row + hidden, -INFINITY);
+      m[h] = ScaleAndMax(row + hidden, len - hidden, scale);
+      if (m[h] == -INFINITY) {  // the whole span is outside the window
+        std::fill(row, row + len, 0.0f);
+        l[h] = 0.0f;
+      } else {
+        l[h] = ExpShiftedSum(row, len, m[h]);
+      }
     }
+    MultiQueryWeightedSum(scores.data(), nh, len, latents, len, C, part_k + 2 * H + h0 * C);
+  };
+  if (cache->dtype() == KvCacheDType::kBF16) {
+    attend(cache->kv_bf16(layer, ch.slot, a), cache->pe_bf16(layer, ch.slot, a));
+  } else {
+    attend(cache->kv(layer, ch.slot) + a * C, cache->pe(layer, ch.slot) + a * R);
   }
-  MultiQueryWeightedSum(scores.data(), nh, len, latents, len, C, part_k + 2 * H + h0 * C);
   return 2 * nh * len * (2 * C + R);
 }
 

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/base/dtype.h"
 #include "engine/kernels/cpu/cpu_features.h"
 #include "engine/kernels/ops.h"
 #include "tests/testing/testing.h"
@@ -142,11 +143,11 @@ TEST_F(MultiQueryTest, WeightedSumMatchesTheReference) {
 // The AVX2 weighted sum walks the rows in blocks (16 KB of them: 16 rows at C = 256, 64 at
 // C = 64), each output carried from block to block: every output element must still be one fma
 // chain over the rows in order, from zero, for row counts around and across the blocks and
-// every query tile. (Whole 8-column groups: the C % 8 tail is the compiler's scalar loop.)
+// every query tile, and the last C % 8 columns too.
 TEST_F(MultiQueryTest, WeightedSumIsOneFmaChainOverTheRows) {
   SetLinearKernel(LinearKernel::kAvx2);
   uint32_t seed = 900;
-  for (int64_t C : {256, 64}) {
+  for (int64_t C : {256, 64, 37}) {
     for (int64_t M : {1, 2, 3, 5, 12}) {
       for (int64_t S : {0, 1, 15, 16, 17, 64, 65, 100, 300}) {
         const int64_t ldp = S + 3;
@@ -245,6 +246,57 @@ TEST_F(MultiQueryTest, QueriesSplitOnTheSameSideOfSixteenKeepTheirBits) {
                                  " queries cut at " + std::to_string(a);
         ASSERT_EQ(split_scores, scores) << what;
         ASSERT_EQ(split_sums, sums) << what;
+      }
+    }
+  }
+}
+
+// Decode over a bf16 cache hands the kernels its rows as stored (bfloat16 bits): the two-part
+// scores and the weighted sum must give the bits the float32 products give over those rows
+// widened (here by the shift itself, not by WidenBf16, whose AVX-512 form shares the kernels'
+// widening), on every kernel family: query counts on both sides of 16 (from 16 the scores are
+// the GEMM, over the keys as BF16 weight rows), keys around the four-key tiles, widths around the 8-, 16- and
+// 32-column steps, with a C % 8 tail, and too wide for the AVX-512 query pairs (1000 + 32).
+TEST_F(MultiQueryTest, Bf16RowsGiveTheBitsOfTheirWidenedRows) {
+  const auto to_bf16 = [](const std::vector<float>& v) {
+    std::vector<uint16_t> out(v.size());
+    for (size_t i = 0; i < v.size(); ++i) out[i] = F32ToBF16(v[i]);
+    return out;
+  };
+  const auto widen = [](const std::vector<uint16_t>& v) {
+    std::vector<float> out(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      const uint32_t bits = static_cast<uint32_t>(v[i]) << 16;
+      std::memcpy(&out[i], &bits, 4);
+    }
+    return out;
+  };
+  uint32_t seed = 900;
+  for (const LinearKernel k : {LinearKernel::kReference, LinearKernel::kAvx2, LinearKernel::kAvx512}) {
+    if (k == LinearKernel::kAvx512 && !GetCpuFeatures().HasAvx512VnniSet()) continue;
+    SetLinearKernel(k);
+    for (int64_t C : {256, 48, 40, 37, 1000}) {
+      for (int64_t C2 : {32, 8, 5}) {
+        for (int64_t M : {1, 2, 3, 5, 6, 7, 12, 13, 16, 20}) {
+          for (int64_t S : {1, 4, 7, 13, 130}) {
+            const int64_t ldq = C + 3, ldq2 = C2 + 1, lds = S + 2;
+            const auto q = Random(M * ldq, seed++), q2 = Random(M * ldq2, seed++), p = Random(M * lds, seed++);
+            const auto keys = to_bf16(Random(S * C, seed++)), keys2 = to_bf16(Random(S * C2, seed++));
+            const auto wide = widen(keys), wide2 = widen(keys2);
+            const std::string what = std::string(LinearKernelName(k)) + " C=" + std::to_string(C) +
+                                     " C2=" + std::to_string(C2) + " M=" + std::to_string(M) + " S=" + std::to_string(S);
+            std::vector<float> want(static_cast<size_t>(M * lds), -3.0f), got = want;
+            MultiQueryScoresTwoPart(q.data(), ldq, wide.data(), C, q2.data(), ldq2, wide2.data(), C2, M, S, want.data(),
+                                    lds);
+            MultiQueryScoresTwoPart(q.data(), ldq, keys.data(), C, q2.data(), ldq2, keys2.data(), C2, M, S, got.data(),
+                                    lds);
+            ASSERT_EQ(got, want) << "two-part scores, " << what;
+            std::vector<float> want_sum(static_cast<size_t>(M * C + 5), -7.0f), got_sum = want_sum;
+            MultiQueryWeightedSum(p.data(), M, lds, wide.data(), S, C, want_sum.data());
+            MultiQueryWeightedSum(p.data(), M, lds, keys.data(), S, C, got_sum.data());
+            ASSERT_EQ(got_sum, want_sum) << "weighted sum, " << what;
+          }
+        }
       }
     }
   }

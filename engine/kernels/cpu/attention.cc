@@ -1,6 +1,8 @@
 // Multi-query attention products (ops.h): the AVX2 kernels when the CPU has them and the Linear
 // kernel family is not forced to the reference (their AVX-512 forms, the same bits, for the
 // avx512 family), else the reference twin below (Eigen matrix products; the tests compare the two).
+#include <vector>
+
 #include <Eigen/Core>
 
 #include "engine/base/dtype.h"
@@ -24,15 +26,22 @@ bool UseAvx512() { return ActiveLinearKernel() == LinearKernel::kAvx512; }
 // key row once for all queries straight from memory (decode).
 constexpr int64_t kGemmMinQueries = 16;
 
+// scores[m * lds + s] (+)= q[m] · keys[s] by that GEMM, keys float32 or bf16 (kind): bf16 rows
+// are converted as BF16 weights are, exactly, so the bits are those of their float32 rows.
+void GemmScores(const float* q, int64_t M, int64_t ldq, cpu::WeightKind kind, const void* keys, int64_t S, int64_t C,
+                float* scores, int64_t lds, bool accumulate) {
+  const int64_t value_bytes = kind == cpu::WeightKind::kBF16 ? 2 : 4;
+  const cpu::RawWeight raw{.kind = kind, .data = keys, .rows = S, .cols = C, .row_bytes = C * value_bytes};
+  cpu::GemmAvx2WithScratch(q, M, ldq, raw, 0, S, scores, lds, accumulate);
+}
+
 }  // namespace
 
 void MultiQueryScores(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
                       float* scores, int64_t lds, bool accumulate) {
   if (UseAvx2()) {
     if (M >= kGemmMinQueries && S > 0 && C > 0) {
-      const cpu::RawWeight raw{.kind = cpu::WeightKind::kF32, .data = keys, .rows = S, .cols = C,
-                               .row_bytes = C * static_cast<int64_t>(sizeof(float))};
-      cpu::GemmAvx2WithScratch(q, M, ldq, raw, 0, S, scores, lds, accumulate);
+      GemmScores(q, M, ldq, cpu::WeightKind::kF32, keys, S, C, scores, lds, accumulate);
     } else if (UseAvx512()) {
       cpu::MultiQueryScoresAvx512(q, M, ldq, keys, S, C, scores, lds, accumulate);
     } else {
@@ -79,9 +88,49 @@ void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const float* 
   MMap(out, M, C, Eigen::OuterStride<>(C)).noalias() = P * V;
 }
 
+void MultiQueryScoresTwoPart(const float* q1, int64_t ldq1, const uint16_t* keys1, int64_t C1, const float* q2,
+                             int64_t ldq2, const uint16_t* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
+                             int64_t lds) {
+  if (UseAvx2() && M < kGemmMinQueries) {
+    if (UseAvx512()) {
+      cpu::MultiQueryScoresTwoPartAvx512(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds);
+    } else {
+      cpu::MultiQueryScoresTwoPartAvx2(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds);
+    }
+    return;
+  }
+  if (UseAvx2() && S > 0 && C1 > 0 && C2 > 0) {  // many queries: the float32 form's two GEMMs
+    GemmScores(q1, M, ldq1, cpu::WeightKind::kBF16, keys1, S, C1, scores, lds, false);
+    GemmScores(q2, M, ldq2, cpu::WeightKind::kBF16, keys2, S, C2, scores, lds, true);
+    return;
+  }
+  thread_local std::vector<float> wide1, wide2;
+  wide1.resize(static_cast<size_t>(S * C1));
+  wide2.resize(static_cast<size_t>(S * C2));
+  WidenBf16(keys1, S * C1, wide1.data());
+  WidenBf16(keys2, S * C2, wide2.data());
+  MultiQueryScoresTwoPart(q1, ldq1, wide1.data(), C1, q2, ldq2, wide2.data(), C2, M, S, scores, lds);
+}
+
+void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const uint16_t* vals, int64_t S, int64_t C,
+                           float* out) {
+  if (UseAvx2()) {
+    if (UseAvx512()) {
+      cpu::MultiQueryWeightedSumAvx512(p, M, ldp, vals, S, C, out);
+    } else {
+      cpu::MultiQueryWeightedSumAvx2(p, M, ldp, vals, S, C, out);
+    }
+    return;
+  }
+  thread_local std::vector<float> wide;
+  wide.resize(static_cast<size_t>(S * C));
+  WidenBf16(vals, S * C, wide.data());
+  MultiQueryWeightedSum(p, M, ldp, wide.data(), S, C, out);
+}
+
 void WidenBf16(const uint16_t* in, int64_t n, float* out) {
-  // Exact on every path; decode at depth widens each span of a bf16 cache as it attends over
-  // it, so the vector forms matter for speed only.
+  // Exact on every path; prefill over a bf16 cache widens each chunk's rows before its matrix
+  // products, so the vector forms matter for speed only.
   if (UseAvx512()) return cpu::WidenBf16Avx512(in, n, out);
   if (UseAvx2()) return cpu::WidenBf16Avx2(in, n, out);
   for (int64_t i = 0; i < n; ++i) out[i] = BF16ToF32(in[i]);

@@ -2,7 +2,9 @@
 // only; chosen at run time by attention.cc). Decode over MLA's latent cache has few queries
 // (the stacked heads) and many cached rows of C = kv_lora_rank floats: every cached row is
 // loaded once and meets all the queries from registers/L1, instead of once per head. The
-// softmax's exp polynomial lives here, and with it SiluMul's AVX2 path (ops.cc dispatches).
+// cached rows are float32 or bfloat16 (a bf16 cache's, widened in registers as they are read:
+// the bits of the float32 rows they widen to). The softmax's exp polynomial lives here, and
+// with it SiluMul's AVX2 path (ops.cc dispatches).
 //
 // As in linear_avx2.cc, no standard-library templates or shared inline functions here.
 #include "engine/kernels/cpu/linear_kernels.h"
@@ -18,29 +20,32 @@ namespace {
 
 #include "engine/kernels/cpu/isa_common.inc"
 
+#include "engine/kernels/cpu/attention_tiles.inc"
+
 // Scores come in one part (q · key) or, for MLA, two (latent and rope caches: q1 · key1 +
 // q2 · key2, kTwo). Both parts accumulate in the same registers before one reduction.
 
 // acc[j] += q[j][0:C8] · key[0:C8] for N queries against one key row.
-template <int N>
-__attribute__((always_inline)) inline void RowSteps(__m256 (&acc)[N], const float* const* q, const float* key,
-                                                    int64_t C) {
+template <int N, typename T>
+__attribute__((always_inline)) inline void RowSteps(__m256 (&acc)[N], const float* const* q, const T* key, int64_t C) {
   for (int64_t c = 0; c + 8 <= C; c += 8) {
-    const __m256 k = _mm256_loadu_ps(key + c);
+    const __m256 k = Load8(key + c);
     for (int i = 0; i < N; ++i) acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(q[i] + c), k, acc[i]);
   }
 }
-// The last C % 8 columns of q · key, in order.
-inline float RowTail(const float* q, const float* key, int64_t C) {
+// The last C % 8 columns of q · key, in order, one fma chain (written out: left to the compiler,
+// the products were contracted or not, vectorized or not, from one instantiation to the next).
+template <typename T>
+inline float RowTail(const float* q, const T* key, int64_t C) {
   float d = 0.0f;
-  for (int64_t c = C & ~int64_t{7}; c < C; ++c) d += q[c] * key[c];
+  for (int64_t c = C & ~int64_t{7}; c < C; ++c) d = __builtin_fmaf(q[c], ValueAt(key + c), d);
   return d;
 }
 
 // Up to four queries against one key row.
-template <int N, bool kTwo>
-void ScoreRow(const float* const* q1, const float* key1, int64_t C1, const float* const* q2, const float* key2,
-              int64_t C2, float* const* out, bool accumulate) {
+template <int N, bool kTwo, typename T>
+void ScoreRow(const float* const* q1, const T* key1, int64_t C1, const float* const* q2, const T* key2, int64_t C2,
+              float* const* out, bool accumulate) {
   __m256 acc[N];
   for (int i = 0; i < N; ++i) acc[i] = _mm256_setzero_ps();
   RowSteps<N>(acc, q1, key1, C1);
@@ -54,9 +59,9 @@ void ScoreRow(const float* const* q1, const float* key1, int64_t C1, const float
 
 // The last C % 8 columns of four key rows' products with one query (both parts), in order.
 // Out of line: ScoreTile's sums then stay in registers (see there).
-template <bool kTwo>
-__attribute__((noinline)) __m128 TileTails(const float* q1, const float* keys1, int64_t C1, const float* q2,
-                                            const float* keys2, int64_t C2) {
+template <bool kTwo, typename T>
+__attribute__((noinline)) __m128 TileTails(const float* q1, const T* keys1, int64_t C1, const float* q2,
+                                            const T* keys2, int64_t C2) {
   alignas(16) float tail[4];
   for (int i = 0; i < 4; ++i) {
     tail[i] = RowTail(q1, keys1 + i * C1, C1);
@@ -69,20 +74,20 @@ __attribute__((noinline)) __m128 TileTails(const float* q1, const float* keys1, 
 // vector in a register at a time: the 4 x 3 tile's twelve sums, three queries and it are the
 // sixteen registers (with all four keys loaded first GCC folded them into the FMAs, a load per
 // FMA).
-template <int NQ>
-__attribute__((always_inline)) inline void TileSteps(__m256 (&acc)[NQ][4], const float* const* q, const float* keys,
+template <int NQ, typename T>
+__attribute__((always_inline)) inline void TileSteps(__m256 (&acc)[NQ][4], const float* const* q, const T* keys,
                                                      int64_t C) {
   const float* qp[NQ];
 #pragma GCC unroll 4
   for (int j = 0; j < NQ; ++j) qp[j] = q[j];
-  const float* const kp[4] = {keys, keys + C, keys + 2 * C, keys + 3 * C};
+  const T* const kp[4] = {keys, keys + C, keys + 2 * C, keys + 3 * C};
   for (int64_t c = 0; c + 8 <= C; c += 8) {
     __m256 qv[NQ];
 #pragma GCC unroll 4
     for (int j = 0; j < NQ; ++j) qv[j] = _mm256_loadu_ps(qp[j] + c);
 #pragma GCC unroll 4
     for (int i = 0; i < 4; ++i) {
-      __m256 k = _mm256_loadu_ps(kp[i] + c);
+      __m256 k = Load8(kp[i] + c);
       __asm__("" : "+x"(k));
 #pragma GCC unroll 4
       for (int j = 0; j < NQ; ++j) acc[j][i] = _mm256_fmadd_ps(qv[j], k, acc[j][i]);
@@ -103,10 +108,9 @@ __attribute__((always_inline)) inline void TileSteps(__m256 (&acc)[NQ][4], const
 // row pointers in locals, none (decode's two-part scores at depth 4096, 12 layers, one thread,
 // in-process against the previous form in both orders: 0.875 / 0.878 of the time, 1.148 / 1.120
 // the other way round; with the weighted sums, 1.078).
-template <int NQ, bool kTwo>
-__attribute__((noinline)) void ScoreTile(const float* const* q1, const float* keys1, int64_t C1,
-                                         const float* const* q2, const float* keys2, int64_t C2, float* const* out,
-                                         bool accumulate) {
+template <int NQ, bool kTwo, typename T>
+__attribute__((noinline)) void ScoreTile(const float* const* q1, const T* keys1, int64_t C1, const float* const* q2,
+                                         const T* keys2, int64_t C2, float* const* out, bool accumulate) {
   __m256 acc[NQ][4];
 #pragma GCC unroll 4
   for (int j = 0; j < NQ; ++j)
@@ -119,7 +123,7 @@ __attribute__((noinline)) void ScoreTile(const float* const* q1, const float* ke
   for (int j = 0; j < NQ; ++j) {
     const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc[j][0], acc[j][1]), _mm256_hadd_ps(acc[j][2], acc[j][3]));
     __m128 d = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));  // key i's sum in lane i
-    if (tails) d = _mm_add_ps(d, TileTails<kTwo>(q1[j], keys1, C1, q2[j], keys2, C2));
+    if (tails) d = _mm_add_ps(d, TileTails<kTwo, T>(q1[j], keys1, C1, q2[j], keys2, C2));
     if (accumulate) d = _mm_add_ps(d, _mm_loadu_ps(out[j]));
     _mm_storeu_ps(out[j], d);
   }
@@ -127,17 +131,17 @@ __attribute__((noinline)) void ScoreTile(const float* const* q1, const float* ke
 
 // N queries x 8·V columns of the output in registers, over S cached rows. resume: the sums
 // go on from what out holds (the rows before these), else they start at zero.
-template <int N, int V>
-void WeightedColumns(const float* p, int64_t ldp, const float* vals, int64_t S, int64_t C, int64_t c0, float* out,
+template <int N, int V, typename T>
+void WeightedColumns(const float* p, int64_t ldp, const T* vals, int64_t S, int64_t C, int64_t c0, float* out,
                      bool resume) {
   __m256 acc[N][V];
   for (int i = 0; i < N; ++i)
     for (int j = 0; j < V; ++j) acc[i][j] = resume ? _mm256_loadu_ps(out + i * C + c0 + 8 * j) : _mm256_setzero_ps();
   for (int64_t s = 0; s < S; ++s) {
-    const float* v = vals + s * C + c0;
+    const T* v = vals + s * C + c0;
     for (int i = 0; i < N; ++i) {
       const __m256 w = _mm256_broadcast_ss(p + i * ldp + s);
-      for (int j = 0; j < V; ++j) acc[i][j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8 * j), acc[i][j]);
+      for (int j = 0; j < V; ++j) acc[i][j] = _mm256_fmadd_ps(w, Load8(v + 8 * j), acc[i][j]);
     }
   }
   for (int i = 0; i < N; ++i)
@@ -154,8 +158,9 @@ inline void Fma3(__m256 x, __m256 w0, __m256 w1, __m256 w2, __m256& a0, __m256& 
 // The common tile, three queries x 32 columns, with its twelve accumulators named: GCC kept
 // the array form's accumulators in registers but also stored them to the stack on every row,
 // which made the store port, not the FMAs, the limit. a<i><j>: query i, columns 8j..8j+7.
-void WeightedColumns3x4(const float* p, int64_t ldp, const float* vals, int64_t S, int64_t C, int64_t c0,
-                        float* out, bool resume) {
+template <typename T>
+void WeightedColumns3x4(const float* p, int64_t ldp, const T* vals, int64_t S, int64_t C, int64_t c0, float* out,
+                        bool resume) {
   const auto start = [&](int i, int j) {
     return resume ? _mm256_loadu_ps(out + i * C + c0 + 8 * j) : _mm256_setzero_ps();
   };
@@ -163,36 +168,35 @@ void WeightedColumns3x4(const float* p, int64_t ldp, const float* vals, int64_t 
          a11 = start(1, 1), a12 = start(1, 2), a13 = start(1, 3), a20 = start(2, 0), a21 = start(2, 1),
          a22 = start(2, 2), a23 = start(2, 3);
   for (int64_t s = 0; s < S; ++s) {
-    const float* v = vals + s * C + c0;
+    const T* v = vals + s * C + c0;
     const __m256 w0 = _mm256_broadcast_ss(p + s), w1 = _mm256_broadcast_ss(p + ldp + s),
                  w2 = _mm256_broadcast_ss(p + 2 * ldp + s);
-    Fma3(_mm256_loadu_ps(v), w0, w1, w2, a00, a10, a20);
-    Fma3(_mm256_loadu_ps(v + 8), w0, w1, w2, a01, a11, a21);
-    Fma3(_mm256_loadu_ps(v + 16), w0, w1, w2, a02, a12, a22);
-    Fma3(_mm256_loadu_ps(v + 24), w0, w1, w2, a03, a13, a23);
+    Fma3(Load8(v), w0, w1, w2, a00, a10, a20);
+    Fma3(Load8(v + 8), w0, w1, w2, a01, a11, a21);
+    Fma3(Load8(v + 16), w0, w1, w2, a02, a12, a22);
+    Fma3(Load8(v + 24), w0, w1, w2, a03, a13, a23);
   }
   const __m256 rows[3][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}, {a20, a21, a22, a23}};
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 4; ++j) _mm256_storeu_ps(out + i * C + c0 + 8 * j, rows[i][j]);
 }
 
-template <int N>
-void WeightedSumQueries(const float* p, int64_t ldp, const float* vals, int64_t S, int64_t C, float* out,
-                        bool resume) {
+template <int N, typename T>
+void WeightedSumQueries(const float* p, int64_t ldp, const T* vals, int64_t S, int64_t C, float* out, bool resume) {
   const int64_t C32 = C & ~int64_t{31}, C8 = C & ~int64_t{7};
   int64_t c0 = 0;
   for (; c0 < C32; c0 += 32) {
     if (N == 3) {
       WeightedColumns3x4(p, ldp, vals, S, C, c0, out, resume);
     } else {
-      WeightedColumns<N, 4>(p, ldp, vals, S, C, c0, out, resume);
+      WeightedColumns<N, 4, T>(p, ldp, vals, S, C, c0, out, resume);
     }
   }
-  for (; c0 < C8; c0 += 8) WeightedColumns<N, 1>(p, ldp, vals, S, C, c0, out, resume);
-  for (; c0 < C; ++c0) {  // last C % 8 columns
+  for (; c0 < C8; c0 += 8) WeightedColumns<N, 1, T>(p, ldp, vals, S, C, c0, out, resume);
+  for (; c0 < C; ++c0) {  // last C % 8 columns: each the vector lanes' fma chain (see RowTail)
     for (int i = 0; i < N; ++i) {
       float a = resume ? out[i * C + c0] : 0.0f;
-      for (int64_t s = 0; s < S; ++s) a += p[i * ldp + s] * vals[s * C + c0];
+      for (int64_t s = 0; s < S; ++s) a = __builtin_fmaf(p[i * ldp + s], ValueAt(vals + s * C + c0), a);
       out[i * C + c0] = a;
     }
   }
@@ -228,28 +232,26 @@ inline __m256 Exp(__m256 x) {
   return _mm256_andnot_ps(underflow, _mm256_mul_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(pow2n)), twice));
 }
 
-#include "engine/kernels/cpu/attention_tiles.inc"
-
 // Keys [0, S4) (S4 a multiple of four, at most the S cached rows), four at a time, each read
 // once for all queries. Decode reads the cache from DRAM once per token: the rows two steps
 // ahead are fetched (the hardware prefetchers alone left this loop at half the read
 // bandwidth), one chunk before each query tile rather than all at once (a burst of prefetches
 // fills the miss buffers and stalls the loop): each of part one's four rows, then part two's four.
 // Queries go three a tile (ScoreTile's 4x3), then QueryTiles' smaller ones.
-template <bool kTwo>
-void ScoreQuads(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2, int64_t ldq2,
-                const float* keys2, int64_t C2, int64_t M, int64_t S4, int64_t S, float* scores, int64_t lds,
+template <bool kTwo, typename T>
+void ScoreQuads(const float* q1, int64_t ldq1, const T* keys1, int64_t C1, const float* q2, int64_t ldq2,
+                const T* keys2, int64_t C2, int64_t M, int64_t S4, int64_t S, float* scores, int64_t lds,
                 bool accumulate) {
   for (int64_t s = 0; s < S4; s += 4) {
-    const float* key1 = keys1 + s * C1;
-    const float* key2 = kTwo ? keys2 + s * C2 : nullptr;
+    const T* key1 = keys1 + s * C1;
+    const T* key2 = kTwo ? keys2 + s * C2 : nullptr;
     const bool fetch = s + 12 <= S;
     constexpr int kChunks = kTwo ? 5 : 4;
     int fetched = 0;  // chunks fetched so far
     const auto fetch_chunk = [&] {
       const char* ahead = fetched < 4 ? reinterpret_cast<const char*>(key1 + (8 + fetched) * C1)
                                       : reinterpret_cast<const char*>(key2 + 8 * C2);
-      const int64_t bytes = fetched < 4 ? C1 * 4 : 4 * C2 * 4;
+      const int64_t bytes = static_cast<int64_t>(sizeof(T)) * (fetched < 4 ? C1 : 4 * C2);
       for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
       ++fetched;
     };
@@ -263,7 +265,7 @@ void ScoreQuads(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, c
         qs2[j] = q2 + (m + j) * ldq2;
         outs[j] = scores + (m + j) * lds + s;
       }
-      ScoreTile<NQ, kTwo>(qs1, key1, C1, qs2, key2, C2, outs, accumulate);
+      ScoreTile<NQ, kTwo, T>(qs1, key1, C1, qs2, key2, C2, outs, accumulate);
     };
     QueryTiles<3>(M, tile);
     while (fetch && fetched < kChunks) fetch_chunk();
@@ -271,27 +273,27 @@ void ScoreQuads(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, c
 }
 
 // scores[m * lds + s] (+)= q1[m] · keys1[s] (+ q2[m] · keys2[s] for kTwo).
-template <bool kTwo>
-void Scores(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2, int64_t ldq2,
-            const float* keys2, int64_t C2, int64_t M, int64_t S, float* scores, int64_t lds, bool accumulate) {
+template <bool kTwo, typename T>
+void Scores(const float* q1, int64_t ldq1, const T* keys1, int64_t C1, const float* q2, int64_t ldq2, const T* keys2,
+            int64_t C2, int64_t M, int64_t S, float* scores, int64_t lds, bool accumulate) {
   const int64_t S4 = S & ~int64_t{3};
-  ScoreQuads<kTwo>(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S4, S, scores, lds, accumulate);
+  ScoreQuads<kTwo, T>(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S4, S, scores, lds, accumulate);
   for (int64_t s = S4; s < S; ++s) {
-    const float* key1 = keys1 + s * C1;
-    const float* key2 = kTwo ? keys2 + s * C2 : nullptr;
+    const T* key1 = keys1 + s * C1;
+    const T* key2 = kTwo ? keys2 + s * C2 : nullptr;
     int64_t m = 0;
     for (; m + 4 <= M; m += 4) {
       const float* qs1[4] = {q1 + m * ldq1, q1 + (m + 1) * ldq1, q1 + (m + 2) * ldq1, q1 + (m + 3) * ldq1};
       const float* qs2[4] = {q2 + m * ldq2, q2 + (m + 1) * ldq2, q2 + (m + 2) * ldq2, q2 + (m + 3) * ldq2};
       float* outs[4] = {scores + m * lds + s, scores + (m + 1) * lds + s, scores + (m + 2) * lds + s,
                         scores + (m + 3) * lds + s};
-      ScoreRow<4, kTwo>(qs1, key1, C1, qs2, key2, C2, outs, accumulate);
+      ScoreRow<4, kTwo, T>(qs1, key1, C1, qs2, key2, C2, outs, accumulate);
     }
     for (; m < M; ++m) {
       const float* qs1[1] = {q1 + m * ldq1};
       const float* qs2[1] = {q2 + m * ldq2};
       float* outs[1] = {scores + m * lds + s};
-      ScoreRow<1, kTwo>(qs1, key1, C1, qs2, key2, C2, outs, accumulate);
+      ScoreRow<1, kTwo, T>(qs1, key1, C1, qs2, key2, C2, outs, accumulate);
     }
   }
 }
@@ -408,17 +410,25 @@ void AddScaledAvx2(float* y, const float* x, float a, int64_t n) {
 
 void MultiQueryScoresAvx2(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
                           float* scores, int64_t lds, bool accumulate) {
-  Scores<false>(q, ldq, keys, C, q, ldq, keys, 0, M, S, scores, lds, accumulate);
+  Scores<false, float>(q, ldq, keys, C, q, ldq, keys, 0, M, S, scores, lds, accumulate);
 }
 
 void MultiQueryScoresTwoPartAvx2(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2,
                                  int64_t ldq2, const float* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
                                  int64_t lds) {
-  Scores<true>(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds, false);
+  Scores<true, float>(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds, false);
 }
 
-void MultiQueryWeightedSumAvx2(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
-                               float* out) {
+void MultiQueryScoresTwoPartAvx2(const float* q1, int64_t ldq1, const uint16_t* keys1, int64_t C1, const float* q2,
+                                 int64_t ldq2, const uint16_t* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
+                                 int64_t lds) {
+  Scores<true, uint16_t>(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds, false);
+}
+
+namespace {
+
+template <typename T>
+void WeightedSum(const float* p, int64_t M, int64_t ldp, const T* vals, int64_t S, int64_t C, float* out) {
   // The rows a block of 16 KB (half of L1) at a time, each block meeting every query while it
   // sits in L1, each sum carried from block to block through out (its chain, so its bits,
   // unchanged): walked whole, the rows came from L2 or further again for every tile of queries
@@ -426,25 +436,32 @@ void MultiQueryWeightedSumAvx2(const float* p, int64_t M, int64_t ldp, const flo
   // 63 -> 78 GFLOP/s; x 4096 rows, 48 -> 72; 32 KB blocks were no faster than none, 8 KB ~6% short of 16).
   if (C <= 0) return;  // no columns to write
   constexpr int64_t kBlockBytes = 16 * 1024;
-  const int64_t rows = C * 4 < kBlockBytes ? kBlockBytes / (C * 4) : 1;
+  const int64_t row_bytes = C * static_cast<int64_t>(sizeof(T));
+  const int64_t rows = row_bytes < kBlockBytes ? kBlockBytes / row_bytes : 1;
   for (int64_t s0 = 0; s0 == 0 || s0 < S; s0 += rows) {
     const int64_t n = S - s0 < rows ? S - s0 : rows;
     QueryTiles<3>(M, [&]<int N>(int64_t m) {
-      WeightedSumQueries<N>(p + m * ldp + s0, ldp, vals + s0 * C, n, C, out + m * C, s0 > 0);
+      WeightedSumQueries<N, T>(p + m * ldp + s0, ldp, vals + s0 * C, n, C, out + m * C, s0 > 0);
     });
   }
 }
 
+}  // namespace
+
+void MultiQueryWeightedSumAvx2(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
+                               float* out) {
+  WeightedSum(p, M, ldp, vals, S, C, out);
+}
+
+void MultiQueryWeightedSumAvx2(const float* p, int64_t M, int64_t ldp, const uint16_t* vals, int64_t S, int64_t C,
+                               float* out) {
+  WeightedSum(p, M, ldp, vals, S, C, out);
+}
+
 void WidenBf16Avx2(const uint16_t* in, int64_t n, float* out) {
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i)));
-    _mm256_storeu_ps(out + i, _mm256_castsi256_ps(_mm256_slli_epi32(h, 16)));
-  }
-  for (; i < n; ++i) {
-    const uint32_t bits = static_cast<uint32_t>(in[i]) << 16;
-    __builtin_memcpy(out + i, &bits, 4);
-  }
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, Load8(in + i));
+  for (; i < n; ++i) out[i] = ValueAt(in + i);
 }
 
 }  // namespace dsv3::cpu
@@ -456,6 +473,9 @@ void MultiQueryScoresAvx2(const float*, int64_t, int64_t, const float*, int64_t,
 void MultiQueryScoresTwoPartAvx2(const float*, int64_t, const float*, int64_t, const float*, int64_t, const float*,
                                  int64_t, int64_t, int64_t, float*, int64_t) {}
 void MultiQueryWeightedSumAvx2(const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*) {}
+void MultiQueryScoresTwoPartAvx2(const float*, int64_t, const uint16_t*, int64_t, const float*, int64_t,
+                                 const uint16_t*, int64_t, int64_t, int64_t, float*, int64_t) {}
+void MultiQueryWeightedSumAvx2(const float*, int64_t, int64_t, const uint16_t*, int64_t, int64_t, float*) {}
 void WidenBf16Avx2(const uint16_t*, int64_t, float*) {}
 float ExpShiftedSumAvx2(float*, int64_t, float) { return 0.0f; }
 double SumExpShiftedAvx2(const float*, int64_t, float) { return 0.0; }

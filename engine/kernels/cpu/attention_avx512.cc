@@ -5,7 +5,8 @@
 // and its hadd tree over four keys; the weighted sum takes sixteen columns per vector, each element still
 // one fma chain over the cached rows in order. Decode over the latent cache is these two
 // products (12 heads x 256 + 32 columns per cached row on bench-v3-mini), so at depth they,
-// not the weights, set the attention's time. What this file does not cover (a column tail of
+// not the weights, set the attention's time. A bf16 cache's rows are widened in registers as
+// they are read (one vpermw a vector), so they give the bits of the float32 rows they widen to. What this file does not cover (a column tail of
 // C % 8, the last S % 4 keys, rows too wide for the query pairs) goes to the AVX2 functions, which give those bits by definition.
 //
 // As in linear_avx2.cc, no standard-library templates or shared inline functions here.
@@ -24,6 +25,26 @@ namespace {
 #include "engine/kernels/cpu/isa_avx512.inc"
 
 #include "engine/kernels/cpu/attention_tiles.inc"
+
+// The 512-bit loads of cached rows: TwiceAt (isa_avx512.inc) puts eight float32 values in both
+// halves, Load16 takes sixteen. Their bf16 forms widen in one vpermw: word 2j + 1 of the result
+// takes the value lane j wants, the mask zeroes every even word, so lane j holds that value's
+// bits in its top half, which is its float32 (Load8's widening, by a permute instead of a
+// zero-extension and a shift).
+inline __m512 WidenWords(__m512i words, __m512i index) {
+  return _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(0xAAAAAAAA, index, words));
+}
+inline __m512 TwiceAt(const uint16_t* p) {  // lane j: value j % 8
+  const __m512i index = _mm512_set_epi32(7 << 16, 6 << 16, 5 << 16, 4 << 16, 3 << 16, 2 << 16, 1 << 16, 0,
+                                         7 << 16, 6 << 16, 5 << 16, 4 << 16, 3 << 16, 2 << 16, 1 << 16, 0);
+  return WidenWords(_mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), index);
+}
+inline __m512 Load16(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 Load16(const uint16_t* p) {  // lane j: value j
+  const __m512i index = _mm512_set_epi32(15 << 16, 14 << 16, 13 << 16, 12 << 16, 11 << 16, 10 << 16, 9 << 16,
+                                         8 << 16, 7 << 16, 6 << 16, 5 << 16, 4 << 16, 3 << 16, 2 << 16, 1 << 16, 0);
+  return WidenWords(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), index);
+}
 
 // The scores hold two queries per vector against one key: pair p's vector holds eight columns
 // of query 2p in lanes 0-7 and the same columns of query 2p + 1 in lanes 8-15 (queries are
@@ -59,11 +80,12 @@ void PairQueries(const float* q1, int64_t ldq1, int64_t C1, const float* q2, int
 // acc[p][i] += pair p · key row i over C columns (pairs: the part's columns, pair p 2W floats
 // on). ahead: four rows to fetch into L1 as these are read, a line of each per 64 bytes read
 // (null for none): spread so, a burst of prefetches filled the miss buffers and stalled the loop.
-template <int P>
-__attribute__((always_inline)) inline void PairSteps(__m512 (&acc)[P][4], const float* pairs, int64_t W, const float* keys,
-                                                     int64_t C, const float* ahead) {
+template <int P, typename T>
+__attribute__((always_inline)) inline void PairSteps(__m512 (&acc)[P][4], const float* pairs, int64_t W, const T* keys,
+                                                     int64_t C, const T* ahead) {
+  constexpr int64_t kLineValues = 64 / sizeof(T);
   for (int64_t c = 0; c < C; c += 8) {
-    if (ahead && c % 16 == 0)
+    if (ahead && c % kLineValues == 0)
       for (int i = 0; i < 4; ++i) _mm_prefetch(reinterpret_cast<const char*>(ahead + i * C + c), _MM_HINT_T0);
     const __m512 k0 = TwiceAt(keys + c), k1 = TwiceAt(keys + C + c), k2 = TwiceAt(keys + 2 * C + c),
                  k3 = TwiceAt(keys + 3 * C + c);
@@ -79,14 +101,14 @@ __attribute__((always_inline)) inline void PairSteps(__m512 (&acc)[P][4], const 
 
 // Four key rows x P pairs (queries m0 .. m0 + 2P - 1 of n): each query's four scores stored (or
 // added) consecutively at its row of out.
-template <int P, bool kTwo>
-void PairTile(const float* pairs, int64_t C1, const float* keys1, int64_t C2, const float* keys2, int64_t m0, int64_t n,
-              float* out, int64_t lds, bool accumulate, const float* ahead1, const float* ahead2) {
+template <int P, bool kTwo, typename T>
+void PairTile(const float* pairs, int64_t C1, const T* keys1, int64_t C2, const T* keys2, int64_t m0, int64_t n,
+              float* out, int64_t lds, bool accumulate, const T* ahead1, const T* ahead2) {
   const int64_t W = C1 + C2;
   __m512 acc[P][4];
   for (int p = 0; p < P; ++p) acc[p][0] = acc[p][1] = acc[p][2] = acc[p][3] = _mm512_setzero_ps();
-  PairSteps<P>(acc, pairs, W, keys1, C1, ahead1);
-  if (kTwo) PairSteps<P>(acc, pairs + 2 * C1, W, keys2, C2, ahead2);
+  PairSteps<P, T>(acc, pairs, W, keys1, C1, ahead1);
+  if (kTwo) PairSteps<P, T>(acc, pairs + 2 * C1, W, keys2, C2, ahead2);
   for (int p = 0; p < P; ++p) {
     // Keys 0 | 1 and 2 | 3 of the even query (the low halves), then of the odd one.
     const __m512 even01 = _mm512_shuffle_f32x4(acc[p][0], acc[p][1], 0x44), even23 = _mm512_shuffle_f32x4(acc[p][2], acc[p][3], 0x44);
@@ -105,20 +127,20 @@ void PairTile(const float* pairs, int64_t C1, const float* keys1, int64_t C2, co
 // DRAM once per token): pairs six at a time, then QueryTiles' smaller tiles. The first tile fetches
 // the rows two steps ahead (the hardware prefetchers alone had left this loop at half the read
 // bandwidth).
-template <bool kTwo>
-void PairScores(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2, int64_t ldq2,
-                const float* keys2, int64_t C2, int64_t n, int64_t S4, int64_t S, float* scores, int64_t lds,
+template <bool kTwo, typename T>
+void PairScores(const float* q1, int64_t ldq1, const T* keys1, int64_t C1, const float* q2, int64_t ldq2,
+                const T* keys2, int64_t C2, int64_t n, int64_t S4, int64_t S, float* scores, int64_t lds,
                 bool accumulate) {
   alignas(64) float pairs[kPairFloats];
   PairQueries(q1, ldq1, C1, q2, ldq2, C2, n, pairs);
   const int64_t W = C1 + C2, np = (n + 1) / 2;
   for (int64_t s = 0; s < S4; s += 4) {
-    const float* key1 = keys1 + s * C1;
-    const float* key2 = kTwo ? keys2 + s * C2 : nullptr;
+    const T* key1 = keys1 + s * C1;
+    const T* key2 = kTwo ? keys2 + s * C2 : nullptr;
     const bool fetch = s + 12 <= S;
     const auto tile = [&]<int P>(int64_t p) __attribute__((always_inline)) {
       const bool first = p == 0 && fetch;
-      PairTile<P, kTwo>(pairs + p * 2 * W, C1, key1, C2, key2, 2 * p, n, scores + s, lds, accumulate,
+      PairTile<P, kTwo, T>(pairs + p * 2 * W, C1, key1, C2, key2, 2 * p, n, scores + s, lds, accumulate,
                         first ? key1 + 8 * C1 : nullptr, first && kTwo ? key2 + 8 * C2 : nullptr);
     };
     QueryTiles<6>(np, tile);
@@ -127,18 +149,18 @@ void PairScores(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, c
 
 // MultiQueryScoresAvx2's bits for queries in groups of kPairQueries: the multiples of four of
 // keys here, the rest (and widths not a multiple of 8, or too wide for the pairs) there.
-template <bool kTwo>
-void Scores(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2, int64_t ldq2,
-            const float* keys2, int64_t C2, int64_t M, int64_t S, float* scores, int64_t lds, bool accumulate) {
+template <bool kTwo, typename T>
+void Scores(const float* q1, int64_t ldq1, const T* keys1, int64_t C1, const float* q2, int64_t ldq2, const T* keys2,
+            int64_t C2, int64_t M, int64_t S, float* scores, int64_t lds, bool accumulate) {
   const bool fits = C1 % 8 == 0 && C2 % 8 == 0 && kPairQueries * (C1 + C2) <= kPairFloats;
   const int64_t S4 = fits ? S & ~int64_t{3} : 0;
   for (int64_t m = 0; m < M && S4 > 0; m += kPairQueries) {
     const int64_t n = M - m < kPairQueries ? M - m : kPairQueries;
-    PairScores<kTwo>(q1 + m * ldq1, ldq1, keys1, C1, q2 + m * ldq2, ldq2, keys2, C2, n, S4, S, scores + m * lds, lds,
-                     accumulate);
+    PairScores<kTwo, T>(q1 + m * ldq1, ldq1, keys1, C1, q2 + m * ldq2, ldq2, keys2, C2, n, S4, S, scores + m * lds,
+                        lds, accumulate);
   }
   if (S4 == S) return;
-  if (kTwo) {
+  if constexpr (kTwo) {
     MultiQueryScoresTwoPartAvx2(q1, ldq1, keys1 + S4 * C1, C1, q2, ldq2, keys2 + S4 * C2, C2, M, S - S4, scores + S4,
                                 lds);
   } else {
@@ -146,10 +168,11 @@ void Scores(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const
   }
 }
 
-// Sixteen cached floats at p, loaded once into a register: without the barrier GCC folded the
+// Sixteen cached values at p, loaded once into a register: without the barrier GCC folded the
 // load into every FMA that takes them (three or six loads of the same line).
-inline __m512 LoadOnce(const float* p) {
-  __m512 x = _mm512_loadu_ps(p);
+template <typename T>
+inline __m512 LoadOnce(const T* p) {
+  __m512 x = Load16(p);
   asm("" : "+v"(x));
   return x;
 }
@@ -162,12 +185,12 @@ inline void Fma3(__m512 x, __m512 w0, __m512 w1, __m512 w2, __m512& a0, __m512& 
 
 // Three queries x 64 columns of the output over every cached row, the twelve accumulators named
 // (see attention_avx2.cc's WeightedColumns3x4). a<i><j>: query i, columns 16j..16j+15.
-void WeightedColumns3x4(const float* p, int64_t ldp, const float* vals, int64_t S, int64_t C, int64_t c0,
-                        float* out) {
+template <typename T>
+void WeightedColumns3x4(const float* p, int64_t ldp, const T* vals, int64_t S, int64_t C, int64_t c0, float* out) {
   __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00,
          a20 = a00, a21 = a00, a22 = a00, a23 = a00;
   for (int64_t s = 0; s < S; ++s) {
-    const float* v = vals + s * C + c0;
+    const T* v = vals + s * C + c0;
     const __m512 w0 = _mm512_set1_ps(p[s]), w1 = _mm512_set1_ps(p[ldp + s]), w2 = _mm512_set1_ps(p[2 * ldp + s]);
     Fma3(LoadOnce(v), w0, w1, w2, a00, a10, a20);
     Fma3(LoadOnce(v + 16), w0, w1, w2, a01, a11, a21);
@@ -188,12 +211,12 @@ inline void Fma2(__m512 w, __m512 x0, __m512 x1, __m512& a0, __m512& a1) {
 // Six queries x 32 columns: each row's two vectors feed six FMAs apiece, where 3 x 4 fed three
 // (the cached rows of a span come from L2, and at three FMAs per 64-byte load the tile waited
 // on them). a<i><j>: query i, columns 16j..16j+15.
-void WeightedColumns6x2(const float* p, int64_t ldp, const float* vals, int64_t S, int64_t C, int64_t c0,
-                        float* out) {
+template <typename T>
+void WeightedColumns6x2(const float* p, int64_t ldp, const T* vals, int64_t S, int64_t C, int64_t c0, float* out) {
   __m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00,
          a40 = a00, a41 = a00, a50 = a00, a51 = a00;
   for (int64_t s = 0; s < S; ++s) {
-    const float* v = vals + s * C + c0;
+    const T* v = vals + s * C + c0;
     const __m512 x0 = LoadOnce(v), x1 = LoadOnce(v + 16);
     Fma2(_mm512_set1_ps(p[s]), x0, x1, a00, a01);
     Fma2(_mm512_set1_ps(p[ldp + s]), x0, x1, a10, a11);
@@ -208,12 +231,12 @@ void WeightedColumns6x2(const float* p, int64_t ldp, const float* vals, int64_t 
 }
 
 // N queries x 16 columns (or, kEight, the last 8, in the low halves).
-template <int N, bool kEight>
-void WeightedColumns(const float* p, int64_t ldp, const float* vals, int64_t S, int64_t C, int64_t c0, float* out) {
+template <int N, bool kEight, typename T>
+void WeightedColumns(const float* p, int64_t ldp, const T* vals, int64_t S, int64_t C, int64_t c0, float* out) {
   __m512 acc[N];
   for (int i = 0; i < N; ++i) acc[i] = _mm512_setzero_ps();
   for (int64_t s = 0; s < S; ++s) {
-    const __m512 v = kEight ? TwiceAt(vals + s * C + c0) : _mm512_loadu_ps(vals + s * C + c0);
+    const __m512 v = kEight ? TwiceAt(vals + s * C + c0) : Load16(vals + s * C + c0);
     for (int i = 0; i < N; ++i) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(p[i * ldp + s]), v, acc[i]);
   }
   for (int i = 0; i < N; ++i) {
@@ -226,48 +249,61 @@ void WeightedColumns(const float* p, int64_t ldp, const float* vals, int64_t S, 
 }
 
 // Columns [c0, C) of N queries' weighted sums.
-template <int N>
-void WeightedSumQueries(const float* p, int64_t ldp, const float* vals, int64_t S, int64_t C, float* out,
-                        int64_t c0 = 0) {
+template <int N, typename T>
+void WeightedSumQueries(const float* p, int64_t ldp, const T* vals, int64_t S, int64_t C, float* out, int64_t c0 = 0) {
   if constexpr (N == 6) {
     for (; c0 + 32 <= C; c0 += 32) WeightedColumns6x2(p, ldp, vals, S, C, c0, out);
     if (c0 < C) {  // the last columns (C % 32), three queries at a time
-      WeightedSumQueries<3>(p, ldp, vals, S, C, out, c0);
-      WeightedSumQueries<3>(p + 3 * ldp, ldp, vals, S, C, out + 3 * C, c0);
+      WeightedSumQueries<3, T>(p, ldp, vals, S, C, out, c0);
+      WeightedSumQueries<3, T>(p + 3 * ldp, ldp, vals, S, C, out + 3 * C, c0);
     }
   } else {
     if (N == 3)
       for (; c0 + 64 <= C; c0 += 64) WeightedColumns3x4(p, ldp, vals, S, C, c0, out);
-    for (; c0 + 16 <= C; c0 += 16) WeightedColumns<N, false>(p, ldp, vals, S, C, c0, out);
-    if (c0 < C) WeightedColumns<N, true>(p, ldp, vals, S, C, c0, out);  // C % 16 == 8
+    for (; c0 + 16 <= C; c0 += 16) WeightedColumns<N, false, T>(p, ldp, vals, S, C, c0, out);
+    if (c0 < C) WeightedColumns<N, true, T>(p, ldp, vals, S, C, c0, out);  // C % 16 == 8
   }
+}
+
+// The weighted sums of every query, six at a time (columns not whole 8-column steps: AVX2's).
+template <typename T>
+void WeightedSum(const float* p, int64_t M, int64_t ldp, const T* vals, int64_t S, int64_t C, float* out) {
+  if (C % 8 != 0) return MultiQueryWeightedSumAvx2(p, M, ldp, vals, S, C, out);
+  QueryTiles<6>(M, [&]<int N>(int64_t m) { WeightedSumQueries<N, T>(p + m * ldp, ldp, vals, S, C, out + m * C); });
 }
 
 }  // namespace
 
 void MultiQueryScoresAvx512(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
                             float* scores, int64_t lds, bool accumulate) {
-  Scores<false>(q, ldq, keys, C, q, ldq, nullptr, 0, M, S, scores, lds, accumulate);
+  Scores<false, float>(q, ldq, keys, C, q, ldq, nullptr, 0, M, S, scores, lds, accumulate);
 }
 
 void MultiQueryScoresTwoPartAvx512(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2,
                                    int64_t ldq2, const float* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
                                    int64_t lds) {
-  Scores<true>(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds, false);
+  Scores<true, float>(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds, false);
+}
+
+void MultiQueryScoresTwoPartAvx512(const float* q1, int64_t ldq1, const uint16_t* keys1, int64_t C1, const float* q2,
+                                   int64_t ldq2, const uint16_t* keys2, int64_t C2, int64_t M, int64_t S,
+                                   float* scores, int64_t lds) {
+  Scores<true, uint16_t>(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds, false);
 }
 
 void MultiQueryWeightedSumAvx512(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
                                  float* out) {
-  if (C % 8 != 0) return MultiQueryWeightedSumAvx2(p, M, ldp, vals, S, C, out);
-  QueryTiles<6>(M, [&]<int N>(int64_t m) { WeightedSumQueries<N>(p + m * ldp, ldp, vals, S, C, out + m * C); });
+  WeightedSum(p, M, ldp, vals, S, C, out);
+}
+
+void MultiQueryWeightedSumAvx512(const float* p, int64_t M, int64_t ldp, const uint16_t* vals, int64_t S, int64_t C,
+                                 float* out) {
+  WeightedSum(p, M, ldp, vals, S, C, out);
 }
 
 void WidenBf16Avx512(const uint16_t* in, int64_t n, float* out) {
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i)));
-    _mm512_storeu_ps(out + i, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
-  }
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, Load16(in + i));
   WidenBf16Avx2(in + i, n - i, out + i);
 }
 
@@ -280,6 +316,9 @@ void MultiQueryScoresAvx512(const float*, int64_t, int64_t, const float*, int64_
 void MultiQueryScoresTwoPartAvx512(const float*, int64_t, const float*, int64_t, const float*, int64_t, const float*,
                                    int64_t, int64_t, int64_t, float*, int64_t) {}
 void MultiQueryWeightedSumAvx512(const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*) {}
+void MultiQueryScoresTwoPartAvx512(const float*, int64_t, const uint16_t*, int64_t, const float*, int64_t,
+                                   const uint16_t*, int64_t, int64_t, int64_t, float*, int64_t) {}
+void MultiQueryWeightedSumAvx512(const float*, int64_t, int64_t, const uint16_t*, int64_t, int64_t, float*) {}
 void WidenBf16Avx512(const uint16_t*, int64_t, float*) {}
 }  // namespace dsv3::cpu
 

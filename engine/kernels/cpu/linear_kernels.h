@@ -255,16 +255,28 @@ void MultiQueryScoresTwoPartAvx2(const float* q1, int64_t ldq1, const float* key
                                  int64_t lds);
 void MultiQueryWeightedSumAvx2(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
                                float* out);
+// The same over a bf16 cache's rows (bfloat16 bits), widened in registers: the bits the float32
+// forms give over the rows WidenBf16 writes.
+void MultiQueryScoresTwoPartAvx2(const float* q1, int64_t ldq1, const uint16_t* keys1, int64_t C1, const float* q2,
+                                 int64_t ldq2, const uint16_t* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
+                                 int64_t lds);
+void MultiQueryWeightedSumAvx2(const float* p, int64_t M, int64_t ldp, const uint16_t* vals, int64_t S, int64_t C,
+                               float* out);
 // WidenBf16 (ops.h) eight values a step (attention_avx2.cc), and sixteen (attention_avx512.cc).
 void WidenBf16Avx2(const uint16_t* in, int64_t n, float* out);
 void WidenBf16Avx512(const uint16_t* in, int64_t n, float* out);
-// The same three with AVX-512, the AVX2 bits (attention_avx512.cc; CpuFeatures::HasAvx512VnniSet).
+// The same with AVX-512, the AVX2 bits (attention_avx512.cc; CpuFeatures::HasAvx512VnniSet).
 void MultiQueryScoresAvx512(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
                             float* scores, int64_t lds, bool accumulate);
 void MultiQueryScoresTwoPartAvx512(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2,
                                    int64_t ldq2, const float* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
                                    int64_t lds);
 void MultiQueryWeightedSumAvx512(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
+                                 float* out);
+void MultiQueryScoresTwoPartAvx512(const float* q1, int64_t ldq1, const uint16_t* keys1, int64_t C1, const float* q2,
+                                   int64_t ldq2, const uint16_t* keys2, int64_t C2, int64_t M, int64_t S,
+                                   float* scores, int64_t lds);
+void MultiQueryWeightedSumAvx512(const float* p, int64_t M, int64_t ldp, const uint16_t* vals, int64_t S, int64_t C,
                                  float* out);
 // MatMul (ops.h) with AVX2 + FMA (matmul_avx2.cc): b is MatMulRhs' strips, each [bK, 16].
 void MatMulAvx2(const float* a, int64_t M, int64_t K, int64_t lda, const float* b, int64_t bK, int64_t N, float* c,
