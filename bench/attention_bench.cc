@@ -71,13 +71,16 @@ BENCHMARK(BM_MultiQuery)->Apply(Args)->UseRealTime()->MinTime(0.2);
 // read from DRAM), in spans of 128 positions with all 12 heads stacked: two-part scores, the
 // softmax exponentials, the weighted sum. Arg: 1 for the two-part scores, 0 for the latent and
 // rope parts as two products, 2 for the two-part scores over a bf16 cache (--kv-cache-dtype
-// bf16: the same values rounded, half the bytes). One iteration is one token's attention.
+// bf16: the same values rounded, half the bytes); second arg, the kernel family. One iteration
+// is one token's attention.
 void BM_DecodeSpans(benchmark::State& state) {
-  if (!GetCpuFeatures().HasAvx2Set()) {
-    state.SkipWithError("CPU lacks AVX2");
+  const int64_t form = state.range(0);
+  const auto kernel = static_cast<LinearKernel>(state.range(1));
+  if (!GetCpuFeatures().HasAvx2Set() || (kernel == LinearKernel::kAvx512 && !GetCpuFeatures().HasAvx512VnniSet())) {
+    state.SkipWithError("CPU lacks the kernel's instructions");
     return;
   }
-  const int64_t form = state.range(0);
+  SetLinearKernel(kernel);
   constexpr int64_t kLayers = 12, kDepth = 4096, C = 256, R = 32, H = 12, kSpan = 128;
   const auto latents = Random(kLayers * kDepth * C), rope = Random(kLayers * kDepth * R), q = Random(H * (C + R));
   std::vector<uint16_t> bf16_latents, bf16_rope;
@@ -112,11 +115,19 @@ void BM_DecodeSpans(benchmark::State& state) {
     }
     benchmark::DoNotOptimize(out.data());
   }
-  state.SetLabel(form == 0 ? "latent and rope scores apart" : form == 1 ? "two-part scores" : "two-part scores, bf16");
+  SetLinearKernel(LinearKernel::kAuto);
+  state.SetLabel(std::string(form == 0   ? "latent and rope scores apart "
+                             : form == 1 ? "two-part scores "
+                                         : "two-part scores, bf16 ") +
+                 LinearKernelName(kernel));
   const int64_t value_bytes = form == 2 ? 2 : 4;
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * kLayers * kDepth * (C + R) * value_bytes);
 }
-BENCHMARK(BM_DecodeSpans)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+void DecodeSpansArgs(benchmark::internal::Benchmark* b) {
+  for (int k : {static_cast<int>(LinearKernel::kAvx2), static_cast<int>(LinearKernel::kAvx512)})
+    for (int form : {0, 1, 2}) b->Args({form, k});
+}
+BENCHMARK(BM_DecodeSpans)->Apply(DecodeSpansArgs)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 
 // Prefill attention's MatMul products for one head of bench-v3-mini, a 256-token chunk at
 // depth 4096 (S = 4352 cached positions): keys and values from 96 latent rows at a time
