@@ -345,11 +345,35 @@ __attribute__((always_inline)) inline void RowGroups(const RawWeight& w, int64_t
 
 inline const uint8_t* RowAt(const RawWeight& w, int64_t r) { return static_cast<const uint8_t*>(w.data) + r * w.row_bytes; }
 
+// INT4 columns [k, k + 32) of a row, one group's (s, z), as two vectors: the even columns (k + 2j
+// in lane j: each byte's low nibble) and the odd ones (its high nibble). Sixteen bytes widened
+// by one vpmovzxbd, then a mask or a shift: ~5 vector ops per 16 weights where Sixteen's
+// permute, variable shift and mask take ~8 (decode's W_uk was bound by this unpacking).
+__attribute__((always_inline)) inline void Int4EvenOdd(const uint8_t* row, int64_t k, __m512 s, __m512 z, __m512& even,
+                                                       __m512& odd) {
+  const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k / 2)));
+  const __m512i lo = _mm512_and_si512(bytes, _mm512_set1_epi32(0xf)), hi = _mm512_srli_epi32(bytes, 4);
+  even = _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(lo), z), s);
+  odd = _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(hi), z), s);
+}
+// Columns [0, 32) at out from the even- and odd-column vectors Int4EvenOdd's layout gives.
+inline void StoreEvenOdd(__m512 even, __m512 odd, float* out) {
+  // Column k: lane k / 2 of the even (k even) or the odd vector (index 16 + k / 2).
+  const __m512i low = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i high = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+  _mm512_storeu_ps(out, _mm512_permutex2var_ps(even, low, odd));
+  _mm512_storeu_ps(out + 16, _mm512_permutex2var_ps(even, high, odd));
+}
+
 // out[c0, c0 + 16V) = Σ_s p[s] · W[r0 + s][c0, c0 + 16V), one chain per element in row order
 // (kEight: the last eight columns, V = 1, as the low half of a row paired with itself). A row's
-// table holds the groups of these columns only.
+// table holds the groups of these columns only. INT4 in groups of whole 32-column pieces takes
+// its vectors in pairs, even and odd columns (Int4EvenOdd): each element's chain is the same,
+// only its lane differs until the store.
 template <RowFormat F, int V, bool kEight = false>
 void WeightedColumns16(const float* p, const RawWeight& w, int64_t r0, int64_t S, int64_t c0, float* out) {
+  constexpr bool kPairs = F == RowFormat::kInt4 && !kEight && V % 2 == 0;
+  const bool pairs = kPairs && w.block_in % 32 == 0 && c0 % 32 == 0;
   const int64_t g0 = c0 / w.block_in, groups = (c0 + (kEight ? 8 : 16 * V) - 1) / w.block_in - g0 + 1;
   int64_t g[V];  // each vector's group in the table
   for (int v = 0; v < V; ++v) g[v] = (c0 + 16 * v) / w.block_in - g0;
@@ -360,6 +384,17 @@ void WeightedColumns16(const float* p, const RawWeight& w, int64_t r0, int64_t S
     const uint8_t* row = RowAt(w, r0 + s);
     if (F != RowFormat::kBF16) RowGroups<F>(w, r0 + s, g0, groups, s_tab, z_tab);
     const __m512 ps = _mm512_set1_ps(p[s]);
+    if constexpr (kPairs) {
+      if (pairs) {
+        for (int v = 0; v < V; v += 2) {
+          __m512 even, odd;
+          Int4EvenOdd(row, c0 + 16 * v, _mm512_set1_ps(s_tab[g[v]]), _mm512_set1_ps(z_tab[g[v]]), even, odd);
+          acc[v] = _mm512_fmadd_ps(ps, even, acc[v]);
+          acc[v + 1] = _mm512_fmadd_ps(ps, odd, acc[v + 1]);
+        }
+        continue;
+      }
+    }
     for (int v = 0; v < V; ++v) {
       const __m512 sv = F == RowFormat::kBF16 ? ps : _mm512_set1_ps(s_tab[g[v]]);
       const __m512 zv = F == RowFormat::kInt4 ? _mm512_set1_ps(z_tab[g[v]]) : sv;
@@ -368,6 +403,12 @@ void WeightedColumns16(const float* p, const RawWeight& w, int64_t r0, int64_t S
       } else {
         acc[v] = _mm512_fmadd_ps(ps, Sixteen<F>(row, c0 + 16 * v, sv, zv), acc[v]);
       }
+    }
+  }
+  if constexpr (kPairs) {
+    if (pairs) {
+      for (int v = 0; v < V; v += 2) StoreEvenOdd(acc[v], acc[v + 1], out + c0 + 16 * v);
+      return;
     }
   }
   for (int v = 0; v < V; ++v) {
