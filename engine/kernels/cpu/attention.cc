@@ -35,6 +35,30 @@ void GemmScores(const float* q, int64_t M, int64_t ldq, cpu::WeightKind kind, co
   cpu::GemmAvx2WithScratch(q, M, ldq, raw, 0, S, scores, lds, accumulate);
 }
 
+// The multi-query kernels of the active family, AVX-512 or AVX2, over float32 or bf16 rows (T):
+// false where they do not apply (the reference family; for the scores, 16 or more queries).
+template <typename T>
+bool TwoPartKernel(const float* q1, int64_t ldq1, const T* keys1, int64_t C1, const float* q2, int64_t ldq2,
+                   const T* keys2, int64_t C2, int64_t M, int64_t S, float* scores, int64_t lds) {
+  if (!UseAvx2() || M >= kGemmMinQueries) return false;
+  if (UseAvx512()) {
+    cpu::MultiQueryScoresTwoPartAvx512(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds);
+  } else {
+    cpu::MultiQueryScoresTwoPartAvx2(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds);
+  }
+  return true;
+}
+template <typename T>
+bool WeightedSumKernel(const float* p, int64_t M, int64_t ldp, const T* vals, int64_t S, int64_t C, float* out) {
+  if (!UseAvx2()) return false;
+  if (UseAvx512()) {
+    cpu::MultiQueryWeightedSumAvx512(p, M, ldp, vals, S, C, out);
+  } else {
+    cpu::MultiQueryWeightedSumAvx2(p, M, ldp, vals, S, C, out);
+  }
+  return true;
+}
+
 }  // namespace
 
 void MultiQueryScores(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
@@ -61,14 +85,7 @@ void MultiQueryScores(const float* q, int64_t M, int64_t ldq, const float* keys,
 void MultiQueryScoresTwoPart(const float* q1, int64_t ldq1, const float* keys1, int64_t C1, const float* q2,
                              int64_t ldq2, const float* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
                              int64_t lds) {
-  if (UseAvx2() && M < kGemmMinQueries) {
-    if (UseAvx512()) {
-      cpu::MultiQueryScoresTwoPartAvx512(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds);
-    } else {
-      cpu::MultiQueryScoresTwoPartAvx2(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds);
-    }
-    return;
-  }
+  if (TwoPartKernel(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds)) return;
   // The reference, and many queries (two GEMMs): the parts one after the other.
   MultiQueryScores(q1, M, ldq1, keys1, S, C1, scores, lds, false);
   MultiQueryScores(q2, M, ldq2, keys2, S, C2, scores, lds, true);
@@ -76,14 +93,7 @@ void MultiQueryScoresTwoPart(const float* q1, int64_t ldq1, const float* keys1, 
 
 void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const float* vals, int64_t S, int64_t C,
                            float* out) {
-  if (UseAvx2()) {
-    if (UseAvx512()) {
-      cpu::MultiQueryWeightedSumAvx512(p, M, ldp, vals, S, C, out);
-    } else {
-      cpu::MultiQueryWeightedSumAvx2(p, M, ldp, vals, S, C, out);
-    }
-    return;
-  }
+  if (WeightedSumKernel(p, M, ldp, vals, S, C, out)) return;
   CMap P(p, M, S, Eigen::OuterStride<>(ldp)), V(vals, S, C, Eigen::OuterStride<>(C));
   MMap(out, M, C, Eigen::OuterStride<>(C)).noalias() = P * V;
 }
@@ -91,14 +101,7 @@ void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const float* 
 void MultiQueryScoresTwoPart(const float* q1, int64_t ldq1, const uint16_t* keys1, int64_t C1, const float* q2,
                              int64_t ldq2, const uint16_t* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
                              int64_t lds) {
-  if (UseAvx2() && M < kGemmMinQueries) {
-    if (UseAvx512()) {
-      cpu::MultiQueryScoresTwoPartAvx512(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds);
-    } else {
-      cpu::MultiQueryScoresTwoPartAvx2(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds);
-    }
-    return;
-  }
+  if (TwoPartKernel(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds)) return;
   if (UseAvx2() && S > 0 && C1 > 0 && C2 > 0) {  // many queries: the float32 form's two GEMMs
     GemmScores(q1, M, ldq1, cpu::WeightKind::kBF16, keys1, S, C1, scores, lds, false);
     GemmScores(q2, M, ldq2, cpu::WeightKind::kBF16, keys2, S, C2, scores, lds, true);
@@ -114,14 +117,7 @@ void MultiQueryScoresTwoPart(const float* q1, int64_t ldq1, const uint16_t* keys
 
 void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const uint16_t* vals, int64_t S, int64_t C,
                            float* out) {
-  if (UseAvx2()) {
-    if (UseAvx512()) {
-      cpu::MultiQueryWeightedSumAvx512(p, M, ldp, vals, S, C, out);
-    } else {
-      cpu::MultiQueryWeightedSumAvx2(p, M, ldp, vals, S, C, out);
-    }
-    return;
-  }
+  if (WeightedSumKernel(p, M, ldp, vals, S, C, out)) return;
   thread_local std::vector<float> wide;
   wide.resize(static_cast<size_t>(S * C));
   WidenBf16(vals, S * C, wide.data());
