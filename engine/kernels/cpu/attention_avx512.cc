@@ -6,8 +6,9 @@
 // one fma chain over the cached rows in order. Decode over the latent cache is these two
 // products (12 heads x 256 + 32 columns per cached row on bench-v3-mini), so at depth they,
 // not the weights, set the attention's time. A bf16 cache's rows are widened in registers as
-// they are read (one vpermw a vector), so they give the bits of the float32 rows they widen to. What this file does not cover (a column tail of
-// C % 8, the last S % 4 keys, rows too wide for the query pairs) goes to the AVX2 functions, which give those bits by definition.
+// they are read (one vpermw a vector), so they give the bits of the float32 rows they widen to.
+// What this file does not cover (a column tail of C % 8, the last S % 4 keys, rows too wide for
+// the query pairs) goes to the AVX2 functions, which give those bits by definition.
 //
 // As in linear_avx2.cc, no standard-library templates or shared inline functions here.
 #include "engine/kernels/cpu/linear_kernels.h"
