@@ -62,6 +62,7 @@ void Args(benchmark::internal::Benchmark* b) {
       b->Args({op, k, 6, 4096, 256});
       b->Args({op, k, 12, 128, 256});  // one decode span of bench-v3-mini: 12 heads, 128 positions
       b->Args({op, k, 12, 128, 32});   // its rope part
+      b->Args({op, k, 128, 2048, 512});  // DeepSeek-V3's 128 heads over one of 16 spans at 32K context
     }
 }
 BENCHMARK(BM_MultiQuery)->Apply(Args)->UseRealTime()->MinTime(0.2);

@@ -177,8 +177,8 @@ TEST_F(MultiQueryTest, WeightedSumIsOneFmaChainOverTheRows) {
 // element (and the padding past them, untouched) equal, over every query count below 16 (the
 // scores' query pairs, their six-pair tiles and a lone last query; the weighted sum's 6-query
 // tiles), key counts around the 4-key quads, widths with a 32-column remainder of 16 or 8, a
-// C % 8 tail or rows too wide for the pairs (those go to AVX2), and both score forms with
-// accumulate on and off.
+// C % 8 tail or rows too wide for the pairs (those go to AVX2), 130 rows of 1000 (two of the
+// weighted sum's 256 KB row blocks), and both score forms with accumulate on and off.
 TEST_F(MultiQueryTest, Avx512GivesTheAvx2Bits) {
   if (!GetCpuFeatures().HasAvx512VnniSet()) GTEST_SKIP() << "CPU lacks AVX-512 VNNI";
   uint32_t seed = 500;
@@ -278,7 +278,7 @@ TEST_F(MultiQueryTest, Bf16RowsGiveTheBitsOfTheirWidenedRows) {
     for (int64_t C : {256, 48, 40, 37, 1000}) {
       for (int64_t C2 : {32, 8, 5}) {
         for (int64_t M : {1, 2, 3, 5, 6, 7, 12, 13, 16, 20}) {
-          for (int64_t S : {1, 4, 7, 13, 130}) {
+          for (int64_t S : {1, 4, 7, 13, 130, 300}) {  // 300 rows of 1000: three of AVX-512's row blocks
             const int64_t ldq = C + 3, ldq2 = C2 + 1, lds = S + 2;
             const auto q = Random(M * ldq, seed++), q2 = Random(M * ldq2, seed++), p = Random(M * lds, seed++);
             const auto keys = to_bf16(Random(S * C, seed++)), keys2 = to_bf16(Random(S * C2, seed++));

@@ -187,9 +187,12 @@ inline void Fma3(__m512 x, __m512 w0, __m512 w1, __m512 w2, __m512& a0, __m512& 
 // Three queries x 64 columns of the output over every cached row, the twelve accumulators named
 // (see attention_avx2.cc's WeightedColumns3x4). a<i><j>: query i, columns 16j..16j+15.
 template <typename T>
-void WeightedColumns3x4(const float* p, int64_t ldp, const T* vals, int64_t S, int64_t C, int64_t c0, float* out) {
-  __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00,
-         a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+void WeightedColumns3x4(const float* p, int64_t ldp, const T* vals, int64_t S, int64_t C, int64_t c0, float* out,
+                        bool resume) {
+  const auto start = [&](int i, int j) { return resume ? _mm512_loadu_ps(out + i * C + c0 + 16 * j) : _mm512_setzero_ps(); };
+  __m512 a00 = start(0, 0), a01 = start(0, 1), a02 = start(0, 2), a03 = start(0, 3), a10 = start(1, 0),
+         a11 = start(1, 1), a12 = start(1, 2), a13 = start(1, 3), a20 = start(2, 0), a21 = start(2, 1),
+         a22 = start(2, 2), a23 = start(2, 3);
   for (int64_t s = 0; s < S; ++s) {
     const T* v = vals + s * C + c0;
     const __m512 w0 = _mm512_set1_ps(p[s]), w1 = _mm512_set1_ps(p[ldp + s]), w2 = _mm512_set1_ps(p[2 * ldp + s]);
@@ -213,9 +216,12 @@ inline void Fma2(__m512 w, __m512 x0, __m512 x1, __m512& a0, __m512& a1) {
 // (the cached rows of a span come from L2, and at three FMAs per 64-byte load the tile waited
 // on them). a<i><j>: query i, columns 16j..16j+15.
 template <typename T>
-void WeightedColumns6x2(const float* p, int64_t ldp, const T* vals, int64_t S, int64_t C, int64_t c0, float* out) {
-  __m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00,
-         a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+void WeightedColumns6x2(const float* p, int64_t ldp, const T* vals, int64_t S, int64_t C, int64_t c0, float* out,
+                        bool resume) {
+  const auto start = [&](int i, int j) { return resume ? _mm512_loadu_ps(out + i * C + c0 + 16 * j) : _mm512_setzero_ps(); };
+  __m512 a00 = start(0, 0), a01 = start(0, 1), a10 = start(1, 0), a11 = start(1, 1), a20 = start(2, 0),
+         a21 = start(2, 1), a30 = start(3, 0), a31 = start(3, 1), a40 = start(4, 0), a41 = start(4, 1),
+         a50 = start(5, 0), a51 = start(5, 1);
   for (int64_t s = 0; s < S; ++s) {
     const T* v = vals + s * C + c0;
     const __m512 x0 = LoadOnce(v), x1 = LoadOnce(v + 16);
@@ -233,9 +239,13 @@ void WeightedColumns6x2(const float* p, int64_t ldp, const T* vals, int64_t S, i
 
 // N queries x 16 columns (or, kEight, the last 8, in the low halves).
 template <int N, bool kEight, typename T>
-void WeightedColumns(const float* p, int64_t ldp, const T* vals, int64_t S, int64_t C, int64_t c0, float* out) {
+void WeightedColumns(const float* p, int64_t ldp, const T* vals, int64_t S, int64_t C, int64_t c0, float* out,
+                     bool resume) {
   __m512 acc[N];
-  for (int i = 0; i < N; ++i) acc[i] = _mm512_setzero_ps();
+  for (int i = 0; i < N; ++i) {
+    const float* o = out + i * C + c0;
+    acc[i] = !resume ? _mm512_setzero_ps() : kEight ? _mm512_zextps256_ps512(_mm256_loadu_ps(o)) : _mm512_loadu_ps(o);
+  }
   for (int64_t s = 0; s < S; ++s) {
     const __m512 v = kEight ? TwiceAt(vals + s * C + c0) : Load16(vals + s * C + c0);
     for (int i = 0; i < N; ++i) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(p[i * ldp + s]), v, acc[i]);
@@ -249,28 +259,42 @@ void WeightedColumns(const float* p, int64_t ldp, const T* vals, int64_t S, int6
   }
 }
 
-// Columns [c0, C) of N queries' weighted sums.
+// Columns [c0, C) of N queries' weighted sums. resume: the sums go on from what out holds (the
+// rows before these), else they start at zero.
 template <int N, typename T>
-void WeightedSumQueries(const float* p, int64_t ldp, const T* vals, int64_t S, int64_t C, float* out, int64_t c0 = 0) {
+void WeightedSumQueries(const float* p, int64_t ldp, const T* vals, int64_t S, int64_t C, float* out, bool resume,
+                        int64_t c0 = 0) {
   if constexpr (N == 6) {
-    for (; c0 + 32 <= C; c0 += 32) WeightedColumns6x2(p, ldp, vals, S, C, c0, out);
+    for (; c0 + 32 <= C; c0 += 32) WeightedColumns6x2(p, ldp, vals, S, C, c0, out, resume);
     if (c0 < C) {  // the last columns (C % 32), three queries at a time
-      WeightedSumQueries<3, T>(p, ldp, vals, S, C, out, c0);
-      WeightedSumQueries<3, T>(p + 3 * ldp, ldp, vals, S, C, out + 3 * C, c0);
+      WeightedSumQueries<3, T>(p, ldp, vals, S, C, out, resume, c0);
+      WeightedSumQueries<3, T>(p + 3 * ldp, ldp, vals, S, C, out + 3 * C, resume, c0);
     }
   } else {
     if (N == 3)
-      for (; c0 + 64 <= C; c0 += 64) WeightedColumns3x4(p, ldp, vals, S, C, c0, out);
-    for (; c0 + 16 <= C; c0 += 16) WeightedColumns<N, false, T>(p, ldp, vals, S, C, c0, out);
-    if (c0 < C) WeightedColumns<N, true, T>(p, ldp, vals, S, C, c0, out);  // C % 16 == 8
+      for (; c0 + 64 <= C; c0 += 64) WeightedColumns3x4(p, ldp, vals, S, C, c0, out, resume);
+    for (; c0 + 16 <= C; c0 += 16) WeightedColumns<N, false, T>(p, ldp, vals, S, C, c0, out, resume);
+    if (c0 < C) WeightedColumns<N, true, T>(p, ldp, vals, S, C, c0, out, resume);  // C % 16 == 8
   }
 }
 
 // The weighted sums of every query, six at a time (columns not whole 8-column steps: AVX2's).
+// The rows go a block of up to kBlockBytes at a time, every query tile passing over a block
+// while it sits in L2, each sum carried from block to block through out (its chain, so its
+// bits, unchanged). Whole spans had been walked once per tile: DeepSeek-V3's 128 heads are 22
+// tiles, and a span at 32K context (2048 rows, 4 MB in float32) came from L3 each time.
 template <typename T>
 void WeightedSum(const float* p, int64_t M, int64_t ldp, const T* vals, int64_t S, int64_t C, float* out) {
   if (C % 8 != 0) return MultiQueryWeightedSumAvx2(p, M, ldp, vals, S, C, out);
-  QueryTiles<6>(M, [&]<int N>(int64_t m) { WeightedSumQueries<N, T>(p + m * ldp, ldp, vals, S, C, out + m * C); });
+  constexpr int64_t kBlockBytes = 256 * 1024;
+  const int64_t row_bytes = C * static_cast<int64_t>(sizeof(T));
+  const int64_t rows = row_bytes < kBlockBytes ? kBlockBytes / row_bytes : 1;
+  for (int64_t s0 = 0; s0 == 0 || s0 < S; s0 += rows) {
+    const int64_t n = S - s0 < rows ? S - s0 : rows;
+    QueryTiles<6>(M, [&]<int N>(int64_t m) {
+      WeightedSumQueries<N, T>(p + m * ldp + s0, ldp, vals + s0 * C, n, C, out + m * C, s0 > 0);
+    });
+  }
 }
 
 }  // namespace
