@@ -436,14 +436,10 @@ void WeightedSum(const float* p, int64_t M, int64_t ldp, const T* vals, int64_t 
   // 63 -> 78 GFLOP/s; x 4096 rows, 48 -> 72; 32 KB blocks were no faster than none, 8 KB ~6% short of 16).
   if (C <= 0) return;  // no columns to write
   constexpr int64_t kBlockBytes = 16 * 1024;
-  const int64_t row_bytes = C * static_cast<int64_t>(sizeof(T));
-  const int64_t rows = row_bytes < kBlockBytes ? kBlockBytes / row_bytes : 1;
-  for (int64_t s0 = 0; s0 == 0 || s0 < S; s0 += rows) {
-    const int64_t n = S - s0 < rows ? S - s0 : rows;
-    QueryTiles<3>(M, [&]<int N>(int64_t m) {
-      WeightedSumQueries<N, T>(p + m * ldp + s0, ldp, vals + s0 * C, n, C, out + m * C, s0 > 0);
-    });
-  }
+  RowBlocks<3>(M, S, C * static_cast<int64_t>(sizeof(T)), kBlockBytes,
+               [&]<int N>(int64_t m, int64_t s0, int64_t n, bool resume) {
+                 WeightedSumQueries<N, T>(p + m * ldp + s0, ldp, vals + s0 * C, n, C, out + m * C, resume);
+               });
 }
 
 }  // namespace

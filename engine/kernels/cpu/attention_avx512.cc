@@ -287,14 +287,10 @@ template <typename T>
 void WeightedSum(const float* p, int64_t M, int64_t ldp, const T* vals, int64_t S, int64_t C, float* out) {
   if (C % 8 != 0) return MultiQueryWeightedSumAvx2(p, M, ldp, vals, S, C, out);
   constexpr int64_t kBlockBytes = 256 * 1024;
-  const int64_t row_bytes = C * static_cast<int64_t>(sizeof(T));
-  const int64_t rows = row_bytes < kBlockBytes ? kBlockBytes / row_bytes : 1;
-  for (int64_t s0 = 0; s0 == 0 || s0 < S; s0 += rows) {
-    const int64_t n = S - s0 < rows ? S - s0 : rows;
-    QueryTiles<6>(M, [&]<int N>(int64_t m) {
-      WeightedSumQueries<N, T>(p + m * ldp + s0, ldp, vals + s0 * C, n, C, out + m * C, s0 > 0);
-    });
-  }
+  RowBlocks<6>(M, S, C * static_cast<int64_t>(sizeof(T)), kBlockBytes,
+               [&]<int N>(int64_t m, int64_t s0, int64_t n, bool resume) {
+                 WeightedSumQueries<N, T>(p + m * ldp + s0, ldp, vals + s0 * C, n, C, out + m * C, resume);
+               });
 }
 
 }  // namespace
