@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <string>
 #include <utility>
@@ -389,6 +390,52 @@ TEST_F(MultiQueryTest, ExpShiftedSumIsWithinThreeUlpOfStdExp) {
 
 // A bf16 latent cache's rows widen to float32 exactly (every value, NaN payloads and
 // subnormals included) on the AVX-512, AVX2 and scalar paths, for lengths around their steps.
+// The avx512 family's softmax exponentials give the AVX2 bits, values and sum: every length
+// around the 8- and 16-lane steps (a tail of a few lanes, of exactly eight, of more than eight),
+// arguments over the whole range and past both ends, -inf, NaN and values whose exp overflows.
+TEST_F(MultiQueryTest, Avx512ExpShiftedSumGivesTheAvx2Bits) {
+  if (!GetCpuFeatures().HasAvx512VnniSet()) GTEST_SKIP() << "CPU lacks AVX-512 VNNI";
+  // Softmax-like arguments (~ -9 .. 3: sums of many comparable terms, whose order shows in
+  // their bits), then a range past both ends of exp's with the special values.
+  std::vector<float> in = Random(600, 31);
+  for (size_t i = 0; i < 300; ++i) in[i] = in[i] * 2.0f - 3.0f;
+  for (size_t i = 300; i < in.size(); ++i) in[i] = in[i] * 40.0f - 30.0f;  // ~ -150 .. 90
+  const float specials[] = {-INFINITY, 0.0f, -87.3365f, -87.34f, 88.4f, 89.5f, 200.0f, -1e30f, 1e-30f};
+  for (size_t i = 0; i < std::size(specials); ++i) in[300 + 7 * i + 3] = specials[i];
+  const auto bits = [](const std::vector<float>& v) {
+    std::vector<uint32_t> b(v.size());
+    std::memcpy(b.data(), v.data(), v.size() * 4);
+    return b;
+  };
+  for (const size_t from : {size_t{0}, size_t{300}}) {
+    for (const float shift : {0.0f, 0.25f, -3.0f}) {
+      for (int64_t n = 0; n <= 300; n = n < 40 ? n + 1 : n + 37) {
+        std::vector<float> got[2];
+        float sum[2];
+        for (int k = 0; k < 2; ++k) {
+          SetLinearKernel(k == 0 ? LinearKernel::kAvx2 : LinearKernel::kAvx512);
+          got[k].assign(in.begin() + from, in.begin() + from + n);
+          got[k].push_back(42.0f);  // past n: untouched
+          sum[k] = ExpShiftedSum(got[k].data(), n, shift);
+        }
+        const std::string what = "from " + std::to_string(from) + " n " + std::to_string(n) + " shift " +
+                                 std::to_string(shift);
+        ASSERT_EQ(bits(got[1]), bits(got[0])) << what;
+        ASSERT_EQ(got[1].back(), 42.0f) << what;
+        uint32_t b0, b1;
+        std::memcpy(&b0, &sum[0], 4);
+        std::memcpy(&b1, &sum[1], 4);
+        ASSERT_EQ(b1, b0) << "sum, " << what;
+      }
+    }
+  }
+  std::vector<float> with_nan(in.begin() + 300, in.begin() + 320);
+  with_nan[11] = NAN;
+  SetLinearKernel(LinearKernel::kAvx512);
+  EXPECT_TRUE(std::isnan(ExpShiftedSum(with_nan.data(), 20, 0.0f)));
+  EXPECT_TRUE(std::isnan(with_nan[11]));
+}
+
 TEST_F(MultiQueryTest, WidenBf16IsExactForEveryLength) {
   std::vector<uint16_t> in;
   for (uint32_t v = 0; v < 0x10000; v += 37) in.push_back(static_cast<uint16_t>(v));

@@ -278,6 +278,31 @@ void WeightedSumQueries(const float* p, int64_t ldp, const T* vals, int64_t S, i
   }
 }
 
+// attention_avx2.cc's Exp (its comment gives the method and the range) on sixteen lanes: the
+// same operations in the same order, so the same value in every lane.
+inline __m512 Exp16(__m512 x) {
+  const __m512 lo = _mm512_set1_ps(-87.3365f), hi = _mm512_set1_ps(89.0f);
+  const __mmask16 underflow = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+  x = _mm512_min_ps(hi, _mm512_max_ps(lo, x));
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  const __mmask16 top = _mm512_cmp_ps_mask(n, _mm512_set1_ps(127.0f), _CMP_GT_OQ);
+  n = _mm512_min_ps(n, _mm512_set1_ps(127.0f));
+  const __m512i pow2n = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  const __m512 twice = _mm512_mask_blend_ps(top, _mm512_set1_ps(1.0f), _mm512_set1_ps(2.0f));
+  return _mm512_maskz_mov_ps(static_cast<__mmask16>(~underflow),
+                             _mm512_mul_ps(_mm512_mul_ps(p, _mm512_castsi512_ps(pow2n)), twice));
+}
+
 // The weighted sums of every query, six at a time (columns not whole 8-column steps: AVX2's).
 // The rows go a block of up to kBlockBytes at a time, every query tile passing over a block
 // while it sits in L2, each sum carried from block to block through out (its chain, so its
@@ -322,6 +347,29 @@ void MultiQueryWeightedSumAvx512(const float* p, int64_t M, int64_t ldp, const u
   WeightedSum(p, M, ldp, vals, S, C, out);
 }
 
+float ExpShiftedSumAvx512(float* x, int64_t n, float shift) {
+  // ExpShiftedSumAvx2's sum: its 8-lane chain takes each sixteen as two eights, low then high,
+  // and the last n % 16 as its padded steps (lanes past n read -inf, whose exp is 0; a high
+  // half wholly past n is not added, as AVX2 has no step for it).
+  const __m512 s = _mm512_set1_ps(shift);
+  __m256 sum = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 e = Exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), s));
+    _mm512_storeu_ps(x + i, e);
+    sum = _mm256_add_ps(_mm256_add_ps(sum, Low8(e)), High8(e));
+  }
+  if (i < n) {
+    const __mmask16 valid = static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(-__builtin_inff()), valid, x + i);
+    const __m512 e = Exp16(_mm512_sub_ps(v, s));
+    _mm512_mask_storeu_ps(x + i, valid, e);
+    sum = _mm256_add_ps(sum, Low8(e));
+    if (n - i > 8) sum = _mm256_add_ps(sum, High8(e));
+  }
+  return HorizontalSum(sum);
+}
+
 void WidenBf16Avx512(const uint16_t* in, int64_t n, float* out) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, Load16(in + i));
@@ -341,6 +389,7 @@ void MultiQueryScoresTwoPartAvx512(const float*, int64_t, const uint16_t*, int64
                                    const uint16_t*, int64_t, int64_t, int64_t, float*, int64_t) {}
 void MultiQueryWeightedSumAvx512(const float*, int64_t, int64_t, const uint16_t*, int64_t, int64_t, float*) {}
 void WidenBf16Avx512(const uint16_t*, int64_t, float*) {}
+float ExpShiftedSumAvx512(float*, int64_t, float) { return 0.0f; }
 }  // namespace dsv3::cpu
 
 #endif

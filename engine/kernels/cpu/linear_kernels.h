@@ -294,8 +294,10 @@ void GemmAvx2WithScratch(const float* x, int64_t T, int64_t ldx, const RawWeight
                          float* y, int64_t ldy, bool accumulate, bool avx512_tiles = false);
 // FmaPeakFlopsAvx2 with 512-bit FMAs (linear_avx512.cc): the matrix peak of the avx512 family.
 double FmaPeakFlopsAvx512(double seconds);
-// ExpShiftedSum (ops.h) with AVX2 + FMA (attention_avx2.cc).
+// ExpShiftedSum (ops.h) with AVX2 + FMA (attention_avx2.cc), and with sixteen lanes, the same
+// bits (attention_avx512.cc: each exp the same operations, the sum the same 8-lane chain).
 float ExpShiftedSumAvx2(float* x, int64_t n, float shift);
+float ExpShiftedSumAvx512(float* x, int64_t n, float shift);
 // Σ exp(x[i] - shift) in double, each exp ExpShiftedSumAvx2's, x left as it is
 // (LogSumExpShifted's chunks; attention_avx2.cc).
 double SumExpShiftedAvx2(const float* x, int64_t n, float shift);

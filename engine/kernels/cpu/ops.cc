@@ -115,6 +115,7 @@ float ScaleAndMax(float* x, int64_t n, float scale) {
 }
 
 float ExpShiftedSum(float* x, int64_t n, float shift) {
+  if (ActiveLinearKernel() == LinearKernel::kAvx512) return cpu::ExpShiftedSumAvx512(x, n, shift);
   if (UsesAvx2Kernels(ActiveLinearKernel())) return cpu::ExpShiftedSumAvx2(x, n, shift);
   float sum = 0.0f;
   for (int64_t i = 0; i < n; ++i) {
