@@ -390,10 +390,11 @@ TEST_F(MultiQueryTest, ExpShiftedSumIsWithinThreeUlpOfStdExp) {
 
 // A bf16 latent cache's rows widen to float32 exactly (every value, NaN payloads and
 // subnormals included) on the AVX-512, AVX2 and scalar paths, for lengths around their steps.
-// The avx512 family's softmax exponentials give the AVX2 bits, values and sum: every length
-// around the 8- and 16-lane steps (a tail of a few lanes, of exactly eight, of more than eight),
-// arguments over the whole range and past both ends, -inf, NaN and values whose exp overflows.
-TEST_F(MultiQueryTest, Avx512ExpShiftedSumGivesTheAvx2Bits) {
+// The avx512 family's softmax exponentials give the AVX2 bits, values and sum, and so does its
+// whole softmax: every length around the 8- and 16-lane steps (a tail of a few lanes, of exactly
+// eight, of more than eight), arguments over the whole range and past both ends, -inf, NaN and
+// values whose exp overflows.
+TEST_F(MultiQueryTest, Avx512ExpShiftedSumAndSoftmaxGiveTheAvx2Bits) {
   if (!GetCpuFeatures().HasAvx512VnniSet()) GTEST_SKIP() << "CPU lacks AVX-512 VNNI";
   // Softmax-like arguments (~ -9 .. 3: sums of many comparable terms, whose order shows in
   // their bits), then a range past both ends of exp's with the special values.
@@ -410,18 +411,21 @@ TEST_F(MultiQueryTest, Avx512ExpShiftedSumGivesTheAvx2Bits) {
   for (const size_t from : {size_t{0}, size_t{300}}) {
     for (const float shift : {0.0f, 0.25f, -3.0f}) {
       for (int64_t n = 0; n <= 300; n = n < 40 ? n + 1 : n + 37) {
-        std::vector<float> got[2];
+        std::vector<float> got[2], softmax[2];
         float sum[2];
         for (int k = 0; k < 2; ++k) {
           SetLinearKernel(k == 0 ? LinearKernel::kAvx2 : LinearKernel::kAvx512);
           got[k].assign(in.begin() + from, in.begin() + from + n);
           got[k].push_back(42.0f);  // past n: untouched
+          softmax[k] = got[k];
           sum[k] = ExpShiftedSum(got[k].data(), n, shift);
+          SoftmaxInPlace(softmax[k].data(), n, shift + 0.5f);  // the shift as a scale
         }
         const std::string what = "from " + std::to_string(from) + " n " + std::to_string(n) + " shift " +
                                  std::to_string(shift);
         ASSERT_EQ(bits(got[1]), bits(got[0])) << what;
         ASSERT_EQ(got[1].back(), 42.0f) << what;
+        ASSERT_EQ(bits(softmax[1]), bits(softmax[0])) << "softmax, " << what;
         uint32_t b0, b1;
         std::memcpy(&b0, &sum[0], 4);
         std::memcpy(&b1, &sum[1], 4);

@@ -370,6 +370,16 @@ float ExpShiftedSumAvx512(float* x, int64_t n, float shift) {
   return HorizontalSum(sum);
 }
 
+void SoftmaxAvx512(float* x, int64_t n, float scale) {
+  // SoftmaxAvx2's steps: scale and max (its AVX2 form: a maximum has one value whatever the
+  // width), the exponentials and their sum, then x · (1 / sum).
+  const float inv = 1.0f / ExpShiftedSumAvx512(x, n, ScaleMaxAvx2(x, n, scale));
+  const __m512 iv = _mm512_set1_ps(inv);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), iv));
+  for (; i < n; ++i) x[i] *= inv;
+}
+
 void WidenBf16Avx512(const uint16_t* in, int64_t n, float* out) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, Load16(in + i));
@@ -390,6 +400,7 @@ void MultiQueryScoresTwoPartAvx512(const float*, int64_t, const uint16_t*, int64
 void MultiQueryWeightedSumAvx512(const float*, int64_t, int64_t, const uint16_t*, int64_t, int64_t, float*) {}
 void WidenBf16Avx512(const uint16_t*, int64_t, float*) {}
 float ExpShiftedSumAvx512(float*, int64_t, float) { return 0.0f; }
+void SoftmaxAvx512(float*, int64_t, float) {}
 }  // namespace dsv3::cpu
 
 #endif

@@ -301,8 +301,10 @@ float ExpShiftedSumAvx512(float* x, int64_t n, float shift);
 // Σ exp(x[i] - shift) in double, each exp ExpShiftedSumAvx2's, x left as it is
 // (LogSumExpShifted's chunks; attention_avx2.cc).
 double SumExpShiftedAvx2(const float* x, int64_t n, float shift);
-// SoftmaxInPlace (ops.h) with AVX2 + FMA, the same bits (attention_avx2.cc).
+// SoftmaxInPlace (ops.h) with AVX2 + FMA, the same bits (attention_avx2.cc), and with the
+// exponentials and the normalization on sixteen lanes, the same bits (attention_avx512.cc).
 void SoftmaxAvx2(float* x, int64_t n, float scale);
+void SoftmaxAvx512(float* x, int64_t n, float scale);
 // ScaleAndMax (ops.h) with AVX2: the same products and maximum (attention_avx2.cc).
 float ScaleMaxAvx2(float* x, int64_t n, float scale);
 // SiluMul (ops.h) with AVX2 + FMA, its exp ExpShiftedSumAvx2's (attention_avx2.cc).

@@ -98,6 +98,7 @@ void SiluMul(float* gate, const float* up, int64_t n) {
 }
 
 void SoftmaxInPlace(float* x, int64_t n, float scale) {
+  if (ActiveLinearKernel() == LinearKernel::kAvx512) return cpu::SoftmaxAvx512(x, n, scale);
   if (UsesAvx2Kernels(ActiveLinearKernel())) return cpu::SoftmaxAvx2(x, n, scale);
   const float m = ScaleAndMax(x, n, scale);
   const float inv = 1.0f / ExpShiftedSum(x, n, m);
