@@ -32,9 +32,10 @@ std::vector<float> Random(int64_t n, float stddev) {
 class KernelScope {
  public:
   KernelScope(benchmark::State& state, LinearKernel kernel, int threads) : state_(state), kernel_(kernel) {
-    ok_ = kernel != LinearKernel::kAvx2 || GetCpuFeatures().HasAvx2Set();
+    ok_ = (kernel != LinearKernel::kAvx2 || GetCpuFeatures().HasAvx2Set()) &&
+          (kernel != LinearKernel::kAvx512 || GetCpuFeatures().HasAvx512VnniSet());
     if (!ok_) {
-      state.SkipWithError("CPU lacks AVX2");
+      state.SkipWithError("CPU lacks the kernel's instructions");
       return;
     }
     SetNumThreads(threads);
@@ -116,8 +117,8 @@ void BM_ArgMax(benchmark::State& state) {
 BENCHMARK(BM_ArgMax)->Arg(129280)->UseRealTime()->MinTime(0.2);
 
 // Scoring's log-partition of one row of DeepSeek-V3's 129280 logits (every scored position
-// takes one). Args: kernel (1 reference: std::exp in double, as scoring did inline; 2 AVX2),
-// threads.
+// takes one). Args: kernel (1 reference: std::exp in double, as scoring did inline; 2 AVX2;
+// 3 AVX-512, the same bits with sixteen-lane exponentials), threads.
 void BM_LogSumExp(benchmark::State& state) {
   KernelScope scope(state, static_cast<LinearKernel>(state.range(0)), static_cast<int>(state.range(1)));
   if (!scope.ok()) return;
@@ -131,6 +132,8 @@ BENCHMARK(BM_LogSumExp)
     ->Args({static_cast<int64_t>(LinearKernel::kReference), 1})
     ->Args({static_cast<int64_t>(LinearKernel::kAvx2), 1})
     ->Args({static_cast<int64_t>(LinearKernel::kAvx2), 2})
+    ->Args({static_cast<int64_t>(LinearKernel::kAvx512), 1})
+    ->Args({static_cast<int64_t>(LinearKernel::kAvx512), 2})
     ->UseRealTime()
     ->MinTime(0.2);
 

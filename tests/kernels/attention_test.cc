@@ -390,8 +390,8 @@ TEST_F(MultiQueryTest, ExpShiftedSumIsWithinThreeUlpOfStdExp) {
 
 // A bf16 latent cache's rows widen to float32 exactly (every value, NaN payloads and
 // subnormals included) on the AVX-512, AVX2 and scalar paths, for lengths around their steps.
-// The avx512 family's softmax exponentials give the AVX2 bits, values and sum, and so does its
-// whole softmax: every length around the 8- and 16-lane steps (a tail of a few lanes, of exactly
+// The avx512 family's softmax exponentials give the AVX2 bits, values and sum, and so do its
+// whole softmax and its log-sum-exp (eval's log-probabilities): every length around the 8- and 16-lane steps (a tail of a few lanes, of exactly
 // eight, of more than eight), arguments over the whole range and past both ends, -inf, NaN and
 // values whose exp overflows.
 TEST_F(MultiQueryTest, Avx512ExpShiftedSumAndSoftmaxGiveTheAvx2Bits) {
@@ -432,6 +432,21 @@ TEST_F(MultiQueryTest, Avx512ExpShiftedSumAndSoftmaxGiveTheAvx2Bits) {
         ASSERT_EQ(b1, b0) << "sum, " << what;
       }
     }
+  }
+  // LogSumExpShifted (over chunks of its own size, so lengths past one chunk too).
+  std::vector<float> logits = Random(20000, 32);
+  for (float& v : logits) v *= 4.0f;
+  for (const int64_t n : {int64_t{1}, int64_t{8}, int64_t{9}, int64_t{16}, int64_t{23}, int64_t{4096}, int64_t{4107},
+                          int64_t{20000}}) {
+    double lse[2];
+    for (int k = 0; k < 2; ++k) {
+      SetLinearKernel(k == 0 ? LinearKernel::kAvx2 : LinearKernel::kAvx512);
+      lse[k] = LogSumExpShifted(logits.data(), n, 1.5f);
+    }
+    uint64_t b0, b1;
+    std::memcpy(&b0, &lse[0], 8);
+    std::memcpy(&b1, &lse[1], 8);
+    ASSERT_EQ(b1, b0) << "LogSumExpShifted, n " << n;
   }
   std::vector<float> with_nan(in.begin() + 300, in.begin() + 320);
   with_nan[11] = NAN;

@@ -370,6 +370,32 @@ float ExpShiftedSumAvx512(float* x, int64_t n, float shift) {
   return HorizontalSum(sum);
 }
 
+double SumExpShiftedAvx512(const float* x, int64_t n, float shift) {
+  // SumExpShiftedAvx2's two chains of four doubles (each eight's low four, its high four): a
+  // sixteen goes as two eights in order, the last n % 16 as ExpShiftedSumAvx512 takes them.
+  const __m512 s = _mm512_set1_ps(shift);
+  __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+  const auto add = [&](__m256 e) {
+    lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+    hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+  };
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 e = Exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), s));
+    add(Low8(e));
+    add(High8(e));
+  }
+  if (i < n) {
+    const __mmask16 valid = static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512 e = Exp16(_mm512_sub_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-__builtin_inff()), valid, x + i), s));
+    add(Low8(e));
+    if (n - i > 8) add(High8(e));
+  }
+  alignas(32) double lanes[4];
+  _mm256_store_pd(lanes, _mm256_add_pd(lo, hi));
+  return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
+
 void SoftmaxAvx512(float* x, int64_t n, float scale) {
   // SoftmaxAvx2's steps: scale and max (its AVX2 form: a maximum has one value whatever the
   // width), the exponentials and their sum, then x · (1 / sum).
@@ -401,6 +427,7 @@ void MultiQueryWeightedSumAvx512(const float*, int64_t, int64_t, const uint16_t*
 void WidenBf16Avx512(const uint16_t*, int64_t, float*) {}
 float ExpShiftedSumAvx512(float*, int64_t, float) { return 0.0f; }
 void SoftmaxAvx512(float*, int64_t, float) {}
+double SumExpShiftedAvx512(const float*, int64_t, float) { return 0.0; }
 }  // namespace dsv3::cpu
 
 #endif

@@ -301,6 +301,8 @@ float ExpShiftedSumAvx512(float* x, int64_t n, float shift);
 // Σ exp(x[i] - shift) in double, each exp ExpShiftedSumAvx2's, x left as it is
 // (LogSumExpShifted's chunks; attention_avx2.cc).
 double SumExpShiftedAvx2(const float* x, int64_t n, float shift);
+// The same with sixteen-lane exponentials, the same bits (attention_avx512.cc).
+double SumExpShiftedAvx512(const float* x, int64_t n, float shift);
 // SoftmaxInPlace (ops.h) with AVX2 + FMA, the same bits (attention_avx2.cc), and with the
 // exponentials and the normalization on sixteen lanes, the same bits (attention_avx512.cc).
 void SoftmaxAvx2(float* x, int64_t n, float scale);

@@ -128,6 +128,7 @@ float ExpShiftedSum(float* x, int64_t n, float shift) {
 
 double LogSumExpShifted(const float* x, int64_t n, float shift) {
   const bool avx2 = UsesAvx2Kernels(ActiveLinearKernel());
+  const bool avx512 = ActiveLinearKernel() == LinearKernel::kAvx512;
   const int64_t chunks = (n + kLogSumExpChunk - 1) / kLogSumExpChunk;
   thread_local std::vector<double> partial;  // per chunk, on the calling thread's scratch
   partial.assign(static_cast<size_t>(chunks), 0.0);
@@ -137,7 +138,7 @@ double LogSumExpShifted(const float* x, int64_t n, float shift) {
       const float* xc = x + c * kLogSumExpChunk;
       const int64_t m = std::min(kLogSumExpChunk, n - c * kLogSumExpChunk);
       if (avx2) {
-        sums[c] = cpu::SumExpShiftedAvx2(xc, m, shift);
+        sums[c] = avx512 ? cpu::SumExpShiftedAvx512(xc, m, shift) : cpu::SumExpShiftedAvx2(xc, m, shift);
         continue;
       }
       double sum = 0.0;
