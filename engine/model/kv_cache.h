@@ -46,12 +46,12 @@ class LatentKvCache {
   // rope key (rope_dim values), rounded to bf16 in a bf16 cache.
   void Store(int64_t layer, int64_t slot, int64_t pos, const float* latent, const float* rope_key);
 
-  // A bf16 cache's rows of one layer and slot from position a, as stored (null in float32).
-  const uint16_t* kv_bf16(int64_t layer, int64_t slot, int64_t a) const {
-    return f32() ? nullptr : reinterpret_cast<const uint16_t*>(KvAt(layer, slot, a));
+  // The bf16 cache's rows of one layer and slot, as stored (null in float32), as kv() and pe().
+  const uint16_t* kv_bf16(int64_t layer, int64_t slot) const {
+    return f32() ? nullptr : reinterpret_cast<const uint16_t*>(KvAt(layer, slot, 0));
   }
-  const uint16_t* pe_bf16(int64_t layer, int64_t slot, int64_t a) const {
-    return f32() ? nullptr : reinterpret_cast<const uint16_t*>(PeAt(layer, slot, a));
+  const uint16_t* pe_bf16(int64_t layer, int64_t slot) const {
+    return f32() ? nullptr : reinterpret_cast<const uint16_t*>(PeAt(layer, slot, 0));
   }
 
   // Rows [a, a + n) of a layer and slot as float32: in a float32 cache the rows themselves, in a

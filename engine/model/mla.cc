@@ -116,7 +116,7 @@ int64_t AttendSpan(const ModelConfig& c, const SeqChunk& ch, int64_t layer, Late
     MultiQueryWeightedSum(scores.data(), nh, len, latents, len, C, part_k + 2 * H + h0 * C);
   };
   if (cache->dtype() == KvCacheDType::kBF16) {
-    attend(cache->kv_bf16(layer, ch.slot, a), cache->pe_bf16(layer, ch.slot, a));
+    attend(cache->kv_bf16(layer, ch.slot) + a * C, cache->pe_bf16(layer, ch.slot) + a * R);
   } else {
     attend(cache->kv(layer, ch.slot) + a * C, cache->pe(layer, ch.slot) + a * R);
   }

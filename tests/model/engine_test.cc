@@ -138,8 +138,8 @@ TEST_F(EngineTest, DecodeOverSeveralCacheSpansMatchesPrefillForAnyThreadCount) {
 // --kv-cache-dtype bf16: every path reads the rows the cache rounded, so decode (two spans past
 // 128 positions, with and without a window) and the expanded and absorbed prefills agree as
 // they do over a float32 cache (prefix reuse: ScoringReusesPrefixesAndStaysExact), and the
-// thread count changes no bit. The
-// rounding is there (the logits move from the float32 cache's) and small.
+// thread count changes no bit. The rounding is there (the logits move from the float32
+// cache's) and small.
 TEST_F(EngineTest, Bf16KvCacheKeepsDecodeAndBothPrefillFormsInAgreement) {
   const int T = 220, P = 140, V = 512;
   const auto bf16 = ModelOptions::KvCache::kBF16;

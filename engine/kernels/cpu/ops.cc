@@ -127,8 +127,14 @@ float ExpShiftedSum(float* x, int64_t n, float shift) {
 }
 
 double LogSumExpShifted(const float* x, int64_t n, float shift) {
-  const bool avx2 = UsesAvx2Kernels(ActiveLinearKernel());
-  const bool avx512 = ActiveLinearKernel() == LinearKernel::kAvx512;
+  // A chunk's sum by the active family's kernel (AVX-512 and AVX2 give the same bits); null:
+  // std::exp in double.
+  double (*vector_sum)(const float*, int64_t, float) = nullptr;
+  if (ActiveLinearKernel() == LinearKernel::kAvx512) {
+    vector_sum = cpu::SumExpShiftedAvx512;
+  } else if (UsesAvx2Kernels(ActiveLinearKernel())) {
+    vector_sum = cpu::SumExpShiftedAvx2;
+  }
   const int64_t chunks = (n + kLogSumExpChunk - 1) / kLogSumExpChunk;
   thread_local std::vector<double> partial;  // per chunk, on the calling thread's scratch
   partial.assign(static_cast<size_t>(chunks), 0.0);
@@ -137,8 +143,8 @@ double LogSumExpShifted(const float* x, int64_t n, float shift) {
     for (int64_t c = c0; c < c1; ++c) {
       const float* xc = x + c * kLogSumExpChunk;
       const int64_t m = std::min(kLogSumExpChunk, n - c * kLogSumExpChunk);
-      if (avx2) {
-        sums[c] = avx512 ? cpu::SumExpShiftedAvx512(xc, m, shift) : cpu::SumExpShiftedAvx2(xc, m, shift);
+      if (vector_sum) {
+        sums[c] = vector_sum(xc, m, shift);
         continue;
       }
       double sum = 0.0;
