@@ -3,6 +3,7 @@
 // shapes (many tokens: compute-bound, FLOP/s is the figure). Families the CPU lacks are skipped.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <random>
@@ -258,6 +259,63 @@ void ExpertArgs(benchmark::internal::Benchmark* b) {
     }
 }
 BENCHMARK(BM_ExpertStream)->Apply(ExpertArgs)->UseRealTime()->MinTime(0.5);
+
+// Args: dtype (as BM_Linear). One MoE layer's decode step as MoeForward runs it, over
+// bench-v3-mini's 8 active experts (2 shared, 6 routed: gate and up 512 x 1536, down 1536 x
+// 512), 2 threads, int8 activations: every expert's gate and up in one LinearJobs region, SiLU,
+// each expert's hidden row prepared, then the down projections in a second region. Each step's
+// experts are drawn at random from a pool of over 64 MB (each expert's gate, up and down one
+// after another, as a checkpoint stores them), so every step reads them from DRAM at scattered
+// addresses as decode does. bytes/s against BM_ReadBandwidth/2 and the lm_head's one long
+// stream (BM_Linear/.../129280/1536/1/2) is the MoE's share of the decode roofline.
+void BM_MoeDecodeStep(benchmark::State& state) {
+  const int format = static_cast<int>(state.range(0));
+  if (SkipIfCpuLacks(state, LinearKernel::kAuto)) return;
+  constexpr int64_t kPicked = 8, kI = 512, kD = 1536, kMinRowPiece = 64;  // MoeForward's kRowBlock
+  SetNumThreads(2);
+  const Fixture gate = Make(format, kI, kD, 1), up = Make(format, kI, kD, 1), down = Make(format, kD, kI, 1);
+  const int64_t expert_bytes = MatrixBytes(gate) + MatrixBytes(up) + MatrixBytes(down);
+  const int64_t experts = std::max<int64_t>(4 * kPicked, ((int64_t{64} << 20) + expert_bytes - 1) / expert_bytes);
+  const MappedWeights mapped = OnHugePages({&gate, &up, &down}, experts);  // expert e: [3e, 3e + 2]
+  std::mt19937 rng(7);
+  std::vector<size_t> order(static_cast<size_t>(experts));
+  for (size_t e = 0; e < order.size(); ++e) order[e] = e;
+  std::vector<float> gate_out(kPicked * kI), up_out(kPicked * kI), down_out(kPicked * kD);
+  LinearInput x_in;
+  x_in.Prepare(gate.x.data(), 1, mapped.w[0], LinearActivations::kInt8);
+  std::vector<LinearInput> hidden(kPicked);
+  std::vector<LinearJob> jobs;
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::shuffle(order.begin(), order.end(), rng);  // this step's experts: order[0 .. kPicked)
+    state.ResumeTiming();
+    const auto w = [&](int64_t i, size_t m) -> const WeightMatrix& { return mapped.w[3 * order[static_cast<size_t>(i)] + m]; };
+    jobs.clear();
+    for (int64_t i = 0; i < kPicked; ++i) {
+      jobs.push_back({&x_in, &w(i, 0), gate_out.data() + i * kI});
+      jobs.push_back({&x_in, &w(i, 1), up_out.data() + i * kI});
+    }
+    LinearJobs(jobs, kMinRowPiece);
+    SiluMul(gate_out.data(), up_out.data(), kPicked * kI);
+    ParallelFor(kPicked, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i)
+        hidden[static_cast<size_t>(i)].Prepare(gate_out.data() + i * kI, 1, w(i, 2), LinearActivations::kInt8);
+    });
+    jobs.clear();
+    for (int64_t i = 0; i < kPicked; ++i) jobs.push_back({&hidden[static_cast<size_t>(i)], &w(i, 2), down_out.data() + i * kD});
+    LinearJobs(jobs, kMinRowPiece);
+    benchmark::DoNotOptimize(down_out.data());
+  }
+  state.SetLabel(FormatName(format));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * kPicked * expert_bytes);
+}
+BENCHMARK(BM_MoeDecodeStep)
+    ->Arg(static_cast<int>(DType::kBF16))
+    ->Arg(static_cast<int>(DType::kF8E4M3))
+    ->Arg(kInt8PerChannel)
+    ->Arg(kInt4Group32)
+    ->UseRealTime()
+    ->MinTime(0.5);
 
 // Args: dtype (as BM_Linear), fused. The two products of one input MLA starts with (q_a,
 // 384 x 1536, and kv_a, 288 x 1536, as bench-v3-mini's), one pair per layer at its own
