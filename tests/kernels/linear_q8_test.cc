@@ -61,6 +61,13 @@ std::vector<Case> Cases() {
           // a tail of fifteen with the lone block (31), g64 and g128 steps with tails of twelve
           // and eight (44, 40 blocks).
           {"int4 g32 17 blocks", true, 6, 544, 32, true, 1},
+          // Exactly one step a row (bench-v3-mini's MoE down projections, K = 512): the
+          // activations are loaded once for all the rows, for each group width's scales.
+          {"int4 g32 one step", true, 11, 512, 32, true, 1},
+          {"int4 g32 zero points one step", true, 7, 512, 32, false, 1},
+          {"int4 g64 one step", true, 6, 512, 64, false, 1},
+          {"int4 g128 symmetric one step", true, 5, 512, 128, true, 1},
+          {"int4 g256 one step", true, 4, 512, 256, false, 1},
           {"int4 g32 zero points 31 blocks", true, 5, 992, 32, false, 1},
           {"int4 g64 44 blocks", true, 9, 1408, 64, false, 1},
           {"int4 g128 40 blocks", true, 4, 1280, 128, false, 1},
@@ -306,12 +313,12 @@ TEST_F(LinearQ8Test, PreparedInputMatchesPerCallQuantization) {
 // A decode step's INT4 activations (one token, or a batch of up to kInt4DecodeTokensMax) are
 // regrouped for the AVX-512 decode when the input is prepared (LinearInput::fours), whichever
 // kernel family is forced at the time, and multiplied under AVX-512 they give the twin's bits,
-// for a row tail, a lone odd block and whole steps, one token or several (their steps shared,
-// four tokens at a time); the kernel handed tokens without them (a caller of its own) gives them
-// too, through AVX2.
+// for a row tail, a lone odd block, exactly one step and whole steps, one token or several
+// (their steps shared, four tokens at a time); the kernel handed tokens without them (a caller
+// of its own) gives them too, through AVX2.
 TEST_F(LinearQ8Test, DecodeTokensPreparedForAnyKernelFamilyGiveTheSameBits) {
   if (!GetCpuFeatures().HasAvx512VnniSet()) GTEST_SKIP() << "no AVX-512 VNNI here (" << GetCpuFeatures().ToString() << ")";
-  for (const int64_t K : {int64_t{96}, int64_t{544}, int64_t{1536}}) {
+  for (const int64_t K : {int64_t{96}, int64_t{512}, int64_t{544}, int64_t{1536}}) {
     OwnedWeight w = MakeIntWeight(true, 37, K, 70 + static_cast<uint32_t>(K), 32, false, 1);
     for (const int64_t T : {int64_t{1}, int64_t{3}, cpu::kInt4DecodeTokensMax}) {
       const auto x = Activations(T * K, 71 + static_cast<uint32_t>(T));

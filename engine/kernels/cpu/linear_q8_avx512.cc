@@ -483,6 +483,22 @@ struct Int4RowArgs {
   const int32_t* sum;
   int64_t per_group, nb;
 };
+// Row r of w against the token a (its tail t).
+inline Int4RowArgs RowArgs(const RawWeight& w, int64_t r, const QuantizedActs& a, const Int4Tail& t) {
+  return {static_cast<const uint8_t*>(w.data) + r * w.row_bytes,
+          w.scale16 + r * w.scale_cols,
+          w.zero ? w.zero + r * w.scale_cols : nullptr,
+          a.q,
+          &t,
+          a.d,
+          a.sum,
+          w.block_in / kActBlock,
+          a.K / kActBlock};
+}
+// The step from block b0's activations (each four blocks' evens and odds) from `fours`.
+inline void StepActs(const int8_t* fours, int64_t b0, __m512i* acts) {
+  for (int v = 0; v < 8; ++v) acts[v] = _mm512_load_si512(fours + 32 * (b0 + 4 * (v / 2)) + 64 * (v % 2));
+}
 
 // Scale and zero point of blocks [b0, b0 + n) (b0 a multiple of 16; lanes past n: 0), for
 // groups of one, two or four blocks or any other size (kPerGroup 0). A row's last step (n < 16:
@@ -631,15 +647,7 @@ __attribute__((always_inline)) inline void Int4Rows1(const RawWeight& w, int64_t
   __m256 acc[R];
   const uint8_t* next[R];
   for (int i = 0; i < R; ++i) {
-    a[i].row = static_cast<const uint8_t*>(w.data) + (r + i) * w.row_bytes;
-    a[i].scale = w.scale16 + (r + i) * w.scale_cols;
-    a[i].zero = w.zero ? w.zero + (r + i) * w.scale_cols : nullptr;
-    a[i].q = qa.q;
-    a[i].tail = &tail;
-    a[i].d = qa.d;
-    a[i].sum = qa.sum;
-    a[i].per_group = w.block_in / kActBlock;
-    a[i].nb = nb;
+    a[i] = RowArgs(w, r + i, qa, tail);
     acc[i] = _mm256_setzero_ps();
     next[i] = ahead ? ahead + i * w.row_bytes : a[i].row;
     // The steps fetch a line per 64 bytes read, which covers every line but perhaps the
@@ -650,25 +658,18 @@ __attribute__((always_inline)) inline void Int4Rows1(const RawWeight& w, int64_t
   // in each row's step they were loaded again per row (int8 data may alias the accumulators'
   // stores, so the compiler kept the loads): one thread from cache, 512 x 1536 4.75-4.83 ->
   // 4.38-4.44 us, 1024 x 512 6.32 -> 5.65, 512 x 768 7.85 -> 7.33, 1024 x 384 10.2 -> 9.25.
-  const auto acts_at = [&](int64_t b0, __m512i* acts) __attribute__((always_inline)) {
-    for (int v = 0; v < 8; ++v) acts[v] = _mm512_load_si512(fours + 32 * (b0 + 4 * (v / 2)) + 64 * (v % 2));
-  };
   int64_t b0 = 0;
   for (; b0 + 16 <= nb; b0 += 16) {
     __m512i acts[8];
-    acts_at(b0, acts);
+    StepActs(fours, b0, acts);
     for (int i = 0; i < R; ++i) Int4Step<kPerGroup, true>(a[i], b0, 16, next[i], &acc[i], acts);
   }
   if (b0 < nb) {
     __m512i acts[8];
-    acts_at(b0, acts);
+    StepActs(fours, b0, acts);
     for (int i = 0; i < R; ++i) Int4Step<kPerGroup, false>(a[i], b0, nb - b0, next[i], &acc[i], acts);
   }
-  for (int i = 0; i < R; ++i) {
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[i]), _mm256_extractf128_ps(acc[i], 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    out[i] = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
-  }
+  for (int i = 0; i < R; ++i) out[i] = HorizontalSum(acc[i]);
 }
 
 // The tail of rows of nb blocks against the token a (see Int4Tail); nothing when nb is a
@@ -722,6 +723,25 @@ void Int4Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t 
   auto store = [&](int64_t r, float v) { y[r] = accumulate ? y[r] + v : v; };
   const RowsAhead ahead(w);
   int64_t r = r0;
+  if (a.K / kActBlock == 16) {
+    // Rows of exactly one step (bench-v3-mini's MoE down projections, K = 512): the step's
+    // activations are loaded once for all of them, and each row goes alone, its own chain (no
+    // two rows' steps to interleave within a row of one step; the core overlaps consecutive
+    // rows). In pairs, a row's share of the pair's loads, setup and sums had been over a third
+    // of its time: 1536 x 512 INT4 g32 from L2, one thread, alternated builds, 32.9-36.0 ->
+    // 45.0-46.7 GB/s (512 x 1536, three steps a row, 45.5-47.8 both).
+    __m512i acts[8];
+    StepActs(fours, 0, acts);
+    for (; r < r1; ++r) {
+      const Int4RowArgs row = RowArgs(w, r, a, tail);
+      const uint8_t* next = ahead(r, 1);
+      if (next) _mm_prefetch(reinterpret_cast<const char*>(next + w.row_bytes - 1), _MM_HINT_T0);
+      __m256 acc = _mm256_setzero_ps();
+      Int4Step<kPerGroup, true>(row, 0, 16, next ? next : row.row, &acc, acts);
+      store(r, HorizontalSum(acc));
+    }
+    return;
+  }
   // Rows shorter than a step (a tail alone: bench-v3-mini's q_b, K = 384) go four at a time;
   // rows with whole steps keep two (four spilled there: 512 x 1536 from cache 8.2 -> 12.1 us,
   // against 1152 x 384 13.6 -> 11.2 and 3072 x 256 34.6 -> 28.2).
@@ -757,15 +777,7 @@ __attribute__((always_inline)) inline void Int4RowTokens(const RawWeight& w, int
   Int4RowArgs a[kT];
   __m256 acc[kT];
   for (int t = 0; t < kT; ++t) {
-    a[t].row = static_cast<const uint8_t*>(w.data) + r * w.row_bytes;
-    a[t].scale = w.scale16 + r * w.scale_cols;
-    a[t].zero = w.zero ? w.zero + r * w.scale_cols : nullptr;
-    a[t].q = tok[t].q;
-    a[t].tail = &tails[t];
-    a[t].d = tok[t].d;
-    a[t].sum = tok[t].sum;
-    a[t].per_group = w.block_in / kActBlock;
-    a[t].nb = nb;
+    a[t] = RowArgs(w, r, tok[t], tails[t]);
     acc[t] = _mm256_setzero_ps();
   }
   if (ahead) _mm_prefetch(reinterpret_cast<const char*>(ahead + w.row_bytes - 1), _MM_HINT_T0);
@@ -788,11 +800,7 @@ __attribute__((always_inline)) inline void Int4RowTokens(const RawWeight& w, int
   int64_t b0 = 0;
   for (; b0 + 16 <= nb; b0 += 16) step.template operator()<true>(b0, 16);
   if (b0 < nb) step.template operator()<false>(b0, nb - b0);
-  for (int t = 0; t < kT; ++t) {
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[t]), _mm256_extractf128_ps(acc[t], 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    out[t] = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
-  }
+  for (int t = 0; t < kT; ++t) out[t] = HorizontalSum(acc[t]);
 }
 
 // Rows [r0, r1) against a's tokens (2 .. kInt4DecodeTokensMax, each with its regrouped activations),
