@@ -197,6 +197,7 @@ void LinearArgs(benchmark::internal::Benchmark* b) {
           b->Args({dt, k, 512, 1536, 1, threads, a});     // one routed expert's gate, decode
           b->Args({dt, k, 1536, 512, 1, threads, a});     // and its down (short K), decode
           b->Args({dt, k, 1152, 384, 1, threads, a});     // q_b_proj-sized (K a step and a tail), decode
+          b->Args({dt, k, 1536, 768, 1, threads, a});     // o_proj-sized (K = 768), decode
           // L2-resident: the kernel's arithmetic, and what every call pays besides (int8 activations
           // quantized, rows dealt to threads): for INT4 on Zen 3, a sixth of this case's time.
           b->Args({dt, k, 64, 1536, 1, threads, a});

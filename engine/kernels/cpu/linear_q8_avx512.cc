@@ -624,6 +624,13 @@ __attribute__((always_inline)) inline void Int4Step(const Int4RowArgs& a, int64_
                                                     __m256* acc, const __m512i* acts) {
   __m512i part[4];
   for (int v = 0; v < 4; ++v) {
+    // A last step's vectors wholly past the row hold no weights: their sums are 0 (loaded
+    // masked and multiplied, they had cost o_proj's last step of 8 blocks half its work, and q_b's
+    // one of 12 a quarter: 1152 x 384 from L2, one thread, 21.0-21.4 -> 22.5-23.1 GB/s).
+    if (!kFull && a.tail->weights[v] == 0) {
+      part[v] = _mm512_setzero_si512();
+      continue;
+    }
     __m512i lo, hi;
     Int4Vector<kFull>(a, b0, v, ahead, &lo, &hi);
     part[v] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, acts[2 * v]), hi, acts[2 * v + 1]);
@@ -723,34 +730,36 @@ void Int4Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t 
   auto store = [&](int64_t r, float v) { y[r] = accumulate ? y[r] + v : v; };
   const RowsAhead ahead(w);
   int64_t r = r0;
-  if (a.K / kActBlock == 16) {
-    // Rows of exactly one step (bench-v3-mini's MoE down projections, K = 512): the step's
-    // activations are loaded once for all of them, and each row goes alone, its own chain (no
-    // two rows' steps to interleave within a row of one step; the core overlaps consecutive
-    // rows). In pairs, a row's share of the pair's loads, setup and sums had been over a third
-    // of its time: 1536 x 512 INT4 g32 from L2, one thread, alternated builds, 32.9-36.0 ->
-    // 45.0-46.7 GB/s (512 x 1536, three steps a row, 45.5-47.8 both).
-    __m512i acts[8];
-    StepActs(fours, 0, acts);
-    for (; r < r1; ++r) {
-      const Int4RowArgs row = RowArgs(w, r, a, tail);
-      const uint8_t* next = ahead(r, 1);
-      if (next) _mm_prefetch(reinterpret_cast<const char*>(next + w.row_bytes - 1), _MM_HINT_T0);
-      __m256 acc = _mm256_setzero_ps();
-      Int4Step<kPerGroup, true>(row, 0, 16, next ? next : row.row, &acc, acts);
-      store(r, HorizontalSum(acc));
+  const int64_t nb = a.K / kActBlock;
+  if (nb <= 16) {
+    // Rows of at most one step (bench-v3-mini's q_b, K = 384, and its MoE down projections, K =
+    // 512) go one at a time against the step's activations loaded once for all of them: each
+    // row is its own chain of one step, and the core overlaps consecutive rows. In pairs (or
+    // fours, short rows), a row's share of the loads, setup and sums of its group had been a
+    // third of its time. One thread from L2, alternated builds: 1536 x 512 INT4 g32 32.9-36.0
+    // -> 45.0-46.7 GB/s, 1152 x 384 18.1-18.9 -> 21.0-21.4 (512 x 1536, three steps a row,
+    // 45.5-47.8 both).
+    const auto rows = [&]<bool kFull>() __attribute__((always_inline)) {
+      __m512i acts[8];
+      StepActs(fours, 0, acts);
+      for (; r < r1; ++r) {
+        const Int4RowArgs row = RowArgs(w, r, a, tail);
+        const uint8_t* next = ahead(r, 1);
+        if (next) _mm_prefetch(reinterpret_cast<const char*>(next + w.row_bytes - 1), _MM_HINT_T0);
+        __m256 acc = _mm256_setzero_ps();
+        Int4Step<kPerGroup, kFull>(row, 0, nb, next ? next : row.row, &acc, acts);
+        store(r, HorizontalSum(acc));
+      }
+    };
+    if (nb == 16) {
+      rows.template operator()<true>();
+    } else {
+      rows.template operator()<false>();
     }
     return;
   }
-  // Rows shorter than a step (a tail alone: bench-v3-mini's q_b, K = 384) go four at a time;
-  // rows with whole steps keep two (four spilled there: 512 x 1536 from cache 8.2 -> 12.1 us,
-  // against 1152 x 384 13.6 -> 11.2 and 3072 x 256 34.6 -> 28.2).
-  if (a.K / kActBlock < 16)
-    for (; r + 4 <= r1; r += 4) {
-      float out[4];
-      Int4Rows1<4, kPerGroup>(w, r, a, fours, tail, ahead(r, 4), out);
-      for (int i = 0; i < 4; ++i) store(r + i, out[i]);
-    }
+  // Rows of whole steps go two at a time (four spilled there: 512 x 1536 from cache 8.2 -> 12.1
+  // us).
   for (; r + 2 <= r1; r += 2) {
     float out[2];
     Int4Rows1<2, kPerGroup>(w, r, a, fours, tail, ahead(r, 2), out);
