@@ -568,6 +568,10 @@ __attribute__((always_inline)) inline void Int4Vector(const Int4RowArgs& a, int6
   __m512i wv;
   if (kFull) {
     wv = _mm512_loadu_si512(a.row + b * 16);
+  } else if (a.tail->weights[v] == ~__mmask64{0}) {
+    // A last step's whole vectors load plainly (loaded masked, q_b's three of 1152 x 384 from
+    // L2, one thread: 22.6-22.9 -> 25.1-25.3 GB/s).
+    wv = _mm512_loadu_si512(a.row + b * 16);
   } else {  // a missing block's weights are zero (its activations in `fours` are too)
     wv = _mm512_maskz_loadu_epi8(a.tail->weights[v], a.row + b * 16);
   }
