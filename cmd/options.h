@@ -78,7 +78,7 @@ Status ApplyActivationsOption(const std::string& value);
 // (model_options.h's ParseKvCacheDtype).
 inline constexpr const char* kKvCacheDtypeHelp =
     "f32 | bf16: what the latent KV cache holds (bf16: half the memory, each cached value rounded to "
-    "bf16, as llama.cpp's -ctk/-ctv bf16; attention widens the rows back to float32 as it reads them, "
-    "which costs some decode speed at depth)";
+    "bf16, as llama.cpp's -ctk/-ctv bf16; attention widens the rows back to float32 exactly as it reads "
+    "them, and decode at depth reads half the bytes)";
 
 }  // namespace dsv3::cmd
