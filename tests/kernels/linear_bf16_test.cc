@@ -25,6 +25,7 @@
 namespace dsv3 {
 namespace {
 
+using testing::Fp8Raw;
 using testing::MakeWeight;
 using testing::OwnedWeight;
 
@@ -68,20 +69,6 @@ cpu::RawWeight Bf16Raw(const void* data, int64_t rows, int64_t cols) {
   raw.rows = rows;
   raw.cols = cols;
   raw.row_bytes = cols * 2;
-  return raw;
-}
-
-cpu::RawWeight Fp8Raw(const WeightMatrix& w) {
-  cpu::RawWeight raw;
-  raw.kind = cpu::WeightKind::kF8E4M3;
-  raw.data = w.w.data;
-  raw.rows = w.rows();
-  raw.cols = w.cols();
-  raw.row_bytes = w.cols();
-  raw.scale = w.scale_inv.f32();
-  raw.scale_cols = w.scale_inv.shape[1];
-  raw.block_out = w.block_out;
-  raw.block_in = w.block_in;
   return raw;
 }
 

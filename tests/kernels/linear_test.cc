@@ -24,6 +24,7 @@
 namespace dsv3 {
 namespace {
 
+using testing::Fp8Raw;
 using testing::MakeIntWeight;
 using testing::MakeWeight;
 using testing::OwnedWeight;
@@ -455,6 +456,47 @@ TEST_F(LinearKernelTest, Avx512DecodeTilesGiveAvx2Bits) {
   }
 }
 
+// FP8's decode GEMV with VBMI (DecodeTileFp8Bytes: byte permutes, 32-column steps, sixteen
+// rows a tile for one token, eight for several) and without (DecodeTile) gives GemvAvx2's bits:
+// groups of 32, 64 and 128 columns (the permute's form), and K % 32 != 0 (the other form);
+// tiles of sixteen and eight rows, cut by r1 and by a block of rows; one token and passes of
+// three, two and one; an activation whose scaled form overflows, or NaN (the tile redone);
+// accumulation into strided rows. Called directly, so both forms run on a CPU that has VBMI.
+TEST_F(LinearKernelTest, Fp8DecodeWithBytePermutesGivesAvx2Bits) {
+  if (!GetCpuFeatures().HasAvx512VnniSet() || !GetCpuFeatures().avx512_vbmi)
+    GTEST_SKIP() << "no AVX-512 VBMI (" << GetCpuFeatures().ToString() << ")";
+  uint32_t seed = 140;
+  struct Shape {
+    int64_t rows, cols, block;
+  };
+  for (const Shape& shape : {Shape{300, 1536, 128}, Shape{1536, 512, 128}, Shape{70, 256, 32}, Shape{45, 192, 64},
+                             Shape{40, 136, 128}}) {
+    OwnedWeight w = MakeWeight(DType::kF8E4M3, shape.rows, shape.cols, seed++, shape.block);
+    const cpu::RawWeight raw = Fp8Raw(w.m);
+    const int64_t K = shape.cols;
+    for (float magnitude : {1.0f, 1e30f, std::numeric_limits<float>::quiet_NaN()}) {
+      for (int64_t T : {1, 2, 3, 5}) {
+        std::vector<float> x = RandomVector(T * K, seed++);
+        if (magnitude != 1.0f) x[static_cast<size_t>((T - 1) * K + K / 3)] *= magnitude;
+        for (const auto& [r0, r1] : std::vector<std::pair<int64_t, int64_t>>{{0, shape.rows}, {3, shape.rows - 2}}) {
+          const int64_t ldy = shape.rows + 5;
+          std::vector<float> avx2(static_cast<size_t>(T * ldy), 0.25f), tiles = avx2, bytes = avx2;
+          cpu::GemvAvx2(x.data(), T, K, raw, r0, r1, avx2.data(), ldy, true);
+          cpu::GemvAvx512(x.data(), T, K, raw, r0, r1, tiles.data(), ldy, true, false);
+          cpu::GemvAvx512(x.data(), T, K, raw, r0, r1, bytes.data(), ldy, true, true);
+          const std::string what = std::to_string(shape.rows) + "x" + std::to_string(K) + " block " +
+                                   std::to_string(shape.block) + " T=" + std::to_string(T) + " rows [" +
+                                   std::to_string(r0) + ", " + std::to_string(r1) + ") |x| ~ " + std::to_string(magnitude);
+          ASSERT_EQ(std::memcmp(avx2.data(), tiles.data(), avx2.size() * sizeof(float)), 0) << what << " (DecodeTile)";
+          ASSERT_EQ(std::memcmp(avx2.data(), bytes.data(), avx2.size() * sizeof(float)), 0) << what << " (byte permutes)";
+          if (magnitude == 1.0f)
+            for (float v : bytes) ASSERT_TRUE(std::isfinite(v)) << what;
+        }
+      }
+    }
+  }
+}
+
 // LinearSameInput runs several matrices of one input in one region, sharing x's int8 form
 // between matrices that take the same layout (INT8's column order differs from INT4's nibble
 // order): every output must be Linear's, bit for bit, whatever the kernels, activations,
@@ -632,7 +674,8 @@ TEST(CpuFeaturesTest, DescribesTheCpu) {
   const CpuFeatures& f = GetCpuFeatures();
   EXPECT_FALSE(f.ToString().empty());
   // AVX-512 subsets imply the foundation; the OS check must not report them alone.
-  if (f.avx512bw || f.avx512_bf16) EXPECT_TRUE(f.avx512f);
+  if (f.avx512bw || f.avx512_bf16 || f.avx512_vbmi) EXPECT_TRUE(f.avx512f);
+  if (f.avx512_vbmi) EXPECT_NE(f.ToString().find("avx512_vbmi"), std::string::npos);
 }
 
 }  // namespace

@@ -68,4 +68,18 @@ OwnedWeight MakeWeight(DType dtype, int64_t rows, int64_t cols, uint32_t seed, i
   return o;
 }
 
+cpu::RawWeight Fp8Raw(const WeightMatrix& w) {
+  cpu::RawWeight raw;
+  raw.kind = cpu::WeightKind::kF8E4M3;
+  raw.data = w.w.data;
+  raw.rows = w.rows();
+  raw.cols = w.cols();
+  raw.row_bytes = w.cols();
+  raw.scale = w.scale_inv.f32();
+  raw.scale_cols = w.scale_inv.shape[1];
+  raw.block_out = w.block_out;
+  raw.block_in = w.block_in;
+  return raw;
+}
+
 }  // namespace dsv3::testing

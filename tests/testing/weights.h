@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "engine/kernels/cpu/linear_kernels.h"
 #include "engine/kernels/ops.h"
 
 namespace dsv3::testing {
@@ -26,5 +27,9 @@ OwnedWeight MakeIntWeight(bool int4, int64_t rows, int64_t cols, uint32_t seed, 
 // Weights drawn N(0, 0.5²) from `seed` as F32, BF16, F16 or FP8 (e4m3 of 100·w, with block x
 // block scales of 0.01, 0.02, 0.03 in turn).
 OwnedWeight MakeWeight(DType dtype, int64_t rows, int64_t cols, uint32_t seed, int64_t block = 32);
+
+// An FP8 WeightMatrix as the CPU kernels take it (linear.cc's form of it), for tests that call
+// a kernel directly.
+cpu::RawWeight Fp8Raw(const WeightMatrix& w);
 
 }  // namespace dsv3::testing

@@ -41,6 +41,7 @@ CpuFeatures Detect() {
   f.avx512f = zmm && (b & (1u << 16));
   f.avx512bw = zmm && (b & (1u << 30));
   f.avx512vl = zmm && (b & (1u << 31));
+  f.avx512_vbmi = zmm && (c & (1u << 1));
   f.avx512_vnni = zmm && (c & (1u << 11));
   f.amx_bf16 = tiles && (d & (1u << 22));
   f.amx_tile = tiles && (d & (1u << 24));
@@ -69,6 +70,7 @@ std::string CpuFeatures::ToString() const {
   add(avx512f, "avx512f");
   add(avx512bw, "avx512bw");
   add(avx512vl, "avx512vl");
+  add(avx512_vbmi, "avx512_vbmi");
   add(avx512_bf16, "avx512_bf16");
   add(avx512_vnni, "avx512_vnni");
   add(amx_tile, "amx_tile");

@@ -10,6 +10,7 @@ namespace dsv3 {
 struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;  // AVX state enabled by the OS as well
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512_bf16 = false, avx512_vnni = false;
+  bool avx512_vbmi = false;  // byte permutes (vpermb, vpermt2b): FP8 decode's conversion (linear_avx512.cc)
   bool amx_tile = false, amx_bf16 = false, amx_int8 = false;  // CPU support; use needs RequestAmx()
 
   // AVX2 + FMA + F16C: the set the linear_avx2.cc kernels are compiled for.

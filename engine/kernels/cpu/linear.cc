@@ -164,7 +164,7 @@ void Avx2Rows(const float* x, int64_t T, const cpu::RawWeight& raw, int64_t r0, 
   const bool avx512 = Resolve() == LinearKernel::kAvx512;
   if (T <= cpu::GemvMaxTokens(raw, avx512)) {
     if (avx512) {
-      cpu::GemvAvx512(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate);
+      cpu::GemvAvx512(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate, GetCpuFeatures().avx512_vbmi);
     } else {
       cpu::GemvAvx2(x, T, raw.cols, raw, r0, r1, y, ldy, accumulate);
     }

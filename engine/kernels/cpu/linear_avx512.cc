@@ -8,7 +8,9 @@
 // linear_avx2.cc's chain (lane j of a row takes k = j mod 8, in order, then the same horizontal
 // sum): the bits are GemvAvx2's and GemmAvx2's. Everything else goes to GemvAvx2. Also decode's
 // rows of kv_b in place of attention's keys and values (WeightRowScores, WeightRowsWeightedSum),
-// with the bits of their AVX2 forms.
+// with the bits of their AVX2 forms. Where the CPU has VBMI as well (Ice Lake, Zen 4 and
+// later), the FP8 GEMV converts with byte permutes (DecodeTileFp8Bytes, a function compiled for
+// avx512vbmi alone; GemvAvx512's byte_permutes says whether to call it).
 //
 // No standard-library templates or shared inline functions are used here (see linear_avx2.cc).
 #include "engine/kernels/cpu/linear_kernels.h"
@@ -42,6 +44,21 @@ constexpr int kTileRows = 8;  // four pairs of rows
 // DRAM, 2 threads, interleaved, 42-46 -> 56-58 GB/s (512 bytes ahead: 49-52); 24 matrices of 4
 // MB, K = 1536 45-50 -> 55-57, K = 7168 50-54 -> 57-58, K = 18432 46 -> 55.
 constexpr int64_t kTileAhead = 1024;
+
+// A decode tile's row sums from its accumulators (pair p: lanes 0-7 row 2p, lanes 8-15 row
+// 2p+1): out[R·t + i] is row i's sum for token t. FP8 (kCheck): false when a sum is not finite.
+template <bool kCheck, int R, int N>
+inline bool TileSums(const __m512 (&acc)[N][R / 2], float* out) {
+  bool finite = true;
+  for (int t = 0; t < N; ++t)
+    for (int p = 0; p < R / 2; ++p) {
+      float* o = out + t * R + 2 * p;
+      o[0] = HorizontalSum(Low8(acc[t][p]));
+      o[1] = HorizontalSum(High8(acc[t][p]));
+      if constexpr (kCheck) finite = finite && __builtin_isfinite(o[0]) && __builtin_isfinite(o[1]);
+    }
+  return finite;
+}
 
 // Rows [r, r + 8) against N tokens (x: token t's activations at x + t·ldx): out[8t + i] is row
 // r + i's sum for token t, GemvAvx2's (each lane's chain over k = j mod 8 in order, then
@@ -117,52 +134,132 @@ __attribute__((noinline)) bool DecodeTile(const RawWeight& w, int64_t r, const f
       }
     }
   }
-  bool finite = true;
+  return TileSums<kFp8, kTileRows, N>(acc, out);
+}
+
+// The byte order of DecodeTileFp8Bytes' permute: byte 4i + b takes row 2p's column 8b + i for
+// lanes i < 8 (the first source's bytes 0-31) and row 2p + 1's column 8b + i - 8 for lanes
+// i >= 8 (the second source's, from index 64), so lane i's dword holds steps 0-3 of its chain.
+struct Fp8StepOrder {
+  alignas(64) uint8_t index[64];
+};
+constexpr Fp8StepOrder MakeFp8StepOrder() {
+  Fp8StepOrder o{};
+  for (int i = 0; i < 16; ++i)
+    for (int b = 0; b < 4; ++b) o.index[4 * i + b] = static_cast<uint8_t>((i < 8 ? 0 : 64) + 8 * b + (i & 7));
+  return o;
+}
+constexpr Fp8StepOrder kFp8StepOrder = MakeFp8StepOrder();
+
+// How far ahead each row of a sixteen-row tile is fetched: half the eight-row tiles' reach, the
+// same bytes in flight (as linear_q8_avx512.cc's sixteen-row INT8 tiles). BM_MoeDecodeStep FP8,
+// the four interleaved in one process, medians of five: 1024 B 42.4, 512 B 45.0, 256 B 42.5,
+// 2048 B 41.4 GB/s; of seven: 40.4, 42.2, 44.0, 39.1.
+constexpr int64_t kTileAhead16 = 512;
+
+// DecodeTile<true, N> for FP8 whose groups are whole 32-column steps (every checkpoint's 128 x
+// 128 blocks), with VBMI's byte permutes, R rows a tile (sixteen for one token: sixteen row
+// streams in flight, as the INT8 decode's): the same chains, so the same bits, in fewer
+// instructions. DecodeTile spends four on each sixteen weights besides the fma (an unpack and a
+// widening, both shuffles, a shift and a mask), and on Zen 5 these, not the bytes, set an FP8
+// decode's pace (about three vector instructions retire a cycle there). Here one vpermt2b
+// takes 32 columns of a pair of rows and gives each row's chain j a dword of its columns j,
+// j + 8, j + 16, j + 24 (steps 0-3); two 16-bit arithmetic shifts put the odd and the even
+// bytes of every word where Fp8Tiny16 puts a byte (the sign and its copies at the top, exponent
+// and mantissa below), and a shift and a mask (Fp8Tiny16's) lift each step's bits into its own
+// vector: a permute, 1.25 shifts and a mask per sixteen weights.
+// One thread, 8 rows of K = 1536 from L1: 33 -> 40 GB/s (a harness, interleaved, same sums);
+// BM_MoeDecodeStep FP8, interleaved, medians of five: DecodeTile 35.5, this with eight rows
+// 38.0, sixteen 39.5 (sixteen rows 512 B ahead: 42-45).
+template <int R, int N>
+__attribute__((noinline, target("avx512vbmi"))) bool DecodeTileFp8Bytes(const RawWeight& w, int64_t r, const float* x,
+                                                                        int64_t ldx, int64_t next, float* out) {
+  const int64_t K = w.cols, bi = w.block_in;
+  const float* scales = w.scale + (r / w.block_out) * w.scale_cols;
+  const uint8_t* q[R];
+  for (int i = 0; i < R; ++i) q[i] = static_cast<const uint8_t*>(w.data) + (r + i) * w.row_bytes;
+  const __m512i gather = _mm512_load_si512(kFp8StepOrder.index);
+  const __m512i mask = _mm512_set1_epi32(int32_t(0x87f00000u));  // Fp8Tiny16's
+  __m512 acc[N][R / 2];
   for (int t = 0; t < N; ++t)
-    for (int p = 0; p < kTileRows / 2; ++p) {
-      float* o = out + t * kTileRows + 2 * p;
-      o[0] = HorizontalSum(Low8(acc[t][p]));
-      o[1] = HorizontalSum(High8(acc[t][p]));
-      if constexpr (kFp8) finite = finite && __builtin_isfinite(o[0]) && __builtin_isfinite(o[1]);
+    for (int p = 0; p < R / 2; ++p) acc[t][p] = _mm512_setzero_ps();
+  for (int64_t k0 = 0, g = 0; k0 < K; k0 += bi, ++g) {
+    const int64_t k1 = k0 + bi < K ? k0 + bi : K;
+    const __m256 s = _mm256_set1_ps(scales[g] * 0x1p120f);  // as DecodeTile's
+    for (int64_t k = k0; k < k1; k += 32) {
+      if ((k & 63) < 32) FetchRowsAhead(q, R, k, R == 16 ? kTileAhead16 : kTileAhead, w.row_bytes, next);
+      __m512 xv[N][4];  // steps 0-3: columns [k + 8b, k + 8b + 8) in both halves
+      for (int t = 0; t < N; ++t)
+        for (int b = 0; b < 4; ++b) xv[t][b] = Twice(_mm256_mul_ps(_mm256_loadu_ps(x + t * ldx + k + 8 * b), s));
+      for (int p = 0; p < R / 2; ++p) {
+        const __m512i bytes = _mm512_permutex2var_epi8(
+            _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[2 * p] + k))), gather,
+            _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[2 * p + 1] + k))));
+        // Each word's high byte (steps 1 and 3), then its low byte (steps 0 and 2), converted
+        // in place; a low word's bits go to the top of its dword.
+        const __m512i odd = _mm512_srai_epi16(bytes, 4), even = _mm512_srai_epi16(_mm512_slli_epi16(bytes, 8), 4);
+        const __m512 wv[4] = {_mm512_castsi512_ps(_mm512_and_si512(_mm512_slli_epi32(even, 16), mask)),
+                              _mm512_castsi512_ps(_mm512_and_si512(_mm512_slli_epi32(odd, 16), mask)),
+                              _mm512_castsi512_ps(_mm512_and_si512(even, mask)),
+                              _mm512_castsi512_ps(_mm512_and_si512(odd, mask))};
+        for (int t = 0; t < N; ++t)
+          for (int b = 0; b < 4; ++b) acc[t][p] = _mm512_fmadd_ps(xv[t][b], wv[b], acc[t][p]);
+      }
     }
-  return finite;
+  }
+  return TileSums<true, R, N>(acc, out);
 }
 
 // Tokens per pass of the several-token tiles (GemvMaxTokens' 8 go as 3 + 3 + 2): three tokens
 // times four pairs of rows are twelve accumulators, as the AVX2 tiles' four rows times three.
 constexpr int kTileTokens = 3;
 
-// Rows [r0, r1) against T tokens, eight rows at a time (FP8: inside one block of rows), up to
-// three tokens per pass over them (the rows stay in L1 for the next pass, which fetches nothing
+// Rows [r0, r1) against T tokens, eight rows at a time (FP8: inside one block of rows; sixteen
+// for one token on DecodeTileFp8Bytes), up to three tokens per pass over them (the rows stay in L1 for the next pass, which fetches nothing
 // ahead). Cut tiles, and FP8 passes whose scaled activations overflowed, go to GemvAvx2.
 template <bool kFp8>
 void TileDecode(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
-                int64_t ldy, bool accumulate) {
-  for (int64_t r = r0; r < r1; r += kTileRows) {
-    const bool whole = r + kTileRows <= r1 && (!kFp8 || r / w.block_out == (r + kTileRows - 1) / w.block_out);
-    const int64_t end = r + kTileRows < r1 ? r + kTileRows : r1;
-    if (!whole) {
+                int64_t ldy, bool accumulate, bool byte_permutes) {
+  // FP8 groups of whole 32-column steps, and a CPU with VBMI: DecodeTileFp8Bytes, sixteen rows
+  // a tile for one token.
+  const bool steps32 = kFp8 && byte_permutes && w.block_in % 32 == 0 && w.cols % 32 == 0;
+  const auto in_block = [&](int64_t r, int64_t n) { return r + n <= r1 && (!kFp8 || r / w.block_out == (r + n - 1) / w.block_out); };
+  for (int64_t r = r0; r < r1;) {
+    const int64_t rows = steps32 && T == 1 && in_block(r, 16) ? 16 : kTileRows;
+    const int64_t end = r + rows < r1 ? r + rows : r1;
+    if (!in_block(r, rows)) {
       GemvAvx2(x, T, ldx, w, r, end, y, ldy, accumulate);
+      r = end;
       continue;
     }
     for (int64_t t0 = 0; t0 < T; t0 += kTileTokens) {
       const int64_t n = T - t0 < kTileTokens ? T - t0 : kTileTokens;
       const float* xt = x + t0 * ldx;
-      const int64_t next = t0 == 0 ? kTileRows * w.row_bytes : 0;
-      float out[kTileTokens * kTileRows];
-      const bool finite = n == 3   ? DecodeTile<kFp8, 3>(w, r, xt, ldx, next, out)
-                          : n == 2 ? DecodeTile<kFp8, 2>(w, r, xt, ldx, next, out)
-                                   : DecodeTile<kFp8, 1>(w, r, xt, ldx, next, out);
+      const int64_t next = t0 == 0 ? rows * w.row_bytes : 0;
+      float out[kTileTokens * 16];
+      bool finite;
+      if (rows == 16) {
+        finite = DecodeTileFp8Bytes<16, 1>(w, r, xt, ldx, next, out);
+      } else if (steps32) {
+        finite = n == 3   ? DecodeTileFp8Bytes<kTileRows, 3>(w, r, xt, ldx, next, out)
+                 : n == 2 ? DecodeTileFp8Bytes<kTileRows, 2>(w, r, xt, ldx, next, out)
+                          : DecodeTileFp8Bytes<kTileRows, 1>(w, r, xt, ldx, next, out);
+      } else {
+        finite = n == 3   ? DecodeTile<kFp8, 3>(w, r, xt, ldx, next, out)
+                 : n == 2 ? DecodeTile<kFp8, 2>(w, r, xt, ldx, next, out)
+                          : DecodeTile<kFp8, 1>(w, r, xt, ldx, next, out);
+      }
       if (!finite) {  // FP8 only
         GemvAvx2(xt, n, ldx, w, r, end, y + t0 * ldy, ldy, accumulate);
         continue;
       }
       for (int64_t t = 0; t < n; ++t)
-        for (int i = 0; i < kTileRows; ++i) {
+        for (int64_t i = 0; i < rows; ++i) {
           float* o = y + (t0 + t) * ldy + r + i;
-          *o = accumulate ? *o + out[t * kTileRows + i] : out[t * kTileRows + i];
+          *o = accumulate ? *o + out[t * rows + i] : out[t * rows + i];
         }
     }
+    r = end;
   }
 }
 
@@ -703,15 +800,15 @@ void GemmPanel8Avx512(const float* wt, int64_t K, const float* x, int64_t ldx, i
 }
 
 void GemvAvx512(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
-                int64_t ldy, bool accumulate) {
+                int64_t ldy, bool accumulate, bool byte_permutes) {
   if (w.kind == WeightKind::kF8E4M3 && w.cols % 8 == 0 && w.block_in % 8 == 0) {
-    TileDecode<true>(x, T, ldx, w, r0, r1, y, ldy, accumulate);
+    TileDecode<true>(x, T, ldx, w, r0, r1, y, ldy, accumulate, byte_permutes);
     return;
   }
   // One BF16 token streams at the memory's rate on AVX2 (a shift converts eight weights); a
   // batch's few were bound by the FMAs there.
   if (w.kind == WeightKind::kBF16 && T > 1 && w.cols % 8 == 0) {
-    TileDecode<false>(x, T, ldx, w, r0, r1, y, ldy, accumulate);
+    TileDecode<false>(x, T, ldx, w, r0, r1, y, ldy, accumulate, false);
     return;
   }
   GemvAvx2(x, T, ldx, w, r0, r1, y, ldy, accumulate);
@@ -751,7 +848,7 @@ bool WeightRowsWeightedSumAvx512(const float* p, const RawWeight& w, int64_t r0,
 #else  // built without the flags (not x86-64): the dispatcher never selects this.
 
 namespace dsv3::cpu {
-void GemvAvx512(const float*, int64_t, int64_t, const RawWeight&, int64_t, int64_t, float*, int64_t, bool) {}
+void GemvAvx512(const float*, int64_t, int64_t, const RawWeight&, int64_t, int64_t, float*, int64_t, bool, bool) {}
 void GemmPanel8Avx512(const float*, int64_t, const float*, int64_t, int64_t, float*, int64_t, bool) {}
 double FmaPeakFlopsAvx512(double) { return 0.0; }
 double Int8PeakOpsAvx512(double) { return 0.0; }

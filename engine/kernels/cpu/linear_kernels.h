@@ -285,9 +285,10 @@ void MatMulAvx2(const float* a, int64_t M, int64_t K, int64_t lda, const float* 
 void MatMulAvx512(const float* a, int64_t M, int64_t K, int64_t lda, const float* b, int64_t bK, int64_t N, float* c,
                   int64_t ldc);
 // GemvAvx2's result, bit for bit, with AVX-512 where it pays (linear_avx512.cc: FP8, one token;
-// the rest is GemvAvx2). CpuFeatures::HasAvx512VnniSet.
+// the rest is GemvAvx2). CpuFeatures::HasAvx512VnniSet; byte_permutes: the CPU has
+// CpuFeatures::avx512_vbmi as well (FP8 converts with vpermt2b, same bits).
 void GemvAvx512(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
-                int64_t ldy, bool accumulate);
+                int64_t ldy, bool accumulate, bool byte_permutes);
 // GemmAvx2 with this thread's scratch (linear.cc: the scratch is a std::vector, which the ISA
 // files do not use).
 void GemmAvx2WithScratch(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1,
