@@ -323,15 +323,21 @@ TEST_F(LinearBf16Test, EveryE4m3ByteAsBf16) {
 
 // The FP8 kernel against its twin: blocks of 16 (two scales in one 32-column step), 32 and 128,
 // ranges that start and end inside a row block, K with a 16- or 8-column tail past the last 32,
-// token counts on both sides of the in-register path (four) and the panel's sixteen rows.
+// token counts on both sides of the in-register path (four) and the panel's sixteen rows; the
+// in-register rows converted by Fp8BytesToBf16 and, on a CPU with VBMI, by byte permutes. The
+// 37-row weights hold every byte value (NaN's 0x7f and 0xff too: 480 · 2^-8 in both).
 TEST_F(LinearBf16Test, Avx512Fp8GivesTheTwinsBits) {
   if (!HasKernel()) GTEST_SKIP() << "no AVX-512 BF16 here (" << GetCpuFeatures().ToString() << ")";
+  std::vector<bool> forms = {false};
+  if (GetCpuFeatures().avx512_vbmi) forms.push_back(true);
   uint32_t seed = 50;
   for (int64_t block : {16, 32, 128}) {
     for (int64_t K : {int64_t{96}, int64_t{544}, int64_t{1536}, int64_t{40}}) {
       if (K % 16 != 0 && block != 32) continue;
       for (int64_t rows : {7, 37, 130}) {
         OwnedWeight w = MakeWeight(DType::kF8E4M3, rows, K, seed++, block);
+        if (rows == 37)
+          for (int64_t i = 0; i < rows * K; ++i) w.bytes[static_cast<size_t>(i)] = static_cast<uint8_t>((i * 7 + i / K) % 256);
         const cpu::RawWeight raw = Fp8Raw(w.m);
         ASSERT_TRUE(cpu::TakesBf16Fp8(raw));
         for (int64_t T : {1, 2, 4, 5, 17}) {
@@ -339,10 +345,14 @@ TEST_F(LinearBf16Test, Avx512Fp8GivesTheTwinsBits) {
           std::vector<uint16_t> scratch(static_cast<size_t>(cpu::Fp8Bf16ScratchWords(T, K)));
           for (const auto& [r0, r1] : {std::pair<int64_t, int64_t>{0, rows}, {3, rows - 2}}) {
             for (bool accumulate : {false, true}) {
-              std::vector<float> a(static_cast<size_t>(T * rows), 0.25f), b = a;
-              cpu::Fp8Bf16LinearReference(x.data(), T, raw, r0, r1, a.data(), rows, accumulate);
-              cpu::Fp8Bf16LinearAvx512(x.data(), T, raw, r0, r1, b.data(), rows, accumulate, scratch.data());
-              ASSERT_EQ(a, b) << "block " << block << ", K " << K << ", rows " << r0 << ".." << r1 << ", T " << T;
+              for (bool byte_permutes : forms) {
+                std::vector<float> a(static_cast<size_t>(T * rows), 0.25f), b = a;
+                cpu::Fp8Bf16LinearReference(x.data(), T, raw, r0, r1, a.data(), rows, accumulate);
+                cpu::Fp8Bf16LinearAvx512(x.data(), T, raw, r0, r1, b.data(), rows, accumulate, scratch.data(),
+                                         byte_permutes);
+                ASSERT_EQ(a, b) << "block " << block << ", K " << K << ", rows " << r0 << ".." << r1 << ", T " << T
+                                << (byte_permutes ? ", byte permutes" : "");
+              }
             }
           }
         }

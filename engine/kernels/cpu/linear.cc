@@ -249,7 +249,8 @@ void Rows(const LinearInput& in, const WeightMatrix& w, const cpu::RawWeight& ra
   } else if (in.layout == 4) {
     if (Bf16KernelActive()) {
       uint8_t* scratch = KernelScratch(cpu::Fp8Bf16ScratchWords(in.T, raw.cols) * 2);
-      cpu::Fp8Bf16LinearAvx512(in.x, in.T, raw, r0, r1, y, ldy, accumulate, reinterpret_cast<uint16_t*>(scratch));
+      cpu::Fp8Bf16LinearAvx512(in.x, in.T, raw, r0, r1, y, ldy, accumulate, reinterpret_cast<uint16_t*>(scratch),
+                               GetCpuFeatures().avx512_vbmi);
     } else {
       cpu::Fp8Bf16LinearReference(in.x, in.T, raw, r0, r1, y, ldy, accumulate);
     }

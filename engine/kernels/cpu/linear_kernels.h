@@ -209,8 +209,10 @@ constexpr int64_t kFp8Bf16PanelRows = 16;
 inline int64_t Fp8Bf16ScratchWords(int64_t T, int64_t K) { return (T + kFp8Bf16PanelRows) * Bf16ActCols(K); }
 void Fp8Bf16LinearReference(const float* x, int64_t T, const RawWeight& w, int64_t r0, int64_t r1, float* y,
                             int64_t ldy, bool accumulate);
+// byte_permutes: the CPU has CpuFeatures::avx512_vbmi (a decode step's rows convert by table
+// lookups; the same words).
 void Fp8Bf16LinearAvx512(const float* x, int64_t T, const RawWeight& w, int64_t r0, int64_t r1, float* y,
-                         int64_t ldy, bool accumulate, uint16_t* scratch);
+                         int64_t ldy, bool accumulate, uint16_t* scratch, bool byte_permutes);
 // bf16 FLOPs per second (four per lane: two products, two additions) of a register-only
 // vdpbf16ps loop on this thread for about `seconds` (linear_bf16_avx512.cc).
 double Bf16PeakFlopsAvx512(double seconds);
