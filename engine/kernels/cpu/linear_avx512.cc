@@ -215,15 +215,19 @@ __attribute__((noinline, target("avx512vbmi"))) bool DecodeTileFp8Bytes(const Ra
 constexpr int kTileTokens = 3;
 
 // Rows [r0, r1) against T tokens, eight rows at a time (FP8: inside one block of rows; sixteen
-// for one token on DecodeTileFp8Bytes), up to three tokens per pass over them (the rows stay in L1 for the next pass, which fetches nothing
-// ahead). Cut tiles, and FP8 passes whose scaled activations overflowed, go to GemvAvx2.
+// for one token on DecodeTileFp8Bytes), up to three tokens per pass over them (the rows stay in
+// L1 for the next pass, which fetches nothing ahead). Cut tiles, and FP8 passes whose scaled
+// activations overflowed, go to GemvAvx2.
 template <bool kFp8>
 void TileDecode(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
                 int64_t ldy, bool accumulate, bool byte_permutes) {
   // FP8 groups of whole 32-column steps, and a CPU with VBMI: DecodeTileFp8Bytes, sixteen rows
   // a tile for one token.
   const bool steps32 = kFp8 && byte_permutes && w.block_in % 32 == 0 && w.cols % 32 == 0;
-  const auto in_block = [&](int64_t r, int64_t n) { return r + n <= r1 && (!kFp8 || r / w.block_out == (r + n - 1) / w.block_out); };
+  // Rows [r, r + n) all before r1 and, FP8, in one block of rows (one scale row).
+  const auto in_block = [&](int64_t r, int64_t n) {
+    return r + n <= r1 && (!kFp8 || r / w.block_out == (r + n - 1) / w.block_out);
+  };
   for (int64_t r = r0; r < r1;) {
     const int64_t rows = steps32 && T == 1 && in_block(r, 16) ? 16 : kTileRows;
     const int64_t end = r + rows < r1 ? r + rows : r1;

@@ -270,12 +270,14 @@ __attribute__((noinline, target("avx512vbmi"))) void Fp8TileBytes(const uint8_t*
     for (int j = 0; j < N; ++j) acc[i][j] = _mm512_setzero_ps();
   const int64_t K32 = K & ~int64_t{31};
   for (int64_t k = 0; k < K32; k += 32) {
-    if ((k & 63) < 32) FetchRowsAhead(q, R, k, R == 16 ? kRowAhead16 : kRowAhead, row_bytes, R * row_bytes);  // per 64 bytes of a row
+    // Per 64 bytes of a row.
+    if ((k & 63) < 32) FetchRowsAhead(q, R, k, R == 16 ? kRowAhead16 : kRowAhead, row_bytes, R * row_bytes);
     __m512bh xv[N];
     for (int j = 0; j < N; ++j) xv[j] = Bh(_mm512_loadu_si512(x + j * Kh + k));
     for (int i = 0; i < R; i += 2) {
-      const __m512i bytes = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[i] + k))),
-                                               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[i + 1] + k)), 1);
+      const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[i] + k));
+      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[i + 1] + k));
+      const __m512i bytes = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
       // high | (bytes & 0x80): the sign back on the magnitude's high byte.
       const __m512i high = _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(high0, bytes, high1), bytes, sign, 0xf8);
       const __m512i low = _mm512_permutex2var_epi8(low0, bytes, low1);
