@@ -313,8 +313,12 @@ TEST_F(MultiQueryTest, Bf16RowsGiveTheBitsOfTheirWidenedRows) {
 // sum takes the 64 rows in blocks of 32 and carries the sums across; C = 2344 gives FP8 blocks
 // of 8 a last window of 37 groups, carried across blocks of rows and ending in an 8-column
 // tail; C = 16416 gives INT4 g32 513 groups and FP8 blocks of 8 2052, several windows for both.
+// FP8's AVX-512 scores run in both forms (with VBMI's byte permutes in groups of 32-column
+// steps, and without: groups of 16, or a scale of 300), one FP8 weight holds every byte value
+// but NaN's, and rows [27, 37) pair rows across a block of rows (FP8 32: rows 31 and 32).
 TEST_F(MultiQueryTest, WeightRowsMatchTheProductsOverDequantizedRows) {
   using testing::OwnedWeight;
+  int fp8_forms = 0;  // FP8 score calls with byte permutes
   for (int64_t C : {256, 288, 40, 83, 2048, 2344, 16416}) {
     std::vector<std::pair<std::string, OwnedWeight>> weights;
     weights.emplace_back("F32", testing::MakeWeight(DType::kF32, 70, C, 1));
@@ -322,6 +326,15 @@ TEST_F(MultiQueryTest, WeightRowsMatchTheProductsOverDequantizedRows) {
     weights.emplace_back("F16", testing::MakeWeight(DType::kF16, 70, C, 3));
     weights.emplace_back("F8_E4M3 128", testing::MakeWeight(DType::kF8E4M3, 70, C, 4, 128));
     weights.emplace_back("F8_E4M3 8", testing::MakeWeight(DType::kF8E4M3, 70, C, 5, 8));
+    weights.emplace_back("F8_E4M3 16", testing::MakeWeight(DType::kF8E4M3, 70, C, 12, 16));
+    // A scale past 2^8 (its scale · 2^120 overflows: the permute form steps aside).
+    weights.emplace_back("F8_E4M3 128, scale 300", testing::MakeWeight(DType::kF8E4M3, 70, C, 13, 128));
+    weights.back().second.scale[0] = 300.0f;
+    weights.emplace_back("F8_E4M3 32, every byte", testing::MakeWeight(DType::kF8E4M3, 70, C, 11, 32));
+    for (int64_t i = 0; i < 70 * C; ++i) {  // every byte but NaN's (0x7f, 0xff)
+      const auto byte = static_cast<uint8_t>((i * 7 + i / C) % 256);
+      weights.back().second.bytes[static_cast<size_t>(i)] = (byte & 0x7f) == 0x7f ? 0 : byte;
+    }
     if (C % 32 == 0) {  // the integer formats' group widths
       weights.emplace_back("int8 per channel", testing::MakeIntWeight(false, 70, C, 6, C, true, 1));
       weights.emplace_back("int8 blocks", testing::MakeIntWeight(false, 70, C, 7, 32, true));
@@ -332,7 +345,7 @@ TEST_F(MultiQueryTest, WeightRowsMatchTheProductsOverDequantizedRows) {
     for (LinearKernel kernel : {LinearKernel::kAvx512, LinearKernel::kAvx2, LinearKernel::kReference}) {
       SetLinearKernel(kernel);
       for (const auto& [name, w] : weights) {
-        for (const auto& [r0, S] : std::vector<std::pair<int64_t, int64_t>>{{0, 64}, {3, 7}, {64, 6}, {10, 1}}) {
+        for (const auto& [r0, S] : std::vector<std::pair<int64_t, int64_t>>{{0, 64}, {3, 7}, {64, 6}, {10, 1}, {27, 10}}) {
           const std::string what = name + " C=" + std::to_string(C) + " rows [" + std::to_string(r0) + ", +" +
                                    std::to_string(S) + ") " + LinearKernelName(kernel);
           std::vector<float> rows(static_cast<size_t>(S * C));
@@ -342,6 +355,18 @@ TEST_F(MultiQueryTest, WeightRowsMatchTheProductsOverDequantizedRows) {
           MultiQueryScores(q.data(), 1, C, rows.data(), S, C, want.data(), S, false);
           WeightRowScores(q.data(), w.m, r0, S, got.data());
           ASSERT_EQ(got, want) << "scores, " << what;
+          // FP8's scores in both AVX-512 forms (with VBMI's byte permutes, and without), called
+          // directly: Linear's choice runs only one of them on a given CPU.
+          if (kernel == LinearKernel::kAvx512 && w.m.w.dtype == DType::kF8E4M3 && GetCpuFeatures().HasAvx512VnniSet()) {
+            for (bool byte_permutes : {false, true}) {
+              if (byte_permutes && !GetCpuFeatures().avx512_vbmi) continue;
+              std::vector<float> form(want.size(), -7.0f);
+              // (False for the weights these kernels leave to AVX2: C % 8 != 0.)
+              if (!cpu::WeightRowScoresAvx512(q.data(), testing::Fp8Raw(w.m), r0, S, form.data(), byte_permutes)) continue;
+              ASSERT_EQ(form, want) << "scores, " << what << (byte_permutes ? ", byte permutes" : ", no byte permutes");
+              fp8_forms += byte_permutes ? 1 : 0;
+            }
+          }
           std::vector<float> want_sum(static_cast<size_t>(C)), got_sum(want_sum.size(), -7.0f);
           MultiQueryWeightedSum(p.data(), 1, S, rows.data(), S, C, want_sum.data());
           WeightRowsWeightedSum(p.data(), w.m, r0, S, got_sum.data());
@@ -350,6 +375,7 @@ TEST_F(MultiQueryTest, WeightRowsMatchTheProductsOverDequantizedRows) {
       }
     }
   }
+  if (GetCpuFeatures().HasAvx512VnniSet() && GetCpuFeatures().avx512_vbmi) EXPECT_GT(fp8_forms, 0);
 }
 
 // Floats in [-87.25, -0.25] at a fine step, plus a few positive ones: within 3 ulp of

@@ -393,7 +393,9 @@ bool RowsInPlace(const cpu::RawWeight& raw) {
 void WeightRowScores(const float* q, const WeightMatrix& w, int64_t r0, int64_t S, float* scores) {
   Count(w, 1, r0, r0 + S, 0);
   const cpu::RawWeight raw = Raw(w);
-  if (Resolve() == LinearKernel::kAvx512 && cpu::WeightRowScoresAvx512(q, raw, r0, S, scores)) return;
+  if (Resolve() == LinearKernel::kAvx512 &&
+      cpu::WeightRowScoresAvx512(q, raw, r0, S, scores, GetCpuFeatures().avx512_vbmi))
+    return;
   if (RowsInPlace(raw)) return cpu::WeightRowScoresAvx2(q, raw, r0, S, scores);
   MultiQueryScores(q, 1, w.cols(), Float32Rows(w, r0, S), S, w.cols(), scores, S, false);
 }

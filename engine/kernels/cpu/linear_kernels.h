@@ -246,8 +246,10 @@ void WeightRowScoresAvx2(const float* q, const RawWeight& w, int64_t r0, int64_t
 void WeightRowsWeightedSumAvx2(const float* p, const RawWeight& w, int64_t r0, int64_t S, float* out);
 // The same with 512-bit vectors, the same bits (linear_avx512.cc; CpuFeatures::HasAvx512VnniSet):
 // BF16, FP8, INT8 and INT4 weights whose scale groups hold whole 16-column vectors; false
-// (nothing written) for the others.
-bool WeightRowScoresAvx512(const float* q, const RawWeight& w, int64_t r0, int64_t S, float* scores);
+// (nothing written) for the others. byte_permutes: the CPU has CpuFeatures::avx512_vbmi (FP8's
+// scores convert as the FP8 decode GEMV does; the same bits).
+bool WeightRowScoresAvx512(const float* q, const RawWeight& w, int64_t r0, int64_t S, float* scores,
+                           bool byte_permutes);
 bool WeightRowsWeightedSumAvx512(const float* p, const RawWeight& w, int64_t r0, int64_t S, float* out);
 // MultiQueryScores / MultiQueryWeightedSum (ops.h) with AVX2 + FMA (attention_avx2.cc).
 void MultiQueryScoresAvx2(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
