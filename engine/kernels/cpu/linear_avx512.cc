@@ -151,6 +151,27 @@ constexpr Fp8StepOrder MakeFp8StepOrder() {
 }
 constexpr Fp8StepOrder kFp8StepOrder = MakeFp8StepOrder();
 
+// Columns [k, k + 32) of FP8 rows a and b (a + k and b + k) as four vectors: steps[j] holds
+// columns [k + 8j, k + 8j + 8) of row a in lanes 0-7 and of row b in lanes 8-15, each byte as
+// Fp8Tiny16 converts it (E4M3ToF32 · 2^-120). One vpermt2b gives each lane's dword its four
+// steps' bytes (kFp8StepOrder); two 16-bit arithmetic shifts put every word's odd and even byte
+// where Fp8Tiny16 puts a byte (the sign and its copies at the top, exponent and mantissa below),
+// and a shift and Fp8Tiny16's mask lift each step into its own vector: a permute, 1.25 shifts
+// and a mask per sixteen weights. For the functions compiled for avx512vbmi.
+__attribute__((always_inline, target("avx512vbmi"))) inline void Fp8StepsOfTwo(const uint8_t* a, const uint8_t* b,
+                                                                               __m512 (&steps)[4]) {
+  const __m512i bytes = _mm512_permutex2var_epi8(
+      _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a))),
+      _mm512_load_si512(kFp8StepOrder.index),
+      _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b))));
+  const __m512i odd = _mm512_srai_epi16(bytes, 4), even = _mm512_srai_epi16(_mm512_slli_epi16(bytes, 8), 4);
+  const __m512i mask = _mm512_set1_epi32(int32_t(0x87f00000u));
+  steps[0] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_slli_epi32(even, 16), mask));
+  steps[1] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_slli_epi32(odd, 16), mask));
+  steps[2] = _mm512_castsi512_ps(_mm512_and_si512(even, mask));
+  steps[3] = _mm512_castsi512_ps(_mm512_and_si512(odd, mask));
+}
+
 // How far ahead each row of a sixteen-row tile is fetched: half the eight-row tiles' reach, the
 // same bytes in flight (as linear_q8_avx512.cc's sixteen-row INT8 tiles). BM_MoeDecodeStep FP8,
 // the four interleaved in one process, medians of five: 1024 B 42.4, 512 B 45.0, 256 B 42.5,
@@ -162,12 +183,8 @@ constexpr int64_t kTileAhead16 = 512;
 // streams in flight, as the INT8 decode's): the same chains, so the same bits, in fewer
 // instructions. DecodeTile spends four on each sixteen weights besides the fma (an unpack and a
 // widening, both shuffles, a shift and a mask), and on Zen 5 these, not the bytes, set an FP8
-// decode's pace (about three vector instructions retire a cycle there). Here one vpermt2b
-// takes 32 columns of a pair of rows and gives each row's chain j a dword of its columns j,
-// j + 8, j + 16, j + 24 (steps 0-3); two 16-bit arithmetic shifts put the odd and the even
-// bytes of every word where Fp8Tiny16 puts a byte (the sign and its copies at the top, exponent
-// and mantissa below), and a shift and a mask (Fp8Tiny16's) lift each step's bits into its own
-// vector: a permute, 1.25 shifts and a mask per sixteen weights.
+// decode's pace (about three vector instructions retire a cycle there); Fp8StepsOfTwo spends
+// 2.25 and hands each chain four steps at once.
 // One thread, 8 rows of K = 1536 from L1: 33 -> 40 GB/s (a harness, interleaved, same sums);
 // BM_MoeDecodeStep FP8, interleaved, medians of five: DecodeTile 35.5, this with eight rows
 // 38.0, sixteen 39.5 (sixteen rows 512 B ahead: 42-45).
@@ -178,8 +195,6 @@ __attribute__((noinline, target("avx512vbmi"))) bool DecodeTileFp8Bytes(const Ra
   const float* scales = w.scale + (r / w.block_out) * w.scale_cols;
   const uint8_t* q[R];
   for (int i = 0; i < R; ++i) q[i] = static_cast<const uint8_t*>(w.data) + (r + i) * w.row_bytes;
-  const __m512i gather = _mm512_load_si512(kFp8StepOrder.index);
-  const __m512i mask = _mm512_set1_epi32(int32_t(0x87f00000u));  // Fp8Tiny16's
   __m512 acc[N][R / 2];
   for (int t = 0; t < N; ++t)
     for (int p = 0; p < R / 2; ++p) acc[t][p] = _mm512_setzero_ps();
@@ -192,16 +207,8 @@ __attribute__((noinline, target("avx512vbmi"))) bool DecodeTileFp8Bytes(const Ra
       for (int t = 0; t < N; ++t)
         for (int b = 0; b < 4; ++b) xv[t][b] = Twice(_mm256_mul_ps(_mm256_loadu_ps(x + t * ldx + k + 8 * b), s));
       for (int p = 0; p < R / 2; ++p) {
-        const __m512i bytes = _mm512_permutex2var_epi8(
-            _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[2 * p] + k))), gather,
-            _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[2 * p + 1] + k))));
-        // Each word's high byte (steps 1 and 3), then its low byte (steps 0 and 2), converted
-        // in place; a low word's bits go to the top of its dword.
-        const __m512i odd = _mm512_srai_epi16(bytes, 4), even = _mm512_srai_epi16(_mm512_slli_epi16(bytes, 8), 4);
-        const __m512 wv[4] = {_mm512_castsi512_ps(_mm512_and_si512(_mm512_slli_epi32(even, 16), mask)),
-                              _mm512_castsi512_ps(_mm512_and_si512(_mm512_slli_epi32(odd, 16), mask)),
-                              _mm512_castsi512_ps(_mm512_and_si512(even, mask)),
-                              _mm512_castsi512_ps(_mm512_and_si512(odd, mask))};
+        __m512 wv[4];
+        Fp8StepsOfTwo(q[2 * p] + k, q[2 * p + 1] + k, wv);
         for (int t = 0; t < N; ++t)
           for (int b = 0; b < 4; ++b) acc[t][p] = _mm512_fmadd_ps(xv[t][b], wv[b], acc[t][p]);
       }
@@ -574,8 +581,8 @@ void RowChains(const float* q, const RawWeight& w, int64_t r, __m512* acc) {
 }
 
 // RowChains<kFp8, R> (R = 8 or 4) with VBMI, for rows of whole 32-column steps in groups of
-// them: each 32 columns of a pair of rows become four vectors by DecodeTileFp8Bytes' permute and
-// shifts (its floats E4M3ToF32 · 2^-120), times the pair's 256 · scale · 2^112, where
+// them: each 32 columns of a pair of rows become four vectors by Fp8StepsOfTwo (floats
+// E4M3ToF32 · 2^-120), times the pair's 256 · scale · 2^112, where
 // EightOfTwo's conversion took five instructions and a vcvtph2ps for each eight columns: the
 // same products (u · scale exactly scaled, rounded once), each chain's in column order, so the
 // same bits. False, with nothing done, when a scale · 2^120 would overflow (scale >= 256).
@@ -594,8 +601,6 @@ __attribute__((noinline, target("avx512vbmi"))) bool RowChainsFp8Bytes(const flo
     for (int64_t g = 0; g < groups; ++g)
       if (!(__builtin_fabsf(s_tab[i][g]) < 0x1p16f) && __builtin_isfinite(s_tab[i][g])) return false;
   }
-  const __m512i gather = _mm512_load_si512(kFp8StepOrder.index);
-  const __m512i mask = _mm512_set1_epi32(int32_t(0x87f00000u));
   const __m512 lift = _mm512_set1_ps(0x1p112f);
   for (int p = 0; p < P; ++p) acc[p] = _mm512_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
@@ -605,15 +610,9 @@ __attribute__((noinline, target("avx512vbmi"))) bool RowChainsFp8Bytes(const flo
       __m512 qv[4];
       for (int b = 0; b < 4; ++b) qv[b] = TwiceAt(q + c + 8 * b);
       for (int p = 0; p < P; ++p) {
-        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[2 * p] + c));
-        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[2 * p + 1] + c));
-        const __m512i bytes = _mm512_permutex2var_epi8(_mm512_castsi256_si512(a), gather, _mm512_castsi256_si512(b));
-        const __m512i odd = _mm512_srai_epi16(bytes, 4), even = _mm512_srai_epi16(_mm512_slli_epi16(bytes, 8), 4);
-        const __m512i steps[4] = {_mm512_slli_epi32(even, 16), _mm512_slli_epi32(odd, 16), even, odd};
-        for (int j = 0; j < 4; ++j) {
-          const __m512 wv = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_and_si512(steps[j], mask)), s[p]);
-          acc[p] = _mm512_fmadd_ps(qv[j], wv, acc[p]);
-        }
+        __m512 steps[4];
+        Fp8StepsOfTwo(row[2 * p] + c, row[2 * p + 1] + c, steps);
+        for (int j = 0; j < 4; ++j) acc[p] = _mm512_fmadd_ps(qv[j], _mm512_mul_ps(steps[j], s[p]), acc[p]);
       }
     }
   }
