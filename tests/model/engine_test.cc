@@ -604,16 +604,18 @@ TEST(MoeGate, GreedySoftmaxDoesNotRenormalize) {
 // however the sum is split: each expert here runs on the token alone (the fast kernels give one
 // token the bits of many), and the step's token counts take both the inline and parallel sums
 // and a decode step's one token (its experts share one prepared x), with float32 experts, with
-// INT4 ones (which take x quantized to int8), and with INT4 routed experts beside float32
-// shared ones (whose x is prepared in another form).
+// INT4 ones (which take x quantized to int8), with INT4 routed experts beside float32
+// shared ones (whose x is prepared in another form), and with no shared experts (a decode
+// step's routed experts then prepare x themselves).
 TEST(MoeForward, EachTokenAddsItsExpertsInExpertOrderAfterTheSharedOnes) {
   if (!GetCpuFeatures().HasAvx2Set()) GTEST_SKIP() << "needs the fast kernels (" << GetCpuFeatures().ToString() << ")";
-  for (const int formats : {0, 1, 2}) {  // 0: all float32, 1: all INT4, 2: INT4 routed, float32 shared
-    const bool int4 = formats > 0;
+  // 0: all float32, 1: all INT4, 2: INT4 routed, float32 shared, 3: float32, no shared experts
+  for (const int formats : {0, 1, 2, 3}) {
+    const bool int4 = formats == 1 || formats == 2;
     ModelConfig c = NoauxTcRouter();
     c.hidden_size = int4 ? 64 : 40;  // INT4 takes int8 activations in whole blocks of 32
     c.moe_intermediate_size = int4 ? 32 : 24;
-    c.n_shared_experts = 1;
+    c.n_shared_experts = formats == 3 ? 0 : 1;
     const int64_t D = c.hidden_size, I = c.moe_intermediate_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
     std::vector<testing::OwnedWeight> store;
     store.reserve(128);
@@ -635,18 +637,22 @@ TEST(MoeForward, EachTokenAddsItsExpertsInExpertOrderAfterTheSharedOnes) {
     MoeWeights w;
     w.gate = matrix(E, D, 0.5f, false);
     for (int64_t e = 0; e < E; ++e) w.experts.push_back(mlp(int4));
-    w.shared = mlp(formats == 1);
+    if (formats != 3) w.shared = mlp(formats == 1);
     SetLinearKernel(int4 ? LinearKernel::kAuto : LinearKernel::kAvx2);  // INT4: AVX-512 VNNI where present
     for (int64_t N : {int64_t{1}, int64_t{3}, int64_t{37}}) {
       const std::vector<float> x = testing::RandomNormal(N * D, 1.0f, 99 + static_cast<uint32_t>(N));
       MoeScratch s;
       s.Reserve(c, N);
-      std::vector<float> out(static_cast<size_t>(N * D));
+      std::vector<float> out(static_cast<size_t>(N * D), std::nanf(""));  // every element written
       MoeForward(c, w, x.data(), N, &s, out.data());
       std::vector<float> gate(static_cast<size_t>(I)), up(static_cast<size_t>(I)), y(static_cast<size_t>(D)),
-          want(static_cast<size_t>(D));
+          want(static_cast<size_t>(D), 0.0f);
       for (int64_t t = 0; t < N; ++t) {
-        MlpForward(w.shared, x.data() + t * D, 1, gate.data(), up.data(), want.data(), false);
+        if (formats == 3) {
+          std::fill(want.begin(), want.end(), 0.0f);
+        } else {
+          MlpForward(w.shared, x.data() + t * D, 1, gate.data(), up.data(), want.data(), false);
+        }
         std::vector<std::pair<int32_t, float>> picks;
         for (int64_t i = 0; i < k; ++i) picks.push_back({s.indices[t * k + i], s.weights[t * k + i]});
         std::sort(picks.begin(), picks.end());
