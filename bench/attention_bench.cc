@@ -72,20 +72,23 @@ BENCHMARK(BM_MultiQuery)->Apply(Args)->UseRealTime()->MinTime(0.2);
 // read from DRAM), in spans of 128 positions with all 12 heads stacked: two-part scores, the
 // softmax exponentials, the weighted sum. Arg: 1 for the two-part scores, 0 for the latent and
 // rope parts as two products, 2 for the two-part scores over a bf16 cache (--kv-cache-dtype
-// bf16: the same values rounded, half the bytes); second arg, the kernel family. One iteration
-// is one token's attention.
+// bf16: the same values rounded, half the bytes), 3 for those with the queries rounded to bf16
+// too (--activations bf16: vdpbf16ps, where the CPU has AVX-512 BF16); second arg, the kernel
+// family. One iteration is one token's attention.
 void BM_DecodeSpans(benchmark::State& state) {
   const int64_t form = state.range(0);
   const auto kernel = static_cast<LinearKernel>(state.range(1));
-  if (!GetCpuFeatures().HasAvx2Set() || (kernel == LinearKernel::kAvx512 && !GetCpuFeatures().HasAvx512VnniSet())) {
+  if (!GetCpuFeatures().HasAvx2Set() || (kernel == LinearKernel::kAvx512 && !GetCpuFeatures().HasAvx512VnniSet()) ||
+      (form == 3 && !GetCpuFeatures().HasAvx512Bf16Set())) {
     state.SkipWithError("CPU lacks the kernel's instructions");
     return;
   }
   SetLinearKernel(kernel);
+  if (form == 3) SetLinearActivations(LinearActivations::kBf16);
   constexpr int64_t kLayers = 12, kDepth = 4096, C = 256, R = 32, H = 12, kSpan = 128;
   const auto latents = Random(kLayers * kDepth * C), rope = Random(kLayers * kDepth * R), q = Random(H * (C + R));
   std::vector<uint16_t> bf16_latents, bf16_rope;
-  if (form == 2) {
+  if (form >= 2) {
     for (float v : latents) bf16_latents.push_back(F32ToBF16(v));
     for (float v : rope) bf16_rope.push_back(F32ToBF16(v));
   }
@@ -107,7 +110,7 @@ void BM_DecodeSpans(benchmark::State& state) {
     for (int64_t l = 0; l < kLayers; ++l) {
       for (int64_t a = 0; a < kDepth; a += kSpan) {
         const int64_t at = l * kDepth + a;
-        if (form == 2) {
+        if (form >= 2) {
           span(bf16_latents.data() + at * C, bf16_rope.data() + at * R);
         } else {
           span(latents.data() + at * C, rope.data() + at * R);
@@ -117,16 +120,19 @@ void BM_DecodeSpans(benchmark::State& state) {
     benchmark::DoNotOptimize(out.data());
   }
   SetLinearKernel(LinearKernel::kAuto);
+  SetLinearActivations(LinearActivations::kInt8);
   state.SetLabel(std::string(form == 0   ? "latent and rope scores apart "
                              : form == 1 ? "two-part scores "
-                                         : "two-part scores, bf16 ") +
+                             : form == 2 ? "two-part scores, bf16 "
+                                         : "two-part scores, bf16, bf16 queries ") +
                  LinearKernelName(kernel));
-  const int64_t value_bytes = form == 2 ? 2 : 4;
+  const int64_t value_bytes = form >= 2 ? 2 : 4;
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * kLayers * kDepth * (C + R) * value_bytes);
 }
 void DecodeSpansArgs(benchmark::internal::Benchmark* b) {
   for (int k : {static_cast<int>(LinearKernel::kAvx2), static_cast<int>(LinearKernel::kAvx512)})
-    for (int form : {0, 1, 2}) b->Args({form, k});
+    for (int form : {0, 1, 2, 3})
+      if (form < 3 || k == static_cast<int>(LinearKernel::kAvx512)) b->Args({form, k});
 }
 BENCHMARK(BM_DecodeSpans)->Apply(DecodeSpansArgs)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 

@@ -15,6 +15,7 @@
 
 #include "engine/base/dtype.h"
 #include "engine/kernels/cpu/cpu_features.h"
+#include "engine/kernels/cpu/linear_kernels.h"
 #include "engine/kernels/ops.h"
 #include "tests/testing/testing.h"
 #include "tests/testing/weights.h"
@@ -298,6 +299,149 @@ TEST_F(MultiQueryTest, Bf16RowsGiveTheBitsOfTheirWidenedRows) {
             ASSERT_EQ(got_sum, want_sum) << "weighted sum, " << what;
           }
         }
+      }
+    }
+  }
+}
+
+// Under --activations bf16, decode's scores over a bf16 cache take the queries rounded to bf16
+// (vdpbf16ps, linear_kernels.h's chain): every family gives the twin's bits through
+// MultiQueryScoresTwoPart (the AVX-512 BF16 kernel where the CPU has it, the twin elsewhere),
+// and the kernel does when called directly, for query counts around its tiles of six pairs and
+// groups of sixteen, key counts around its four-key steps, widths of whole 16-column steps and
+// of a last 8 (the goldens' rope part; one too wide for its pairs: the twin's), and values that exercise the flushing: subnormal bf16
+// keys (read as zero), queries that round to subnormals, and sums that fall below the normal
+// range. Under the default activations the same call keeps the float32 queries (the widened
+// rows' bits, above).
+TEST_F(MultiQueryTest, Bf16QueriesOverABf16CacheGiveTheTwinsBits) {
+  const auto bits_equal = [](const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  };
+  // Mostly N(0, 1); every tenth a subnormal bf16, every tenth after it a value near 2^-120
+  // (its products with the small queries below are subnormal).
+  const auto keys_of = [](int64_t n, uint32_t seed) {
+    const std::vector<float> v = Random(n, seed);
+    std::vector<uint16_t> out(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      out[i] = F32ToBF16(v[i]);
+      if (i % 10 == 3) out[i] = static_cast<uint16_t>((v[i] < 0 ? 0x8000 : 0) | (1 + i % 0x7f));
+      if (i % 10 == 7) out[i] = F32ToBF16(v[i] * 0x1p-120f);
+    }
+    return out;
+  };
+  const auto queries_of = [](int64_t n, uint32_t seed) {
+    std::vector<float> v = Random(n, seed);
+    for (int64_t i = 0; i < n; ++i) {
+      if (i % 11 == 5) v[i] *= 0x1p-130f;  // rounds to a subnormal bf16: read as zero
+      if (i % 11 == 8) v[i] *= 0x1p-20f;
+    }
+    return v;
+  };
+  const bool bf16_cpu = GetCpuFeatures().HasAvx512Bf16Set();
+  // Where flushing decides the sum: four queries over five keys of 32 + 16 columns, each query
+  // live in every fourth column. Query 0's 2^60 meets subnormal keys (read as zero: else sums
+  // near 2^-70); query 1's +-2^-130, a float32 subnormal, rounds to zero (else 2^-30 against keys
+  // of 2^100); query 2's 2^-70 meets 2^-70 (products below the normal range, flushed); query 3's
+  // 2^60 meets 2^-100 (2^-40 each, kept).
+  {
+    constexpr int64_t C1 = 32, C2 = 16, M = 4, S = 5;
+    const float live[M] = {0x1p60f, 0x1p-130f, 0x1p-70f, 0x1p60f};
+    std::vector<float> q(M * C1, 0.0f), q2(M * C2, 0.0f);
+    std::vector<uint16_t> keys(S * C1), keys2(S * C2);
+    for (int64_t c = 0; c < C1 + C2; ++c) {
+      const int64_t m = c % M;
+      (c < C1 ? q[m * C1 + c] : q2[m * C2 + c - C1]) = (c % 8 == 1 ? -1 : 1) * live[m];
+      for (int64_t k = 0; k < S; ++k) {
+        const uint16_t key = m == 0   ? static_cast<uint16_t>(1 + (7 * k + c) % 0x7f)
+                             : m == 1 ? F32ToBF16(0x1p100f)
+                             : m == 2 ? F32ToBF16(0x1p-70f)
+                                      : F32ToBF16(0x1p-100f);
+        (c < C1 ? keys[k * C1 + c] : keys2[k * C2 + c - C1]) = key;
+      }
+    }
+    std::vector<float> want(M * S), got(M * S);
+    cpu::Bf16QueryScoresReference(q.data(), C1, keys.data(), C1, q2.data(), C2, keys2.data(), C2, M, S, want.data(), S);
+    for (int64_t k = 0; k < S; ++k) {
+      EXPECT_EQ(want[k], 0.0f) << "query 0, key " << k << ": subnormal keys read as zero";
+      EXPECT_EQ(want[S + k], 0.0f) << "query 1, key " << k << ": float32 subnormals round to zero";
+      EXPECT_EQ(want[2 * S + k], 0.0f) << "query 2, key " << k << ": subnormal sums flushed";
+      EXPECT_EQ(want[3 * S + k], 12 * 0x1p-40f) << "query 3, key " << k << ": normal products kept";
+    }
+    if (bf16_cpu) {
+      cpu::Bf16QueryScoresAvx512(q.data(), C1, keys.data(), C1, q2.data(), C2, keys2.data(), C2, M, S, got.data(), S);
+      EXPECT_TRUE(bits_equal(got, want)) << "AVX-512 BF16 kernel, the flushing cases";
+    }
+  }
+  uint32_t seed = 4200;
+  for (const auto [C1, C2] : {std::pair<int64_t, int64_t>{256, 32}, {16, 16}, {512, 64}, {48, 0}, {1024, 16},
+                              {32, 8}, {24, 8}, {8, 40}}) {
+    for (int64_t M : {1, 2, 3, 5, 6, 7, 12, 13, 16, 17, 33}) {
+      for (int64_t S : {1, 3, 4, 5, 8, 13, 130}) {
+        const int64_t ldq = C1 + 3, ldq2 = C2 + 1, lds = S + 2;
+        const auto q = queries_of(M * ldq, seed++), q2 = queries_of(M * ldq2, seed++);
+        const auto keys = keys_of(S * C1, seed++), keys2 = keys_of(S * C2, seed++);
+        const std::string what = "C1=" + std::to_string(C1) + " C2=" + std::to_string(C2) + " M=" + std::to_string(M) +
+                                 " S=" + std::to_string(S);
+        std::vector<float> want(static_cast<size_t>(M * lds), -3.0f);
+        cpu::Bf16QueryScoresReference(q.data(), ldq, keys.data(), C1, q2.data(), ldq2, keys2.data(), C2, M, S,
+                                      want.data(), lds);
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t s = S; s < lds; ++s) ASSERT_EQ(want[m * lds + s], -3.0f) << "twin wrote past S, " << what;
+        if (bf16_cpu) {
+          std::vector<float> got(want.size(), -3.0f);
+          cpu::Bf16QueryScoresAvx512(q.data(), ldq, keys.data(), C1, q2.data(), ldq2, keys2.data(), C2, M, S,
+                                     got.data(), lds);
+          ASSERT_TRUE(bits_equal(got, want)) << "AVX-512 BF16 kernel, " << what;
+        }
+        for (const LinearKernel k : {LinearKernel::kReference, LinearKernel::kAvx2, LinearKernel::kAvx512}) {
+          if (k == LinearKernel::kAvx512 && !GetCpuFeatures().HasAvx512VnniSet()) continue;
+          SetLinearKernel(k);
+          SetLinearActivations(LinearActivations::kBf16);
+          std::vector<float> got(want.size(), -3.0f);
+          MultiQueryScoresTwoPart(q.data(), ldq, keys.data(), C1, q2.data(), ldq2, keys2.data(), C2, M, S, got.data(),
+                                  lds);
+          SetLinearActivations(LinearActivations::kInt8);
+          ASSERT_TRUE(bits_equal(got, want)) << LinearKernelName(k) << " under bf16 activations, " << what;
+          if (M == 5 && S == 13) {  // the default activations: the float32 queries, not these
+            std::vector<float> plain(want.size(), -3.0f);
+            MultiQueryScoresTwoPart(q.data(), ldq, keys.data(), C1, q2.data(), ldq2, keys2.data(), C2, M, S,
+                                    plain.data(), lds);
+            EXPECT_FALSE(bits_equal(plain, want)) << LinearKernelName(k) << " under int8 activations, " << what;
+          }
+        }
+      }
+    }
+  }
+}
+
+// The twin is the dot product of the rounded values: each score within float32's summation
+// bound of the exact sum of RoundToBf16(q) · key over both parts (bf16 subnormals as zero).
+TEST_F(MultiQueryTest, Bf16QueryTwinIsTheDotProductOfTheRoundedValues) {
+  const auto value = [](uint16_t h) { return double(BF16ToF32((h & 0x7f80) == 0 ? h & 0x8000 : h)); };
+  uint32_t seed = 4700;
+  for (const auto [C1, C2] : {std::pair<int64_t, int64_t>{256, 32}, {16, 0}, {32, 8}}) {
+    const int64_t M = 7, S = 9;
+    const auto q = Random(M * C1, seed++), q2 = Random(M * C2, seed++);
+    std::vector<uint16_t> keys(static_cast<size_t>(S * C1)), keys2(static_cast<size_t>(S * C2));
+    const auto k1 = Random(S * C1, seed++), k2 = Random(S * C2, seed++);
+    for (size_t i = 0; i < keys.size(); ++i) keys[i] = F32ToBF16(k1[i]);
+    for (size_t i = 0; i < keys2.size(); ++i) keys2[i] = F32ToBF16(k2[i]);
+    std::vector<float> got(static_cast<size_t>(M * S));
+    cpu::Bf16QueryScoresReference(q.data(), C1, keys.data(), C1, q2.data(), C2, keys2.data(), C2, M, S, got.data(), S);
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t s = 0; s < S; ++s) {
+        double exact = 0, magnitude = 0;
+        const auto add = [&](const float* qp, const uint16_t* kp, int64_t C) {
+          for (int64_t c = 0; c < C; ++c) {
+            const double p = value(cpu::RoundToBf16(qp[c])) * value(kp[c]);
+            exact += p;
+            magnitude += std::fabs(p);
+          }
+        };
+        add(q.data() + m * C1, keys.data() + s * C1, C1);
+        add(q2.data() + m * C2, keys2.data() + s * C2, C2);
+        ExpectWithinSumBound(got[m * S + s], static_cast<float>(exact), magnitude, C1 + C2,
+                             "m=" + std::to_string(m) + " s=" + std::to_string(s));
       }
     }
   }

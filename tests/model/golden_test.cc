@@ -143,6 +143,36 @@ TEST_P(GoldenTest, Bf16KvCacheStaysNearTheGolden) {
   }
 }
 
+// Both at once, decoding: --activations bf16 over a bf16 cache rounds decode's queries to bf16
+// for the scores too (vdpbf16ps against the cached bf16 values). The decode rows stay as near
+// DeepSeek's logits as either rounding alone, and they move: for tiny-v3 (F32 weights, whose
+// products keep float32 activations) only the scores' queries differ from the default run.
+TEST_P(GoldenTest, Bf16QueriesOverABf16CacheDecodeNearTheGolden) {
+  ModelOptions o;
+  o.max_seq_len = 256;
+  o.max_step_tokens = 64;
+  o.kv_cache = ModelOptions::KvCache::kBF16;
+  auto loaded = Model::Load(dir_, o);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  Model& model = *loaded.value();
+  const auto ids = golden_->Ids("decode.tokens");
+  const int64_t P = golden_->meta()["decode"]["prefix_length"].get<int64_t>();
+  const auto want = golden_->F32("decode.logits");
+  std::vector<float> plain, got;
+  ASSERT_TRUE(model.Logits(ids, P, &plain).ok());
+  SetLinearActivations(LinearActivations::kBf16);
+  const Status st = model.Logits(ids, P, &got);
+  SetLinearActivations(LinearActivations::kInt8);
+  ASSERT_TRUE(st.ok()) << st.message();
+  ASSERT_EQ(got.size(), want.size());
+  const size_t rows = static_cast<size_t>(ids.size()) - static_cast<size_t>(P) + 1, V = want.size() / rows;
+  double scale = 0;
+  for (float v : want) scale = std::max(scale, static_cast<double>(std::fabs(v)));
+  const auto [near, typical] = testing::CountNearPositions(got.data(), want.data(), rows, V, 2e-2 * scale);
+  EXPECT_GE(near, rows - (rows + 9) / 10) << "decode rows within 2% of the logit scale, of " << rows;
+  EXPECT_NE(got, plain) << "the decode queries were rounded";
+}
+
 TEST_P(GoldenTest, NaiveAttentionAgreesWithAbsorbed) {
   auto absorbed = Load(ModelOptions::Attention::kAbsorbed), naive = Load(ModelOptions::Attention::kNaive);
   auto ids = golden_->Ids("prefill.2.tokens");

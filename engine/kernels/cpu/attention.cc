@@ -6,6 +6,7 @@
 #include <Eigen/Core>
 
 #include "engine/base/dtype.h"
+#include "engine/kernels/cpu/cpu_features.h"
 #include "engine/kernels/cpu/linear_kernels.h"
 #include "engine/kernels/ops.h"
 
@@ -101,6 +102,16 @@ void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const float* 
 void MultiQueryScoresTwoPart(const float* q1, int64_t ldq1, const uint16_t* keys1, int64_t C1, const float* q2,
                              int64_t ldq2, const uint16_t* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
                              int64_t lds) {
+  if (GetLinearActivations() == LinearActivations::kBf16 && cpu::Bf16ScoresTake(C1, C2)) {
+    // The queries rounded to bf16 against the cache's bf16 values, as BF16 weights meet bf16
+    // activations: vdpbf16ps where the CPU has it, else its twin (the same bits).
+    if (UseAvx512() && GetCpuFeatures().HasAvx512Bf16Set()) {
+      cpu::Bf16QueryScoresAvx512(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds);
+    } else {
+      cpu::Bf16QueryScoresReference(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds);
+    }
+    return;
+  }
   if (TwoPartKernel(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds)) return;
   if (UseAvx2() && S > 0 && C1 > 0 && C2 > 0) {  // many queries: the float32 form's two GEMMs
     GemmScores(q1, M, ldq1, cpu::WeightKind::kBF16, keys1, S, C1, scores, lds, false);

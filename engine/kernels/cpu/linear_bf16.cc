@@ -1,6 +1,6 @@
 // BF16 weights times bf16 activations (LinearActivations::kBf16): the rounding of the
-// activations and the scalar twin of linear_bf16_avx512.cc, whose arithmetic linear_kernels.h
-// states. The twin follows vdpbf16ps exactly as this CPU family computes it (checked on 3.2
+// activations and the scalar twins of linear_bf16_avx512.cc and attention_bf16_avx512.cc, whose
+// arithmetic linear_kernels.h states. The twin follows vdpbf16ps exactly as this CPU family computes it (checked on 3.2
 // million lanes of random and extreme operands on Zen 5, and by the kernel tests on every
 // machine that has the instruction): a lane adds the product of its odd pair and then that of
 // its even pair, each product exact and each addition rounded once to float32, with bf16
@@ -69,6 +69,35 @@ void Bf16LinearReference(const uint16_t* xh, int64_t T, const RawWeight& w, int6
       const float sum = (quarter[0] + quarter[2]) + (quarter[1] + quarter[3]);
       float& out = y[t * ldy + r];
       out = accumulate ? out + sum : sum;
+    }
+  }
+}
+
+void Bf16QueryScoresReference(const float* q1, int64_t ldq1, const uint16_t* keys1, int64_t C1, const float* q2,
+                              int64_t ldq2, const uint16_t* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
+                              int64_t lds) {
+  std::vector<uint16_t> q(static_cast<size_t>(C1 + C2));
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t c = 0; c < C1; ++c) q[c] = RoundToBf16(q1[m * ldq1 + c]);
+    for (int64_t c = 0; c < C2; ++c) q[C1 + c] = RoundToBf16(q2[m * ldq2 + c]);
+    for (int64_t s = 0; s < S; ++s) {
+      float lane[8] = {};
+      // Part one's columns, then part two's, sixteen at a time (a last eight padded with zeros):
+      // lane j, odd column then even.
+      const auto part = [&](const uint16_t* qp, const uint16_t* key, int64_t C) {
+        const auto product = [&](int64_t i) {
+          return i < C ? static_cast<double>(FromBf16(qp[i])) * FromBf16(key[i]) : 0.0;
+        };
+        for (int64_t c = 0; c < C; c += 16) {
+          for (int j = 0; j < 8; ++j) {
+            lane[j] = AddFlushed(lane[j], product(c + 2 * j + 1));
+            lane[j] = AddFlushed(lane[j], product(c + 2 * j));
+          }
+        }
+      };
+      part(q.data(), keys1 + s * C1, C1);
+      part(q.data() + C1, keys2 + s * C2, C2);
+      scores[m * lds + s] = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
     }
   }
 }

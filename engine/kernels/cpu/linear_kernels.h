@@ -216,6 +216,22 @@ void Fp8Bf16LinearAvx512(const float* x, int64_t T, const RawWeight& w, int64_t 
 // bf16 FLOPs per second (four per lane: two products, two additions) of a register-only
 // vdpbf16ps loop on this thread for about `seconds` (linear_bf16_avx512.cc).
 double Bf16PeakFlopsAvx512(double seconds);
+// MultiQueryScoresTwoPart (ops.h) over a bf16 cache with the queries rounded to bf16 as above
+// (a decode step's scores under LinearActivations::kBf16): scores[m * lds + s] is vdpbf16ps's
+// sum over eight lanes, lane j taking columns c + 2j + 1 and then c + 2j of each 16 columns c
+// of part one in order, then of part two (a part's last eight columns padded with zero
+// products; each product exact, each addition rounded once, bf16 subnormals read as zero,
+// subnormal sums flushed to zero), the lanes summed as ((l0 + l1) + (l2 + l3)) + ((l4 + l5) +
+// (l6 + l7)). Needs C1 and C2 multiples of 8 (Bf16ScoresTake). The twin (linear_bf16.cc)
+// computes exactly that; the AVX-512 BF16 form (attention_bf16_avx512.cc) gives its bits, two
+// queries and four keys a vector each step.
+inline bool Bf16ScoresTake(int64_t C1, int64_t C2) { return C1 % 8 == 0 && C2 % 8 == 0; }
+void Bf16QueryScoresReference(const float* q1, int64_t ldq1, const uint16_t* keys1, int64_t C1, const float* q2,
+                              int64_t ldq2, const uint16_t* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
+                              int64_t lds);
+void Bf16QueryScoresAvx512(const float* q1, int64_t ldq1, const uint16_t* keys1, int64_t C1, const float* q2,
+                           int64_t ldq2, const uint16_t* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
+                           int64_t lds);
 
 // --- AVX2 + FMA + F16C (linear_avx2.cc) ---
 // Whether the AVX2 kernels handle this weight (dtype and block shape).
