@@ -71,7 +71,7 @@ inline constexpr const char* kActivationsHelp =
     "quantized per token in blocks of 32 as llama.cpp does, float32 in prefill and scoring; "
     "int8-all: int8 in every step, as llama.cpp, INT8/INT4 prefill 2-3x faster with AVX-512 VNNI; bf16: int8-all, and BF16 and FP8 "
     "weights multiply activations rounded to bf16 with AVX-512 BF16, faster prefill (needs that CPU), "
-    "and decode's scores over a bf16 KV cache take bf16 queries; "
+    "and decode's attention over a bf16 KV cache takes bf16 queries and probabilities; "
     "f32: exact float32)";
 Status ApplyActivationsOption(const std::string& value);
 

@@ -244,8 +244,9 @@ void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const float* 
 // float32 copy), the GEMM of 16 or more queries as it packs them (as BF16 weights); the
 // reference widens the rows into a buffer and calls the float32 forms. Under
 // LinearActivations::kBf16 the scores (widths of whole 8-column steps) take the queries rounded
-// to bf16 instead, as BF16 weights take bf16 activations: vdpbf16ps's sums (linear_kernels.h,
-// Bf16QueryScoresReference), with AVX-512 BF16 where the CPU has it.
+// to bf16 instead, and the weighted sums (widths of whole 16-column steps) the probabilities, as
+// BF16 weights take bf16 activations: vdpbf16ps's sums (linear_kernels.h,
+// Bf16QueryScoresReference and Bf16WeightedSumReference), with AVX-512 BF16 where the CPU has it.
 void MultiQueryScoresTwoPart(const float* q1, int64_t ldq1, const uint16_t* keys1, int64_t C1, const float* q2,
                              int64_t ldq2, const uint16_t* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
                              int64_t lds);

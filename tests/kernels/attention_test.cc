@@ -414,6 +414,76 @@ TEST_F(MultiQueryTest, Bf16QueriesOverABf16CacheGiveTheTwinsBits) {
   }
 }
 
+// The weighted sums of the same steps take the probabilities rounded to bf16 (vdpbf16ps over
+// pairs of rows): the kernel and every family through MultiQueryWeightedSum give the twin's
+// bits, for query counts around the tiles of six, rows odd and even and across the kernel's
+// blocks of 512, widths of whole 32- and 16-column steps, and subnormal values; widths of 8-column
+// steps and the default activations keep the float32 sums; the twin is within float32's
+// summation bound of the rounded values' sums.
+TEST_F(MultiQueryTest, Bf16ProbabilitiesOverABf16CacheGiveTheTwinsBits) {
+  const auto bits_equal = [](const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  };
+  const auto value = [](uint16_t h) { return double(BF16ToF32((h & 0x7f80) == 0 ? h & 0x8000 : h)); };
+  const bool bf16_cpu = GetCpuFeatures().HasAvx512Bf16Set();
+  uint32_t seed = 5100;
+  for (int64_t C : {256, 16, 48, 512, 40}) {
+    for (int64_t M : {1, 2, 3, 5, 6, 7, 12, 13}) {
+      for (int64_t S : {1, 2, 3, 5, 128, 131, 513, 1100}) {
+        if (C == 512 && S > 200 && M > 3) continue;  // the twin is slow; these shapes are covered at smaller ones
+        const int64_t ldp = S + 3;
+        std::vector<float> p = Random(M * ldp, seed++);
+        for (int64_t i = 0; i < M * ldp; ++i) {
+          p[i] = std::fabs(p[i]) * 0.01f;  // softmax-like weights, some zero and some tiny
+          if (i % 13 == 4) p[i] = 0.0f;
+          if (i % 13 == 9) p[i] *= 0x1p-120f;
+        }
+        const std::vector<float> v = Random(S * C, seed++);
+        std::vector<uint16_t> vals(static_cast<size_t>(S * C));
+        for (int64_t i = 0; i < S * C; ++i)
+          vals[i] = i % 17 == 5 ? static_cast<uint16_t>(1 + i % 0x7f) : F32ToBF16(v[i]);
+        const std::string what = "C=" + std::to_string(C) + " M=" + std::to_string(M) + " S=" + std::to_string(S);
+        std::vector<float> want(static_cast<size_t>(M * C + 5), -7.0f);
+        cpu::Bf16WeightedSumReference(p.data(), M, ldp, vals.data(), S, C, want.data());
+        for (int i = 0; i < 5; ++i) ASSERT_EQ(want[M * C + i], -7.0f) << "twin wrote past M x C, " << what;
+        if (M == 5) {
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t c = 0; c < C; c += 7) {
+              double exact = 0, magnitude = 0;
+              for (int64_t s = 0; s < S; ++s) {
+                const double x = value(cpu::RoundToBf16(p[m * ldp + s])) * value(vals[s * C + c]);
+                exact += x;
+                magnitude += std::fabs(x);
+              }
+              ExpectWithinSumBound(want[m * C + c], static_cast<float>(exact), magnitude, S, what);
+            }
+        }
+        const bool takes = C % 16 == 0;
+        if (bf16_cpu && takes) {
+          std::vector<float> got(want.size(), -7.0f);
+          cpu::Bf16WeightedSumAvx512(p.data(), M, ldp, vals.data(), S, C, got.data());
+          ASSERT_TRUE(bits_equal(got, want)) << "AVX-512 BF16 kernel, " << what;
+        }
+        for (const LinearKernel k : {LinearKernel::kReference, LinearKernel::kAvx2, LinearKernel::kAvx512}) {
+          if (k == LinearKernel::kAvx512 && !GetCpuFeatures().HasAvx512VnniSet()) continue;
+          SetLinearKernel(k);
+          std::vector<float> plain(want.size(), -7.0f), got = plain;
+          MultiQueryWeightedSum(p.data(), M, ldp, vals.data(), S, C, plain.data());
+          SetLinearActivations(LinearActivations::kBf16);
+          MultiQueryWeightedSum(p.data(), M, ldp, vals.data(), S, C, got.data());
+          SetLinearActivations(LinearActivations::kInt8);
+          if (takes) {
+            ASSERT_TRUE(bits_equal(got, want)) << LinearKernelName(k) << " under bf16 activations, " << what;
+            if (S > 100) EXPECT_FALSE(bits_equal(plain, want)) << LinearKernelName(k) << " under int8 activations, " << what;
+          } else {
+            ASSERT_TRUE(bits_equal(got, plain)) << LinearKernelName(k) << ", 8-column steps keep float32, " << what;
+          }
+        }
+      }
+    }
+  }
+}
+
 // The twin is the dot product of the rounded values: each score within float32's summation
 // bound of the exact sum of RoundToBf16(q) · key over both parts (bf16 subnormals as zero).
 TEST_F(MultiQueryTest, Bf16QueryTwinIsTheDotProductOfTheRoundedValues) {

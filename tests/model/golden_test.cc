@@ -143,11 +143,12 @@ TEST_P(GoldenTest, Bf16KvCacheStaysNearTheGolden) {
   }
 }
 
-// Both at once, decoding: --activations bf16 over a bf16 cache rounds decode's queries to bf16
-// for the scores too (vdpbf16ps against the cached bf16 values). The decode rows stay as near
-// DeepSeek's logits as either rounding alone, and they move: for tiny-v3 (F32 weights, whose
-// products keep float32 activations) only the scores' queries differ from the default run.
-TEST_P(GoldenTest, Bf16QueriesOverABf16CacheDecodeNearTheGolden) {
+// Both at once, decoding: --activations bf16 over a bf16 cache rounds decode's queries and
+// probabilities to bf16 too (vdpbf16ps against the cached bf16 values). The decode rows stay as
+// near DeepSeek's logits as either rounding alone, and they move: for tiny-v3 (F32 weights,
+// whose products keep float32 activations) only the attention's products differ from the
+// default run.
+TEST_P(GoldenTest, Bf16ActivationsOverABf16CacheDecodeNearTheGolden) {
   ModelOptions o;
   o.max_seq_len = 256;
   o.max_step_tokens = 64;
@@ -170,7 +171,7 @@ TEST_P(GoldenTest, Bf16QueriesOverABf16CacheDecodeNearTheGolden) {
   for (float v : want) scale = std::max(scale, static_cast<double>(std::fabs(v)));
   const auto [near, typical] = testing::CountNearPositions(got.data(), want.data(), rows, V, 2e-2 * scale);
   EXPECT_GE(near, rows - (rows + 9) / 10) << "decode rows within 2% of the logit scale, of " << rows;
-  EXPECT_NE(got, plain) << "the decode queries were rounded";
+  EXPECT_NE(got, plain) << "the decode queries and probabilities were rounded";
 }
 
 TEST_P(GoldenTest, NaiveAttentionAgreesWithAbsorbed) {

@@ -128,6 +128,15 @@ void MultiQueryScoresTwoPart(const float* q1, int64_t ldq1, const uint16_t* keys
 
 void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const uint16_t* vals, int64_t S, int64_t C,
                            float* out) {
+  if (GetLinearActivations() == LinearActivations::kBf16 && cpu::Bf16WeightedSumTakes(C)) {
+    // The probabilities rounded to bf16 against the cache's bf16 values, as the scores' queries.
+    if (UseAvx512() && GetCpuFeatures().HasAvx512Bf16Set()) {
+      cpu::Bf16WeightedSumAvx512(p, M, ldp, vals, S, C, out);
+    } else {
+      cpu::Bf16WeightedSumReference(p, M, ldp, vals, S, C, out);
+    }
+    return;
+  }
   if (WeightedSumKernel(p, M, ldp, vals, S, C, out)) return;
   thread_local std::vector<float> wide;
   wide.resize(static_cast<size_t>(S * C));

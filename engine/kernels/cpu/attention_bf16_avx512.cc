@@ -1,16 +1,19 @@
-// Decode's scores over a bf16 latent cache with the queries rounded to bf16 (LinearActivations::
-// kBf16), by vdpbf16ps (compiled with -mavx512bf16 and the avx512 family's flags for this file
-// only; attention.cc calls it after checking the CPU). The float32 scores (attention_avx512.cc)
-// widen each cached value and spend one FMA lane per product; here a cached row's sixteen
-// values are one 32-byte broadcast, and each lane multiplies two of them by two query values
-// and adds both: half the instructions a product, no widening. Each (query, key) runs the
-// chain linear_kernels.h states (Bf16QueryScoresReference, linear_bf16.cc, is its twin).
+// Decode's attention over a bf16 latent cache with the queries and the probabilities rounded to
+// bf16 (LinearActivations::kBf16), by vdpbf16ps (compiled with -mavx512bf16 and the avx512
+// family's flags for this file only; attention.cc calls it after checking the CPU). The float32
+// products (attention_avx512.cc) widen each cached value and spend one FMA lane per product;
+// here each lane multiplies two cached values by two rounded ones and adds both: half the
+// instructions a product, no widening. Each sum runs the chain linear_kernels.h states
+// (Bf16QueryScoresReference and Bf16WeightedSumReference, linear_bf16.cc, are the twins).
 //
-// As in attention_avx512.cc: two queries per vector (query 2p in lanes 0-7, 2p + 1 in lanes
+// The scores, as in attention_avx512.cc: two queries per vector (query 2p in lanes 0-7, 2p + 1 in lanes
 // 8-15, each lane a pair of columns), a key's sixteen columns in both halves (a last eight
 // padded with zeros), tiles of up to six
 // pairs and four keys (24 accumulators, ten loads per 24 instructions), each key read once for
-// all the queries of a group, and the four keys' lane sums by one hadd tree (QuadSums).
+// all the queries of a group, and the four keys' lane sums by one hadd tree (QuadSums). The
+// weighted sums: sixteen columns a vector, each lane a pair of rows (one permute interleaves
+// two rows' 32-byte loads), a query's pair of probabilities one broadcast, tiles of up to six
+// queries and 32 columns over blocks of 512 rows, the sums carried from block to block.
 //
 // No standard-library templates or shared inline functions are used here (see linear_kernels.h).
 #include "engine/kernels/cpu/linear_kernels.h"
@@ -101,7 +104,72 @@ void PairTile(const uint16_t* pairs, int64_t C1, const uint16_t* keys1, int64_t 
   }
 }
 
+// Rows per block of the weighted sums (even: a block holds whole pairs of rows) and the query
+// tile's probabilities as bf16 pairs for one block: word s / 2 of query i holds rows s and s + 1.
+constexpr int64_t kSumBlockRows = 512;
+
+// The words of rows s and s + 1 for sixteen columns, interleaved: lane j holds column j of row
+// s (even word) and of row s + 1 (odd word), as vdpbf16ps pairs them. next: row s + 1, or null
+// past the last row (zeros).
+inline __m512bh RowPair(const uint16_t* row, const uint16_t* next) {
+  const __m512i index = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38, 6,
+                                         37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+  const __m512i a = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row)));
+  const __m512i b = next ? _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(next)))
+                         : _mm512_setzero_si512();
+  return Bh(_mm512_permutex2var_epi16(a, index, b));
+}
+
+// N queries x 16V columns from c0 over rows [0, S) of a block (pp: the queries' pairs, ldpp
+// words apart): out (+)= (resume: the sums go on from what out holds).
+template <int N, int V>
+void SumTile(const uint32_t* pp, int64_t ldpp, const uint16_t* vals, int64_t S, int64_t C, int64_t c0, float* out,
+             bool resume) {
+  __m512 acc[N][V];
+  for (int i = 0; i < N; ++i)
+    for (int v = 0; v < V; ++v) acc[i][v] = resume ? _mm512_loadu_ps(out + i * C + c0 + 16 * v) : _mm512_setzero_ps();
+  for (int64_t s = 0; s < S; s += 2) {
+    const uint16_t* row = vals + s * C + c0;
+    const uint16_t* next = s + 1 < S ? row + C : nullptr;
+    __m512bh x[V];
+    for (int v = 0; v < V; ++v) x[v] = RowPair(row + 16 * v, next ? next + 16 * v : nullptr);
+    for (int i = 0; i < N; ++i) {
+      const __m512bh w = Bh(_mm512_set1_epi32(static_cast<int>(pp[i * ldpp + s / 2])));
+      for (int v = 0; v < V; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], w, x[v]);
+    }
+  }
+  for (int i = 0; i < N; ++i)
+    for (int v = 0; v < V; ++v) _mm512_storeu_ps(out + i * C + c0 + 16 * v, acc[i][v]);
+}
+
 }  // namespace
+
+void Bf16WeightedSumAvx512(const float* p, int64_t M, int64_t ldp, const uint16_t* vals, int64_t S, int64_t C,
+                           float* out) {
+  alignas(64) uint32_t pp[6 * (kSumBlockRows / 2)];
+  constexpr int64_t ldpp = kSumBlockRows / 2;
+  for (int64_t s0 = 0; s0 == 0 || s0 < S; s0 += kSumBlockRows) {
+    const int64_t n = S - s0 < kSumBlockRows ? S - s0 : kSumBlockRows;
+    QueryTiles<6>(M, [&]<int N>(int64_t m) __attribute__((always_inline)) {
+      // The tile's probabilities for the block, rounded (vcvtne2ps2bf16) into pairs of rows.
+      for (int i = 0; i < N; ++i) {
+        const float* pi = p + (m + i) * ldp + s0;
+        for (int64_t s = 0; s < n; s += 32) {
+          const int64_t left = n - s;
+          const __mmask16 lo = left >= 16 ? 0xffff : static_cast<__mmask16>((1u << left) - 1);
+          const __mmask16 hi = left >= 32 ? 0xffff : left <= 16 ? 0 : static_cast<__mmask16>((1u << (left - 16)) - 1);
+          const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, pi + s + 16), _mm512_maskz_loadu_ps(lo, pi + s));
+          _mm512_storeu_si512(pp + i * ldpp + s / 2, reinterpret_cast<__m512i>(v));
+        }
+      }
+      const uint16_t* block = vals + s0 * C;
+      float* o = out + m * C;
+      int64_t c0 = 0;
+      for (; c0 + 32 <= C; c0 += 32) SumTile<N, 2>(pp, ldpp, block, n, C, c0, o, s0 > 0);
+      if (c0 < C) SumTile<N, 1>(pp, ldpp, block, n, C, c0, o, s0 > 0);
+    });
+  }
+}
 
 void Bf16QueryScoresAvx512(const float* q1, int64_t ldq1, const uint16_t* keys1, int64_t C1, const float* q2,
                            int64_t ldq2, const uint16_t* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
@@ -143,6 +211,7 @@ void Bf16QueryScoresAvx512(const float* q1, int64_t ldq1, const uint16_t* keys1,
 namespace dsv3::cpu {
 void Bf16QueryScoresAvx512(const float*, int64_t, const uint16_t*, int64_t, const float*, int64_t, const uint16_t*,
                            int64_t, int64_t, int64_t, float*, int64_t) {}
+void Bf16WeightedSumAvx512(const float*, int64_t, int64_t, const uint16_t*, int64_t, int64_t, float*) {}
 }  // namespace dsv3::cpu
 
 #endif

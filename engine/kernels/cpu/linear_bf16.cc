@@ -102,6 +102,22 @@ void Bf16QueryScoresReference(const float* q1, int64_t ldq1, const uint16_t* key
   }
 }
 
+void Bf16WeightedSumReference(const float* p, int64_t M, int64_t ldp, const uint16_t* vals, int64_t S, int64_t C,
+                              float* out) {
+  for (int64_t m = 0; m < M; ++m) {
+    const auto weight = [&](int64_t s) { return s < S ? static_cast<double>(FromBf16(RoundToBf16(p[m * ldp + s]))) : 0.0; };
+    for (int64_t c = 0; c < C; ++c) {
+      const auto value = [&](int64_t s) { return s < S ? static_cast<double>(FromBf16(vals[s * C + c])) : 0.0; };
+      float acc = 0.0f;
+      for (int64_t s = 0; s < S; s += 2) {  // the odd row's product, then the even one's
+        acc = AddFlushed(acc, weight(s + 1) * value(s + 1));
+        acc = AddFlushed(acc, weight(s) * value(s));
+      }
+      out[m * C + c] = acc;
+    }
+  }
+}
+
 void Fp8Bf16LinearReference(const float* x, int64_t T, const RawWeight& w, int64_t r0, int64_t r1, float* y,
                             int64_t ldy, bool accumulate) {
   const int64_t K = w.cols, Kh = Bf16ActCols(K);

@@ -232,6 +232,19 @@ void Bf16QueryScoresReference(const float* q1, int64_t ldq1, const uint16_t* key
 void Bf16QueryScoresAvx512(const float* q1, int64_t ldq1, const uint16_t* keys1, int64_t C1, const float* q2,
                            int64_t ldq2, const uint16_t* keys2, int64_t C2, int64_t M, int64_t S, float* scores,
                            int64_t lds);
+// MultiQueryWeightedSum (ops.h) over a bf16 cache with the probabilities rounded to bf16 (the
+// same step's weighted sums): out[m * C + c] is one vdpbf16ps lane's chain over the rows in
+// pairs, adding p[s + 1] · vals[s + 1][c] and then p[s] · vals[s][c] for s = 0, 2, 4 ... (a last
+// odd row paired with zeros), each product exact and each addition rounded once, bf16
+// subnormals read as zero and subnormal sums flushed to zero. Needs C % 16 == 0
+// (Bf16WeightedSumTakes). Twin in linear_bf16.cc; the AVX-512 BF16 form in
+// attention_bf16_avx512.cc, sixteen columns a vector, interleaving each pair of rows by one
+// permute.
+inline bool Bf16WeightedSumTakes(int64_t C) { return C % 16 == 0; }
+void Bf16WeightedSumReference(const float* p, int64_t M, int64_t ldp, const uint16_t* vals, int64_t S, int64_t C,
+                              float* out);
+void Bf16WeightedSumAvx512(const float* p, int64_t M, int64_t ldp, const uint16_t* vals, int64_t S, int64_t C,
+                           float* out);
 
 // --- AVX2 + FMA + F16C (linear_avx2.cc) ---
 // Whether the AVX2 kernels handle this weight (dtype and block shape).
