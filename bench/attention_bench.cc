@@ -136,6 +136,36 @@ void DecodeSpansArgs(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_DecodeSpans)->Apply(DecodeSpansArgs)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 
+// One decode span of DeepSeek-V3 over a bf16 cache, one thread: its 128 heads stacked over 2048
+// cached rows (one of 16 spans at 32K context) of 512 latent and 64 rope values, the two-part
+// scores and the weighted sum. Arg: 2, float32 queries and probabilities (the widened rows'
+// bits: the GEMM takes the scores of 16 or more queries); 3, both rounded to bf16
+// (--activations bf16, AVX-512 BF16).
+void BM_DeepSeekSpan(benchmark::State& state) {
+  const int64_t form = state.range(0);
+  if (!GetCpuFeatures().HasAvx512VnniSet() || (form == 3 && !GetCpuFeatures().HasAvx512Bf16Set())) {
+    state.SkipWithError("CPU lacks the kernel's instructions");
+    return;
+  }
+  constexpr int64_t H = 128, S = 2048, C = 512, R = 64;
+  const auto q = Random(H * (C + R)), p = Random(H * S);
+  std::vector<uint16_t> latents, rope;
+  for (float v : Random(S * C)) latents.push_back(F32ToBF16(v));
+  for (float v : Random(S * R)) rope.push_back(F32ToBF16(v));
+  std::vector<float> scores(static_cast<size_t>(H * S)), out(static_cast<size_t>(H * C));
+  if (form == 3) SetLinearActivations(LinearActivations::kBf16);
+  for (auto _ : state) {
+    MultiQueryScoresTwoPart(q.data(), C, latents.data(), C, q.data() + H * C, R, rope.data(), R, H, S, scores.data(), S);
+    MultiQueryWeightedSum(p.data(), H, S, latents.data(), S, C, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  SetLinearActivations(LinearActivations::kInt8);
+  state.SetLabel(form == 3 ? "bf16 queries and probabilities" : "float32 queries and probabilities");
+  state.counters["FLOPS"] =
+      benchmark::Counter(static_cast<double>(2 * H * S * (2 * C + R)) * state.iterations(), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_DeepSeekSpan)->Arg(2)->Arg(3)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+
 // Prefill attention's MatMul products for one head of bench-v3-mini, a 256-token chunk at
 // depth 4096 (S = 4352 cached positions): keys and values from 96 latent rows at a time
 // (96 x 256 · 256 x 64), one block of 12 query rows' scores (12 x 96 · 96 x S), and its

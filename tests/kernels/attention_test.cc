@@ -308,7 +308,7 @@ TEST_F(MultiQueryTest, Bf16RowsGiveTheBitsOfTheirWidenedRows) {
 // (vdpbf16ps, linear_kernels.h's chain): every family gives the twin's bits through
 // MultiQueryScoresTwoPart (the AVX-512 BF16 kernel where the CPU has it, the twin elsewhere),
 // and the kernel does when called directly, for query counts around its tiles of six pairs and
-// groups of sixteen, key counts around its four-key steps, widths of whole 16-column steps and
+// groups of sixteen, key counts around its four-key steps and blocks of 256 keys, widths of whole 16-column steps and
 // of a last 8 (the goldens' rope part; one too wide for its pairs: the twin's), and values that exercise the flushing: subnormal bf16
 // keys (read as zero), queries that round to subnormals, and sums that fall below the normal
 // range. Under the default activations the same call keeps the float32 queries (the widened
@@ -376,7 +376,7 @@ TEST_F(MultiQueryTest, Bf16QueriesOverABf16CacheGiveTheTwinsBits) {
   for (const auto [C1, C2] : {std::pair<int64_t, int64_t>{256, 32}, {16, 16}, {512, 64}, {48, 0}, {1024, 16},
                               {32, 8}, {24, 8}, {8, 40}}) {
     for (int64_t M : {1, 2, 3, 5, 6, 7, 12, 13, 16, 17, 33}) {
-      for (int64_t S : {1, 3, 4, 5, 8, 13, 130}) {
+      for (int64_t S : {1, 3, 4, 5, 8, 13, 130, 517}) {  // 517: two blocks of 256 keys and a tail
         const int64_t ldq = C1 + 3, ldq2 = C2 + 1, lds = S + 2;
         const auto q = queries_of(M * ldq, seed++), q2 = queries_of(M * ldq2, seed++);
         const auto keys = keys_of(S * C1, seed++), keys2 = keys_of(S * C2, seed++);

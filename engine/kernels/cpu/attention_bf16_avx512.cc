@@ -36,6 +36,8 @@ namespace {
 // steps) the pairs take: 32 KB of bf16 pairs (DeepSeek-V3's 512 + 64 columns take 18 KB); wider
 // rows go to the twin.
 constexpr int64_t kGroupQueries = 16, kMaxColumns = 1024;
+// Keys per block of the scores (a multiple of four): 288 KB of DeepSeek-V3's rows.
+constexpr int64_t kKeyBlockRows = 256;
 
 inline __m512bh Bh(__m512i v) { return reinterpret_cast<__m512bh>(v); }
 
@@ -186,20 +188,27 @@ void Bf16QueryScoresAvx512(const float* q1, int64_t ldq1, const uint16_t* keys1,
     for (int64_t i = 0; i < left * C1; ++i) tail[i] = keys1[S4 * C1 + i];
     for (int64_t i = 0; i < left * C2; ++i) tail[4 * C1 + i] = keys2[S4 * C2 + i];
   }
-  for (int64_t m = 0; m < M; m += kGroupQueries) {
-    const int64_t n = M - m < kGroupQueries ? M - m : kGroupQueries, np = (n + 1) / 2;
-    PairQueries(q1 + m * ldq1, ldq1, C1, q2 + m * ldq2, ldq2, C2, n, pairs);
-    float* out = scores + m * lds;
-    for (int64_t s = 0; s < S; s += 4) {
-      const bool whole = s < S4;
-      const uint16_t* key1 = whole ? keys1 + s * C1 : tail;
-      const uint16_t* key2 = whole ? keys2 + s * C2 : tail + 4 * C1;
-      const bool fetch = s + 12 <= S;  // the first tile fetches the rows two steps ahead
-      QueryTiles<6>(np, [&]<int P>(int64_t p) __attribute__((always_inline)) {
-        const bool first = p == 0 && fetch;
-        PairTile<P>(pairs + p * 2 * W, C1, key1, C2, key2, 2 * p, n, out + s, lds, first ? key1 + 8 * C1 : nullptr,
-                    first ? key2 + 8 * C2 : nullptr, whole ? 4 : static_cast<int>(left));
-      });
+  // Keys a block at a time, every group of queries over a block while it is in L2 (DeepSeek-V3's
+  // 128 heads are eight groups, and its spans of up to 2048 rows, 2.3 MB, would come from L3 for
+  // each); a group's pairs are made again for each block (W conversions per query against
+  // kKeyBlockRows · W products).
+  for (int64_t b0 = 0; b0 < S; b0 += kKeyBlockRows) {
+    const int64_t b1 = S - b0 < kKeyBlockRows ? S : b0 + kKeyBlockRows;
+    for (int64_t m = 0; m < M; m += kGroupQueries) {
+      const int64_t n = M - m < kGroupQueries ? M - m : kGroupQueries, np = (n + 1) / 2;
+      if (b0 == 0 || M > kGroupQueries) PairQueries(q1 + m * ldq1, ldq1, C1, q2 + m * ldq2, ldq2, C2, n, pairs);
+      float* out = scores + m * lds;
+      for (int64_t s = b0; s < b1; s += 4) {
+        const bool whole = s < S4;
+        const uint16_t* key1 = whole ? keys1 + s * C1 : tail;
+        const uint16_t* key2 = whole ? keys2 + s * C2 : tail + 4 * C1;
+        const bool fetch = s + 12 <= b1;  // the first tile fetches the rows two steps ahead
+        QueryTiles<6>(np, [&]<int P>(int64_t p) __attribute__((always_inline)) {
+          const bool first = p == 0 && fetch;
+          PairTile<P>(pairs + p * 2 * W, C1, key1, C2, key2, 2 * p, n, out + s, lds, first ? key1 + 8 * C1 : nullptr,
+                      first ? key2 + 8 * C2 : nullptr, whole ? 4 : static_cast<int>(left));
+        });
+      }
     }
   }
 }
