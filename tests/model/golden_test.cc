@@ -57,12 +57,14 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
     dir_ = testing::SharedDir() + "/models/" + GetParam();
     golden_ = std::make_unique<Golden>(dir_);
   }
-  std::unique_ptr<Model> Load(ModelOptions::Attention attention = ModelOptions::Attention::kAuto, int64_t batch = 1) {
+  std::unique_ptr<Model> Load(ModelOptions::Attention attention = ModelOptions::Attention::kAuto, int64_t batch = 1,
+                              ModelOptions::KvCache kv_cache = ModelOptions::KvCache::kF32) {
     ModelOptions o;
     o.max_seq_len = 256;
     o.batch_size = batch;
     o.max_step_tokens = 64;  // smaller than the longest sequence: exercises split prefills
     o.attention = attention;
+    o.kv_cache = kv_cache;
     auto m = Model::Load(dir_, o);
     EXPECT_TRUE(m.ok()) << m.status().message();
     return std::move(m.value());
@@ -120,13 +122,9 @@ TEST_P(GoldenTest, Bf16ActivationsStayNearTheGolden) {
 // rounded to bf16 (2^-9 of itself at most), so, as with bf16 activations, nearly every
 // position's logits stay within 2% of their scale, and they do move (the rounding is there).
 TEST_P(GoldenTest, Bf16KvCacheStaysNearTheGolden) {
-  ModelOptions o;
-  o.max_seq_len = 256;
-  o.max_step_tokens = 64;
-  o.kv_cache = ModelOptions::KvCache::kBF16;
-  auto loaded = Model::Load(dir_, o);
-  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
-  Model& model = *loaded.value();
+  auto loaded = Load(ModelOptions::Attention::kAuto, 1, ModelOptions::KvCache::kBF16);
+  ASSERT_NE(loaded, nullptr);
+  Model& model = *loaded;
   EXPECT_EQ(model.kv_cache_value_bytes(), 2);
   for (int i = 0; golden_->Has("prefill." + std::to_string(i) + ".tokens"); ++i) {
     auto ids = golden_->Ids("prefill." + std::to_string(i) + ".tokens");
@@ -149,13 +147,9 @@ TEST_P(GoldenTest, Bf16KvCacheStaysNearTheGolden) {
 // whose products keep float32 activations) only the attention's products differ from the
 // default run.
 TEST_P(GoldenTest, Bf16ActivationsOverABf16CacheDecodeNearTheGolden) {
-  ModelOptions o;
-  o.max_seq_len = 256;
-  o.max_step_tokens = 64;
-  o.kv_cache = ModelOptions::KvCache::kBF16;
-  auto loaded = Model::Load(dir_, o);
-  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
-  Model& model = *loaded.value();
+  auto loaded = Load(ModelOptions::Attention::kAuto, 1, ModelOptions::KvCache::kBF16);
+  ASSERT_NE(loaded, nullptr);
+  Model& model = *loaded;
   const auto ids = golden_->Ids("decode.tokens");
   const int64_t P = golden_->meta()["decode"]["prefix_length"].get<int64_t>();
   const auto want = golden_->F32("decode.logits");
