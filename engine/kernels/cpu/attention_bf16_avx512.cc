@@ -6,14 +6,14 @@
 // instructions a product, no widening. Each sum runs the chain linear_kernels.h states
 // (Bf16QueryScoresReference and Bf16WeightedSumReference, linear_bf16.cc, are the twins).
 //
-// The scores, as in attention_avx512.cc: two queries per vector (query 2p in lanes 0-7, 2p + 1 in lanes
-// 8-15, each lane a pair of columns), a key's sixteen columns in both halves (a last eight
-// padded with zeros), tiles of up to six
-// pairs and four keys (24 accumulators, ten loads per 24 instructions), each key read once for
-// all the queries of a group, and the four keys' lane sums by one hadd tree (QuadSums). The
-// weighted sums: sixteen columns a vector, each lane a pair of rows (one permute interleaves
-// two rows' 32-byte loads), a query's pair of probabilities one broadcast, tiles of up to six
-// queries and 32 columns over blocks of 512 rows, the sums carried from block to block.
+// The scores, as in attention_avx512.cc: two queries per vector (query 2p in lanes 0-7, 2p + 1
+// in lanes 8-15, each lane a pair of columns), a key's sixteen columns in both halves (a last
+// eight padded with zeros), tiles of up to six pairs and four keys (24 accumulators, ten loads
+// per 24 instructions), each key read once for all the queries of a group, and the four keys'
+// lane sums by one hadd tree (QuadSums). The weighted sums: sixteen columns a vector, each lane
+// a pair of rows (one permute interleaves two rows' 32-byte loads), a query's pair of
+// probabilities one broadcast, tiles of up to six queries and 32 columns over blocks of 512
+// rows, the sums carried from block to block.
 //
 // No standard-library templates or shared inline functions are used here (see linear_kernels.h).
 #include "engine/kernels/cpu/linear_kernels.h"
@@ -179,8 +179,8 @@ void Bf16QueryScoresAvx512(const float* q1, int64_t ldq1, const uint16_t* keys1,
   const int64_t W = Steps16(C1) + Steps16(C2);
   if (W > kMaxColumns) return Bf16QueryScoresReference(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds);
   alignas(64) uint16_t pairs[kGroupQueries * kMaxColumns];
-  // The last S % 4 keys, copied into four zeroed rows of their own: a key's scores
-  // depend on its own row only, so the padded tile gives them the bits of a whole one.
+  // The last S % 4 keys, copied into four zeroed rows of their own: a key's scores depend on its
+  // own row only, so the padded tile gives them the bits of a whole one.
   alignas(64) uint16_t tail[4 * kMaxColumns];
   const int64_t S4 = S & ~int64_t{3}, left = S - S4;
   if (left > 0) {

@@ -1,8 +1,8 @@
 // BF16 weights times bf16 activations (LinearActivations::kBf16): the rounding of the
 // activations and the scalar twins of linear_bf16_avx512.cc and attention_bf16_avx512.cc, whose
-// arithmetic linear_kernels.h states. The twin follows vdpbf16ps exactly as this CPU family computes it (checked on 3.2
-// million lanes of random and extreme operands on Zen 5, and by the kernel tests on every
-// machine that has the instruction): a lane adds the product of its odd pair and then that of
+// arithmetic linear_kernels.h states. The twins follow vdpbf16ps exactly as this CPU family
+// computes it (checked on 3.2 million lanes of random and extreme operands on Zen 5, and by the
+// kernel tests on every machine that has the instruction): a lane adds the product of its odd pair and then that of
 // its even pair, each product exact and each addition rounded once to float32, with bf16
 // subnormal inputs read as zero and subnormal results flushed to zero (signed as the exact sum).
 #include <cmath>
