@@ -6,7 +6,6 @@
 #include <Eigen/Core>
 
 #include "engine/base/dtype.h"
-#include "engine/kernels/cpu/cpu_features.h"
 #include "engine/kernels/cpu/linear_kernels.h"
 #include "engine/kernels/ops.h"
 
@@ -105,7 +104,7 @@ void MultiQueryScoresTwoPart(const float* q1, int64_t ldq1, const uint16_t* keys
   if (GetLinearActivations() == LinearActivations::kBf16 && cpu::Bf16ScoresTake(C1, C2)) {
     // The queries rounded to bf16 against the cache's bf16 values, as BF16 weights meet bf16
     // activations: vdpbf16ps where the CPU has it, else its twin (the same bits).
-    if (UseAvx512() && GetCpuFeatures().HasAvx512Bf16Set()) {
+    if (Bf16KernelActive()) {  // as Linear's bf16 products (ops.h)
       cpu::Bf16QueryScoresAvx512(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds);
     } else {
       cpu::Bf16QueryScoresReference(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds);
@@ -130,7 +129,7 @@ void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const uint16_
                            float* out) {
   if (GetLinearActivations() == LinearActivations::kBf16 && cpu::Bf16WeightedSumTakes(C)) {
     // The probabilities rounded to bf16 against the cache's bf16 values, as the scores' queries.
-    if (UseAvx512() && GetCpuFeatures().HasAvx512Bf16Set()) {
+    if (Bf16KernelActive()) {  // as Linear's bf16 products (ops.h)
       cpu::Bf16WeightedSumAvx512(p, M, ldp, vals, S, C, out);
     } else {
       cpu::Bf16WeightedSumReference(p, M, ldp, vals, S, C, out);
