@@ -25,6 +25,14 @@ namespace {
 
 std::vector<float> Random(int64_t n, uint32_t seed) { return testing::RandomNormal(n, 1.0f, seed); }
 
+// Bit for bit (NaN's included), as the twins' contracts say.
+bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// A bf16 operand's value as vdpbf16ps reads it: a subnormal as a signed zero.
+double Bf16Operand(uint16_t h) { return BF16ToF32((h & 0x7f80) == 0 ? h & 0x8000 : h); }
+
 class MultiQueryTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -308,15 +316,12 @@ TEST_F(MultiQueryTest, Bf16RowsGiveTheBitsOfTheirWidenedRows) {
 // (vdpbf16ps, linear_kernels.h's chain): every family gives the twin's bits through
 // MultiQueryScoresTwoPart (the AVX-512 BF16 kernel where the CPU has it, the twin elsewhere),
 // and the kernel does when called directly, for query counts around its tiles of six pairs and
-// groups of sixteen, key counts around its four-key steps and blocks of 256 keys, widths of whole 16-column steps and
-// of a last 8 (the goldens' rope part; one too wide for its pairs: the twin's), and values that exercise the flushing: subnormal bf16
-// keys (read as zero), queries that round to subnormals, and sums that fall below the normal
-// range. Under the default activations the same call keeps the float32 queries (the widened
-// rows' bits, above).
+// groups of sixteen, key counts around its four-key steps and blocks of 256 keys, widths of
+// whole 16-column steps and of a last 8 (the goldens' rope part; one too wide for its pairs:
+// the twin's), and values that exercise the flushing: subnormal bf16 keys (read as zero),
+// float32 subnormal queries (rounded to zero), and sums below the normal range. Under the
+// default activations the same call keeps the float32 queries (the widened rows' bits, above).
 TEST_F(MultiQueryTest, Bf16QueriesOverABf16CacheGiveTheTwinsBits) {
-  const auto bits_equal = [](const std::vector<float>& a, const std::vector<float>& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-  };
   // Mostly N(0, 1); every tenth a subnormal bf16, every tenth after it a value near 2^-120
   // (its products with the small queries below are subnormal).
   const auto keys_of = [](int64_t n, uint32_t seed) {
@@ -332,7 +337,7 @@ TEST_F(MultiQueryTest, Bf16QueriesOverABf16CacheGiveTheTwinsBits) {
   const auto queries_of = [](int64_t n, uint32_t seed) {
     std::vector<float> v = Random(n, seed);
     for (int64_t i = 0; i < n; ++i) {
-      if (i % 11 == 5) v[i] *= 0x1p-130f;  // rounds to a subnormal bf16: read as zero
+      if (i % 11 == 5) v[i] *= 0x1p-130f;  // a float32 subnormal: rounds to zero
       if (i % 11 == 8) v[i] *= 0x1p-20f;
     }
     return v;
@@ -369,7 +374,7 @@ TEST_F(MultiQueryTest, Bf16QueriesOverABf16CacheGiveTheTwinsBits) {
     }
     if (bf16_cpu) {
       cpu::Bf16QueryScoresAvx512(q.data(), C1, keys.data(), C1, q2.data(), C2, keys2.data(), C2, M, S, got.data(), S);
-      EXPECT_TRUE(bits_equal(got, want)) << "AVX-512 BF16 kernel, the flushing cases";
+      EXPECT_TRUE(SameBits(got, want)) << "AVX-512 BF16 kernel, the flushing cases";
     }
   }
   uint32_t seed = 4200;
@@ -391,7 +396,7 @@ TEST_F(MultiQueryTest, Bf16QueriesOverABf16CacheGiveTheTwinsBits) {
           std::vector<float> got(want.size(), -3.0f);
           cpu::Bf16QueryScoresAvx512(q.data(), ldq, keys.data(), C1, q2.data(), ldq2, keys2.data(), C2, M, S,
                                      got.data(), lds);
-          ASSERT_TRUE(bits_equal(got, want)) << "AVX-512 BF16 kernel, " << what;
+          ASSERT_TRUE(SameBits(got, want)) << "AVX-512 BF16 kernel, " << what;
         }
         for (const LinearKernel k : {LinearKernel::kReference, LinearKernel::kAvx2, LinearKernel::kAvx512}) {
           if (k == LinearKernel::kAvx512 && !GetCpuFeatures().HasAvx512VnniSet()) continue;
@@ -401,12 +406,12 @@ TEST_F(MultiQueryTest, Bf16QueriesOverABf16CacheGiveTheTwinsBits) {
           MultiQueryScoresTwoPart(q.data(), ldq, keys.data(), C1, q2.data(), ldq2, keys2.data(), C2, M, S, got.data(),
                                   lds);
           SetLinearActivations(LinearActivations::kInt8);
-          ASSERT_TRUE(bits_equal(got, want)) << LinearKernelName(k) << " under bf16 activations, " << what;
+          ASSERT_TRUE(SameBits(got, want)) << LinearKernelName(k) << " under bf16 activations, " << what;
           if (M == 5 && S == 13) {  // the default activations: the float32 queries, not these
             std::vector<float> plain(want.size(), -3.0f);
             MultiQueryScoresTwoPart(q.data(), ldq, keys.data(), C1, q2.data(), ldq2, keys2.data(), C2, M, S,
                                     plain.data(), lds);
-            EXPECT_FALSE(bits_equal(plain, want)) << LinearKernelName(k) << " under int8 activations, " << what;
+            EXPECT_FALSE(SameBits(plain, want)) << LinearKernelName(k) << " under int8 activations, " << what;
           }
         }
       }
@@ -417,14 +422,10 @@ TEST_F(MultiQueryTest, Bf16QueriesOverABf16CacheGiveTheTwinsBits) {
 // The weighted sums of the same steps take the probabilities rounded to bf16 (vdpbf16ps over
 // pairs of rows): the kernel and every family through MultiQueryWeightedSum give the twin's
 // bits, for query counts around the tiles of six, rows odd and even and across the kernel's
-// blocks of 512, widths of whole 32- and 16-column steps, and subnormal values; widths of 8-column
-// steps and the default activations keep the float32 sums; the twin is within float32's
-// summation bound of the rounded values' sums.
+// blocks of 512, widths of whole 32- and 16-column steps, and subnormal values; widths of
+// 8-column steps and the default activations keep the float32 sums; the twin is within
+// float32's summation bound of the rounded values' sums.
 TEST_F(MultiQueryTest, Bf16ProbabilitiesOverABf16CacheGiveTheTwinsBits) {
-  const auto bits_equal = [](const std::vector<float>& a, const std::vector<float>& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-  };
-  const auto value = [](uint16_t h) { return double(BF16ToF32((h & 0x7f80) == 0 ? h & 0x8000 : h)); };
   const bool bf16_cpu = GetCpuFeatures().HasAvx512Bf16Set();
   uint32_t seed = 5100;
   for (int64_t C : {256, 16, 48, 512, 40}) {
@@ -451,7 +452,7 @@ TEST_F(MultiQueryTest, Bf16ProbabilitiesOverABf16CacheGiveTheTwinsBits) {
             for (int64_t c = 0; c < C; c += 7) {
               double exact = 0, magnitude = 0;
               for (int64_t s = 0; s < S; ++s) {
-                const double x = value(cpu::RoundToBf16(p[m * ldp + s])) * value(vals[s * C + c]);
+                const double x = Bf16Operand(cpu::RoundToBf16(p[m * ldp + s])) * Bf16Operand(vals[s * C + c]);
                 exact += x;
                 magnitude += std::fabs(x);
               }
@@ -462,7 +463,7 @@ TEST_F(MultiQueryTest, Bf16ProbabilitiesOverABf16CacheGiveTheTwinsBits) {
         if (bf16_cpu && takes) {
           std::vector<float> got(want.size(), -7.0f);
           cpu::Bf16WeightedSumAvx512(p.data(), M, ldp, vals.data(), S, C, got.data());
-          ASSERT_TRUE(bits_equal(got, want)) << "AVX-512 BF16 kernel, " << what;
+          ASSERT_TRUE(SameBits(got, want)) << "AVX-512 BF16 kernel, " << what;
         }
         for (const LinearKernel k : {LinearKernel::kReference, LinearKernel::kAvx2, LinearKernel::kAvx512}) {
           if (k == LinearKernel::kAvx512 && !GetCpuFeatures().HasAvx512VnniSet()) continue;
@@ -473,10 +474,10 @@ TEST_F(MultiQueryTest, Bf16ProbabilitiesOverABf16CacheGiveTheTwinsBits) {
           MultiQueryWeightedSum(p.data(), M, ldp, vals.data(), S, C, got.data());
           SetLinearActivations(LinearActivations::kInt8);
           if (takes) {
-            ASSERT_TRUE(bits_equal(got, want)) << LinearKernelName(k) << " under bf16 activations, " << what;
-            if (S > 100) EXPECT_FALSE(bits_equal(plain, want)) << LinearKernelName(k) << " under int8 activations, " << what;
+            ASSERT_TRUE(SameBits(got, want)) << LinearKernelName(k) << " under bf16 activations, " << what;
+            if (S > 100) EXPECT_FALSE(SameBits(plain, want)) << LinearKernelName(k) << " under int8 activations, " << what;
           } else {
-            ASSERT_TRUE(bits_equal(got, plain)) << LinearKernelName(k) << ", 8-column steps keep float32, " << what;
+            ASSERT_TRUE(SameBits(got, plain)) << LinearKernelName(k) << ", 8-column steps keep float32, " << what;
           }
         }
       }
@@ -487,7 +488,6 @@ TEST_F(MultiQueryTest, Bf16ProbabilitiesOverABf16CacheGiveTheTwinsBits) {
 // The twin is the dot product of the rounded values: each score within float32's summation
 // bound of the exact sum of RoundToBf16(q) · key over both parts (bf16 subnormals as zero).
 TEST_F(MultiQueryTest, Bf16QueryTwinIsTheDotProductOfTheRoundedValues) {
-  const auto value = [](uint16_t h) { return double(BF16ToF32((h & 0x7f80) == 0 ? h & 0x8000 : h)); };
   uint32_t seed = 4700;
   for (const auto [C1, C2] : {std::pair<int64_t, int64_t>{256, 32}, {16, 0}, {32, 8}}) {
     const int64_t M = 7, S = 9;
@@ -503,7 +503,7 @@ TEST_F(MultiQueryTest, Bf16QueryTwinIsTheDotProductOfTheRoundedValues) {
         double exact = 0, magnitude = 0;
         const auto add = [&](const float* qp, const uint16_t* kp, int64_t C) {
           for (int64_t c = 0; c < C; ++c) {
-            const double p = value(cpu::RoundToBf16(qp[c])) * value(kp[c]);
+            const double p = Bf16Operand(cpu::RoundToBf16(qp[c])) * Bf16Operand(kp[c]);
             exact += p;
             magnitude += std::fabs(p);
           }
