@@ -111,12 +111,10 @@ void PairTile(const float* pairs, int64_t C1, const T* keys1, int64_t C2, const 
   PairSteps<P, T>(acc, pairs, W, keys1, C1, ahead1);
   if (kTwo) PairSteps<P, T>(acc, pairs + 2 * C1, W, keys2, C2, ahead2);
   for (int p = 0; p < P; ++p) {
-    // Keys 0 | 1 and 2 | 3 of the even query (the low halves), then of the odd one.
-    const __m512 even01 = _mm512_shuffle_f32x4(acc[p][0], acc[p][1], 0x44), even23 = _mm512_shuffle_f32x4(acc[p][2], acc[p][3], 0x44);
-    const __m512 odd01 = _mm512_shuffle_f32x4(acc[p][0], acc[p][1], 0xee), odd23 = _mm512_shuffle_f32x4(acc[p][2], acc[p][3], 0xee);
     for (int h = 0; h < 2 && m0 + 2 * p + h < n; ++h) {
       float* o = out + (m0 + 2 * p + h) * lds;
-      __m128 d = h == 0 ? QuadSums(even01, even23) : QuadSums(odd01, odd23);
+      const __m512(&a)[4] = acc[p];
+      __m128 d = h == 0 ? PairQuadSums<false>(a[0], a[1], a[2], a[3]) : PairQuadSums<true>(a[0], a[1], a[2], a[3]);
       if (accumulate) d = _mm_add_ps(d, _mm_loadu_ps(o));
       _mm_storeu_ps(o, d);
     }
