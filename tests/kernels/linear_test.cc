@@ -330,6 +330,10 @@ TEST_F(LinearKernelTest, Avx512PanelGivesDequantizeRowsAndTheGemvBits) {
   weights.emplace_back("int4 g64, K 2048", MakeIntWeight(true, kRows, 2048, 78, 64, true));
   weights.emplace_back("int4 g64 zero points, K 1536", MakeIntWeight(true, kRows, 1536, 85, 64, false));
   weights.emplace_back("BF16, K 4100", MakeWeight(DType::kBF16, kRows, 4100, 79));
+  // BF16 rows of whole 8-column steps go to GemmBf16Rows8Avx512 straight from the weight: at
+  // K 2048 in two token blocks at T = 70, at K 4096 deep.
+  weights.emplace_back("BF16, K 2048", MakeWeight(DType::kBF16, kRows, 2048, 86));
+  weights.emplace_back("BF16, K 4096", MakeWeight(DType::kBF16, kRows, 4096, 87));
   weights.emplace_back("F8_E4M3 128x128, K 4224", MakeWeight(DType::kF8E4M3, kRows, 4224, 80, 128));
   weights.emplace_back("int8 per channel, K 4096", MakeIntWeight(false, kRows, 4096, 81, 4096, true));
   // Deep FP8 panels are 64 rows: two in the first 128-row scale block, a third in the next.

@@ -776,13 +776,23 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
   // Token blocks of equal size, a multiple of four where the cap allows: 48 tokens at K = 1536
   // (cap 42, a prefill's routed expert) went as 42 + 6, and the 6 as a four-token tile and a
   // two-token one at half its rate (one such matrix, one thread: 137 -> 144 GFLOP/s).
-  const int64_t nblocks = T > max_block ? (T + max_block - 1) / max_block : 1;
-  int64_t block = ((T + nblocks - 1) / nblocks + 3) & ~int64_t{3};
-  if (block > max_block) block = max_block;
-  const int64_t panel = fp8 ? GemmFp8PanelRows(K, wide) : GemmPanelRows(K, wide);
   // Wide tiles of these formats are converted by linear_avx512.cc (one 64-byte store a pair's
   // eight columns).
   const bool pairs512 = wide && PanelPairsAvx512Takes(w);
+  // BF16's wide tiles skip the panel: GemmBf16Rows8Avx512 widens the stored rows in registers
+  // (the same values, so the same bits). Writing and reading back the float32 panel had taken
+  // a fifth of a BF16 prefill's MoE GEMMs (64 experts x 48 tokens, 2 threads, alternated in one
+  // process: 268 -> 316 GFLOP/s with the fetches and blocks below; bench-v3-mini BF16 pp512,
+  // alternated per run in one process: 484 -> 514 tok/s). An eight-row tile is 24 KB of bf16
+  // where the panel was 64 rows, so its token blocks may be twice as long (their activations,
+  // 0.5 MB at K = 1536, still in L2): 499 -> 514 tok/s; one block of all the tokens (a prefill's
+  // shared experts: 3 MB of activations from L3 for each tile) 492.
+  const bool bf16_rows = pairs512 && w.kind == WeightKind::kBF16;
+  const int64_t cap = bf16_rows ? 2 * max_block : max_block;
+  const int64_t nblocks = T > cap ? (T + cap - 1) / cap : 1;
+  int64_t block = ((T + nblocks - 1) / nblocks + 3) & ~int64_t{3};
+  if (block > cap) block = cap;
+  const int64_t panel = fp8 ? GemmFp8PanelRows(K, wide) : GemmPanelRows(K, wide);
   float* wt = scratch;
   float* xs = scratch + panel * Kp;
   // Each weight row is read and converted once per call (a panel of rows at a time), then
@@ -799,6 +809,7 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
     // Four rows a call: half of a wide tile (its pairs 0-1 or 2-3), or a plain tile.
     for (int64_t r = p0; r < p1; r += 4) {
       const bool paired = wide && (r - p0) / 8 * 8 + 8 <= p1 - p0;
+      if (paired && bf16_rows) continue;
       if (paired && pairs512) {
         ConvertPanelPairsAvx512(w, r, 2, wt + (r - p0) * Kp, Kp);
         continue;
@@ -841,6 +852,17 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
         for (const int64_t end = fetched + lines_per_call < ahead_lines ? fetched + lines_per_call : ahead_lines;
              fetched < end; ++fetched)
           _mm_prefetch(ahead + fetched * 64, _MM_HINT_T1);
+        if (m == 8 && bf16_rows) {
+          // The first token block fetches the next tile's rows into L2 while it passes this
+          // tile's, spread over its steps; the call's last tile fetches the eight rows past r1
+          // (usually the thread's next piece, as above). Without the fetches the first pass over
+          // each tile waited on DRAM: 301 -> 316 GFLOP/s in the case above.
+          const int64_t next = r + 8 < r1 ? r + 8 : r1 + 8 <= w.rows ? r1 : r;
+          const int64_t lines = t0 == 0 && next != r ? 8 * w.row_bytes / 64 : 0;
+          GemmBf16Rows8Avx512(static_cast<const uint16_t*>(w.data) + r * K, K, xb, ldb, nt, yb, ldy, accumulate,
+                              static_cast<const char*>(w.data) + next * w.row_bytes, lines);
+          continue;
+        }
         if (m == 8) {
           GemmPanel8Avx512(wr, K, xb, ldb, nt, yb, ldy, accumulate);
           continue;

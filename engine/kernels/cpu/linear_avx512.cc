@@ -296,28 +296,61 @@ inline __m512 EightRowSumsOfTwo(const __m512* a, const __m512* b) {
   return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), sums);
 }
 
-// Eight panel rows (four pairs) against N tokens: linear_avx2.cc's MicroKernel<8, N>, two rows
+// Where Panel8 reads pair p's columns [k, k + 8) (rows 2p and 2p+1 in one vector): a float32
+// panel's paired rows, or two BF16 rows as stored, widened in registers (bf16 -> float32 is
+// exact: the panel's values, so the same bits, without writing and reading back a panel; K is
+// whole 8-column steps, so Panel8 never reads a tail from them).
+struct PanelPairRows {
+  const float* wt;
+  int64_t Kp;
+  __m512 Load(int p, int64_t k) const { return _mm512_loadu_ps(wt + 2 * p * Kp + 2 * k); }
+};
+struct Bf16PairRows {
+  const uint16_t* w;  // row 0 of the eight
+  int64_t ld;         // elements from a row to the next
+  __m512 Load(int p, int64_t k) const {
+    const uint16_t* a = w + 2 * p * ld + k;
+    const __m256i ab = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a))),
+                                               _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + ld)), 1);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(ab), 16));
+  }
+};
+
+// Eight rows (four pairs) against N tokens: linear_avx2.cc's MicroKernel<8, N>, two rows
 // per vector, over columns [k0, k1) (k0 a multiple of 8; k1 one too, or K). The accumulators
 // start at zero when k0 = 0 and otherwise from `carry`, where a call that stops short of K
 // leaves them; the call that reaches K sums them into y. Each lane's chain runs over k in order
-// however the columns are split, so the bits do not depend on it.
-template <int N>
-void Panel8(const float* wt, int64_t K, int64_t k0, int64_t k1, const float* x, int64_t ldx, __m512* carry, float* y,
-            int64_t ldy, bool accumulate) {
-  const int64_t Kp = (K + 7) & ~int64_t{7}, k8 = k1 & ~int64_t{7};
+// however the columns are split, so the bits do not depend on it. `lines` 64-byte lines from
+// `ahead` are fetched into L2 one every few steps, spread over the columns.
+template <int N, typename Rows>
+void Panel8(const Rows& rows, int64_t K, int64_t k0, int64_t k1, const float* x, int64_t ldx, __m512* carry, float* y,
+            int64_t ldy, bool accumulate, const char* ahead, int64_t lines) {
+  const int64_t k8 = k1 & ~int64_t{7};
   __m512 acc[4][N];
   for (int p = 0; p < 4; ++p)
     for (int j = 0; j < N; ++j) acc[p][j] = k0 == 0 ? _mm512_setzero_ps() : carry[p * N + j];
   const auto step = [&](int64_t k, const __m512* xv) __attribute__((always_inline)) {
     for (int p = 0; p < 4; ++p) {
-      const __m512 wv = _mm512_loadu_ps(wt + 2 * p * Kp + 2 * k);  // rows 2p and 2p+1, columns [k, k+8)
+      const __m512 wv = rows.Load(p, k);  // rows 2p and 2p+1, columns [k, k+8)
       for (int j = 0; j < N; ++j) acc[p][j] = _mm512_fmadd_ps(xv[j], wv, acc[p][j]);
     }
   };
-  for (int64_t k = k0; k < k8; k += 8) {
-    __m512 xv[N];
-    for (int j = 0; j < N; ++j) xv[j] = TwiceAt(x + j * ldx + k);
-    step(k, xv);
+  if (lines > 0) {
+    const int64_t steps = (k8 - k0) / 8, every = lines >= steps ? 1 : steps / lines;
+    int64_t fetched = 0;
+    for (int64_t k = k0, s = 0; k < k8; k += 8, ++s) {
+      if (s % every == 0 && fetched < lines) _mm_prefetch(ahead + 64 * fetched++, _MM_HINT_T1);
+      __m512 xv[N];
+      for (int j = 0; j < N; ++j) xv[j] = TwiceAt(x + j * ldx + k);
+      step(k, xv);
+    }
+    for (; fetched < lines; ++fetched) _mm_prefetch(ahead + 64 * fetched, _MM_HINT_T1);
+  } else {
+    for (int64_t k = k0; k < k8; k += 8) {
+      __m512 xv[N];
+      for (int j = 0; j < N; ++j) xv[j] = TwiceAt(x + j * ldx + k);
+      step(k, xv);
+    }
   }
   if (k8 < k1) {  // K's tail: the panel is zero-padded; the activations past K read as zero
     __m512 xv[N];
@@ -817,8 +850,13 @@ double Int8PeakOpsAvx512(double seconds) {
   return ChainsPerSecond(seconds, _mm512_set1_epi32(1), dot) * 64 * 2;  // 64 byte products, 2 ops each
 }
 
-void GemmPanel8Avx512(const float* wt, int64_t K, const float* x, int64_t ldx, int64_t T, float* y, int64_t ldy,
-                      bool accumulate) {
+namespace {
+
+template <typename Rows>
+void GemmPanel8(const Rows& rows, int64_t K, const float* x, int64_t ldx, int64_t T, float* y, int64_t ldy,
+                bool accumulate, const char* ahead, int64_t lines) {
+  const int64_t passes = (T + 5) / 6, per_pass = (lines + passes - 1) / passes;
+  int64_t fetched = 0;
   // A deep tile (linear_kernels.h's kGemmDeepK) goes kGemmChunkColumns columns at a time for a
   // block of up to kGemmDeepTokens tokens, its accumulators carried in memory between parts
   // (16 KB of the tile stays in L1 while the token quads pass; whole, the tile came from L2 for
@@ -832,7 +870,9 @@ void GemmPanel8Avx512(const float* wt, int64_t K, const float* x, int64_t ldx, i
     for (int64_t k0 = 0; k0 < K; k0 += chunk) {
       const int64_t k1 = K - k0 > chunk ? k0 + chunk : K;
       const auto part = [&]<int N>(int64_t t) {
-        Panel8<N>(wt, K, k0, k1, x + t * ldx, ldx, carry + 4 * (t - t0), y + t * ldy, ldy, accumulate);
+        const int64_t n = k0 == 0 ? (lines - fetched < per_pass ? lines - fetched : per_pass) : 0;
+        Panel8<N>(rows, K, k0, k1, x + t * ldx, ldx, carry + 4 * (t - t0), y + t * ldy, ldy, accumulate, ahead + 64 * fetched, n);
+        fetched += n;
       };
       // Six tokens a pass (24 accumulators, six broadcasts and one panel vector live: 31
       // registers), so each panel vector, read from L2, serves six fmas where it served four: 64
@@ -849,6 +889,18 @@ void GemmPanel8Avx512(const float* wt, int64_t K, const float* x, int64_t ldx, i
       }
     }
   }
+}
+
+}  // namespace
+
+void GemmPanel8Avx512(const float* wt, int64_t K, const float* x, int64_t ldx, int64_t T, float* y, int64_t ldy,
+                      bool accumulate) {
+  GemmPanel8(PanelPairRows{wt, (K + 7) & ~int64_t{7}}, K, x, ldx, T, y, ldy, accumulate, nullptr, 0);
+}
+
+void GemmBf16Rows8Avx512(const uint16_t* w, int64_t K, const float* x, int64_t ldx, int64_t T, float* y, int64_t ldy,
+                         bool accumulate, const char* ahead, int64_t lines) {
+  GemmPanel8(Bf16PairRows{w, K}, K, x, ldx, T, y, ldy, accumulate, ahead, lines);
 }
 
 void GemvAvx512(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
@@ -903,6 +955,8 @@ bool WeightRowsWeightedSumAvx512(const float* p, const RawWeight& w, int64_t r0,
 namespace dsv3::cpu {
 void GemvAvx512(const float*, int64_t, int64_t, const RawWeight&, int64_t, int64_t, float*, int64_t, bool, bool) {}
 void GemmPanel8Avx512(const float*, int64_t, const float*, int64_t, int64_t, float*, int64_t, bool) {}
+void GemmBf16Rows8Avx512(const uint16_t*, int64_t, const float*, int64_t, int64_t, float*, int64_t, bool, const char*,
+                         int64_t) {}
 double FmaPeakFlopsAvx512(double) { return 0.0; }
 double Int8PeakOpsAvx512(double) { return 0.0; }
 bool PanelPairsAvx512Takes(const RawWeight&) { return false; }

@@ -263,6 +263,12 @@ void GemmAvx2(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
 // zero-padded) take turns eight columns at a time, from wt + 2p·roundup(K, 8).
 void GemmPanel8Avx512(const float* wt, int64_t K, const float* x, int64_t ldx, int64_t T, float* y, int64_t ldy,
                       bool accumulate);
+// GemmPanel8Avx512 for eight BF16 rows as stored (w, K columns each, K % 8 == 0), each pair's
+// eight columns widened to float32 in registers: the panel's values, so the same bits, with no
+// panel to write. Meanwhile it fetches `lines` 64-byte lines from `ahead` into L2, a share in
+// each pass of six tokens, spread over the pass's columns.
+void GemmBf16Rows8Avx512(const uint16_t* w, int64_t K, const float* x, int64_t ldx, int64_t T, float* y, int64_t ldy,
+                         bool accumulate, const char* ahead, int64_t lines);
 // Rows [r, r + 2·pairs) of w as GemmAvx2's paired panel rows (pair p from dst + 2p·Kp), the
 // values its own converters write, with AVX-512 (linear_avx512.cc), for the weights
 // PanelPairsAvx512Takes: BF16, FP8, INT8 and INT4 with K and the groups whole 8-column steps.
