@@ -222,6 +222,10 @@ void SetLinearCounters(LinearCounters* counters);
 // Work outside Linear (attention's products, which depend on the form MLA picks and the
 // cache length) adds its FLOPs to the same tally; nothing when none is set.
 void CountFlops(uint64_t flops);
+// Of the FLOPs CountFlops adds, those that ran as bf16 products: the multi-query products over a
+// bf16 cache under LinearActivations::kBf16 (below) add them to bf16_flops themselves, so that
+// `dsv3 bench` weighs them against the vdpbf16ps peak; their caller counts them in flops.
+void CountBf16Flops(uint64_t flops);
 
 // Attention of a few queries over many cached rows (decode over MLA's latent cache, where
 // several heads share one cache): each cached row is read once for all M queries.

@@ -250,6 +250,22 @@ TEST_F(BenchCliTest, Bf16ActivationFlopsCountAgainstTheBf16Peak) {
     const double compute_s = (flops - bf16) / row["peak_flops"].get<double>() + bf16 / row["peak_bf16_flops"].get<double>();
     EXPECT_NEAR(row["roofline_ts"].get<double>() * std::max(memory_s, compute_s), 1.0, 1e-9) << row.dump();
   }
+  // Over a bf16 cache decode's attention takes bf16 queries and probabilities too: the same
+  // work, more of it bf16 (prefill widens the cache's rows: float32 as before).
+  r = testing::RunDsv3({"bench", "--model-path", dir_.path() + "/m", "--prompt-len", "4", "--gen-len", "3",
+                        "--threads", "1", "--repetitions", "1", "--probe-mib", "8", "--activations", "bf16",
+                        "--kv-cache-dtype", "bf16", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto cached = nlohmann::json::parse(r.out);
+  ASSERT_EQ(cached.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(cached[i]["flops_per_token"], j[i]["flops_per_token"]) << cached[i].dump();
+    if (cached[i]["test"] == "tg3") {
+      EXPECT_GT(cached[i]["bf16_flops_per_token"].get<double>(), j[i]["bf16_flops_per_token"].get<double>()) << cached[i].dump();
+    } else {
+      EXPECT_EQ(cached[i]["bf16_flops_per_token"], j[i]["bf16_flops_per_token"]) << cached[i].dump();
+    }
+  }
 }
 
 // Several sequences prefilled and decoded together (an eval's generation batch): t/s counts all

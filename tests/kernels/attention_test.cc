@@ -517,6 +517,35 @@ TEST_F(MultiQueryTest, Bf16QueryTwinIsTheDotProductOfTheRoundedValues) {
   }
 }
 
+// The products over a bf16 cache that take bf16 queries or probabilities add their FLOPs to the
+// counters' bf16 share (their caller counts the total: CountFlops), so that `dsv3 bench` weighs
+// them against the vdpbf16ps peak; under other activations, and at widths that keep float32
+// (a C % 16 tail for the weighted sum), they add nothing.
+TEST_F(MultiQueryTest, Bf16ProductsCountAsBf16Flops) {
+  const int64_t M = 3, S = 5, C1 = 32, C2 = 8;
+  const auto q = Random(M * C1, 90), q2 = Random(M * C2, 91), p = Random(M * S, 92);
+  const std::vector<uint16_t> keys(S * C1, 0x3f80), keys2(S * C2, 0x3f80), vals(S * 40, 0x3f80);
+  std::vector<float> scores(M * S), out(M * 40);
+  LinearCounters counters;
+  SetLinearCounters(&counters);
+  const auto run = [&](int64_t C) {
+    counters.Reset();
+    MultiQueryScoresTwoPart(q.data(), C1, keys.data(), C1, q2.data(), C2, keys2.data(), C2, M, S, scores.data(), S);
+    MultiQueryWeightedSum(p.data(), M, S, vals.data(), S, C, out.data());
+    return counters.Read();
+  };
+  SetLinearActivations(LinearActivations::kBf16);
+  LinearCounters::Totals t = run(32);
+  EXPECT_EQ(t.bf16_flops, uint64_t{2 * M * S * (C1 + C2) + 2 * M * S * 32});
+  EXPECT_EQ(t.flops, 0u) << "the caller counts the total";
+  t = run(40);
+  EXPECT_EQ(t.bf16_flops, uint64_t{2 * M * S * (C1 + C2)}) << "C = 40 keeps float32 in the weighted sum";
+  SetLinearActivations(LinearActivations::kInt8);
+  t = run(32);
+  EXPECT_EQ(t.bf16_flops, 0u);
+  SetLinearCounters(nullptr);
+}
+
 // Decode's absorbed attention reads kv_b as stored: rows of a weight, converted to float32,
 // must give the bits the multi-query products give over DequantizeRows' float32 rows, for
 // every format, row counts around the 4-row score tiles, widths around the 32-column value

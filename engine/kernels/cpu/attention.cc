@@ -104,6 +104,7 @@ void MultiQueryScoresTwoPart(const float* q1, int64_t ldq1, const uint16_t* keys
   if (GetLinearActivations() == LinearActivations::kBf16 && cpu::Bf16ScoresTake(C1, C2)) {
     // The queries rounded to bf16 against the cache's bf16 values, as BF16 weights meet bf16
     // activations: vdpbf16ps where the CPU has it, else its twin (the same bits).
+    CountBf16Flops(static_cast<uint64_t>(2 * M * S * (C1 + C2)));
     if (Bf16KernelActive()) {  // as Linear's bf16 products (ops.h)
       cpu::Bf16QueryScoresAvx512(q1, ldq1, keys1, C1, q2, ldq2, keys2, C2, M, S, scores, lds);
     } else {
@@ -129,6 +130,7 @@ void MultiQueryWeightedSum(const float* p, int64_t M, int64_t ldp, const uint16_
                            float* out) {
   if (GetLinearActivations() == LinearActivations::kBf16 && cpu::Bf16WeightedSumTakes(C)) {
     // The probabilities rounded to bf16 against the cache's bf16 values, as the scores' queries.
+    CountBf16Flops(static_cast<uint64_t>(2 * M * S * C));
     if (Bf16KernelActive()) {  // as Linear's bf16 products (ops.h)
       cpu::Bf16WeightedSumAvx512(p, M, ldp, vals, S, C, out);
     } else {

@@ -576,4 +576,9 @@ void CountFlops(uint64_t flops) {
   if (c != nullptr) CounterSlot(c).flops.fetch_add(flops, std::memory_order_relaxed);
 }
 
+void CountBf16Flops(uint64_t flops) {
+  LinearCounters* c = g_counters.load(std::memory_order_relaxed);
+  if (c != nullptr) CounterSlot(c).bf16_flops.fetch_add(flops, std::memory_order_relaxed);
+}
+
 }  // namespace dsv3
