@@ -773,9 +773,6 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
               int64_t ldy, bool accumulate, float* scratch, bool wide, const Convert& convert) {
   const bool fp8 = w.kind == WeightKind::kF8E4M3;
   const int64_t K = w.cols, Kp = (K + 7) & ~int64_t{7}, max_block = GemmTokenBlock(K, wide);
-  // Token blocks of equal size, a multiple of four where the cap allows: 48 tokens at K = 1536
-  // (cap 42, a prefill's routed expert) went as 42 + 6, and the 6 as a four-token tile and a
-  // two-token one at half its rate (one such matrix, one thread: 137 -> 144 GFLOP/s).
   // Wide tiles of these formats are converted by linear_avx512.cc (one 64-byte store a pair's
   // eight columns).
   const bool pairs512 = wide && PanelPairsAvx512Takes(w);
@@ -788,6 +785,9 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
   // 0.5 MB at K = 1536, still in L2): 499 -> 514 tok/s; one block of all the tokens (a prefill's
   // shared experts: 3 MB of activations from L3 for each tile) 492.
   const bool bf16_rows = pairs512 && w.kind == WeightKind::kBF16;
+  // Token blocks of equal size, a multiple of four where the cap allows: 48 tokens at K = 1536
+  // (cap 42, a prefill's routed expert) went as 42 + 6, and the 6 as a four-token tile and a
+  // two-token one at half its rate (one such matrix, one thread: 137 -> 144 GFLOP/s).
   const int64_t cap = bf16_rows ? 2 * max_block : max_block;
   const int64_t nblocks = T > cap ? (T + cap - 1) / cap : 1;
   int64_t block = ((T + nblocks - 1) / nblocks + 3) & ~int64_t{3};
@@ -856,7 +856,7 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
           // The first token block fetches the next tile's rows into L2 while it passes this
           // tile's, spread over its steps; the call's last tile fetches the eight rows past r1
           // (usually the thread's next piece, as above). Without the fetches the first pass over
-          // each tile waited on DRAM: 301 -> 316 GFLOP/s in the case above.
+          // each tile waited on DRAM (the case above, two rounds: 292 / 306 -> 311 / 313 GFLOP/s).
           const int64_t next = r + 8 < r1 ? r + 8 : r1 + 8 <= w.rows ? r1 : r;
           const int64_t lines = t0 == 0 && next != r ? 8 * w.row_bytes / 64 : 0;
           GemmBf16Rows8Avx512(static_cast<const uint16_t*>(w.data) + r * K, K, xb, ldb, nt, yb, ldy, accumulate,
