@@ -331,7 +331,8 @@ TEST_F(LinearKernelTest, Avx512PanelGivesDequantizeRowsAndTheGemvBits) {
   weights.emplace_back("int4 g64 zero points, K 1536", MakeIntWeight(true, kRows, 1536, 85, 64, false));
   weights.emplace_back("BF16, K 4100", MakeWeight(DType::kBF16, kRows, 4100, 79));
   // BF16 rows of whole 8-column steps go to GemmBf16Rows8Avx512 straight from the weight: at
-  // K 2048 in two token blocks at T = 70, at K 4096 deep.
+  // K 2048 in two token blocks at T = 70, at K 4096 deep; at T = 100 (past
+  // kBf16RowsMaxTokens) through the panel again.
   weights.emplace_back("BF16, K 2048", MakeWeight(DType::kBF16, kRows, 2048, 86));
   weights.emplace_back("BF16, K 4096", MakeWeight(DType::kBF16, kRows, 4096, 87));
   weights.emplace_back("F8_E4M3 128x128, K 4224", MakeWeight(DType::kF8E4M3, kRows, 4224, 80, 128));
@@ -350,7 +351,7 @@ TEST_F(LinearKernelTest, Avx512PanelGivesDequantizeRowsAndTheGemvBits) {
         for (int64_t r = 0; r < rows; ++r)
           ASSERT_EQ(gemm[k * rows + r], expected[r * K + k]) << name << " row " << r << " column " << k;
     }
-    for (int64_t T : {9, 10, 11, 13, 48, 53, 70}) {
+    for (int64_t T : {9, 10, 11, 13, 48, 53, 70, 100}) {
       const auto x = RandomVector(T * K, 80 + static_cast<uint32_t>(T));
       std::vector<float> all(static_cast<size_t>(T * rows)), one(static_cast<size_t>(rows));
       Linear(x.data(), T, w.m, all.data());

@@ -764,6 +764,15 @@ void MicroTokens(const float* wt, int64_t K, const float* x, int64_t ldx, int64_
   if (T - t == 1) MicroKernel<M, 1>(wt, K, x + t * ldx, ldx, y + t * ldy, ldy, accumulate);
 }
 
+// BF16's wide tiles read the rows in place (GemmRows' bf16_rows) up to this many tokens a call:
+// a prefill's routed experts, ~48 tokens each at 512. With more, the panel, converted once,
+// serves enough tokens to pay for itself, and its loads cost less than widening in every pass:
+// 1152 x 384 from L2 at 128 tokens, 2 threads, old and new builds alternated, 343-347 GFLOP/s
+// through the panel against 296-324 in place; bench-v3-mini BF16 pp512, alternated per
+// repetition in one process, two rounds: in place at every token count 432 / 425 tok/s, up to
+// 96 tokens 451 / 440, up to 160 453 / 439, never 429.
+constexpr int64_t kBf16RowsMaxTokens = 96;
+
 // convert(r, m, wt, layout) writes rows [r, r+m) of W as float32 panel rows into wt;
 // scratch holds GemmScratchFloats(K) floats: the panel, then FP8's scaled activations.
 // wide: tiles of eight panel rows, paired, go to GemmPanel8Avx512 (AVX-512, the same bits);
@@ -776,15 +785,15 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
   // Wide tiles of these formats are converted by linear_avx512.cc (one 64-byte store a pair's
   // eight columns).
   const bool pairs512 = wide && PanelPairsAvx512Takes(w);
-  // BF16's wide tiles skip the panel: GemmBf16Rows8Avx512 widens the stored rows in registers
-  // (the same values, so the same bits). Writing and reading back the float32 panel had taken
+  // BF16's wide tiles skip the panel up to kBf16RowsMaxTokens tokens: GemmBf16Rows8Avx512
+  // widens the stored rows in registers (the same values, so the same bits). Writing and reading back the float32 panel had taken
   // a fifth of a BF16 prefill's MoE GEMMs (64 experts x 48 tokens, 2 threads, alternated in one
   // process: 268 -> 316 GFLOP/s with the fetches and blocks below; bench-v3-mini BF16 pp512,
   // alternated per run in one process: 484 -> 514 tok/s). An eight-row tile is 24 KB of bf16
   // where the panel was 64 rows, so its token blocks may be twice as long (their activations,
   // 0.5 MB at K = 1536, still in L2): 499 -> 514 tok/s; one block of all the tokens (a prefill's
   // shared experts: 3 MB of activations from L3 for each tile) 492.
-  const bool bf16_rows = pairs512 && w.kind == WeightKind::kBF16;
+  const bool bf16_rows = pairs512 && w.kind == WeightKind::kBF16 && T <= kBf16RowsMaxTokens;
   // Token blocks of equal size, a multiple of four where the cap allows: 48 tokens at K = 1536
   // (cap 42, a prefill's routed expert) went as 42 + 6, and the 6 as a four-token tile and a
   // two-token one at half its rate (one such matrix, one thread: 137 -> 144 GFLOP/s).
