@@ -786,13 +786,14 @@ void GemmRows(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_
   // eight columns).
   const bool pairs512 = wide && PanelPairsAvx512Takes(w);
   // BF16's wide tiles skip the panel up to kBf16RowsMaxTokens tokens: GemmBf16Rows8Avx512
-  // widens the stored rows in registers (the same values, so the same bits). Writing and reading back the float32 panel had taken
-  // a fifth of a BF16 prefill's MoE GEMMs (64 experts x 48 tokens, 2 threads, alternated in one
-  // process: 268 -> 316 GFLOP/s with the fetches and blocks below; bench-v3-mini BF16 pp512,
-  // alternated per run in one process: 484 -> 514 tok/s). An eight-row tile is 24 KB of bf16
-  // where the panel was 64 rows, so its token blocks may be twice as long (their activations,
-  // 0.5 MB at K = 1536, still in L2): 499 -> 514 tok/s; one block of all the tokens (a prefill's
-  // shared experts: 3 MB of activations from L3 for each tile) 492.
+  // widens the stored rows in registers (the same values, so the same bits). Writing and
+  // reading back the float32 panel had taken a fifth of a BF16 prefill's MoE GEMMs (64 experts
+  // x 48 tokens, 2 threads, alternated in one process: 268 -> 316 GFLOP/s with the fetches and
+  // blocks below; bench-v3-mini BF16 pp512, alternated per run in one process: 484 -> 514
+  // tok/s). An eight-row tile is 24 KB of bf16 where the panel was 64 rows, so its token blocks
+  // may be twice as long (their activations, 0.5 MB at K = 1536, still in L2): 499 -> 514
+  // tok/s; one block of all the tokens (a prefill's shared experts: 3 MB of activations from L3
+  // for each tile) 492.
   const bool bf16_rows = pairs512 && w.kind == WeightKind::kBF16 && T <= kBf16RowsMaxTokens;
   // Token blocks of equal size, a multiple of four where the cap allows: 48 tokens at K = 1536
   // (cap 42, a prefill's routed expert) went as 42 + 6, and the 6 as a four-token tile and a
