@@ -296,89 +296,6 @@ inline __m512 EightRowSumsOfTwo(const __m512* a, const __m512* b) {
   return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), sums);
 }
 
-// Where Panel8 reads pair p's columns [k, k + 8) (rows 2p and 2p+1 in one vector): a float32
-// panel's paired rows, or two BF16 rows as stored, widened in registers (bf16 -> float32 is
-// exact: the panel's values, so the same bits, without writing and reading back a panel; K is
-// whole 8-column steps, so Panel8 never reads a tail from them).
-struct PanelPairRows {
-  const float* wt;
-  int64_t Kp;
-  __m512 Load(int p, int64_t k) const { return _mm512_loadu_ps(wt + 2 * p * Kp + 2 * k); }
-};
-struct Bf16PairRows {
-  const uint16_t* w;  // row 0 of the eight
-  int64_t ld;         // elements from a row to the next
-  __m512 Load(int p, int64_t k) const {
-    const uint16_t* a = w + 2 * p * ld + k;
-    const __m256i ab = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a))),
-                                               _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + ld)), 1);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(ab), 16));
-  }
-};
-
-// Eight rows (four pairs) against N tokens: linear_avx2.cc's MicroKernel<8, N>, two rows
-// per vector, over columns [k0, k1) (k0 a multiple of 8; k1 one too, or K). The accumulators
-// start at zero when k0 = 0 and otherwise from `carry`, where a call that stops short of K
-// leaves them; the call that reaches K sums them into y. Each lane's chain runs over k in order
-// however the columns are split, so the bits do not depend on it. `lines` 64-byte lines from
-// `ahead` are fetched into L2 one every few steps, spread over the columns.
-template <int N, typename Rows>
-void Panel8(const Rows& rows, int64_t K, int64_t k0, int64_t k1, const float* x, int64_t ldx, __m512* carry, float* y,
-            int64_t ldy, bool accumulate, const char* ahead, int64_t lines) {
-  const int64_t k8 = k1 & ~int64_t{7};
-  __m512 acc[4][N];
-  for (int p = 0; p < 4; ++p)
-    for (int j = 0; j < N; ++j) acc[p][j] = k0 == 0 ? _mm512_setzero_ps() : carry[p * N + j];
-  const auto step = [&](int64_t k, const __m512* xv) __attribute__((always_inline)) {
-    for (int p = 0; p < 4; ++p) {
-      const __m512 wv = rows.Load(p, k);  // rows 2p and 2p+1, columns [k, k+8)
-      for (int j = 0; j < N; ++j) acc[p][j] = _mm512_fmadd_ps(xv[j], wv, acc[p][j]);
-    }
-  };
-  if (lines > 0) {
-    const int64_t steps = (k8 - k0) / 8, every = lines >= steps ? 1 : steps / lines;
-    int64_t fetched = 0;
-    for (int64_t k = k0, s = 0; k < k8; k += 8, ++s) {
-      if (s % every == 0 && fetched < lines) _mm_prefetch(ahead + 64 * fetched++, _MM_HINT_T1);
-      __m512 xv[N];
-      for (int j = 0; j < N; ++j) xv[j] = TwiceAt(x + j * ldx + k);
-      step(k, xv);
-    }
-    for (; fetched < lines; ++fetched) _mm_prefetch(ahead + 64 * fetched, _MM_HINT_T1);
-  } else {
-    for (int64_t k = k0; k < k8; k += 8) {
-      __m512 xv[N];
-      for (int j = 0; j < N; ++j) xv[j] = TwiceAt(x + j * ldx + k);
-      step(k, xv);
-    }
-  }
-  if (k8 < k1) {  // K's tail: the panel is zero-padded; the activations past K read as zero
-    __m512 xv[N];
-    for (int j = 0; j < N; ++j) {
-      alignas(32) float buf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      for (int64_t i = k8; i < k1; ++i) buf[i - k8] = x[j * ldx + i];
-      xv[j] = Twice(_mm256_load_ps(buf));
-    }
-    step(k8, xv);
-  }
-  if (k1 < K) {
-    for (int p = 0; p < 4; ++p)
-      for (int j = 0; j < N; ++j) carry[p * N + j] = acc[p][j];
-    return;
-  }
-  for (int j = 0; j < N; j += 2) {
-    const int j2 = j + 1 < N ? j + 1 : j;
-    const __m512 a[4] = {acc[0][j], acc[1][j], acc[2][j], acc[3][j]};
-    const __m512 b[4] = {acc[0][j2], acc[1][j2], acc[2][j2], acc[3][j2]};
-    const __m512 sums = EightRowSumsOfTwo(a, b);
-    float* o = y + j * ldy;
-    _mm256_storeu_ps(o, accumulate ? _mm256_add_ps(_mm256_loadu_ps(o), Low8(sums)) : Low8(sums));
-    if (j2 == j) break;
-    o = y + j2 * ldy;
-    _mm256_storeu_ps(o, accumulate ? _mm256_add_ps(_mm256_loadu_ps(o), High8(sums)) : High8(sums));
-  }
-}
-
 // ---- Rows of a weight in place of attention's keys or values (decode's kv_b) ------------------
 // linear_avx2.cc's RowScores and RowsWeightedSum with 512-bit vectors, same bits: the weighted
 // sum takes sixteen columns per vector (each element still one fma chain over the rows in
@@ -852,6 +769,90 @@ double Int8PeakOpsAvx512(double seconds) {
 
 namespace {
 
+// Where Panel8 reads pair p's columns [k, k + 8) (rows 2p and 2p+1 in one vector): a float32
+// panel's paired rows, or two BF16 rows as stored, widened in registers (bf16 -> float32 is
+// exact: the panel's values, so the same bits, without writing and reading back a panel; K is
+// whole 8-column steps, so Panel8 never reads a tail from them).
+struct PanelPairRows {
+  const float* wt;
+  int64_t Kp;
+  __m512 Load(int p, int64_t k) const { return _mm512_loadu_ps(wt + 2 * p * Kp + 2 * k); }
+};
+struct Bf16PairRows {
+  const uint8_t* w;   // row 0 of the eight
+  int64_t row_bytes;  // from a row to the next
+  __m512 Load(int p, int64_t k) const {
+    const uint8_t* a = w + 2 * p * row_bytes;
+    return EightOfTwo<RowFormat::kBF16>(a, a + row_bytes, k, _mm512_setzero_ps(), _mm512_setzero_ps());
+  }
+};
+
+// Eight rows (four pairs) against N tokens: linear_avx2.cc's MicroKernel<8, N>, two rows
+// per vector, over columns [k0, k1) (k0 a multiple of 8; k1 one too, or K). The accumulators
+// start at zero when k0 = 0 and otherwise from `carry`, where a call that stops short of K
+// leaves them; the call that reaches K sums them into y. Each lane's chain runs over k in order
+// however the columns are split, so the bits do not depend on it. `lines` 64-byte lines from
+// `ahead` are fetched into L2 one every few steps, spread over the columns.
+template <int N, typename Rows>
+void Panel8(const Rows& rows, int64_t K, int64_t k0, int64_t k1, const float* x, int64_t ldx, __m512* carry, float* y,
+            int64_t ldy, bool accumulate, const char* ahead, int64_t lines) {
+  const int64_t k8 = k1 & ~int64_t{7};
+  __m512 acc[4][N];
+  for (int p = 0; p < 4; ++p)
+    for (int j = 0; j < N; ++j) acc[p][j] = k0 == 0 ? _mm512_setzero_ps() : carry[p * N + j];
+  const auto step = [&](int64_t k, const __m512* xv) __attribute__((always_inline)) {
+    for (int p = 0; p < 4; ++p) {
+      const __m512 wv = rows.Load(p, k);  // rows 2p and 2p+1, columns [k, k+8)
+      for (int j = 0; j < N; ++j) acc[p][j] = _mm512_fmadd_ps(xv[j], wv, acc[p][j]);
+    }
+  };
+  const auto steps_from = [&](int64_t k) __attribute__((always_inline)) {
+    __m512 xv[N];
+    for (int j = 0; j < N; ++j) xv[j] = TwiceAt(x + j * ldx + k);
+    step(k, xv);
+  };
+  if (lines > 0) {  // a line every `every` steps, counted down, and any left over at the end
+    const int64_t steps = (k8 - k0) / 8, every = lines >= steps ? 1 : steps / lines;
+    int64_t fetched = 0, until = 1;
+    for (int64_t k = k0; k < k8; k += 8) {
+      if (--until == 0 && fetched < lines) {
+        _mm_prefetch(ahead + 64 * fetched++, _MM_HINT_T1);
+        until = every;
+      }
+      steps_from(k);
+    }
+    for (; fetched < lines; ++fetched) _mm_prefetch(ahead + 64 * fetched, _MM_HINT_T1);
+  } else {  // the panel formats' tiles: no counter in their loop (a merged one cost them ~3%)
+    for (int64_t k = k0; k < k8; k += 8) steps_from(k);
+  }
+  if (k8 < k1) {  // K's tail: the panel is zero-padded; the activations past K read as zero
+    __m512 xv[N];
+    for (int j = 0; j < N; ++j) {
+      alignas(32) float buf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (int64_t i = k8; i < k1; ++i) buf[i - k8] = x[j * ldx + i];
+      xv[j] = Twice(_mm256_load_ps(buf));
+    }
+    step(k8, xv);
+  }
+  if (k1 < K) {
+    for (int p = 0; p < 4; ++p)
+      for (int j = 0; j < N; ++j) carry[p * N + j] = acc[p][j];
+    return;
+  }
+  for (int j = 0; j < N; j += 2) {
+    const int j2 = j + 1 < N ? j + 1 : j;
+    const __m512 a[4] = {acc[0][j], acc[1][j], acc[2][j], acc[3][j]};
+    const __m512 b[4] = {acc[0][j2], acc[1][j2], acc[2][j2], acc[3][j2]};
+    const __m512 sums = EightRowSumsOfTwo(a, b);
+    float* o = y + j * ldy;
+    _mm256_storeu_ps(o, accumulate ? _mm256_add_ps(_mm256_loadu_ps(o), Low8(sums)) : Low8(sums));
+    if (j2 == j) break;
+    o = y + j2 * ldy;
+    _mm256_storeu_ps(o, accumulate ? _mm256_add_ps(_mm256_loadu_ps(o), High8(sums)) : High8(sums));
+  }
+}
+
+
 template <typename Rows>
 void GemmPanel8(const Rows& rows, int64_t K, const float* x, int64_t ldx, int64_t T, float* y, int64_t ldy,
                 bool accumulate, const char* ahead, int64_t lines) {
@@ -900,7 +901,7 @@ void GemmPanel8Avx512(const float* wt, int64_t K, const float* x, int64_t ldx, i
 
 void GemmBf16Rows8Avx512(const uint16_t* w, int64_t K, const float* x, int64_t ldx, int64_t T, float* y, int64_t ldy,
                          bool accumulate, const char* ahead, int64_t lines) {
-  GemmPanel8(Bf16PairRows{w, K}, K, x, ldx, T, y, ldy, accumulate, ahead, lines);
+  GemmPanel8(Bf16PairRows{reinterpret_cast<const uint8_t*>(w), 2 * K}, K, x, ldx, T, y, ldy, accumulate, ahead, lines);
 }
 
 void GemvAvx512(const float* x, int64_t T, int64_t ldx, const RawWeight& w, int64_t r0, int64_t r1, float* y,
