@@ -571,14 +571,15 @@ const char* LinearActivationsName(LinearActivations a) {
 
 void SetLinearCounters(LinearCounters* counters) { g_counters.store(counters, std::memory_order_relaxed); }
 
-void CountFlops(uint64_t flops) {
+namespace {
+// Adds n to this thread's slot's `field` of the counters, when they are set.
+void CountInto(std::atomic<uint64_t> LinearCounters::Slot::*field, uint64_t n) {
   LinearCounters* c = g_counters.load(std::memory_order_relaxed);
-  if (c != nullptr) CounterSlot(c).flops.fetch_add(flops, std::memory_order_relaxed);
+  if (c != nullptr) (CounterSlot(c).*field).fetch_add(n, std::memory_order_relaxed);
 }
+}  // namespace
 
-void CountBf16Flops(uint64_t flops) {
-  LinearCounters* c = g_counters.load(std::memory_order_relaxed);
-  if (c != nullptr) CounterSlot(c).bf16_flops.fetch_add(flops, std::memory_order_relaxed);
-}
+void CountFlops(uint64_t flops) { CountInto(&LinearCounters::Slot::flops, flops); }
+void CountBf16Flops(uint64_t flops) { CountInto(&LinearCounters::Slot::bf16_flops, flops); }
 
 }  // namespace dsv3
