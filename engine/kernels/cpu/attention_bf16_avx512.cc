@@ -151,17 +151,10 @@ void Bf16WeightedSumAvx512(const float* p, int64_t M, int64_t ldp, const uint16_
   for (int64_t s0 = 0; s0 == 0 || s0 < S; s0 += kSumBlockRows) {
     const int64_t n = S - s0 < kSumBlockRows ? S - s0 : kSumBlockRows;
     QueryTiles<6>(M, [&]<int N>(int64_t m) __attribute__((always_inline)) {
-      // The tile's probabilities for the block, rounded (vcvtne2ps2bf16) into pairs of rows.
-      for (int i = 0; i < N; ++i) {
-        const float* pi = p + (m + i) * ldp + s0;
-        for (int64_t s = 0; s < n; s += 32) {
-          const int64_t left = n - s;
-          const __mmask16 lo = left >= 16 ? 0xffff : static_cast<__mmask16>((1u << left) - 1);
-          const __mmask16 hi = left >= 32 ? 0xffff : left <= 16 ? 0 : static_cast<__mmask16>((1u << (left - 16)) - 1);
-          const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, pi + s + 16), _mm512_maskz_loadu_ps(lo, pi + s));
-          _mm512_storeu_si512(pp + i * ldpp + s / 2, reinterpret_cast<__m512i>(v));
-        }
-      }
+      // The tile's probabilities for the block, rounded as bf16 activations are (a row's words
+      // s and s + 1 are the pair of rows s / 2; zeros past n).
+      for (int i = 0; i < N; ++i)
+        RoundActsToBf16Avx512(p + (m + i) * ldp + s0, n, reinterpret_cast<uint16_t*>(pp + i * ldpp));
       const uint16_t* block = vals + s0 * C;
       float* o = out + m * C;
       int64_t c0 = 0;
