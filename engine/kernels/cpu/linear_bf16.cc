@@ -2,9 +2,10 @@
 // activations and the scalar twins of linear_bf16_avx512.cc and attention_bf16_avx512.cc, whose
 // arithmetic linear_kernels.h states. The twins follow vdpbf16ps exactly as this CPU family
 // computes it (checked on 3.2 million lanes of random and extreme operands on Zen 5, and by the
-// kernel tests on every machine that has the instruction): a lane adds the product of its odd pair and then that of
-// its even pair, each product exact and each addition rounded once to float32, with bf16
-// subnormal inputs read as zero and subnormal results flushed to zero (signed as the exact sum).
+// kernel tests on every machine that has the instruction): a lane adds the product of its odd
+// pair and then that of its even pair (LaneStep), each product exact and each addition rounded
+// once to float32, with bf16 subnormal inputs read as zero and subnormal results flushed to
+// zero (signed as the exact sum).
 #include <cmath>
 #include <cstring>
 
@@ -29,6 +30,9 @@ float AddFlushed(float acc, double p) {
   if (std::fpclassify(r) == FP_SUBNORMAL || (r == 0.0f && exact != 0.0)) return std::signbit(exact) ? -0.0f : 0.0f;
   return r;
 }
+
+// One vdpbf16ps step of a lane: the odd pair's product added, then the even pair's.
+float LaneStep(float lane, double odd, double even) { return AddFlushed(AddFlushed(lane, odd), even); }
 
 }  // namespace
 
@@ -59,8 +63,8 @@ void Bf16LinearReference(const uint16_t* xh, int64_t T, const RawWeight& w, int6
         for (int i = 0; i < 16; ++i) {
           const int64_t even = k0 + 2 * i, odd = even + 1;
           const float w_even = even < K ? FromBf16(wr[even]) : 0.0f, w_odd = odd < K ? FromBf16(wr[odd]) : 0.0f;
-          lane[i] = AddFlushed(lane[i], static_cast<double>(w_odd) * FromBf16(xt[odd]));
-          lane[i] = AddFlushed(lane[i], static_cast<double>(w_even) * FromBf16(xt[even]));
+          lane[i] = LaneStep(lane[i], static_cast<double>(w_odd) * FromBf16(xt[odd]),
+                             static_cast<double>(w_even) * FromBf16(xt[even]));
         }
       }
       float half[8], quarter[4];
@@ -89,10 +93,7 @@ void Bf16QueryScoresReference(const float* q1, int64_t ldq1, const uint16_t* key
           return i < C ? static_cast<double>(FromBf16(qp[i])) * FromBf16(key[i]) : 0.0;
         };
         for (int64_t c = 0; c < C; c += 16) {
-          for (int j = 0; j < 8; ++j) {
-            lane[j] = AddFlushed(lane[j], product(c + 2 * j + 1));
-            lane[j] = AddFlushed(lane[j], product(c + 2 * j));
-          }
+          for (int j = 0; j < 8; ++j) lane[j] = LaneStep(lane[j], product(c + 2 * j + 1), product(c + 2 * j));
         }
       };
       part(q.data(), keys1 + s * C1, C1);
@@ -109,10 +110,7 @@ void Bf16WeightedSumReference(const float* p, int64_t M, int64_t ldp, const uint
     for (int64_t c = 0; c < C; ++c) {
       const auto value = [&](int64_t s) { return s < S ? static_cast<double>(FromBf16(vals[s * C + c])) : 0.0; };
       float acc = 0.0f;
-      for (int64_t s = 0; s < S; s += 2) {  // the odd row's product, then the even one's
-        acc = AddFlushed(acc, weight(s + 1) * value(s + 1));
-        acc = AddFlushed(acc, weight(s) * value(s));
-      }
+      for (int64_t s = 0; s < S; s += 2) acc = LaneStep(acc, weight(s + 1) * value(s + 1), weight(s) * value(s));
       out[m * C + c] = acc;
     }
   }
