@@ -135,8 +135,16 @@ struct LinearInput {
   // threads pass their step's CurrentLinearActivations()).
   void Prepare(const float* x, int64_t T, const WeightMatrix& w, LinearActivations activations);
   void Prepare(const float* x, int64_t T, const WeightMatrix& w) { Prepare(x, T, w, CurrentLinearActivations()); }
+  // Rows tokens[0, n) of `all`, an input prepared with int8 activations (layout 1 or 2): the
+  // form Prepare gives those rows of all.x gathered, copied rather than quantized again (each
+  // token is quantized on its own). x is left null, so use it only with matrices it is
+  // PreparedFor (LinearRows cannot quantize it again for another form).
+  void PrepareRowsOf(const LinearInput& all, const int32_t* tokens, int64_t n);
   // Whether this is the form Prepare would give x for w (under the same activations).
   bool PreparedFor(const WeightMatrix& w) const;
+
+ private:
+  void RegroupForInt4Decode();
 };
 // LinearRows on a prepared input: the form it was prepared in decides (an input prepared
 // for another format still works: x is then quantized again for this one).

@@ -25,6 +25,8 @@ struct MoeScratch {
   // [N, k]: each token's rows of expert_out and their gate weights, in expert order.
   std::vector<std::pair<int64_t, float>> picked_rows;
   std::vector<int64_t> picks_placed;  // [N] each token's rows placed so far (filling picked_rows)
+  std::vector<int32_t> picked_tokens;  // [N, k] each pick's token, expert by expert
+  LinearInput all_tokens;  // a step's tokens quantized once, when its routed experts take int8
   // Each projection input as the kernels read it, prepared once for all its row blocks:
   // [0] the shared experts', [1 + e] routed expert e's.
   std::vector<LinearInput> inputs;

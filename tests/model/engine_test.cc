@@ -604,14 +604,17 @@ TEST(MoeGate, GreedySoftmaxDoesNotRenormalize) {
 // however the sum is split: each expert here runs on the token alone (the fast kernels give one
 // token the bits of many), and the step's token counts take both the inline and parallel sums
 // and a decode step's one token (its experts share one prepared x), with float32 experts, with
-// INT4 ones (which take x quantized to int8), with INT4 routed experts beside float32
-// shared ones (whose x is prepared in another form), and with no shared experts (a decode
-// step's routed experts then prepare x themselves).
+// INT4 ones (which take x quantized to int8: several tokens are quantized once and each expert
+// copies its rows), with INT4 routed experts beside float32 shared ones (whose x is prepared in
+// another form), with no shared experts (a decode step's routed experts then prepare x
+// themselves), and with routed experts of two int8 forms (INT4 and INT8: each expert's floats
+// are gathered and quantized for it).
 TEST(MoeForward, EachTokenAddsItsExpertsInExpertOrderAfterTheSharedOnes) {
   if (!GetCpuFeatures().HasAvx2Set()) GTEST_SKIP() << "needs the fast kernels (" << GetCpuFeatures().ToString() << ")";
-  // 0: all float32, 1: all INT4, 2: INT4 routed, float32 shared, 3: float32, no shared experts
-  for (const int formats : {0, 1, 2, 3}) {
-    const bool int4 = formats == 1 || formats == 2;
+  // 0: all float32, 1: all INT4, 2: INT4 routed, float32 shared, 3: float32, no shared experts,
+  // 4: INT4 and INT8 routed experts in turn, INT4 shared
+  for (const int formats : {0, 1, 2, 3, 4}) {
+    const bool int4 = formats == 1 || formats == 2 || formats == 4;
     ModelConfig c = NoauxTcRouter();
     c.hidden_size = int4 ? 64 : 40;  // INT4 takes int8 activations in whole blocks of 32
     c.moe_intermediate_size = int4 ? 32 : 24;
@@ -619,10 +622,11 @@ TEST(MoeForward, EachTokenAddsItsExpertsInExpertOrderAfterTheSharedOnes) {
     const int64_t D = c.hidden_size, I = c.moe_intermediate_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
     std::vector<testing::OwnedWeight> store;
     store.reserve(128);
-    const auto matrix = [&](int64_t rows, int64_t cols, float scale, bool quantized) {
+    enum Form { kF32, kInt4, kInt8 };
+    const auto matrix = [&](int64_t rows, int64_t cols, float scale, Form form) {
       const uint32_t seed = static_cast<uint32_t>(store.size() + 1);
-      if (quantized) {
-        store.push_back(testing::MakeIntWeight(true, rows, cols, seed, 32, false));
+      if (form != kF32) {
+        store.push_back(testing::MakeIntWeight(form == kInt4, rows, cols, seed, 32, false));
       } else {
         testing::OwnedWeight o;
         std::vector<float> v = testing::RandomNormal(rows * cols, scale, seed);
@@ -633,11 +637,13 @@ TEST(MoeForward, EachTokenAddsItsExpertsInExpertOrderAfterTheSharedOnes) {
       }
       return store.back().m;
     };
-    const auto mlp = [&](bool q) { return MlpWeights{matrix(I, D, 0.3f, q), matrix(I, D, 0.3f, q), matrix(D, I, 0.3f, q)}; };
+    const auto mlp = [&](Form f) {
+      return MlpWeights{matrix(I, D, 0.3f, f), matrix(I, D, 0.3f, f), matrix(D, I, 0.3f, f)};
+    };
     MoeWeights w;
-    w.gate = matrix(E, D, 0.5f, false);
-    for (int64_t e = 0; e < E; ++e) w.experts.push_back(mlp(int4));
-    if (formats != 3) w.shared = mlp(formats == 1);
+    w.gate = matrix(E, D, 0.5f, kF32);
+    for (int64_t e = 0; e < E; ++e) w.experts.push_back(mlp(!int4 ? kF32 : formats == 4 && e % 2 == 1 ? kInt8 : kInt4));
+    if (formats != 3) w.shared = mlp(formats == 1 || formats == 4 ? kInt4 : kF32);
     SetLinearKernel(int4 ? LinearKernel::kAuto : LinearKernel::kAvx2);  // INT4: AVX-512 VNNI where present
     for (int64_t N : {int64_t{1}, int64_t{3}, int64_t{37}}) {
       const std::vector<float> x = testing::RandomNormal(N * D, 1.0f, 99 + static_cast<uint32_t>(N));

@@ -19,6 +19,9 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "engine/base/threads.h"
@@ -458,10 +461,34 @@ void LinearInput::Prepare(const float* x_in, int64_t T_in, const WeightMatrix& w
       cpu::QuantizeActsReference(x + t * K, K, nibbles, qt, dt, st);
     }
   });
+  RegroupForInt4Decode();
+}
+
+void LinearInput::PrepareRowsOf(const LinearInput& all, const int32_t* tokens, int64_t n) {
+  x = nullptr;
+  T = n;
+  K = all.K;
+  layout = all.layout;
+  activations = all.activations;
+  fours.clear();
+  const int64_t nb = K / cpu::kActBlock;
+  q.resize(static_cast<size_t>(T * K));
+  d.resize(static_cast<size_t>(T * nb));
+  sum.resize(static_cast<size_t>(T * nb));
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t t = tokens[i];
+    std::memcpy(q.data() + i * K, all.q.data() + t * K, static_cast<size_t>(K));
+    std::memcpy(d.data() + i * nb, all.d.data() + t * nb, static_cast<size_t>(nb) * sizeof(float));
+    std::memcpy(sum.data() + i * nb, all.sum.data() + t * nb, static_cast<size_t>(nb) * sizeof(int32_t));
+  }
+  RegroupForInt4Decode();
+}
+
+void LinearInput::RegroupForInt4Decode() {
   // Decode tokens meet INT4 rows on AVX-512 in one call per piece of every matrix they go to:
   // their activations are regrouped for those steps once, here (whichever family is forced now:
   // an input may be prepared under one and multiplied under another).
-  if (nibbles && T <= cpu::kInt4DecodeTokensMax && GetCpuFeatures().HasAvx512VnniSet()) {
+  if (layout == 2 && T <= cpu::kInt4DecodeTokensMax && GetCpuFeatures().HasAvx512VnniSet()) {
     const int64_t bytes = cpu::FourBlockBytes(K);
     fours.resize(static_cast<size_t>(T * bytes + 63));
     for (int64_t t = 0; t < T; ++t)
@@ -477,6 +504,11 @@ void LinearRows(const LinearInput& in, const WeightMatrix& w, int64_t r0, int64_
   const cpu::RawWeight raw = Raw(w);
   if (in.layout != 0 && !in.PreparedFor(w)) {
     // Prepared for another format: prepare again for this one (which then fits).
+    if (in.x == nullptr) {  // PrepareRowsOf's rows have no floats to start from: a caller's bug
+      std::fprintf(stderr, "dsv3: internal error: int8 rows gathered for one weight format met %s\n",
+                   DTypeName(w.w.dtype));
+      std::abort();
+    }
     thread_local LinearInput again;
     again.Prepare(in.x, in.T, w, in.activations);
     LinearRows(again, w, r0, r1, y, ldy, accumulate);
