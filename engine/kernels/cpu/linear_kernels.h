@@ -37,18 +37,24 @@ struct RawWeight {
 // INT8 and INT4 with float32 activations take 4: their dequantization in registers costs more
 // per weight, and at 8 tokens the panel, converted once, wins (INT4 g32 16384 x 1536, 2
 // threads: GEMV 1.5x slower).
-// With the avx512 family's GEMM (twice the FMAs per instruction, GemmPanel8Avx512) BF16 and F16
-// take 8 as well: bench-v3-mini BF16 pp512 on Zen 5, alternated, 282 / 297 -> 307 / 327 / 326 /
-// 342 tok/s, while a decode step of eight sequences still did better on the GEMV (tg16 x8: GEMM
-// at 8 tokens 68 / 55, GEMV 92 / 69 tok/s).
+// With the avx512 family's GEMM (twice the FMAs per instruction, GemmPanel8Avx512) F16 takes 8
+// as well: bench-v3-mini BF16 pp512 on Zen 5, alternated, 282 / 297 -> 307 / 327 / 326 / 342
+// tok/s, while a decode step of eight sequences still did better on the GEMV (tg16 x8: GEMM at
+// 8 tokens 68 / 55, GEMV 92 / 69 tok/s). BF16 takes 3 there: its GEMM now widens the rows as
+// stored (GemmBf16Rows8Avx512, no panel), and the GEMV converts each weight again for every
+// pass of three tokens. 16384 x 1536 BF16, 2 threads, Zen 5, two rounds, GEMV / GEMM: 2 tokens
+// 146-159 / 106-125 GFLOP/s, 3 197-200 / 135-171, 4 163-164 / 183-201, 6 191-211 / 208-232, 8
+// 169-200 / 227-235; bench-v3-mini BF16 tg32 x8, alternated runs, 114.4 / 114.7 -> 122.2 /
+// 122.6 tok/s (the lm_head's eight tokens 2.37-2.39 -> 1.85-1.98 ms a token).
 constexpr int64_t kGemvMaxTokens = 8;
+constexpr int64_t kGemvMaxTokensBf16Avx512 = 3;
 constexpr int64_t kGemvMaxTokens16 = 48;
 constexpr int64_t kGemvMaxTokensInt = 4;
 inline int64_t GemvMaxTokens(const RawWeight& w, bool avx512_gemm = false) {
   switch (w.kind) {
     case WeightKind::kI8:
     case WeightKind::kInt4: return kGemvMaxTokensInt;
-    case WeightKind::kBF16:
+    case WeightKind::kBF16: return avx512_gemm ? kGemvMaxTokensBf16Avx512 : kGemvMaxTokens16;
     case WeightKind::kF16: return avx512_gemm ? kGemvMaxTokens : kGemvMaxTokens16;
     default: return kGemvMaxTokens;
   }
