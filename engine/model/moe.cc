@@ -46,6 +46,14 @@ void PrepareInputs(const MoeWeights& w, const std::vector<int64_t>& offset, cons
   });
 }
 
+// The first routed expert some token of the step picked (offset: the picks stacked expert by
+// expert); E when none did.
+int64_t FirstActiveExpert(const std::vector<int64_t>& offset, int64_t E) {
+  int64_t e = 0;
+  while (e < E && offset[e + 1] == offset[e]) ++e;
+  return e;
+}
+
 // A step of several tokens whose routed experts all take int8 activations in one form: every
 // token is quantized once, into s->all_tokens, and each active expert's input takes its tokens'
 // rows of it (PrepareRowsOf: the rows PrepareInputs would quantize again from the gathered
@@ -56,8 +64,7 @@ void PrepareInputs(const MoeWeights& w, const std::vector<int64_t>& offset, cons
 // (a checkpoint of mixed formats): the caller gathers floats then.
 bool PrepareQuantizedOnce(const ModelConfig& c, const MoeWeights& w, const float* x, int64_t N, MoeScratch* s) {
   const std::vector<int64_t>& offset = s->offset;
-  int64_t first = 0;  // the first active routed expert
-  while (first < c.n_routed_experts && offset[first + 1] == offset[first]) ++first;
+  const int64_t first = FirstActiveExpert(offset, c.n_routed_experts);
   if (first == c.n_routed_experts) return false;
   LinearInput& all = s->all_tokens;
   all.Prepare(x, N, w.experts[first].gate_proj);  // float32 and bf16 forms return at once
@@ -128,8 +135,7 @@ void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64
   if (one_token) {
     if (s->inputs.size() < 2) s->inputs.resize(2);
     if (shared) s->inputs[0].Prepare(x, N, w.shared.gate_proj);
-    int64_t first = 0;  // the first active routed expert
-    while (first < c.n_routed_experts && offset[first + 1] == offset[first]) ++first;
+    const int64_t first = FirstActiveExpert(offset, c.n_routed_experts);
     if (first < c.n_routed_experts) {
       const WeightMatrix& gate = w.experts[first].gate_proj;
       if (shared && s->inputs[0].PreparedFor(gate)) {
