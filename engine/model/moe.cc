@@ -131,7 +131,7 @@ void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64
   // INT4 token). Routed experts of another format than the first active one's redo it.
   const bool one_token = N == 1;
   const LinearInput* routed_input = nullptr;  // one token: every routed expert's
-  const LinearInput* shared_input = nullptr;  // when not inputs[0] (which may move as it grows)
+  bool shared_from_all = false;  // the shared experts take s->all_tokens, not inputs[0]
   if (one_token) {
     if (s->inputs.size() < 2) s->inputs.resize(2);
     if (shared) s->inputs[0].Prepare(x, N, w.shared.gate_proj);
@@ -146,11 +146,8 @@ void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64
       }
     }
   } else if (PrepareQuantizedOnce(c, w, x, N, s)) {
-    if (shared && s->all_tokens.PreparedFor(w.shared.gate_proj)) {
-      shared_input = &s->all_tokens;  // x itself, in the form it needs
-    } else if (shared) {
-      s->inputs[0].Prepare(x, N, w.shared.gate_proj);
-    }
+    shared_from_all = shared && s->all_tokens.PreparedFor(w.shared.gate_proj);  // x in the form it needs
+    if (shared && !shared_from_all) s->inputs[0].Prepare(x, N, w.shared.gate_proj);
   } else {
     const int64_t column_grain = picks >= kParallelPicks ? 8 : D;
     ParallelFor(D, column_grain, [&](int64_t d0, int64_t d1) {
@@ -162,7 +159,8 @@ void MoeForward(const ModelConfig& c, const MoeWeights& w, const float* x, int64
     PrepareInputs(w, offset, x, N, s->gathered.data(), D, &MlpWeights::gate_proj, s);
   }
   jobs.clear();
-  if (shared_input == nullptr) shared_input = &s->inputs[0];
+  // Taken here, after the branches above may have grown s->inputs.
+  const LinearInput* shared_input = shared_from_all ? &s->all_tokens : &s->inputs[0];
   if (shared) {
     jobs.push_back({shared_input, &w.shared.gate_proj, shared_gate});
     jobs.push_back({shared_input, &w.shared.up_proj, shared_up});
