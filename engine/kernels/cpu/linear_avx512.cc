@@ -852,7 +852,6 @@ void Panel8(const Rows& rows, int64_t K, int64_t k0, int64_t k1, const float* x,
   }
 }
 
-
 template <typename Rows>
 void GemmPanel8(const Rows& rows, int64_t K, const float* x, int64_t ldx, int64_t T, float* y, int64_t ldy,
                 bool accumulate, const char* ahead, int64_t lines) {
@@ -872,7 +871,8 @@ void GemmPanel8(const Rows& rows, int64_t K, const float* x, int64_t ldx, int64_
       const int64_t k1 = K - k0 > chunk ? k0 + chunk : K;
       const auto part = [&]<int N>(int64_t t) {
         const int64_t n = k0 == 0 ? (lines - fetched < per_pass ? lines - fetched : per_pass) : 0;
-        Panel8<N>(rows, K, k0, k1, x + t * ldx, ldx, carry + 4 * (t - t0), y + t * ldy, ldy, accumulate, ahead + 64 * fetched, n);
+        Panel8<N>(rows, K, k0, k1, x + t * ldx, ldx, carry + 4 * (t - t0), y + t * ldy, ldy, accumulate,
+                  ahead + 64 * fetched, n);
         fetched += n;
       };
       // Six tokens a pass (24 accumulators, six broadcasts and one panel vector live: 31
