@@ -196,6 +196,8 @@ void LinearArgs(benchmark::internal::Benchmark* b) {
         for (int threads : {1, 2}) {
           b->Args({dt, k, 512, 1536, 1, threads, a});     // one routed expert's gate, decode
           b->Args({dt, k, 1536, 512, 1, threads, a});     // and its down (short K), decode
+          b->Args({dt, k, 1536, 512, 2, threads, a});     // the down of an expert two or three
+          b->Args({dt, k, 1536, 512, 3, threads, a});     // sequences of a batch picked
           b->Args({dt, k, 1152, 384, 1, threads, a});     // q_b_proj-sized (K a step and a tail), decode
           b->Args({dt, k, 1536, 768, 1, threads, a});     // o_proj-sized (K = 768), decode
           // L2-resident: the kernel's arithmetic, and what every call pays besides (int8 activations

@@ -68,6 +68,10 @@ std::vector<Case> Cases() {
           {"int4 g64 one step", true, 6, 512, 64, false, 1},
           {"int4 g128 symmetric one step", true, 5, 512, 128, true, 1},
           {"int4 g256 one step", true, 4, 512, 256, false, 1},
+          // Several tokens take rows of one step a token at a time, 32 rows at a time: three
+          // such pieces, the last one short, with and without a tail step.
+          {"int4 g32 one step 70 rows", true, 70, 512, 32, true, 1},
+          {"int4 g64 zero points 12 blocks 45 rows", true, 45, 384, 64, false, 1},
           {"int4 g32 zero points 31 blocks", true, 5, 992, 32, false, 1},
           {"int4 g64 44 blocks", true, 9, 1408, 64, false, 1},
           {"int4 g128 40 blocks", true, 4, 1280, 128, false, 1},

@@ -155,15 +155,16 @@ void QLinearAvx512(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64
 // repacks kQGemmRows rows at a time into the scratch (a byte a weight, then each block's
 // scales and INT4 zero points). Where it starts to win, 64 experts x (gate, up, down) from
 // DRAM, 2 threads, alternated with the tiles: INT8 at 3 tokens (8.5 -> 8.0 ms, 8 tokens 13.2
-// -> 7.2; at 2 the tiles stream faster, 4.3-4.5 against 5.1-5.5); INT4, whose one-token steps
+// -> 7.2; at 2 the tiles streamed faster, 4.3-4.5 against 5.1-5.5, and the one-token steps
+// taken a token at a time faster still: Int8DecodeTokens); INT4, whose one-token steps
 // stream well, at 9: up to 8 tokens take those steps with each step's weights unpacked once
 // for four tokens (bench-v3-mini-int4-h tg32 x8, alternated: 209 / 215 tok/s through the GEMM,
 // 233 / 234 so; at 12 tokens even, at 16 the GEMM 276 / 289 against 253 / 258).
 constexpr int64_t kQGemmRows = 32;
 inline int64_t QGemmMinTokens(const RawWeight& w) { return w.kind == WeightKind::kInt4 ? 9 : 3; }
 // INT4 with 2 .. this many tokens (a batch decoding together, below QGemmMinTokens) takes the
-// one-token decode steps, each step's weights unpacked once for up to four tokens
-// (Int4DecodeTokens); the AVX2 pairs of tokens had taken them.
+// one-token decode steps, each step's weights unpacked once for up to four tokens, or for rows
+// of one step a token at a time (Int4DecodeTokens); the AVX2 pairs of tokens had taken them.
 constexpr int64_t kInt4DecodeTokensMax = 8;
 inline int64_t QLinearAvx512ScratchBytes(const RawWeight& w, int64_t T) {
   if ((w.kind != WeightKind::kI8 && w.kind != WeightKind::kInt4) || T < QGemmMinTokens(w)) return 0;

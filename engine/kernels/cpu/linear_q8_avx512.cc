@@ -11,11 +11,13 @@
 //     steps go eight blocks at a time onto the eight chains, blocks b0..b0+7 and then
 //     b0+8..b0+15, each chain in block order as the twin has it. A few tokens (a batch
 //     decoding together, up to kInt4DecodeTokensMax) take the same steps, each step's weights
-//     unpacked and its scales converted once for up to four tokens (Int4DecodeTokens).
+//     unpacked and its scales converted once for up to four tokens (Int4DecodeTokens); rows of
+//     one step take them a token at a time, 32 rows at a time.
 //   - INT8: the signed weights go in the unsigned operand as w + 128 (w xor 0x80), and
 //     128 · Σq comes off the block sum afterwards; lanes are (row, token) as in the AVX2
 //     tiles, each an fma chain over the blocks in order. One token (Int8Decode): sixteen rows
-//     a vector, each row's two blocks in one 512-bit vpdpbusd.
+//     a vector, each row's two blocks in one 512-bit vpdpbusd; two tokens take it in turn,
+//     sixteen rows at a time (Int8DecodeTokens).
 //   - INT8 and INT4, several tokens (QGemmMinTokens): a GEMM (QGemm) whose lanes are sixteen
 //     rows of one token, so that a lane's eight vpdpbusd over a block leave its exact sum with
 //     nothing to add across lanes (the tiles spend more on their sum trees than on the
@@ -457,6 +459,24 @@ void Int8Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t 
   }
 }
 
+// Rows [r0, r1) against a's two tokens (or more, below QGemmMinTokens): each token through
+// Int8Decode sixteen rows (one of its tiles) at a time, so that the next token finds them in L1
+// (16 KB at K = 1024). Each token gets the one-token bits, the twin's. Int8Rows' tiles, which
+// load each weight once for both tokens, spend more on their lanes' sums than the second pass
+// over L1 costs: 2 tokens, the two alternated in one process, 1536 x 512 from L2 27.6-32.6 ->
+// 17.6-22.9 us (2 threads), 16384 x 1536 638-798 -> 464-561 us.
+void Int8DecodeTokens(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
+                      bool accumulate) {
+  const int64_t nb = a.K / kActBlock;
+  for (int64_t b0 = r0; b0 < r1; b0 += 16) {
+    const int64_t b1 = r1 - b0 < 16 ? r1 : b0 + 16;
+    for (int64_t t = 0; t < a.T; ++t) {
+      const QuantizedActs token{a.q + t * a.K, a.d + t * nb, a.sum + t * nb, 1, a.K, nullptr};
+      Int8Decode(token, w, b0, b1, y + t * ldy, accumulate);
+    }
+  }
+}
+
 // ---- INT4, one token: rows in pairs, sixteen blocks of a row per step -----------------------
 
 // A row's last step when its blocks are not a multiple of sixteen (bench-v3-mini's q_b and
@@ -727,6 +747,37 @@ struct RowsAhead {
   const int64_t rows;
 };
 
+// Rows [r0, r1) of at most one step (bench-v3-mini's q_b, K = 384, and its MoE down
+// projections, K = 512) against the token a (its tail): one at a time against the step's
+// activations, loaded once for all of them. Each row is its own chain of one step, and the
+// core overlaps consecutive rows. In pairs (or fours, short rows), a row's share of the loads,
+// setup and sums of its group had been a third of its time. One thread from L2, alternated
+// builds: 1536 x 512 INT4 g32 32.9-36.0 -> 45.0-46.7 GB/s, 1152 x 384 18.1-18.9 -> 21.0-21.4
+// (512 x 1536, three steps a row, 45.5-47.8 both).
+template <int kPerGroup>
+void Int4ShortRows(const QuantizedActs& a, const Int4Tail& tail, const RawWeight& w, const RowsAhead& ahead,
+                   int64_t r0, int64_t r1, float* y, bool accumulate) {
+  const int64_t nb = a.K / kActBlock;
+  const auto rows = [&]<bool kFull>() __attribute__((always_inline)) {
+    __m512i acts[8];
+    StepActs(a.fours, 0, acts);
+    for (int64_t r = r0; r < r1; ++r) {
+      const Int4RowArgs row = RowArgs(w, r, a, tail);
+      const uint8_t* next = ahead(r, 1);
+      if (next) _mm_prefetch(reinterpret_cast<const char*>(next + w.row_bytes - 1), _MM_HINT_T0);
+      __m256 acc = _mm256_setzero_ps();
+      Int4Step<kPerGroup, kFull>(row, 0, nb, next ? next : row.row, &acc, acts);
+      const float v = HorizontalSum(acc);
+      y[r] = accumulate ? y[r] + v : v;
+    }
+  };
+  if (nb == 16) {
+    rows.template operator()<true>();
+  } else {
+    rows.template operator()<false>();
+  }
+}
+
 template <int kPerGroup>
 void Int4Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, bool accumulate) {
   const int8_t* fours = a.fours;  // regrouped once, when the token was prepared
@@ -736,30 +787,7 @@ void Int4Decode(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t 
   int64_t r = r0;
   const int64_t nb = a.K / kActBlock;
   if (nb <= 16) {
-    // Rows of at most one step (bench-v3-mini's q_b, K = 384, and its MoE down projections, K =
-    // 512) go one at a time against the step's activations loaded once for all of them: each
-    // row is its own chain of one step, and the core overlaps consecutive rows. In pairs (or
-    // fours, short rows), a row's share of the loads, setup and sums of its group had been a
-    // third of its time. One thread from L2, alternated builds: 1536 x 512 INT4 g32 32.9-36.0
-    // -> 45.0-46.7 GB/s, 1152 x 384 18.1-18.9 -> 21.0-21.4 (512 x 1536, three steps a row,
-    // 45.5-47.8 both).
-    const auto rows = [&]<bool kFull>() __attribute__((always_inline)) {
-      __m512i acts[8];
-      StepActs(fours, 0, acts);
-      for (; r < r1; ++r) {
-        const Int4RowArgs row = RowArgs(w, r, a, tail);
-        const uint8_t* next = ahead(r, 1);
-        if (next) _mm_prefetch(reinterpret_cast<const char*>(next + w.row_bytes - 1), _MM_HINT_T0);
-        __m256 acc = _mm256_setzero_ps();
-        Int4Step<kPerGroup, kFull>(row, 0, nb, next ? next : row.row, &acc, acts);
-        store(r, HorizontalSum(acc));
-      }
-    };
-    if (nb == 16) {
-      rows.template operator()<true>();
-    } else {
-      rows.template operator()<false>();
-    }
+    Int4ShortRows<kPerGroup>(a, tail, w, ahead, r0, r1, y, accumulate);
     return;
   }
   // Rows of whole steps go two at a time (four spilled there: 512 x 1536 from cache 8.2 -> 12.1
@@ -816,8 +844,19 @@ __attribute__((always_inline)) inline void Int4RowTokens(const RawWeight& w, int
   for (int t = 0; t < kT; ++t) out[t] = HorizontalSum(acc[t]);
 }
 
+// Rows of at most one step go to each token in turn through Int4ShortRows, this many rows at
+// a time (9 KB at K = 512: the next tokens find them in L1). Unpacking a row once for four
+// tokens (Int4RowTokens) cost short rows more than it saved: its per-row setup and sums are
+// most of a one-step row's work. 1536 x 512 INT4 g32 from L2, the two alternated in one
+// process, 2 threads: 2 tokens 17.5-17.8 -> 12.4-12.5 us, 3 tokens 20.6-22.0 -> 17.7-18.5, 4
+// 26.0-26.7 -> 22.9-23.2, 8 48.2-49.3 -> 44.1-44.4. Rows of several steps keep Int4RowTokens:
+// taken a token at a time (Int4Decode on 16 or 32 rows), 16384 x 1536 cost 12-30% more from 3
+// to 8 tokens, and as much at 2.
+constexpr int64_t kShortRowBlock = 32;
+
 // Rows [r0, r1) against a's tokens (2 .. kInt4DecodeTokensMax, each with its regrouped activations),
-// up to four tokens per pass over a row (its bytes stay in L1 for the next four).
+// up to four tokens per pass over a row (its bytes stay in L1 for the next four); rows of one
+// step a token at a time, kShortRowBlock rows at a time.
 template <int kPerGroup>
 void Int4DecodeTokens(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
                       bool accumulate) {
@@ -829,6 +868,14 @@ void Int4DecodeTokens(const QuantizedActs& a, const RawWeight& w, int64_t r0, in
     tails[t] = RowTail(tok[t], w.block_in / kActBlock);
   }
   const RowsAhead rows_ahead(w);
+  if (nb <= 16) {
+    for (int64_t b0 = r0; b0 < r1; b0 += kShortRowBlock) {
+      const int64_t b1 = r1 - b0 < kShortRowBlock ? r1 : b0 + kShortRowBlock;
+      for (int64_t t = 0; t < T; ++t)
+        Int4ShortRows<kPerGroup>(tok[t], tails[t], w, rows_ahead, b0, b1, y + t * ldy, accumulate);
+    }
+    return;
+  }
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* ahead = rows_ahead(r, 1);
     for (int64_t t0 = 0; t0 < T; t0 += 4) {
@@ -874,8 +921,10 @@ void QLinearAvx512(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64
     }
   } else if (w.kind == WeightKind::kI8 && a.T == 1) {
     Int8Decode(a, w, r0, r1, y, accumulate);
+  } else if (w.kind == WeightKind::kI8 && a.T < QGemmMinTokens(w)) {
+    Int8DecodeTokens(a, w, r0, r1, y, ldy, accumulate);
   } else if (w.kind == WeightKind::kI8) {
-    Int8Rows(a, w, r0, r1, y, ldy, accumulate);
+    Int8Rows(a, w, r0, r1, y, ldy, accumulate);  // no scratch for the GEMM
   } else if (w.kind == WeightKind::kInt4 && a.T <= kInt4DecodeTokensMax && a.fours != nullptr) {
     // One token through Int4Decode, 2 .. kInt4DecodeTokensMax through Int4DecodeTokens.
     const auto decode = [&]<int kPerGroup>() {
