@@ -363,22 +363,23 @@ BENCHMARK(BM_SameInput)
     ->UseRealTime()
     ->MinTime(0.5);
 
-// Args: dtype (as BM_Linear), kernel. Decode's absorbed attention over one layer's kv_b as
+// Args: dtype (as BM_Linear), kernel, queries. Decode's absorbed attention over one layer's kv_b as
 // stored (bench-v3-mini: 12 heads x (64 W_uk + 64 W_uv rows) x 256): per head, the query's
 // weighted sum of the W_uk rows and the W_uv rows' scores against the merged latent. The
 // 1536 x 256 matrix stays in L2/L3 here; in a decode step it comes from DRAM.
 void BM_WeightRows(benchmark::State& state) {
   const int format = static_cast<int>(state.range(0));
   const auto kernel = static_cast<LinearKernel>(state.range(1));
+  const int64_t M = state.range(2);  // queries: the sequences of a decode batch
   if (SkipIfCpuLacks(state, kernel)) return;
   constexpr int64_t kHeads = 12, kNope = 64, kV = 64, kC = 256;
   SetLinearKernel(kernel);
   Fixture f = Make(format, kHeads * (kNope + kV), kC, 1);
-  std::vector<float> q(kNope, 0.01f), latent(kC, 0.01f), absorbed(kC), out(kV);
+  std::vector<float> q(M * kNope, 0.01f), latent(M * kC, 0.01f), absorbed(M * kC), out(M * kV);
   for (auto _ : state) {
     for (int64_t h = 0; h < kHeads; ++h) {
-      WeightRowsWeightedSum(q.data(), f.w, h * (kNope + kV), kNope, absorbed.data());
-      WeightRowScores(latent.data(), f.w, h * (kNope + kV) + kNope, kV, out.data());
+      WeightRowsWeightedSum(q.data(), M, kNope, f.w, h * (kNope + kV), kNope, absorbed.data(), kC);
+      WeightRowScores(latent.data(), M, kC, f.w, h * (kNope + kV) + kNope, kV, out.data(), kV);
     }
     benchmark::DoNotOptimize(absorbed.data());
     benchmark::DoNotOptimize(out.data());
@@ -388,11 +389,12 @@ void BM_WeightRows(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(f.bytes.size()));
 }
 
+// Args: dtype, kernel, queries (1, or a batch of 8 sequences in one call).
 void WeightRowsArgs(benchmark::internal::Benchmark* b) {
   for (int dt : {static_cast<int>(DType::kBF16), static_cast<int>(DType::kF8E4M3), kInt8PerChannel, kInt4Group32})
     for (int k : {static_cast<int>(LinearKernel::kReference), static_cast<int>(LinearKernel::kAvx2),
                   static_cast<int>(LinearKernel::kAvx512)})
-      b->Args({dt, k});
+      for (int m : {1, 8}) b->Args({dt, k, m});
 }
 BENCHMARK(BM_WeightRows)->Apply(WeightRowsArgs)->UseRealTime()->MinTime(0.2);
 

@@ -302,6 +302,14 @@ void MatMul(const float* a, int64_t M, int64_t K, int64_t lda, const MatMulRhs& 
 // scores[s] = q · W[r0 + s]; out[0:in] = Σ_s p[s] · W[r0 + s].
 void WeightRowScores(const float* q, const WeightMatrix& w, int64_t r0, int64_t S, float* scores);
 void WeightRowsWeightedSum(const float* p, const WeightMatrix& w, int64_t r0, int64_t S, float* out);
+// The same for M queries (query m's q or p at m · ldq, its scores or out at m · lds), each with
+// the bits of its own call: a decode batch's sequences share kv_b, and with AVX-512 each of its
+// rows is converted once for up to four of them (per sequence, a batch of eight read and
+// converted it eight times).
+void WeightRowScores(const float* q, int64_t M, int64_t ldq, const WeightMatrix& w, int64_t r0, int64_t S,
+                     float* scores, int64_t lds);
+void WeightRowsWeightedSum(const float* p, int64_t M, int64_t ldp, const WeightMatrix& w, int64_t r0, int64_t S,
+                           float* out, int64_t ldo);
 
 // Writes rows [r0, r1) of W as float32 into dst ([r1-r0, in], row-major).
 void DequantizeRows(const WeightMatrix& w, int64_t r0, int64_t r1, float* dst);

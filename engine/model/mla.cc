@@ -75,16 +75,25 @@ int64_t SpanCount(int64_t S, int64_t H) {
 // spans, the groups depend only on the cache length and the head count.
 int64_t HeadGroups(int64_t spans, int64_t H) { return spans == 1 && H > 1 && (H < 16 || H >= 32) ? 2 : 1; }
 
-// Head h of one-query chunk i: its absorbed query (W_uk folded into q_nope, from kv_b as stored)
-// and its rope part, into decode_q's [H, C] then [H, R] of the chunk.
-void AbsorbHead(const ModelConfig& c, const float* q, const SeqChunk& ch, int64_t i, int64_t h,
-                const WeightMatrix& kv_b, float* decode_q) {
+// Head h of n one-query chunks: each one's absorbed query (W_uk folded into q_nope, from kv_b as
+// stored) and its rope part, into decode_q's [H, C] then [H, R] of chunk i. The chunks' queries
+// go in one call, so W_uk's rows are converted once for the batch (per chunk, a decode batch of
+// eight sequences converted them eight times); each query gets its own call's bits.
+void AbsorbHeads(const ModelConfig& c, const float* q, const SeqChunk* const* chunks, int64_t n, int64_t h,
+                 const WeightMatrix& kv_b, float* decode_q) {
   const int64_t H = c.num_attention_heads, nope = c.qk_nope_head_dim, R = c.qk_rope_head_dim;
   const int64_t qk = c.qk_head_dim(), vd = c.v_head_dim, C = c.kv_lora_rank;
-  const float* qh = q + ch.offset * H * qk + h * qk;
-  float* qa = decode_q + i * H * (C + R);
-  WeightRowsWeightedSum(qh, kv_b, h * (nope + vd), nope, qa + h * C);  // AbsorbUk, from kv_b as stored
-  std::memcpy(qa + H * C + h * R, qh + nope, static_cast<size_t>(R) * sizeof(float));
+  const auto q_of = [&](int64_t i) { return q + chunks[i]->offset * H * qk + h * qk; };
+  thread_local std::vector<float> q_nope;  // [n, nope]: the chunks' rows, wherever they are
+  if (n > 1) {
+    q_nope.resize(static_cast<size_t>(n * nope));
+    for (int64_t i = 0; i < n; ++i) std::memcpy(q_nope.data() + i * nope, q_of(i), static_cast<size_t>(nope) * sizeof(float));
+  }
+  // AbsorbUk, from kv_b as stored.
+  WeightRowsWeightedSum(n > 1 ? q_nope.data() : q_of(0), n, nope, kv_b, h * (nope + vd), nope, decode_q + h * C,
+                        H * (C + R));
+  for (int64_t i = 0; i < n; ++i)
+    std::memcpy(decode_q + i * H * (C + R) + H * C + h * R, q_of(i) + nope, static_cast<size_t>(R) * sizeof(float));
 }
 
 // Span k of `spans` over chunk ch's cached positions, heads [h0, h1) (its absorbed queries at
@@ -123,34 +132,44 @@ int64_t AttendSpan(const ModelConfig& c, const SeqChunk& ch, int64_t layer, Late
   return 2 * nh * len * (2 * C + R);
 }
 
-// Head h: the partials of a chunk's `spans` spans (at parts, each `part` floats) merged in
-// order, then W_uv, into o[vd].
-void MergeHead(const ModelConfig& c, const float* parts, int64_t spans, int64_t h, const WeightMatrix& kv_b, float* o) {
+// Head h of n one-query chunks: chunk i's partials (spans first_span[i] .. first_span[i + 1] of
+// parts, each `part` floats) merged in order, then W_uv for the n chunks in one call (its rows
+// converted once for the batch, each chunk's bits its own call's), into the chunk's row of attn.
+void MergeHeads(const ModelConfig& c, const float* parts, const int64_t* first_span, const SeqChunk* const* chunks,
+                int64_t n, int64_t h, const WeightMatrix& kv_b, float* attn) {
   const int64_t H = c.num_attention_heads, nope = c.qk_nope_head_dim, vd = c.v_head_dim, C = c.kv_lora_rank;
   const int64_t part = H * (C + 2);
-  thread_local std::vector<float> merged;
-  merged.resize(static_cast<size_t>(C));
-  float top = -INFINITY;
-  // While the maxima are read, each span's output row for this head is asked for: half of
-  // them come from the other core, which computed those spans, and the merge below had
-  // waited on them one by one (depth 4096, INT4-h, four pairs: 46-52 -> 40-43 us a layer).
-  for (int64_t k = 0; k < spans; ++k) {
-    top = std::max(top, parts[k * part + h]);
-    for (int64_t x = 0; x < C; x += 16) __builtin_prefetch(parts + k * part + 2 * H + h * C + x, 0, 3);
+  thread_local std::vector<float> merged, o;  // [n, C], [n, vd]
+  merged.assign(static_cast<size_t>(n * C), 0.0f);
+  for (int64_t i = 0; i < n; ++i) {
+    const float* pi = parts + first_span[i] * part;
+    const int64_t spans = first_span[i + 1] - first_span[i];
+    float* mi = merged.data() + i * C;
+    float top = -INFINITY;
+    // While the maxima are read, each span's output row for this head is asked for: half of
+    // them come from the other core, which computed those spans, and the merge below had
+    // waited on them one by one (depth 4096, INT4-h, four pairs: 46-52 -> 40-43 us a layer).
+    for (int64_t k = 0; k < spans; ++k) {
+      top = std::max(top, pi[k * part + h]);
+      for (int64_t x = 0; x < C; x += 16) __builtin_prefetch(pi + k * part + 2 * H + h * C + x, 0, 3);
+    }
+    float sum = 0.0f;
+    for (int64_t k = 0; k < spans; ++k) {
+      const float* pk = pi + k * part;
+      if (pk[h] == -INFINITY) continue;  // the whole span is outside the window
+      const float f = std::exp(pk[h] - top);
+      sum += f * pk[H + h];
+      // Eight at a time on the AVX2 path, each product rounded before its sum as this loop
+      // had it: at depth 4096 (32 spans a head) the merge took ~12 us a layer more one by one.
+      AddScaled(mi, pk + 2 * H + h * C, f, C);
+    }
+    for (int64_t x = 0; x < C; ++x) mi[x] /= sum;
   }
-  float sum = 0.0f;
-  std::fill(merged.begin(), merged.end(), 0.0f);
-  for (int64_t k = 0; k < spans; ++k) {
-    const float* pk = parts + k * part;
-    if (pk[h] == -INFINITY) continue;  // the whole span is outside the window
-    const float f = std::exp(pk[h] - top);
-    sum += f * pk[H + h];
-    // Eight at a time on the AVX2 path, each product rounded before its sum as this loop
-    // had it: at depth 4096 (32 spans a head) the merge took ~12 us a layer more one by one.
-    AddScaled(merged.data(), pk + 2 * H + h * C, f, C);
-  }
-  for (int64_t x = 0; x < C; ++x) merged[x] /= sum;
-  WeightRowScores(merged.data(), kv_b, h * (nope + vd) + nope, vd, o);
+  const auto out_of = [&](int64_t i) { return attn + chunks[i]->offset * H * vd + h * vd; };
+  if (n == 1) return WeightRowScores(merged.data(), kv_b, h * (nope + vd) + nope, vd, out_of(0));
+  o.resize(static_cast<size_t>(n * vd));
+  WeightRowScores(merged.data(), n, C, kv_b, h * (nope + vd) + nope, vd, o.data(), vd);
+  for (int64_t i = 0; i < n; ++i) std::memcpy(out_of(i), o.data() + i * vd, static_cast<size_t>(vd) * sizeof(float));
 }
 
 void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vector<const SeqChunk*>& chunks,
@@ -162,8 +181,8 @@ void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vecto
   // Absorbed queries [H, C] then rope queries [H, R], per chunk.
   if (!absorbed) {
     s->decode_q.resize(static_cast<size_t>(n * H * (C + R)));
-    ParallelFor(n * H, 1, [&](int64_t j0, int64_t j1) {
-      for (int64_t j = j0; j < j1; ++j) AbsorbHead(c, q, *chunks[j / H], j / H, j % H, kv_b, s->decode_q.data());
+    ParallelFor(H, 1, [&](int64_t h0, int64_t h1) {
+      for (int64_t h = h0; h < h1; ++h) AbsorbHeads(c, q, chunks.data(), n, h, kv_b, s->decode_q.data());
     });
   }
   // The partials of every span, in balanced pieces: at depth each thread walks many spans, and
@@ -188,13 +207,10 @@ void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vecto
     }
     CountFlops(static_cast<uint64_t>(flops));
   });
-  // Each (chunk, head): its spans merged in order, then W_uv.
-  ParallelFor(n * H, 1, [&](int64_t j0, int64_t j1) {
-    for (int64_t j = j0; j < j1; ++j) {
-      const int64_t i = j / H, h = j % H;
-      MergeHead(c, s->decode_parts.data() + first_span[i] * part, first_span[i + 1] - first_span[i], h, kv_b,
-                attn + chunks[i]->offset * H * vd + h * vd);
-    }
+  // Each head: every chunk's spans merged in order, then W_uv.
+  ParallelFor(H, 1, [&](int64_t h0, int64_t h1) {
+    for (int64_t h = h0; h < h1; ++h)
+      MergeHeads(c, s->decode_parts.data(), first_span.data(), chunks.data(), n, h, kv_b, attn);
   });
 }
 
@@ -217,6 +233,8 @@ void DecodeOneQuery(const ModelConfig& c, const MlaWeights& w, int64_t layer, co
   s->q_b_in.Prepare(s->q_a.data(), 1, w.q_b_proj);
   s->decode_q.resize(static_cast<size_t>(H * (C + R)));
   if (whole) s->decode_parts.resize(static_cast<size_t>(H * (C + 2)));
+  const SeqChunk* const chunk = &ch;
+  const int64_t one_span[2] = {0, 1};
   ParallelFor(groups, 1, [&](int64_t g0, int64_t g1) {
     int64_t flops = 0;
     for (int64_t g = g0; g < g1; ++g) {
@@ -225,11 +243,11 @@ void DecodeOneQuery(const ModelConfig& c, const MlaWeights& w, int64_t layer, co
       LinearRows(s->q_b_in, w.q_b_proj, h0 * qk, h1 * qk, q, H * qk, false);
       for (int64_t h = h0; h < h1; ++h) {
         rope.Apply(q + h * qk + nope, pos);
-        AbsorbHead(c, q, ch, 0, h, w.kv_b_proj, s->decode_q.data());
+        AbsorbHeads(c, q, &chunk, 1, h, w.kv_b_proj, s->decode_q.data());
       }
       if (!whole) continue;
       flops += AttendSpan(c, ch, layer, cache, s->decode_q.data(), 0, 1, h0, h1, scale, s->decode_parts.data());
-      for (int64_t h = h0; h < h1; ++h) MergeHead(c, s->decode_parts.data(), 1, h, w.kv_b_proj, attn + h * vd);
+      for (int64_t h = h0; h < h1; ++h) MergeHeads(c, s->decode_parts.data(), one_span, &chunk, 1, h, w.kv_b_proj, attn);
     }
     if (whole) CountFlops(static_cast<uint64_t>(flops));
   });

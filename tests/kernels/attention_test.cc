@@ -559,6 +559,7 @@ TEST_F(MultiQueryTest, Bf16ProductsCountAsBf16Flops) {
 // FP8's AVX-512 scores run in both forms (with VBMI's byte permutes in groups of 32-column
 // steps, and without: groups of 16, or a scale of 300), one FP8 weight holds every byte value
 // but NaN's, and rows [27, 37) pair rows across a block of rows (FP8 32: rows 31 and 32).
+// Three and six queries in one call (a decode batch's sequences) give each query those bits.
 TEST_F(MultiQueryTest, WeightRowsMatchTheProductsOverDequantizedRows) {
   using testing::OwnedWeight;
   int fp8_forms = 0;  // FP8 score calls with byte permutes
@@ -605,7 +606,8 @@ TEST_F(MultiQueryTest, WeightRowsMatchTheProductsOverDequantizedRows) {
               if (byte_permutes && !GetCpuFeatures().avx512_vbmi) continue;
               std::vector<float> form(want.size(), -7.0f);
               // (False for the weights these kernels leave to AVX2: C % 8 != 0.)
-              if (!cpu::WeightRowScoresAvx512(q.data(), testing::Fp8Raw(w.m), r0, S, form.data(), byte_permutes)) continue;
+              if (!cpu::WeightRowScoresAvx512(q.data(), 1, 0, testing::Fp8Raw(w.m), r0, S, form.data(), 0, byte_permutes))
+                continue;
               ASSERT_EQ(form, want) << "scores, " << what << (byte_permutes ? ", byte permutes" : ", no byte permutes");
               fp8_forms += byte_permutes ? 1 : 0;
             }
@@ -614,6 +616,24 @@ TEST_F(MultiQueryTest, WeightRowsMatchTheProductsOverDequantizedRows) {
           MultiQueryWeightedSum(p.data(), 1, S, rows.data(), S, C, want_sum.data());
           WeightRowsWeightedSum(p.data(), w.m, r0, S, got_sum.data());
           ASSERT_EQ(got_sum, want_sum) << "weighted sum, " << what;
+          // M queries in one call (strided, a pass of four and one of two or three): each one's
+          // bits as its own call's, nothing written between them.
+          for (int64_t M : {3, 6}) {
+            const int64_t ldq = C + 3, lds = S + 2, ldp = S + 1, ldo = C + 5;
+            const auto qs = Random(M * ldq, 22), ps = Random(M * ldp, 23);
+            std::vector<float> scores(static_cast<size_t>(M * lds), -7.0f), sums(static_cast<size_t>(M * ldo), -7.0f);
+            WeightRowScores(qs.data(), M, ldq, w.m, r0, S, scores.data(), lds);
+            WeightRowsWeightedSum(ps.data(), M, ldp, w.m, r0, S, sums.data(), ldo);
+            for (int64_t m = 0; m < M; ++m) {
+              std::vector<float> one(static_cast<size_t>(S)), one_sum(static_cast<size_t>(C));
+              MultiQueryScores(qs.data() + m * ldq, 1, C, rows.data(), S, C, one.data(), S, false);
+              MultiQueryWeightedSum(ps.data() + m * ldp, 1, S, rows.data(), S, C, one_sum.data());
+              for (int64_t i = 0; i < lds; ++i)
+                ASSERT_EQ(scores[m * lds + i], i < S ? one[i] : -7.0f) << "scores, query " << m << " of " << M << ", " << what;
+              for (int64_t i = 0; i < ldo; ++i)
+                ASSERT_EQ(sums[m * ldo + i], i < C ? one_sum[i] : -7.0f) << "sum, query " << m << " of " << M << ", " << what;
+            }
+          }
         }
       }
     }

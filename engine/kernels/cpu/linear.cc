@@ -394,21 +394,41 @@ bool RowsInPlace(const cpu::RawWeight& raw) {
 }  // namespace
 
 void WeightRowScores(const float* q, const WeightMatrix& w, int64_t r0, int64_t S, float* scores) {
-  Count(w, 1, r0, r0 + S, 0);
-  const cpu::RawWeight raw = Raw(w);
-  if (Resolve() == LinearKernel::kAvx512 &&
-      cpu::WeightRowScoresAvx512(q, raw, r0, S, scores, GetCpuFeatures().avx512_vbmi))
-    return;
-  if (RowsInPlace(raw)) return cpu::WeightRowScoresAvx2(q, raw, r0, S, scores);
-  MultiQueryScores(q, 1, w.cols(), Float32Rows(w, r0, S), S, w.cols(), scores, S, false);
+  WeightRowScores(q, 1, 0, w, r0, S, scores, 0);
 }
 
 void WeightRowsWeightedSum(const float* p, const WeightMatrix& w, int64_t r0, int64_t S, float* out) {
-  Count(w, 1, r0, r0 + S, 0);
+  WeightRowsWeightedSum(p, 1, 0, w, r0, S, out, 0);
+}
+
+void WeightRowScores(const float* q, int64_t M, int64_t ldq, const WeightMatrix& w, int64_t r0, int64_t S,
+                     float* scores, int64_t lds) {
+  if (M <= 0) return;
+  Count(w, M, r0, r0 + S, 0);
   const cpu::RawWeight raw = Raw(w);
-  if (Resolve() == LinearKernel::kAvx512 && cpu::WeightRowsWeightedSumAvx512(p, raw, r0, S, out)) return;
-  if (RowsInPlace(raw)) return cpu::WeightRowsWeightedSumAvx2(p, raw, r0, S, out);
-  MultiQueryWeightedSum(p, 1, S, Float32Rows(w, r0, S), S, w.cols(), out);
+  if (Resolve() == LinearKernel::kAvx512 &&
+      cpu::WeightRowScoresAvx512(q, M, ldq, raw, r0, S, scores, lds, GetCpuFeatures().avx512_vbmi))
+    return;
+  if (RowsInPlace(raw)) {
+    for (int64_t m = 0; m < M; ++m) cpu::WeightRowScoresAvx2(q + m * ldq, raw, r0, S, scores + m * lds);
+    return;
+  }
+  const float* rows = Float32Rows(w, r0, S);
+  for (int64_t m = 0; m < M; ++m) MultiQueryScores(q + m * ldq, 1, w.cols(), rows, S, w.cols(), scores + m * lds, S, false);
+}
+
+void WeightRowsWeightedSum(const float* p, int64_t M, int64_t ldp, const WeightMatrix& w, int64_t r0, int64_t S,
+                           float* out, int64_t ldo) {
+  if (M <= 0) return;
+  Count(w, M, r0, r0 + S, 0);
+  const cpu::RawWeight raw = Raw(w);
+  if (Resolve() == LinearKernel::kAvx512 && cpu::WeightRowsWeightedSumAvx512(p, M, ldp, raw, r0, S, out, ldo)) return;
+  if (RowsInPlace(raw)) {
+    for (int64_t m = 0; m < M; ++m) cpu::WeightRowsWeightedSumAvx2(p + m * ldp, raw, r0, S, out + m * ldo);
+    return;
+  }
+  const float* rows = Float32Rows(w, r0, S);
+  for (int64_t m = 0; m < M; ++m) MultiQueryWeightedSum(p + m * ldp, 1, S, rows, S, w.cols(), out + m * ldo);
 }
 
 int64_t MinPieceRows(const WeightMatrix& w, int64_t T) {

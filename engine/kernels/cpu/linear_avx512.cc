@@ -424,68 +424,96 @@ inline void StoreEvenOdd(__m512 even, __m512 odd, float* out) {
 }
 
 // out[c0, c0 + 16V) = Σ_s p[s] · W[r0 + s][c0, c0 + 16V), one chain per element in row order
-// (kEight: the last eight columns, V = 1, as the low half of a row paired with itself). A row's
-// table holds the groups of these columns only. INT4 in groups of whole 32-column pieces takes
-// its vectors in pairs, even and odd columns (Int4EvenOdd): each element's chain is the same,
-// only its lane differs until the store.
-template <RowFormat F, int V, bool kEight = false>
-void WeightedColumns16(const float* p, const RawWeight& w, int64_t r0, int64_t S, int64_t c0, float* out) {
+// (kEight: the last eight columns, V = 1, as the low half of a row paired with itself), for M
+// queries (p and out of query m at m · ldp and m · ldo): each weight vector is converted once
+// for all of them, and every query's chains are those of its own call. A row's table holds the
+// groups of these columns only. INT4 in groups of whole 32-column pieces takes its vectors in
+// pairs, even and odd columns (Int4EvenOdd): each element's chain is the same, only its lane
+// differs until the store.
+template <RowFormat F, int V, int M = 1, bool kEight = false>
+void WeightedColumns16(const float* p, int64_t ldp, const RawWeight& w, int64_t r0, int64_t S, int64_t c0, float* out,
+                       int64_t ldo) {
   constexpr bool kPairs = F == RowFormat::kInt4 && !kEight && V % 2 == 0;
   const bool pairs = kPairs && w.block_in % 32 == 0 && c0 % 32 == 0;
   const int64_t g0 = c0 / w.block_in, groups = (c0 + (kEight ? 8 : 16 * V) - 1) / w.block_in - g0 + 1;
   int64_t g[V];  // each vector's group in the table
   for (int v = 0; v < V; ++v) g[v] = (c0 + 16 * v) / w.block_in - g0;
   alignas(64) float s_tab[kMaxRowGroups + 16], z_tab[kMaxRowGroups + 16];
-  __m512 acc[V];
-  for (int v = 0; v < V; ++v) acc[v] = _mm512_setzero_ps();
+  __m512 acc[M][V];
+  for (int m = 0; m < M; ++m)
+    for (int v = 0; v < V; ++v) acc[m][v] = _mm512_setzero_ps();
   for (int64_t s = 0; s < S; ++s) {
     const uint8_t* row = RowAt(w, r0 + s);
     if (F != RowFormat::kBF16) RowGroups<F>(w, r0 + s, g0, groups, s_tab, z_tab);
-    const __m512 ps = _mm512_set1_ps(p[s]);
+    __m512 ps[M];
+    for (int m = 0; m < M; ++m) ps[m] = _mm512_set1_ps(p[m * ldp + s]);
     if constexpr (kPairs) {
       if (pairs) {
         for (int v = 0; v < V; v += 2) {
           __m512 even, odd;
           Int4EvenOdd(row, c0 + 16 * v, _mm512_set1_ps(s_tab[g[v]]), _mm512_set1_ps(z_tab[g[v]]), even, odd);
-          acc[v] = _mm512_fmadd_ps(ps, even, acc[v]);
-          acc[v + 1] = _mm512_fmadd_ps(ps, odd, acc[v + 1]);
+          for (int m = 0; m < M; ++m) {
+            acc[m][v] = _mm512_fmadd_ps(ps[m], even, acc[m][v]);
+            acc[m][v + 1] = _mm512_fmadd_ps(ps[m], odd, acc[m][v + 1]);
+          }
         }
         continue;
       }
     }
     for (int v = 0; v < V; ++v) {
-      const __m512 sv = F == RowFormat::kBF16 ? ps : _mm512_set1_ps(s_tab[g[v]]);
+      const __m512 sv = F == RowFormat::kBF16 ? ps[0] : _mm512_set1_ps(s_tab[g[v]]);  // BF16: unused
       const __m512 zv = F == RowFormat::kInt4 ? _mm512_set1_ps(z_tab[g[v]]) : sv;
-      if constexpr (kEight) {
-        acc[v] = _mm512_fmadd_ps(ps, EightOfTwo<F>(row, row, c0, sv, zv), acc[v]);
-      } else {
-        acc[v] = _mm512_fmadd_ps(ps, Sixteen<F>(row, c0 + 16 * v, sv, zv), acc[v]);
+      const __m512 wv = kEight ? EightOfTwo<F>(row, row, c0, sv, zv) : Sixteen<F>(row, c0 + 16 * v, sv, zv);
+      for (int m = 0; m < M; ++m) acc[m][v] = _mm512_fmadd_ps(ps[m], wv, acc[m][v]);
+    }
+  }
+  for (int m = 0; m < M; ++m) {
+    float* o = out + m * ldo;
+    if constexpr (kPairs) {
+      if (pairs) {
+        for (int v = 0; v < V; v += 2) StoreEvenOdd(acc[m][v], acc[m][v + 1], o + c0 + 16 * v);
+        continue;
       }
     }
-  }
-  if constexpr (kPairs) {
-    if (pairs) {
-      for (int v = 0; v < V; v += 2) StoreEvenOdd(acc[v], acc[v + 1], out + c0 + 16 * v);
-      return;
-    }
-  }
-  for (int v = 0; v < V; ++v) {
-    if (kEight) {
-      _mm256_storeu_ps(out + c0, Low8(acc[v]));
-    } else {
-      _mm512_storeu_ps(out + c0 + 16 * v, acc[v]);
+    for (int v = 0; v < V; ++v) {
+      if (kEight) {
+        _mm256_storeu_ps(o + c0, Low8(acc[m][v]));
+      } else {
+        _mm512_storeu_ps(o + c0 + 16 * v, acc[m][v]);
+      }
     }
   }
 }
 
-template <RowFormat F>
-void RowsWeightedSum512(const float* p, const RawWeight& w, int64_t r0, int64_t S, float* out) {
+// Up to kRowQueries queries a pass over the rows (M of them: p, out of query m at m · ldp, m ·
+// ldo): sixteen accumulators at 64 columns a pass, four per vector. One query takes 256 columns.
+constexpr int64_t kRowQueries = 4;
+
+template <RowFormat F, int M>
+void RowsWeightedSumQueries(const float* p, int64_t ldp, const RawWeight& w, int64_t r0, int64_t S, float* out,
+                            int64_t ldo) {
   const int64_t C = w.cols;
   int64_t c0 = 0;
-  for (; c0 + 256 <= C; c0 += 256) WeightedColumns16<F, 16>(p, w, r0, S, c0, out);
-  for (; c0 + 64 <= C; c0 += 64) WeightedColumns16<F, 4>(p, w, r0, S, c0, out);
-  for (; c0 + 16 <= C; c0 += 16) WeightedColumns16<F, 1>(p, w, r0, S, c0, out);
-  if (c0 < C) WeightedColumns16<F, 1, true>(p, w, r0, S, c0, out);  // C % 16 == 8
+  if (M == 1)
+    for (; c0 + 256 <= C; c0 += 256) WeightedColumns16<F, 16, M>(p, ldp, w, r0, S, c0, out, ldo);
+  for (; c0 + 64 <= C; c0 += 64) WeightedColumns16<F, 4, M>(p, ldp, w, r0, S, c0, out, ldo);
+  for (; c0 + 16 <= C; c0 += 16) WeightedColumns16<F, 1, M>(p, ldp, w, r0, S, c0, out, ldo);
+  if (c0 < C) WeightedColumns16<F, 1, M, true>(p, ldp, w, r0, S, c0, out, ldo);  // C % 16 == 8
+}
+
+template <RowFormat F>
+void RowsWeightedSum512(const float* p, int64_t M, int64_t ldp, const RawWeight& w, int64_t r0, int64_t S, float* out,
+                        int64_t ldo) {
+  for (int64_t m = 0; m < M; m += kRowQueries) {
+    const float* pm = p + m * ldp;
+    float* om = out + m * ldo;
+    switch (M - m < kRowQueries ? M - m : kRowQueries) {
+      case 1: RowsWeightedSumQueries<F, 1>(pm, ldp, w, r0, S, om, ldo); break;
+      case 2: RowsWeightedSumQueries<F, 2>(pm, ldp, w, r0, S, om, ldo); break;
+      case 3: RowsWeightedSumQueries<F, 3>(pm, ldp, w, r0, S, om, ldo); break;
+      default: RowsWeightedSumQueries<F, 4>(pm, ldp, w, r0, S, om, ldo); break;
+    }
+  }
 }
 
 // a in lanes 0-7, b in lanes 8-15: a pair of rows' scales (or zero points).
@@ -494,11 +522,12 @@ inline __m512 Pair(float a, float b) { return _mm512_mask_broadcastss_ps(_mm512_
 inline __m512 PairOf(const float* a, const float* b, int64_t g) { return Pair(a[g], b[g]); }
 
 // The 8-lane chains of R = 8 or 4 rows from r (in pairs) or R = 1 row (paired with itself, the
-// high half unused) over every column: acc[p] holds rows (r + 2p, r + 2p + 1). Each row's chain
-// is its own, so the pairs only share the pass: eight rows keep four chains in flight where
-// four rows' two had waited on the fma's latency.
-template <RowFormat F, int R>
-void RowChains(const float* q, const RawWeight& w, int64_t r, __m512* acc) {
+// high half unused) over every column, for M queries (query m at q + m · ldq): acc[m · P + p]
+// holds query m's chains of rows (r + 2p, r + 2p + 1). Each row's chain is its own, so the pairs
+// only share the pass: eight rows keep four chains in flight where four rows' two had waited on
+// the fma's latency. Each weight vector is converted once for the M queries.
+template <RowFormat F, int R, int M = 1>
+void RowChains(const float* q, int64_t ldq, const RawWeight& w, int64_t r, __m512* acc) {
   constexpr int P = R == 1 ? 1 : R / 2;  // pairs
   const int64_t C = w.cols, groups = (C + w.block_in - 1) / w.block_in;
   alignas(64) float s_tab[R][kMaxRowGroups + 16], z_tab[R][kMaxRowGroups + 16];
@@ -511,7 +540,7 @@ void RowChains(const float* q, const RawWeight& w, int64_t r, __m512* acc) {
   const auto hi = [](int p) { return R == 1 ? 0 : 2 * p + 1; };
   __m512 s[P], z[P];
   for (int p = 0; p < P; ++p) {
-    acc[p] = _mm512_setzero_ps();
+    for (int m = 0; m < M; ++m) acc[m * P + p] = _mm512_setzero_ps();
     s[p] = _mm512_set1_ps(1.0f);
     z[p] = _mm512_setzero_ps();
   }
@@ -524,9 +553,12 @@ void RowChains(const float* q, const RawWeight& w, int64_t r, __m512* acc) {
         if (F == RowFormat::kInt4) z[p] = PairOf(z_tab[lo(p)], z_tab[hi(p)], g);
       }
     }
-    const __m512 qv = TwiceAt(q + c);
-    for (int p = 0; p < P; ++p)
-      acc[p] = _mm512_fmadd_ps(qv, EightOfTwo<F>(row[lo(p)], row[hi(p)], c, s[p], z[p]), acc[p]);
+    __m512 qv[M];
+    for (int m = 0; m < M; ++m) qv[m] = TwiceAt(q + m * ldq + c);
+    for (int p = 0; p < P; ++p) {
+      const __m512 wv = EightOfTwo<F>(row[lo(p)], row[hi(p)], c, s[p], z[p]);
+      for (int m = 0; m < M; ++m) acc[m * P + p] = _mm512_fmadd_ps(qv[m], wv, acc[m * P + p]);
+    }
   }
 }
 
@@ -579,17 +611,52 @@ void RowScores512(const float* q, const RawWeight& w, int64_t r0, int64_t S, flo
   int64_t s = 0;
   __m512 acc[4];
   for (; s + 8 <= S; s += 8) {
-    if (!bytes || !RowChainsFp8Bytes<8>(q, w, r0 + s, acc)) RowChains<F, 8>(q, w, r0 + s, acc);
+    if (!bytes || !RowChainsFp8Bytes<8>(q, w, r0 + s, acc)) RowChains<F, 8>(q, 0, w, r0 + s, acc);
     _mm_storeu_ps(scores + s, QuadSums(acc[0], acc[1]));
     _mm_storeu_ps(scores + s + 4, QuadSums(acc[2], acc[3]));
   }
   for (; s + 4 <= S; s += 4) {
-    if (!bytes || !RowChainsFp8Bytes<4>(q, w, r0 + s, acc)) RowChains<F, 4>(q, w, r0 + s, acc);
+    if (!bytes || !RowChainsFp8Bytes<4>(q, w, r0 + s, acc)) RowChains<F, 4>(q, 0, w, r0 + s, acc);
     _mm_storeu_ps(scores + s, QuadSums(acc[0], acc[1]));
   }
   for (; s < S; ++s) {
-    RowChains<F, 1>(q, w, r0 + s, acc);
+    RowChains<F, 1>(q, 0, w, r0 + s, acc);
     scores[s] = HorizontalSum(Low8(acc[0])) + 0.0f;  // as RowScores' single rows
+  }
+}
+
+// RowScores512 for M queries of a pass (q and scores of query m at m · ldq and m · lds): each
+// row's chains and sums as there (an eight-row group is its two quads, whose sums are each
+// quad's own), each weight vector converted once for the M queries. FP8 takes RowChains'
+// conversion, which gives RowChainsFp8Bytes' values.
+template <RowFormat F, int M>
+void RowScoresQueries(const float* q, int64_t ldq, const RawWeight& w, int64_t r0, int64_t S, float* scores,
+                      int64_t lds) {
+  int64_t s = 0;
+  __m512 acc[2 * M];
+  for (; s + 4 <= S; s += 4) {
+    RowChains<F, 4, M>(q, ldq, w, r0 + s, acc);
+    for (int m = 0; m < M; ++m) _mm_storeu_ps(scores + m * lds + s, QuadSums(acc[2 * m], acc[2 * m + 1]));
+  }
+  for (; s < S; ++s) {
+    RowChains<F, 1, M>(q, ldq, w, r0 + s, acc);
+    for (int m = 0; m < M; ++m) scores[m * lds + s] = HorizontalSum(Low8(acc[m])) + 0.0f;
+  }
+}
+
+template <RowFormat F>
+void RowScores512(const float* q, int64_t M, int64_t ldq, const RawWeight& w, int64_t r0, int64_t S, float* scores,
+                  int64_t lds, bool byte_permutes) {
+  if (M == 1) return RowScores512<F>(q, w, r0, S, scores, byte_permutes);
+  for (int64_t m = 0; m < M; m += kRowQueries) {
+    const float* qm = q + m * ldq;
+    float* sm = scores + m * lds;
+    switch (M - m < kRowQueries ? M - m : kRowQueries) {
+      case 1: RowScores512<F>(qm, w, r0, S, sm, byte_permutes); break;
+      case 2: RowScoresQueries<F, 2>(qm, ldq, w, r0, S, sm, lds); break;
+      case 3: RowScoresQueries<F, 3>(qm, ldq, w, r0, S, sm, lds); break;
+      default: RowScoresQueries<F, 4>(qm, ldq, w, r0, S, sm, lds); break;
+    }
   }
 }
 
@@ -937,16 +1004,17 @@ void ConvertPanelPairsAvx512(const RawWeight& w, int64_t r, int pairs, float* ds
   WithRowFormat(w, [&]<RowFormat F>() { PanelPairs<F>(w, r, pairs, dst, Kp); });
 }
 
-bool WeightRowScoresAvx512(const float* q, const RawWeight& w, int64_t r0, int64_t S, float* scores,
-                           bool byte_permutes) {
+bool WeightRowScoresAvx512(const float* q, int64_t M, int64_t ldq, const RawWeight& w, int64_t r0, int64_t S,
+                           float* scores, int64_t lds, bool byte_permutes) {
   if (!Avx512TakesRows(w)) return false;
-  WithRowFormat(w, [&]<RowFormat F>() { RowScores512<F>(q, w, r0, S, scores, byte_permutes); });
+  WithRowFormat(w, [&]<RowFormat F>() { RowScores512<F>(q, M, ldq, w, r0, S, scores, lds, byte_permutes); });
   return true;
 }
 
-bool WeightRowsWeightedSumAvx512(const float* p, const RawWeight& w, int64_t r0, int64_t S, float* out) {
+bool WeightRowsWeightedSumAvx512(const float* p, int64_t M, int64_t ldp, const RawWeight& w, int64_t r0, int64_t S,
+                                 float* out, int64_t ldo) {
   if (!Avx512TakesRows(w)) return false;
-  WithRowFormat(w, [&]<RowFormat F>() { RowsWeightedSum512<F>(p, w, r0, S, out); });
+  WithRowFormat(w, [&]<RowFormat F>() { RowsWeightedSum512<F>(p, M, ldp, w, r0, S, out, ldo); });
   return true;
 }
 
@@ -962,8 +1030,12 @@ double FmaPeakFlopsAvx512(double) { return 0.0; }
 double Int8PeakOpsAvx512(double) { return 0.0; }
 bool PanelPairsAvx512Takes(const RawWeight&) { return false; }
 void ConvertPanelPairsAvx512(const RawWeight&, int64_t, int, float*, int64_t) {}
-bool WeightRowScoresAvx512(const float*, const RawWeight&, int64_t, int64_t, float*, bool) { return false; }
-bool WeightRowsWeightedSumAvx512(const float*, const RawWeight&, int64_t, int64_t, float*) { return false; }
+bool WeightRowScoresAvx512(const float*, int64_t, int64_t, const RawWeight&, int64_t, int64_t, float*, int64_t, bool) {
+  return false;
+}
+bool WeightRowsWeightedSumAvx512(const float*, int64_t, int64_t, const RawWeight&, int64_t, int64_t, float*, int64_t) {
+  return false;
+}
 }  // namespace dsv3::cpu
 
 #endif

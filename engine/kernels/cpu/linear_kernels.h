@@ -286,13 +286,16 @@ void ConvertPanelPairsAvx512(const RawWeight& w, int64_t r, int pairs, float* ds
 // MultiQueryScoresAvx2 / MultiQueryWeightedSumAvx2 give (M = 1) over those float32 rows.
 void WeightRowScoresAvx2(const float* q, const RawWeight& w, int64_t r0, int64_t S, float* scores);
 void WeightRowsWeightedSumAvx2(const float* p, const RawWeight& w, int64_t r0, int64_t S, float* out);
-// The same with 512-bit vectors, the same bits (linear_avx512.cc; CpuFeatures::HasAvx512VnniSet):
-// BF16, FP8, INT8 and INT4 weights whose scale groups hold whole 16-column vectors; false
-// (nothing written) for the others. byte_permutes: the CPU has CpuFeatures::avx512_vbmi (FP8's
-// scores convert as the FP8 decode GEMV does; the same bits).
-bool WeightRowScoresAvx512(const float* q, const RawWeight& w, int64_t r0, int64_t S, float* scores,
-                           bool byte_permutes);
-bool WeightRowsWeightedSumAvx512(const float* p, const RawWeight& w, int64_t r0, int64_t S, float* out);
+// The same with 512-bit vectors, the same bits (linear_avx512.cc; CpuFeatures::HasAvx512VnniSet),
+// for M queries at once (query m's q or p at m · ldq, its scores or out at m · lds): each
+// query's bits are those of its own call, each weight vector converted once for up to four
+// queries. BF16, FP8, INT8 and INT4 weights whose scale groups hold whole 16-column vectors;
+// false (nothing written) for the others. byte_permutes: the CPU has CpuFeatures::avx512_vbmi
+// (FP8's scores convert as the FP8 decode GEMV does; the same bits).
+bool WeightRowScoresAvx512(const float* q, int64_t M, int64_t ldq, const RawWeight& w, int64_t r0, int64_t S,
+                           float* scores, int64_t lds, bool byte_permutes);
+bool WeightRowsWeightedSumAvx512(const float* p, int64_t M, int64_t ldp, const RawWeight& w, int64_t r0, int64_t S,
+                                 float* out, int64_t ldo);
 // MultiQueryScores / MultiQueryWeightedSum (ops.h) with AVX2 + FMA (attention_avx2.cc).
 void MultiQueryScoresAvx2(const float* q, int64_t M, int64_t ldq, const float* keys, int64_t S, int64_t C,
                           float* scores, int64_t lds, bool accumulate);
