@@ -494,7 +494,7 @@ void RowsWeightedSumQueries(const float* p, int64_t ldp, const RawWeight& w, int
                             int64_t ldo) {
   const int64_t C = w.cols;
   int64_t c0 = 0;
-  if (M == 1)
+  if constexpr (M == 1)
     for (; c0 + 256 <= C; c0 += 256) WeightedColumns16<F, 16, M>(p, ldp, w, r0, S, c0, out, ldo);
   for (; c0 + 64 <= C; c0 += 64) WeightedColumns16<F, 4, M>(p, ldp, w, r0, S, c0, out, ldo);
   for (; c0 + 16 <= C; c0 += 16) WeightedColumns16<F, 1, M>(p, ldp, w, r0, S, c0, out, ldo);
