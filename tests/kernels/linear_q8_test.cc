@@ -203,7 +203,8 @@ TEST_F(LinearQ8Test, NonFiniteActivationsGiveNaNNotGarbage) {
 // boundary in "int8 blocks 128" and with the last rows in tiles; INT4: a row and one or two
 // tokens at a time, from two to eight tokens by layout and row length eight rows at a time
 // (the g64 and g32 zero-point cases from two, odd block counts included) with the rest a row at a time, the
-// 72-block case in two chunks whose chains carry over; with AVX-512 VNNI from three tokens (INT8) or eight (INT4) the GEMM's 32
+// 72-block case in two chunks whose chains carry over; with AVX-512 VNNI from three tokens (INT8, and
+// INT4 rows of under 32 blocks ending in a partial step of sixteen) or nine (INT4) the GEMM's 32
 // repacked rows x up to six tokens, whose last pass here takes one to six) and the scalar
 // twin, bit for bit, through Linear and through LinearRows with a stride and accumulation.
 TEST_F(LinearQ8Test, FastKernelsMatchTheTwinBitForBit) {

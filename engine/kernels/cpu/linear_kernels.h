@@ -159,9 +159,20 @@ void QLinearAvx512(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64
 // taken a token at a time faster still: Int8DecodeTokens); INT4, whose one-token steps
 // stream well, at 9: up to 8 tokens take those steps with each step's weights unpacked once
 // for four tokens (bench-v3-mini-int4-h tg32 x8, alternated: 209 / 215 tok/s through the GEMM,
-// 233 / 234 so; at 12 tokens even, at 16 the GEMM 276 / 289 against 253 / 258).
+// 233 / 234 so; at 12 tokens even, at 16 the GEMM 276 / 289 against 253 / 258). INT4 rows of
+// fewer than 32 blocks that end in a partial step of sixteen (bench-v3-mini's q_b, K = 384, and
+// o_proj, K = 768) take the GEMM from 3 tokens too: those steps cost the one-token kernels as
+// much as whole ones. 2 threads from L2, the two alternated in one process, decode steps /
+// GEMM: 1152 x 384 3 tokens 24.4 / 17.9 us, 8 tokens 52.7 / 23.9; 1536 x 768 3 tokens 42.5 /
+// 38.2, 8 tokens 99.1 / 54.8 (2 tokens even; whole steps: 1536 x 512 at 4 tokens, 1536 x 1024
+// at 5, even); tg32 INT4-h, alternated per repetition, two rounds: x8 241.4 / 218.5 -> 246.5 /
+// 222.7 tok/s, x4 214.3 / 215.8 -> 220.6 / 215.1.
 constexpr int64_t kQGemmRows = 32;
-inline int64_t QGemmMinTokens(const RawWeight& w) { return w.kind == WeightKind::kInt4 ? 9 : 3; }
+inline int64_t QGemmMinTokens(const RawWeight& w) {
+  if (w.kind != WeightKind::kInt4) return 3;
+  const int64_t blocks = w.cols / kActBlock;
+  return blocks % 16 != 0 && blocks < 32 ? 3 : 9;
+}
 // INT4 with 2 .. this many tokens (a batch decoding together, below QGemmMinTokens) takes the
 // one-token decode steps, each step's weights unpacked once for up to four tokens, or for rows
 // of one step a token at a time (Int4DecodeTokens); the AVX2 pairs of tokens had taken them.
