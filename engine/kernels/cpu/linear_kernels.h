@@ -164,8 +164,9 @@ void QLinearAvx512(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64
 // o_proj, K = 768) take the GEMM from 3 tokens too: those steps cost the one-token kernels as
 // much as whole ones. 2 threads from L2, the two alternated in one process, decode steps /
 // GEMM: 1152 x 384 3 tokens 24.4 / 17.9 us, 8 tokens 52.7 / 23.9; 1536 x 768 3 tokens 42.5 /
-// 38.2, 8 tokens 99.1 / 54.8 (2 tokens even; whole steps: 1536 x 512 at 4 tokens, 1536 x 1024
-// at 5, even); tg32 INT4-h, alternated per repetition, two rounds: x8 241.4 / 218.5 -> 246.5 /
+// 38.2, 8 tokens 99.1 / 54.8 (2 tokens even; rows of whole steps break even later: 1536 x 512
+// at 4 tokens, 1536 x 1024 between 4 and 6, 16384 x 1536 at 6-8, where the tg32 x8 figures above
+// left them); tg32 INT4-h, alternated per repetition, two rounds: x8 241.4 / 218.5 -> 246.5 /
 // 222.7 tok/s, x4 214.3 / 215.8 -> 220.6 / 215.1.
 constexpr int64_t kQGemmRows = 32;
 inline int64_t QGemmMinTokens(const RawWeight& w) {

@@ -851,7 +851,7 @@ __attribute__((always_inline)) inline void Int4RowTokens(const RawWeight& w, int
 // process, 2 threads: 2 tokens 17.5-17.8 -> 12.4-12.5 us, 3 tokens 20.6-22.0 -> 17.7-18.5, 4
 // 26.0-26.7 -> 22.9-23.2, 8 48.2-49.3 -> 44.1-44.4. Rows of several steps keep Int4RowTokens:
 // taken a token at a time (Int4Decode on 16 or 32 rows), 16384 x 1536 cost 12-30% more from 3
-// to 8 tokens, and as much at 2.
+// to 8 tokens, and the same at 2.
 constexpr int64_t kShortRowBlock = 32;
 
 // Rows [r0, r1) against a's tokens (2 .. kInt4DecodeTokensMax, each with its regrouped activations),
