@@ -485,9 +485,10 @@ void WeightedColumns16(const float* p, int64_t ldp, const RawWeight& w, int64_t 
   }
 }
 
-// Up to kRowQueries queries a pass over the rows (M of them: p, out of query m at m · ldp, m ·
-// ldo): sixteen accumulators at 64 columns a pass, four per vector. One query takes 256 columns.
-constexpr int64_t kRowQueries = 4;
+// Up to kRowQueries queries a pass over the rows (QueryTiles' tiles of them: p, out of query m
+// at m · ldp, m · ldo): sixteen accumulators at 64 columns a pass, four per vector. One query
+// takes 256 columns.
+constexpr int kRowQueries = 4;
 
 template <RowFormat F, int M>
 void RowsWeightedSumQueries(const float* p, int64_t ldp, const RawWeight& w, int64_t r0, int64_t S, float* out,
@@ -504,18 +505,10 @@ void RowsWeightedSumQueries(const float* p, int64_t ldp, const RawWeight& w, int
 template <RowFormat F>
 void RowsWeightedSum512(const float* p, int64_t M, int64_t ldp, const RawWeight& w, int64_t r0, int64_t S, float* out,
                         int64_t ldo) {
-  for (int64_t m = 0; m < M; m += kRowQueries) {
-    const float* pm = p + m * ldp;
-    float* om = out + m * ldo;
-    switch (M - m < kRowQueries ? M - m : kRowQueries) {
-      case 1: RowsWeightedSumQueries<F, 1>(pm, ldp, w, r0, S, om, ldo); break;
-      case 2: RowsWeightedSumQueries<F, 2>(pm, ldp, w, r0, S, om, ldo); break;
-      case 3: RowsWeightedSumQueries<F, 3>(pm, ldp, w, r0, S, om, ldo); break;
-      default: RowsWeightedSumQueries<F, 4>(pm, ldp, w, r0, S, om, ldo); break;
-    }
-  }
+  QueryTiles<kRowQueries>(M, [&]<int N>(int64_t m) {
+    RowsWeightedSumQueries<F, N>(p + m * ldp, ldp, w, r0, S, out + m * ldo, ldo);
+  });
 }
-
 // a in lanes 0-7, b in lanes 8-15: a pair of rows' scales (or zero points).
 inline __m512 Pair(float a, float b) { return _mm512_mask_broadcastss_ps(_mm512_set1_ps(a), 0xff00, _mm_set_ss(b)); }
 // Both halves' scales (or zero points) at group g of two rows' tables.
@@ -647,19 +640,14 @@ void RowScoresQueries(const float* q, int64_t ldq, const RawWeight& w, int64_t r
 template <RowFormat F>
 void RowScores512(const float* q, int64_t M, int64_t ldq, const RawWeight& w, int64_t r0, int64_t S, float* scores,
                   int64_t lds, bool byte_permutes) {
-  if (M == 1) return RowScores512<F>(q, w, r0, S, scores, byte_permutes);
-  for (int64_t m = 0; m < M; m += kRowQueries) {
-    const float* qm = q + m * ldq;
-    float* sm = scores + m * lds;
-    switch (M - m < kRowQueries ? M - m : kRowQueries) {
-      case 1: RowScores512<F>(qm, w, r0, S, sm, byte_permutes); break;
-      case 2: RowScoresQueries<F, 2>(qm, ldq, w, r0, S, sm, lds); break;
-      case 3: RowScoresQueries<F, 3>(qm, ldq, w, r0, S, sm, lds); break;
-      default: RowScoresQueries<F, 4>(qm, ldq, w, r0, S, sm, lds); break;
+  QueryTiles<kRowQueries>(M, [&]<int N>(int64_t m) {
+    if constexpr (N == 1) {
+      RowScores512<F>(q + m * ldq, w, r0, S, scores + m * lds, byte_permutes);
+    } else {
+      RowScoresQueries<F, N>(q + m * ldq, ldq, w, r0, S, scores + m * lds, lds);
     }
-  }
+  });
 }
-
 // Whether these kernels take w: whole 16-column vectors inside a scale group, and a row's
 // groups fit the tables.
 bool Avx512TakesRows(const RawWeight& w) {
