@@ -295,17 +295,14 @@ void PackMatMulRhsBlock(const float* b, int64_t ldb, bool transposed, int64_t k0
 // K <= b.K and N <= b.N: a call may use the first rows and columns of B only.
 void MatMul(const float* a, int64_t M, int64_t K, int64_t lda, const MatMulRhs& b, int64_t N, float* c, int64_t ldc);
 
-// The same products for one query with rows [r0, r0 + S) of a weight in place of the keys or
-// values, each row converted as DequantizeRows converts it, with the bits MultiQueryScores /
-// MultiQueryWeightedSum (M = 1) give over DequantizeRows' rows: decode's absorbed attention
-// reads MLA's kv_b where it is stored (a half, quarter or eighth of a float32 copy's bytes).
-// scores[s] = q · W[r0 + s]; out[0:in] = Σ_s p[s] · W[r0 + s].
-void WeightRowScores(const float* q, const WeightMatrix& w, int64_t r0, int64_t S, float* scores);
-void WeightRowsWeightedSum(const float* p, const WeightMatrix& w, int64_t r0, int64_t S, float* out);
-// The same for M queries (query m's q or p at m · ldq, its scores or out at m · lds), each with
-// the bits of its own call: a decode batch's sequences share kv_b, and with AVX-512 each of its
-// rows is converted once for up to four of them (per sequence, a batch of eight read and
-// converted it eight times).
+// The same products with rows [r0, r0 + S) of a weight in place of the keys or values, each row
+// converted as DequantizeRows converts it: decode's absorbed attention reads MLA's kv_b where it
+// is stored (a half, quarter or eighth of a float32 copy's bytes). For M queries (query m's q
+// or p at m · ldq, its scores or out at m · lds): scores[s] = q · W[r0 + s]; out[0:in] = Σ_s
+// p[s] · W[r0 + s], each query with the bits MultiQueryScores / MultiQueryWeightedSum give it
+// alone (M = 1) over DequantizeRows' rows. A decode batch's sequences share kv_b, and with
+// AVX-512 each of its rows is converted once for up to four of them (per sequence, a batch of
+// eight read and converted it eight times).
 void WeightRowScores(const float* q, int64_t M, int64_t ldq, const WeightMatrix& w, int64_t r0, int64_t S,
                      float* scores, int64_t lds);
 void WeightRowsWeightedSum(const float* p, int64_t M, int64_t ldp, const WeightMatrix& w, int64_t r0, int64_t S,

@@ -165,11 +165,13 @@ void MergeHeads(const ModelConfig& c, const float* parts, const int64_t* first_s
     }
     for (int64_t x = 0; x < C; ++x) mi[x] /= sum;
   }
+  // One chunk writes its row in place; several go through o, since their rows need not be
+  // evenly spaced.
   const auto out_of = [&](int64_t i) { return attn + chunks[i]->offset * H * vd + h * vd; };
-  if (n == 1) return WeightRowScores(merged.data(), kv_b, h * (nope + vd) + nope, vd, out_of(0));
-  o.resize(static_cast<size_t>(n * vd));
-  WeightRowScores(merged.data(), n, C, kv_b, h * (nope + vd) + nope, vd, o.data(), vd);
-  for (int64_t i = 0; i < n; ++i) std::memcpy(out_of(i), o.data() + i * vd, static_cast<size_t>(vd) * sizeof(float));
+  if (n > 1) o.resize(static_cast<size_t>(n * vd));
+  WeightRowScores(merged.data(), n, C, kv_b, h * (nope + vd) + nope, vd, n > 1 ? o.data() : out_of(0), vd);
+  for (int64_t i = 0; n > 1 && i < n; ++i)
+    std::memcpy(out_of(i), o.data() + i * vd, static_cast<size_t>(vd) * sizeof(float));
 }
 
 void AttendOneQueryChunks(const ModelConfig& c, const float* q, const std::vector<const SeqChunk*>& chunks,

@@ -597,7 +597,7 @@ TEST_F(MultiQueryTest, WeightRowsMatchTheProductsOverDequantizedRows) {
           const auto q = Random(C, 20), p = Random(S, 21);
           std::vector<float> want(static_cast<size_t>(S)), got(want.size(), -7.0f);
           MultiQueryScores(q.data(), 1, C, rows.data(), S, C, want.data(), S, false);
-          WeightRowScores(q.data(), w.m, r0, S, got.data());
+          WeightRowScores(q.data(), 1, C, w.m, r0, S, got.data(), S);
           ASSERT_EQ(got, want) << "scores, " << what;
           // FP8's scores in both AVX-512 forms (with VBMI's byte permutes, and without), called
           // directly: Linear's choice runs only one of them on a given CPU.
@@ -614,7 +614,7 @@ TEST_F(MultiQueryTest, WeightRowsMatchTheProductsOverDequantizedRows) {
           }
           std::vector<float> want_sum(static_cast<size_t>(C)), got_sum(want_sum.size(), -7.0f);
           MultiQueryWeightedSum(p.data(), 1, S, rows.data(), S, C, want_sum.data());
-          WeightRowsWeightedSum(p.data(), w.m, r0, S, got_sum.data());
+          WeightRowsWeightedSum(p.data(), 1, S, w.m, r0, S, got_sum.data(), C);
           ASSERT_EQ(got_sum, want_sum) << "weighted sum, " << what;
           // M queries in one call (strided, a pass of four and one of two or three): each one's
           // bits as its own call's, nothing written between them.

@@ -393,14 +393,6 @@ bool RowsInPlace(const cpu::RawWeight& raw) {
 
 }  // namespace
 
-void WeightRowScores(const float* q, const WeightMatrix& w, int64_t r0, int64_t S, float* scores) {
-  WeightRowScores(q, 1, 0, w, r0, S, scores, 0);
-}
-
-void WeightRowsWeightedSum(const float* p, const WeightMatrix& w, int64_t r0, int64_t S, float* out) {
-  WeightRowsWeightedSum(p, 1, 0, w, r0, S, out, 0);
-}
-
 void WeightRowScores(const float* q, int64_t M, int64_t ldq, const WeightMatrix& w, int64_t r0, int64_t S,
                      float* scores, int64_t lds) {
   if (M <= 0) return;
