@@ -5,7 +5,8 @@
 #
 # usage: compare.sh LLAMA_BENCH GGUF_DIR DSV3_MODELS_DIR [DSV3_BINARY]
 #   GGUF_DIR holds bench-v3-mini-{bf16,Q8_0,Q4_0,Q4_K_M}.gguf;
-#   DSV3_MODELS_DIR holds bench-v3-mini{,-int8,-int8-h,-int4,-int4-h} (dsv3 init + dsv3 quantize).
+#   DSV3_MODELS_DIR holds bench-v3-mini{,-int8,-int8-h,-int4,-int4-h} (dsv3 init + dsv3 quantize,
+#   as README.md here says).
 set -euo pipefail
 lb=$1 gguf=$2 models=$3 dsv3=${4:-build/dsv3}
 args=(-p 512 -n 128 -t 2 -r 5)
