@@ -1,26 +1,42 @@
 #!/bin/bash
 # llama-bench and dsv3 bench on the same machine and the same shape, the two tools taking turns
-# per format (a shared machine's speed moves within minutes), pp512 and tg128, 2 threads, 5
-# repetitions each. See README.md here for making the GGUF files.
+# per format (a shared machine's speed moves within minutes), pp512 and tg128 (each from an
+# empty context), 2 threads, 5 repetitions each; dsv3's INT8 and INT4 also prefill with int8
+# activations in every step (--activations int8-all), as llama.cpp multiplies its 8- and 4-bit
+# files. Each file is dropped from the page cache and read back before its tool runs, so that
+# neither finds the other's pages warm. See README.md here for making the GGUF files.
 #
 # usage: compare.sh LLAMA_BENCH GGUF_DIR DSV3_MODELS_DIR [DSV3_BINARY]
 #   GGUF_DIR holds bench-v3-mini-{bf16,Q8_0,Q4_0,Q4_K_M}.gguf;
-#   DSV3_MODELS_DIR holds bench-v3-mini{,-int8,-int8-h,-int4,-int4-h} (dsv3 init + dsv3 quantize,
-#   as README.md here says).
+#   DSV3_MODELS_DIR holds bench-v3-mini{,-fp8,-fp8-h,-int8,-int8-h,-int4,-int4-h} (dsv3 init +
+#   dsv3 quantize, as README.md here says).
 set -euo pipefail
 lb=$1 gguf=$2 models=$3 dsv3=${4:-build/dsv3}
-args=(-p 512 -n 128 -t 2 -r 5)
-llama() { echo "== llama-bench $1"; "$lb" -m "$gguf/bench-v3-mini-$1.gguf" "${args[@]}" 2>&1 | grep -E '^\|'; }
-ours() {
-  echo "== dsv3 bench $1"
-  "$dsv3" bench --model-path "$models/bench-v3-mini$1" --prompt-len 512 --gen-len 128 --threads 2 --repetitions 5 |
+fresh() {
+  for f in "$@"; do
+    dd if="$f" iflag=nocache count=0 status=none
+    cat "$f" > /dev/null
+  done
+}
+llama() {
+  echo "== llama-bench $1"
+  fresh "$gguf/bench-v3-mini-$1.gguf"
+  "$lb" -m "$gguf/bench-v3-mini-$1.gguf" -p 512 -n 128 -t 2 -r 5 2>&1 | grep -E '^\|'
+}
+ours() {  # ours SUFFIX [--activations int8-all]: pp512 and tg128, or pp512 alone with int8-all
+  echo "== dsv3 bench bench-v3-mini$1 ${*:2}"
+  fresh "$models/bench-v3-mini$1"/*.safetensors
+  local gen=128
+  [ $# -gt 1 ] && gen=0
+  "$dsv3" bench --model-path "$models/bench-v3-mini$1" --prompt-len 512 --gen-len $gen --threads 2 --repetitions 5 "${@:2}" |
     grep -E '^\||ceilings'
 }
 date -u
 llama bf16; ours ""
-ours -int8; llama Q8_0
+ours -fp8; ours -fp8-h
+ours -int8; ours -int8 --activations int8-all; llama Q8_0
 llama Q8_0; ours -int8-h
 ours -int4-h; llama Q4_0
-llama Q4_K_M; ours -int4
+llama Q4_K_M; ours -int4; ours -int4 --activations int8-all
 ours -int4-h; llama Q4_K_M
 date -u
