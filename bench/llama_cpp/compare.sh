@@ -23,20 +23,19 @@ llama() {
   fresh "$gguf/bench-v3-mini-$1.gguf"
   "$lb" -m "$gguf/bench-v3-mini-$1.gguf" -p 512 -n 128 -t 2 -r 5 2>&1 | grep -E '^\|'
 }
-ours() {  # ours SUFFIX [--activations int8-all]: pp512 and tg128, or pp512 alone with int8-all
+dsv3_bench() {  # SUFFIX, then dsv3 bench's test options
   echo "== dsv3 bench bench-v3-mini$1 ${*:2}"
   fresh "$models/bench-v3-mini$1"/*.safetensors
-  local gen=128
-  [ $# -gt 1 ] && gen=0
-  "$dsv3" bench --model-path "$models/bench-v3-mini$1" --prompt-len 512 --gen-len $gen --threads 2 --repetitions 5 "${@:2}" |
-    grep -E '^\||ceilings'
+  "$dsv3" bench --model-path "$models/bench-v3-mini$1" --threads 2 --repetitions 5 "${@:2}" | grep -E '^\||ceilings'
 }
+ours() { dsv3_bench "$1" --prompt-len 512 --gen-len 128; }
+ours_int8_all() { dsv3_bench "$1" --prompt-len 512 --gen-len 0 --activations int8-all; }
 date -u
 llama bf16; ours ""
 ours -fp8; ours -fp8-h
-ours -int8; ours -int8 --activations int8-all; llama Q8_0
+ours -int8; ours_int8_all -int8; llama Q8_0
 llama Q8_0; ours -int8-h
 ours -int4-h; llama Q4_0
-llama Q4_K_M; ours -int4; ours -int4 --activations int8-all
+llama Q4_K_M; ours -int4; ours_int8_all -int4
 ours -int4-h; llama Q4_K_M
 date -u
