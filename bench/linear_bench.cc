@@ -25,16 +25,20 @@ struct Fixture {
   std::vector<uint8_t> bytes;
   std::vector<float> scale, x, y;
   std::vector<uint16_t> scale16;
+  std::vector<uint8_t> zero;  // INT4 with zero points
   WeightMatrix w;
 };
 
-// Pseudo-dtypes of the benchmark arguments for the integer formats `dsv3 quantize` writes.
-constexpr int kInt8PerChannel = 100, kInt4Group32 = 101;
+// Pseudo-dtypes of the benchmark arguments for the integer formats `dsv3 quantize` writes:
+// INT8 per channel, INT4 g32 symmetric (llama.cpp's Q4_0 layout) and INT4 g64 with zero points
+// (its default).
+constexpr int kInt8PerChannel = 100, kInt4Group32 = 101, kInt4Group64Zero = 102;
 
 // A benchmark argument's format as its labels name it.
 std::string FormatName(int format) {
   if (format == kInt8PerChannel) return "int8";
   if (format == kInt4Group32) return "int4-g32";
+  if (format == kInt4Group64Zero) return "int4-g64z";
   return DTypeName(static_cast<DType>(format));
 }
 
@@ -53,14 +57,17 @@ Fixture MakeInt(int format, int64_t rows, int64_t cols, int64_t T) {
     f.w.block_out = 1;
     f.w.block_in = cols;
   } else {
-    Int4Groups q = QuantizeInt4(w.data(), rows, cols, 32, true, "bench").value();
+    const int64_t group = format == kInt4Group32 ? 32 : 64, groups = (cols + group - 1) / group;
+    Int4Groups q = QuantizeInt4(w.data(), rows, cols, group, format == kInt4Group32, "bench").value();
     f.bytes = q.packed;
     f.scale16 = q.scale;
+    f.zero = q.zero;
     f.w.w = TensorView{f.bytes.data(), DType::kU8, Shape{rows, (cols + 1) / 2}};
-    f.w.scale = TensorView{f.scale16.data(), DType::kF16, Shape{rows, (cols + 31) / 32}};
+    f.w.scale = TensorView{f.scale16.data(), DType::kF16, Shape{rows, groups}};
+    if (!f.zero.empty()) f.w.zero = TensorView{f.zero.data(), DType::kU8, Shape{rows, groups}};
     f.w.in_features = cols;
     f.w.block_out = 1;
-    f.w.block_in = 32;
+    f.w.block_in = group;
   }
   f.x.resize(static_cast<size_t>(T * cols));
   for (float& v : f.x) v = dist(rng);
@@ -95,7 +102,8 @@ Fixture Make(int format, int64_t rows, int64_t cols, int64_t T) {
 
 // The bytes of a fixture's matrix: its weights and scales.
 int64_t MatrixBytes(const Fixture& f) {
-  return static_cast<int64_t>(f.bytes.size() + f.scale.size() * sizeof(float) + f.scale16.size() * sizeof(uint16_t));
+  return static_cast<int64_t>(f.bytes.size() + f.scale.size() * sizeof(float) + f.scale16.size() * sizeof(uint16_t) +
+                              f.zero.size());
 }
 
 // Matrices laid out as dsv3 maps a checkpoint's weights: on 2 MiB pages, each weight and scale
@@ -114,7 +122,8 @@ MappedWeights OnHugePages(const std::vector<const Fixture*>& fixtures, int64_t c
   const auto line = [](size_t n) { return (n + kLine - 1) / kLine * kLine; };
   size_t total = 0;
   for (const Fixture* f : fixtures)
-    total += line(f->bytes.size()) + line(f->scale.size() * sizeof(float)) + line(f->scale16.size() * sizeof(uint16_t));
+    total += line(f->bytes.size()) + line(f->scale.size() * sizeof(float)) + line(f->scale16.size() * sizeof(uint16_t)) +
+             line(f->zero.size());
   MappedWeights m{HugePageBuffer(total * static_cast<size_t>(copies)), {}};
   auto* at = static_cast<uint8_t*>(m.memory.data());
   const auto place = [&](const void* src, size_t n) {
@@ -130,7 +139,9 @@ MappedWeights OnHugePages(const std::vector<const Fixture*>& fixtures, int64_t c
       void* scale = place(f->scale.data(), f->scale.size() * sizeof(float));
       void* scale16 = place(f->scale16.data(), f->scale16.size() * sizeof(uint16_t));
       if (!f->scale.empty()) (f->w.scale.data == f->scale.data() ? w.scale : w.scale_inv).data = scale;
+      void* zero = place(f->zero.data(), f->zero.size());
       if (!f->scale16.empty()) w.scale.data = scale16;
+      if (!f->zero.empty()) w.zero.data = zero;
       m.w.push_back(w);
     }
   }
@@ -320,6 +331,58 @@ BENCHMARK(BM_MoeDecodeStep)
     ->Arg(static_cast<int>(DType::kF8E4M3))
     ->Arg(kInt8PerChannel)
     ->Arg(kInt4Group32)
+    ->Arg(kInt4Group64Zero)
+    ->UseRealTime()
+    ->MinTime(0.5);
+
+// Args: dtype (as BM_Linear), activations. One MoE layer's routed experts in a 512-token
+// prefill as MoeForward runs them: 64 experts (gate and up 512 x 1536, down 1536 x 512, each
+// expert's three one after another as a checkpoint stores them), 48 tokens each (512 tokens x 6
+// picks / 64), 2 threads: every expert's gate and up in one LinearJobs region, then the downs
+// in a second. The inputs are prepared once, outside the timing (the engine quantizes a step's
+// tokens once, PrepareQuantizedOnce), so the figure is the expert GEMMs' alone, where
+// BM_ExpertStream's one Linear per expert also quantizes its 48 tokens on one thread each call.
+// The 64 experts (85 MB at INT4 g32) come from DRAM each pass, as a prefill's layers do.
+void BM_MoePrefillStep(benchmark::State& state) {
+  const int format = static_cast<int>(state.range(0));
+  const auto activations = static_cast<LinearActivations>(state.range(1));
+  if (SkipIfCpuLacks(state, LinearKernel::kAuto, activations)) return;
+  constexpr int64_t kExperts = 64, kTokens = 48, kI = 512, kD = 1536, kMinRowPiece = 64;  // MoeForward's kRowBlock
+  SetNumThreads(2);
+  SetLinearActivations(activations);
+  const Fixture gate = Make(format, kI, kD, kTokens), up = Make(format, kI, kD, kTokens),
+                down = Make(format, kD, kI, kTokens);
+  const MappedWeights mapped = OnHugePages({&gate, &up, &down}, kExperts);  // expert e: [3e, 3e + 2]
+  std::vector<float> gate_out(kExperts * kTokens * kI), up_out(kExperts * kTokens * kI),
+      down_out(kExperts * kTokens * kD);
+  std::vector<LinearInput> x_in(kExperts), hidden(kExperts);
+  for (int64_t e = 0; e < kExperts; ++e) {
+    x_in[static_cast<size_t>(e)].Prepare(gate.x.data(), kTokens, mapped.w[static_cast<size_t>(3 * e)], activations);
+    hidden[static_cast<size_t>(e)].Prepare(down.x.data(), kTokens, mapped.w[static_cast<size_t>(3 * e + 2)], activations);
+  }
+  std::vector<LinearJob> gate_up, downs;
+  for (int64_t e = 0; e < kExperts; ++e) {
+    const auto i = static_cast<size_t>(e);
+    gate_up.push_back({&x_in[i], &mapped.w[3 * i], gate_out.data() + e * kTokens * kI});
+    gate_up.push_back({&x_in[i], &mapped.w[3 * i + 1], up_out.data() + e * kTokens * kI});
+    downs.push_back({&hidden[i], &mapped.w[3 * i + 2], down_out.data() + e * kTokens * kD});
+  }
+  for (auto _ : state) {
+    LinearJobs(gate_up, kMinRowPiece);
+    LinearJobs(downs, kMinRowPiece);
+    benchmark::DoNotOptimize(down_out.data());
+  }
+  SetLinearActivations(LinearActivations::kInt8);
+  state.SetLabel(FormatName(format) + " x" + LinearActivationsName(activations));
+  state.counters["FLOPS"] = benchmark::Counter(static_cast<double>(2 * kTokens * 3 * kI * kD * kExperts) * state.iterations(),
+                                               benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_MoePrefillStep)
+    ->Args({kInt8PerChannel, static_cast<int>(LinearActivations::kInt8All)})
+    ->Args({kInt4Group32, static_cast<int>(LinearActivations::kInt8All)})
+    ->Args({kInt4Group64Zero, static_cast<int>(LinearActivations::kInt8All)})
+    ->Args({static_cast<int>(DType::kBF16), static_cast<int>(LinearActivations::kBf16)})
+    ->Args({static_cast<int>(DType::kBF16), static_cast<int>(LinearActivations::kF32)})
     ->UseRealTime()
     ->MinTime(0.5);
 

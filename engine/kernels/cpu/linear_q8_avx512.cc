@@ -134,7 +134,9 @@ void SixteenRowsGroups(const RawWeight& w, int64_t r, int64_t r1, int64_t g0, in
   for (int m = 0; m < 16; ++m) {
     const int64_t rr = TileRow(r, m, r1);
     if (int4) {
-      sc[m] = _mm512_castps_si512(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(have, w.scale16 + rr * w.scale_cols + g0)));
+      const uint16_t* at = w.scale16 + rr * w.scale_cols + g0;
+      sc[m] = _mm512_castps_si512(_mm512_cvtph_ps(n == 16 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(at))
+                                                          : _mm256_maskz_loadu_epi16(have, at)));
       z[m] = w.zero ? _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(have, w.zero + rr * w.scale_cols + g0))
                     : _mm512_set1_epi32(8);  // the same in every lane: no transpose needed
     } else {
@@ -159,7 +161,7 @@ void PackBlockScales(const RawWeight& w, int64_t r, int64_t r1, const GemmTile& 
       for (int64_t k = 0; k < n; ++k)  // group g0 + k: its blocks
         for (int64_t b = (g0 + k) * per_group; b < nb && b < (g0 + k + 1) * per_group; ++b) {
           _mm512_store_si512(t.scale + b * kQGemmRows + 16 * v, sc[k]);
-          if (int4) _mm512_store_si512(t.zero + b * kQGemmRows + 16 * v, z[k]);
+          if (int4 && w.zero) _mm512_store_si512(t.zero + b * kQGemmRows + 16 * v, z[k]);
         }
     }
 }
@@ -186,7 +188,9 @@ void PackInt8Rows(const RawWeight& w, int64_t r, int64_t r1, const GemmTile& t) 
 }
 
 // Rows [r, r + 32) of an INT4 w into the tile: sixteen rows' four blocks (64 bytes) at a time,
-// the low nibbles (each block's quads 0-3) and the high ones (4-7) transposed apart.
+// transposed as bytes, then each dword's low nibbles (its block's quad c % 4) and high ones
+// (quad 4 + c % 4) split apart: masks and shifts act on each byte alone, so they commute with
+// the transpose, and one transpose serves both (splitting first took two).
 void PackInt4Rows(const RawWeight& w, int64_t r, int64_t r1, const GemmTile& t) {
   const int64_t nb = w.cols / kActBlock;
   const __m512i low4 = _mm512_set1_epi8(0x0f);
@@ -196,18 +200,14 @@ void PackInt4Rows(const RawWeight& w, int64_t r, int64_t r1, const GemmTile& t) 
     for (int64_t b = 0; b < nb; b += 4) {
       const int64_t n = nb - b < 4 ? nb - b : 4;  // blocks here, 16 bytes each
       const __mmask64 have = n == 4 ? ~__mmask64{0} : (__mmask64{1} << (16 * n)) - 1;
-      __m512i lo[16], hi[16];
-      for (int m = 0; m < 16; ++m) {
-        const __m512i x = _mm512_maskz_loadu_epi8(have, row[m] + b * 16);
-        lo[m] = _mm512_and_si512(x, low4);
-        hi[m] = _mm512_and_si512(_mm512_srli_epi16(x, 4), low4);
-      }
-      Transpose16(lo);
-      Transpose16(hi);
+      __m512i x[16];
+      for (int m = 0; m < 16; ++m) x[m] = _mm512_maskz_loadu_epi8(have, row[m] + b * 16);
+      Transpose16(x);
       for (int c = 0; c < 4 * n; ++c) {  // dword c: block b + c / 4, quad c % 4 (and 4 + c % 4)
         const int64_t blk = b + c / 4;
-        _mm512_store_si512(t.w + ((8 * blk + c % 4) * 2 + v) * 64, lo[c]);
-        _mm512_store_si512(t.w + ((8 * blk + 4 + c % 4) * 2 + v) * 64, hi[c]);
+        _mm512_store_si512(t.w + ((8 * blk + c % 4) * 2 + v) * 64, _mm512_and_si512(x[c], low4));
+        _mm512_store_si512(t.w + ((8 * blk + 4 + c % 4) * 2 + v) * 64,
+                           _mm512_and_si512(_mm512_srli_epi16(x[c], 4), low4));
       }
     }
   }
@@ -230,13 +230,14 @@ inline void QuadOffsets(int64_t b, int64_t nb, int64_t* lo, int64_t* hi) {
 
 // Blocks b0, b0 + step, ... of the tile against B tokens from t0 onto the chains acc[v][j]
 // (rows 16v..16v+15, token t0 + j). Per block a lane starts at the integer the weights' form
-// adds (INT8: -128 Σq for w + 128; INT4: -z Σq), takes eight vpdpbusd (the sixteen rows' quad
-// against the token's four activations broadcast), which leaves the exact block sum, and then
-// the contract's one fma. next: a tile's rows to fetch into cache meanwhile (null for none).
-template <bool kInt4, int B>
+// adds (INT8: -128 Σq for w + 128; INT4: -z Σq, from each row's zero point with kZeros, else
+// -8 Σq for every row), takes eight vpdpbusd (the sixteen rows' quad against the token's four
+// activations broadcast), which leaves the exact block sum, and then the contract's one fma.
+// next: n_next rows of a tile to fetch into cache meanwhile (null for none).
+template <bool kInt4, bool kZeros, int B>
 __attribute__((always_inline)) inline void GemmBlocks(const GemmTile& tile, const QuantizedActs& a, int64_t t0,
                                                       int64_t b0, int64_t step, const uint8_t* const* next,
-                                                      int64_t row_bytes, __m512 (*acc)[B]) {
+                                                      int n_next, int64_t row_bytes, __m512 (*acc)[B]) {
   const int64_t K = a.K, nb = K / kActBlock;
   const int64_t block_bytes = kInt4 ? kActBlock / 2 : kActBlock;  // of a stored row
   const int8_t* q[B];
@@ -254,7 +255,7 @@ __attribute__((always_inline)) inline void GemmBlocks(const GemmTile& tile, cons
   }
   for (int64_t b = b0; b < nb; b += step) {
     __m512i s[2][B];
-    if (kInt4) {
+    if (kZeros) {
       const __m512i z0 = _mm512_load_si512(tile.zero + b * kQGemmRows), z1 = _mm512_load_si512(tile.zero + b * kQGemmRows + 16);
       for (int j = 0; j < B; ++j) {  // z < 16 and |Σq| < 2^15: vpmaddwd's low halves
         const __m512i minus_sum = _mm512_set1_epi32(-sum[j][b]);
@@ -262,10 +263,11 @@ __attribute__((always_inline)) inline void GemmBlocks(const GemmTile& tile, cons
         s[1][j] = _mm512_madd_epi16(z1, minus_sum);
       }
     } else {
-      for (int j = 0; j < B; ++j) s[0][j] = s[1][j] = _mm512_set1_epi32(-128 * sum[j][b]);
+      constexpr int32_t kOffset = kInt4 ? 8 : 128;  // INT8's w + 128; symmetric INT4's z = 8 in every lane
+      for (int j = 0; j < B; ++j) s[0][j] = s[1][j] = _mm512_set1_epi32(-kOffset * sum[j][b]);
     }
     if (next && (b * block_bytes) % 64 == 0 && b * block_bytes < row_bytes)
-      for (int m = 0; m < kQGemmRows; ++m) _mm_prefetch(reinterpret_cast<const char*>(next[m] + b * block_bytes), _MM_HINT_T0);
+      for (int m = 0; m < n_next; ++m) _mm_prefetch(reinterpret_cast<const char*>(next[m] + b * block_bytes), _MM_HINT_T0);
     const uint8_t* wb = tile.w + b * 8 * 128;
     int64_t lo, hi;
     QuadOffsets<kInt4>(b, nb, &lo, &hi);
@@ -297,13 +299,13 @@ __attribute__((always_inline)) inline void GemmBlocks(const GemmTile& tile, cons
 // The tile's 32 rows x B tokens from t0: out[v * B + j] is rows 16v..16v+15 of token t0 + j.
 // INT8 has one chain; INT4 eight, block b on chain b mod 8, each run as its own pass over its
 // blocks (so its chains stay in registers) and summed as the contract says.
-template <bool kInt4, int B>
+template <bool kInt4, bool kZeros, int B>
 void GemmTokens(const GemmTile& tile, const QuantizedActs& a, int64_t t0, const uint8_t* const* next,
-                int64_t row_bytes, __m512* out) {
+                int n_next, int64_t row_bytes, __m512* out) {
   if (!kInt4) {
     __m512 acc[2][B];
     for (int j = 0; j < B; ++j) acc[0][j] = acc[1][j] = _mm512_setzero_ps();
-    GemmBlocks<false, B>(tile, a, t0, 0, 1, next, row_bytes, acc);
+    GemmBlocks<false, false, B>(tile, a, t0, 0, 1, next, n_next, row_bytes, acc);
     for (int j = 0; j < B; ++j) {
       out[j] = acc[0][j];
       out[B + j] = acc[1][j];
@@ -313,7 +315,7 @@ void GemmTokens(const GemmTile& tile, const QuantizedActs& a, int64_t t0, const 
   __m512 chain[8][2][B];
   for (int k = 0; k < 8; ++k) {
     for (int j = 0; j < B; ++j) chain[k][0][j] = chain[k][1][j] = _mm512_setzero_ps();
-    GemmBlocks<true, B>(tile, a, t0, k, 8, next, row_bytes, chain[k]);
+    GemmBlocks<true, kZeros, B>(tile, a, t0, k, 8, next, n_next, row_bytes, chain[k]);
   }
   for (int v = 0; v < 2; ++v)
     for (int j = 0; j < B; ++j) {
@@ -327,7 +329,7 @@ constexpr int kGemmTokens = 6;  // tokens a pass (2 x 6 lanes of sums and of cha
 
 // Rows [r0, r1) x every token, 32 rows at a time: the rows are repacked once, then meet the
 // tokens six at a time (their activations from L2).
-template <bool kInt4>
+template <bool kInt4, bool kZeros>
 void QGemm(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, float* y, int64_t ldy,
            bool accumulate, uint8_t* scratch) {
   const GemmTile tile = TileIn(scratch, a.K);
@@ -341,24 +343,32 @@ void QGemm(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, f
     } else {
       PackInt8Rows(w, r, r1, tile);
     }
+    // The next tile's rows are fetched as this one meets its tokens, a share of the rows with
+    // each pass of six tokens (all 32 rows in the first pass put 24-48 KB of requests in flight
+    // at once), and past r1 too: LinearJobs hands a thread a matrix's pieces in order, so the
+    // next tile is most often its next piece's first, which had begun every 64-row piece with a
+    // wait on DRAM.
     const uint8_t* next[kQGemmRows];
-    const bool fetch = r + 2 * kQGemmRows <= r1;
+    const bool fetch = r + 2 * kQGemmRows <= w.rows;
     for (int m = 0; m < kQGemmRows; ++m) next[m] = static_cast<const uint8_t*>(w.data) + (r + kQGemmRows + m) * w.row_bytes;
     // Lanes of the last vectors past r1 are not stored.
     const int64_t left = r1 - r;
     const __mmask16 keep[2] = {static_cast<__mmask16>(left >= 16 ? 0xffff : (1u << left) - 1),
                                static_cast<__mmask16>(left >= 32 ? 0xffff : left <= 16 ? 0 : (1u << (left - 16)) - 1)};
+    const int groups = static_cast<int>((a.T + kGemmTokens - 1) / kGemmTokens);
     for (int64_t t = 0; t < a.T;) {
       const int B = a.T - t >= kGemmTokens ? kGemmTokens : static_cast<int>(a.T - t);
       __m512 out[2 * kGemmTokens];
-      const uint8_t* const* ahead = fetch && t == 0 ? next : nullptr;
+      const int g = static_cast<int>(t / kGemmTokens);
+      const int m0 = kQGemmRows * g / groups, m1 = kQGemmRows * (g + 1) / groups;
+      const uint8_t* const* ahead = fetch && m1 > m0 ? next + m0 : nullptr;
       switch (B) {
-        case 6: GemmTokens<kInt4, 6>(tile, a, t, ahead, w.row_bytes, out); break;
-        case 5: GemmTokens<kInt4, 5>(tile, a, t, ahead, w.row_bytes, out); break;
-        case 4: GemmTokens<kInt4, 4>(tile, a, t, ahead, w.row_bytes, out); break;
-        case 3: GemmTokens<kInt4, 3>(tile, a, t, ahead, w.row_bytes, out); break;
-        case 2: GemmTokens<kInt4, 2>(tile, a, t, ahead, w.row_bytes, out); break;
-        default: GemmTokens<kInt4, 1>(tile, a, t, ahead, w.row_bytes, out); break;
+        case 6: GemmTokens<kInt4, kZeros, 6>(tile, a, t, ahead, m1 - m0, w.row_bytes, out); break;
+        case 5: GemmTokens<kInt4, kZeros, 5>(tile, a, t, ahead, m1 - m0, w.row_bytes, out); break;
+        case 4: GemmTokens<kInt4, kZeros, 4>(tile, a, t, ahead, m1 - m0, w.row_bytes, out); break;
+        case 3: GemmTokens<kInt4, kZeros, 3>(tile, a, t, ahead, m1 - m0, w.row_bytes, out); break;
+        case 2: GemmTokens<kInt4, kZeros, 2>(tile, a, t, ahead, m1 - m0, w.row_bytes, out); break;
+        default: GemmTokens<kInt4, kZeros, 1>(tile, a, t, ahead, m1 - m0, w.row_bytes, out); break;
       }
       for (int j = 0; j < B; ++j)
         for (int v = 0; v < 2; ++v) {
@@ -915,9 +925,11 @@ void QLinearAvx512(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64
   if (r0 >= r1 || a.T <= 0) return;
   if (scratch != nullptr && a.T >= QGemmMinTokens(w) && (w.kind == WeightKind::kI8 || w.kind == WeightKind::kInt4)) {
     if (w.kind == WeightKind::kI8) {
-      QGemm<false>(a, w, r0, r1, y, ldy, accumulate, scratch);
+      QGemm<false, false>(a, w, r0, r1, y, ldy, accumulate, scratch);
+    } else if (w.zero != nullptr) {
+      QGemm<true, true>(a, w, r0, r1, y, ldy, accumulate, scratch);
     } else {
-      QGemm<true>(a, w, r0, r1, y, ldy, accumulate, scratch);
+      QGemm<true, false>(a, w, r0, r1, y, ldy, accumulate, scratch);
     }
   } else if (w.kind == WeightKind::kI8 && a.T == 1) {
     Int8Decode(a, w, r0, r1, y, accumulate);
