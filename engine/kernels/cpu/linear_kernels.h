@@ -152,7 +152,8 @@ void QLinearAvx512(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64
 // sixteen rows (vpdpbusd's unsigned operand: INT8 w + 128, INT4 the nibble u; a column quad of
 // each) against one token's four activations broadcast, so each lane is one output's exact
 // block sum, with no sums across lanes. The weights are stored a row after another, so it
-// repacks kQGemmRows rows at a time into the scratch (a byte a weight, then each block's
+// repacks kQGemmRows rows at a time into the scratch (INT8 a byte a weight, INT4 its bytes as
+// stored, transposed, its nibbles split as the GEMM reads them; then each block's
 // scales and INT4 zero points). Where it starts to win, 64 experts x (gate, up, down) from
 // DRAM, 2 threads, alternated with the tiles: INT8 at 3 tokens (8.5 -> 8.0 ms, 8 tokens 13.2
 // -> 7.2; at 2 the tiles streamed faster, 4.3-4.5 against 5.1-5.5, and the one-token steps

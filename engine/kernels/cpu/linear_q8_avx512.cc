@@ -96,10 +96,12 @@ inline void Transpose16(__m512i* v) {
   }
 }
 
-// Where the GEMM finds a tile of kQGemmRows rows in its scratch: block b's column quad c for
-// rows 16v..16v+15 is the 64 bytes at tile + ((8b + c) · 2 + v) · 64, one byte a weight (INT8:
-// w + 128; INT4: the nibble u, its quads in the nibble order, low nibbles' four then the high
-// ones'); then each block's 32 scales (float) and for INT4 its 32 zero points (int32).
+// Where the GEMM finds a tile of kQGemmRows rows in its scratch: INT8 block b's column quad c
+// for rows 16v..16v+15 is the 64 bytes at tile + ((8b + c) · 2 + v) · 64, a byte a weight
+// (w + 128); INT4 block b's dword c (0-3) of the sixteen rows is at tile + ((4b + c) · 2 + v) ·
+// 64, the bytes as stored, two nibbles each (the low ones quad c, the high ones quad 4 + c, in
+// the nibble order), split as the GEMM reads them; then each block's 32 scales (float) and for
+// INT4 its 32 zero points (int32).
 struct GemmTile {
   uint8_t* w;
   float* scale;
@@ -188,12 +190,11 @@ void PackInt8Rows(const RawWeight& w, int64_t r, int64_t r1, const GemmTile& t) 
 }
 
 // Rows [r, r + 32) of an INT4 w into the tile: sixteen rows' four blocks (64 bytes) at a time,
-// transposed as bytes, then each dword's low nibbles (its block's quad c % 4) and high ones
-// (quad 4 + c % 4) split apart: masks and shifts act on each byte alone, so they commute with
-// the transpose, and one transpose serves both (splitting first took two).
+// transposed as stored. The GEMM splits each dword's nibbles as it reads them, where splitting
+// them here, into a byte a weight, had taken two transposes and twice the stores, and a tile
+// as large as L1 (48 KB at K = 1536).
 void PackInt4Rows(const RawWeight& w, int64_t r, int64_t r1, const GemmTile& t) {
   const int64_t nb = w.cols / kActBlock;
-  const __m512i low4 = _mm512_set1_epi8(0x0f);
   for (int v = 0; v < 2; ++v) {
     const uint8_t* row[16];
     SixteenRows(w, r + 16 * v, r1, row);
@@ -203,12 +204,8 @@ void PackInt4Rows(const RawWeight& w, int64_t r, int64_t r1, const GemmTile& t) 
       __m512i x[16];
       for (int m = 0; m < 16; ++m) x[m] = _mm512_maskz_loadu_epi8(have, row[m] + b * 16);
       Transpose16(x);
-      for (int c = 0; c < 4 * n; ++c) {  // dword c: block b + c / 4, quad c % 4 (and 4 + c % 4)
-        const int64_t blk = b + c / 4;
-        _mm512_store_si512(t.w + ((8 * blk + c % 4) * 2 + v) * 64, _mm512_and_si512(x[c], low4));
-        _mm512_store_si512(t.w + ((8 * blk + 4 + c % 4) * 2 + v) * 64,
-                           _mm512_and_si512(_mm512_srli_epi16(x[c], 4), low4));
-      }
+      // Dword c: block b + c / 4's dword c % 4, at ((4 (b + c / 4) + c % 4) · 2 + v) · 64.
+      for (int c = 0; c < 4 * n; ++c) _mm512_store_si512(t.w + ((4 * b + c) * 2 + v) * 64, x[c]);
     }
   }
   PackBlockScales(w, r, r1, t);
@@ -268,13 +265,11 @@ __attribute__((always_inline)) inline void GemmBlocks(const GemmTile& tile, cons
     }
     if (next && (b * block_bytes) % 64 == 0 && b * block_bytes < row_bytes)
       for (int m = 0; m < n_next; ++m) _mm_prefetch(reinterpret_cast<const char*>(next[m] + b * block_bytes), _MM_HINT_T0);
-    const uint8_t* wb = tile.w + b * 8 * 128;
     int64_t lo, hi;
     QuadOffsets<kInt4>(b, nb, &lo, &hi);
-#pragma GCC unroll 8
-    for (int c = 0; c < 8; ++c) {
-      const __m512i w0 = _mm512_load_si512(wb + c * 128), w1 = _mm512_load_si512(wb + c * 128 + 64);
-      const int64_t at = c < 4 ? lo + 4 * c : hi + 4 * (c - 4);
+    // One quad of the sixteen rows of each half (w0, w1) against each token's four activations
+    // from column `at`.
+    const auto quad_times_tokens = [&](__m512i w0, __m512i w1, int64_t at) {
       for (int j = 0; j < B; ++j) {
         int32_t quad;
         __builtin_memcpy(&quad, q[j] + at, 4);
@@ -282,6 +277,23 @@ __attribute__((always_inline)) inline void GemmBlocks(const GemmTile& tile, cons
         s[0][j] = _mm512_dpbusd_epi32(s[0][j], w0, xq);
         s[1][j] = _mm512_dpbusd_epi32(s[1][j], w1, xq);
       }
+    };
+    if (kInt4) {
+      const uint8_t* wb = tile.w + b * 4 * 128;
+      const __m512i low4 = _mm512_set1_epi8(0x0f);
+#pragma GCC unroll 4
+      for (int c = 0; c < 4; ++c) {  // dword c: quad c in the low nibbles, quad 4 + c in the high
+        const __m512i p0 = _mm512_load_si512(wb + c * 128), p1 = _mm512_load_si512(wb + c * 128 + 64);
+        quad_times_tokens(_mm512_and_si512(p0, low4), _mm512_and_si512(p1, low4), lo + 4 * c);
+        quad_times_tokens(_mm512_and_si512(_mm512_srli_epi16(p0, 4), low4),
+                          _mm512_and_si512(_mm512_srli_epi16(p1, 4), low4), hi + 4 * c);
+      }
+    } else {
+      const uint8_t* wb = tile.w + b * 8 * 128;
+#pragma GCC unroll 8
+      for (int c = 0; c < 8; ++c)
+        quad_times_tokens(_mm512_load_si512(wb + c * 128), _mm512_load_si512(wb + c * 128 + 64),
+                          c < 4 ? lo + 4 * c : hi + 4 * (c - 4));
     }
     const __m512 s0 = _mm512_load_ps(tile.scale + b * kQGemmRows), s1 = _mm512_load_ps(tile.scale + b * kQGemmRows + 16);
     for (int j = 0; j < B; ++j) {
