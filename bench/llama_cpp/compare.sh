@@ -1,9 +1,9 @@
 #!/bin/bash
 # llama-bench and dsv3 bench on the same machine and the same shape, the two tools taking turns
 # per format (a shared machine's speed moves within minutes), pp512 and tg128 (each from an
-# empty context), 2 threads, 5 repetitions each; dsv3's INT8 and INT4 also prefill with int8
-# activations in every step (--activations int8-all), as llama.cpp multiplies its 8- and 4-bit
-# files. Each file is dropped from the page cache and read back before its tool runs, so that
+# empty context), 2 threads, 5 repetitions each; dsv3's INT8, INT4 and INT4-h also prefill with
+# int8 activations in every step (--activations int8-all), as llama.cpp multiplies its 8- and
+# 4-bit files. Each file is dropped from the page cache and read back before its tool runs, so that
 # neither finds the other's pages warm. See README.md here for making the GGUF files.
 #
 # usage: compare.sh LLAMA_BENCH GGUF_DIR DSV3_MODELS_DIR [DSV3_BINARY]
@@ -35,7 +35,7 @@ llama bf16; ours ""
 ours -fp8; ours -fp8-h
 ours -int8; ours_int8_all -int8; llama Q8_0
 llama Q8_0; ours -int8-h
-ours -int4-h; llama Q4_0
+ours -int4-h; ours_int8_all -int4-h; llama Q4_0
 llama Q4_K_M; ours -int4; ours_int8_all -int4
 ours -int4-h; llama Q4_K_M
 date -u
