@@ -383,6 +383,8 @@ BENCHMARK(BM_MoePrefillStep)
     ->Args({kInt4Group64Zero, static_cast<int>(LinearActivations::kInt8All)})
     ->Args({static_cast<int>(DType::kBF16), static_cast<int>(LinearActivations::kBf16)})
     ->Args({static_cast<int>(DType::kBF16), static_cast<int>(LinearActivations::kF32)})
+    ->Args({static_cast<int>(DType::kF8E4M3), static_cast<int>(LinearActivations::kBf16)})
+    ->Args({static_cast<int>(DType::kF8E4M3), static_cast<int>(LinearActivations::kF32)})
     ->UseRealTime()
     ->MinTime(0.5);
 
