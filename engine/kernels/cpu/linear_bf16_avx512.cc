@@ -126,7 +126,8 @@ void Tokens(const uint16_t* const* w, int64_t K, const uint16_t* x, int64_t Kh, 
             bool accumulate, int64_t prefetch) {
   const int groups = static_cast<int>((T + 3) / 4);
   for (int64_t t = 0; t < T; t += 4) {
-    const int g = static_cast<int>(t / 4), f0 = R * g / groups, f1 = R * (g + 1) / groups;
+    int f0, f1;
+    FetchShare(R, static_cast<int>(t / 4), groups, &f0, &f1);
     const int64_t fetch = f1 > f0 ? prefetch : 0;
     switch (T - t < 4 ? T - t : 4) {
       case 4: Tile<R, 4>(w, K, x + t * Kh, Kh, y + t * ldy, ldy, accumulate, fetch, false, f0, f1); break;

@@ -120,8 +120,9 @@ inline void SixteenRows(const RawWeight& w, int64_t r, int64_t r1, const uint8_t
 }
 
 // Groups [g0, g0 + n) (n <= 16) of the sixteen rows from r (past r1: row r1 - 1 again),
-// transposed: sc[k] lane m is row m's scale of group g0 + k (float), and for INT4 z[k] lane m its
-// zero point (int32; 8 in every lane without them). z is not written for INT8.
+// transposed: sc[k] lane m is row m's scale of group g0 + k (float), and for INT4 with zero
+// points z[k] lane m its zero point (int32). z is not written for INT8 or symmetric INT4 (the
+// GEMM starts those blocks from a broadcast).
 void SixteenRowsGroups(const RawWeight& w, int64_t r, int64_t r1, int64_t g0, int64_t n, __m512i* sc, __m512i* z) {
   const bool int4 = w.kind == WeightKind::kInt4;
   if (!int4 && w.block_out == 1 && w.scale_cols == 1) {
@@ -139,8 +140,7 @@ void SixteenRowsGroups(const RawWeight& w, int64_t r, int64_t r1, int64_t g0, in
       const uint16_t* at = w.scale16 + rr * w.scale_cols + g0;
       sc[m] = _mm512_castps_si512(_mm512_cvtph_ps(n == 16 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(at))
                                                           : _mm256_maskz_loadu_epi16(have, at)));
-      z[m] = w.zero ? _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(have, w.zero + rr * w.scale_cols + g0))
-                    : _mm512_set1_epi32(8);  // the same in every lane: no transpose needed
+      if (w.zero) z[m] = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(have, w.zero + rr * w.scale_cols + g0));
     } else {
       const int64_t srow = w.block_out == 1 ? rr : rr / w.block_out;
       sc[m] = _mm512_maskz_loadu_epi32(have, w.scale + srow * w.scale_cols + g0);
@@ -371,8 +371,8 @@ void QGemm(const QuantizedActs& a, const RawWeight& w, int64_t r0, int64_t r1, f
     for (int64_t t = 0; t < a.T;) {
       const int B = a.T - t >= kGemmTokens ? kGemmTokens : static_cast<int>(a.T - t);
       __m512 out[2 * kGemmTokens];
-      const int g = static_cast<int>(t / kGemmTokens);
-      const int m0 = kQGemmRows * g / groups, m1 = kQGemmRows * (g + 1) / groups;
+      int m0, m1;
+      FetchShare(kQGemmRows, static_cast<int>(t / kGemmTokens), groups, &m0, &m1);
       const uint8_t* const* ahead = fetch && m1 > m0 ? next + m0 : nullptr;
       switch (B) {
         case 6: GemmTokens<kInt4, kZeros, 6>(tile, a, t, ahead, m1 - m0, w.row_bytes, out); break;
